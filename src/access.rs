@@ -1,0 +1,93 @@
+//! The access layer: every record operation asks here whether the caller may
+//! do it. Admins pass every rule; a missing rule means admins only; a rule
+//! that fails to evaluate denies.
+
+use serde_json::{Map, Value};
+
+use crate::auth::Principal;
+use crate::model::Collection;
+use crate::rules::{EvalContext, Expr, UserContext};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    List,
+    View,
+    Create,
+    Update,
+    Delete,
+}
+
+impl Action {
+    pub fn rule(self, collection: &Collection) -> Option<&Expr> {
+        let rules = &collection.rules;
+        match self {
+            Action::List => rules.list.as_ref(),
+            Action::View => rules.view.as_ref(),
+            Action::Create => rules.create.as_ref(),
+            Action::Update => rules.update.as_ref(),
+            Action::Delete => rules.delete.as_ref(),
+        }
+    }
+}
+
+/// A caller as rules see them, built once per request.
+pub struct Caller<'p> {
+    pub principal: &'p Principal,
+    pub user: Option<UserContext>,
+    pub now: String,
+}
+
+impl<'p> Caller<'p> {
+    pub fn new(principal: &'p Principal) -> Caller<'p> {
+        Caller {
+            principal,
+            user: principal.rule_context(),
+            now: crate::clock::now_rfc3339(),
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.principal.is_admin()
+    }
+
+    /// May the caller do `action` on this record (as stored, or as it would
+    /// be written)?
+    pub fn allows(
+        &self,
+        collection: &Collection,
+        action: Action,
+        record: &Map<String, Value>,
+    ) -> bool {
+        if self.is_admin() {
+            return true;
+        }
+        let Some(rule) = action.rule(collection) else {
+            return false;
+        };
+        rule.matches(&EvalContext {
+            record,
+            user: self.user.as_ref(),
+            now: &self.now,
+        })
+    }
+
+    /// False when the rule for `action` cannot pass for this caller whatever
+    /// the record (missing rule, or e.g. `@user != null` for anonymous).
+    pub fn may_ever(&self, collection: &Collection, action: Action) -> bool {
+        self.is_admin()
+            || action
+                .rule(collection)
+                .is_some_and(|rule| rule.can_be_true_for(self.user.as_ref(), &self.now))
+    }
+
+    /// The rules a listed record must pass (`list` and `view`), or `None`
+    /// when the caller may not list this collection at all.
+    pub fn list_rules<'c>(&self, collection: &'c Collection) -> Option<Vec<&'c Expr>> {
+        if self.is_admin() {
+            return Some(Vec::new());
+        }
+        let list = Action::List.rule(collection)?;
+        let view = Action::View.rule(collection)?;
+        Some(vec![list, view])
+    }
+}

@@ -1,0 +1,65 @@
+//! Identity: password hashing, access and refresh tokens, and the principal
+//! a request acts as. Admin status always comes from the stored user, never
+//! from a token claim.
+
+pub mod password;
+pub mod principal;
+pub mod token;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use principal::Principal;
+pub use token::{TokenError, TokenPair};
+
+use crate::store::{Store, StoreError};
+
+/// Everything needed to authenticate a request. Cheap to clone.
+#[derive(Clone)]
+pub struct Auth {
+    pub tokens: token::TokenIssuer,
+    pub passwords: password::Hasher,
+    store: Store,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("invalid token")]
+    InvalidToken,
+    #[error("token expired")]
+    Expired,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Auth {
+    pub fn new(
+        store: Store,
+        token_ttl: Duration,
+        refresh_ttl: Duration,
+    ) -> Result<Auth, StoreError> {
+        let secret = token::load_or_create_secret(&store)?;
+        Ok(Auth {
+            tokens: token::TokenIssuer::new(&secret, token_ttl, refresh_ttl),
+            passwords: password::Hasher::new(),
+            store,
+        })
+    }
+
+    /// Resolves a bearer credential to a principal. The token's user must
+    /// still exist, be enabled, and be at the token's generation.
+    pub fn authenticate(&self, bearer: &str) -> Result<Principal, AuthError> {
+        let claims = self.tokens.verify(bearer).map_err(|e| match e {
+            TokenError::Expired => AuthError::Expired,
+            TokenError::Invalid => AuthError::InvalidToken,
+        })?;
+        let user = self
+            .store
+            .get_user(&claims.sub)?
+            .ok_or(AuthError::InvalidToken)?;
+        if user.disabled || user.generation != claims.generation {
+            return Err(AuthError::InvalidToken);
+        }
+        Ok(Principal::User(Arc::new(user)))
+    }
+}

@@ -1,0 +1,208 @@
+//! Access tokens (HS256 JWTs) and refresh tokens (random, stored hashed).
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::clock;
+use crate::model::User;
+use crate::store::{codec, Store, StoreError};
+
+const SECRET_KEY: &str = "signing_secret";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Claims {
+    pub sub: String,
+    pub roles: Vec<String>,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    /// The user's token generation when issued; a bump revokes the token.
+    #[serde(rename = "gen")]
+    pub generation: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token expired")]
+    Expired,
+    #[error("invalid token")]
+    Invalid,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenPair {
+    pub token: String,
+    pub refresh_token: String,
+    pub expires_in: u64,
+}
+
+/// A refresh token as stored: keyed by the SHA-256 of the secret.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredRefresh {
+    pub user_id: String,
+    pub expires_ms: i64,
+}
+
+#[derive(Clone)]
+pub struct TokenIssuer {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    pub token_ttl: Duration,
+    pub refresh_ttl: Duration,
+}
+
+/// The 256-bit signing secret, created on first start and kept in `meta`.
+pub fn load_or_create_secret(store: &Store) -> Result<Vec<u8>, StoreError> {
+    if let Some(secret) = store.meta_get(SECRET_KEY)? {
+        if secret.len() == 32 {
+            return Ok(secret);
+        }
+    }
+    let mut secret = vec![0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    store.meta_put(SECRET_KEY, &secret)?;
+    Ok(secret)
+}
+
+pub fn random_token(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn digest(secret: &str) -> Vec<u8> {
+    let mut key = vec![b'r'];
+    key.extend_from_slice(&Sha256::digest(secret.as_bytes()));
+    key
+}
+
+impl TokenIssuer {
+    pub fn new(secret: &[u8], token_ttl: Duration, refresh_ttl: Duration) -> TokenIssuer {
+        let mut validation = Validation::new(Algorithm::HS256);
+        // An expired token is expired: no grace period.
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub", "iat"]);
+        TokenIssuer {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            token_ttl,
+            refresh_ttl,
+        }
+    }
+
+    pub fn access_token(&self, user: &User) -> Result<String, TokenError> {
+        let now = clock::now_ms() / 1000;
+        let claims = Claims {
+            sub: user.id.clone(),
+            roles: user.roles.clone(),
+            iat: now,
+            exp: now + self.token_ttl.as_secs() as i64,
+            jti: crate::ids::generate(),
+            generation: user.generation,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|_| TokenError::Invalid)
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            })
+    }
+
+    /// Issues an access token and a refresh token, storing the latter hashed.
+    pub fn issue(&self, store: &Store, user: &User) -> Result<TokenPair, StoreError> {
+        let token = self
+            .access_token(user)
+            .map_err(|_| StoreError::Corrupt("token signing failed".into()))?;
+        let refresh_token = random_token("rt_");
+        let stored = StoredRefresh {
+            user_id: user.id.clone(),
+            expires_ms: clock::now_ms() + self.refresh_ttl.as_millis() as i64,
+        };
+        store
+            .auth_tree()
+            .insert(digest(&refresh_token), codec::encode(&stored))?;
+        Ok(TokenPair {
+            token,
+            refresh_token,
+            expires_in: self.token_ttl.as_secs(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> User {
+        User {
+            id: "u1".into(),
+            email: "a@b.c".into(),
+            name: String::new(),
+            roles: vec!["admin".into()],
+            groups: vec![],
+            tenant: None,
+            disabled: false,
+            created: String::new(),
+            password_hash: String::new(),
+            generation: 2,
+        }
+    }
+
+    #[test]
+    fn tokens_verify_and_carry_the_claims() {
+        let issuer = TokenIssuer::new(&[7; 32], Duration::from_secs(60), Duration::from_secs(60));
+        let token = issuer.access_token(&user()).unwrap();
+        let claims = issuer.verify(&token).unwrap();
+        assert_eq!(claims.sub, "u1");
+        assert_eq!(claims.generation, 2);
+        assert_eq!(claims.exp - claims.iat, 60);
+    }
+
+    #[test]
+    fn other_secrets_and_tampering_are_rejected() {
+        let issuer = TokenIssuer::new(&[7; 32], Duration::from_secs(60), Duration::from_secs(60));
+        let other = TokenIssuer::new(&[8; 32], Duration::from_secs(60), Duration::from_secs(60));
+        let token = other.access_token(&user()).unwrap();
+        assert_eq!(issuer.verify(&token), Err(TokenError::Invalid));
+        let unsigned = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            token.split('.').nth(1).unwrap()
+        );
+        assert_eq!(issuer.verify(&unsigned), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn expired_tokens_are_expired_without_leeway() {
+        let issuer = TokenIssuer::new(&[7; 32], Duration::from_secs(60), Duration::from_secs(60));
+        let now = clock::now_ms() / 1000;
+        let claims = Claims {
+            sub: "u1".into(),
+            roles: vec![],
+            iat: now - 100,
+            exp: now - 5,
+            jti: "j".into(),
+            generation: 0,
+        };
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&[7; 32]),
+        )
+        .unwrap();
+        assert_eq!(issuer.verify(&token), Err(TokenError::Expired));
+    }
+}

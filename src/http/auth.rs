@@ -1,0 +1,179 @@
+//! Sign-in, sign-up, first-admin setup, and `me`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use super::error::{ApiError, ApiResult};
+use super::extract::JsonBody;
+use super::AppState;
+use crate::auth::password::check_policy;
+use crate::auth::Principal;
+use crate::model::user::{is_plausible_email, normalize_email};
+use crate::model::User;
+use crate::store::writer::Mutation;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignupBody {
+    email: String,
+    password: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupBody {
+    code: String,
+    email: String,
+    password: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// Hashes the password and stores a new user; the caller decides the roles.
+pub async fn create_user(
+    state: &AppState,
+    email: &str,
+    password: String,
+    name: Option<String>,
+    roles: Vec<String>,
+) -> ApiResult<User> {
+    let email = normalize_email(email);
+    if !is_plausible_email(&email) {
+        return Err(ApiError::validation(
+            "invalid user",
+            &[("email".to_owned(), "must be an email address".to_owned())].into(),
+        ));
+    }
+    if let Err(e) = check_policy(&password) {
+        return Err(ApiError::validation(
+            "invalid user",
+            &[("password".to_owned(), e.to_string())].into(),
+        ));
+    }
+    let password_hash = state
+        .auth
+        .passwords
+        .hash(password)
+        .await
+        .map_err(ApiError::internal)?;
+    let user = User {
+        id: crate::ids::generate(),
+        email,
+        name: name.unwrap_or_default(),
+        roles,
+        groups: Vec::new(),
+        tenant: None,
+        disabled: false,
+        created: crate::clock::now_rfc3339(),
+        password_hash,
+        generation: 0,
+    };
+    state
+        .writer
+        .submit(Mutation::CreateUser(user.clone()))
+        .await?;
+    Ok(user)
+}
+
+fn session(state: &AppState, user: &User) -> ApiResult<Value> {
+    let pair = state.auth.tokens.issue(&state.store, user)?;
+    Ok(json!({
+        "token": pair.token,
+        "refresh_token": pair.refresh_token,
+        "expires_in": pair.expires_in,
+        "user": user.public_json(),
+    }))
+}
+
+/// `POST /api/setup`: redeems the one-time code printed at start-up.
+pub async fn setup(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<SetupBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let expected = state
+        .setup_code
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let Some(expected) = expected else {
+        return Err(ApiError::forbidden("setup is complete: an admin exists"));
+    };
+    if !bool::from(expected.as_bytes().ct_eq(body.code.trim().as_bytes())) {
+        return Err(ApiError::forbidden("wrong setup code"));
+    }
+    // Claim the code before the slow hash so two visitors cannot both redeem it.
+    {
+        let mut code = state.setup_code.lock().unwrap_or_else(|e| e.into_inner());
+        if code.as_deref() != Some(expected.as_str()) {
+            return Err(ApiError::forbidden("setup is complete: an admin exists"));
+        }
+        *code = None;
+    }
+    let created = create_user(
+        &state,
+        &body.email,
+        body.password,
+        body.name,
+        vec!["admin".to_owned()],
+    )
+    .await;
+    let user = match created {
+        Ok(user) => user,
+        Err(e) => {
+            // Nothing was created: the code stays valid for another try.
+            *state.setup_code.lock().unwrap_or_else(|e| e.into_inner()) = Some(expected);
+            return Err(e);
+        }
+    };
+    tracing::info!(user = %user.id, "first admin created through setup");
+    Ok((StatusCode::CREATED, Json(session(&state, &user)?)))
+}
+
+/// `POST /api/auth/signin`: the same answer, in about the same time, for an
+/// unknown email as for a wrong password.
+pub async fn signin(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Credentials>,
+) -> ApiResult<Json<Value>> {
+    let email = normalize_email(&body.email);
+    let user = state.store.user_by_email(&email)?;
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let matched = state.auth.passwords.verify(body.password, hash).await;
+    match user {
+        Some(user) if matched && !user.disabled => Ok(Json(session(&state, &user)?)),
+        _ => Err(ApiError::invalid_credentials()),
+    }
+}
+
+/// `POST /api/auth/signup`, when the `allow_signup` setting is on.
+pub async fn signup(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<SignupBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    if !state.settings.allow_signup {
+        return Err(ApiError::forbidden("sign-up is disabled on this server"));
+    }
+    let user = create_user(&state, &body.email, body.password, body.name, Vec::new()).await?;
+    Ok((StatusCode::CREATED, Json(session(&state, &user)?)))
+}
+
+/// `GET /api/auth/me`.
+pub async fn me(principal: Principal) -> ApiResult<Json<Value>> {
+    match principal.user() {
+        Some(user) => Ok(Json(user.public_json())),
+        None => Err(ApiError::unauthorized("not signed in")),
+    }
+}

@@ -1,0 +1,200 @@
+//! The contract's one error shape:
+//! `{"error": {"code": "...", "message": "...", "details": {...}}}`.
+//! Clients get a stable code and a safe message; details of internal
+//! failures go to the log only.
+
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use crate::auth::AuthError;
+use crate::model::collection::FieldErrors;
+use crate::store::writer::WriteError;
+use crate::store::StoreError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+    pub retry_after: Option<u64>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn with_details(mut self, details: Value) -> ApiError {
+        self.details = Some(details);
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn validation(message: impl Into<String>, errors: &FieldErrors) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "validation_failed", message)
+            .with_details(json!(errors))
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn invalid_credentials() -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "wrong email or password",
+        )
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    pub fn precondition_failed(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            message,
+        )
+    }
+
+    pub fn payload_too_large(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+    }
+
+    pub fn unsupported_media_type(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            message,
+        )
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
+    /// Logs the cause and answers without it.
+    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
+        tracing::error!(cause = %cause, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(details) = self.details {
+            error["details"] = details;
+        }
+        let mut response = (self.status, axum::Json(json!({ "error": error }))).into_response();
+        if let Some(seconds) = self.retry_after {
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Expired => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "token_expired", "token expired")
+            }
+            AuthError::InvalidToken => ApiError::unauthorized("invalid or revoked token"),
+            AuthError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Conflict(_) | WriteError::CollectionExists(_) | WriteError::EmailTaken => {
+                ApiError::conflict(e.to_string())
+            }
+            WriteError::NotFound(_)
+            | WriteError::CollectionNotFound(_)
+            | WriteError::UserNotFound => ApiError::not_found(e.to_string()),
+            WriteError::RevMismatch { current, .. } => {
+                ApiError::precondition_failed(format!("the record is at rev {current}"))
+                    .with_details(json!({ "rev": current }))
+            }
+            WriteError::CollectionChanged => ApiError::conflict(e.to_string()),
+            WriteError::LastAdmin => ApiError::conflict(e.to_string()),
+            WriteError::Invalid(errors) => {
+                ApiError::validation("existing records do not fit the new schema", &errors)
+            }
+            WriteError::Storage(cause) => {
+                tracing::error!(%cause, "write failed");
+                ApiError::unavailable("storage is unavailable; the write was not made")
+            }
+            WriteError::Unavailable => ApiError::unavailable("the server is shutting down"),
+        }
+    }
+}
+
+fn from_status(status: StatusCode, text: String) -> ApiError {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::payload_too_large("the request body is larger than max_body_bytes")
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ApiError::unsupported_media_type("expected Content-Type: application/json")
+        }
+        _ => ApiError::bad_request(text),
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        from_status(rejection.status(), rejection.body_text())
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        from_status(rejection.status(), rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::bad_request(rejection.body_text())
+    }
+}

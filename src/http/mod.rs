@@ -1,0 +1,119 @@
+//! HTTP: the router, shared state, and one file per resource.
+
+pub mod auth;
+pub mod collections;
+pub mod error;
+pub mod extract;
+pub mod records;
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::auth::Auth;
+use crate::config::Settings;
+use crate::store::writer::Writer;
+use crate::store::Store;
+use error::ApiError;
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub settings: Settings,
+    pub store: Store,
+    pub writer: Writer,
+    pub auth: Auth,
+    /// The one-time first-admin code, while no admin exists.
+    pub setup_code: Mutex<Option<String>>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.settings.max_body_bytes;
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/api/setup", post(auth::setup))
+        .route("/api/auth/signin", post(auth::signin))
+        .route("/api/auth/signup", post(auth::signup))
+        .route("/api/auth/me", get(auth::me))
+        .route(
+            "/api/collections",
+            get(collections::list_collections).post(collections::create_collection),
+        )
+        .route(
+            "/api/collections/{name}",
+            get(collections::get_collection)
+                .patch(collections::update_collection)
+                .delete(collections::delete_collection),
+        )
+        .route(
+            "/api/collections/{name}/records",
+            get(records::list_records).post(records::create_records),
+        )
+        .route(
+            "/api/collections/{name}/records/{id}",
+            get(records::get_record)
+                .patch(records::patch_record)
+                .put(records::replace_record)
+                .delete(records::delete_record),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this endpoint",
+    )
+}
+
+/// One line per request. Only the path is logged: query strings may carry
+/// tokens.
+async fn log_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await.into_response();
+    tracing::info!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        latency_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}

@@ -1,0 +1,71 @@
+//! Identifier newtypes and generation.
+
+use std::sync::Mutex;
+
+/// Generated record and user ids are ULIDs: 26 characters, time-sortable,
+/// and strictly increasing within this process (the generator is monotonic),
+/// so key order of generated ids is creation order.
+pub fn generate() -> String {
+    static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
+    let mut guard = match GENERATOR.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    let generator = guard.get_or_insert_with(ulid::Generator::new);
+    // Overflow only happens after 2^80 ids in one millisecond; a fresh random
+    // ulid is still unique in practice.
+    generator
+        .generate()
+        .unwrap_or_else(|_| ulid::Ulid::new())
+        .to_string()
+}
+
+/// `^[A-Za-z0-9_-]{1,64}$`: the client-supplied id alphabet.
+pub fn is_valid_record_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// `^[a-z][a-z0-9_-]{0,63}$`: collection and topic names. Names starting with
+/// `_` fail this check, which is how they stay reserved for the system.
+pub fn is_valid_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z'))
+        && name.len() <= 64
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_increase() {
+        let a = generate();
+        let b = generate();
+        assert_eq!(a.len(), 26);
+        assert!(a < b, "{a} !< {b}");
+        assert!(is_valid_record_id(&a));
+    }
+
+    #[test]
+    fn record_id_alphabet() {
+        assert!(is_valid_record_id("gw-17_reading"));
+        assert!(!is_valid_record_id(""));
+        assert!(!is_valid_record_id("a/b"));
+        assert!(!is_valid_record_id(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_valid_name("readings"));
+        assert!(is_valid_name("a-b_9"));
+        assert!(!is_valid_name("_users"));
+        assert!(!is_valid_name("Readings"));
+        assert!(!is_valid_name("9lives"));
+        assert!(!is_valid_name(&"a".repeat(65)));
+    }
+}

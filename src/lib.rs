@@ -1,0 +1,26 @@
+//! pulsebase: a realtime backend in one binary.
+//!
+//! The rooms, from the disk up:
+//! - [`store`]: the only code that touches sled. Key layouts, the versioned
+//!   envelopes, listing with indexes and cursors, and the single [`store::writer`]
+//!   that orders every write, logs it in the change log and fsyncs in groups.
+//! - [`model`]: collections (schema and validation), records and users, free
+//!   of HTTP and storage.
+//! - [`rules`]: the expression language of rules and filters.
+//! - [`access`]: who may do what to which record, on top of `rules`.
+//! - [`auth`]: passwords, tokens and the principal a request acts as.
+//! - [`http`]: the axum router, one file per resource, and the error shape.
+//! - [`retention`]: the background task that expires old records.
+//! - [`server`]: wiring and shutdown; [`config`]: settings.
+
+pub mod access;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod ids;
+pub mod model;
+pub mod retention;
+pub mod rules;
+pub mod server;
+pub mod store;

@@ -1,0 +1,100 @@
+use std::io::{BufRead as _, IsTerminal as _};
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use tracing_subscriber::EnvFilter;
+
+use pulsebase::config::{AdminCommand, Cli, Command, ServeArgs, Settings};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("PULSEBASE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        None => runtime.block_on(serve(cli.serve)),
+        Some(Command::Serve(args)) => runtime.block_on(serve(args)),
+        Some(Command::Admin {
+            command:
+                AdminCommand::Create {
+                    email,
+                    name,
+                    password_stdin,
+                    data,
+                },
+        }) => runtime.block_on(admin_create(email, name, password_stdin, data)),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::resolve(&args)?;
+    pulsebase::server::run(settings, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+async fn admin_create(
+    email: String,
+    name: Option<String>,
+    password_stdin: bool,
+    data: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let settings = Settings::resolve(&ServeArgs {
+        data,
+        ..ServeArgs::default()
+    })?;
+    let password = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from stdin")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        let first = rpassword::prompt_password("Password: ")?;
+        let second = rpassword::prompt_password("Password again: ")?;
+        anyhow::ensure!(first == second, "the passwords differ");
+        first
+    };
+    pulsebase::auth::password::check_policy(&password)?;
+    let hash = pulsebase::auth::password::hash_blocking(&password)?;
+    let store = pulsebase::server::open_store(&settings)?;
+    let writer = pulsebase::store::writer::Writer::start(
+        store,
+        pulsebase::config::Durability::Sync,
+        settings.flush_ms,
+    )?;
+    let created =
+        pulsebase::server::create_admin(&writer, &email, name.unwrap_or_default(), hash).await;
+    writer.shutdown().await;
+    let user = created?;
+    println!("admin {} created (id {})", user.email, user.id);
+    Ok(())
+}

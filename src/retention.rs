@@ -1,0 +1,93 @@
+//! Retention: removes records past a collection's `max_age` or beyond its
+//! `max_records`, oldest first, through the ordinary write path, so each
+//! removal is a change-log `delete` with reason `expired`.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::http::AppState;
+use crate::model::Collection;
+use crate::store::writer::{Mutation, RecordOp};
+
+const INTERVAL: Duration = Duration::from_secs(2);
+/// Removals per write, so retention never holds the writer for long.
+const CHUNK: usize = 1000;
+/// Removals per collection per round; the rest waits for the next round.
+const ROUND: usize = 50_000;
+
+pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            () = tokio::time::sleep(INTERVAL) => {}
+        }
+        for collection in state.store.catalog().all() {
+            if collection.def.retention.is_none() {
+                continue;
+            }
+            if let Err(e) = enforce(&state, &collection).await {
+                tracing::warn!(collection = %collection.def.name, error = %e, "retention round failed");
+            }
+            if *stop.borrow() {
+                return;
+            }
+        }
+    }
+}
+
+async fn enforce(state: &AppState, collection: &std::sync::Arc<Collection>) -> anyhow::Result<()> {
+    let store = state.store.clone();
+    let target = collection.clone();
+    let ids = tokio::task::spawn_blocking(move || expired_ids(&store, &target)).await??;
+    for chunk in ids.chunks(CHUNK) {
+        let ops = chunk
+            .iter()
+            .map(|id| RecordOp::Delete {
+                id: id.clone(),
+                expected_rev: None,
+                expired: true,
+            })
+            .collect();
+        state
+            .writer
+            .submit(Mutation::Records {
+                collection: collection.clone(),
+                ops,
+                actor: None,
+            })
+            .await?;
+    }
+    if !ids.is_empty() {
+        tracing::info!(collection = %collection.def.name, removed = ids.len(), "retention");
+    }
+    Ok(())
+}
+
+fn expired_ids(
+    store: &crate::store::Store,
+    collection: &Collection,
+) -> Result<Vec<String>, crate::store::StoreError> {
+    let mut ids = Vec::new();
+    if let Some(max_age) = collection.max_age {
+        let cutoff_ms = crate::clock::now_ms() - max_age.as_millis() as i64;
+        let cutoff = crate::clock::format_ms(cutoff_ms);
+        ids = store.oldest_ids(collection.id, Some(&cutoff), ROUND)?;
+    }
+    let max_records = collection
+        .def
+        .retention
+        .as_ref()
+        .and_then(|r| r.max_records);
+    if let Some(max) = max_records {
+        let count = store.record_count(collection.id)?;
+        let remaining = count.saturating_sub(ids.len() as u64);
+        if remaining > max {
+            let excess = (remaining - max) as usize;
+            let wanted = (ids.len() + excess).min(ROUND);
+            // The oldest `wanted` include the ones already past max_age.
+            ids = store.oldest_ids(collection.id, None, wanted)?;
+        }
+    }
+    Ok(ids)
+}

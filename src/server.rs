@@ -1,0 +1,172 @@
+//! Wiring: open the store, start the writer, bootstrap the first admin,
+//! serve, and shut down in order (stop accepting, finish in-flight requests
+//! with a deadline, stop background tasks, flush storage).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rand::RngCore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::auth::Auth;
+use crate::config::Settings;
+use crate::http::{self, AppState, Shared};
+use crate::model::user::normalize_email;
+use crate::model::User;
+use crate::retention;
+use crate::store::writer::{Mutation, WriteError, Writer};
+use crate::store::Store;
+
+/// How long in-flight requests get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Opens the data dir's database, explaining the common failure.
+pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&settings.data)
+        .with_context(|| format!("cannot create data dir {}", settings.data.display()))?;
+    Store::open(&settings.data.join("db")).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the database in {}: {e} (is another pulsebase using this data dir?)",
+            settings.data.display()
+        )
+    })
+}
+
+/// Serves until `shutdown` completes. `on_listening` hears the bound address
+/// (tests bind port 0).
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = open_store(&settings)?;
+    let writer = Writer::start(store.clone(), settings.durability, settings.flush_ms)?;
+    let auth = Auth::new(store.clone(), settings.token_ttl, settings.refresh_ttl)?;
+    bootstrap_admin(&settings, &store, &writer, &auth).await?;
+    let setup_code = if store.admin_exists()? {
+        None
+    } else {
+        Some(new_setup_code())
+    };
+
+    let listener = TcpListener::bind(settings.http)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.http))?;
+    let addr = listener.local_addr()?;
+    announce(addr, setup_code.as_deref());
+
+    let state = AppState::new(Shared {
+        settings,
+        store,
+        writer: writer.clone(),
+        auth,
+        setup_code: Mutex::new(setup_code),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let retention = tokio::spawn(retention::run(state.clone(), stop_rx.clone()));
+
+    let app = http::router(state.clone());
+    let signalled = {
+        let stop_tx = stop_tx.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections");
+            let _ = stop_tx.send(true);
+        }
+    };
+    let serve = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signalled);
+    let mut deadline_rx = stop_rx.clone();
+    let deadline = async move {
+        let _ = deadline_rx.wait_for(|stopped| *stopped).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = serve => result.context("server failed")?,
+        () = deadline => tracing::warn!("in-flight requests did not finish in time; closing them"),
+    }
+    let _ = stop_tx.send(true);
+    let _ = retention.await;
+    writer.shutdown().await;
+    tracing::info!("storage flushed; bye");
+    Ok(())
+}
+
+fn announce(addr: SocketAddr, setup_code: Option<&str>) {
+    // Plain lines on stdout, for people and for scripts that wait for them.
+    println!(
+        "pulsebase {} listening on http://{addr}",
+        env!("CARGO_PKG_VERSION")
+    );
+    if let Some(code) = setup_code {
+        println!("no admin yet. Create one with this one-time setup code ({code}):");
+        println!(
+            "  curl -X POST http://{addr}/api/setup -H 'Content-Type: application/json' \\\n    -d '{{\"code\":\"{code}\",\"email\":\"you@example.com\",\"password\":\"a long password\"}}'"
+        );
+        tracing::info!("waiting for the first admin (setup code printed on stdout)");
+    }
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+}
+
+fn new_setup_code() -> String {
+    let mut bytes = [0u8; 10];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `PULSEBASE_ADMIN_EMAIL` / `PULSEBASE_ADMIN_PASSWORD` create that admin on
+/// start if no user has that email yet.
+async fn bootstrap_admin(
+    settings: &Settings,
+    store: &Store,
+    writer: &Writer,
+    auth: &Auth,
+) -> anyhow::Result<()> {
+    let (Some(email), Some(password)) = (&settings.admin_email, &settings.admin_password) else {
+        return Ok(());
+    };
+    let email = normalize_email(email);
+    if store.user_by_email(&email)?.is_some() {
+        return Ok(());
+    }
+    let password_hash = auth
+        .passwords
+        .hash(password.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("PULSEBASE_ADMIN_PASSWORD: {e}"))?;
+    create_admin(writer, &email, String::new(), password_hash).await?;
+    tracing::info!(%email, "admin created from PULSEBASE_ADMIN_EMAIL");
+    Ok(())
+}
+
+pub async fn create_admin(
+    writer: &Writer,
+    email: &str,
+    name: String,
+    password_hash: String,
+) -> anyhow::Result<User> {
+    let user = User {
+        id: crate::ids::generate(),
+        email: normalize_email(email),
+        name,
+        roles: vec!["admin".to_owned()],
+        groups: Vec::new(),
+        tenant: None,
+        disabled: false,
+        created: crate::clock::now_rfc3339(),
+        password_hash,
+        generation: 0,
+    };
+    match writer.submit(Mutation::CreateUser(user.clone())).await {
+        Ok(_) => Ok(user),
+        Err(WriteError::EmailTaken) => anyhow::bail!("a user with email {email} already exists"),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,258 @@
+//! Storage: the only code that touches sled.
+//!
+//! Trees: `data` (records, indexes, collections, users and the change log:
+//! see `keys` for the layout), `meta` (the signing secret and other server
+//! settings) and `auth` (refresh tokens). Reads go straight to sled from any
+//! thread; every write to `data` goes through the single [`writer`], which
+//! assigns change-log sequence numbers and makes writes durable in groups.
+
+pub mod change;
+pub mod codec;
+pub mod keys;
+pub mod query;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use crate::model::{Collection, CollectionDef, Record, User};
+use change::Change;
+use codec::{StoredCollection, StoredRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt value: {0}")]
+    Corrupt(String),
+}
+
+/// Compiled collections by name, shared by readers and the writer. Only the
+/// writer replaces entries, right after the change commits.
+#[derive(Clone, Default)]
+pub struct Catalog {
+    inner: Arc<RwLock<HashMap<String, Arc<Collection>>>>,
+}
+
+impl Catalog {
+    pub fn get(&self, name: &str) -> Option<Arc<Collection>> {
+        self.read().get(name).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Collection>> {
+        let mut all: Vec<_> = self.read().values().cloned().collect();
+        all.sort_by(|a, b| a.def.name.cmp(&b.def.name));
+        all
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Collection>>> {
+        // A panic while holding the lock cannot leave the map half-written
+        // (inserts and removes are single operations), so poison is ignored.
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn put(&self, collection: Arc<Collection>) {
+        let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(collection.def.name.clone(), collection);
+    }
+
+    fn remove(&self, name: &str) {
+        let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        map.remove(name);
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    data: sled::Tree,
+    meta: sled::Tree,
+    auth: sled::Tree,
+    catalog: Catalog,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .cache_capacity(256 * 1024 * 1024)
+            // The writer decides when to fsync (group commit); sled's own
+            // timer would only add unaccounted flushes.
+            .flush_every_ms(None)
+            .open()?;
+        let store = Store {
+            data: db.open_tree("data")?,
+            meta: db.open_tree("meta")?,
+            auth: db.open_tree("auth")?,
+            db,
+            catalog: Catalog::default(),
+        };
+        store.load_catalog()?;
+        Ok(store)
+    }
+
+    fn load_catalog(&self) -> Result<(), StoreError> {
+        for entry in self.data.scan_prefix([keys::COLLECTION]) {
+            let (_, value) = entry?;
+            let collection = decode_collection(&value)?;
+            self.catalog.put(Arc::new(collection));
+        }
+        Ok(())
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Bytes on disk, as sled counts them.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    pub fn get_record(&self, collection: u32, id: &str) -> Result<Option<Record>, StoreError> {
+        match self.data.get(keys::record(collection, id))? {
+            Some(bytes) => decode_record(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn record_count(&self, collection: u32) -> Result<u64, StoreError> {
+        Ok(self
+            .data
+            .get(keys::count(collection))?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
+    }
+
+    pub fn get_user(&self, id: &str) -> Result<Option<User>, StoreError> {
+        match self.data.get(keys::user(id))? {
+            Some(bytes) => codec::decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        match self.data.get(keys::email(email))? {
+            Some(id) => self.get_user(&String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn users(&self) -> Result<Vec<User>, StoreError> {
+        self.data
+            .scan_prefix([keys::USER])
+            .map(|entry| codec::decode(&entry?.1))
+            .collect()
+    }
+
+    pub fn admin_exists(&self) -> Result<bool, StoreError> {
+        Ok(self.users()?.iter().any(|u| u.is_admin() && !u.disabled))
+    }
+
+    /// The newest change-log seq (0 when the log is empty).
+    pub fn last_seq(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .data
+            .scan_prefix([keys::CHANGE])
+            .next_back()
+            .transpose()?
+            .and_then(|(key, _)| keys::change_seq(&key))
+            .unwrap_or(0))
+    }
+
+    /// The oldest retained change-log seq (0 when the log is empty).
+    pub fn first_seq(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .data
+            .scan_prefix([keys::CHANGE])
+            .next()
+            .transpose()?
+            .and_then(|(key, _)| keys::change_seq(&key))
+            .unwrap_or(0))
+    }
+
+    /// Change-log entries with `seq > after`, in seq order.
+    pub fn changes_after(
+        &self,
+        after: u64,
+    ) -> impl Iterator<Item = Result<Change, StoreError>> + use<> {
+        let start = keys::change(after.saturating_add(1));
+        self.data
+            .range(start.to_vec()..keys::prefix_end(&[keys::CHANGE]))
+            .map(|entry| codec::decode(&entry?.1))
+    }
+
+    pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Writes a server setting and makes it durable before returning.
+    pub fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.meta.insert(key, value)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn auth_tree(&self) -> &sled::Tree {
+        &self.auth
+    }
+
+    pub(crate) fn data(&self) -> &sled::Tree {
+        &self.data
+    }
+}
+
+pub fn decode_record(bytes: &[u8]) -> Result<Record, StoreError> {
+    let stored: StoredRecord = codec::decode(bytes)?;
+    Record::from_bytes(&stored.json).ok_or_else(|| StoreError::Corrupt("record json".into()))
+}
+
+fn decode_collection(bytes: &[u8]) -> Result<Collection, StoreError> {
+    let stored: StoredCollection = codec::decode(bytes)?;
+    let def: CollectionDef = serde_json::from_slice(&stored.def_json)
+        .map_err(|e| StoreError::Corrupt(format!("collection definition: {e}")))?;
+    Collection::compile(
+        stored.id,
+        stored.version,
+        stored.created,
+        stored.updated,
+        def,
+    )
+    .map_err(|errors| StoreError::Corrupt(format!("collection definition: {errors:?}")))
+}
+
+impl Store {
+    /// Ids of the oldest records by `created`, optionally only those created
+    /// before `before` (a canonical timestamp).
+    pub fn oldest_ids(
+        &self,
+        collection: u32,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let prefix = keys::index_field_prefix(collection, "created");
+        let end = match before {
+            Some(cutoff) => {
+                let mut end = prefix.clone();
+                keys::encode_value(&serde_json::Value::String(cutoff.to_owned()), &mut end);
+                end
+            }
+            None => keys::prefix_end(&prefix),
+        };
+        let mut ids = Vec::new();
+        for key in self.data.range(prefix.clone()..end).keys().take(limit) {
+            let key = key?;
+            if let Some(id) = keys::index_entry_id(&key, prefix.len()) {
+                ids.push(id.to_owned());
+            }
+        }
+        Ok(ids)
+    }
+}

@@ -1,0 +1,856 @@
+//! The one write path. A dedicated thread owns every write to the `data`
+//! tree: it takes requests from a channel, gives each change the next
+//! sequence number, applies each request as one atomic sled batch (the
+//! record, its index entries, its count and its change-log entries
+//! together), then hands the whole group to the flusher thread, which runs
+//! one fsync for everything waiting (group commit).
+//!
+//! Consequences the rest of the server relies on:
+//! - seq order is commit order and there are no holes: a request that fails
+//!   its checks gets no seq;
+//! - in `sync` durability a caller hears back only after the fsync that
+//!   covers its write; in `relaxed` it hears back at once and the flusher
+//!   fsyncs at most every `flush_ms`;
+//! - `durable_seq` only moves after an fsync, so realtime can release events
+//!   strictly up to what is on disk.
+//!
+//! While the flusher fsyncs group N the writer already applies group N+1,
+//! so the disk and the CPU work in parallel.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::change::{Change, ChangeKind};
+use super::codec::{self, StoredCollection, StoredRecord};
+use super::{keys, Store, StoreError};
+use crate::clock;
+use crate::config::Durability;
+use crate::model::collection::FieldErrors;
+use crate::model::{Collection, CollectionDef, Record, User};
+
+/// Most requests applied before the group is handed to the flusher.
+const MAX_GROUP: usize = 1024;
+/// Keys removed per batch when purging a dropped collection.
+const PURGE_CHUNK: usize = 10_000;
+/// Schema-change violations reported at most.
+const MAX_REPORTED_VIOLATIONS: usize = 20;
+
+pub enum Mutation {
+    /// All or nothing, in order.
+    Records {
+        collection: Arc<Collection>,
+        ops: Vec<RecordOp>,
+        actor: Option<String>,
+    },
+    CreateCollection(CollectionDef),
+    UpdateCollection(CollectionDef),
+    DropCollection {
+        name: String,
+        actor: Option<String>,
+    },
+    CreateUser(User),
+    UpdateUser(User),
+    DeleteUser(String),
+}
+
+pub enum RecordOp {
+    Create(Record),
+    /// `record.rev()` must be `expected_rev + 1`.
+    Replace {
+        record: Record,
+        expected_rev: u64,
+    },
+    Delete {
+        id: String,
+        expected_rev: Option<u64>,
+        expired: bool,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Committed {
+    /// The seqs given to this write's change-log entries, if it made any.
+    pub seqs: Option<(u64, u64)>,
+    pub collection: Option<Arc<Collection>>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    #[error("a record with id {0} already exists")]
+    Conflict(String),
+    #[error("record {0} not found")]
+    NotFound(String),
+    #[error("record {id} is at rev {current}")]
+    RevMismatch { id: String, current: u64 },
+    #[error("the collection changed while the request was being prepared")]
+    CollectionChanged,
+    #[error("collection {0} not found")]
+    CollectionNotFound(String),
+    #[error("collection {0} already exists")]
+    CollectionExists(String),
+    #[error("user not found")]
+    UserNotFound,
+    #[error("that email is already registered")]
+    EmailTaken,
+    #[error("the last admin cannot be removed, disabled or demoted")]
+    LastAdmin,
+    #[error("existing records do not fit the new schema")]
+    Invalid(FieldErrors),
+    #[error("storage failure: {0}")]
+    Storage(String),
+    #[error("the writer is shutting down")]
+    Unavailable,
+}
+
+impl From<StoreError> for WriteError {
+    fn from(e: StoreError) -> Self {
+        WriteError::Storage(e.to_string())
+    }
+}
+
+impl From<sled::Error> for WriteError {
+    fn from(e: sled::Error) -> Self {
+        WriteError::Storage(e.to_string())
+    }
+}
+
+type Reply = oneshot::Sender<Result<Committed, WriteError>>;
+
+enum Request {
+    Write(Box<Mutation>, Reply),
+    Shutdown,
+}
+
+/// A cheap handle for submitting writes.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Request>,
+    committed: watch::Receiver<u64>,
+    durable: watch::Receiver<u64>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Writer {
+    pub fn start(
+        store: Store,
+        durability: Durability,
+        flush_ms: u64,
+    ) -> Result<Writer, StoreError> {
+        let last_seq = store.last_seq()?;
+        let counts = load_counts(&store)?;
+        let (tx, rx) = mpsc::channel(MAX_GROUP);
+        let (committed_tx, committed) = watch::channel(last_seq);
+        let (durable_tx, durable) = watch::channel(last_seq);
+        let (flush_tx, flush_rx) = std_mpsc::channel();
+        let flusher_store = store.clone();
+        let flush_interval = match durability {
+            Durability::Sync => Duration::ZERO,
+            Durability::Relaxed => Duration::from_millis(flush_ms),
+        };
+        let flusher = std::thread::Builder::new()
+            .name("pulsebase-flusher".into())
+            .spawn(move || flusher_loop(flusher_store, flush_rx, flush_interval, durable_tx))
+            .map_err(|e| StoreError::Corrupt(format!("cannot start flusher: {e}")))?;
+        let mut state = WriterState {
+            store,
+            next_seq: last_seq + 1,
+            counts,
+        };
+        state.resume_purges();
+        let wait_for_flush = durability == Durability::Sync;
+        let writer = std::thread::Builder::new()
+            .name("pulsebase-writer".into())
+            .spawn(move || state.run(rx, flush_tx, committed_tx, wait_for_flush))
+            .map_err(|e| StoreError::Corrupt(format!("cannot start writer: {e}")))?;
+        Ok(Writer {
+            tx,
+            committed,
+            durable,
+            threads: Arc::new(Mutex::new(vec![writer, flusher])),
+        })
+    }
+
+    pub async fn submit(&self, mutation: Mutation) -> Result<Committed, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Request::Write(Box::new(mutation), reply))
+            .await
+            .map_err(|_| WriteError::Unavailable)?;
+        answer.await.map_err(|_| WriteError::Unavailable)?
+    }
+
+    /// The newest seq applied (visible to readers, maybe not yet on disk).
+    pub fn committed_seq(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
+    }
+
+    /// The newest seq known to be on disk.
+    pub fn durable_seq(&self) -> watch::Receiver<u64> {
+        self.durable.clone()
+    }
+
+    /// Finishes every queued write, fsyncs, and stops both threads.
+    pub async fn shutdown(&self) {
+        let _ = self.tx.send(Request::Shutdown).await;
+        let threads: Vec<_> = {
+            let mut guard = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+            guard.drain(..).collect()
+        };
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
+    }
+}
+
+struct FlushJob {
+    upto: u64,
+    waiters: Vec<(Reply, Committed)>,
+}
+
+fn flusher_loop(
+    store: Store,
+    jobs: std_mpsc::Receiver<FlushJob>,
+    interval: Duration,
+    durable: watch::Sender<u64>,
+) {
+    let mut last_flush = Instant::now();
+    while let Ok(first) = jobs.recv() {
+        // Relaxed mode: let writes pile up for up to `interval` so one fsync
+        // covers them all. Sync mode: fsync at once; whatever arrived during
+        // the previous fsync is already queued and joins this one.
+        let wait = interval.saturating_sub(last_flush.elapsed());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+        let mut group = vec![first];
+        group.extend(jobs.try_iter());
+        let upto = group.iter().map(|job| job.upto).max().unwrap_or(0);
+        last_flush = Instant::now();
+        let result = store.flush();
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "fsync failed; writes in this group are reported as failed");
+        } else {
+            durable.send_if_modified(|seq| {
+                let moved = upto > *seq;
+                *seq = (*seq).max(upto);
+                moved
+            });
+        }
+        for job in group {
+            for (reply, committed) in job.waiters {
+                let answer = match &result {
+                    Ok(()) => Ok(committed),
+                    Err(e) => Err(WriteError::Storage(e.to_string())),
+                };
+                let _ = reply.send(answer);
+            }
+        }
+    }
+    if let Err(e) = store.flush() {
+        tracing::error!(error = %e, "final fsync failed");
+    }
+}
+
+fn load_counts(store: &Store) -> Result<HashMap<u32, u64>, StoreError> {
+    let mut counts = HashMap::new();
+    for collection in store.catalog().all() {
+        counts.insert(collection.id, store.record_count(collection.id)?);
+    }
+    Ok(counts)
+}
+
+/// A change-log entry before it gets its seq.
+struct Entry<'a> {
+    kind: ChangeKind,
+    collection: &'a str,
+    record_id: &'a str,
+    before: Option<Vec<u8>>,
+    after: Option<Vec<u8>>,
+    actor: &'a Option<String>,
+}
+
+struct WriterState {
+    store: Store,
+    next_seq: u64,
+    counts: HashMap<u32, u64>,
+}
+
+impl WriterState {
+    fn run(
+        mut self,
+        mut requests: mpsc::Receiver<Request>,
+        flusher: std_mpsc::Sender<FlushJob>,
+        committed: watch::Sender<u64>,
+        wait_for_flush: bool,
+    ) {
+        let mut open = true;
+        while open {
+            let Some(first) = requests.blocking_recv() else {
+                break;
+            };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match requests.try_recv() {
+                    Ok(request) => group.push(request),
+                    Err(_) => break,
+                }
+            }
+            let mut waiters = Vec::new();
+            for request in group {
+                let (mutation, reply) = match request {
+                    Request::Write(mutation, reply) => (mutation, reply),
+                    Request::Shutdown => {
+                        open = false;
+                        continue;
+                    }
+                };
+                match self.apply(*mutation) {
+                    Ok(done) if wait_for_flush => waiters.push((reply, done)),
+                    result => {
+                        let _ = reply.send(result);
+                    }
+                }
+            }
+            committed.send_replace(self.next_seq - 1);
+            let job = FlushJob {
+                upto: self.next_seq - 1,
+                waiters,
+            };
+            if let Err(std_mpsc::SendError(job)) = flusher.send(job) {
+                for (reply, _) in job.waiters {
+                    let _ = reply.send(Err(WriteError::Unavailable));
+                }
+            }
+        }
+        // Later requests find the channel closed and get `Unavailable`.
+        requests.close();
+        while let Ok(request) = requests.try_recv() {
+            if let Request::Write(_, reply) = request {
+                let _ = reply.send(Err(WriteError::Unavailable));
+            }
+        }
+    }
+
+    fn apply(&mut self, mutation: Mutation) -> Result<Committed, WriteError> {
+        match mutation {
+            Mutation::Records {
+                collection,
+                ops,
+                actor,
+            } => self.apply_records(&collection, ops, actor),
+            Mutation::CreateCollection(def) => self.create_collection(def),
+            Mutation::UpdateCollection(def) => self.update_collection(def),
+            Mutation::DropCollection { name, actor } => self.drop_collection(&name, actor),
+            Mutation::CreateUser(user) => self.put_user(None, user),
+            Mutation::UpdateUser(user) => {
+                let old = self.existing_user(&user.id)?;
+                self.put_user(Some(old), user)
+            }
+            Mutation::DeleteUser(id) => self.delete_user(&id),
+        }
+    }
+
+    /// Appends a change-log entry to `batch` under the next seq.
+    fn change(&mut self, batch: &mut sled::Batch, entry: Entry<'_>) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let change = Change {
+            seq,
+            kind: entry.kind,
+            collection: entry.collection.to_owned(),
+            record_id: entry.record_id.to_owned(),
+            after: entry.after,
+            before: entry.before,
+            ts_ms: clock::now_ms(),
+            actor: entry.actor.clone(),
+        };
+        batch.insert(&keys::change(seq)[..], codec::encode(&change));
+        seq
+    }
+
+    /// Applies a batch or, if it fails, gives back the seqs it took so the
+    /// log stays without holes.
+    fn commit(&mut self, batch: sled::Batch, first_seq: u64) -> Result<(), WriteError> {
+        if let Err(e) = self.store.data().apply_batch(batch) {
+            self.next_seq = first_seq;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    fn seqs_since(&self, first_seq: u64) -> Option<(u64, u64)> {
+        (self.next_seq > first_seq).then(|| (first_seq, self.next_seq - 1))
+    }
+
+    fn apply_records(
+        &mut self,
+        prepared_for: &Collection,
+        ops: Vec<RecordOp>,
+        actor: Option<String>,
+    ) -> Result<Committed, WriteError> {
+        let current = self
+            .store
+            .catalog()
+            .get(&prepared_for.def.name)
+            .filter(|c| c.id == prepared_for.id)
+            .ok_or_else(|| WriteError::CollectionNotFound(prepared_for.def.name.clone()))?;
+        let only_deletes = ops.iter().all(|op| matches!(op, RecordOp::Delete { .. }));
+        if current.version != prepared_for.version && !only_deletes {
+            return Err(WriteError::CollectionChanged);
+        }
+        let data = self.store.data().clone();
+        let name = current.def.name.as_str();
+        let first_seq = self.next_seq;
+        let mut batch = sled::Batch::default();
+        let mut delta: i64 = 0;
+        let mut touched = HashSet::new();
+        let result = (|| {
+            for op in ops {
+                match op {
+                    RecordOp::Create(record) => {
+                        let key = keys::record(current.id, record.id());
+                        if !touched.insert(key.clone()) || data.contains_key(&key)? {
+                            return Err(WriteError::Conflict(record.id().to_owned()));
+                        }
+                        let json = record.to_bytes();
+                        for entry in index_entries(&current, &record) {
+                            batch.insert(entry, &[]);
+                        }
+                        batch.insert(
+                            key,
+                            codec::encode(&StoredRecord {
+                                rev: record.rev(),
+                                json: json.clone(),
+                            }),
+                        );
+                        self.change(
+                            &mut batch,
+                            Entry {
+                                kind: ChangeKind::Create,
+                                collection: name,
+                                record_id: record.id(),
+                                before: None,
+                                after: Some(json),
+                                actor: &actor,
+                            },
+                        );
+                        delta += 1;
+                    }
+                    RecordOp::Replace {
+                        record,
+                        expected_rev,
+                    } => {
+                        let key = keys::record(current.id, record.id());
+                        if !touched.insert(key.clone()) {
+                            return Err(WriteError::Conflict(record.id().to_owned()));
+                        }
+                        let old = stored_record(&data, &key, record.id(), Some(expected_rev))?;
+                        let old_record = Record::from_bytes(&old.json)
+                            .ok_or_else(|| WriteError::Storage("corrupt record".into()))?;
+                        let old_entries: HashSet<_> =
+                            index_entries(&current, &old_record).into_iter().collect();
+                        let new_entries: HashSet<_> =
+                            index_entries(&current, &record).into_iter().collect();
+                        for entry in old_entries.difference(&new_entries) {
+                            batch.remove(entry.as_slice());
+                        }
+                        for entry in new_entries.difference(&old_entries) {
+                            batch.insert(entry.as_slice(), &[]);
+                        }
+                        let json = record.to_bytes();
+                        batch.insert(
+                            key,
+                            codec::encode(&StoredRecord {
+                                rev: record.rev(),
+                                json: json.clone(),
+                            }),
+                        );
+                        self.change(
+                            &mut batch,
+                            Entry {
+                                kind: ChangeKind::Update,
+                                collection: name,
+                                record_id: record.id(),
+                                before: Some(old.json),
+                                after: Some(json),
+                                actor: &actor,
+                            },
+                        );
+                    }
+                    RecordOp::Delete {
+                        id,
+                        expected_rev,
+                        expired,
+                    } => {
+                        let key = keys::record(current.id, &id);
+                        if !touched.insert(key.clone()) {
+                            return Err(WriteError::Conflict(id));
+                        }
+                        // Retention races with ordinary deletes; a record
+                        // already gone needs no expiry.
+                        if expired && !data.contains_key(&key)? {
+                            continue;
+                        }
+                        let old = stored_record(&data, &key, &id, expected_rev)?;
+                        if let Some(old_record) = Record::from_bytes(&old.json) {
+                            for entry in index_entries(&current, &old_record) {
+                                batch.remove(entry);
+                            }
+                        }
+                        batch.remove(key);
+                        let kind = if expired {
+                            ChangeKind::Expire
+                        } else {
+                            ChangeKind::Delete
+                        };
+                        self.change(
+                            &mut batch,
+                            Entry {
+                                kind,
+                                collection: name,
+                                record_id: &id,
+                                before: Some(old.json),
+                                after: None,
+                                actor: &actor,
+                            },
+                        );
+                        delta -= 1;
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            self.next_seq = first_seq;
+            return Err(e);
+        }
+        let count = self.counts.entry(current.id).or_insert(0);
+        let new_count = (*count as i64 + delta).max(0) as u64;
+        if delta != 0 {
+            batch.insert(keys::count(current.id), &new_count.to_be_bytes());
+        }
+        self.commit(batch, first_seq)?;
+        self.counts.insert(current.id, new_count);
+        Ok(Committed {
+            seqs: self.seqs_since(first_seq),
+            collection: Some(current),
+        })
+    }
+
+    fn create_collection(&mut self, def: CollectionDef) -> Result<Committed, WriteError> {
+        if self.store.catalog().get(&def.name).is_some() {
+            return Err(WriteError::CollectionExists(def.name));
+        }
+        let data = self.store.data();
+        let id = data
+            .get(keys::NEXT_COLLECTION_ID)?
+            .and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes))
+            .unwrap_or(1);
+        let now = clock::now_rfc3339();
+        let collection =
+            Collection::compile(id, 1, now.clone(), now, def).map_err(WriteError::Invalid)?;
+        let mut batch = sled::Batch::default();
+        batch.insert(keys::NEXT_COLLECTION_ID, &(id + 1).to_be_bytes());
+        batch.insert(
+            keys::collection(&collection.def.name),
+            encode_collection(&collection),
+        );
+        self.store.data().apply_batch(batch)?;
+        let collection = Arc::new(collection);
+        self.counts.insert(id, 0);
+        self.store.catalog().put(collection.clone());
+        Ok(Committed {
+            seqs: None,
+            collection: Some(collection),
+        })
+    }
+
+    fn update_collection(&mut self, def: CollectionDef) -> Result<Committed, WriteError> {
+        let old = self
+            .store
+            .catalog()
+            .get(&def.name)
+            .ok_or_else(|| WriteError::CollectionNotFound(def.name.clone()))?;
+        let collection = Collection::compile(
+            old.id,
+            old.version + 1,
+            old.created.clone(),
+            clock::now_rfc3339(),
+            def,
+        )
+        .map_err(WriteError::Invalid)?;
+        let data = self.store.data().clone();
+        let mut batch = sled::Batch::default();
+        let mut violations = FieldErrors::new();
+        let indexes_changed = old.def.indexes != collection.def.indexes;
+        for entry in data.scan_prefix(keys::collection_prefix(keys::RECORD, old.id)) {
+            let (_, value) = entry?;
+            let record = super::decode_record(&value)?;
+            if let Err(errors) = collection.validate(record.data(), false) {
+                for (field, reason) in errors {
+                    if violations.len() < MAX_REPORTED_VIOLATIONS {
+                        violations.insert(format!("records.{}.{field}", record.id()), reason);
+                    }
+                }
+            }
+            if indexes_changed && violations.is_empty() {
+                let old_entries: HashSet<_> = index_entries(&old, &record).into_iter().collect();
+                let new_entries: HashSet<_> =
+                    index_entries(&collection, &record).into_iter().collect();
+                for stale in old_entries.difference(&new_entries) {
+                    batch.remove(stale.as_slice());
+                }
+                for fresh in new_entries.difference(&old_entries) {
+                    batch.insert(fresh.as_slice(), &[]);
+                }
+            }
+        }
+        if !violations.is_empty() {
+            return Err(WriteError::Invalid(violations));
+        }
+        batch.insert(
+            keys::collection(&collection.def.name),
+            encode_collection(&collection),
+        );
+        data.apply_batch(batch)?;
+        let collection = Arc::new(collection);
+        self.store.catalog().put(collection.clone());
+        Ok(Committed {
+            seqs: None,
+            collection: Some(collection),
+        })
+    }
+
+    fn drop_collection(
+        &mut self,
+        name: &str,
+        actor: Option<String>,
+    ) -> Result<Committed, WriteError> {
+        let collection = self
+            .store
+            .catalog()
+            .get(name)
+            .ok_or_else(|| WriteError::CollectionNotFound(name.to_owned()))?;
+        let first_seq = self.next_seq;
+        let mut batch = sled::Batch::default();
+        batch.remove(keys::collection(name));
+        batch.insert(keys::purge(collection.id), &[]);
+        self.change(
+            &mut batch,
+            Entry {
+                kind: ChangeKind::DropCollection,
+                collection: name,
+                record_id: "",
+                before: None,
+                after: None,
+                actor: &actor,
+            },
+        );
+        self.commit(batch, first_seq)?;
+        self.store.catalog().remove(name);
+        self.counts.remove(&collection.id);
+        // The records are unreachable from here on (ids are never reused);
+        // removing them is housekeeping that a crash may interrupt and the
+        // next start resumes.
+        if let Err(e) = self.purge(collection.id) {
+            tracing::error!(error = %e, collection = name, "purge of dropped collection failed; it resumes on the next start");
+        }
+        Ok(Committed {
+            seqs: self.seqs_since(first_seq),
+            collection: Some(collection),
+        })
+    }
+
+    fn purge(&self, collection: u32) -> Result<(), StoreError> {
+        let data = self.store.data();
+        for tag in [keys::RECORD, keys::INDEX] {
+            let prefix = keys::collection_prefix(tag, collection);
+            loop {
+                let mut batch = sled::Batch::default();
+                let mut removed = 0;
+                for entry in data.scan_prefix(&prefix).keys().take(PURGE_CHUNK) {
+                    batch.remove(entry?);
+                    removed += 1;
+                }
+                if removed == 0 {
+                    break;
+                }
+                data.apply_batch(batch)?;
+            }
+        }
+        let mut batch = sled::Batch::default();
+        batch.remove(keys::count(collection));
+        batch.remove(keys::purge(collection));
+        data.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn resume_purges(&mut self) {
+        let pending: Vec<u32> = self
+            .store
+            .data()
+            .scan_prefix([keys::PURGE])
+            .keys()
+            .filter_map(|key| key.ok())
+            .filter_map(|key| key.get(1..5)?.try_into().ok().map(u32::from_be_bytes))
+            .collect();
+        for collection in pending {
+            if let Err(e) = self.purge(collection) {
+                tracing::error!(error = %e, collection, "resumed purge failed");
+            }
+        }
+    }
+
+    fn existing_user(&self, id: &str) -> Result<User, WriteError> {
+        self.store.get_user(id)?.ok_or(WriteError::UserNotFound)
+    }
+
+    fn is_last_admin(&self, user: &User) -> Result<bool, WriteError> {
+        if !user.is_admin() || user.disabled {
+            return Ok(false);
+        }
+        let others = self
+            .store
+            .users()?
+            .into_iter()
+            .filter(|u| u.id != user.id && u.is_admin() && !u.disabled)
+            .count();
+        Ok(others == 0)
+    }
+
+    fn put_user(&mut self, old: Option<User>, user: User) -> Result<Committed, WriteError> {
+        let data = self.store.data().clone();
+        let mut batch = sled::Batch::default();
+        let email_changed = old.as_ref().is_none_or(|o| o.email != user.email);
+        if email_changed && data.contains_key(keys::email(&user.email))? {
+            return Err(WriteError::EmailTaken);
+        }
+        if let Some(old) = &old {
+            let demoted = !user.is_admin() || user.disabled;
+            if demoted && self.is_last_admin(old)? {
+                return Err(WriteError::LastAdmin);
+            }
+            if email_changed {
+                batch.remove(keys::email(&old.email));
+            }
+        } else if data.contains_key(keys::user(&user.id))? {
+            return Err(WriteError::Conflict(user.id));
+        }
+        batch.insert(keys::email(&user.email), user.id.as_bytes());
+        batch.insert(keys::user(&user.id), codec::encode(&user));
+        let first_seq = self.next_seq;
+        let kind = if old.is_some() {
+            ChangeKind::Update
+        } else {
+            ChangeKind::Create
+        };
+        let before = old.map(|o| public_bytes(&o));
+        let after = Some(public_bytes(&user));
+        self.change(
+            &mut batch,
+            Entry {
+                kind,
+                collection: "_users",
+                record_id: &user.id,
+                before,
+                after,
+                actor: &None,
+            },
+        );
+        self.commit(batch, first_seq)?;
+        Ok(Committed {
+            seqs: self.seqs_since(first_seq),
+            collection: None,
+        })
+    }
+
+    fn delete_user(&mut self, id: &str) -> Result<Committed, WriteError> {
+        let old = self.existing_user(id)?;
+        if self.is_last_admin(&old)? {
+            return Err(WriteError::LastAdmin);
+        }
+        let mut batch = sled::Batch::default();
+        batch.remove(keys::user(id));
+        batch.remove(keys::email(&old.email));
+        let first_seq = self.next_seq;
+        self.change(
+            &mut batch,
+            Entry {
+                kind: ChangeKind::Delete,
+                collection: "_users",
+                record_id: id,
+                before: Some(public_bytes(&old)),
+                after: None,
+                actor: &None,
+            },
+        );
+        self.commit(batch, first_seq)?;
+        Ok(Committed {
+            seqs: self.seqs_since(first_seq),
+            collection: None,
+        })
+    }
+}
+
+fn public_bytes(user: &User) -> Vec<u8> {
+    serde_json::to_vec(&user.public_json()).unwrap_or_default()
+}
+
+fn encode_collection(collection: &Collection) -> Vec<u8> {
+    codec::encode(&StoredCollection {
+        id: collection.id,
+        version: collection.version,
+        created: collection.created.clone(),
+        updated: collection.updated.clone(),
+        def_json: serde_json::to_vec(&collection.def).unwrap_or_default(),
+    })
+}
+
+fn stored_record(
+    data: &sled::Tree,
+    key: &[u8],
+    id: &str,
+    expected_rev: Option<u64>,
+) -> Result<StoredRecord, WriteError> {
+    let bytes = data
+        .get(key)?
+        .ok_or_else(|| WriteError::NotFound(id.to_owned()))?;
+    let stored: StoredRecord = codec::decode(&bytes)?;
+    if let Some(expected) = expected_rev {
+        if stored.rev != expected {
+            return Err(WriteError::RevMismatch {
+                id: id.to_owned(),
+                current: stored.rev,
+            });
+        }
+    }
+    Ok(stored)
+}
+
+/// The index entries a record needs: `created` always (retention and the
+/// default sort use it), plus each declared index.
+pub fn index_entries(collection: &Collection, record: &Record) -> Vec<Vec<u8>> {
+    let mut entries = Vec::with_capacity(1 + collection.def.indexes.len());
+    let id = record.id();
+    for field in std::iter::once("created").chain(
+        collection
+            .def
+            .indexes
+            .iter()
+            .map(String::as_str)
+            .filter(|f| *f != "created"),
+    ) {
+        let value = record.fields.get(field).unwrap_or(&Value::Null);
+        entries.push(keys::index_entry(collection.id, field, value, id));
+    }
+    entries
+}
