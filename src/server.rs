@@ -99,11 +99,8 @@ pub async fn run(
 }
 
 fn announce(addr: SocketAddr, setup_code: Option<&str>) {
-    // Plain lines on stdout, for people and for scripts that wait for them.
-    println!(
-        "pulsebase {} listening on http://{addr}",
-        env!("CARGO_PKG_VERSION")
-    );
+    // Plain lines on stdout, for people and for scripts that wait for them;
+    // the listening line comes last, once everything above is said.
     if let Some(code) = setup_code {
         println!("no admin yet. Create one with this one-time setup code ({code}):");
         println!(
@@ -111,6 +108,10 @@ fn announce(addr: SocketAddr, setup_code: Option<&str>) {
         );
         tracing::info!("waiting for the first admin (setup code printed on stdout)");
     }
+    println!(
+        "pulsebase {} listening on http://{addr}",
+        env!("CARGO_PKG_VERSION")
+    );
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
 }

@@ -1,1 +1,592 @@
-fn main() {}
+//! pulsebase-bench: the ingest benchmark.
+//!
+//! For every scenario it starts a fresh release server on 127.0.0.1 with an
+//! empty data dir, signs in, creates the `readings` collection, runs a short
+//! warm-up and then a fixed-length measured window of closed-loop load, reads
+//! the server's RSS and CPU, and stops the server. See bench/README.md.
+
+mod load;
+mod payload;
+mod procs;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use hyper::Method;
+use serde_json::json;
+
+use crate::payload::BatchShape;
+use crate::procs::{CpuSnapshot, CpuUse, Server, ADMIN_EMAIL, ADMIN_PASSWORD};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Ingest benchmark for pulsebase (loopback only)")]
+struct Args {
+    /// Measured seconds per scenario.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Warm-up seconds per scenario (load runs, nothing is counted).
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Run only scenarios whose name contains one of these (comma
+    /// separated, e.g. `sync`, `relaxed/single`, `batch1000,c64`).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Also run the same scenarios against PocketBase (needs --pocketbase).
+    #[arg(long)]
+    peers: bool,
+    /// The pulsebase binary [default: `pulsebase` next to this binary].
+    #[arg(long)]
+    server: Option<PathBuf>,
+    /// The PocketBase binary, for --peers.
+    #[arg(long)]
+    pocketbase: Option<PathBuf>,
+    /// Where the fresh per-scenario data dirs go [default: the temp dir].
+    #[arg(long)]
+    data_root: Option<PathBuf>,
+    /// pulsebase --flush-ms for relaxed durability.
+    #[arg(long, default_value_t = 100)]
+    flush_ms: u64,
+    /// Write the result tables (Markdown) to this file.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Print the scenario names and exit.
+    #[arg(long)]
+    list: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum System {
+    Sync,
+    Relaxed,
+    PocketBase,
+}
+
+impl System {
+    fn label(self) -> &'static str {
+        match self {
+            System::Sync => "sync",
+            System::Relaxed => "relaxed",
+            System::PocketBase => "pocketbase",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Scenario {
+    system: System,
+    per_request: usize,
+    clients: usize,
+}
+
+impl Scenario {
+    fn kind(&self) -> String {
+        if self.per_request == 1 {
+            "single".into()
+        } else {
+            format!("batch{}", self.per_request)
+        }
+    }
+
+    fn name(&self) -> String {
+        format!("{}/{}/c{}", self.system.label(), self.kind(), self.clients)
+    }
+}
+
+/// Single creates at 1, 16, 64 clients; arrays of 100 and 1000 records at
+/// 4 and 16 clients; for each system.
+fn all_scenarios(peers: bool) -> Vec<Scenario> {
+    let mut systems = vec![System::Sync, System::Relaxed];
+    if peers {
+        systems.push(System::PocketBase);
+    }
+    let shapes: [(usize, &[usize]); 3] = [(1, &[1, 16, 64]), (100, &[4, 16]), (1000, &[4, 16])];
+    let mut out = Vec::new();
+    for system in systems {
+        for (per_request, clients) in shapes {
+            for &clients in clients {
+                out.push(Scenario {
+                    system,
+                    per_request,
+                    clients,
+                });
+            }
+        }
+    }
+    out
+}
+
+struct Outcome {
+    scenario: Scenario,
+    requests: u64,
+    measured: Duration,
+    p50_us: u64,
+    p99_us: u64,
+    max_us: u64,
+    errors: u64,
+    first_error: Option<String>,
+    rss_kib: Option<u64>,
+    cpu: CpuUse,
+    stop_time: Duration,
+    exit: String,
+}
+
+impl Outcome {
+    fn req_per_s(&self) -> f64 {
+        self.requests as f64 / self.measured.as_secs_f64()
+    }
+
+    fn records_per_s(&self) -> f64 {
+        self.req_per_s() * self.scenario.per_request as f64
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut scenarios = all_scenarios(args.peers);
+    if !args.only.is_empty() {
+        scenarios.retain(|s| {
+            let name = s.name();
+            args.only.iter().any(|o| name.contains(o.as_str()))
+        });
+    }
+    if args.list {
+        for s in &scenarios {
+            println!("{}", s.name());
+        }
+        return Ok(());
+    }
+    if scenarios.is_empty() {
+        bail!("no scenario matches --only {:?}", args.only);
+    }
+    anyhow::ensure!(
+        args.duration > 0.0 && args.warmup >= 0.0,
+        "--duration must be > 0 and --warmup >= 0"
+    );
+    let server_bin = match &args.server {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("no parent dir for this binary")?
+            .join("pulsebase"),
+    };
+    let needs_pulsebase = scenarios.iter().any(|s| s.system != System::PocketBase);
+    if needs_pulsebase && !server_bin.is_file() {
+        bail!(
+            "no pulsebase binary at {} (build it with `cargo build --release -p pulsebase` or pass --server)",
+            server_bin.display()
+        );
+    }
+    let data_root = args.data_root.clone().unwrap_or_else(std::env::temp_dir);
+    // One thread for the whole generator: it shares 2 cores with the server.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let hz = procs::clock_ticks();
+
+    let mut outcomes = Vec::new();
+    let mut failures: Vec<(String, String)> = Vec::new();
+    let total = scenarios.len();
+    for (i, sc) in scenarios.iter().enumerate() {
+        let name = sc.name();
+        eprintln!("[{}/{total}] {name} ...", i + 1);
+        let result = match sc.system {
+            System::PocketBase => match &args.pocketbase {
+                Some(pb) => run_pocketbase(&rt, &args, pb, &data_root, *sc, hz),
+                None => Err(anyhow::anyhow!(
+                    "PocketBase binary not available (pass --pocketbase)"
+                )),
+            },
+            _ => run_pulsebase(&rt, &args, &server_bin, &data_root, *sc, hz),
+        };
+        match result {
+            Ok(o) => {
+                eprintln!(
+                    "    {:>9.0} req/s {:>10.0} rec/s  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  errors {}  rss {}  cpu srv {:.0}% gen {:.0}% other {:.0}% idle {:.0}% iowait {:.0}%",
+                    o.req_per_s(),
+                    o.records_per_s(),
+                    ms(o.p50_us),
+                    ms(o.p99_us),
+                    ms(o.max_us),
+                    o.errors,
+                    o.rss_kib.map(mib).unwrap_or_else(|| "?".into()),
+                    o.cpu.server_pct,
+                    o.cpu.bench_pct,
+                    o.cpu.other_pct,
+                    o.cpu.idle_pct,
+                    o.cpu.iowait_pct,
+                );
+                if let Some(e) = &o.first_error {
+                    eprintln!("    first error: {e}");
+                }
+                outcomes.push(o);
+            }
+            Err(e) => {
+                eprintln!("    FAILED: {e:#}");
+                failures.push((name, format!("{e:#}")));
+            }
+        }
+    }
+
+    let md = markdown(&args, &outcomes, &failures);
+    println!("{md}");
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, &md).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let errors: u64 = outcomes.iter().map(|o| o.errors).sum();
+    if errors > 0 || !failures.is_empty() {
+        eprintln!(
+            "{errors} request error(s), {} failed scenario(s)",
+            failures.len()
+        );
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn run_pulsebase(
+    rt: &tokio::runtime::Runtime,
+    args: &Args,
+    binary: &Path,
+    data_root: &Path,
+    sc: Scenario,
+    hz: u64,
+) -> anyhow::Result<Outcome> {
+    let dir = procs::fresh_dir(data_root, &sc.name())?;
+    let durability = sc.system.label();
+    let max_batch = sc.per_request.max(10_000);
+    let mut server = procs::start_pulsebase(binary, dir, durability, args.flush_ms, max_batch)?;
+    let addr = server.addr;
+    let token = rt.block_on(async {
+        let signin = load::request_ok(
+            addr,
+            Method::POST,
+            "/api/auth/signin",
+            None,
+            Some(json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})),
+        )
+        .await?;
+        let token = signin["token"]
+            .as_str()
+            .context("sign-in answer has no token")?
+            .to_owned();
+        let auth = format!("Bearer {token}");
+        load::request_ok(
+            addr,
+            Method::POST,
+            "/api/collections",
+            Some(&auth),
+            Some(json!({
+                "name": "readings",
+                "fields": {
+                    "device": {"type": "string", "required": true},
+                    "temp": {"type": "number"},
+                    "humidity": {"type": "number"},
+                    "ts": {"type": "integer"}
+                },
+                "rules": {
+                    "create": "@user != null",
+                    "list": "@user != null",
+                    "view": "@user != null"
+                }
+            })),
+        )
+        .await?;
+        anyhow::Ok(auth)
+    })?;
+    let target = load::Target {
+        addr,
+        path: "/api/collections/readings/records".into(),
+        auth: token,
+    };
+    let bodies = payload::bodies(
+        sc.per_request,
+        (sc.clients * 2).max(8),
+        BatchShape::JsonArray,
+        0x5eed ^ sc.clients as u64,
+    );
+    measure(rt, args, &mut server, target, bodies, sc, hz)
+}
+
+fn run_pocketbase(
+    rt: &tokio::runtime::Runtime,
+    args: &Args,
+    binary: &Path,
+    data_root: &Path,
+    sc: Scenario,
+    hz: u64,
+) -> anyhow::Result<Outcome> {
+    let dir = procs::fresh_dir(data_root, &sc.name())?;
+    let mut server = procs::start_pocketbase(binary, dir)?;
+    let addr: SocketAddr = server.addr;
+    let token = rt.block_on(async {
+        let auth = load::request_ok(
+            addr,
+            Method::POST,
+            "/api/collections/_superusers/auth-with-password",
+            None,
+            Some(json!({"identity": ADMIN_EMAIL, "password": ADMIN_PASSWORD})),
+        )
+        .await?;
+        let token = auth["token"]
+            .as_str()
+            .context("PocketBase auth answer has no token")?
+            .to_owned();
+        // The batch API is off by default and capped at 50 requests.
+        load::request_ok(
+            addr,
+            Method::PATCH,
+            "/api/settings",
+            Some(&token),
+            Some(json!({
+                "batch": {"enabled": true, "maxRequests": 1000, "timeout": 60, "maxBodySize": 0}
+            })),
+        )
+        .await?;
+        let rule = "@request.auth.id != ''";
+        load::request_ok(
+            addr,
+            Method::POST,
+            "/api/collections",
+            Some(&token),
+            Some(json!({
+                "name": "readings",
+                "type": "base",
+                "fields": [
+                    {"name": "device", "type": "text", "required": true},
+                    {"name": "temp", "type": "number"},
+                    {"name": "humidity", "type": "number"},
+                    {"name": "ts", "type": "number", "onlyInt": true}
+                ],
+                "createRule": rule,
+                "listRule": rule,
+                "viewRule": rule
+            })),
+        )
+        .await?;
+        anyhow::Ok(token)
+    })?;
+    let (path, shape) = if sc.per_request == 1 {
+        ("/api/collections/readings/records", BatchShape::JsonArray)
+    } else {
+        ("/api/batch", BatchShape::PocketBase)
+    };
+    let target = load::Target {
+        addr,
+        path: path.into(),
+        auth: token,
+    };
+    let bodies = payload::bodies(
+        sc.per_request,
+        (sc.clients * 2).max(8),
+        shape,
+        0x5eed ^ sc.clients as u64,
+    );
+    measure(rt, args, &mut server, target, bodies, sc, hz)
+}
+
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    args: &Args,
+    server: &mut Server,
+    target: load::Target,
+    bodies: Vec<bytes::Bytes>,
+    sc: Scenario,
+    hz: u64,
+) -> anyhow::Result<Outcome> {
+    let pid = server.pid();
+    let (result, cpu, rss_kib) = rt.block_on(async {
+        let start = Instant::now();
+        let measure_from = start + Duration::from_secs_f64(args.warmup);
+        let window = load::Window {
+            measure_from,
+            end: measure_from + Duration::from_secs_f64(args.duration),
+        };
+        let sampler = tokio::spawn(async move {
+            tokio::time::sleep_until(window.measure_from.into()).await;
+            let a = CpuSnapshot::take(pid);
+            tokio::time::sleep_until(window.end.into()).await;
+            let b = CpuSnapshot::take(pid);
+            (a, b, procs::rss_kib(pid))
+        });
+        let result = load::run(Arc::new(target), Arc::new(bodies), sc.clients, window).await?;
+        let (a, b, rss) = sampler.await?;
+        anyhow::Ok((result, procs::cpu_use(&a, &b, hz), rss))
+    })?;
+    let stop_time = server.stop();
+    Ok(Outcome {
+        scenario: sc,
+        requests: result.requests,
+        measured: result.measured,
+        p50_us: result.hist.value_at_quantile(0.50),
+        p99_us: result.hist.value_at_quantile(0.99),
+        max_us: result.max_us,
+        errors: result.errors,
+        first_error: result.first_error,
+        rss_kib,
+        cpu,
+        stop_time,
+        exit: server.exit.clone().unwrap_or_default(),
+    })
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.0} MiB", kib as f64 / 1024.0)
+}
+
+/// Thousands separators for a rounded number.
+fn thousands(x: f64) -> String {
+    let n = x.round() as u64;
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn markdown(args: &Args, outcomes: &[Outcome], failures: &[(String, String)]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "Each scenario: fresh server and data dir, {:.0} s warm-up, {:.0} s measured, closed loop \
+         (each client sends its next request when the previous answer is in), one keep-alive \
+         HTTP/1.1 connection per client. Latency is per request. Relaxed uses --flush-ms {}.\n",
+        args.warmup, args.duration, args.flush_ms
+    );
+    let _ = writeln!(
+        md,
+        "| scenario | clients | records/req | requests/s | records/s | p50 ms | p99 ms | max ms | errors | server RSS |"
+    );
+    let _ = writeln!(md, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for o in outcomes {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            o.scenario.name(),
+            o.scenario.clients,
+            o.scenario.per_request,
+            thousands(o.req_per_s()),
+            thousands(o.records_per_s()),
+            ms(o.p50_us),
+            ms(o.p99_us),
+            ms(o.max_us),
+            o.errors,
+            o.rss_kib.map(mib).unwrap_or_else(|| "?".into()),
+        );
+    }
+    for (name, err) in failures {
+        let _ = writeln!(md, "| {name} | failed: {} | | | | | | | | |", err.replace('|', "/"));
+    }
+
+    let errs: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| o.first_error.as_ref().map(|e| (o.scenario.name(), e)))
+        .collect();
+    if !errs.is_empty() {
+        let _ = writeln!(md, "\n### First error per scenario\n");
+        for (name, e) in errs {
+            let _ = writeln!(md, "- `{name}`: `{}`", e.replace('`', "'"));
+        }
+    }
+
+    let _ = writeln!(md, "\n### CPU during the measured window\n");
+    let _ = writeln!(
+        md,
+        "100 % = one core; the machine has {} cores shared by server and generator. \
+         Idle and iowait are shares of the whole machine (idle excludes iowait). \
+         \"Other\" is CPU used by anything else on the machine during the window: \
+         if it is not near 0, the run was disturbed and its numbers are low.\n",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    let _ = writeln!(
+        md,
+        "| scenario | server CPU | generator CPU | other CPU | machine idle | iowait | busiest server threads | server stop |"
+    );
+    let _ = writeln!(md, "|---|--:|--:|--:|--:|--:|---|--:|");
+    for o in outcomes {
+        let threads = o
+            .cpu
+            .threads
+            .iter()
+            .take(4)
+            .map(|(name, p, n)| {
+                if *n > 1 {
+                    format!("{name}×{n} {p:.0}%")
+                } else {
+                    format!("{name} {p:.0}%")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} % | {:.0} % | {:.0} % | {:.0} % | {:.0} % | {} | {:.1} s{} |",
+            o.scenario.name(),
+            o.cpu.server_pct,
+            o.cpu.bench_pct,
+            o.cpu.other_pct,
+            o.cpu.idle_pct,
+            o.cpu.iowait_pct,
+            threads,
+            o.stop_time.as_secs_f64(),
+            if o.exit.contains("exit status: 0") || o.exit.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", o.exit)
+            }
+        );
+    }
+
+    let peers: Vec<_> = outcomes
+        .iter()
+        .filter(|o| o.scenario.system == System::PocketBase)
+        .collect();
+    if !peers.is_empty() {
+        let _ = writeln!(md, "\n### pulsebase vs PocketBase (records/s ratio)\n");
+        let _ = writeln!(
+            md,
+            "| scenario | PocketBase records/s | pulsebase sync | ratio sync/PB | pulsebase relaxed | ratio relaxed/PB |"
+        );
+        let _ = writeln!(md, "|---|--:|--:|--:|--:|--:|");
+        for pb in peers {
+            let find = |system: System| {
+                outcomes.iter().find(|o| {
+                    o.scenario.system == system
+                        && o.scenario.per_request == pb.scenario.per_request
+                        && o.scenario.clients == pb.scenario.clients
+                })
+            };
+            let cell = |o: Option<&Outcome>| match o {
+                Some(o) => (
+                    thousands(o.records_per_s()),
+                    format!("{:.1}×", o.records_per_s() / pb.records_per_s().max(1e-9)),
+                ),
+                None => ("—".into(), "—".into()),
+            };
+            let (s, sr) = cell(find(System::Sync));
+            let (r, rr) = cell(find(System::Relaxed));
+            let _ = writeln!(
+                md,
+                "| {}/c{} | {} | {s} | {sr} | {r} | {rr} |",
+                pb.scenario.kind(),
+                pb.scenario.clients,
+                thousands(pb.records_per_s()),
+            );
+        }
+    }
+    md
+}

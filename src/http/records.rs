@@ -232,7 +232,8 @@ pub struct ListParams {
 }
 
 pub fn parse_filter(text: Option<&str>) -> ApiResult<Option<Expr>> {
-    match text.map(str::trim).filter(|t| !t.is_empty()) {
+    // Parsed untrimmed so error positions point into the caller's text.
+    match text.filter(|t| !t.trim().is_empty()) {
         None => Ok(None),
         Some(text) => Expr::parse(text).map(Some).map_err(|e| {
             ApiError::bad_request(format!("filter: {e}"))

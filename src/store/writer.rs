@@ -225,13 +225,21 @@ fn flusher_loop(
     let mut last_flush = Instant::now();
     while let Ok(first) = jobs.recv() {
         // Relaxed mode: let writes pile up for up to `interval` so one fsync
-        // covers them all. Sync mode: fsync at once; whatever arrived during
-        // the previous fsync is already queued and joins this one.
-        let wait = interval.saturating_sub(last_flush.elapsed());
-        if !wait.is_zero() {
-            std::thread::sleep(wait);
-        }
+        // covers them all, but stop waiting when the writer shuts down. Sync
+        // mode: fsync at once; whatever arrived during the previous fsync is
+        // already queued and joins this one.
         let mut group = vec![first];
+        let deadline = last_flush + interval;
+        loop {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            if wait.is_zero() {
+                break;
+            }
+            match jobs.recv_timeout(wait) {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
         group.extend(jobs.try_iter());
         let upto = group.iter().map(|job| job.upto).max().unwrap_or(0);
         last_flush = Instant::now();

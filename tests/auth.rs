@@ -1,0 +1,169 @@
+//! Sign-in, first-admin setup, tokens (SPEC §3 parts of the core).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{client, error_code, send, Options, TestServer, ADMIN_EMAIL, ADMIN_PASSWORD};
+use serde_json::json;
+
+#[tokio::test]
+async fn signin_and_me() {
+    let server = TestServer::start();
+    let (status, body) = send(
+        client()
+            .post(server.url("/api/auth/signin"))
+            .json(&json!({"email": "Admin@Example.com ", "password": ADMIN_PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 200, "emails are case-insensitive: {body}");
+    assert_eq!(body["expires_in"], 3600);
+    assert!(body["refresh_token"].as_str().unwrap().len() > 30);
+    assert!(body["user"].get("password_hash").is_none());
+    let token = body["token"].as_str().unwrap();
+    let (status, me) = send(client().get(server.url("/api/auth/me")).bearer_auth(token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["email"], ADMIN_EMAIL);
+    assert_eq!(me["roles"], json!(["admin"]));
+    let (status, body) = send(client().get(server.url("/api/auth/me"))).await;
+    assert_eq!((status, error_code(&body)), (401, "unauthorized"));
+    let (status, body) = send(
+        client()
+            .get(server.url("/api/auth/me"))
+            .bearer_auth("not-a-token"),
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (401, "unauthorized"));
+    let (status, body) = send(
+        client()
+            .get(server.url("/api/auth/me"))
+            .header("Authorization", "Basic abc"),
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (401, "unauthorized"));
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_email_look_the_same() {
+    let server = TestServer::start();
+    let url = server.url("/api/auth/signin");
+    // Warm up the dummy hash so both timings below are steady-state.
+    send(
+        client()
+            .post(&url)
+            .json(&json!({"email": "nobody@example.com", "password": "whatever-1"})),
+    )
+    .await;
+    let started = Instant::now();
+    let (status_wrong, wrong) = send(
+        client()
+            .post(&url)
+            .json(&json!({"email": ADMIN_EMAIL, "password": "wrong-password"})),
+    )
+    .await;
+    let wrong_time = started.elapsed();
+    let started = Instant::now();
+    let (status_unknown, unknown) = send(
+        client()
+            .post(&url)
+            .json(&json!({"email": "nobody@example.com", "password": "wrong-password"})),
+    )
+    .await;
+    let unknown_time = started.elapsed();
+    assert_eq!((status_wrong, status_unknown), (401, 401));
+    assert_eq!(wrong, unknown, "identical bodies");
+    assert_eq!(error_code(&wrong), "invalid_credentials");
+    // Both pay for one argon2 verification; a skipped hash would be ~100x faster.
+    assert!(
+        unknown_time * 5 > wrong_time,
+        "unknown {unknown_time:?} vs wrong {wrong_time:?}"
+    );
+    let (status, body) = send(client().post(&url).json(&json!({"email": ADMIN_EMAIL}))).await;
+    assert_eq!((status, error_code(&body)), (400, "bad_request"));
+}
+
+#[tokio::test]
+async fn first_admin_through_the_one_time_setup_code() {
+    let server = TestServer::start_with(Options {
+        admin: false,
+        ..Options::default()
+    });
+    let banner = server.banner.join("\n");
+    let code = banner
+        .split("setup code (")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no setup code printed: {banner}"))
+        .to_owned();
+    let url = server.url("/api/setup");
+    let (status, body) =
+        send(client().post(&url).json(
+            &json!({"code": "wrong", "email": "root@example.com", "password": "root-password"}),
+        ))
+        .await;
+    assert_eq!((status, error_code(&body)), (403, "forbidden"));
+    let (status, body) = send(
+        client()
+            .post(&url)
+            .json(&json!({"code": code, "email": "root@example.com", "password": "short"})),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (400, "validation_failed"),
+        "{body}"
+    );
+    let (status, body) =
+        send(client().post(&url).json(
+            &json!({"code": code, "email": "root@example.com", "password": "root-password"}),
+        ))
+        .await;
+    assert_eq!(
+        status, 201,
+        "a failed attempt does not burn the code: {body}"
+    );
+    assert_eq!(body["user"]["roles"], json!(["admin"]));
+    let (status, _) = send(
+        client()
+            .get(server.url("/api/collections"))
+            .bearer_auth(body["token"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) =
+        send(client().post(&url).json(
+            &json!({"code": code, "email": "second@example.com", "password": "root-password"}),
+        ))
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (403, "forbidden"),
+        "the code works once"
+    );
+}
+
+#[tokio::test]
+async fn signup_is_off_by_default() {
+    let server = TestServer::start();
+    let (status, body) = send(
+        client()
+            .post(server.url("/api/auth/signup"))
+            .json(&json!({"email": "new@example.com", "password": "password-123"})),
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (403, "forbidden"));
+}
+
+#[tokio::test]
+async fn expired_tokens_are_refused_with_token_expired() {
+    let server = TestServer::start_with(Options {
+        args: vec!["--token-ttl".into(), "1s".into()],
+        ..Options::default()
+    });
+    let token = server.admin_token().await;
+    let (status, _) = send(client().get(server.url("/api/auth/me")).bearer_auth(&token)).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, body) = send(client().get(server.url("/api/auth/me")).bearer_auth(&token)).await;
+    assert_eq!((status, error_code(&body)), (401, "token_expired"));
+}

@@ -1,0 +1,211 @@
+//! Starts the real `pulsebase` binary on 127.0.0.1:0 with a temporary data
+//! dir and talks to it over HTTP.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "admin-password";
+
+pub struct Options {
+    /// Create the admin above through the environment.
+    pub admin: bool,
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            admin: true,
+            env: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+}
+
+pub struct TestServer {
+    child: Option<Child>,
+    pub base: String,
+    pub data: PathBuf,
+    /// Stdout lines printed up to and including the listening line.
+    pub banner: Vec<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        TestServer::start_with(Options::default())
+    }
+
+    pub fn start_with(options: Options) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().to_owned();
+        let mut server = TestServer::start_in(&data, options);
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Starts on an existing data dir (for restarts); the caller keeps it.
+    pub fn start_in(data: &Path, options: Options) -> TestServer {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pulsebase"));
+        command
+            .arg("serve")
+            .arg("--http")
+            .arg("127.0.0.1:0")
+            .arg("--data")
+            .arg(data)
+            .args(&options.args)
+            .env_remove("PULSEBASE_ADMIN_EMAIL")
+            .env_remove("PULSEBASE_ADMIN_PASSWORD")
+            .env("PULSEBASE_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if options.admin {
+            command
+                .env("PULSEBASE_ADMIN_EMAIL", ADMIN_EMAIL)
+                .env("PULSEBASE_ADMIN_PASSWORD", ADMIN_PASSWORD);
+        }
+        for (key, value) in &options.env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start pulsebase");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut banner = Vec::new();
+        let base = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("pulsebase did not report its address within 30 s");
+            banner.push(line.clone());
+            if let Some(at) = line.find("listening on ") {
+                break line[at + "listening on ".len()..].trim().to_owned();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        TestServer {
+            child: Some(child),
+            base,
+            data: data.to_owned(),
+            banner,
+            _dir: None,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns whether it exited 0.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        for _ in 0..300 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    pub async fn signin(&self, email: &str, password: &str) -> String {
+        let response = client()
+            .post(self.url("/api/auth/signin"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .expect("signin request");
+        assert_eq!(response.status(), 200, "signin as {email}");
+        let body: Value = response.json().await.expect("signin body");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.signin(ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    /// Creates a collection as admin and returns its JSON.
+    pub async fn create_collection(&self, token: &str, definition: Value) -> Value {
+        let (status, body) = send(
+            client()
+                .post(self.url("/api/collections"))
+                .bearer_auth(token)
+                .json(&definition),
+        )
+        .await;
+        assert_eq!(status, 201, "create collection: {body}");
+        body
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
+/// Sends a request and returns the status and the JSON body (`null` when
+/// the body is empty).
+pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.expect("request failed");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("response body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
+    };
+    (status, body)
+}
+
+/// Asserts the contract's error shape and returns the code.
+pub fn error_code(body: &Value) -> &str {
+    let error = &body["error"];
+    assert!(error["message"].is_string(), "no error message in {body}");
+    error["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
+}

@@ -1,0 +1,194 @@
+//! Start-up, settings, the admin CLI and graceful shutdown of the real binary.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::{client, error_code, send, Options, TestServer};
+use serde_json::json;
+
+#[tokio::test]
+async fn health_reports_the_version() {
+    let server = TestServer::start();
+    let (status, body) = send(client().get(server.url("/api/health"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")})
+    );
+}
+
+#[tokio::test]
+async fn sigterm_flushes_relaxed_writes_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let relaxed = || Options {
+        args: vec![
+            "--durability".into(),
+            "relaxed".into(),
+            "--flush-ms".into(),
+            "60000".into(),
+        ],
+        ..Options::default()
+    };
+    let mut server = TestServer::start_in(dir.path(), relaxed());
+    let token = server.admin_token().await;
+    server
+        .create_collection(&token, json!({"name": "logs"}))
+        .await;
+    let (status, _) = send(
+        client()
+            .post(server.url("/api/collections/logs/records"))
+            .bearer_auth(&token)
+            .json(&json!({"id": "kept", "line": 1})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert!(server.terminate(), "clean exit on SIGTERM");
+
+    let server = TestServer::start_in(dir.path(), relaxed());
+    let token = server.admin_token().await;
+    let (status, body) = send(
+        client()
+            .get(server.url("/api/collections/logs/records/kept"))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "written before shutdown, flushed at shutdown: {body}"
+    );
+}
+
+#[tokio::test]
+async fn settings_come_from_the_data_dir_file_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pulsebase.toml"),
+        "max_batch = 2\nallow_signup = true\n",
+    )
+    .unwrap();
+    let server = TestServer::start_in(dir.path(), Options::default());
+    let token = server.admin_token().await;
+    server.create_collection(&token, json!({"name": "c"})).await;
+    let (status, body) = send(
+        client()
+            .post(server.url("/api/collections/c/records"))
+            .bearer_auth(&token)
+            .json(&json!([{}, {}, {}])),
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (413, "payload_too_large"));
+    let (status, _) = send(
+        client()
+            .post(server.url("/api/auth/signup"))
+            .json(&json!({"email": "x@example.com", "password": "password-123"})),
+    )
+    .await;
+    assert_eq!(status, 201, "allow_signup from the file");
+    drop(server);
+
+    let server = TestServer::start_in(
+        dir.path(),
+        Options {
+            args: vec!["--max-batch".into(), "3".into()],
+            ..Options::default()
+        },
+    );
+    let token = server.admin_token().await;
+    let (status, _) = send(
+        client()
+            .post(server.url("/api/collections/c/records"))
+            .bearer_auth(&token)
+            .json(&json!([{}, {}, {}])),
+    )
+    .await;
+    assert_eq!(status, 201, "the flag beats the file");
+}
+
+#[test]
+fn bad_settings_stop_the_start_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_pulsebase"))
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--durability",
+            "eventually",
+            "--data",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("durability"), "{stderr}");
+}
+
+#[tokio::test]
+async fn admin_create_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pulsebase"))
+        .args([
+            "admin",
+            "create",
+            "--email",
+            "ops@example.com",
+            "--password-stdin",
+            "--data",
+        ])
+        .arg(dir.path())
+        .env("PULSEBASE_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"ops-password\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+
+    let again = Command::new(env!("CARGO_BIN_EXE_pulsebase"))
+        .args([
+            "admin",
+            "create",
+            "--email",
+            "ops@example.com",
+            "--password-stdin",
+            "--data",
+        ])
+        .arg(dir.path())
+        .stdin(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "the same email twice is refused");
+
+    let server = TestServer::start_in(
+        dir.path(),
+        Options {
+            admin: false,
+            ..Options::default()
+        },
+    );
+    assert!(
+        !server.banner.join("\n").contains("setup code"),
+        "an admin exists: no setup code"
+    );
+    let token = server.signin("ops@example.com", "ops-password").await;
+    let (status, _) = send(
+        client()
+            .get(server.url("/api/collections"))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
