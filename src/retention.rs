@@ -1,6 +1,8 @@
 //! Retention: removes records past a collection's `max_age` or beyond its
 //! `max_records`, oldest first, through the ordinary write path, so each
-//! removal is a change-log `delete` with reason `expired`.
+//! removal is a change-log `delete` with reason `expired`. The same loop
+//! trims the change log to `changelog_retain` entries or 24 hours, whichever
+//! keeps more.
 
 use std::time::Duration;
 
@@ -21,6 +23,18 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = stop.wait_for(|stopped| *stopped) => return,
             () = tokio::time::sleep(INTERVAL) => {}
+        }
+        let store = state.store.clone();
+        let keep = state.settings.changelog_retain;
+        match tokio::task::spawn_blocking(move || {
+            store.trim_changelog(keep, crate::store::CHANGELOG_MIN_AGE_MS)
+        })
+        .await
+        {
+            Ok(Ok(0)) => {}
+            Ok(Ok(removed)) => tracing::info!(removed, "change log trimmed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "change-log trim failed"),
+            Err(e) => tracing::warn!(error = %e, "change-log trim task failed"),
         }
         for collection in state.store.catalog().all() {
             if collection.def.retention.is_none() {

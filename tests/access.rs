@@ -1,5 +1,9 @@
 //! Collection rules, owners and protected fields (SPEC §4) through REST.
 
+// A failed unwrap in a test helper is a test failure with a backtrace, which
+// is what we want here.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{client, error_code, send, Options, TestServer};

@@ -1,5 +1,9 @@
 //! Sign-in, first-admin setup, tokens (SPEC §3 parts of the core).
 
+// A failed unwrap in a test helper is a test failure with a backtrace, which
+// is what we want here.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

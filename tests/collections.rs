@@ -1,6 +1,10 @@
 //! Collections API (SPEC §4): admin only, validated definitions, safe
 //! schema changes, and drop.
 
+// A failed unwrap in a test helper is a test failure with a backtrace, which
+// is what we want here.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{client, error_code, send, Options, TestServer};

@@ -1,5 +1,9 @@
 //! Start-up, settings, the admin CLI and graceful shutdown of the real binary.
 
+// A failed unwrap in a test helper is a test failure with a backtrace, which
+// is what we want here.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::Write;

@@ -1,6 +1,10 @@
 //! Runs the README's curl walkthrough verbatim against the real binary (only
 //! the port differs), so the quick start cannot rot.
 
+// A failed unwrap in a test helper is a test failure with a backtrace, which
+// is what we want here.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::process::Command;
@@ -45,7 +49,10 @@ fn readme_walkthrough_works_as_written() {
         ..Options::default()
     });
     let script = walkthrough_script().replace("http://127.0.0.1:7070", &server.base);
-    assert!(script.contains("curl"), "no commands found in the walkthrough");
+    assert!(
+        script.contains("curl"),
+        "no commands found in the walkthrough"
+    );
     let output = Command::new("bash")
         .arg("-c")
         .arg(&script)
@@ -58,11 +65,7 @@ fn readme_walkthrough_works_as_written() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(!stdout.contains("\"error\""), "an error in:\n{stdout}");
-    let last = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap();
+    let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
     let page: Value = serde_json::from_str(last).expect("the last answer is JSON");
     let items = page["items"].as_array().expect("a list answer");
     assert_eq!(items.len(), 1, "{page}");

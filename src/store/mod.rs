@@ -256,3 +256,150 @@ impl Store {
         Ok(ids)
     }
 }
+
+/// Change-log entries younger than this are kept whatever their number.
+pub const CHANGELOG_MIN_AGE_MS: i64 = 24 * 3600 * 1000;
+/// Entries removed per batch when trimming.
+const TRIM_CHUNK: usize = 10_000;
+
+impl Store {
+    /// Trims the oldest change-log entries, keeping the newest `keep_last`
+    /// and every entry younger than `min_age_ms` (whichever keeps more).
+    /// Only the bottom of the log is touched and the newest entry always
+    /// stays, so the writer, which appends at the top, is never disturbed.
+    pub fn trim_changelog(&self, keep_last: u64, min_age_ms: i64) -> Result<u64, StoreError> {
+        let last = self.last_seq()?;
+        let Some(below) = last.checked_sub(keep_last.max(1)) else {
+            return Ok(0);
+        };
+        let cutoff_ms = crate::clock::now_ms() - min_age_ms;
+        let mut removed = 0;
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut in_batch = 0;
+            let mut done = true;
+            for entry in self
+                .data
+                .range(keys::change(0).to_vec()..keys::change(below + 1).to_vec())
+                .take(TRIM_CHUNK)
+            {
+                let (key, value) = entry?;
+                let change: Change = codec::decode(&value)?;
+                if change.ts_ms >= cutoff_ms {
+                    break;
+                }
+                batch.remove(key);
+                in_batch += 1;
+            }
+            if in_batch == TRIM_CHUNK {
+                done = false;
+            }
+            if in_batch > 0 {
+                self.data.apply_batch(batch)?;
+                removed += in_batch as u64;
+            }
+            if done {
+                return Ok(removed);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Durability;
+    use crate::model::CollectionDef;
+    use crate::store::writer::{Mutation, RecordOp, Writer};
+
+    async fn store_with_records(n: usize) -> (tempfile::TempDir, Store, Writer) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let writer = Writer::start(store.clone(), Durability::Relaxed, 10).unwrap();
+        let def: CollectionDef = serde_json::from_value(serde_json::json!({"name": "c"})).unwrap();
+        let collection = writer
+            .submit(Mutation::CreateCollection(def))
+            .await
+            .unwrap()
+            .collection
+            .unwrap();
+        for i in 0..n {
+            let record = Record::new(
+                &format!("r{i:04}"),
+                "2026-01-01T00:00:00.000Z",
+                "x",
+                None,
+                1,
+                serde_json::Map::new(),
+            );
+            writer
+                .submit(Mutation::Records {
+                    collection: collection.clone(),
+                    ops: vec![RecordOp::Create(record)],
+                    actor: None,
+                })
+                .await
+                .unwrap();
+        }
+        (dir, store, writer)
+    }
+
+    #[tokio::test]
+    async fn trimming_keeps_the_newest_entries_and_young_ones() {
+        let (_dir, store, writer) = store_with_records(30).await;
+        assert_eq!(
+            (store.first_seq().unwrap(), store.last_seq().unwrap()),
+            (1, 30)
+        );
+        // Everything is young: nothing goes.
+        assert_eq!(store.trim_changelog(10, CHANGELOG_MIN_AGE_MS).unwrap(), 0);
+        // Old enough: all but the newest 10 go.
+        assert_eq!(store.trim_changelog(10, -1000).unwrap(), 20);
+        assert_eq!(
+            (store.first_seq().unwrap(), store.last_seq().unwrap()),
+            (21, 30)
+        );
+        assert_eq!(store.changes_after(0).count(), 10);
+        // The newest entry always stays, so the next seq survives a restart.
+        store.trim_changelog(0, -1000).unwrap();
+        assert_eq!(store.last_seq().unwrap(), 30);
+        writer.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn writes_and_their_changes_get_consecutive_seqs() {
+        let (_dir, store, writer) = store_with_records(5).await;
+        let seqs: Vec<u64> = store.changes_after(0).map(|c| c.unwrap().seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+        let collection = store.catalog().get("c").unwrap();
+        // A failing request takes no seq: the log keeps no holes.
+        let duplicate = Record::new("r0000", "t", "t", None, 1, serde_json::Map::new());
+        let fresh = Record::new("fresh", "t", "t", None, 1, serde_json::Map::new());
+        let failed = writer
+            .submit(Mutation::Records {
+                collection: collection.clone(),
+                ops: vec![RecordOp::Create(fresh.clone()), RecordOp::Create(duplicate)],
+                actor: None,
+            })
+            .await;
+        assert!(failed.is_err());
+        assert!(
+            store.get_record(collection.id, "fresh").unwrap().is_none(),
+            "all or nothing"
+        );
+        let done = writer
+            .submit(Mutation::Records {
+                collection,
+                ops: vec![RecordOp::Create(fresh)],
+                actor: Some("u1".into()),
+            })
+            .await
+            .unwrap();
+        assert_eq!(done.seqs, Some((6, 6)));
+        let change = store.changes_after(5).next().unwrap().unwrap();
+        assert_eq!(change.record_id, "fresh");
+        assert_eq!(change.actor.as_deref(), Some("u1"));
+        assert_eq!(store.record_count(1).unwrap(), 6);
+        writer.shutdown().await;
+    }
+}
