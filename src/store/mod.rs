@@ -306,42 +306,64 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::Durability;
     use crate::model::CollectionDef;
     use crate::store::writer::{Mutation, RecordOp, Writer};
 
-    async fn store_with_records(n: usize) -> (tempfile::TempDir, Store, Writer) {
+    /// A store with one collection defined by `def`, holding `records`
+    /// (given ids `r0000`, `r0001`, ...).
+    pub(crate) async fn store_with(
+        def: serde_json::Value,
+        records: impl IntoIterator<Item = serde_json::Value>,
+    ) -> (tempfile::TempDir, Store, Writer) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
         let writer = Writer::start(store.clone(), Durability::Relaxed, 10).unwrap();
-        let def: CollectionDef = serde_json::from_value(serde_json::json!({"name": "c"})).unwrap();
+        let def: CollectionDef = serde_json::from_value(def).unwrap();
         let collection = writer
             .submit(Mutation::CreateCollection(def))
             .await
             .unwrap()
             .collection
             .unwrap();
-        for i in 0..n {
-            let record = Record::new(
-                &format!("r{i:04}"),
-                "2026-01-01T00:00:00.000Z",
-                "x",
-                None,
-                1,
-                serde_json::Map::new(),
-            );
+        let ops = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, data)| {
+                let data = data.as_object().cloned().unwrap_or_default();
+                let created = crate::clock::format_ms(1_700_000_000_000 + i as i64);
+                RecordOp::Create(Record::new(
+                    &format!("r{i:04}"),
+                    &created,
+                    &created,
+                    None,
+                    1,
+                    data,
+                ))
+            })
+            .collect::<Vec<_>>();
+        // One write per record, so each gets its own seq.
+        for op in ops {
             writer
                 .submit(Mutation::Records {
                     collection: collection.clone(),
-                    ops: vec![RecordOp::Create(record)],
+                    ops: vec![op],
                     actor: None,
                 })
                 .await
                 .unwrap();
         }
         (dir, store, writer)
+    }
+
+    async fn store_with_records(n: usize) -> (tempfile::TempDir, Store, Writer) {
+        store_with(
+            serde_json::json!({"name": "c"}),
+            (0..n).map(|_| serde_json::json!({})),
+        )
+        .await
     }
 
     #[tokio::test]
