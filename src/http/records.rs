@@ -20,7 +20,7 @@ use crate::model::record::{drop_system_fields, merge_patch, project};
 use crate::model::{Collection, Record};
 use crate::rules::Expr;
 use crate::store::query::{parse_sort, Cursor, ListRequest, Viewer};
-use crate::store::writer::{Mutation, RecordOp, WriteError};
+use crate::store::writer::{Mutation, NewRecord, RecordOp, WriteError};
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
@@ -80,16 +80,18 @@ fn parse_items(headers: &HeaderMap, body: &[u8]) -> ApiResult<(Vec<Value>, bool)
     }
 }
 
-/// Builds a record for create: checks the id, the schema and the create rule.
+/// Builds a record for create: checks the id, the schema and the create
+/// rule. Also says whether the client chose the id.
 fn prepare_create(
     collection: &Collection,
     caller: &Caller,
     item: Value,
     now: &str,
-) -> Result<Record, ApiError> {
+) -> Result<(Record, bool), ApiError> {
     let Value::Object(mut data) = item else {
         return Err(ApiError::bad_request("each record must be a JSON object"));
     };
+    let client_chose_id = !matches!(data.get("id"), None | Some(Value::Null));
     let id = match data.remove("id") {
         None | Some(Value::Null) => crate::ids::generate(),
         Some(Value::String(id)) if crate::ids::is_valid_record_id(&id) => id,
@@ -115,7 +117,7 @@ fn prepare_create(
             "the create rule does not allow this record",
         ));
     }
-    Ok(record)
+    Ok((record, client_chose_id))
 }
 
 /// `owner` is the creator's id; only admins may set it to something else.
@@ -197,15 +199,26 @@ pub async fn create_records(
             )
             .with_details(json!({ "items": bad })));
         }
+        let actor = principal.id();
         let visible: Vec<Value> = records
             .iter()
-            .map(|r| Value::Object(r.visible(&collection.protected, caller.is_admin())))
+            .map(|(r, _)| Value::Object(r.visible(&collection.protected, caller.is_admin())))
             .collect();
-        let ops = records.into_iter().map(RecordOp::Create).collect();
+        let ops = records
+            .iter()
+            .map(|(record, client_chose_id)| {
+                RecordOp::Create(NewRecord::prepare(
+                    &collection,
+                    record,
+                    actor.as_deref(),
+                    *client_chose_id,
+                ))
+            })
+            .collect();
         let mutation = Mutation::Records {
             collection: collection.clone(),
             ops,
-            actor: principal.id(),
+            actor,
         };
         match state.writer.submit(mutation).await {
             Ok(_) => {}

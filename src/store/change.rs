@@ -40,3 +40,31 @@ pub struct Change {
     /// Who made the change: a user id, or `None` for the system.
     pub actor: Option<String>,
 }
+
+/// The stored value of a change-log entry: the seq is its key, so the value
+/// can be encoded before the writer assigns the seq.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredChange {
+    pub kind: ChangeKind,
+    pub collection: String,
+    pub record_id: String,
+    pub after: Option<Vec<u8>>,
+    pub before: Option<Vec<u8>>,
+    pub ts_ms: i64,
+    pub actor: Option<String>,
+}
+
+impl Change {
+    pub fn from_stored(seq: u64, stored: StoredChange) -> Change {
+        Change {
+            seq,
+            kind: stored.kind,
+            collection: stored.collection,
+            record_id: stored.record_id,
+            after: stored.after,
+            before: stored.before,
+            ts_ms: stored.ts_ms,
+            actor: stored.actor,
+        }
+    }
+}

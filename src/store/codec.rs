@@ -54,7 +54,7 @@ pub struct StoredCollection {
 mod tests {
     use super::*;
     use crate::model::User;
-    use crate::store::change::{Change, ChangeKind};
+    use crate::store::change::{ChangeKind, StoredChange};
 
     fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(value: T) {
         let bytes = encode(&value);
@@ -87,8 +87,7 @@ mod tests {
             password_hash: "h".into(),
             generation: 4,
         });
-        round_trip(Change {
-            seq: 12,
+        round_trip(StoredChange {
             kind: ChangeKind::Expire,
             collection: "readings".into(),
             record_id: "r1".into(),

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use crate::model::{Collection, CollectionDef, Record, User};
-use change::Change;
+use change::{Change, StoredChange};
 use codec::{StoredCollection, StoredRecord};
 
 #[derive(Debug, thiserror::Error)]
@@ -186,7 +186,7 @@ impl Store {
         let start = keys::change(after.saturating_add(1));
         self.data
             .range(start.to_vec()..keys::prefix_end(&[keys::CHANGE]))
-            .map(|entry| codec::decode(&entry?.1))
+            .map(|entry| decode_change(entry?))
     }
 
     pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -207,6 +207,11 @@ impl Store {
     pub(crate) fn data(&self) -> &sled::Tree {
         &self.data
     }
+}
+
+fn decode_change((key, value): (sled::IVec, sled::IVec)) -> Result<Change, StoreError> {
+    let seq = keys::change_seq(&key).ok_or_else(|| StoreError::Corrupt("change key".into()))?;
+    Ok(Change::from_stored(seq, codec::decode(&value)?))
 }
 
 pub fn decode_record(bytes: &[u8]) -> Result<Record, StoreError> {
@@ -284,7 +289,7 @@ impl Store {
                 .take(TRIM_CHUNK)
             {
                 let (key, value) = entry?;
-                let change: Change = codec::decode(&value)?;
+                let change: StoredChange = codec::decode(&value)?;
                 if change.ts_ms >= cutoff_ms {
                     break;
                 }
@@ -310,7 +315,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::config::Durability;
     use crate::model::CollectionDef;
-    use crate::store::writer::{Mutation, RecordOp, Writer};
+    use crate::store::writer::{Mutation, NewRecord, RecordOp, Writer};
 
     /// A store with one collection defined by `def`, holding `records`
     /// (given ids `r0000`, `r0001`, ...).
@@ -334,14 +339,8 @@ pub(crate) mod tests {
             .map(|(i, data)| {
                 let data = data.as_object().cloned().unwrap_or_default();
                 let created = crate::clock::format_ms(1_700_000_000_000 + i as i64);
-                RecordOp::Create(Record::new(
-                    &format!("r{i:04}"),
-                    &created,
-                    &created,
-                    None,
-                    1,
-                    data,
-                ))
+                let record = Record::new(&format!("r{i:04}"), &created, &created, None, 1, data);
+                RecordOp::Create(NewRecord::prepare(&collection, &record, None, true))
             })
             .collect::<Vec<_>>();
         // One write per record, so each gets its own seq.
@@ -397,10 +396,13 @@ pub(crate) mod tests {
         // A failing request takes no seq: the log keeps no holes.
         let duplicate = Record::new("r0000", "t", "t", None, 1, serde_json::Map::new());
         let fresh = Record::new("fresh", "t", "t", None, 1, serde_json::Map::new());
+        let create = |record: &Record| {
+            RecordOp::Create(NewRecord::prepare(&collection, record, Some("u1"), true))
+        };
         let failed = writer
             .submit(Mutation::Records {
                 collection: collection.clone(),
-                ops: vec![RecordOp::Create(fresh.clone()), RecordOp::Create(duplicate)],
+                ops: vec![create(&fresh), create(&duplicate)],
                 actor: None,
             })
             .await;
@@ -411,8 +413,8 @@ pub(crate) mod tests {
         );
         let done = writer
             .submit(Mutation::Records {
-                collection,
-                ops: vec![RecordOp::Create(fresh)],
+                collection: collection.clone(),
+                ops: vec![create(&fresh)],
                 actor: Some("u1".into()),
             })
             .await
@@ -422,6 +424,49 @@ pub(crate) mod tests {
         assert_eq!(change.record_id, "fresh");
         assert_eq!(change.actor.as_deref(), Some("u1"));
         assert_eq!(store.record_count(1).unwrap(), 6);
+        writer.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_creates_share_a_batch_without_holes_or_duplicates() {
+        let (_dir, store, writer) = store_with(serde_json::json!({"name": "c"}), []).await;
+        let collection = store.catalog().get("c").unwrap();
+        let submits = (0..64).map(|i| {
+            // Requests 10 and 11 race for the same client id.
+            let id = if i == 11 {
+                "r10".to_owned()
+            } else {
+                format!("r{i}")
+            };
+            let record = Record::new(&id, "t", "t", None, 1, serde_json::Map::new());
+            let op = RecordOp::Create(NewRecord::prepare(&collection, &record, None, true));
+            let writer = writer.clone();
+            let collection = collection.clone();
+            tokio::spawn(async move {
+                writer
+                    .submit(Mutation::Records {
+                        collection,
+                        ops: vec![op],
+                        actor: None,
+                    })
+                    .await
+            })
+        });
+        let mut conflicts = 0;
+        for handle in submits.collect::<Vec<_>>() {
+            match handle.await.unwrap() {
+                Ok(_) => {}
+                Err(crate::store::writer::WriteError::Conflict(id)) => {
+                    assert_eq!(id, "r10");
+                    conflicts += 1;
+                }
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert_eq!(conflicts, 1);
+        let seqs: Vec<u64> = store.changes_after(0).map(|c| c.unwrap().seq).collect();
+        assert_eq!(seqs, (1..=63).collect::<Vec<_>>());
+        assert_eq!(store.record_count(collection.id).unwrap(), 63);
         writer.shutdown().await;
     }
 }

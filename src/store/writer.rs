@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::change::{Change, ChangeKind};
+use super::change::{ChangeKind, StoredChange};
 use super::codec::{self, StoredCollection, StoredRecord};
 use super::{keys, Store, StoreError};
 use crate::clock;
@@ -36,6 +36,8 @@ use crate::model::{Collection, CollectionDef, Record, User};
 
 /// Most requests applied before the group is handed to the flusher.
 const MAX_GROUP: usize = 1024;
+/// Records staged in one sled batch before it is applied.
+const MAX_STAGED_OPS: usize = 20_000;
 /// Keys removed per batch when purging a dropped collection.
 const PURGE_CHUNK: usize = 10_000;
 /// Schema-change violations reported at most.
@@ -59,8 +61,15 @@ pub enum Mutation {
     DeleteUser(String),
 }
 
+impl Mutation {
+    fn is_create_only(&self) -> bool {
+        matches!(self, Mutation::Records { ops, .. }
+            if !ops.is_empty() && ops.iter().all(|op| matches!(op, RecordOp::Create(_))))
+    }
+}
+
 pub enum RecordOp {
-    Create(Record),
+    Create(NewRecord),
     /// `record.rev()` must be `expected_rev + 1`.
     Replace {
         record: Record,
@@ -71,6 +80,60 @@ pub enum RecordOp {
         expected_rev: Option<u64>,
         expired: bool,
     },
+}
+
+/// A record to create, encoded by the caller (off the writer thread): its
+/// stored value, index entries and change-log entry are ready to insert,
+/// and the writer only checks the id and assigns the seq.
+pub struct NewRecord {
+    id: String,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    index_keys: Vec<Vec<u8>>,
+    change: Vec<u8>,
+    /// Server-generated ids are unique by construction (monotonic ULIDs);
+    /// only client-chosen ids need the lookup.
+    check_exists: bool,
+}
+
+impl NewRecord {
+    pub fn prepare(
+        collection: &Collection,
+        record: &Record,
+        actor: Option<&str>,
+        client_chose_id: bool,
+    ) -> NewRecord {
+        let json = record.to_bytes();
+        let value = codec::encode(&StoredRecord {
+            rev: record.rev(),
+            json: json.clone(),
+        });
+        let change = codec::encode(&StoredChange {
+            kind: ChangeKind::Create,
+            collection: collection.def.name.clone(),
+            record_id: record.id().to_owned(),
+            after: Some(json),
+            before: None,
+            ts_ms: clock::now_ms(),
+            actor: actor.map(str::to_owned),
+        });
+        NewRecord {
+            id: record.id().to_owned(),
+            key: keys::record(collection.id, record.id()),
+            value,
+            index_keys: index_entries(collection, record),
+            change,
+            check_exists: client_chose_id,
+        }
+    }
+
+    fn insert_into(self, batch: &mut sled::Batch, seq: u64) {
+        for entry in self.index_keys {
+            batch.insert(entry, &[]);
+        }
+        batch.insert(self.key, self.value);
+        batch.insert(&keys::change(seq)[..], self.change);
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -276,6 +339,32 @@ fn load_counts(store: &Store) -> Result<HashMap<u32, u64>, StoreError> {
     Ok(counts)
 }
 
+/// Consecutive create-only writes of one group share one sled batch: fewer,
+/// larger batches cost the writer much less than one per request.
+struct Staged {
+    batch: sled::Batch,
+    first_seq: u64,
+    replies: Vec<(Reply, Committed)>,
+    /// Record keys created by this stage, for duplicate ids across requests.
+    keys: HashSet<Vec<u8>>,
+    /// Record counts after this stage, per collection.
+    counts: HashMap<u32, u64>,
+    ops: usize,
+}
+
+impl Staged {
+    fn new(first_seq: u64) -> Staged {
+        Staged {
+            batch: sled::Batch::default(),
+            first_seq,
+            replies: Vec::new(),
+            keys: HashSet::new(),
+            counts: HashMap::new(),
+            ops: 0,
+        }
+    }
+}
+
 /// A change-log entry before it gets its seq.
 struct Entry<'a> {
     kind: ChangeKind,
@@ -313,6 +402,7 @@ impl WriterState {
                 }
             }
             let mut waiters = Vec::new();
+            let mut staged = Staged::new(self.next_seq);
             for request in group {
                 let (mutation, reply) = match request {
                     Request::Write(mutation, reply) => (mutation, reply),
@@ -321,13 +411,29 @@ impl WriterState {
                         continue;
                     }
                 };
+                if mutation.is_create_only() {
+                    match self.stage_creates(&mut staged, *mutation) {
+                        Ok(done) => staged.replies.push((reply, done)),
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    }
+                    if staged.ops >= MAX_STAGED_OPS {
+                        self.commit_staged(&mut staged, &mut waiters, wait_for_flush);
+                    }
+                    continue;
+                }
+                // Everything else reads the store, so what is staged goes first.
+                self.commit_staged(&mut staged, &mut waiters, wait_for_flush);
                 match self.apply(*mutation) {
                     Ok(done) if wait_for_flush => waiters.push((reply, done)),
                     result => {
                         let _ = reply.send(result);
                     }
                 }
+                staged = Staged::new(self.next_seq);
             }
+            self.commit_staged(&mut staged, &mut waiters, wait_for_flush);
             committed.send_replace(self.next_seq - 1);
             let job = FlushJob {
                 upto: self.next_seq - 1,
@@ -346,6 +452,109 @@ impl WriterState {
                 let _ = reply.send(Err(WriteError::Unavailable));
             }
         }
+    }
+
+    /// Checks a create-only write and adds it to the group's shared batch.
+    /// Nothing is staged unless every record of the write is.
+    fn stage_creates(
+        &mut self,
+        staged: &mut Staged,
+        mutation: Mutation,
+    ) -> Result<Committed, WriteError> {
+        let Mutation::Records {
+            collection: prepared_for,
+            ops,
+            ..
+        } = mutation
+        else {
+            return Err(WriteError::Storage("not a create".into()));
+        };
+        let current = self.current_collection(&prepared_for, false)?;
+        let data = self.store.data();
+        let mut fresh = HashSet::with_capacity(ops.len());
+        for op in &ops {
+            if let RecordOp::Create(new) = op {
+                if staged.keys.contains(&new.key)
+                    || !fresh.insert(new.key.clone())
+                    || (new.check_exists && data.contains_key(&new.key)?)
+                {
+                    return Err(WriteError::Conflict(new.id.clone()));
+                }
+            }
+        }
+        let first_seq = self.next_seq;
+        for op in ops {
+            if let RecordOp::Create(new) = op {
+                new.insert_into(&mut staged.batch, self.next_seq);
+                self.next_seq += 1;
+                staged.ops += 1;
+            }
+        }
+        staged.keys.extend(fresh);
+        let count = staged
+            .counts
+            .entry(current.id)
+            .or_insert_with(|| self.counts.get(&current.id).copied().unwrap_or(0));
+        *count += self.next_seq - first_seq;
+        Ok(Committed {
+            seqs: self.seqs_since(first_seq),
+            collection: Some(current),
+        })
+    }
+
+    /// Applies the staged batch; its writers hear back after the fsync
+    /// (sync) or now (relaxed), or get the storage error.
+    fn commit_staged(
+        &mut self,
+        staged: &mut Staged,
+        waiters: &mut Vec<(Reply, Committed)>,
+        wait_for_flush: bool,
+    ) {
+        let done = std::mem::replace(staged, Staged::new(self.next_seq));
+        if done.replies.is_empty() {
+            return;
+        }
+        let mut batch = done.batch;
+        for (collection, count) in &done.counts {
+            batch.insert(keys::count(*collection), &count.to_be_bytes());
+        }
+        match self.store.data().apply_batch(batch) {
+            Ok(()) => {
+                self.counts.extend(done.counts);
+                for (reply, committed) in done.replies {
+                    if wait_for_flush {
+                        waiters.push((reply, committed));
+                    } else {
+                        let _ = reply.send(Ok(committed));
+                    }
+                }
+            }
+            Err(e) => {
+                // Nothing of the stage was written: give its seqs back.
+                self.next_seq = done.first_seq;
+                for (reply, _) in done.replies {
+                    let _ = reply.send(Err(WriteError::Storage(e.to_string())));
+                }
+            }
+        }
+        *staged = Staged::new(self.next_seq);
+    }
+
+    fn current_collection(
+        &self,
+        prepared_for: &Collection,
+        only_deletes: bool,
+    ) -> Result<Arc<Collection>, WriteError> {
+        let current = self
+            .store
+            .catalog()
+            .get(&prepared_for.def.name)
+            .filter(|c| c.id == prepared_for.id)
+            .ok_or_else(|| WriteError::CollectionNotFound(prepared_for.def.name.clone()))?;
+        if current.version != prepared_for.version && !only_deletes {
+            return Err(WriteError::CollectionChanged);
+        }
+        Ok(current)
     }
 
     fn apply(&mut self, mutation: Mutation) -> Result<Committed, WriteError> {
@@ -371,8 +580,7 @@ impl WriterState {
     fn change(&mut self, batch: &mut sled::Batch, entry: Entry<'_>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let change = Change {
-            seq,
+        let change = StoredChange {
             kind: entry.kind,
             collection: entry.collection.to_owned(),
             record_id: entry.record_id.to_owned(),
@@ -405,16 +613,8 @@ impl WriterState {
         ops: Vec<RecordOp>,
         actor: Option<String>,
     ) -> Result<Committed, WriteError> {
-        let current = self
-            .store
-            .catalog()
-            .get(&prepared_for.def.name)
-            .filter(|c| c.id == prepared_for.id)
-            .ok_or_else(|| WriteError::CollectionNotFound(prepared_for.def.name.clone()))?;
         let only_deletes = ops.iter().all(|op| matches!(op, RecordOp::Delete { .. }));
-        if current.version != prepared_for.version && !only_deletes {
-            return Err(WriteError::CollectionChanged);
-        }
+        let current = self.current_collection(prepared_for, only_deletes)?;
         let data = self.store.data().clone();
         let name = current.def.name.as_str();
         let first_seq = self.next_seq;
@@ -424,33 +624,15 @@ impl WriterState {
         let result = (|| {
             for op in ops {
                 match op {
-                    RecordOp::Create(record) => {
-                        let key = keys::record(current.id, record.id());
-                        if !touched.insert(key.clone()) || data.contains_key(&key)? {
-                            return Err(WriteError::Conflict(record.id().to_owned()));
+                    RecordOp::Create(new) => {
+                        if !touched.insert(new.key.clone())
+                            || (new.check_exists && data.contains_key(&new.key)?)
+                        {
+                            return Err(WriteError::Conflict(new.id));
                         }
-                        let json = record.to_bytes();
-                        for entry in index_entries(&current, &record) {
-                            batch.insert(entry, &[]);
-                        }
-                        batch.insert(
-                            key,
-                            codec::encode(&StoredRecord {
-                                rev: record.rev(),
-                                json: json.clone(),
-                            }),
-                        );
-                        self.change(
-                            &mut batch,
-                            Entry {
-                                kind: ChangeKind::Create,
-                                collection: name,
-                                record_id: record.id(),
-                                before: None,
-                                after: Some(json),
-                                actor: &actor,
-                            },
-                        );
+                        let seq = self.next_seq;
+                        self.next_seq += 1;
+                        new.insert_into(&mut batch, seq);
                         delta += 1;
                     }
                     RecordOp::Replace {
