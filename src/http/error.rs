@@ -164,6 +164,9 @@ impl From<WriteError> for ApiError {
                 tracing::error!(%cause, "write failed");
                 ApiError::unavailable("storage is unavailable; the write was not made")
             }
+            WriteError::NotDurable => ApiError::unavailable(
+                "storage failed: the write may or may not have been made; retry it (with the same id for creates)",
+            ),
             WriteError::Unavailable => ApiError::unavailable("the server is shutting down"),
         }
     }

@@ -167,6 +167,10 @@ pub enum WriteError {
     Invalid(FieldErrors),
     #[error("storage failure: {0}")]
     Storage(String),
+    /// The fsync failed after the write was applied in memory: a later flush
+    /// may still persist it, so its outcome is unknown.
+    #[error("the write could not be made durable; its outcome is unknown")]
+    NotDurable,
     #[error("the writer is shutting down")]
     Unavailable,
 }
@@ -274,9 +278,29 @@ impl Writer {
     }
 }
 
+type Answer = (Reply, Result<Committed, WriteError>);
+
 struct FlushJob {
     upto: u64,
-    waiters: Vec<(Reply, Committed)>,
+    answers: Vec<Answer>,
+}
+
+/// Where answers go. In sync mode every answer waits for the group's fsync,
+/// errors included: a 409 or 412 is a claim about state that may not be on
+/// disk yet (a staged duplicate id), and a crash must not make it false.
+struct Answers {
+    wait_for_flush: bool,
+    pending: Vec<Answer>,
+}
+
+impl Answers {
+    fn send(&mut self, reply: Reply, result: Result<Committed, WriteError>) {
+        if self.wait_for_flush {
+            self.pending.push((reply, result));
+        } else {
+            let _ = reply.send(result);
+        }
+    }
 }
 
 fn flusher_loop(
@@ -308,7 +332,7 @@ fn flusher_loop(
         last_flush = Instant::now();
         let result = store.flush();
         if let Err(e) = &result {
-            tracing::error!(error = %e, "fsync failed; writes in this group are reported as failed");
+            tracing::error!(error = %e, "fsync failed; writes in this group are reported as of unknown outcome");
         } else {
             durable.send_if_modified(|seq| {
                 let moved = upto > *seq;
@@ -317,10 +341,11 @@ fn flusher_loop(
             });
         }
         for job in group {
-            for (reply, committed) in job.waiters {
-                let answer = match &result {
-                    Ok(()) => Ok(committed),
-                    Err(e) => Err(WriteError::Storage(e.to_string())),
+            for (reply, answer) in job.answers {
+                let answer = if result.is_ok() {
+                    answer
+                } else {
+                    Err(WriteError::NotDurable)
                 };
                 let _ = reply.send(answer);
             }
@@ -401,7 +426,10 @@ impl WriterState {
                     Err(_) => break,
                 }
             }
-            let mut waiters = Vec::new();
+            let mut answers = Answers {
+                wait_for_flush,
+                pending: Vec::new(),
+            };
             let mut staged = Staged::new(self.next_seq);
             for request in group {
                 let (mutation, reply) = match request {
@@ -414,33 +442,27 @@ impl WriterState {
                 if mutation.is_create_only() {
                     match self.stage_creates(&mut staged, *mutation) {
                         Ok(done) => staged.replies.push((reply, done)),
-                        Err(e) => {
-                            let _ = reply.send(Err(e));
-                        }
+                        Err(e) => answers.send(reply, Err(e)),
                     }
                     if staged.ops >= MAX_STAGED_OPS {
-                        self.commit_staged(&mut staged, &mut waiters, wait_for_flush);
+                        self.commit_staged(&mut staged, &mut answers);
                     }
                     continue;
                 }
                 // Everything else reads the store, so what is staged goes first.
-                self.commit_staged(&mut staged, &mut waiters, wait_for_flush);
-                match self.apply(*mutation) {
-                    Ok(done) if wait_for_flush => waiters.push((reply, done)),
-                    result => {
-                        let _ = reply.send(result);
-                    }
-                }
+                self.commit_staged(&mut staged, &mut answers);
+                let result = self.apply(*mutation);
+                answers.send(reply, result);
                 staged = Staged::new(self.next_seq);
             }
-            self.commit_staged(&mut staged, &mut waiters, wait_for_flush);
+            self.commit_staged(&mut staged, &mut answers);
             committed.send_replace(self.next_seq - 1);
             let job = FlushJob {
                 upto: self.next_seq - 1,
-                waiters,
+                answers: answers.pending,
             };
             if let Err(std_mpsc::SendError(job)) = flusher.send(job) {
-                for (reply, _) in job.waiters {
+                for (reply, _) in job.answers {
                     let _ = reply.send(Err(WriteError::Unavailable));
                 }
             }
@@ -504,12 +526,7 @@ impl WriterState {
 
     /// Applies the staged batch; its writers hear back after the fsync
     /// (sync) or now (relaxed), or get the storage error.
-    fn commit_staged(
-        &mut self,
-        staged: &mut Staged,
-        waiters: &mut Vec<(Reply, Committed)>,
-        wait_for_flush: bool,
-    ) {
+    fn commit_staged(&mut self, staged: &mut Staged, answers: &mut Answers) {
         let done = std::mem::replace(staged, Staged::new(self.next_seq));
         if done.replies.is_empty() {
             return;
@@ -522,18 +539,14 @@ impl WriterState {
             Ok(()) => {
                 self.counts.extend(done.counts);
                 for (reply, committed) in done.replies {
-                    if wait_for_flush {
-                        waiters.push((reply, committed));
-                    } else {
-                        let _ = reply.send(Ok(committed));
-                    }
+                    answers.send(reply, Ok(committed));
                 }
             }
             Err(e) => {
                 // Nothing of the stage was written: give its seqs back.
                 self.next_seq = done.first_seq;
                 for (reply, _) in done.replies {
-                    let _ = reply.send(Err(WriteError::Storage(e.to_string())));
+                    answers.send(reply, Err(WriteError::Storage(e.to_string())));
                 }
             }
         }
