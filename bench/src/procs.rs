@@ -99,7 +99,12 @@ pub fn start_pulsebase(
     let mut child = Command::new(binary)
         .args(["serve", "--http", "127.0.0.1:0", "--data"])
         .arg(&data)
-        .args(["--durability", durability, "--flush-ms", &flush_ms.to_string()])
+        .args([
+            "--durability",
+            durability,
+            "--flush-ms",
+            &flush_ms.to_string(),
+        ])
         .args(["--max-batch", &max_batch.to_string()])
         .env("PULSEBASE_ADMIN_EMAIL", ADMIN_EMAIL)
         .env("PULSEBASE_ADMIN_PASSWORD", ADMIN_PASSWORD)
@@ -219,6 +224,18 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
+/// `write_bytes` of /proc/pid/io: bytes sent to the storage layer.
+pub fn write_bytes(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("write_bytes:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Clock ticks per second for /proc CPU times.
 pub fn clock_ticks() -> u64 {
     Command::new("getconf")
@@ -300,6 +317,8 @@ pub struct CpuSnapshot {
     pub bench: u64,
     pub machine: (u64, u64, u64),
     pub threads: Vec<(u32, String, u64)>,
+    /// Bytes the server caused to be written to storage (/proc/pid/io).
+    pub write_bytes: u64,
     pub at: Option<Instant>,
 }
 
@@ -310,6 +329,7 @@ impl CpuSnapshot {
             bench: self_ticks(),
             machine: machine_ticks(),
             threads: thread_ticks(server_pid),
+            write_bytes: write_bytes(server_pid),
             at: Some(Instant::now()),
         }
     }
@@ -328,6 +348,8 @@ pub struct CpuUse {
     pub other_pct: f64,
     /// Busiest server threads, grouped by name: (name, % of one core, count).
     pub threads: Vec<(String, f64, usize)>,
+    /// Storage writes by the server during the window, bytes.
+    pub write_bytes: u64,
 }
 
 pub fn cpu_use(a: &CpuSnapshot, b: &CpuSnapshot, hz: u64) -> CpuUse {
@@ -371,5 +393,48 @@ pub fn cpu_use(a: &CpuSnapshot, b: &CpuSnapshot, hz: u64) -> CpuUse {
         iowait_pct: iowait / total * 100.0,
         other_pct: (busy_pct - server_pct - bench_pct).max(0.0),
         threads: by_name,
+        write_bytes: b.write_bytes.saturating_sub(a.write_bytes),
+    }
+}
+
+/// Waits (up to `max`) until the whole machine uses less than a quarter of a
+/// core over half a second, so another job's build or test run does not eat
+/// into a scenario. Says so on stderr when it waits.
+pub fn wait_for_quiet(max: Duration) {
+    if max.is_zero() {
+        return;
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as f64;
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        let a = machine_ticks();
+        std::thread::sleep(Duration::from_millis(500));
+        let b = machine_ticks();
+        let total = b.0.saturating_sub(a.0).max(1) as f64;
+        let idle = (b.1.saturating_sub(a.1) + b.2.saturating_sub(a.2)) as f64;
+        let busy_pct = (total - idle).max(0.0) / total * cores * 100.0;
+        if busy_pct < 25.0 {
+            if told {
+                eprintln!(
+                    "    machine quiet after {:.0} s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            return;
+        }
+        if started.elapsed() >= max {
+            eprintln!("    machine still busy ({busy_pct:.0} % of a core); running anyway");
+            return;
+        }
+        if !told {
+            eprintln!(
+                "    machine busy ({busy_pct:.0} % of a core used by others); waiting up to {} s",
+                max.as_secs()
+            );
+            told = true;
+        }
     }
 }

