@@ -98,3 +98,9 @@ async fn admin_create(
     println!("admin {} created (id {})", user.email, user.id);
     Ok(())
 }
+
+// The writer and request paths allocate many small buffers; mimalloc handles
+// that pattern much better than glibc malloc here (see bench/RESULTS.md).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

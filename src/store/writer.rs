@@ -37,7 +37,7 @@ use crate::model::{Collection, CollectionDef, Record, User};
 /// Most requests applied before the group is handed to the flusher.
 const MAX_GROUP: usize = 1024;
 /// Records staged in one sled batch before it is applied.
-const MAX_STAGED_OPS: usize = 20_000;
+const MAX_STAGED_OPS: usize = 2_000;
 /// Keys removed per batch when purging a dropped collection.
 const PURGE_CHUNK: usize = 10_000;
 /// Schema-change violations reported at most.
