@@ -196,3 +196,55 @@ async fn admin_create_from_the_command_line() {
     .await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn environment_beats_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pulsebase.toml"), "max_batch = 2\n").unwrap();
+    let server = TestServer::start_in(
+        dir.path(),
+        Options {
+            env: vec![("PULSEBASE_MAX_BATCH".into(), "3".into())],
+            ..Options::default()
+        },
+    );
+    let token = server.admin_token().await;
+    server.create_collection(&token, json!({"name": "c"})).await;
+    let (status, _) = send(
+        client()
+            .post(server.url("/api/collections/c/records"))
+            .bearer_auth(&token)
+            .json(&json!([{}, {}, {}])),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, _) = send(
+        client()
+            .post(server.url("/api/collections/c/records"))
+            .bearer_auth(&token)
+            .json(&json!([{}, {}, {}, {}])),
+    )
+    .await;
+    assert_eq!(status, 413);
+}
+
+#[test]
+fn version_and_help() {
+    let output = Command::new(env!("CARGO_BIN_EXE_pulsebase"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("pulsebase {}", env!("CARGO_PKG_VERSION"))
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_pulsebase"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for word in ["serve", "admin", "--http", "--data", "--durability"] {
+        assert!(help.contains(word), "--help lacks {word}:\n{help}");
+    }
+}

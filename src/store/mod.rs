@@ -469,4 +469,80 @@ pub(crate) mod tests {
         assert_eq!(store.record_count(collection.id).unwrap(), 63);
         writer.shutdown().await;
     }
+
+    #[tokio::test]
+    async fn dropping_a_collection_is_logged_and_purges_its_keys() {
+        let (_dir, store, writer) = store_with(
+            serde_json::json!({"name": "c", "indexes": ["k"]}),
+            (0..50).map(|k| serde_json::json!({"k": k})),
+        )
+        .await;
+        let id = store.catalog().get("c").unwrap().id;
+        writer
+            .submit(Mutation::DropCollection {
+                name: "c".into(),
+                actor: Some("admin".into()),
+            })
+            .await
+            .unwrap();
+        let last = store.changes_after(50).next().unwrap().unwrap();
+        assert_eq!(
+            (last.seq, last.kind, last.collection.as_str()),
+            (51, change::ChangeKind::DropCollection, "c")
+        );
+        for tag in [keys::RECORD, keys::INDEX, keys::COUNT, keys::PURGE] {
+            let left = store
+                .data()
+                .scan_prefix(keys::collection_prefix(tag, id))
+                .count();
+            assert_eq!(left, 0, "keys with tag {} left", tag as char);
+        }
+        assert!(store.catalog().get("c").is_none());
+        writer.shutdown().await;
+    }
+
+    async fn durable_after_one_write(durability: Durability, flush_ms: u64, wait_ms: u64) -> bool {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let writer = Writer::start(store.clone(), durability, flush_ms).unwrap();
+        let user = crate::model::User {
+            id: "u1".into(),
+            email: "a@b.c".into(),
+            name: String::new(),
+            roles: vec![],
+            groups: vec![],
+            tenant: None,
+            disabled: false,
+            created: String::new(),
+            password_hash: String::new(),
+            generation: 0,
+        };
+        let seq = writer
+            .submit(Mutation::CreateUser(user))
+            .await
+            .unwrap()
+            .seqs
+            .unwrap()
+            .1;
+        let mut durable = writer.durable_seq();
+        let reached = tokio::time::timeout(
+            std::time::Duration::from_millis(wait_ms),
+            durable.wait_for(|d| *d >= seq),
+        )
+        .await
+        .is_ok();
+        writer.shutdown().await;
+        reached
+    }
+
+    #[tokio::test]
+    async fn sync_answers_only_after_the_fsync() {
+        assert!(durable_after_one_write(Durability::Sync, 100, 0).await);
+    }
+
+    #[tokio::test]
+    async fn relaxed_fsyncs_within_flush_ms_and_not_before() {
+        assert!(durable_after_one_write(Durability::Relaxed, 100, 2000).await);
+        assert!(!durable_after_one_write(Durability::Relaxed, 60_000, 300).await);
+    }
 }
