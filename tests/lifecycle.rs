@@ -12,6 +12,22 @@ use std::process::{Command, Stdio};
 use common::{client, error_code, send, Options, TestServer};
 use serde_json::json;
 
+/// Posts a batch of `count` empty records to collection `c`.
+async fn post_empty_records(
+    server: &TestServer,
+    token: &str,
+    count: usize,
+) -> (u16, serde_json::Value) {
+    let batch = vec![json!({}); count];
+    send(
+        client()
+            .post(server.url("/api/collections/c/records"))
+            .bearer_auth(token)
+            .json(&batch),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn health_reports_the_version() {
     let server = TestServer::start();
@@ -75,13 +91,7 @@ async fn settings_come_from_the_data_dir_file_and_flags_win() {
     let server = TestServer::start_in(dir.path(), Options::default());
     let token = server.admin_token().await;
     server.create_collection(&token, json!({"name": "c"})).await;
-    let (status, body) = send(
-        client()
-            .post(server.url("/api/collections/c/records"))
-            .bearer_auth(&token)
-            .json(&json!([{}, {}, {}])),
-    )
-    .await;
+    let (status, body) = post_empty_records(&server, &token, 3).await;
     assert_eq!((status, error_code(&body)), (413, "payload_too_large"));
     let (status, _) = send(
         client()
@@ -100,13 +110,7 @@ async fn settings_come_from_the_data_dir_file_and_flags_win() {
         },
     );
     let token = server.admin_token().await;
-    let (status, _) = send(
-        client()
-            .post(server.url("/api/collections/c/records"))
-            .bearer_auth(&token)
-            .json(&json!([{}, {}, {}])),
-    )
-    .await;
+    let (status, _) = post_empty_records(&server, &token, 3).await;
     assert_eq!(status, 201, "the flag beats the file");
 }
 
@@ -210,21 +214,9 @@ async fn environment_beats_the_file() {
     );
     let token = server.admin_token().await;
     server.create_collection(&token, json!({"name": "c"})).await;
-    let (status, _) = send(
-        client()
-            .post(server.url("/api/collections/c/records"))
-            .bearer_auth(&token)
-            .json(&json!([{}, {}, {}])),
-    )
-    .await;
+    let (status, _) = post_empty_records(&server, &token, 3).await;
     assert_eq!(status, 201);
-    let (status, _) = send(
-        client()
-            .post(server.url("/api/collections/c/records"))
-            .bearer_auth(&token)
-            .json(&json!([{}, {}, {}, {}])),
-    )
-    .await;
+    let (status, _) = post_empty_records(&server, &token, 4).await;
     assert_eq!(status, 413);
 }
 

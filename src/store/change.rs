@@ -25,8 +25,13 @@ impl ChangeKind {
     }
 }
 
+/// A change-log entry. Stored under the key `c` + seq, so the seq is not
+/// part of the stored value: handlers encode an entry before the writer
+/// numbers it. (`serde(skip)` is symmetric, which bincode handles; only
+/// conditional skips break it.)
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Change {
+    #[serde(skip)]
     pub seq: u64,
     pub kind: ChangeKind,
     /// The topic: the collection name, or `_users`.
@@ -39,32 +44,4 @@ pub struct Change {
     pub ts_ms: i64,
     /// Who made the change: a user id, or `None` for the system.
     pub actor: Option<String>,
-}
-
-/// The stored value of a change-log entry: the seq is its key, so the value
-/// can be encoded before the writer assigns the seq.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StoredChange {
-    pub kind: ChangeKind,
-    pub collection: String,
-    pub record_id: String,
-    pub after: Option<Vec<u8>>,
-    pub before: Option<Vec<u8>>,
-    pub ts_ms: i64,
-    pub actor: Option<String>,
-}
-
-impl Change {
-    pub fn from_stored(seq: u64, stored: StoredChange) -> Change {
-        Change {
-            seq,
-            kind: stored.kind,
-            collection: stored.collection,
-            record_id: stored.record_id,
-            after: stored.after,
-            before: stored.before,
-            ts_ms: stored.ts_ms,
-            actor: stored.actor,
-        }
-    }
 }

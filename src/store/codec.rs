@@ -54,7 +54,7 @@ pub struct StoredCollection {
 mod tests {
     use super::*;
     use crate::model::User;
-    use crate::store::change::{ChangeKind, StoredChange};
+    use crate::store::change::{Change, ChangeKind};
 
     fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(value: T) {
         let bytes = encode(&value);
@@ -87,7 +87,9 @@ mod tests {
             password_hash: "h".into(),
             generation: 4,
         });
-        round_trip(StoredChange {
+        // The seq lives in the key, not the value.
+        round_trip(Change {
+            seq: 0,
             kind: ChangeKind::Expire,
             collection: "readings".into(),
             record_id: "r1".into(),
@@ -96,6 +98,21 @@ mod tests {
             ts_ms: 1,
             actor: Some("u1".into()),
         });
+    }
+
+    #[test]
+    fn the_change_seq_is_not_stored() {
+        let change = Change {
+            seq: 12,
+            kind: ChangeKind::Create,
+            collection: "c".into(),
+            record_id: "r".into(),
+            after: None,
+            before: None,
+            ts_ms: 0,
+            actor: None,
+        };
+        assert_eq!(decode::<Change>(&encode(&change)).unwrap().seq, 0);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use crate::model::{Collection, CollectionDef, Record, User};
-use change::{Change, StoredChange};
+use change::Change;
 use codec::{StoredCollection, StoredRecord};
 
 #[derive(Debug, thiserror::Error)]
@@ -211,7 +211,9 @@ impl Store {
 
 fn decode_change((key, value): (sled::IVec, sled::IVec)) -> Result<Change, StoreError> {
     let seq = keys::change_seq(&key).ok_or_else(|| StoreError::Corrupt("change key".into()))?;
-    Ok(Change::from_stored(seq, codec::decode(&value)?))
+    let mut change: Change = codec::decode(&value)?;
+    change.seq = seq;
+    Ok(change)
 }
 
 pub fn decode_record(bytes: &[u8]) -> Result<Record, StoreError> {
@@ -289,7 +291,7 @@ impl Store {
                 .take(TRIM_CHUNK)
             {
                 let (key, value) = entry?;
-                let change: StoredChange = codec::decode(&value)?;
+                let change: Change = codec::decode(&value)?;
                 if change.ts_ms >= cutoff_ms {
                     break;
                 }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::change::{ChangeKind, StoredChange};
+use super::change::{Change, ChangeKind};
 use super::codec::{self, StoredCollection, StoredRecord};
 use super::{keys, Store, StoreError};
 use crate::clock;
@@ -108,7 +108,8 @@ impl NewRecord {
             rev: record.rev(),
             json: json.clone(),
         });
-        let change = codec::encode(&StoredChange {
+        let change = codec::encode(&Change {
+            seq: 0,
             kind: ChangeKind::Create,
             collection: collection.def.name.clone(),
             record_id: record.id().to_owned(),
@@ -593,7 +594,8 @@ impl WriterState {
     fn change(&mut self, batch: &mut sled::Batch, entry: Entry<'_>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let change = StoredChange {
+        let change = Change {
+            seq,
             kind: entry.kind,
             collection: entry.collection.to_owned(),
             record_id: entry.record_id.to_owned(),
