@@ -171,3 +171,107 @@ async fn expired_tokens_are_refused_with_token_expired() {
     let (status, body) = send(client().get(server.url("/api/auth/me")).bearer_auth(&token)).await;
     assert_eq!((status, error_code(&body)), (401, "token_expired"));
 }
+
+async fn session(server: &TestServer) -> serde_json::Value {
+    let (status, body) = send(
+        client()
+            .post(server.url("/api/auth/signin"))
+            .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    body
+}
+
+async fn refresh(
+    server: &TestServer,
+    refresh_token: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    send(
+        client()
+            .post(server.url("/api/auth/refresh"))
+            .json(&json!({"refresh_token": refresh_token})),
+    )
+    .await
+}
+
+async fn me_status(server: &TestServer, token: &serde_json::Value) -> u16 {
+    send(
+        client()
+            .get(server.url("/api/auth/me"))
+            .bearer_auth(token.as_str().unwrap()),
+    )
+    .await
+    .0
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_whole_session() {
+    let server = TestServer::start();
+    let first = session(&server).await;
+    let other = session(&server).await;
+
+    let (status, second) = refresh(&server, &first["refresh_token"]).await;
+    assert_eq!(status, 200, "{second}");
+    assert_ne!(second["refresh_token"], first["refresh_token"]);
+    assert_eq!(second["user"]["email"], ADMIN_EMAIL);
+    assert_eq!(me_status(&server, &second["token"]).await, 200);
+
+    // The rotated token comes back: someone copied it. The session ends.
+    let (status, body) = refresh(&server, &first["refresh_token"]).await;
+    assert_eq!((status, error_code(&body)), (401, "unauthorized"));
+    let (status, _) = refresh(&server, &second["refresh_token"]).await;
+    assert_eq!(
+        status, 401,
+        "the newest refresh token of the session is revoked too"
+    );
+    assert_eq!(
+        me_status(&server, &second["token"]).await,
+        401,
+        "and its access tokens"
+    );
+    assert_eq!(me_status(&server, &first["token"]).await, 401);
+    // Other sign-ins of the same user are untouched.
+    assert_eq!(me_status(&server, &other["token"]).await, 200);
+    let (status, _) = refresh(&server, &other["refresh_token"]).await;
+    assert_eq!(status, 200);
+
+    let (status, body) = refresh(&server, &json!("rt_made_up")).await;
+    assert_eq!((status, error_code(&body)), (401, "unauthorized"));
+}
+
+#[tokio::test]
+async fn signout_ends_the_session() {
+    let server = TestServer::start();
+    let signed_in = session(&server).await;
+    let url = server.url("/api/auth/signout");
+    let (status, _) = send(
+        client()
+            .post(&url)
+            .json(&json!({"refresh_token": signed_in["refresh_token"]})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(me_status(&server, &signed_in["token"]).await, 401);
+    let (status, _) = refresh(&server, &signed_in["refresh_token"]).await;
+    assert_eq!(status, 401);
+    let (status, _) = send(
+        client()
+            .post(&url)
+            .json(&json!({"refresh_token": signed_in["refresh_token"]})),
+    )
+    .await;
+    assert_eq!(status, 204, "signing out twice is fine");
+}
+
+#[tokio::test]
+async fn expired_refresh_tokens_are_refused() {
+    let server = TestServer::start_with(Options {
+        args: vec!["--refresh-ttl".into(), "1s".into()],
+        ..Options::default()
+    });
+    let signed_in = session(&server).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, body) = refresh(&server, &signed_in["refresh_token"]).await;
+    assert_eq!((status, error_code(&body)), (401, "token_expired"));
+}

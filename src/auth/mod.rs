@@ -4,6 +4,7 @@
 
 pub mod password;
 pub mod principal;
+pub mod session;
 pub mod token;
 
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use crate::store::{Store, StoreError};
 pub struct Auth {
     pub tokens: token::TokenIssuer,
     pub passwords: password::Hasher,
-    store: Store,
+    pub(crate) store: Store,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,8 @@ pub enum AuthError {
     InvalidToken,
     #[error("token expired")]
     Expired,
+    #[error("refresh token reused")]
+    RefreshReused,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -57,7 +60,10 @@ impl Auth {
             .store
             .get_user(&claims.sub)?
             .ok_or(AuthError::InvalidToken)?;
-        if user.disabled || user.generation != claims.generation {
+        if user.disabled
+            || user.generation != claims.generation
+            || self.store.session_revoked(&claims.sid)?
+        {
             return Err(AuthError::InvalidToken);
         }
         Ok(Principal::User(Arc::new(user)))

@@ -7,11 +7,10 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::clock;
 use crate::model::User;
-use crate::store::{codec, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 const SECRET_KEY: &str = "signing_secret";
 
@@ -25,6 +24,8 @@ pub struct Claims {
     /// The user's token generation when issued; a bump revokes the token.
     #[serde(rename = "gen")]
     pub generation: u64,
+    /// The sign-in session; ending or revoking it revokes the token.
+    pub sid: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -40,13 +41,6 @@ pub struct TokenPair {
     pub token: String,
     pub refresh_token: String,
     pub expires_in: u64,
-}
-
-/// A refresh token as stored: keyed by the SHA-256 of the secret.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StoredRefresh {
-    pub user_id: String,
-    pub expires_ms: i64,
 }
 
 #[derive(Clone)]
@@ -77,12 +71,6 @@ pub fn random_token(prefix: &str) -> String {
     format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
-fn digest(secret: &str) -> Vec<u8> {
-    let mut key = vec![b'r'];
-    key.extend_from_slice(&Sha256::digest(secret.as_bytes()));
-    key
-}
-
 impl TokenIssuer {
     pub fn new(secret: &[u8], token_ttl: Duration, refresh_ttl: Duration) -> TokenIssuer {
         let mut validation = Validation::new(Algorithm::HS256);
@@ -98,7 +86,7 @@ impl TokenIssuer {
         }
     }
 
-    pub fn access_token(&self, user: &User) -> Result<String, TokenError> {
+    pub fn access_token(&self, user: &User, session: &str) -> Result<String, TokenError> {
         let now = clock::now_ms() / 1000;
         let claims = Claims {
             sub: user.id.clone(),
@@ -107,6 +95,7 @@ impl TokenIssuer {
             exp: now + self.token_ttl.as_secs() as i64,
             jti: crate::ids::generate(),
             generation: user.generation,
+            sid: session.to_owned(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|_| TokenError::Invalid)
@@ -119,26 +108,6 @@ impl TokenIssuer {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
             })
-    }
-
-    /// Issues an access token and a refresh token, storing the latter hashed.
-    pub fn issue(&self, store: &Store, user: &User) -> Result<TokenPair, StoreError> {
-        let token = self
-            .access_token(user)
-            .map_err(|_| StoreError::Corrupt("token signing failed".into()))?;
-        let refresh_token = random_token("rt_");
-        let stored = StoredRefresh {
-            user_id: user.id.clone(),
-            expires_ms: clock::now_ms() + self.refresh_ttl.as_millis() as i64,
-        };
-        store
-            .auth_tree()
-            .insert(digest(&refresh_token), codec::encode(&stored))?;
-        Ok(TokenPair {
-            token,
-            refresh_token,
-            expires_in: self.token_ttl.as_secs(),
-        })
     }
 }
 
@@ -164,7 +133,7 @@ mod tests {
     #[test]
     fn tokens_verify_and_carry_the_claims() {
         let issuer = TokenIssuer::new(&[7; 32], Duration::from_secs(60), Duration::from_secs(60));
-        let token = issuer.access_token(&user()).unwrap();
+        let token = issuer.access_token(&user(), "s1").unwrap();
         let claims = issuer.verify(&token).unwrap();
         assert_eq!(claims.sub, "u1");
         assert_eq!(claims.generation, 2);
@@ -175,7 +144,7 @@ mod tests {
     fn other_secrets_and_tampering_are_rejected() {
         let issuer = TokenIssuer::new(&[7; 32], Duration::from_secs(60), Duration::from_secs(60));
         let other = TokenIssuer::new(&[8; 32], Duration::from_secs(60), Duration::from_secs(60));
-        let token = other.access_token(&user()).unwrap();
+        let token = other.access_token(&user(), "s1").unwrap();
         assert_eq!(issuer.verify(&token), Err(TokenError::Invalid));
         let unsigned = format!(
             "{}.{}.",
@@ -196,6 +165,7 @@ mod tests {
             exp: now - 5,
             jti: "j".into(),
             generation: 0,
+            sid: "s1".into(),
         };
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),

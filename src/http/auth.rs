@@ -88,14 +88,23 @@ pub async fn create_user(
     Ok(user)
 }
 
-fn session(state: &AppState, user: &User) -> ApiResult<Value> {
-    let pair = state.auth.tokens.issue(&state.store, user)?;
-    Ok(json!({
+/// Starts a session (sled writes, so off the async workers).
+async fn session(state: &AppState, user: &User) -> ApiResult<Value> {
+    let auth = state.auth.clone();
+    let owned = user.clone();
+    let pair = tokio::task::spawn_blocking(move || auth.start_session(&owned))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(session_body(pair, user))
+}
+
+fn session_body(pair: crate::auth::TokenPair, user: &User) -> Value {
+    json!({
         "token": pair.token,
         "refresh_token": pair.refresh_token,
         "expires_in": pair.expires_in,
         "user": user.public_json(),
-    }))
+    })
 }
 
 /// `POST /api/setup`: redeems the one-time code printed at start-up.
@@ -139,7 +148,7 @@ pub async fn setup(
         }
     };
     tracing::info!(user = %user.id, "first admin created through setup");
-    Ok((StatusCode::CREATED, Json(session(&state, &user)?)))
+    Ok((StatusCode::CREATED, Json(session(&state, &user).await?)))
 }
 
 /// `POST /api/auth/signin`: the same answer, in about the same time, for an
@@ -153,7 +162,7 @@ pub async fn signin(
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     let matched = state.auth.passwords.verify(body.password, hash).await;
     match user {
-        Some(user) if matched && !user.disabled => Ok(Json(session(&state, &user)?)),
+        Some(user) if matched && !user.disabled => Ok(Json(session(&state, &user).await?)),
         _ => Err(ApiError::invalid_credentials()),
     }
 }
@@ -167,7 +176,7 @@ pub async fn signup(
         return Err(ApiError::forbidden("sign-up is disabled on this server"));
     }
     let user = create_user(&state, &body.email, body.password, body.name, Vec::new()).await?;
-    Ok((StatusCode::CREATED, Json(session(&state, &user)?)))
+    Ok((StatusCode::CREATED, Json(session(&state, &user).await?)))
 }
 
 /// `GET /api/auth/me`.
@@ -176,4 +185,34 @@ pub async fn me(principal: Principal) -> ApiResult<Json<Value>> {
         Some(user) => Ok(Json(user.public_json())),
         None => Err(ApiError::unauthorized("not signed in")),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshBody {
+    refresh_token: String,
+}
+
+/// `POST /api/auth/refresh`: a new pair; the old refresh token stops working.
+pub async fn refresh(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<RefreshBody>,
+) -> ApiResult<Json<Value>> {
+    let auth = state.auth.clone();
+    let (user, pair) = tokio::task::spawn_blocking(move || auth.refresh(&body.refresh_token))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(session_body(pair, &user)))
+}
+
+/// `POST /api/auth/signout`: ends the session of the refresh token.
+pub async fn signout(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<RefreshBody>,
+) -> ApiResult<StatusCode> {
+    let auth = state.auth.clone();
+    tokio::task::spawn_blocking(move || auth.end_session(&body.refresh_token))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -137,6 +137,9 @@ impl From<AuthError> for ApiError {
                 ApiError::new(StatusCode::UNAUTHORIZED, "token_expired", "token expired")
             }
             AuthError::InvalidToken => ApiError::unauthorized("invalid or revoked token"),
+            AuthError::RefreshReused => ApiError::unauthorized(
+                "this refresh token was already used; the session is revoked, sign in again",
+            ),
             AuthError::Store(e) => e.into(),
         }
     }

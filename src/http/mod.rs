@@ -56,6 +56,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/setup", post(auth::setup))
         .route("/api/auth/signin", post(auth::signin))
         .route("/api/auth/signup", post(auth::signup))
+        .route("/api/auth/refresh", post(auth::refresh))
+        .route("/api/auth/signout", post(auth::signout))
         .route("/api/auth/me", get(auth::me))
         .route(
             "/api/collections",

@@ -10,6 +10,7 @@ pub mod change;
 pub mod codec;
 pub mod keys;
 pub mod query;
+pub mod sessions;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -198,10 +199,6 @@ impl Store {
         self.meta.insert(key, value)?;
         self.db.flush()?;
         Ok(())
-    }
-
-    pub fn auth_tree(&self) -> &sled::Tree {
-        &self.auth
     }
 
     pub(crate) fn data(&self) -> &sled::Tree {
