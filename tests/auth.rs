@@ -275,3 +275,33 @@ async fn expired_refresh_tokens_are_refused() {
     let (status, body) = refresh(&server, &signed_in["refresh_token"]).await;
     assert_eq!((status, error_code(&body)), (401, "token_expired"));
 }
+
+#[tokio::test]
+async fn repeated_failures_are_throttled_with_retry_after() {
+    let server = TestServer::start();
+    let url = server.url("/api/auth/signin");
+    for _ in 0..5 {
+        let (status, _) = send(
+            client()
+                .post(&url)
+                .json(&json!({"email": ADMIN_EMAIL, "password": "guess-guess"})),
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    let response = client()
+        .post(&url)
+        .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429, "even the right password waits");
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after > 0 && retry_after <= 900, "{retry_after}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), "rate_limited");
+}

@@ -5,6 +5,7 @@
 pub mod password;
 pub mod principal;
 pub mod session;
+pub mod throttle;
 pub mod token;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::store::{Store, StoreError};
 pub struct Auth {
     pub tokens: token::TokenIssuer,
     pub passwords: password::Hasher,
+    pub throttle: Arc<throttle::Throttle>,
     pub(crate) store: Store,
 }
 
@@ -45,6 +47,7 @@ impl Auth {
         Ok(Auth {
             tokens: token::TokenIssuer::new(&secret, token_ttl, refresh_ttl),
             passwords: password::Hasher::new(),
+            throttle: Arc::default(),
             store,
         })
     }

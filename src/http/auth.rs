@@ -1,6 +1,8 @@
 //! Sign-in, sign-up, first-admin setup, and `me`.
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -155,15 +157,30 @@ pub async fn setup(
 /// unknown email as for a wrong password.
 pub async fn signin(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     JsonBody(body): JsonBody<Credentials>,
 ) -> ApiResult<Json<Value>> {
     let email = normalize_email(&body.email);
+    let address = peer.ip().to_string();
+    let throttle = &state.auth.throttle;
+    if let Err(seconds) = throttle.check(&email, &address) {
+        return Err(ApiError::rate_limited(
+            "too many failed sign-ins; try again later",
+            seconds,
+        ));
+    }
     let user = state.store.user_by_email(&email)?;
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     let matched = state.auth.passwords.verify(body.password, hash).await;
     match user {
-        Some(user) if matched && !user.disabled => Ok(Json(session(&state, &user).await?)),
-        _ => Err(ApiError::invalid_credentials()),
+        Some(user) if matched && !user.disabled => {
+            throttle.record_success(&email);
+            Ok(Json(session(&state, &user).await?))
+        }
+        _ => {
+            throttle.record_failure(&email, &address);
+            Err(ApiError::invalid_credentials())
+        }
     }
 }
 

@@ -93,6 +93,12 @@ impl ApiError {
         )
     }
 
+    pub fn rate_limited(message: impl Into<String>, retry_after: u64) -> ApiError {
+        let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+        error.retry_after = Some(retry_after);
+        error
+    }
+
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
