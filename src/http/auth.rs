@@ -45,12 +45,20 @@ pub struct SetupBody {
 }
 
 /// Hashes the password and stores a new user; the caller decides the roles.
+/// Who a new user is, apart from the password.
+#[derive(Default)]
+pub struct Profile {
+    pub name: Option<String>,
+    pub roles: Vec<String>,
+    pub groups: Vec<String>,
+    pub tenant: Option<String>,
+}
+
 pub async fn create_user(
     state: &AppState,
     email: &str,
     password: String,
-    name: Option<String>,
-    roles: Vec<String>,
+    profile: Profile,
 ) -> ApiResult<User> {
     let email = normalize_email(email);
     if !is_plausible_email(&email) {
@@ -74,10 +82,10 @@ pub async fn create_user(
     let user = User {
         id: crate::ids::generate(),
         email,
-        name: name.unwrap_or_default(),
-        roles,
-        groups: Vec::new(),
-        tenant: None,
+        name: profile.name.unwrap_or_default(),
+        roles: profile.roles,
+        groups: profile.groups,
+        tenant: profile.tenant,
         disabled: false,
         created: crate::clock::now_rfc3339(),
         password_hash,
@@ -133,14 +141,12 @@ pub async fn setup(
         }
         *code = None;
     }
-    let created = create_user(
-        &state,
-        &body.email,
-        body.password,
-        body.name,
-        vec!["admin".to_owned()],
-    )
-    .await;
+    let profile = Profile {
+        name: body.name,
+        roles: vec!["admin".to_owned()],
+        ..Profile::default()
+    };
+    let created = create_user(&state, &body.email, body.password, profile).await;
     let user = match created {
         Ok(user) => user,
         Err(e) => {
@@ -192,7 +198,11 @@ pub async fn signup(
     if !state.settings.allow_signup {
         return Err(ApiError::forbidden("sign-up is disabled on this server"));
     }
-    let user = create_user(&state, &body.email, body.password, body.name, Vec::new()).await?;
+    let profile = Profile {
+        name: body.name,
+        ..Profile::default()
+    };
+    let user = create_user(&state, &body.email, body.password, profile).await?;
     Ok((StatusCode::CREATED, Json(session(&state, &user).await?)))
 }
 

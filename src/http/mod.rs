@@ -5,6 +5,7 @@ pub mod collections;
 pub mod error;
 pub mod extract;
 pub mod records;
+pub mod users;
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -59,6 +60,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/auth/refresh", post(auth::refresh))
         .route("/api/auth/signout", post(auth::signout))
         .route("/api/auth/me", get(auth::me))
+        .route(
+            "/api/users",
+            get(users::list_users).post(users::create_user_admin),
+        )
+        .route(
+            "/api/users/{id}",
+            get(users::get_user)
+                .patch(users::update_user)
+                .delete(users::delete_user),
+        )
         .route(
             "/api/collections",
             get(collections::list_collections).post(collections::create_collection),
