@@ -172,7 +172,13 @@ async fn identity_changes_revoke_old_tokens_at_once() {
     .await;
     assert_eq!(me(&server, &token).await, 401, "a role change revokes them");
 
-    let token = server.signin("bo@example.com", "password-123").await;
+    let (_, session) = send(
+        client()
+            .post(server.url("/api/auth/signin"))
+            .json(&json!({"email": "bo@example.com", "password": "password-123"})),
+    )
+    .await;
+    let token = session["token"].as_str().unwrap().to_owned();
     patch(
         &server,
         &admin,
@@ -185,6 +191,13 @@ async fn identity_changes_revoke_old_tokens_at_once() {
         401,
         "a password change revokes them"
     );
+    let (status, _) = send(
+        client()
+            .post(server.url("/api/auth/refresh"))
+            .json(&json!({"refresh_token": session["refresh_token"]})),
+    )
+    .await;
+    assert_eq!(status, 401, "and the refresh tokens issued before it");
     let (status, _) = send(
         client()
             .post(server.url("/api/auth/signin"))

@@ -26,6 +26,7 @@ impl Auth {
                 user_id: user.id.clone(),
                 session: session.to_owned(),
                 expires_ms: clock::now_ms() + self.tokens.refresh_ttl.as_millis() as i64,
+                generation: user.generation,
                 rotated: false,
             },
         )?;
@@ -56,7 +57,7 @@ impl Auth {
         let user = self
             .store
             .get_user(&entry.user_id)?
-            .filter(|u| !u.disabled)
+            .filter(|u| !u.disabled && u.generation == entry.generation)
             .ok_or(AuthError::InvalidToken)?;
         let pair = self.issue(&user, &entry.session)?;
         Ok((user, pair))

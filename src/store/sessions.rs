@@ -18,6 +18,8 @@ pub struct RefreshEntry {
     pub user_id: String,
     pub session: String,
     pub expires_ms: i64,
+    /// The user's token generation at issue; a later bump voids the token.
+    pub generation: u64,
     /// Set once the token has been exchanged; presenting it again is reuse.
     pub rotated: bool,
 }
