@@ -2,6 +2,7 @@
 //! a request acts as. Admin status always comes from the stored user, never
 //! from a token claim.
 
+pub mod api_key;
 pub mod password;
 pub mod principal;
 pub mod session;
@@ -55,6 +56,9 @@ impl Auth {
     /// Resolves a bearer credential to a principal. The token's user must
     /// still exist, be enabled, and be at the token's generation.
     pub fn authenticate(&self, bearer: &str) -> Result<Principal, AuthError> {
+        if bearer.starts_with(api_key::PREFIX) {
+            return self.authenticate_key(bearer);
+        }
         let claims = self.tokens.verify(bearer).map_err(|e| match e {
             TokenError::Expired => AuthError::Expired,
             TokenError::Invalid => AuthError::InvalidToken,

@@ -4,16 +4,28 @@ use std::sync::Arc;
 
 use crate::model::User;
 use crate::rules::UserContext;
+use crate::store::api_keys::ApiKey;
 
 #[derive(Debug, Clone)]
 pub enum Principal {
     Anonymous,
     User(Arc<User>),
+    /// A device or backend. In rules it is `@user` with the key's id and
+    /// roles, and no email, groups or tenant.
+    ApiKey(Arc<ApiKey>),
 }
 
 impl Principal {
     pub fn is_admin(&self) -> bool {
-        matches!(self, Principal::User(user) if user.is_admin())
+        self.roles().iter().any(|r| r == "admin")
+    }
+
+    pub fn roles(&self) -> &[String] {
+        match self {
+            Principal::Anonymous => &[],
+            Principal::User(user) => &user.roles,
+            Principal::ApiKey(key) => &key.roles,
+        }
     }
 
     /// What `@user` is in rules: `None` is `null`.
@@ -21,6 +33,13 @@ impl Principal {
         match self {
             Principal::Anonymous => None,
             Principal::User(user) => Some(user.rule_context()),
+            Principal::ApiKey(key) => Some(UserContext {
+                id: key.id.clone(),
+                email: None,
+                roles: key.roles.clone(),
+                groups: Vec::new(),
+                tenant: None,
+            }),
         }
     }
 
@@ -29,13 +48,14 @@ impl Principal {
         match self {
             Principal::Anonymous => None,
             Principal::User(user) => Some(user.id.clone()),
+            Principal::ApiKey(key) => Some(key.id.clone()),
         }
     }
 
     pub fn user(&self) -> Option<&User> {
         match self {
-            Principal::Anonymous => None,
             Principal::User(user) => Some(user),
+            Principal::Anonymous | Principal::ApiKey(_) => None,
         }
     }
 }

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod collections;
 pub mod error;
 pub mod extract;
+pub mod keys;
 pub mod records;
 pub mod users;
 
@@ -60,6 +61,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/auth/refresh", post(auth::refresh))
         .route("/api/auth/signout", post(auth::signout))
         .route("/api/auth/me", get(auth::me))
+        .route("/api/keys", get(keys::list_keys).post(keys::create_key))
+        .route("/api/keys/{id}", axum::routing::delete(keys::revoke_key))
         .route(
             "/api/users",
             get(users::list_users).post(users::create_user_admin),

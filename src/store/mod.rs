@@ -2,10 +2,11 @@
 //!
 //! Trees: `data` (records, indexes, collections, users and the change log:
 //! see `keys` for the layout), `meta` (the signing secret and other server
-//! settings) and `auth` (refresh tokens). Reads go straight to sled from any
+//! settings) and `auth` (refresh tokens, sessions and API keys). Reads go straight to sled from any
 //! thread; every write to `data` goes through the single [`writer`], which
 //! assigns change-log sequence numbers and makes writes durable in groups.
 
+pub mod api_keys;
 pub mod change;
 pub mod codec;
 pub mod keys;
