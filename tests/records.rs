@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{client, error_code, send, Options, TestServer};
+use common::{client, error_code, ids, send, Options, TestServer};
 use serde_json::{json, Value};
 
 async fn readings(server: &TestServer) -> String {
@@ -50,15 +50,6 @@ async fn list(server: &TestServer, token: &str, query: &[(&str, &str)]) -> Value
     .await;
     assert_eq!(status, 200, "{body}");
     body
-}
-
-fn ids(page: &Value) -> Vec<String> {
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{client, send, TestServer};
+use common::{client, ids, send, TestServer};
 use serde_json::{json, Value};
 
 async fn user(
@@ -28,15 +28,6 @@ async fn user(
         server.signin(email, "password-123").await,
         created["id"].as_str().unwrap().to_owned(),
     )
-}
-
-fn ids(page: &Value) -> Vec<String> {
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 #[tokio::test]
