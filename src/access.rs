@@ -1,6 +1,10 @@
 //! The access layer: every record operation asks here whether the caller may
 //! do it. Admins pass every rule; a missing rule means admins only; a rule
 //! that fails to evaluate denies.
+//!
+//! A write check hands back an [`Allowed`] permit, and the writer's record
+//! operations cannot be built without one, so no handler can write a record
+//! it forgot to check.
 
 use serde_json::{Map, Value};
 
@@ -28,6 +32,20 @@ impl Action {
             Action::Delete => rules.delete.as_ref(),
         }
     }
+}
+
+/// Proof that the access layer allowed a record write. Only this module
+/// makes them: through [`Caller::authorize`], or [`system`] for the server's
+/// own writes.
+#[derive(Debug)]
+pub struct Allowed {
+    _private: (),
+}
+
+/// A permit for writes the server makes on its own behalf (retention), and
+/// for tests of the storage layer.
+pub fn system() -> Allowed {
+    Allowed { _private: () }
 }
 
 /// A caller as rules see them, built once per request.
@@ -78,6 +96,17 @@ impl<'p> Caller<'p> {
             || action
                 .rule(collection)
                 .is_some_and(|rule| rule.can_be_true_for(self.user.as_ref(), &self.now))
+    }
+
+    /// Like [`Caller::allows`], for writes: the permit the writer requires.
+    pub fn authorize(
+        &self,
+        collection: &Collection,
+        action: Action,
+        record: &Map<String, Value>,
+    ) -> Option<Allowed> {
+        self.allows(collection, action, record)
+            .then_some(Allowed { _private: () })
     }
 
     /// The rules a listed record must pass (`list` and `view`), or `None`

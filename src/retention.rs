@@ -61,6 +61,7 @@ async fn enforce(state: &AppState, collection: &std::sync::Arc<Collection>) -> a
                 id: id.clone(),
                 expected_rev: None,
                 expired: true,
+                permit: crate::access::system(),
             })
             .collect();
         state

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::AppState;
-use crate::access::{Action, Caller};
+use crate::access::{Action, Allowed, Caller};
 use crate::auth::Principal;
 use crate::model::record::{drop_system_fields, merge_patch, project};
 use crate::model::{Collection, Record};
@@ -80,14 +80,20 @@ fn parse_items(headers: &HeaderMap, body: &[u8]) -> ApiResult<(Vec<Value>, bool)
     }
 }
 
-/// Builds a record for create: checks the id, the schema and the create
-/// rule. Also says whether the client chose the id.
+/// A record ready to create, with the create rule's permit.
+struct Prepared {
+    record: Record,
+    client_chose_id: bool,
+    permit: Allowed,
+}
+
+/// Builds a record for create: checks the id, the schema and the create rule.
 fn prepare_create(
     collection: &Collection,
     caller: &Caller,
     item: Value,
     now: &str,
-) -> Result<(Record, bool), ApiError> {
+) -> Result<Prepared, ApiError> {
     let Value::Object(mut data) = item else {
         return Err(ApiError::bad_request("each record must be a JSON object"));
     };
@@ -112,12 +118,14 @@ fn prepare_create(
         .validate(data, true)
         .map_err(|errors| ApiError::validation("invalid record", &errors))?;
     let record = Record::new(&id, now, now, owner.as_deref(), 1, data);
-    if !caller.allows(collection, Action::Create, &record.fields) {
-        return Err(ApiError::forbidden(
-            "the create rule does not allow this record",
-        ));
-    }
-    Ok((record, client_chose_id))
+    let permit = caller
+        .authorize(collection, Action::Create, &record.fields)
+        .ok_or_else(|| ApiError::forbidden("the create rule does not allow this record"))?;
+    Ok(Prepared {
+        record,
+        client_chose_id,
+        permit,
+    })
 }
 
 /// `owner` is the creator's id; only admins may set it to something else.
@@ -202,16 +210,17 @@ pub async fn create_records(
         let actor = principal.id();
         let visible: Vec<Value> = records
             .iter()
-            .map(|(r, _)| Value::Object(r.visible(&collection.protected, caller.is_admin())))
+            .map(|p| Value::Object(p.record.visible(&collection.protected, caller.is_admin())))
             .collect();
         let ops = records
-            .iter()
-            .map(|(record, client_chose_id)| {
+            .into_iter()
+            .map(|p| {
                 RecordOp::Create(NewRecord::prepare(
                     &collection,
-                    record,
+                    &p.record,
                     actor.as_deref(),
-                    *client_chose_id,
+                    p.client_chose_id,
+                    p.permit,
                 ))
             })
             .collect();
@@ -422,17 +431,18 @@ async fn update(
         );
         // Checked on the result too, so nobody can move a record into a
         // state they could not have created.
-        if !caller.allows(&collection, Action::Update, &record.fields) {
-            return Err(ApiError::forbidden(
-                "the update rule does not allow the record that would result",
-            ));
-        }
+        let permit = caller
+            .authorize(&collection, Action::Update, &record.fields)
+            .ok_or_else(|| {
+                ApiError::forbidden("the update rule does not allow the record that would result")
+            })?;
         let visible = record.visible(&collection.protected, caller.is_admin());
         let mutation = Mutation::Records {
             collection: collection.clone(),
             ops: vec![RecordOp::Replace {
                 record,
                 expected_rev: current.rev(),
+                permit,
             }],
             actor: principal.id(),
         };
@@ -497,9 +507,9 @@ pub async fn delete_record(
     let caller = Caller::new(&principal);
     let collection = collection(&state, &name)?;
     let current = viewable(&state, &collection, &caller, &id)?;
-    if !caller.allows(&collection, Action::Delete, &current.fields) {
-        return Err(ApiError::forbidden("the delete rule does not allow this"));
-    }
+    let permit = caller
+        .authorize(&collection, Action::Delete, &current.fields)
+        .ok_or_else(|| ApiError::forbidden("the delete rule does not allow this"))?;
     // Without If-Match the delete is of the record the rule was checked on.
     let expected_rev = Some(expected.unwrap_or(current.rev()));
     let mutation = Mutation::Records {
@@ -508,6 +518,7 @@ pub async fn delete_record(
             id: id.clone(),
             expected_rev,
             expired: false,
+            permit,
         }],
         actor: principal.id(),
     };

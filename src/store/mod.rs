@@ -340,7 +340,13 @@ pub(crate) mod tests {
                 let data = data.as_object().cloned().unwrap_or_default();
                 let created = crate::clock::format_ms(1_700_000_000_000 + i as i64);
                 let record = Record::new(&format!("r{i:04}"), &created, &created, None, 1, data);
-                RecordOp::Create(NewRecord::prepare(&collection, &record, None, true))
+                RecordOp::Create(NewRecord::prepare(
+                    &collection,
+                    &record,
+                    None,
+                    true,
+                    crate::access::system(),
+                ))
             })
             .collect::<Vec<_>>();
         // One write per record, so each gets its own seq.
@@ -397,7 +403,13 @@ pub(crate) mod tests {
         let duplicate = Record::new("r0000", "t", "t", None, 1, serde_json::Map::new());
         let fresh = Record::new("fresh", "t", "t", None, 1, serde_json::Map::new());
         let create = |record: &Record| {
-            RecordOp::Create(NewRecord::prepare(&collection, record, Some("u1"), true))
+            RecordOp::Create(NewRecord::prepare(
+                &collection,
+                record,
+                Some("u1"),
+                true,
+                crate::access::system(),
+            ))
         };
         let failed = writer
             .submit(Mutation::Records {
@@ -439,7 +451,13 @@ pub(crate) mod tests {
                 format!("r{i}")
             };
             let record = Record::new(&id, "t", "t", None, 1, serde_json::Map::new());
-            let op = RecordOp::Create(NewRecord::prepare(&collection, &record, None, true));
+            let op = RecordOp::Create(NewRecord::prepare(
+                &collection,
+                &record,
+                None,
+                true,
+                crate::access::system(),
+            ));
             let writer = writer.clone();
             let collection = collection.clone();
             tokio::spawn(async move {

@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::change::{Change, ChangeKind};
 use super::codec::{self, StoredCollection, StoredRecord};
 use super::{keys, Store, StoreError};
+use crate::access::Allowed;
 use crate::clock;
 use crate::config::Durability;
 use crate::model::collection::FieldErrors;
@@ -74,11 +75,13 @@ pub enum RecordOp {
     Replace {
         record: Record,
         expected_rev: u64,
+        permit: Allowed,
     },
     Delete {
         id: String,
         expected_rev: Option<u64>,
         expired: bool,
+        permit: Allowed,
     },
 }
 
@@ -97,11 +100,13 @@ pub struct NewRecord {
 }
 
 impl NewRecord {
+    /// Encodes a record the access layer allowed (`_permit`) to be created.
     pub fn prepare(
         collection: &Collection,
         record: &Record,
         actor: Option<&str>,
         client_chose_id: bool,
+        _permit: Allowed,
     ) -> NewRecord {
         let json = record.to_bytes();
         let value = codec::encode(&StoredRecord {
@@ -653,6 +658,7 @@ impl WriterState {
                     RecordOp::Replace {
                         record,
                         expected_rev,
+                        ..
                     } => {
                         let key = keys::record(current.id, record.id());
                         if !touched.insert(key.clone()) {
@@ -695,6 +701,7 @@ impl WriterState {
                         id,
                         expected_rev,
                         expired,
+                        ..
                     } => {
                         let key = keys::record(current.id, &id);
                         if !touched.insert(key.clone()) {
