@@ -305,3 +305,21 @@ async fn repeated_failures_are_throttled_with_retry_after() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(error_code(&body), "rate_limited");
 }
+
+#[tokio::test]
+async fn signed_out_sessions_stay_revoked_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start_in(dir.path(), Options::default());
+    let signed_in = session(&server).await;
+    let (status, _) = send(
+        client()
+            .post(server.url("/api/auth/signout"))
+            .json(&json!({"refresh_token": signed_in["refresh_token"]})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert!(server.terminate());
+    let server = TestServer::start_in(dir.path(), Options::default());
+    assert_eq!(me_status(&server, &signed_in["token"]).await, 401);
+    assert_eq!(refresh(&server, &signed_in["refresh_token"]).await.0, 401);
+}

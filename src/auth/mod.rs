@@ -9,7 +9,8 @@ pub mod session;
 pub mod throttle;
 pub mod token;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 pub use principal::Principal;
@@ -23,6 +24,9 @@ pub struct Auth {
     pub tokens: token::TokenIssuer,
     pub passwords: password::Hasher,
     pub throttle: Arc<throttle::Throttle>,
+    /// Revoked sessions, mirrored from the store so checking one costs no
+    /// storage read.
+    revoked: Arc<RwLock<HashSet<String>>>,
     pub(crate) store: Store,
 }
 
@@ -49,6 +53,7 @@ impl Auth {
             tokens: token::TokenIssuer::new(&secret, token_ttl, refresh_ttl),
             passwords: password::Hasher::new(),
             throttle: Arc::default(),
+            revoked: Arc::new(RwLock::new(store.revoked_sessions()?.into_iter().collect())),
             store,
         })
     }
@@ -69,10 +74,23 @@ impl Auth {
             .ok_or(AuthError::InvalidToken)?;
         if user.disabled
             || user.generation != claims.generation
-            || self.store.session_revoked(&claims.sid)?
+            || self.session_revoked(&claims.sid)
         {
             return Err(AuthError::InvalidToken);
         }
         Ok(Principal::User(Arc::new(user)))
+    }
+
+    pub fn session_revoked(&self, session: &str) -> bool {
+        let revoked = self.revoked.read().unwrap_or_else(|e| e.into_inner());
+        revoked.contains(session)
+    }
+
+    /// Revokes a session durably, then in memory.
+    pub fn revoke_session(&self, session: &str) -> Result<(), AuthError> {
+        self.store.revoke_session(session)?;
+        let mut revoked = self.revoked.write().unwrap_or_else(|e| e.into_inner());
+        revoked.insert(session.to_owned());
+        Ok(())
     }
 }

@@ -43,11 +43,11 @@ impl Auth {
             .store
             .get_refresh(refresh_token)?
             .ok_or(AuthError::InvalidToken)?;
-        if self.store.session_revoked(&entry.session)? {
+        if self.session_revoked(&entry.session) {
             return Err(AuthError::InvalidToken);
         }
         if entry.rotated || !self.store.rotate_refresh(refresh_token, &entry)? {
-            self.store.revoke_session(&entry.session)?;
+            self.revoke_session(&entry.session)?;
             tracing::warn!(user = %entry.user_id, "refresh token reused; session revoked");
             return Err(AuthError::RefreshReused);
         }
@@ -67,7 +67,7 @@ impl Auth {
     /// ignored, so signing out is idempotent.
     pub fn end_session(&self, refresh_token: &str) -> Result<(), AuthError> {
         if let Some(entry) = self.store.get_refresh(refresh_token)? {
-            self.store.revoke_session(&entry.session)?;
+            self.revoke_session(&entry.session)?;
         }
         Ok(())
     }

@@ -71,7 +71,14 @@ impl Store {
         Ok(())
     }
 
-    pub fn session_revoked(&self, session: &str) -> Result<bool, StoreError> {
-        Ok(self.auth.contains_key(session_key(session))?)
+    /// Every revoked session id, for the in-memory set that authentication
+    /// checks (a sled read per request cost ~25 % of single-create
+    /// throughput in the benchmark).
+    pub fn revoked_sessions(&self) -> Result<Vec<String>, StoreError> {
+        self.auth
+            .scan_prefix([b's'])
+            .keys()
+            .map(|key| Ok(String::from_utf8_lossy(&key?[1..]).into_owned()))
+            .collect()
     }
 }
