@@ -134,51 +134,49 @@ fn bad_settings_stop_the_start_with_a_reason() {
     assert!(stderr.contains("durability"), "{stderr}");
 }
 
-#[tokio::test]
-async fn admin_create_from_the_command_line() {
-    let dir = tempfile::tempdir().unwrap();
+/// Runs `pulsebase admin create --password-stdin` on `data`.
+fn admin_create(data: &std::path::Path, email: &str, password: &str) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pulsebase"))
         .args([
             "admin",
             "create",
             "--email",
-            "ops@example.com",
+            email,
             "--password-stdin",
             "--data",
         ])
-        .arg(dir.path())
+        .arg(data)
         .env("PULSEBASE_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     child
         .stdin
         .take()
         .unwrap()
-        .write_all(b"ops-password\n")
+        .write_all(format!("{password}\n").as_bytes())
         .unwrap();
-    let output = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn admin_create_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = admin_create(dir.path(), "ops@example.com", "ops-password");
     assert!(
         output.status.success(),
         "{}",
-        String::from_utf8_lossy(&output.stdout)
+        String::from_utf8_lossy(&output.stderr)
     );
-
-    let again = Command::new(env!("CARGO_BIN_EXE_pulsebase"))
-        .args([
-            "admin",
-            "create",
-            "--email",
-            "ops@example.com",
-            "--password-stdin",
-            "--data",
-        ])
-        .arg(dir.path())
-        .stdin(Stdio::piped())
-        .output()
-        .unwrap();
+    let again = admin_create(dir.path(), "ops@example.com", "ops-password");
     assert!(!again.status.success(), "the same email twice is refused");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("already exists"),
+        "refused for the right reason: {stderr}"
+    );
 
     let server = TestServer::start_in(
         dir.path(),

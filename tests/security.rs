@@ -30,14 +30,12 @@ async fn status_of(server: &TestServer, token: &str) -> (u16, Value) {
 }
 
 async fn viewer(server: &TestServer, admin: &str) -> String {
-    let (status, _) = send(
-        client()
-            .post(server.url("/api/users"))
-            .bearer_auth(admin)
-            .json(&json!({"email": "v@x.test", "password": "password-123", "roles": ["viewer"]})),
-    )
-    .await;
-    assert_eq!(status, 201);
+    server
+        .create_user(
+            admin,
+            json!({"email": "v@x.test", "password": "password-123", "roles": ["viewer"]}),
+        )
+        .await;
     server.signin("v@x.test", "password-123").await
 }
 

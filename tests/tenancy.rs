@@ -16,14 +16,12 @@ async fn user(
     email: &str,
     tenant: Option<&str>,
 ) -> (String, String) {
-    let (status, created) = send(
-        client()
-            .post(server.url("/api/users"))
-            .bearer_auth(admin)
-            .json(&json!({"email": email, "password": "password-123", "tenant": tenant})),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
+    let created = server
+        .create_user(
+            admin,
+            json!({"email": email, "password": "password-123", "tenant": tenant}),
+        )
+        .await;
     (
         server.signin(email, "password-123").await,
         created["id"].as_str().unwrap().to_owned(),

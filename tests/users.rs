@@ -10,18 +10,6 @@ mod common;
 use common::{client, error_code, send, TestServer, ADMIN_EMAIL, ADMIN_PASSWORD};
 use serde_json::{json, Value};
 
-async fn create(server: &TestServer, admin: &str, body: Value) -> Value {
-    let (status, user) = send(
-        client()
-            .post(server.url("/api/users"))
-            .bearer_auth(admin)
-            .json(&body),
-    )
-    .await;
-    assert_eq!(status, 201, "{user}");
-    user
-}
-
 async fn patch(server: &TestServer, admin: &str, id: &str, body: Value) -> (u16, Value) {
     send(
         client()
@@ -42,15 +30,15 @@ async fn me(server: &TestServer, token: &str) -> u16 {
 async fn admins_create_list_get_update_and_delete_users() {
     let server = TestServer::start();
     let admin = server.admin_token().await;
-    let user = create(
-        &server,
-        &admin,
-        json!({
-            "email": "Ann@Example.com", "password": "password-123", "name": "Ann",
-            "roles": ["collector"], "groups": ["north"], "tenant": "acme"
-        }),
-    )
-    .await;
+    let user = server
+        .create_user(
+            &admin,
+            json!({
+                "email": "Ann@Example.com", "password": "password-123", "name": "Ann",
+                "roles": ["collector"], "groups": ["north"], "tenant": "acme"
+            }),
+        )
+        .await;
     assert_eq!(user["email"], "ann@example.com");
     assert_eq!(
         (
@@ -62,7 +50,7 @@ async fn admins_create_list_get_update_and_delete_users() {
     );
     assert!(user.get("password_hash").is_none());
     for n in 0..4 {
-        create(&server, &admin, json!({"email": format!("u{n}@example.com"), "password": "password-123", "tenant": "other"})).await;
+        server.create_user(&admin, json!({"email": format!("u{n}@example.com"), "password": "password-123", "tenant": "other"})).await;
     }
     let (status, body) = send(
         client()
@@ -152,12 +140,12 @@ async fn admins_create_list_get_update_and_delete_users() {
 async fn identity_changes_revoke_old_tokens_at_once() {
     let server = TestServer::start();
     let admin = server.admin_token().await;
-    let user = create(
-        &server,
-        &admin,
-        json!({"email": "bo@example.com", "password": "password-123", "roles": ["viewer"]}),
-    )
-    .await;
+    let user = server
+        .create_user(
+            &admin,
+            json!({"email": "bo@example.com", "password": "password-123", "roles": ["viewer"]}),
+        )
+        .await;
     let id = user["id"].as_str().unwrap().to_owned();
 
     let token = server.signin("bo@example.com", "password-123").await;
@@ -247,12 +235,12 @@ async fn the_last_admin_cannot_be_removed_and_non_admins_are_refused() {
     .await;
     assert_eq!(status, 409);
 
-    create(
-        &server,
-        &admin,
-        json!({"email": "second@example.com", "password": "password-123", "roles": ["admin"]}),
-    )
-    .await;
+    server
+        .create_user(
+            &admin,
+            json!({"email": "second@example.com", "password": "password-123", "roles": ["admin"]}),
+        )
+        .await;
     let (status, _) = patch(&server, &admin, &admin_id, json!({"roles": ["viewer"]})).await;
     assert_eq!(status, 200, "with a second admin the first may step down");
 

@@ -160,6 +160,20 @@ impl TestServer {
         self.signin(ADMIN_EMAIL, ADMIN_PASSWORD).await
     }
 
+    /// Creates a user as admin (`body` as for `POST /api/users`) and
+    /// returns its JSON.
+    pub async fn create_user(&self, admin: &str, body: Value) -> Value {
+        let (status, user) = send(
+            client()
+                .post(self.url("/api/users"))
+                .bearer_auth(admin)
+                .json(&body),
+        )
+        .await;
+        assert_eq!(status, 201, "create user: {user}");
+        user
+    }
+
     /// Creates a collection as admin and returns its JSON.
     pub async fn create_collection(&self, token: &str, definition: Value) -> Value {
         let (status, body) = send(
