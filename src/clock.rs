@@ -67,6 +67,22 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_secs(seconds))
 }
 
+/// The shortest exact text for a duration in the units `parse_duration`
+/// reads, so a setting shown to a user reads back to the same value.
+pub fn format_duration(duration: std::time::Duration) -> String {
+    let ms = duration.as_millis();
+    if ms % 1000 != 0 {
+        return format!("{ms}ms");
+    }
+    let seconds = ms / 1000;
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if seconds > 0 && seconds % size == 0 {
+            return format!("{}{unit}", seconds / size);
+        }
+    }
+    format!("{seconds}s")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +101,16 @@ mod tests {
         );
         assert_eq!(normalize_rfc3339("yesterday"), None);
         assert_eq!(parse_ms("1970-01-01T00:00:01.500Z"), Some(1500));
+    }
+
+    #[test]
+    fn durations_format_back_to_themselves() {
+        for text in ["90s", "15m", "1h", "30d", "250ms", "0s", "25h"] {
+            let duration = parse_duration(text).unwrap();
+            assert_eq!(parse_duration(&format_duration(duration)), Some(duration));
+        }
+        assert_eq!(format_duration(std::time::Duration::from_secs(7200)), "2h");
+        assert_eq!(format_duration(std::time::Duration::from_secs(90)), "90s");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`access`]: who may do what to which record, on top of `rules`.
 //! - [`auth`]: passwords, tokens and the principal a request acts as.
 //! - [`http`]: the axum router, one file per resource, and the error shape.
+//! - [`realtime`]: the hub that fans changes and messages out to WebSocket
+//!   and SSE subscribers, and the protocol they speak.
 //! - [`retention`]: the background task that expires old records.
 //! - [`server`]: wiring and shutdown; [`config`]: settings.
 
@@ -20,6 +22,7 @@ pub mod config;
 pub mod http;
 pub mod ids;
 pub mod model;
+pub mod realtime;
 pub mod retention;
 pub mod rules;
 pub mod server;

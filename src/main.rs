@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     match cli.command {
         None => runtime.block_on(serve(cli.serve)),
-        Some(Command::Serve(args)) => runtime.block_on(serve(args)),
+        Some(Command::Serve(args)) => runtime.block_on(serve(*args)),
         Some(Command::Admin {
             command:
                 AdminCommand::Create {
@@ -90,6 +90,7 @@ async fn admin_create(
         store,
         pulsebase::config::Durability::Sync,
         settings.flush_ms,
+        None,
     )?;
     let created =
         pulsebase::server::create_admin(&writer, &email, name.unwrap_or_default(), hash).await;

@@ -2,7 +2,7 @@
 //! `max_records`, oldest first, through the ordinary write path, so each
 //! removal is a change-log `delete` with reason `expired`. The same loop
 //! trims the change log to `changelog_retain` entries or 24 hours, whichever
-//! keeps more.
+//! keeps more, and forgets expired sign-in sessions.
 
 use std::time::Duration;
 
@@ -17,15 +17,28 @@ const INTERVAL: Duration = Duration::from_secs(2);
 const CHUNK: usize = 1000;
 /// Removals per collection per round; the rest waits for the next round.
 const ROUND: usize = 50_000;
+/// Expired refresh tokens and old revoke markers go every half hour.
+const SESSION_PRUNE_ROUNDS: u64 = 900;
 
 pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut rounds: u64 = 0;
     loop {
         tokio::select! {
             _ = stop.wait_for(|stopped| *stopped) => return,
             () = tokio::time::sleep(INTERVAL) => {}
         }
+        if rounds % SESSION_PRUNE_ROUNDS == 0 {
+            let auth = state.auth.clone();
+            match tokio::task::spawn_blocking(move || auth.prune_sessions()).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(forgotten)) => tracing::info!(forgotten, "old sign-in sessions forgotten"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "session pruning failed"),
+                Err(e) => tracing::warn!(error = %e, "session pruning task failed"),
+            }
+        }
+        rounds += 1;
         let store = state.store.clone();
-        let keep = state.settings.changelog_retain;
+        let keep = state.live.get().changelog_retain;
         match tokio::task::spawn_blocking(move || {
             store.trim_changelog(keep, crate::store::CHANGELOG_MIN_AGE_MS)
         })

@@ -13,10 +13,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::Auth;
-use crate::config::Settings;
+use crate::config::{Durability, Live, Settings};
 use crate::http::{self, AppState, Shared};
 use crate::model::user::normalize_email;
 use crate::model::User;
+use crate::realtime;
 use crate::retention;
 use crate::store::writer::{Mutation, WriteError, Writer};
 use crate::store::Store;
@@ -43,8 +44,28 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = open_store(&settings)?;
-    let writer = Writer::start(store.clone(), settings.durability, settings.flush_ms)?;
-    let auth = Auth::new(store.clone(), settings.token_ttl, settings.refresh_ttl)?;
+    // Subscribe to the change log before anything can write to it.
+    let wiring = realtime::Wiring::new(&store);
+    let writer = Writer::start(
+        store.clone(),
+        settings.durability,
+        settings.flush_ms,
+        Some(wiring.publish_tap()),
+    )?;
+    let first_seq = *writer.committed_seq().borrow() + 1;
+    let released = match settings.durability {
+        Durability::Sync => writer.durable_seq(),
+        Durability::Relaxed => writer.committed_seq(),
+    };
+    let realtime = wiring
+        .start(store.clone(), first_seq, released)
+        .context("cannot start the realtime hub")?;
+    let live = Live::new(
+        settings.tunables.clone(),
+        settings.sources.clone(),
+        store.runtime_settings()?,
+    );
+    let auth = Auth::new(store.clone(), live.clone())?;
     bootstrap_admin(&settings, &store, &writer, &auth).await?;
     let setup_code = if store.admin_exists()? {
         None
@@ -58,14 +79,17 @@ pub async fn run(
     let addr = listener.local_addr()?;
     announce(addr, setup_code.as_deref());
 
+    let (stop_tx, stop_rx) = watch::channel(false);
     let state = AppState::new(Shared {
         settings,
+        live,
         store,
         writer: writer.clone(),
         auth,
+        realtime: realtime.clone(),
+        shutdown: stop_rx.clone(),
         setup_code: Mutex::new(setup_code),
     });
-    let (stop_tx, stop_rx) = watch::channel(false);
     let retention = tokio::spawn(retention::run(state.clone(), stop_rx.clone()));
 
     let app = http::router(state.clone());
@@ -93,6 +117,7 @@ pub async fn run(
     }
     let _ = stop_tx.send(true);
     let _ = retention.await;
+    realtime.stop();
     writer.shutdown().await;
     tracing::info!("storage flushed; bye");
     Ok(())

@@ -323,3 +323,54 @@ async fn signed_out_sessions_stay_revoked_after_a_restart() {
     assert_eq!(me_status(&server, &signed_in["token"]).await, 401);
     assert_eq!(refresh(&server, &signed_in["refresh_token"]).await.0, 401);
 }
+
+async fn failed_signin_from(server: &TestServer, email: &str, forwarded: &str) -> u16 {
+    send(
+        client()
+            .post(server.url("/api/auth/signin"))
+            .header("X-Forwarded-For", forwarded)
+            .json(&json!({"email": email, "password": "guess-guess"})),
+    )
+    .await
+    .0
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_throttling_counts_the_forwarded_address() {
+    let server = TestServer::start_with(Options {
+        args: vec!["--trust-proxy".into(), "true".into()],
+        ..Options::default()
+    });
+    // A client may prepend anything; only the proxy's own last entry counts.
+    for n in 0..20 {
+        let forwarded = format!("198.51.100.{n}, 10.0.0.1");
+        assert_eq!(
+            failed_signin_from(&server, &format!("u{n}@x.test"), &forwarded).await,
+            401
+        );
+    }
+    assert_eq!(
+        failed_signin_from(&server, "new@x.test", "10.0.0.1").await,
+        429
+    );
+    assert_eq!(
+        failed_signin_from(&server, "new@x.test", "10.0.0.2").await,
+        401
+    );
+}
+
+#[tokio::test]
+async fn without_trust_proxy_a_forged_forwarded_header_changes_nothing() {
+    let server = TestServer::start();
+    for n in 0..20 {
+        let forwarded = format!("203.0.113.{n}");
+        assert_eq!(
+            failed_signin_from(&server, &format!("u{n}@x.test"), &forwarded).await,
+            401
+        );
+    }
+    assert_eq!(
+        failed_signin_from(&server, "new@x.test", "203.0.113.99").await,
+        429
+    );
+}

@@ -11,11 +11,11 @@ pub mod token;
 
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 pub use principal::Principal;
 pub use token::{TokenError, TokenPair};
 
+use crate::config::Live;
 use crate::store::{Store, StoreError};
 
 /// Everything needed to authenticate a request. Cheap to clone.
@@ -28,6 +28,9 @@ pub struct Auth {
     /// storage read.
     revoked: Arc<RwLock<HashSet<String>>>,
     pub(crate) store: Store,
+    /// Token lifetimes are read per issue, so a runtime change applies to
+    /// the next sign-in.
+    pub(crate) live: Live,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,26 +46,35 @@ pub enum AuthError {
 }
 
 impl Auth {
-    pub fn new(
-        store: Store,
-        token_ttl: Duration,
-        refresh_ttl: Duration,
-    ) -> Result<Auth, StoreError> {
+    pub fn new(store: Store, live: Live) -> Result<Auth, StoreError> {
         let secret = token::load_or_create_secret(&store)?;
         Ok(Auth {
-            tokens: token::TokenIssuer::new(&secret, token_ttl, refresh_ttl),
+            tokens: token::TokenIssuer::new(&secret),
             passwords: password::Hasher::new(),
             throttle: Arc::default(),
             revoked: Arc::new(RwLock::new(store.revoked_sessions()?.into_iter().collect())),
             store,
+            live,
         })
     }
 
     /// Resolves a bearer credential to a principal. The token's user must
     /// still exist, be enabled, and be at the token's generation.
     pub fn authenticate(&self, bearer: &str) -> Result<Principal, AuthError> {
+        self.authenticate_until(bearer)
+            .map(|(principal, _)| principal)
+    }
+
+    /// Like [`Auth::authenticate`], with when the credential expires (ms
+    /// since the epoch), for connections that outlive a request.
+    pub fn authenticate_until(&self, bearer: &str) -> Result<(Principal, Option<i64>), AuthError> {
         if bearer.starts_with(api_key::PREFIX) {
-            return self.authenticate_key(bearer);
+            let principal = self.authenticate_key(bearer)?;
+            let expires = match &principal {
+                Principal::ApiKey(key) => key.expires_ms,
+                _ => None,
+            };
+            return Ok((principal, expires));
         }
         let claims = self.tokens.verify(bearer).map_err(|e| match e {
             TokenError::Expired => AuthError::Expired,
@@ -78,12 +90,31 @@ impl Auth {
         {
             return Err(AuthError::InvalidToken);
         }
-        Ok(Principal::User(Arc::new(user)))
+        Ok((
+            Principal::User(Arc::new(user)),
+            Some(claims.exp.saturating_mul(1000)),
+        ))
     }
 
     pub fn session_revoked(&self, session: &str) -> bool {
         let revoked = self.revoked.read().unwrap_or_else(|e| e.into_inner());
         revoked.contains(session)
+    }
+
+    /// Drops expired refresh tokens and revoke markers no token can need:
+    /// a marker is kept while its session has an unexpired refresh token,
+    /// and for the access-token lifetime plus a day after revocation (the
+    /// day covers a lifetime shortened at runtime after tokens were issued).
+    pub fn prune_sessions(&self) -> Result<usize, AuthError> {
+        let marker_ttl = self.live.get().token_ttl + std::time::Duration::from_secs(86_400);
+        let forgotten = self
+            .store
+            .prune_sessions(crate::clock::now_ms(), marker_ttl.as_millis() as i64)?;
+        let mut revoked = self.revoked.write().unwrap_or_else(|e| e.into_inner());
+        for session in &forgotten {
+            revoked.remove(session);
+        }
+        Ok(forgotten.len())
     }
 
     /// Revokes a session durably, then in memory.

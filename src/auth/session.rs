@@ -15,9 +15,10 @@ impl Auth {
     }
 
     fn issue(&self, user: &User, session: &str) -> Result<TokenPair, AuthError> {
+        let settings = self.live.get();
         let token = self
             .tokens
-            .access_token(user, session)
+            .access_token(user, session, settings.token_ttl)
             .map_err(|_| AuthError::InvalidToken)?;
         let refresh_token = super::token::random_token("rt_");
         self.store.put_refresh(
@@ -25,7 +26,7 @@ impl Auth {
             &RefreshEntry {
                 user_id: user.id.clone(),
                 session: session.to_owned(),
-                expires_ms: clock::now_ms() + self.tokens.refresh_ttl.as_millis() as i64,
+                expires_ms: clock::now_ms() + settings.refresh_ttl.as_millis() as i64,
                 generation: user.generation,
                 rotated: false,
             },
@@ -33,7 +34,7 @@ impl Auth {
         Ok(TokenPair {
             token,
             refresh_token,
-            expires_in: self.tokens.token_ttl.as_secs(),
+            expires_in: settings.token_ttl.as_secs(),
         })
     }
 

@@ -48,8 +48,6 @@ pub struct TokenIssuer {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
-    pub token_ttl: Duration,
-    pub refresh_ttl: Duration,
 }
 
 /// The 256-bit signing secret, created on first start and kept in `meta`.
@@ -72,7 +70,7 @@ pub fn random_token(prefix: &str) -> String {
 }
 
 impl TokenIssuer {
-    pub fn new(secret: &[u8], token_ttl: Duration, refresh_ttl: Duration) -> TokenIssuer {
+    pub fn new(secret: &[u8]) -> TokenIssuer {
         let mut validation = Validation::new(Algorithm::HS256);
         // An expired token is expired: no grace period.
         validation.leeway = 0;
@@ -81,18 +79,21 @@ impl TokenIssuer {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
-            token_ttl,
-            refresh_ttl,
         }
     }
 
-    pub fn access_token(&self, user: &User, session: &str) -> Result<String, TokenError> {
+    pub fn access_token(
+        &self,
+        user: &User,
+        session: &str,
+        ttl: Duration,
+    ) -> Result<String, TokenError> {
         let now = clock::now_ms() / 1000;
         let claims = Claims {
             sub: user.id.clone(),
             roles: user.roles.clone(),
             iat: now,
-            exp: now + self.token_ttl.as_secs() as i64,
+            exp: now + ttl.as_secs() as i64,
             jti: crate::ids::generate(),
             generation: user.generation,
             sid: session.to_owned(),
@@ -132,8 +133,10 @@ mod tests {
 
     #[test]
     fn tokens_verify_and_carry_the_claims() {
-        let issuer = TokenIssuer::new(&[7; 32], Duration::from_secs(60), Duration::from_secs(60));
-        let token = issuer.access_token(&user(), "s1").unwrap();
+        let issuer = TokenIssuer::new(&[7; 32]);
+        let token = issuer
+            .access_token(&user(), "s1", Duration::from_secs(60))
+            .unwrap();
         let claims = issuer.verify(&token).unwrap();
         assert_eq!(claims.sub, "u1");
         assert_eq!(claims.generation, 2);
@@ -142,9 +145,11 @@ mod tests {
 
     #[test]
     fn other_secrets_and_tampering_are_rejected() {
-        let issuer = TokenIssuer::new(&[7; 32], Duration::from_secs(60), Duration::from_secs(60));
-        let other = TokenIssuer::new(&[8; 32], Duration::from_secs(60), Duration::from_secs(60));
-        let token = other.access_token(&user(), "s1").unwrap();
+        let issuer = TokenIssuer::new(&[7; 32]);
+        let other = TokenIssuer::new(&[8; 32]);
+        let token = other
+            .access_token(&user(), "s1", Duration::from_secs(60))
+            .unwrap();
         assert_eq!(issuer.verify(&token), Err(TokenError::Invalid));
         let unsigned = format!(
             "{}.{}.",
@@ -156,7 +161,7 @@ mod tests {
 
     #[test]
     fn expired_tokens_are_expired_without_leeway() {
-        let issuer = TokenIssuer::new(&[7; 32], Duration::from_secs(60), Duration::from_secs(60));
+        let issuer = TokenIssuer::new(&[7; 32]);
         let now = clock::now_ms() / 1000;
         let claims = Claims {
             sub: "u1".into(),

@@ -154,11 +154,13 @@ impl From<AuthError> for ApiError {
 impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> Self {
         match e {
-            WriteError::Conflict(_) | WriteError::CollectionExists(_) | WriteError::EmailTaken => {
-                ApiError::conflict(e.to_string())
-            }
+            WriteError::Conflict(_)
+            | WriteError::CollectionExists(_)
+            | WriteError::TopicExists(_)
+            | WriteError::EmailTaken => ApiError::conflict(e.to_string()),
             WriteError::NotFound(_)
             | WriteError::CollectionNotFound(_)
+            | WriteError::TopicNotFound(_)
             | WriteError::UserNotFound => ApiError::not_found(e.to_string()),
             WriteError::RevMismatch { current, .. } => {
                 ApiError::precondition_failed(format!("the record is at rev {current}"))

@@ -3,6 +3,7 @@
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -24,7 +25,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 /// The bearer credential of a request, if any: `Authorization: Bearer`, or
 /// `X-Api-Key`.
 pub fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
-    if let Some(value) = parts.headers.get(AUTHORIZATION) {
+    bearer_from_headers(&parts.headers)
+}
+
+pub fn bearer_from_headers(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    if let Some(value) = headers.get(AUTHORIZATION) {
         let text = value
             .to_str()
             .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
@@ -34,7 +39,7 @@ pub fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
             .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?;
         return Ok(Some(token.trim()));
     }
-    if let Some(value) = parts.headers.get("x-api-key") {
+    if let Some(value) = headers.get("x-api-key") {
         let key = value
             .to_str()
             .map_err(|_| ApiError::unauthorized("malformed X-Api-Key header"))?;

@@ -6,6 +6,8 @@ pub mod error;
 pub mod extract;
 pub mod keys;
 pub mod records;
+pub mod settings;
+pub mod topics;
 pub mod users;
 
 use std::sync::{Arc, Mutex};
@@ -18,8 +20,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use tokio::sync::watch;
+
 use crate::auth::Auth;
-use crate::config::Settings;
+use crate::config::{Live, Settings};
+use crate::realtime::{self, Realtime};
 use crate::store::writer::Writer;
 use crate::store::Store;
 use error::ApiError;
@@ -30,9 +35,15 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub settings: Settings,
+    /// The runtime settings, including changes made while running.
+    pub live: Live,
     pub store: Store,
     pub writer: Writer,
     pub auth: Auth,
+    pub realtime: Realtime,
+    /// Turns true when the server starts shutting down; long-lived
+    /// connections watch it and close themselves.
+    pub shutdown: watch::Receiver<bool>,
     /// The one-time first-admin code, while no admin exists.
     pub setup_code: Mutex<Option<String>>,
 }
@@ -61,6 +72,21 @@ pub fn router(state: AppState) -> Router {
         .route("/api/auth/refresh", post(auth::refresh))
         .route("/api/auth/signout", post(auth::signout))
         .route("/api/auth/me", get(auth::me))
+        .route(
+            "/api/settings",
+            get(settings::get_settings).patch(settings::update_settings),
+        )
+        .route("/api/realtime", get(realtime::ws::websocket))
+        .route("/api/realtime/sse", get(realtime::sse::sse))
+        .route(
+            "/api/topics",
+            get(topics::list_topics).post(topics::create_topic),
+        )
+        .route(
+            "/api/topics/{name}",
+            axum::routing::delete(topics::delete_topic),
+        )
+        .route("/api/topics/{name}/messages", post(topics::publish))
         .route("/api/keys", get(keys::list_keys).post(keys::create_key))
         .route("/api/keys/{id}", axum::routing::delete(keys::revoke_key))
         .route(

@@ -156,10 +156,11 @@ pub async fn create_records(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let body = body?;
     let (items, is_batch) = parse_items(&headers, &body)?;
-    if items.len() > state.settings.max_batch {
+    let max_batch = state.live.get().max_batch;
+    if items.len() > max_batch {
         return Err(ApiError::payload_too_large(format!(
             "a batch holds at most {} records",
-            state.settings.max_batch
+            max_batch
         )));
     }
     if is_batch && items.is_empty() {
@@ -246,11 +247,11 @@ pub async fn create_records(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
-    filter: Option<String>,
-    sort: Option<String>,
-    limit: Option<usize>,
-    cursor: Option<String>,
-    fields: Option<String>,
+    pub filter: Option<String>,
+    pub sort: Option<String>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+    pub fields: Option<String>,
 }
 
 pub fn parse_filter(text: Option<&str>) -> ApiResult<Option<Expr>> {

@@ -14,6 +14,11 @@
 //! | `u`    | user id                                             | user envelope              |
 //! | `e`    | normalized email                                    | user id                    |
 //! | `k`    | `next_collection`                                   | u32 BE                     |
+//! | `k`    | `seq_reserved`                                      | u64 BE: message seqs taken |
+//! | `k`    | `changelog_trimmed`                                 | u64 BE: newest seq trimmed |
+//! | `t`    | topic name                                          | custom topic envelope      |
+//! | `h`    | topic name, 0x00, seq u64 BE                        | message envelope (history) |
+//! | `H`    | topic name                                          | u64 BE: newest seq dropped |
 //!
 //! Integers are big-endian so byte order is numeric order. `value*` is the
 //! order-preserving encoding below, so an index range scan returns records in
@@ -29,7 +34,37 @@ pub const COLLECTION: u8 = b'C';
 pub const PURGE: u8 = b'p';
 pub const USER: u8 = b'u';
 pub const EMAIL: u8 = b'e';
+pub const TOPIC: u8 = b't';
+pub const HISTORY: u8 = b'h';
+pub const HISTORY_TRIMMED: u8 = b'H';
 pub const NEXT_COLLECTION_ID: &[u8] = b"knext_collection";
+pub const SEQ_RESERVED: &[u8] = b"kseq_reserved";
+pub const CHANGELOG_TRIMMED: &[u8] = b"kchangelog_trimmed";
+
+pub fn topic(name: &str) -> Vec<u8> {
+    tagged(TOPIC, name)
+}
+
+pub fn history_prefix(topic: &str) -> Vec<u8> {
+    let mut key = tagged(HISTORY, topic);
+    key.push(0);
+    key
+}
+
+pub fn history(topic: &str, seq: u64) -> Vec<u8> {
+    let mut key = history_prefix(topic);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+pub fn history_seq(key: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
+pub fn history_trimmed(topic: &str) -> Vec<u8> {
+    tagged(HISTORY_TRIMMED, topic)
+}
 
 pub fn change(seq: u64) -> [u8; 9] {
     let mut key = [CHANGE; 9];

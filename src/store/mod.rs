@@ -12,6 +12,7 @@ pub mod codec;
 pub mod keys;
 pub mod query;
 pub mod sessions;
+pub mod topics;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -72,6 +73,7 @@ pub struct Store {
     meta: sled::Tree,
     auth: sled::Tree,
     catalog: Catalog,
+    topics: topics::Topics,
 }
 
 impl Store {
@@ -90,8 +92,10 @@ impl Store {
             auth: db.open_tree("auth")?,
             db,
             catalog: Catalog::default(),
+            topics: topics::Topics::default(),
         };
         store.load_catalog()?;
+        store.load_topics()?;
         Ok(store)
     }
 
@@ -202,10 +206,40 @@ impl Store {
         Ok(())
     }
 
+    /// The settings changed at runtime, as a JSON object of name to value.
+    pub fn runtime_settings(
+        &self,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+        match self.meta.get(RUNTIME_SETTINGS_KEY)? {
+            None => Ok(serde_json::Map::new()),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|_| StoreError::Corrupt("runtime settings".into())),
+        }
+    }
+
+    /// Replaces the runtime settings durably.
+    pub fn save_runtime_settings(
+        &self,
+        settings: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(settings)
+            .map_err(|_| StoreError::Corrupt("runtime settings".into()))?;
+        self.meta_put(RUNTIME_SETTINGS_KEY, &bytes)
+    }
+
+    /// Every change-log insert, as sled applies it (see `realtime::watcher`).
+    pub fn watch_changes(&self) -> sled::Subscriber {
+        self.data.watch_prefix([keys::CHANGE])
+    }
+
     pub(crate) fn data(&self) -> &sled::Tree {
         &self.data
     }
 }
+
+/// Kept as JSON: a handful of values, read once per start, and readable by
+/// whatever build comes next.
+const RUNTIME_SETTINGS_KEY: &str = "settings";
 
 fn decode_change((key, value): (sled::IVec, sled::IVec)) -> Result<Change, StoreError> {
     let seq = keys::change_seq(&key).ok_or_else(|| StoreError::Corrupt("change key".into()))?;
@@ -293,6 +327,11 @@ impl Store {
                 if change.ts_ms >= cutoff_ms {
                     break;
                 }
+                if let Some(seq) = keys::change_seq(&key) {
+                    // Resume needs to know what is gone; the marker commits
+                    // with the removals.
+                    batch.insert(keys::CHANGELOG_TRIMMED, &seq.to_be_bytes());
+                }
                 batch.remove(key);
                 in_batch += 1;
             }
@@ -325,7 +364,7 @@ pub(crate) mod tests {
     ) -> (tempfile::TempDir, Store, Writer) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
-        let writer = Writer::start(store.clone(), Durability::Relaxed, 10).unwrap();
+        let writer = Writer::start(store.clone(), Durability::Relaxed, 10, None).unwrap();
         let def: CollectionDef = serde_json::from_value(def).unwrap();
         let collection = writer
             .submit(Mutation::CreateCollection(def))
@@ -522,7 +561,7 @@ pub(crate) mod tests {
     async fn durable_after_one_write(durability: Durability, flush_ms: u64, wait_ms: u64) -> bool {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
-        let writer = Writer::start(store.clone(), durability, flush_ms).unwrap();
+        let writer = Writer::start(store.clone(), durability, flush_ms, None).unwrap();
         let user = crate::model::User {
             id: "u1".into(),
             email: "a@b.c".into(),

@@ -24,6 +24,8 @@ pub struct RefreshEntry {
     pub rotated: bool,
 }
 
+const EXPIRED_REFRESH_KEPT_MS: i64 = 86_400_000;
+
 fn refresh_key(token: &str) -> Vec<u8> {
     let mut key = vec![b'r'];
     key.extend_from_slice(&Sha256::digest(token.as_bytes()));
@@ -80,5 +82,91 @@ impl Store {
             .keys()
             .map(|key| Ok(String::from_utf8_lossy(&key?[1..]).into_owned()))
             .collect()
+    }
+
+    /// Forgets what can no longer matter: refresh tokens that expired more
+    /// than a day ago (until then a client still hears `token_expired`
+    /// rather than "unknown token"), and revoke markers older than `marker_ttl_ms` whose session has no
+    /// unexpired refresh token left. Returns the forgotten session ids.
+    pub fn prune_sessions(
+        &self,
+        now_ms: i64,
+        marker_ttl_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut live_sessions = std::collections::HashSet::new();
+        for entry in self.auth.scan_prefix([b'r']) {
+            let (key, value) = entry?;
+            let refresh: RefreshEntry = codec::decode(&value)?;
+            if refresh.expires_ms + EXPIRED_REFRESH_KEPT_MS <= now_ms {
+                self.auth.remove(key)?;
+            } else {
+                live_sessions.insert(refresh.session);
+            }
+        }
+        let mut forgotten = Vec::new();
+        for entry in self.auth.scan_prefix([b's']) {
+            let (key, value) = entry?;
+            let revoked_at = value
+                .as_ref()
+                .try_into()
+                .map(i64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt("session marker".into()))?;
+            let session = String::from_utf8_lossy(&key[1..]).into_owned();
+            if revoked_at < now_ms - marker_ttl_ms && !live_sessions.contains(&session) {
+                self.auth.remove(key)?;
+                forgotten.push(session);
+            }
+        }
+        Ok(forgotten)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(session: &str, expires_ms: i64) -> RefreshEntry {
+        RefreshEntry {
+            user_id: "u".into(),
+            session: session.into(),
+            expires_ms,
+            generation: 0,
+            rotated: false,
+        }
+    }
+
+    #[test]
+    fn pruning_keeps_what_still_guards_a_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = crate::clock::now_ms();
+        store
+            .put_refresh(
+                "rt_expired",
+                &entry("old", now - EXPIRED_REFRESH_KEPT_MS - 1),
+            )
+            .unwrap();
+        store
+            .put_refresh("rt_just_expired", &entry("old2", now - 1))
+            .unwrap();
+        store
+            .put_refresh("rt_live", &entry("busy", now + 60_000))
+            .unwrap();
+        for session in ["old", "busy", "recent"] {
+            store.revoke_session(session).unwrap();
+        }
+        // A marker younger than the access-token bound stays; so does one
+        // whose session still has an unexpired refresh token.
+        let forgotten = store.prune_sessions(now + 10_000, 20_000).unwrap();
+        assert!(forgotten.is_empty(), "{forgotten:?}");
+        assert!(store.get_refresh("rt_expired").unwrap().is_none());
+        assert!(store.get_refresh("rt_just_expired").unwrap().is_some());
+
+        let forgotten = store.prune_sessions(now + 30_000, 20_000).unwrap();
+        let mut forgotten = forgotten;
+        forgotten.sort();
+        assert_eq!(forgotten, ["old", "recent"]);
+        assert_eq!(store.revoked_sessions().unwrap(), ["busy"]);
+        assert!(store.get_refresh("rt_live").unwrap().is_some());
     }
 }

@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::change::{Change, ChangeKind};
 use super::codec::{self, StoredCollection, StoredRecord};
+use super::topics::{Message, StoredTopic, Topic};
 use super::{keys, Store, StoreError};
 use crate::access::Allowed;
 use crate::clock;
@@ -41,6 +42,10 @@ const MAX_GROUP: usize = 1024;
 const MAX_STAGED_OPS: usize = 2_000;
 /// Keys removed per batch when purging a dropped collection.
 const PURGE_CHUNK: usize = 10_000;
+/// Message seqs are reserved on disk this many at a time, so a restart
+/// never hands out a seq a subscriber has already seen on a message that
+/// was not stored.
+const SEQ_RESERVE_BLOCK: u64 = 10_000;
 /// Schema-change violations reported at most.
 const MAX_REPORTED_VIOLATIONS: usize = 20;
 
@@ -60,6 +65,15 @@ pub enum Mutation {
     CreateUser(User),
     UpdateUser(User),
     DeleteUser(String),
+    CreateTopic(StoredTopic),
+    DeleteTopic(String),
+    /// A message on a custom topic: it takes the next seq like a change.
+    /// With `history > 0` it is kept (and the topic's oldest dropped beyond
+    /// that); otherwise it never touches the disk.
+    Publish {
+        message: Message,
+        history: u32,
+    },
 }
 
 impl Mutation {
@@ -163,6 +177,10 @@ pub enum WriteError {
     CollectionNotFound(String),
     #[error("collection {0} already exists")]
     CollectionExists(String),
+    #[error("a topic or collection named {0} already exists")]
+    TopicExists(String),
+    #[error("topic {0} not found")]
+    TopicNotFound(String),
     #[error("user not found")]
     UserNotFound,
     #[error("that email is already registered")]
@@ -200,6 +218,11 @@ enum Request {
     Shutdown,
 }
 
+/// Hears every published message, in seq order, from the writer thread:
+/// `(message, stored)`; a stored message is durable only once
+/// `durable_seq` reaches it.
+pub type PublishTap = Box<dyn Fn(Message, bool) + Send>;
+
 /// A cheap handle for submitting writes.
 #[derive(Clone)]
 pub struct Writer {
@@ -214,8 +237,10 @@ impl Writer {
         store: Store,
         durability: Durability,
         flush_ms: u64,
+        tap: Option<PublishTap>,
     ) -> Result<Writer, StoreError> {
-        let last_seq = store.last_seq()?;
+        let reserved = store.seq_reserved()?;
+        let last_seq = store.last_seq()?.max(reserved);
         let counts = load_counts(&store)?;
         let (tx, rx) = mpsc::channel(MAX_GROUP);
         let (committed_tx, committed) = watch::channel(last_seq);
@@ -233,7 +258,10 @@ impl Writer {
         let mut state = WriterState {
             store,
             next_seq: last_seq + 1,
+            reserved,
             counts,
+            history_counts: HashMap::new(),
+            tap,
         };
         state.resume_purges();
         let wait_for_flush = durability == Durability::Sync;
@@ -409,7 +437,12 @@ struct Entry<'a> {
 struct WriterState {
     store: Store,
     next_seq: u64,
+    /// Seqs up to this may be used by messages (persisted).
+    reserved: u64,
     counts: HashMap<u32, u64>,
+    /// Messages kept per custom topic, counted on first use.
+    history_counts: HashMap<String, u64>,
+    tap: Option<PublishTap>,
 }
 
 impl WriterState {
@@ -592,7 +625,87 @@ impl WriterState {
                 self.put_user(Some(old), user)
             }
             Mutation::DeleteUser(id) => self.delete_user(&id),
+            Mutation::CreateTopic(def) => self.create_topic(def),
+            Mutation::DeleteTopic(name) => self.delete_topic(&name),
+            Mutation::Publish { message, history } => self.publish(message, history),
         }
+    }
+
+    fn create_topic(&mut self, def: StoredTopic) -> Result<Committed, WriteError> {
+        let name = def.name.clone();
+        if self.store.catalog().get(&name).is_some() || self.store.topics().get(&name).is_some() {
+            return Err(WriteError::TopicExists(name));
+        }
+        let topic = Topic::compile(def)
+            .map_err(|(part, e)| WriteError::Invalid([(part.to_owned(), e)].into()))?;
+        self.store
+            .data()
+            .insert(keys::topic(&name), codec::encode(&topic.def))?;
+        self.store.topics().put(Arc::new(topic));
+        Ok(Committed::default())
+    }
+
+    fn delete_topic(&mut self, name: &str) -> Result<Committed, WriteError> {
+        if self.store.topics().get(name).is_none() {
+            return Err(WriteError::TopicNotFound(name.to_owned()));
+        }
+        let data = self.store.data();
+        let mut batch = sled::Batch::default();
+        batch.remove(keys::topic(name));
+        batch.remove(keys::history_trimmed(name));
+        for key in data.scan_prefix(keys::history_prefix(name)).keys() {
+            batch.remove(key?);
+        }
+        data.apply_batch(batch)?;
+        self.store.topics().remove(name);
+        self.history_counts.remove(name);
+        Ok(Committed::default())
+    }
+
+    fn publish(&mut self, mut message: Message, history: u32) -> Result<Committed, WriteError> {
+        let seq = self.next_seq;
+        let data = self.store.data().clone();
+        if seq > self.reserved {
+            let reserved = seq + SEQ_RESERVE_BLOCK;
+            data.insert(keys::SEQ_RESERVED, &reserved.to_be_bytes())?;
+            self.store.flush()?;
+            self.reserved = reserved;
+        }
+        message.seq = seq;
+        let stored = history > 0;
+        if stored {
+            let prefix = keys::history_prefix(&message.topic);
+            let count = match self.history_counts.get(&message.topic) {
+                Some(count) => *count,
+                None => data.scan_prefix(&prefix).count() as u64,
+            };
+            let mut batch = sled::Batch::default();
+            batch.insert(keys::history(&message.topic, seq), codec::encode(&message));
+            let excess = (count + 1).saturating_sub(u64::from(history));
+            let mut dropped = None;
+            for key in data.scan_prefix(&prefix).keys().take(excess as usize) {
+                let key = key?;
+                dropped = keys::history_seq(&key);
+                batch.remove(key);
+            }
+            if let Some(dropped) = dropped {
+                batch.insert(
+                    keys::history_trimmed(&message.topic),
+                    &dropped.to_be_bytes(),
+                );
+            }
+            data.apply_batch(batch)?;
+            self.history_counts
+                .insert(message.topic.clone(), count + 1 - excess);
+        }
+        self.next_seq += 1;
+        if let Some(tap) = &self.tap {
+            tap(message, stored);
+        }
+        Ok(Committed {
+            seqs: Some((seq, seq)),
+            collection: None,
+        })
     }
 
     /// Appends a change-log entry to `batch` under the next seq.
@@ -761,6 +874,9 @@ impl WriterState {
     fn create_collection(&mut self, def: CollectionDef) -> Result<Committed, WriteError> {
         if self.store.catalog().get(&def.name).is_some() {
             return Err(WriteError::CollectionExists(def.name));
+        }
+        if self.store.topics().get(&def.name).is_some() {
+            return Err(WriteError::TopicExists(def.name));
         }
         let data = self.store.data();
         let id = data

@@ -2,16 +2,30 @@
 //! `pulsebase.toml` in the data dir, then the defaults of SPEC §9.
 //!
 //! clap resolves flag-over-env; the TOML file and the defaults fill whatever
-//! is still unset.
+//! is still unset. The settings in [`tunables`] can also change at runtime.
+
+pub mod tunables;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+
+use std::collections::BTreeMap;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
+use serde_json::{json, Value};
 
-use crate::clock::parse_duration;
+pub use tunables::{Live, Source, Tunables};
+
+/// Settings read once at start; changing them needs a restart.
+pub const STARTUP_ONLY: &[&str] = &[
+    "http",
+    "data",
+    "durability",
+    "flush_ms",
+    "max_body_bytes",
+    "trust_proxy",
+];
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,7 +43,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the API (the default when no command is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Administer the data dir directly (the server must not be running).
     Admin {
         #[command(subcommand)]
@@ -77,6 +91,9 @@ pub struct ServeArgs {
     /// Allow self sign-up [default: false]
     #[arg(long, env = "PULSEBASE_ALLOW_SIGNUP")]
     pub allow_signup: Option<bool>,
+    /// Take client addresses from the last X-Forwarded-For entry (behind a reverse proxy) [default: false]
+    #[arg(long, env = "PULSEBASE_TRUST_PROXY")]
+    pub trust_proxy: Option<bool>,
     /// Largest request body in bytes [default: 16777216]
     #[arg(long, env = "PULSEBASE_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -86,21 +103,70 @@ pub struct ServeArgs {
     /// Change-log entries always kept [default: 1000000]
     #[arg(long, env = "PULSEBASE_CHANGELOG_RETAIN")]
     pub changelog_retain: Option<u64>,
+    /// Who may create custom topics, a rule expression [default: @user != null]
+    #[arg(long, env = "PULSEBASE_TOPIC_CREATE_RULE")]
+    pub topic_create_rule: Option<String>,
+    /// Realtime heartbeat interval, e.g. 30s [default: 30s]
+    #[arg(long, env = "PULSEBASE_HEARTBEAT")]
+    pub heartbeat: Option<String>,
+    /// Subscriptions per realtime connection [default: 100]
+    #[arg(long, env = "PULSEBASE_MAX_SUBSCRIPTIONS")]
+    pub max_subscriptions: Option<u64>,
+    /// Largest realtime client message in bytes [default: 65536]
+    #[arg(long, env = "PULSEBASE_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<u64>,
+    /// Messages queued per realtime connection before it is closed as slow [default: 1024]
+    #[arg(long, env = "PULSEBASE_OUTBOX")]
+    pub outbox: Option<u64>,
+    /// Client messages per second per realtime connection [default: 100]
+    #[arg(long, env = "PULSEBASE_MESSAGE_RATE")]
+    pub message_rate: Option<u64>,
 }
 
-/// The optional `pulsebase.toml`; every key mirrors a flag.
+impl ServeArgs {
+    /// The runtime settings given by flag or environment, as JSON values.
+    fn tunable_values(&self) -> Vec<(&'static str, Value)> {
+        let values = [
+            ("allow_signup", self.allow_signup.map(Value::Bool)),
+            ("token_ttl", self.token_ttl.clone().map(Value::String)),
+            ("refresh_ttl", self.refresh_ttl.clone().map(Value::String)),
+            ("max_batch", self.max_batch.map(|n| json!(n))),
+            ("changelog_retain", self.changelog_retain.map(|n| json!(n))),
+            (
+                "topic_create_rule",
+                self.topic_create_rule.clone().map(Value::String),
+            ),
+            ("heartbeat", self.heartbeat.clone().map(Value::String)),
+            (
+                "max_subscriptions",
+                self.max_subscriptions.map(|n| json!(n)),
+            ),
+            (
+                "max_message_bytes",
+                self.max_message_bytes.map(|n| json!(n)),
+            ),
+            ("outbox", self.outbox.map(|n| json!(n))),
+            ("message_rate", self.message_rate.map(|n| json!(n))),
+        ];
+        values
+            .into_iter()
+            .filter_map(|(name, value)| Some((name, value?)))
+            .collect()
+    }
+}
+
+/// The startup-only keys of the optional `pulsebase.toml`; every key mirrors
+/// a flag. The runtime settings are read from the same file separately.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSettings {
     http: Option<String>,
     durability: Option<String>,
     flush_ms: Option<u64>,
-    token_ttl: Option<String>,
-    refresh_ttl: Option<String>,
-    allow_signup: Option<bool>,
     max_body_bytes: Option<usize>,
-    max_batch: Option<usize>,
-    changelog_retain: Option<u64>,
+    trust_proxy: Option<bool>,
+    #[serde(skip)]
+    tunables: Vec<(&'static str, Value)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,12 +182,13 @@ pub struct Settings {
     pub data: PathBuf,
     pub durability: Durability,
     pub flush_ms: u64,
-    pub token_ttl: Duration,
-    pub refresh_ttl: Duration,
-    pub allow_signup: bool,
     pub max_body_bytes: usize,
-    pub max_batch: usize,
-    pub changelog_retain: u64,
+    pub trust_proxy: bool,
+    /// The runtime settings as the start gave them; [`Live`] adds runtime
+    /// changes on top.
+    pub tunables: Tunables,
+    /// Which runtime settings the start set, and from where.
+    pub sources: BTreeMap<&'static str, Source>,
     pub admin_email: Option<String>,
     pub admin_password: Option<String>,
 }
@@ -135,6 +202,8 @@ pub enum SettingsError {
     },
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
+    #[error("invalid value for {setting}: {message}")]
+    Tunable { setting: String, message: String },
     #[error("invalid value for {setting}: {value:?} ({expected})")]
     Invalid {
         setting: &'static str,
@@ -177,16 +246,6 @@ impl Settings {
                 })
             }
         };
-        let duration = |setting: &'static str, value: Option<String>, default: &str| {
-            let text = value.unwrap_or_else(|| default.to_owned());
-            parse_duration(&text)
-                .filter(|d| !d.is_zero())
-                .ok_or(SettingsError::Invalid {
-                    setting,
-                    value: text,
-                    expected: "a duration like 90s, 15m, 1h or 30d",
-                })
-        };
         let positive = |setting: &'static str, value: u64| {
             if value == 0 {
                 Err(SettingsError::Invalid {
@@ -198,33 +257,25 @@ impl Settings {
                 Ok(value)
             }
         };
+        let layers = [
+            (Source::File, file.tunables),
+            (Source::Startup, args.tunable_values()),
+        ];
+        let (tunables, sources) = tunables::resolve_startup(&layers)
+            .map_err(|(setting, message)| SettingsError::Tunable { setting, message })?;
         Ok(Settings {
             http,
             durability,
             flush_ms: positive("flush_ms", args.flush_ms.or(file.flush_ms).unwrap_or(100))?,
-            token_ttl: duration("token_ttl", args.token_ttl.clone().or(file.token_ttl), "1h")?,
-            refresh_ttl: duration(
-                "refresh_ttl",
-                args.refresh_ttl.clone().or(file.refresh_ttl),
-                "30d",
-            )?,
-            allow_signup: args.allow_signup.or(file.allow_signup).unwrap_or(false),
             max_body_bytes: positive(
                 "max_body_bytes",
                 args.max_body_bytes
                     .or(file.max_body_bytes)
                     .unwrap_or(16 << 20) as u64,
             )? as usize,
-            max_batch: positive(
-                "max_batch",
-                args.max_batch.or(file.max_batch).unwrap_or(10_000) as u64,
-            )? as usize,
-            changelog_retain: positive(
-                "changelog_retain",
-                args.changelog_retain
-                    .or(file.changelog_retain)
-                    .unwrap_or(1_000_000),
-            )?,
+            trust_proxy: args.trust_proxy.or(file.trust_proxy).unwrap_or(false),
+            tunables,
+            sources,
             admin_email: non_empty_env("PULSEBASE_ADMIN_EMAIL"),
             admin_password: non_empty_env("PULSEBASE_ADMIN_PASSWORD"),
             data,
@@ -256,12 +307,10 @@ fn unreachable_defaults(data: &Path) -> Settings {
         data: data.to_owned(),
         durability: Durability::Sync,
         flush_ms: 100,
-        token_ttl: Duration::from_secs(3600),
-        refresh_ttl: Duration::from_secs(30 * 86_400),
-        allow_signup: false,
         max_body_bytes: 16 << 20,
-        max_batch: 10_000,
-        changelog_retain: 1_000_000,
+        trust_proxy: false,
+        tunables: Tunables::default(),
+        sources: BTreeMap::new(),
         admin_email: None,
         admin_password: None,
     }
@@ -278,22 +327,36 @@ fn read_file_settings(data: &Path) -> Result<FileSettings, SettingsError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileSettings::default()),
         Err(source) => return Err(SettingsError::Read { path, source }),
     };
-    toml::from_str(&text).map_err(|e| SettingsError::File {
-        path,
-        message: e.to_string(),
-    })
+    let file_error = |message: String| SettingsError::File {
+        path: path.clone(),
+        message,
+    };
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| file_error(e.to_string()))?;
+    let mut tunables = Vec::new();
+    for tunable in tunables::TUNABLES {
+        if let Some(value) = table.remove(tunable.name) {
+            let value = serde_json::to_value(value).map_err(|e| file_error(e.to_string()))?;
+            tunables.push((tunable.name, value));
+        }
+    }
+    let mut file: FileSettings = table
+        .try_into()
+        .map_err(|e: toml::de::Error| file_error(e.to_string()))?;
+    file.tunables = tunables;
+    Ok(file)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn flags_win_over_file_and_file_over_defaults() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("pulsebase.toml"),
-            "durability = \"relaxed\"\nflush_ms = 250\nmax_batch = 5\n",
+            "durability = \"relaxed\"\nflush_ms = 250\nmax_batch = 5\nheartbeat = \"10s\"\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -304,9 +367,13 @@ mod tests {
         let settings = Settings::resolve(&args).unwrap();
         assert_eq!(settings.durability, Durability::Relaxed);
         assert_eq!(settings.flush_ms, 250);
-        assert_eq!(settings.max_batch, 7);
-        assert_eq!(settings.token_ttl, Duration::from_secs(3600));
+        assert_eq!(settings.tunables.max_batch, 7);
+        assert_eq!(settings.sources["max_batch"], Source::Startup);
+        assert_eq!(settings.tunables.token_ttl, Duration::from_secs(3600));
         assert_eq!(settings.http.to_string(), "127.0.0.1:7070");
+        assert_eq!(settings.tunables.heartbeat, Duration::from_secs(10));
+        assert_eq!(settings.sources["heartbeat"], Source::File);
+        assert!(!settings.sources.contains_key("outbox"));
     }
 
     #[test]
@@ -329,5 +396,17 @@ mod tests {
             ..ServeArgs::default()
         };
         assert!(Settings::resolve(&args).is_err());
+    }
+
+    #[test]
+    fn bad_runtime_settings_in_the_file_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pulsebase.toml"), "outbox = 0\n").unwrap();
+        let args = ServeArgs {
+            data: Some(dir.path().to_owned()),
+            ..ServeArgs::default()
+        };
+        let err = Settings::resolve(&args).unwrap_err().to_string();
+        assert!(err.contains("outbox"), "{err}");
     }
 }

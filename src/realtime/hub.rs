@@ -1,0 +1,505 @@
+//! The hub: one thread that owns every subscription. It takes change-log
+//! entries and messages in any order, releases them strictly in seq order
+//! (changes and stored messages only once their write is on disk), finds
+//! the subscriptions through a topic index, checks each in memory, renders
+//! each distinct payload once, and `try_send`s it to each outbox. A full
+//! outbox closes that connection (`slow_consumer`); nobody else waits.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::oneshot;
+
+use super::render::{self, ChangeView, Viewer};
+use super::{Close, ConnHandle, ConnId, Frame, FrameKind, Subscription};
+use crate::auth::Principal;
+use crate::clock;
+use crate::model::Collection;
+use crate::store::change::{Change, ChangeKind};
+use crate::store::topics::Message;
+use crate::store::Store;
+
+/// System topics.
+pub const USERS_TOPIC: &str = "_users";
+pub const CONNECTIONS_TOPIC: &str = "_connections";
+
+pub enum Input {
+    Change(Change),
+    /// A change-log entry that could not be read: released as nothing, so
+    /// the ones after it are not held up forever.
+    Unreadable(u64),
+    /// A custom-topic message, and whether it was stored (then it waits for
+    /// the disk like a change).
+    Published(Message, bool),
+    /// Everything up to this seq is on disk (or applied, in relaxed mode).
+    Watermark(u64),
+    Connect(Box<ConnHandle>),
+    Disconnect(ConnId),
+    Subscribe {
+        conn: ConnId,
+        subscription: Subscription,
+        reply: oneshot::Sender<u64>,
+    },
+    Unsubscribe {
+        conn: ConnId,
+        topic: String,
+        reply: oneshot::Sender<bool>,
+    },
+    Identity {
+        conn: ConnId,
+        principal: Principal,
+    },
+    TopicDeleted(String),
+    PrincipalRevoked(String),
+    /// The last released seq.
+    Position(oneshot::Sender<u64>),
+    Stop,
+}
+
+enum Pending {
+    Nothing,
+    Change(Change),
+    Message(Message, bool),
+}
+
+struct Conn {
+    handle: ConnHandle,
+    viewer: Viewer,
+    principal_id: Option<String>,
+    /// The token generation the connection authenticated with.
+    generation: Option<u64>,
+    topics: HashSet<String>,
+}
+
+struct Hub {
+    store: Store,
+    /// The next seq to release.
+    next: u64,
+    watermark: u64,
+    pending: BTreeMap<u64, Pending>,
+    conns: HashMap<ConnId, Conn>,
+    /// topic → connection → its subscription to that topic.
+    topics: HashMap<String, HashMap<ConnId, Subscription>>,
+    by_principal: HashMap<String, HashMap<ConnId, ()>>,
+}
+
+pub fn spawn(
+    store: Store,
+    first_seq: u64,
+    inputs: std_mpsc::Receiver<Input>,
+) -> std::io::Result<()> {
+    let mut hub = Hub {
+        store,
+        next: first_seq,
+        watermark: first_seq.saturating_sub(1),
+        pending: BTreeMap::new(),
+        conns: HashMap::new(),
+        topics: HashMap::new(),
+        by_principal: HashMap::new(),
+    };
+    std::thread::Builder::new()
+        .name("pulsebase-hub".into())
+        .spawn(move || {
+            while let Ok(input) = inputs.recv() {
+                if !hub.handle(input) {
+                    break;
+                }
+                // Take whatever else is queued before releasing, so one
+                // burst of inputs costs one pass over the pending map.
+                let mut open = true;
+                for input in inputs.try_iter().take(4096) {
+                    if !hub.handle(input) {
+                        open = false;
+                        break;
+                    }
+                }
+                hub.release();
+                if !open {
+                    break;
+                }
+            }
+            hub.close_all();
+        })?;
+    Ok(())
+}
+
+impl Hub {
+    /// Returns false to stop.
+    fn handle(&mut self, input: Input) -> bool {
+        match input {
+            Input::Change(change) => {
+                if change.seq >= self.next {
+                    self.pending.insert(change.seq, Pending::Change(change));
+                }
+            }
+            Input::Published(message, stored) => {
+                if message.seq >= self.next {
+                    self.pending
+                        .insert(message.seq, Pending::Message(message, stored));
+                }
+            }
+            Input::Unreadable(seq) => {
+                if seq >= self.next {
+                    self.pending.insert(seq, Pending::Nothing);
+                }
+            }
+            Input::Watermark(seq) => self.watermark = self.watermark.max(seq),
+            Input::Connect(handle) => self.connect(*handle),
+            Input::Disconnect(conn) => self.disconnect(conn, "disconnect"),
+            Input::Subscribe {
+                conn,
+                subscription,
+                reply,
+            } => {
+                // Release what may go first, so the answered position is as
+                // fresh as it can be.
+                self.release();
+                self.subscribe(conn, subscription);
+                let _ = reply.send(self.next - 1);
+            }
+            Input::Unsubscribe { conn, topic, reply } => {
+                let removed = self.unsubscribe(conn, &topic);
+                let _ = reply.send(removed);
+            }
+            Input::Identity { conn, principal } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.viewer = Viewer::of(&principal);
+                    c.generation = principal.user().map(|u| u.generation);
+                    let id = principal.id();
+                    if id != c.principal_id {
+                        if let Some(old) = c.principal_id.take() {
+                            remove_from(&mut self.by_principal, &old, conn);
+                        }
+                        if let Some(new) = &id {
+                            self.by_principal
+                                .entry(new.clone())
+                                .or_default()
+                                .insert(conn, ());
+                        }
+                        c.principal_id = id;
+                    }
+                }
+            }
+            Input::TopicDeleted(name) => self.topic_gone(&name, "topic_deleted"),
+            Input::PrincipalRevoked(id) => {
+                let conns: Vec<ConnId> = self
+                    .by_principal
+                    .get(&id)
+                    .map(|c| c.keys().copied().collect())
+                    .unwrap_or_default();
+                for conn in conns {
+                    self.close(
+                        conn,
+                        Close::unauthorized("unauthorized", "this API key was revoked"),
+                    );
+                }
+            }
+            Input::Position(reply) => {
+                self.release();
+                let _ = reply.send(self.next - 1);
+            }
+            Input::Stop => return false,
+        }
+        true
+    }
+
+    fn release(&mut self) {
+        while let Some(entry) = self.pending.first_entry() {
+            if *entry.key() != self.next {
+                break;
+            }
+            let needs_disk = match entry.get() {
+                Pending::Change(_) | Pending::Nothing => true,
+                Pending::Message(_, stored) => *stored,
+            };
+            if needs_disk && self.next > self.watermark {
+                break;
+            }
+            match entry.remove() {
+                Pending::Change(change) => self.deliver_change(&change),
+                Pending::Message(message, _) => self.deliver_message(&message),
+                Pending::Nothing => {}
+            }
+            self.next += 1;
+        }
+    }
+
+    fn deliver_change(&mut self, change: &Change) {
+        if change.collection == USERS_TOPIC {
+            self.identity_changed(&change.record_id);
+            self.fan_out_change(change, USERS_TOPIC, None);
+            return;
+        }
+        if change.kind == ChangeKind::DropCollection {
+            self.topic_gone(&change.collection, "collection_dropped");
+            return;
+        }
+        let Some(collection) = self.store.catalog().get(&change.collection) else {
+            return;
+        };
+        let op = match change.kind {
+            ChangeKind::Create => crate::model::collection::EventOp::Create,
+            ChangeKind::Update => crate::model::collection::EventOp::Update,
+            _ => crate::model::collection::EventOp::Delete,
+        };
+        if !collection.emits(op) {
+            return;
+        }
+        let record_topic = format!("{}/{}", change.collection, change.record_id);
+        self.fan_out_change(change, &change.collection, Some(&collection));
+        self.fan_out_change(change, &record_topic, Some(&collection));
+    }
+
+    fn fan_out_change(&mut self, change: &Change, topic: &str, collection: Option<&Collection>) {
+        let Some(subscribers) = self.topics.get(topic) else {
+            return;
+        };
+        let view = ChangeView::new(change);
+        // At most two payloads: with and without protected fields.
+        let mut rendered: [Option<Frame>; 2] = [None, None];
+        let mut overflowing = Vec::new();
+        for (conn_id, subscription) in subscribers {
+            let Some(conn) = self.conns.get(conn_id) else {
+                continue;
+            };
+            if !view.reaches(collection, subscription, &conn.viewer) {
+                continue;
+            }
+            let admin = conn.viewer.admin;
+            let frame = rendered[usize::from(admin)]
+                .get_or_insert_with(|| view.render(topic, collection, admin))
+                .clone();
+            if !offer(conn, frame) {
+                overflowing.push(*conn_id);
+            }
+        }
+        for conn in overflowing {
+            self.close(conn, Close::slow_consumer());
+        }
+    }
+
+    fn deliver_message(&mut self, message: &Message) {
+        let Some(subscribers) = self.topics.get(&message.topic) else {
+            return;
+        };
+        let Some(topic) = self.store.topics().get(&message.topic) else {
+            return;
+        };
+        let data: Map<String, Value> = serde_json::from_slice(&message.data).unwrap_or_default();
+        let now = clock::now_rfc3339();
+        let mut frame = None;
+        let mut overflowing = Vec::new();
+        for (conn_id, subscription) in subscribers {
+            let Some(conn) = self.conns.get(conn_id) else {
+                continue;
+            };
+            if !render::message_reaches(&topic, &data, subscription, &conn.viewer, &now) {
+                continue;
+            }
+            let frame = frame
+                .get_or_insert_with(|| render::render_message(message))
+                .clone();
+            if !offer(conn, frame) {
+                overflowing.push(*conn_id);
+            }
+        }
+        for conn in overflowing {
+            self.close(conn, Close::slow_consumer());
+        }
+    }
+
+    /// A user changed: connections authenticated as them close if the
+    /// change voided their tokens (disabled, deleted, password or roles
+    /// changed), and otherwise see through their new groups and tenant.
+    fn identity_changed(&mut self, user_id: &str) {
+        let Some(conns) = self
+            .by_principal
+            .get(user_id)
+            .map(|c| c.keys().copied().collect::<Vec<_>>())
+        else {
+            return;
+        };
+        let user = self.store.get_user(user_id).ok().flatten();
+        for conn_id in conns {
+            let Some(conn) = self.conns.get_mut(&conn_id) else {
+                continue;
+            };
+            match &user {
+                Some(user) if !user.disabled && Some(user.generation) == conn.generation => {
+                    conn.viewer = Viewer::of(&Principal::User(Arc::new(user.clone())));
+                }
+                _ => self.close(
+                    conn_id,
+                    Close::unauthorized("unauthorized", "your account changed; sign in again"),
+                ),
+            }
+        }
+    }
+
+    fn connect(&mut self, handle: ConnHandle) {
+        let id = handle.id;
+        let principal_id = handle.principal.id();
+        if let Some(principal) = &principal_id {
+            self.by_principal
+                .entry(principal.clone())
+                .or_default()
+                .insert(id, ());
+        }
+        let conn = Conn {
+            viewer: Viewer::of(&handle.principal),
+            generation: handle.principal.user().map(|u| u.generation),
+            principal_id,
+            handle,
+            topics: HashSet::new(),
+        };
+        self.conns.insert(id, conn);
+        self.notice(id, "connect", None);
+    }
+
+    fn disconnect(&mut self, id: ConnId, event: &'static str) {
+        let Some(conn) = self.conns.remove(&id) else {
+            return;
+        };
+        for topic in &conn.topics {
+            remove_from(&mut self.topics, topic, id);
+        }
+        if let Some(principal) = &conn.principal_id {
+            remove_from(&mut self.by_principal, principal, id);
+        }
+        self.notice_for(id, conn.principal_id.as_deref(), event, None);
+    }
+
+    fn subscribe(&mut self, id: ConnId, subscription: Subscription) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let topic = subscription.topic.clone();
+        conn.topics.insert(topic.clone());
+        self.topics
+            .entry(topic.clone())
+            .or_default()
+            .insert(id, subscription);
+        self.notice(id, "subscribe", Some(&topic));
+    }
+
+    fn unsubscribe(&mut self, id: ConnId, topic: &str) -> bool {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return false;
+        };
+        if !conn.topics.remove(topic) {
+            return false;
+        }
+        remove_from(&mut self.topics, topic, id);
+        self.notice(id, "unsubscribe", Some(topic));
+        true
+    }
+
+    /// A topic (or a collection and its record topics) is gone: its
+    /// subscribers hear `unsubscribed` with the reason.
+    fn topic_gone(&mut self, name: &str, reason: &'static str) {
+        let record_prefix = format!("{name}/");
+        let gone: Vec<String> = self
+            .topics
+            .keys()
+            .filter(|t| *t == name || t.starts_with(&record_prefix))
+            .cloned()
+            .collect();
+        for topic in gone {
+            let Some(subscribers) = self.topics.remove(&topic) else {
+                continue;
+            };
+            let frame = Frame::control(&json!({
+                "type": "unsubscribed", "topic": topic, "reason": reason
+            }));
+            for conn_id in subscribers.keys() {
+                if let Some(conn) = self.conns.get_mut(conn_id) {
+                    conn.topics.remove(&topic);
+                    let _ = conn.handle.outbox.try_send(frame.clone());
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, id: ConnId, close: Close) {
+        if let Some(conn) = self.conns.get(&id) {
+            let _ = conn.handle.close.send(Some(close.clone()));
+        }
+        let event = if close.code == 4008 {
+            "slow_consumer"
+        } else {
+            "disconnect"
+        };
+        self.disconnect(id, event);
+    }
+
+    fn close_all(&mut self) {
+        for conn in self.conns.values() {
+            let _ = conn.handle.close.send(Some(Close {
+                code: 1001,
+                reason: "server shutting down",
+                last: None,
+            }));
+        }
+        self.conns.clear();
+    }
+
+    fn notice(&mut self, id: ConnId, event: &'static str, topic: Option<&str>) {
+        let principal = self.conns.get(&id).and_then(|c| c.principal_id.clone());
+        self.notice_for(id, principal.as_deref(), event, topic);
+    }
+
+    /// A message on `_connections` for its (admin) subscribers. It carries
+    /// the last released seq; these notices are not kept for replay.
+    fn notice_for(&mut self, id: ConnId, user: Option<&str>, event: &str, topic: Option<&str>) {
+        let Some(subscribers) = self.topics.get(CONNECTIONS_TOPIC) else {
+            return;
+        };
+        if topic == Some(CONNECTIONS_TOPIC) {
+            return;
+        }
+        let text = json!({
+            "type": "message",
+            "topic": CONNECTIONS_TOPIC,
+            "seq": self.next - 1,
+            "ts": clock::now_rfc3339(),
+            "from": null,
+            "data": {"event": event, "connection": format!("c_{id}"), "user": user, "topic": topic},
+        });
+        let frame = Frame {
+            seq: self.next - 1,
+            kind: FrameKind::Message,
+            text: text.to_string().into(),
+        };
+        let mut overflowing = Vec::new();
+        for conn_id in subscribers.keys() {
+            if let Some(conn) = self.conns.get(conn_id) {
+                if conn.viewer.admin && !offer(conn, frame.clone()) {
+                    overflowing.push(*conn_id);
+                }
+            }
+        }
+        for conn in overflowing {
+            self.close(conn, Close::slow_consumer());
+        }
+    }
+}
+
+/// Hands a frame to a connection's outbox; false when it is full.
+fn offer(conn: &Conn, frame: Frame) -> bool {
+    match conn.handle.outbox.try_send(frame) {
+        Ok(()) | Err(TrySendError::Closed(_)) => true,
+        Err(TrySendError::Full(_)) => false,
+    }
+}
+
+fn remove_from<V>(map: &mut HashMap<String, HashMap<ConnId, V>>, key: &str, id: ConnId) {
+    if let Some(set) = map.get_mut(key) {
+        set.remove(&id);
+        if set.is_empty() {
+            map.remove(key);
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Realtime: every change and message pushed to exactly the subscribers
+//! allowed to see it, over WebSocket and SSE (SPEC §6, §7).
+//!
+//! ```text
+//!  writer ──apply_batch──► sled `c` prefix ──watch_prefix──► watcher thread ─┐
+//!    │                                                                       │
+//!    └── publish tap (custom-topic messages) ────────────────────────────────┤
+//!  flusher ── durable_seq ───────────────────────────────────────────────────┤
+//!  connections ── connect / subscribe / unsubscribe / identity ──────────────┤
+//!                                                                            ▼
+//!                                       hub thread: reorder by seq, release up to
+//!                                       what is on disk, match through the topic
+//!                                       index, check rules in memory, serialize
+//!                                       once, try_send shared bytes to outboxes
+//!                                                                            │
+//!            ┌───────────────────────────────────────────────────────────────┘
+//!            ▼
+//!  per-connection outbox (bounded) ──► WebSocket / SSE task ──► client
+//! ```
+//!
+//! - [`hub`] owns the subscription registry; one thread, so registering a
+//!   subscription and releasing events are totally ordered, which is what
+//!   makes resume seamless (replay up to the seq the hub answered with,
+//!   live after it).
+//! - [`watcher`] drains sled's subscriber without ever blocking it (a full
+//!   sled subscriber blocks every writer).
+//! - [`render`] decides whether one event reaches one subscriber and turns
+//!   it into JSON; the hub and replay share it.
+//! - [`session`] is the protocol of SPEC §7, [`ws`] and [`sse`] the two
+//!   transports.
+
+pub mod hub;
+pub mod render;
+pub mod session;
+pub mod sse;
+pub mod topics;
+pub mod watcher;
+pub mod ws;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::auth::Principal;
+use crate::rules::Expr;
+use crate::store::topics::Message;
+use crate::store::Store;
+
+pub type ConnId = u64;
+
+/// One serialized server message, shared by every recipient.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    /// The seq for SSE's `id:` line; 0 for frames that have none.
+    pub seq: u64,
+    pub kind: FrameKind,
+    pub text: Utf8Bytes,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameKind {
+    Event,
+    Message,
+    /// Replies, errors and notices, by their `type`.
+    Control(&'static str),
+}
+
+impl FrameKind {
+    /// The SSE `event:` name.
+    pub fn sse_name(self) -> &'static str {
+        match self {
+            FrameKind::Event => "event",
+            FrameKind::Message => "message",
+            FrameKind::Control(name) => name,
+        }
+    }
+}
+
+impl Frame {
+    pub fn control(value: &serde_json::Value) -> Frame {
+        let name = match value.get("type").and_then(|t| t.as_str()) {
+            Some("ok") => "ok",
+            Some("error") => "error",
+            Some("pong") => "pong",
+            Some("welcome") => "welcome",
+            Some("heartbeat") => "heartbeat",
+            Some("unsubscribed") => "unsubscribed",
+            _ => "control",
+        };
+        Frame {
+            seq: 0,
+            kind: FrameKind::Control(name),
+            text: Utf8Bytes::from(value.to_string()),
+        }
+    }
+}
+
+/// Why the server ends a connection: a close code, and a last message sent
+/// before it when there is one.
+#[derive(Clone, Debug)]
+pub struct Close {
+    pub code: u16,
+    pub reason: &'static str,
+    pub last: Option<Frame>,
+}
+
+impl Close {
+    pub fn slow_consumer() -> Close {
+        Close {
+            code: 4008,
+            reason: "slow_consumer",
+            last: None,
+        }
+    }
+
+    pub fn unauthorized(code: &'static str, message: &str) -> Close {
+        Close {
+            code: 4001,
+            reason: code,
+            last: Some(Frame::control(&serde_json::json!({
+                "type": "error", "code": code, "message": message
+            }))),
+        }
+    }
+}
+
+/// What the hub keeps of a connection.
+pub struct ConnHandle {
+    pub id: ConnId,
+    pub principal: Principal,
+    pub outbox: mpsc::Sender<Frame>,
+    pub close: watch::Sender<Option<Close>>,
+}
+
+/// Operations a subscription wants, as a bit set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ops(u8);
+
+impl Ops {
+    pub const CREATE: Ops = Ops(1);
+    pub const UPDATE: Ops = Ops(2);
+    pub const DELETE: Ops = Ops(4);
+    pub const ALL: Ops = Ops(7);
+
+    pub fn parse(names: &[String]) -> Result<Ops, String> {
+        if names.is_empty() {
+            return Ok(Ops::ALL);
+        }
+        let mut ops = 0;
+        for name in names {
+            ops |= match name.as_str() {
+                "create" => 1,
+                "update" => 2,
+                "delete" => 4,
+                other => {
+                    return Err(format!(
+                        "unknown op {other:?}; use create, update or delete"
+                    ))
+                }
+            };
+        }
+        Ok(Ops(ops))
+    }
+
+    pub fn contains(self, other: Ops) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+/// One subscription of one connection to one topic.
+#[derive(Clone, Debug)]
+pub struct Subscription {
+    /// `readings`, `readings/ID`, a custom topic, `_users` or `_connections`.
+    pub topic: String,
+    pub ops: Ops,
+    pub filter: Option<Arc<Expr>>,
+}
+
+/// The handle the rest of the server uses to talk to the hub.
+#[derive(Clone)]
+pub struct Realtime {
+    tx: std_mpsc::Sender<hub::Input>,
+    next_conn: Arc<AtomicU64>,
+    pub store: Store,
+}
+
+/// The hub's inbox before the hub runs: the writer needs the publish tap
+/// before it starts, and the hub needs the writer's first seq.
+pub struct Wiring {
+    tx: std_mpsc::Sender<hub::Input>,
+    rx: std_mpsc::Receiver<hub::Input>,
+    subscriber: sled::Subscriber,
+}
+
+impl Wiring {
+    /// Subscribes to the change log; call before anything writes.
+    pub fn new(store: &Store) -> Wiring {
+        let (tx, rx) = std_mpsc::channel();
+        Wiring {
+            tx,
+            rx,
+            subscriber: store.watch_changes(),
+        }
+    }
+
+    /// The writer's publish tap: messages go to the hub in seq order.
+    pub fn publish_tap(&self) -> crate::store::writer::PublishTap {
+        let tx = self.tx.clone();
+        Box::new(move |message: Message, stored: bool| {
+            let _ = tx.send(hub::Input::Published(message, stored));
+        })
+    }
+
+    /// Starts the hub and the watcher. `first_seq` is the first seq the
+    /// writer will hand out; `released` is the seq up to which events may go
+    /// out (durable in `sync` mode, applied in `relaxed` mode).
+    pub fn start(
+        self,
+        store: Store,
+        first_seq: u64,
+        released: watch::Receiver<u64>,
+    ) -> std::io::Result<Realtime> {
+        hub::spawn(store.clone(), first_seq, self.rx)?;
+        watcher::spawn(self.subscriber, self.tx.clone())?;
+        watcher::forward_released(released, self.tx.clone());
+        Ok(Realtime {
+            tx: self.tx,
+            next_conn: Arc::new(AtomicU64::new(1)),
+            store,
+        })
+    }
+}
+
+impl Realtime {
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn send(&self, input: hub::Input) {
+        // The hub only stops at shutdown; a lost command then is harmless.
+        let _ = self.tx.send(input);
+    }
+
+    pub fn connect(&self, handle: ConnHandle) {
+        self.send(hub::Input::Connect(Box::new(handle)));
+    }
+
+    pub fn disconnect(&self, conn: ConnId) {
+        self.send(hub::Input::Disconnect(conn));
+    }
+
+    /// Registers a subscription; answers the last seq released before it,
+    /// so a replay up to that seq and live delivery after it meet exactly.
+    pub async fn subscribe(&self, conn: ConnId, subscription: Subscription) -> u64 {
+        let (reply, answer) = oneshot::channel();
+        self.send(hub::Input::Subscribe {
+            conn,
+            subscription,
+            reply,
+        });
+        answer.await.unwrap_or(0)
+    }
+
+    /// Removes a subscription; answers whether there was one.
+    pub async fn unsubscribe(&self, conn: ConnId, topic: String) -> bool {
+        let (reply, answer) = oneshot::channel();
+        self.send(hub::Input::Unsubscribe { conn, topic, reply });
+        answer.await.unwrap_or(false)
+    }
+
+    /// The connection now acts as someone else (the `auth` action).
+    pub fn set_identity(&self, conn: ConnId, principal: Principal) {
+        self.send(hub::Input::Identity { conn, principal });
+    }
+
+    /// Subscribers of a deleted custom topic hear `topic_deleted`.
+    pub fn topic_deleted(&self, name: &str) {
+        self.send(hub::Input::TopicDeleted(name.to_owned()));
+    }
+
+    /// Connections authenticated as this principal (a revoked API key) close.
+    pub fn principal_revoked(&self, id: &str) {
+        self.send(hub::Input::PrincipalRevoked(id.to_owned()));
+    }
+
+    /// The last seq the hub has released.
+    pub async fn released_seq(&self) -> u64 {
+        let (reply, answer) = oneshot::channel();
+        self.send(hub::Input::Position(reply));
+        answer.await.unwrap_or(0)
+    }
+
+    pub fn stop(&self) {
+        self.send(hub::Input::Stop);
+    }
+}

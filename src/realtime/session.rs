@@ -1,0 +1,355 @@
+//! The client protocol of SPEC §7 for one WebSocket connection: every
+//! request gets exactly one reply with its `id`, then (for a subscribe with
+//! `since`) the replayed events.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::render::Viewer;
+use super::topics::{self, NewTopic};
+use super::{ConnId, Frame, Ops, Subscription};
+use crate::auth::Principal;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::records;
+use crate::http::AppState;
+use crate::rules::Expr;
+
+/// A client request. Unknown fields are ignored so newer clients still work.
+#[derive(Debug, Deserialize)]
+pub struct Request {
+    pub id: Option<Value>,
+    pub action: String,
+    pub topic: Option<String>,
+    pub topics: Option<Vec<String>>,
+    #[serde(default)]
+    pub ops: Vec<String>,
+    pub filter: Option<String>,
+    pub since: Option<u64>,
+    pub data: Option<Value>,
+    pub token: Option<String>,
+    pub history: Option<u32>,
+    pub publish: Option<String>,
+    pub subscribe: Option<String>,
+    pub collection: Option<String>,
+    pub record: Option<String>,
+    pub sort: Option<String>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+    pub fields: Option<String>,
+}
+
+/// A bad request that could not even be parsed still gets an error reply.
+pub fn bad_request(id: Option<Value>, message: &str) -> Frame {
+    error_frame(id, &ApiError::bad_request(message))
+}
+
+pub fn error_frame(id: Option<Value>, error: &ApiError) -> Frame {
+    let mut body = json!({
+        "type": "error",
+        "id": id,
+        "code": error.code,
+        "message": error.message,
+    });
+    if let Some(details) = &error.details {
+        body["details"] = details.clone();
+    }
+    Frame::control(&body)
+}
+
+/// A token bucket: `rate` messages per second, bursts up to `rate`.
+pub struct RateLimit {
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    pub fn new(rate: u32) -> RateLimit {
+        RateLimit {
+            tokens: f64::from(rate),
+            last: Instant::now(),
+        }
+    }
+
+    pub fn allow(&mut self, rate: u32) -> bool {
+        let now = Instant::now();
+        let rate = f64::from(rate);
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * rate).min(rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+pub struct Session {
+    pub state: AppState,
+    pub conn: ConnId,
+    pub principal: Principal,
+    /// When the current access token expires (ms since the epoch).
+    pub expires_ms: Option<i64>,
+    topics: HashSet<String>,
+}
+
+impl Session {
+    pub fn new(
+        state: AppState,
+        conn: ConnId,
+        principal: Principal,
+        expires_ms: Option<i64>,
+    ) -> Session {
+        Session {
+            state,
+            conn,
+            principal,
+            expires_ms,
+            topics: HashSet::new(),
+        }
+    }
+
+    /// Handles one request; the frames go out in order.
+    pub async fn handle(&mut self, request: Request) -> Vec<Frame> {
+        let id = request.id.clone();
+        match self.dispatch(request).await {
+            Ok(frames) => frames,
+            Err(error) => vec![error_frame(id, &error)],
+        }
+    }
+
+    async fn dispatch(&mut self, request: Request) -> ApiResult<Vec<Frame>> {
+        let id = request.id.clone();
+        let ok = |mut body: Value| {
+            body["type"] = json!("ok");
+            body["id"] = id.clone().unwrap_or(Value::Null);
+            vec![Frame::control(&body)]
+        };
+        match request.action.as_str() {
+            "ping" => Ok(vec![Frame::control(&json!({"type": "pong", "id": id}))]),
+            "subscribe" => self.subscribe(request).await,
+            "unsubscribe" => {
+                let names =
+                    topics::topic_names(request.topic.as_deref(), request.topics.as_deref())?;
+                for name in &names {
+                    if self
+                        .state
+                        .realtime
+                        .unsubscribe(self.conn, name.clone())
+                        .await
+                    {
+                        self.topics.remove(name);
+                    }
+                }
+                Ok(ok(topic_field(&names)))
+            }
+            "publish" => {
+                let name = request
+                    .topic
+                    .ok_or_else(|| ApiError::bad_request("publish needs a topic"))?;
+                let data = request.data.unwrap_or(Value::Null);
+                let seq = topics::publish(&self.state, &self.principal, &name, data).await?;
+                Ok(ok(json!({"seq": seq})))
+            }
+            "topics" => Ok(ok(
+                json!({"topics": topics::list_topics(&self.state, &self.principal)}),
+            )),
+            "create_topic" => {
+                let name = request
+                    .topic
+                    .ok_or_else(|| ApiError::bad_request("create_topic needs a topic"))?;
+                let new = NewTopic {
+                    name,
+                    publish: request.publish,
+                    subscribe: request.subscribe,
+                    history: request.history.unwrap_or(0),
+                };
+                let topic = topics::create_topic(&self.state, &self.principal, new).await?;
+                Ok(ok(json!({"topic": topic.def.name})))
+            }
+            "delete_topic" => {
+                let name = request
+                    .topic
+                    .ok_or_else(|| ApiError::bad_request("delete_topic needs a topic"))?;
+                topics::delete_topic(&self.state, &self.principal, &name).await?;
+                Ok(ok(json!({"topic": name})))
+            }
+            "auth" => {
+                let token = request
+                    .token
+                    .ok_or_else(|| ApiError::bad_request("auth needs a token"))?;
+                let (principal, expires_ms) = self.state.auth.authenticate_until(&token)?;
+                self.principal = principal.clone();
+                self.expires_ms = expires_ms;
+                self.state.realtime.set_identity(self.conn, principal);
+                let user = self.principal.user().map(|u| u.public_json());
+                Ok(ok(json!({"user": user})))
+            }
+            "list" | "get" | "create" | "update" | "delete" => self.records(request).await,
+            other => Err(ApiError::bad_request(format!("unknown action {other:?}"))),
+        }
+    }
+
+    async fn subscribe(&mut self, request: Request) -> ApiResult<Vec<Frame>> {
+        let names = topics::topic_names(request.topic.as_deref(), request.topics.as_deref())?;
+        let ops = Ops::parse(&request.ops).map_err(ApiError::bad_request)?;
+        let filter = records::parse_filter(request.filter.as_deref())?.map(Arc::new);
+        let max = self.state.live.get().max_subscriptions;
+        let new = names.iter().filter(|n| !self.topics.contains(*n)).count();
+        if self.topics.len() + new > max {
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "too_many_subscriptions",
+                format!("at most {max} subscriptions per connection"),
+            ));
+        }
+        // Everything is checked before anything is subscribed.
+        let mut targets = Vec::with_capacity(names.len());
+        for name in &names {
+            let target = topics::resolve_for_subscribe(&self.state, &self.principal, name)?;
+            if let Some(since) = request.since {
+                topics::check_since(&self.state, &target, name, since)?;
+            }
+            targets.push(target);
+        }
+        let mut positions = Vec::with_capacity(names.len());
+        for name in &names {
+            let subscription = Subscription {
+                topic: name.clone(),
+                ops,
+                filter: filter.clone(),
+            };
+            let seq = self.state.realtime.subscribe(self.conn, subscription).await;
+            self.topics.insert(name.clone());
+            positions.push(seq);
+        }
+        let mut reply = topic_field(&names);
+        reply["type"] = json!("ok");
+        reply["id"] = request.id.clone().unwrap_or(Value::Null);
+        reply["seq"] = json!(positions.iter().copied().max().unwrap_or(0));
+        let mut frames = vec![Frame::control(&reply)];
+        if let Some(since) = request.since {
+            let viewer = Viewer::of(&self.principal);
+            for ((name, target), upto) in names.iter().zip(targets).zip(positions) {
+                let subscription = Subscription {
+                    topic: name.clone(),
+                    ops,
+                    filter: filter.clone(),
+                };
+                let state = self.state.clone();
+                let viewer = viewer.clone();
+                let replayed = tokio::task::spawn_blocking(move || {
+                    topics::replay(&state, &target, &subscription, &viewer, since, upto)
+                })
+                .await
+                .map_err(ApiError::internal)??;
+                frames.extend(replayed);
+            }
+        }
+        Ok(frames)
+    }
+
+    /// list/get/create/update/delete: the REST handlers themselves, so the
+    /// access layer is the same code.
+    async fn records(&mut self, request: Request) -> ApiResult<Vec<Frame>> {
+        let id = request.id.clone().unwrap_or(Value::Null);
+        let state = State(self.state.clone());
+        let principal = self.principal.clone();
+        let collection = request
+            .collection
+            .clone()
+            .ok_or_else(|| ApiError::bad_request("name the collection"))?;
+        let record_id = || {
+            request
+                .record
+                .clone()
+                .ok_or_else(|| ApiError::bad_request("name the record"))
+        };
+        let body = match request.action.as_str() {
+            "list" => {
+                let params = records::ListParams {
+                    filter: request.filter.clone(),
+                    sort: request.sort.clone(),
+                    limit: request.limit,
+                    cursor: request.cursor.clone(),
+                    fields: request.fields.clone(),
+                };
+                let page =
+                    records::list_records(state, principal, Path(collection), Ok(Query(params)))
+                        .await?;
+                page.0
+            }
+            "get" => {
+                let record =
+                    records::get_record(state, principal, Path((collection, record_id()?))).await?;
+                json!({"record": record.0})
+            }
+            "create" => {
+                let data = request.data.clone().unwrap_or(json!({}));
+                if !data.is_object() {
+                    return Err(ApiError::bad_request("data must be an object"));
+                }
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                let bytes = serde_json::to_vec(&data).map_err(ApiError::internal)?;
+                let (_, record) = records::create_records(
+                    state,
+                    principal,
+                    Path(collection),
+                    headers,
+                    Ok(bytes.into()),
+                )
+                .await?;
+                json!({"record": record.0})
+            }
+            "update" => {
+                let data = request.data.clone().unwrap_or(json!({}));
+                let record = records::patch_record(
+                    state,
+                    principal,
+                    Path((collection, record_id()?)),
+                    HeaderMap::new(),
+                    Ok(axum::Json(data)),
+                )
+                .await?;
+                json!({"record": record.0})
+            }
+            _ => {
+                records::delete_record(
+                    state,
+                    principal,
+                    Path((collection, record_id()?)),
+                    HeaderMap::new(),
+                )
+                .await?;
+                json!({})
+            }
+        };
+        let mut body = body;
+        body["type"] = json!("ok");
+        body["id"] = id;
+        Ok(vec![Frame::control(&body)])
+    }
+}
+
+fn topic_field(names: &[String]) -> Value {
+    if let [one] = names {
+        json!({"topic": one})
+    } else {
+        json!({"topics": names})
+    }
+}
+
+/// A filter given on connect (SSE) or subscribe.
+pub fn parse_filter(text: Option<&str>) -> ApiResult<Option<Arc<Expr>>> {
+    Ok(records::parse_filter(text)?.map(Arc::new))
+}

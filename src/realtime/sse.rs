@@ -1,0 +1,231 @@
+//! `GET /api/realtime/sse`: the same events over Server-Sent Events, for
+//! clients that cannot hold a WebSocket. Topics, `ops` and `filter` come in
+//! the query; `Last-Event-ID` (or `?since=`) resumes.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::render::Viewer;
+use super::{topics, ws, Close, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime, Subscription};
+use crate::auth::Principal;
+use crate::clock;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::AppState;
+
+struct Params {
+    topics: Vec<String>,
+    ops: Vec<String>,
+    filter: Option<String>,
+    token: Option<String>,
+    since: Option<u64>,
+}
+
+fn parse_params(raw: Option<&str>) -> ApiResult<Params> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(format!("query: {e}")))?;
+    let mut params = Params {
+        topics: Vec::new(),
+        ops: Vec::new(),
+        filter: None,
+        token: None,
+        since: None,
+    };
+    for (key, value) in pairs {
+        match key.as_str() {
+            "topic" => params.topics.extend(value.split(',').map(str::to_owned)),
+            "ops" => params.ops.extend(value.split(',').map(str::to_owned)),
+            "filter" => params.filter = Some(value),
+            "token" => params.token = Some(value),
+            "since" => {
+                params.since = Some(
+                    value
+                        .parse()
+                        .map_err(|_| ApiError::bad_request("since must be a seq"))?,
+                )
+            }
+            _ => {}
+        }
+    }
+    Ok(params)
+}
+
+/// Ends the connection in the hub when the stream is dropped (the client
+/// went away, or the server stopped).
+struct Registration {
+    realtime: Realtime,
+    conn: ConnId,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.realtime.disconnect(self.conn);
+    }
+}
+
+struct Stream_ {
+    _registration: Registration,
+    replay: VecDeque<Frame>,
+    outbox: mpsc::Receiver<Frame>,
+    closed: watch::Receiver<Option<Close>>,
+    shutdown: watch::Receiver<bool>,
+    heartbeat: tokio::time::Interval,
+    expires: Option<Instant>,
+    done: bool,
+}
+
+pub async fn sse(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let params = parse_params(raw.as_deref())?;
+    let token = ws::credential(&headers, params.token.as_deref(), std::iter::empty())?;
+    let (principal, expires_ms) = match token {
+        Some(token) => state.auth.authenticate_until(&token)?,
+        None => (Principal::Anonymous, None),
+    };
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let since = last_event_id.or(params.since);
+    let names = topics::topic_names(None, Some(&params.topics))?;
+    let ops = Ops::parse(&params.ops).map_err(ApiError::bad_request)?;
+    let filter = super::session::parse_filter(params.filter.as_deref())?;
+    let settings = state.live.get();
+    if names.len() > settings.max_subscriptions {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "too_many_subscriptions",
+            format!("at most {} topics", settings.max_subscriptions),
+        ));
+    }
+    let mut targets = Vec::new();
+    for name in &names {
+        let target = topics::resolve_for_subscribe(&state, &principal, name)?;
+        if let Some(since) = since {
+            topics::check_since(&state, &target, name, since)?;
+        }
+        targets.push(target);
+    }
+
+    let conn = state.realtime.next_conn_id();
+    let (outbox_tx, outbox) = mpsc::channel(settings.outbox);
+    let (close_tx, closed) = watch::channel(None);
+    state.realtime.connect(ConnHandle {
+        id: conn,
+        principal: principal.clone(),
+        outbox: outbox_tx,
+        close: close_tx,
+    });
+    let registration = Registration {
+        realtime: state.realtime.clone(),
+        conn,
+    };
+    let viewer = Viewer::of(&principal);
+    let mut replay = VecDeque::new();
+    for (name, target) in names.iter().zip(targets) {
+        let subscription = Subscription {
+            topic: name.clone(),
+            ops,
+            filter: filter.clone(),
+        };
+        let upto = state.realtime.subscribe(conn, subscription.clone()).await;
+        if let Some(since) = since {
+            let state = state.clone();
+            let viewer = viewer.clone();
+            let frames = tokio::task::spawn_blocking(move || {
+                topics::replay(&state, &target, &subscription, &viewer, since, upto)
+            })
+            .await
+            .map_err(ApiError::internal)??;
+            replay.extend(frames);
+        }
+    }
+    // Several topics replay one after another; the client sees each topic
+    // in order, which is what resume promises.
+    let heartbeat = settings.heartbeat;
+    let stream = Stream_ {
+        _registration: registration,
+        replay,
+        outbox,
+        closed,
+        shutdown: state.shutdown.clone(),
+        heartbeat: tokio::time::interval_at(Instant::now() + heartbeat, heartbeat),
+        expires: expires_ms
+            .map(|at| Instant::now() + Duration::from_millis((at - clock::now_ms()).max(0) as u64)),
+        done: false,
+    };
+    let mut response = Sse::new(events(stream)).into_response();
+    let headers = response.headers_mut();
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+fn to_event(frame: &Frame) -> Event {
+    let event = Event::default()
+        .event(frame.kind.sse_name())
+        .data(frame.text.as_str());
+    match frame.kind {
+        FrameKind::Event | FrameKind::Message => event.id(frame.seq.to_string()),
+        FrameKind::Control(_) => event,
+    }
+}
+
+fn events(state: Stream_) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold(state, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        if let Some(frame) = s.replay.pop_front() {
+            return Some((Ok(to_event(&frame)), s));
+        }
+        let expires = s.expires;
+        let event = tokio::select! {
+            biased;
+            _ = s.closed.changed() => {
+                s.done = true;
+                let close = s.closed.borrow().clone();
+                match close.and_then(|c| c.last) {
+                    Some(last) => to_event(&last),
+                    None => return None,
+                }
+            }
+            () = super::ws::stopped(&mut s.shutdown) => return None,
+            () = sleep_until_opt(expires) => {
+                s.done = true;
+                let frame = Frame::control(&json!({
+                    "type": "error", "code": "token_expired",
+                    "message": "the access token expired; reconnect with a fresh one"
+                }));
+                to_event(&frame)
+            }
+            frame = s.outbox.recv() => match frame {
+                Some(frame) => to_event(&frame),
+                None => return None,
+            },
+            _ = s.heartbeat.tick() => Event::default()
+                .event("heartbeat")
+                .data(json!({"type": "heartbeat", "ts": clock::now_rfc3339()}).to_string()),
+        };
+        Some((Ok(event), s))
+    })
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

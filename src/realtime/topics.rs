@@ -1,0 +1,349 @@
+//! What the REST topic endpoints and the realtime actions share: resolving a
+//! topic name and checking who may subscribe, creating, deleting and
+//! publishing, and replaying what a resuming subscriber missed.
+
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use super::hub::{CONNECTIONS_TOPIC, USERS_TOPIC};
+use super::render::{self, ChangeView, Viewer};
+use super::{Frame, Subscription};
+use crate::access::{Action, Caller};
+use crate::auth::Principal;
+use crate::clock;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::AppState;
+use crate::model::Collection;
+use crate::rules::Expr;
+use crate::store::topics::{Message, StoredTopic, Topic};
+use crate::store::writer::Mutation;
+
+/// What a topic name refers to.
+#[derive(Clone)]
+pub enum Target {
+    Collection(Arc<Collection>),
+    Record(Arc<Collection>, String),
+    Custom(Arc<Topic>),
+    /// `_users` and `_connections`: admins only.
+    System,
+}
+
+/// Resolves a topic for a subscriber and checks they may subscribe.
+pub fn resolve_for_subscribe(
+    state: &AppState,
+    principal: &Principal,
+    topic: &str,
+) -> ApiResult<Target> {
+    let caller = Caller::new(principal);
+    if topic == USERS_TOPIC || topic == CONNECTIONS_TOPIC {
+        return if caller.is_admin() {
+            Ok(Target::System)
+        } else {
+            Err(ApiError::forbidden(format!("{topic} is for admins")))
+        };
+    }
+    if let Some((name, id)) = topic.split_once('/') {
+        let collection = state
+            .store
+            .catalog()
+            .get(name)
+            .ok_or_else(|| ApiError::not_found(format!("no topic {topic}")))?;
+        let record = state
+            .store
+            .get_record(collection.id, id)?
+            .filter(|r| caller.allows(&collection, Action::View, &r.fields))
+            .ok_or_else(|| ApiError::not_found(format!("record {id} not found")))?;
+        return Ok(Target::Record(collection, record.id().to_owned()));
+    }
+    if let Some(collection) = state.store.catalog().get(topic) {
+        if !caller.may_ever(&collection, Action::List) {
+            return Err(ApiError::forbidden(format!(
+                "the list rule of {topic} does not allow you to subscribe"
+            )));
+        }
+        return Ok(Target::Collection(collection));
+    }
+    let custom = state
+        .store
+        .topics()
+        .get(topic)
+        .ok_or_else(|| ApiError::not_found(format!("no topic {topic}")))?;
+    if !caller.is_admin()
+        && !custom
+            .subscribe
+            .can_be_true_for(caller.user.as_ref(), &caller.now)
+    {
+        return Err(ApiError::forbidden(format!(
+            "the subscribe rule of {topic} does not allow you"
+        )));
+    }
+    Ok(Target::Custom(custom))
+}
+
+/// Splits `topic` (maybe a comma list) and `topics` into names.
+pub fn topic_names(topic: Option<&str>, topics: Option<&[String]>) -> ApiResult<Vec<String>> {
+    let mut names: Vec<String> = Vec::new();
+    for name in topic
+        .into_iter()
+        .flat_map(|t| t.split(','))
+        .chain(topics.unwrap_or_default().iter().map(String::as_str))
+    {
+        let name = name.trim();
+        if !name.is_empty() && !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+    }
+    if names.is_empty() {
+        return Err(ApiError::bad_request("name a topic (topic or topics)"));
+    }
+    Ok(names)
+}
+
+/// Fails with `history_expired` when a resume from `since` would miss
+/// something no longer kept.
+pub fn check_since(state: &AppState, target: &Target, topic: &str, since: u64) -> ApiResult<()> {
+    let trimmed = match target {
+        Target::Collection(_) | Target::Record(..) => state.store.changelog_trimmed()?,
+        Target::Custom(_) => state.store.history_trimmed(topic)?,
+        Target::System => 0,
+    };
+    if since < trimmed {
+        return Err(ApiError::new(
+            axum::http::StatusCode::GONE,
+            "history_expired",
+            format!(
+                "events after {since} are no longer kept; the oldest kept is {}",
+                trimmed + 1
+            ),
+        )
+        .with_details(json!({"oldest": trimmed + 1})));
+    }
+    Ok(())
+}
+
+/// The events and messages of one subscription with `since < seq <= upto`,
+/// as live delivery would have sent them.
+pub fn replay(
+    state: &AppState,
+    target: &Target,
+    subscription: &Subscription,
+    viewer: &Viewer,
+    since: u64,
+    upto: u64,
+) -> ApiResult<Vec<Frame>> {
+    let mut frames = Vec::new();
+    match target {
+        Target::Collection(_) | Target::Record(..) => {
+            let (name, record) = match target {
+                Target::Record(c, id) => (c.def.name.as_str(), Some(id.as_str())),
+                Target::Collection(c) => (c.def.name.as_str(), None),
+                _ => return Ok(frames),
+            };
+            for change in state.store.changes_after(since) {
+                let change = change?;
+                if change.seq > upto {
+                    break;
+                }
+                if change.collection != name || record.is_some_and(|id| id != change.record_id) {
+                    continue;
+                }
+                // Judged by the collection as it is now: its rules are
+                // what the subscriber is allowed today.
+                let Some(collection) = state.store.catalog().get(name) else {
+                    break;
+                };
+                let view = ChangeView::new(&change);
+                if view.reaches(Some(&collection), subscription, viewer) {
+                    frames.push(view.render(&subscription.topic, Some(&collection), viewer.admin));
+                }
+            }
+        }
+        Target::Custom(topic) => {
+            let now = clock::now_rfc3339();
+            for message in state.store.history_after(&topic.def.name, since)? {
+                if message.seq > upto {
+                    break;
+                }
+                let data: Map<String, Value> =
+                    serde_json::from_slice(&message.data).unwrap_or_default();
+                if render::message_reaches(topic, &data, subscription, viewer, &now) {
+                    frames.push(render::render_message(&message));
+                }
+            }
+        }
+        Target::System => {}
+    }
+    Ok(frames)
+}
+
+/// The topics a caller may subscribe to.
+pub fn list_topics(state: &AppState, principal: &Principal) -> Vec<Value> {
+    let caller = Caller::new(principal);
+    let mut topics = Vec::new();
+    for collection in state.store.catalog().all() {
+        if caller.may_ever(&collection, Action::List) {
+            topics.push(json!({"name": collection.def.name, "kind": "collection"}));
+        }
+    }
+    for topic in state.store.topics().all() {
+        if caller.is_admin()
+            || topic
+                .subscribe
+                .can_be_true_for(caller.user.as_ref(), &caller.now)
+        {
+            topics.push(topic.to_json());
+        }
+    }
+    if caller.is_admin() {
+        for name in [USERS_TOPIC, CONNECTIONS_TOPIC] {
+            topics.push(json!({"name": name, "kind": "system"}));
+        }
+    }
+    topics
+}
+
+/// What a new custom topic needs.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTopic {
+    pub name: String,
+    pub publish: Option<String>,
+    pub subscribe: Option<String>,
+    #[serde(default)]
+    pub history: u32,
+}
+
+/// Most messages a topic may keep.
+pub const MAX_HISTORY: u32 = 100_000;
+const DEFAULT_TOPIC_RULE: &str = "@user != null";
+
+pub async fn create_topic(
+    state: &AppState,
+    principal: &Principal,
+    new: NewTopic,
+) -> ApiResult<Arc<Topic>> {
+    let caller = Caller::new(principal);
+    let create_rule = Expr::parse(&state.live.get().topic_create_rule)
+        .map_err(|e| ApiError::internal(format!("topic_create_rule: {e}")))?;
+    let empty = Map::new();
+    let context = crate::rules::EvalContext {
+        record: &empty,
+        user: caller.user.as_ref(),
+        now: &caller.now,
+    };
+    if !caller.is_admin() && !create_rule.matches(&context) {
+        return Err(if principal.id().is_none() {
+            ApiError::unauthorized("sign in to create topics")
+        } else {
+            ApiError::forbidden("topic_create_rule does not allow you to create topics")
+        });
+    }
+    let mut errors = crate::model::collection::FieldErrors::new();
+    if !crate::ids::is_valid_name(&new.name) {
+        errors.insert(
+            "name".into(),
+            "must match ^[a-z][a-z0-9_-]{0,63}$ (names starting with _ are reserved)".into(),
+        );
+    }
+    if new.history > MAX_HISTORY {
+        errors.insert("history".into(), format!("at most {MAX_HISTORY}"));
+    }
+    let def = StoredTopic {
+        name: new.name.clone(),
+        owner: principal.id(),
+        publish: new.publish.unwrap_or_else(|| DEFAULT_TOPIC_RULE.into()),
+        subscribe: new.subscribe.unwrap_or_else(|| DEFAULT_TOPIC_RULE.into()),
+        history: new.history,
+        created: clock::now_rfc3339(),
+    };
+    for (part, text) in [("publish", &def.publish), ("subscribe", &def.subscribe)] {
+        if let Err(e) = Expr::parse(text) {
+            errors.insert(part.into(), e.to_string());
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation("invalid topic", &errors));
+    }
+    state.writer.submit(Mutation::CreateTopic(def)).await?;
+    state
+        .store
+        .topics()
+        .get(&new.name)
+        .ok_or_else(|| ApiError::internal("topic vanished after creation"))
+}
+
+pub async fn delete_topic(state: &AppState, principal: &Principal, name: &str) -> ApiResult<()> {
+    if state.store.catalog().get(name).is_some() {
+        return Err(ApiError::bad_request(format!(
+            "{name} is a collection; drop the collection instead"
+        )));
+    }
+    let topic = state
+        .store
+        .topics()
+        .get(name)
+        .ok_or_else(|| ApiError::not_found(format!("no topic {name}")))?;
+    let owner = topic.def.owner.is_some() && topic.def.owner == principal.id();
+    if !owner && !principal.is_admin() {
+        return Err(match principal {
+            Principal::Anonymous => ApiError::unauthorized("sign in to delete topics"),
+            _ => ApiError::forbidden("only the topic's owner or an admin may delete it"),
+        });
+    }
+    state
+        .writer
+        .submit(Mutation::DeleteTopic(name.to_owned()))
+        .await?;
+    state.realtime.topic_deleted(name);
+    Ok(())
+}
+
+/// Publishes on a custom topic; answers the message's seq.
+pub async fn publish(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    data: Value,
+) -> ApiResult<u64> {
+    if state.store.catalog().get(name).is_some() {
+        return Err(ApiError::bad_request(format!(
+            "{name} is a collection: write records to it instead"
+        )));
+    }
+    let topic = state
+        .store
+        .topics()
+        .get(name)
+        .ok_or_else(|| ApiError::not_found(format!("no topic {name}")))?;
+    let caller = Caller::new(principal);
+    let empty = Map::new();
+    let record = data.as_object().unwrap_or(&empty);
+    let context = crate::rules::EvalContext {
+        record,
+        user: caller.user.as_ref(),
+        now: &caller.now,
+    };
+    if !caller.is_admin() && !topic.publish.matches(&context) {
+        return Err(if principal.id().is_none() {
+            ApiError::unauthorized("sign in to publish here")
+        } else {
+            ApiError::forbidden(format!("the publish rule of {name} does not allow you"))
+        });
+    }
+    let message = Message {
+        seq: 0,
+        topic: name.to_owned(),
+        from: principal.id(),
+        data: serde_json::to_vec(&data).map_err(ApiError::internal)?,
+        ts_ms: clock::now_ms(),
+    };
+    let committed = state
+        .writer
+        .submit(Mutation::Publish {
+            message,
+            history: topic.def.history,
+        })
+        .await?;
+    Ok(committed.seqs.map_or(0, |(seq, _)| seq))
+}

@@ -1,0 +1,288 @@
+//! `GET /api/realtime`: the WebSocket transport.
+//!
+//! One task per connection, one loop: it reads client requests, writes
+//! outbox frames, sends heartbeats and pings, and closes on a server-side
+//! reason (slow consumer, revoked identity, expired token, shutdown).
+
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::session::{self, RateLimit, Session};
+use super::{Close, ConnHandle, Frame};
+use crate::auth::Principal;
+use crate::clock;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::AppState;
+
+pub const SUBPROTOCOL: &str = "pulsebase.v1";
+const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
+/// A write that takes longer than this means the peer stopped reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames written before one flush.
+const WRITE_BATCH: usize = 64;
+/// Kept small: most connections are idle most of the time, and each
+/// buffer is allocated per connection (tungstenite's default is 128 KiB).
+const READ_BUFFER: usize = 4 * 1024;
+const WRITE_BUFFER: usize = 4 * 1024;
+
+#[derive(Debug, Deserialize)]
+pub struct ConnectParams {
+    pub token: Option<String>,
+}
+
+/// The credential of a realtime request: `Authorization`/`X-Api-Key`,
+/// `?token=`, or (WebSocket only) a `bearer.<token>` subprotocol.
+pub fn credential<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+    protocols: impl Iterator<Item = &'a HeaderValue>,
+) -> ApiResult<Option<String>> {
+    if let Some(token) = crate::http::extract::bearer_from_headers(headers)? {
+        return Ok(Some(token.to_owned()));
+    }
+    if let Some(token) = query.filter(|t| !t.is_empty()) {
+        return Ok(Some(token.to_owned()));
+    }
+    for value in protocols {
+        let Ok(text) = value.to_str() else { continue };
+        for protocol in text.split(',') {
+            if let Some(token) = protocol.trim().strip_prefix(BEARER_PROTOCOL_PREFIX) {
+                return Ok(Some(token.to_owned()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+pub async fn websocket(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<ConnectParams>, QueryRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params?;
+    let protocols: Vec<HeaderValue> = upgrade
+        .as_ref()
+        .map(|u| u.requested_protocols().cloned().collect())
+        .unwrap_or_default();
+    let token = credential(&headers, params.token.as_deref(), protocols.iter())?;
+    // A bad token is refused before the upgrade, as a plain 401.
+    let (principal, expires_ms) = match token {
+        Some(token) => state.auth.authenticate_until(&token)?,
+        None => (Principal::Anonymous, None),
+    };
+    let upgrade = upgrade.map_err(|_| {
+        ApiError::bad_request("expected a WebSocket upgrade (or use /api/realtime/sse)")
+    })?;
+    let settings = state.live.get();
+    let upgrade = upgrade
+        .protocols([SUBPROTOCOL])
+        .max_message_size(settings.max_message_bytes)
+        .max_frame_size(settings.max_message_bytes)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER);
+    Ok(upgrade
+        .on_upgrade(move |socket| run(state, socket, principal, expires_ms))
+        .into_response())
+}
+
+async fn run(
+    state: AppState,
+    mut socket: WebSocket,
+    principal: Principal,
+    expires_ms: Option<i64>,
+) {
+    let settings = state.live.get();
+    let conn = state.realtime.next_conn_id();
+    let (outbox_tx, mut outbox) = mpsc::channel::<Frame>(settings.outbox);
+    let (close_tx, mut closed) = watch::channel::<Option<Close>>(None);
+    state.realtime.connect(ConnHandle {
+        id: conn,
+        principal: principal.clone(),
+        outbox: outbox_tx,
+        close: close_tx,
+    });
+    let mut shutdown = state.shutdown.clone();
+    let mut session = Session::new(state.clone(), conn, principal, expires_ms);
+    let mut rate = RateLimit::new(settings.message_rate);
+    let heartbeat = settings.heartbeat;
+    let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+
+    let welcome = json!({
+        "type": "welcome",
+        "connection": format!("c_{conn}"),
+        "user": session.principal.user().map(|u| u.public_json()),
+        "heartbeat": heartbeat.as_secs(),
+        "seq": state.realtime.released_seq().await,
+    });
+    let mut close = if write(&mut socket, [Frame::control(&welcome)]).await {
+        None
+    } else {
+        Some(going_away())
+    };
+
+    while close.is_none() {
+        let expiry = expiry_instant(session.expires_ms);
+        tokio::select! {
+            biased;
+            _ = closed.changed() => {
+                close = Some(closed.borrow().clone().unwrap_or_else(going_away));
+            }
+            () = stopped(&mut shutdown) => close = Some(going_away()),
+            () = tokio::time::sleep_until(expiry), if session.expires_ms.is_some() => {
+                close = Some(Close::unauthorized("token_expired", "the access token expired; reconnect with a fresh one"));
+            }
+            frame = outbox.recv() => {
+                let Some(first) = frame else { break };
+                let mut frames = vec![first];
+                while frames.len() < WRITE_BATCH {
+                    match outbox.try_recv() {
+                        Ok(frame) => frames.push(frame),
+                        Err(_) => break,
+                    }
+                }
+                // A peer that stops reading blocks the write; the hub then
+                // closes it as a slow consumer, which must win the race.
+                tokio::select! {
+                    written = write(&mut socket, frames) => if !written { break },
+                    _ = closed.changed() => {
+                        close = Some(closed.borrow().clone().unwrap_or_else(going_away));
+                    }
+                }
+            }
+            incoming = socket.recv() => {
+                last_heard = Instant::now();
+                match incoming {
+                    None | Some(Ok(Message::Close(_))) => break,
+                    Some(Err(error)) => {
+                        if is_too_big(error) {
+                            close = Some(Close { code: 1009, reason: "message too big", last: None });
+                        } else {
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Text(text))) => {
+                        let limit = state.live.get().message_rate;
+                        let frames = if rate.allow(limit) {
+                            handle_text(&mut session, &text).await
+                        } else {
+                            let id = serde_json::from_str::<serde_json::Value>(&text)
+                                .ok()
+                                .and_then(|v| v.get("id").cloned());
+                            vec![session::error_frame(id, &ApiError::new(
+                                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                                "rate_limited",
+                                format!("at most {limit} messages per second"),
+                            ))]
+                        };
+                        if !write(&mut socket, frames).await {
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        let frames = [session::bad_request(None, "send JSON text frames")];
+                        if !write(&mut socket, frames).await {
+                            break;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+            _ = ticker.tick() => {
+                if last_heard.elapsed() > heartbeat * 2 + Duration::from_secs(5) {
+                    tracing::debug!(conn, "peer stopped answering pings");
+                    break;
+                }
+                let beat = Frame::control(&json!({"type": "heartbeat", "ts": clock::now_rfc3339()}));
+                if !write(&mut socket, [beat]).await
+                    || !send_timed(&mut socket, Message::Ping(Default::default())).await
+                {
+                    break;
+                }
+            }
+        }
+    }
+    state.realtime.disconnect(conn);
+    if let Some(close) = close {
+        if let Some(last) = close.last {
+            let _ = write(&mut socket, [last]).await;
+        }
+        let frame = CloseFrame {
+            code: close.code,
+            reason: Utf8Bytes::from_static(close.reason),
+        };
+        let _ = send_timed(&mut socket, Message::Close(Some(frame))).await;
+    }
+}
+
+async fn handle_text(session: &mut Session, text: &str) -> Vec<Frame> {
+    match serde_json::from_str::<session::Request>(text) {
+        Ok(request) => session.handle(request).await,
+        Err(e) => {
+            let id = serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|v| v.get("id").cloned());
+            vec![session::bad_request(id, &format!("bad request: {e}"))]
+        }
+    }
+}
+
+/// Resolves once the server starts shutting down (the guard `wait_for`
+/// returns must not live across other awaits).
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stopped| *stopped).await;
+}
+
+fn going_away() -> Close {
+    Close {
+        code: 1001,
+        reason: "server shutting down",
+        last: None,
+    }
+}
+
+fn expiry_instant(expires_ms: Option<i64>) -> Instant {
+    let left = expires_ms.map_or(0, |at| (at - clock::now_ms()).max(0));
+    Instant::now() + Duration::from_millis(left as u64)
+}
+
+/// Writes frames and flushes once; false when the peer is gone or stuck.
+async fn write(socket: &mut WebSocket, frames: impl IntoIterator<Item = Frame>) -> bool {
+    let work = async {
+        for frame in frames {
+            socket.feed(Message::Text(frame.text)).await?;
+        }
+        socket.flush().await
+    };
+    matches!(tokio::time::timeout(WRITE_TIMEOUT, work).await, Ok(Ok(())))
+}
+
+async fn send_timed(socket: &mut WebSocket, message: Message) -> bool {
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, socket.send(message)).await,
+        Ok(Ok(()))
+    )
+}
+
+fn is_too_big(error: axum::Error) -> bool {
+    matches!(
+        error
+            .into_inner()
+            .downcast::<tungstenite::Error>()
+            .map(|e| *e),
+        Ok(tungstenite::Error::Capacity(_))
+    )
+}

@@ -1,0 +1,161 @@
+//! Custom pub/sub topics: their definitions, and the last `history`
+//! messages of each, kept for replay. Collections are topics too, but they
+//! live in the collection catalog; this is only for custom ones.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use super::{codec, keys, Store, StoreError};
+use crate::rules::Expr;
+
+/// A custom topic as stored. Rules are kept as text and compiled on load.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredTopic {
+    pub name: String,
+    pub owner: Option<String>,
+    pub publish: String,
+    pub subscribe: String,
+    pub history: u32,
+    pub created: String,
+}
+
+/// A custom topic ready for use.
+#[derive(Debug, Clone)]
+pub struct Topic {
+    pub def: StoredTopic,
+    pub publish: Expr,
+    pub subscribe: Expr,
+}
+
+impl Topic {
+    pub fn compile(def: StoredTopic) -> Result<Topic, (&'static str, String)> {
+        let publish = Expr::parse(&def.publish).map_err(|e| ("publish", e.to_string()))?;
+        let subscribe = Expr::parse(&def.subscribe).map_err(|e| ("subscribe", e.to_string()))?;
+        Ok(Topic {
+            def,
+            publish,
+            subscribe,
+        })
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.def.name,
+            "kind": "custom",
+            "owner": self.def.owner,
+            "publish": self.def.publish,
+            "subscribe": self.def.subscribe,
+            "history": self.def.history,
+            "created": self.def.created,
+        })
+    }
+}
+
+/// A message published on a custom topic, as stored in its history and as
+/// handed to the realtime hub.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Message {
+    #[serde(skip)]
+    pub seq: u64,
+    #[serde(skip)]
+    pub topic: String,
+    pub from: Option<String>,
+    /// The `data` JSON.
+    pub data: Vec<u8>,
+    pub ts_ms: i64,
+}
+
+/// Custom topics by name; only the writer changes it.
+#[derive(Clone, Default)]
+pub struct Topics {
+    inner: Arc<RwLock<HashMap<String, Arc<Topic>>>>,
+}
+
+impl Topics {
+    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.read().get(name).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Topic>> {
+        let mut all: Vec<_> = self.read().values().cloned().collect();
+        all.sort_by(|a, b| a.def.name.cmp(&b.def.name));
+        all
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Topic>>> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn put(&self, topic: Arc<Topic>) {
+        let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(topic.def.name.clone(), topic);
+    }
+
+    pub(crate) fn remove(&self, name: &str) {
+        let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        map.remove(name);
+    }
+}
+
+impl Store {
+    pub(crate) fn load_topics(&self) -> Result<(), StoreError> {
+        for entry in self.data.scan_prefix([keys::TOPIC]) {
+            let (_, value) = entry?;
+            let def: StoredTopic = codec::decode(&value)?;
+            let topic = Topic::compile(def)
+                .map_err(|(part, e)| StoreError::Corrupt(format!("topic {part} rule: {e}")))?;
+            self.topics.put(Arc::new(topic));
+        }
+        Ok(())
+    }
+
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// The retained messages of a topic with `seq > after`, oldest first.
+    pub fn history_after(&self, topic: &str, after: u64) -> Result<Vec<Message>, StoreError> {
+        let start = keys::history(topic, after.saturating_add(1));
+        let end = keys::prefix_end(&keys::history_prefix(topic));
+        self.data
+            .range(start..end)
+            .map(|entry| {
+                let (key, value) = entry?;
+                let mut message: Message = codec::decode(&value)?;
+                message.seq = keys::history_seq(&key)
+                    .ok_or_else(|| StoreError::Corrupt("history key".into()))?;
+                message.topic = topic.to_owned();
+                Ok(message)
+            })
+            .collect()
+    }
+
+    /// The newest seq a topic's history has dropped (0 if none): a resume
+    /// from before it may have missed messages.
+    pub fn history_trimmed(&self, topic: &str) -> Result<u64, StoreError> {
+        read_u64(&self.data, &keys::history_trimmed(topic))
+    }
+
+    /// The newest seq trimmed from the change log (0 if none).
+    pub fn changelog_trimmed(&self) -> Result<u64, StoreError> {
+        read_u64(&self.data, keys::CHANGELOG_TRIMMED)
+    }
+
+    /// The seq up to which message seqs were reserved (see the writer).
+    pub fn seq_reserved(&self) -> Result<u64, StoreError> {
+        read_u64(&self.data, keys::SEQ_RESERVED)
+    }
+}
+
+pub(crate) fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64, StoreError> {
+    match tree.get(key)? {
+        None => Ok(0),
+        Some(bytes) => bytes
+            .as_ref()
+            .try_into()
+            .map(u64::from_be_bytes)
+            .map_err(|_| StoreError::Corrupt("counter".into())),
+    }
+}

@@ -1,0 +1,219 @@
+//! Realtime clients for tests: a WebSocket client (tokio-tungstenite) and a
+//! minimal SSE reader, both over real sockets.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::TestServer;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct Ws {
+    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Frames read while waiting for a reply, kept for `next`.
+    buffered: VecDeque<Value>,
+    next_id: u64,
+    pub welcome: Value,
+}
+
+/// Why a connection ended: the close code and reason, if it sent one.
+#[derive(Debug)]
+pub struct Closed {
+    pub code: Option<u16>,
+    pub reason: String,
+}
+
+impl Ws {
+    pub async fn connect(server: &TestServer, token: Option<&str>) -> Ws {
+        let mut url = server.base.replacen("http://", "ws://", 1) + "/api/realtime";
+        if let Some(token) = token {
+            url = format!("{url}?token={token}");
+        }
+        let (stream, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connect");
+        let mut ws = Ws {
+            stream,
+            buffered: VecDeque::new(),
+            next_id: 0,
+            welcome: Value::Null,
+        };
+        ws.welcome = ws.next().await;
+        assert_eq!(ws.welcome["type"], "welcome", "{}", ws.welcome);
+        ws
+    }
+
+    pub async fn send(&mut self, value: Value) {
+        self.stream
+            .send(Message::text(value.to_string()))
+            .await
+            .expect("websocket send");
+    }
+
+    /// The next frame that is not a heartbeat.
+    pub async fn next(&mut self) -> Value {
+        if let Some(value) = self.buffered.pop_front() {
+            return value;
+        }
+        self.read(WAIT)
+            .await
+            .unwrap_or_else(|closed| panic!("connection ended: {closed:?}"))
+            .expect("no frame within the wait")
+    }
+
+    /// `Ok(None)` on timeout, `Err` when the connection ended.
+    pub async fn read(&mut self, wait: Duration) -> Result<Option<Value>, Closed> {
+        loop {
+            let frame = match tokio::time::timeout(wait, self.stream.next()).await {
+                Err(_) => return Ok(None),
+                Ok(frame) => frame,
+            };
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let value: Value = serde_json::from_str(&text).expect("JSON frame");
+                    if value["type"] != "heartbeat" {
+                        return Ok(Some(value));
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(Closed {
+                        code: frame.as_ref().map(|f| u16::from(f.code)),
+                        reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+                    })
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    return Err(Closed {
+                        code: None,
+                        reason: e.to_string(),
+                    })
+                }
+                None => {
+                    return Err(Closed {
+                        code: None,
+                        reason: "stream ended".into(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Sends a request with a fresh id and returns its reply; other frames
+    /// that arrive first are kept for `next`.
+    pub async fn request(&mut self, mut body: Value) -> Value {
+        self.next_id += 1;
+        let id = format!("r{}", self.next_id);
+        body["id"] = json!(id);
+        self.send(body).await;
+        loop {
+            let frame = self
+                .read(WAIT)
+                .await
+                .unwrap_or_else(|closed| panic!("connection ended: {closed:?}"))
+                .expect("no reply within the wait");
+            if frame["id"] == json!(id) {
+                return frame;
+            }
+            self.buffered.push_back(frame);
+        }
+    }
+
+    /// Asserts nothing but heartbeats arrives for `wait`.
+    pub async fn expect_quiet(&mut self, wait: Duration) {
+        if let Some(frame) = self.buffered.pop_front() {
+            panic!("expected nothing, got {frame}");
+        }
+        if let Ok(Some(frame)) = self.read(wait).await {
+            panic!("expected nothing, got {frame}");
+        }
+    }
+
+    /// Reads until the connection closes; returns how.
+    pub async fn closed(&mut self) -> Closed {
+        loop {
+            match self.read(WAIT).await {
+                Err(closed) => return closed,
+                Ok(None) => panic!("connection did not close within the wait"),
+                Ok(Some(_)) => {}
+            }
+        }
+    }
+}
+
+/// A minimal SSE reader over a streaming HTTP response.
+pub struct Sse {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: Value,
+}
+
+impl Sse {
+    pub async fn open(server: &TestServer, query: &str, headers: &[(&str, &str)]) -> (u16, Sse) {
+        let mut request = super::client().get(server.url(&format!("/api/realtime/sse?{query}")));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("sse request");
+        let status = response.status().as_u16();
+        (
+            status,
+            Sse {
+                response,
+                buffer: String::new(),
+            },
+        )
+    }
+
+    pub async fn body_json(self) -> Value {
+        self.response.json().await.expect("json body")
+    }
+
+    /// The next event that is not a heartbeat; `None` when the stream ends.
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = SseEvent {
+                    id: None,
+                    event: "message".into(),
+                    data: Value::Null,
+                };
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        event.id = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        event.event = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() || event.event == "heartbeat" {
+                    continue;
+                }
+                event.data = serde_json::from_str(&data).expect("JSON data");
+                return Some(event);
+            }
+            let chunk = tokio::time::timeout(WAIT, self.response.chunk())
+                .await
+                .expect("no SSE data within the wait")
+                .expect("sse read");
+            match chunk {
+                Some(bytes) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                None => return None,
+            }
+        }
+    }
+}
