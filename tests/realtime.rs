@@ -742,3 +742,28 @@ async fn the_token_can_ride_in_the_subprotocol() {
     let welcome: Value = serde_json::from_str(welcome.to_text().unwrap()).unwrap();
     assert_eq!(welcome["user"]["email"], common::ADMIN_EMAIL);
 }
+
+#[tokio::test]
+async fn revoking_an_api_key_closes_its_connections() {
+    let server = TestServer::start();
+    let admin = server.admin_token().await;
+    let (status, key) = send(
+        client()
+            .post(server.url("/api/keys"))
+            .bearer_auth(&admin)
+            .json(&json!({"name": "gateway", "roles": ["device"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{key}");
+    let mut ws = Ws::connect(&server, key["secret"].as_str()).await;
+    assert_eq!(ws.request(json!({"action": "ping"})).await["type"], "pong");
+    let (status, _) = send(
+        client()
+            .delete(server.url(&format!("/api/keys/{}", key["id"].as_str().unwrap())))
+            .bearer_auth(&admin),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let closed = ws.closed().await;
+    assert_eq!(closed.code, Some(4001), "{closed:?}");
+}

@@ -74,17 +74,20 @@ pub async fn list_keys(State(state): State<AppState>, Admin(_): Admin) -> ApiRes
     Ok(Json(json!({ "items": items })))
 }
 
-/// `DELETE /api/keys/{id}`: the key stops working at once.
+/// `DELETE /api/keys/{id}`: the key stops working at once, and realtime
+/// connections opened with it close.
 pub async fn revoke_key(
     State(state): State<AppState>,
     Admin(_): Admin,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let store = state.store.clone();
-    let existed = tokio::task::spawn_blocking(move || store.delete_api_key(&id))
+    let key_id = id.clone();
+    let existed = tokio::task::spawn_blocking(move || store.delete_api_key(&key_id))
         .await
         .map_err(ApiError::internal)??;
     if existed {
+        state.realtime.principal_revoked(&id);
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("no such API key"))
