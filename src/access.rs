@@ -76,17 +76,19 @@ impl<'p> Caller<'p> {
         action: Action,
         record: &Map<String, Value>,
     ) -> bool {
-        if self.is_admin() {
-            return true;
-        }
-        let Some(rule) = action.rule(collection) else {
-            return false;
-        };
-        rule.matches(&EvalContext {
-            record,
-            user: self.user.as_ref(),
-            now: &self.now,
-        })
+        action
+            .rule(collection)
+            .map_or(self.is_admin(), |rule| self.passes(rule, record))
+    }
+
+    /// Does the caller pass this rule on this record? Admins pass every rule.
+    pub fn passes(&self, rule: &Expr, record: &Map<String, Value>) -> bool {
+        self.is_admin()
+            || rule.matches(&EvalContext {
+                record,
+                user: self.user.as_ref(),
+                now: &self.now,
+            })
     }
 
     /// False when the rule for `action` cannot pass for this caller whatever

@@ -101,7 +101,7 @@ async fn each_subscriber_sees_exactly_what_its_rules_allow() {
         &server,
         &ann,
         "notes",
-        json!({"text": "for bob", "shared_with": [bob_user_id(&server, &bob).await]}),
+        json!({"text": "for bob", "shared_with": [user_id(&server, &bob).await]}),
     )
     .await;
     let public = create(
@@ -117,33 +117,38 @@ async fn each_subscriber_sees_exactly_what_its_rules_allow() {
     bob_ws.expect_quiet(Duration::from_millis(300)).await;
     anon_ws.expect_quiet(Duration::from_millis(300)).await;
     assert_eq!(ann_ws.next().await["record"]["id"], shared["id"]);
-    assert_eq!(ann_ws.next().await["record"]["id"], public["id"]);
+    let before_delete = ann_ws.next().await;
+    assert_eq!(before_delete["record"]["id"], public["id"]);
 
     // A delete is judged by the record as it was.
-    let (status, _) = send(
-        client()
-            .delete(server.url(&format!(
-                "/api/collections/notes/records/{}",
-                shared["id"].as_str().unwrap()
-            )))
-            .bearer_auth(&ann),
-    )
-    .await;
-    assert_eq!(status, 204);
+    let url = server.url(&format!(
+        "/api/collections/notes/records/{}",
+        shared["id"].as_str().unwrap()
+    ));
+    assert_eq!(delete(&url, &ann).await, 204);
     let event = bob_ws.next().await;
     assert_eq!(
         (event["op"].as_str(), &event["record"]["id"]),
         (Some("delete"), &shared["id"])
     );
     anon_ws.expect_quiet(Duration::from_millis(300)).await;
-    // Seqs increase.
-    let first = ann_ws.next().await;
-    assert_eq!(first["op"], "delete");
-    assert!(first["seq"].as_u64().unwrap() > private["rev"].as_u64().unwrap_or(0));
+    let deleted = ann_ws.next().await;
+    assert_eq!(deleted["op"], "delete");
+    assert!(deleted["seq"].as_u64().unwrap() > before_delete["seq"].as_u64().unwrap());
 }
 
-async fn bob_user_id(server: &TestServer, bob: &str) -> Value {
-    let (_, me) = send(client().get(server.url("/api/auth/me")).bearer_auth(bob)).await;
+async fn patch(url: &str, token: &str, body: Value) -> u16 {
+    send(client().patch(url).bearer_auth(token).json(&body))
+        .await
+        .0
+}
+
+async fn delete(url: &str, token: &str) -> u16 {
+    send(client().delete(url).bearer_auth(token)).await.0
+}
+
+async fn user_id(server: &TestServer, token: &str) -> Value {
+    let (_, me) = send(client().get(server.url("/api/auth/me")).bearer_auth(token)).await;
     me["id"].clone()
 }
 
@@ -162,29 +167,14 @@ async fn ops_filter_and_record_topics() {
         .await;
     assert_eq!(reply["type"], "ok", "{reply}");
     let url = server.url(&format!("/api/collections/notes/records/{id}"));
-    let (status, _) = send(
-        client()
-            .patch(&url)
-            .bearer_auth(&ann)
-            .json(&json!({"text": "x2"})),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let (status, _) = send(
-        client()
-            .patch(&url)
-            .bearer_auth(&ann)
-            .json(&json!({"text": "no"})),
-    )
-    .await;
-    assert_eq!(status, 200);
+    assert_eq!(patch(&url, &ann, json!({"text": "x2"})).await, 200);
+    assert_eq!(patch(&url, &ann, json!({"text": "no"})).await, 200);
     let event = ws.next().await;
     assert_eq!(
         (event["op"].as_str(), event["record"]["text"].as_str()),
         (Some("update"), Some("x2"))
     );
-    let (status, _) = send(client().delete(&url).bearer_auth(&ann)).await;
-    assert_eq!(status, 204);
+    assert_eq!(delete(&url, &ann).await, 204);
     let event = ws.next().await;
     assert_eq!(event["topic"], format!("notes/{id}"));
     assert_eq!(event["op"], "delete");
@@ -325,27 +315,9 @@ async fn custom_topics_publish_subscribe_history_and_deletion() {
     )
     .await;
     assert_eq!((status, error_code(&body)), (400, "bad_request"));
-    let (status, _) = send(
-        client()
-            .delete(server.url("/api/topics/chat"))
-            .bearer_auth(&bob),
-    )
-    .await;
-    assert_eq!(status, 403);
-    let (status, _) = send(
-        client()
-            .delete(server.url("/api/topics/notes"))
-            .bearer_auth(&admin),
-    )
-    .await;
-    assert_eq!(status, 400);
-    let (status, _) = send(
-        client()
-            .delete(server.url("/api/topics/chat"))
-            .bearer_auth(&ann),
-    )
-    .await;
-    assert_eq!(status, 204);
+    assert_eq!(delete(&server.url("/api/topics/chat"), &bob).await, 403);
+    assert_eq!(delete(&server.url("/api/topics/notes"), &admin).await, 400);
+    assert_eq!(delete(&server.url("/api/topics/chat"), &ann).await, 204);
     let notice = bob_ws.next().await;
     assert_eq!(
         notice,
@@ -459,7 +431,7 @@ async fn a_slow_consumer_is_closed_while_a_fast_one_loses_nothing() {
 #[tokio::test]
 async fn identity_changes_close_the_users_connections() {
     let (server, admin, ann, _bob) = notes_server().await;
-    let ann_id = bob_user_id(&server, &ann).await;
+    let ann_id = user_id(&server, &ann).await;
     let mut ws = Ws::connect(&server, Some(&ann)).await;
     assert_eq!(
         ws.request(json!({"action": "subscribe", "topic": "notes"}))

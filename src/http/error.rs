@@ -99,6 +99,15 @@ impl ApiError {
         error
     }
 
+    /// Realtime: a connection asked for more than `max_subscriptions`.
+    pub fn too_many_subscriptions(max: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "too_many_subscriptions",
+            format!("at most {max} subscriptions per connection"),
+        )
+    }
+
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }

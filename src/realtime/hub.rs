@@ -230,7 +230,9 @@ impl Hub {
     fn deliver_change(&mut self, change: &Change) {
         if change.collection == USERS_TOPIC {
             self.identity_changed(&change.record_id);
-            self.fan_out_change(change, USERS_TOPIC, None);
+            if self.topics.contains_key(USERS_TOPIC) {
+                self.fan_out_change(&ChangeView::new(change), USERS_TOPIC, None);
+            }
             return;
         }
         if change.kind == ChangeKind::DropCollection {
@@ -249,15 +251,20 @@ impl Hub {
             return;
         }
         let record_topic = format!("{}/{}", change.collection, change.record_id);
-        self.fan_out_change(change, &change.collection, Some(&collection));
-        self.fan_out_change(change, &record_topic, Some(&collection));
+        let watched = |topic: &str| self.topics.contains_key(topic);
+        if !watched(&change.collection) && !watched(&record_topic) {
+            return;
+        }
+        // Parsed once for both topics and all their subscribers.
+        let view = ChangeView::new(change);
+        self.fan_out_change(&view, &change.collection, Some(&collection));
+        self.fan_out_change(&view, &record_topic, Some(&collection));
     }
 
-    fn fan_out_change(&mut self, change: &Change, topic: &str, collection: Option<&Collection>) {
+    fn fan_out_change(&mut self, view: &ChangeView, topic: &str, collection: Option<&Collection>) {
         let Some(subscribers) = self.topics.get(topic) else {
             return;
         };
-        let view = ChangeView::new(change);
         // At most two payloads: with and without protected fields.
         let mut rendered: [Option<Frame>; 2] = [None, None];
         let mut overflowing = Vec::new();
@@ -276,9 +283,7 @@ impl Hub {
                 overflowing.push(*conn_id);
             }
         }
-        for conn in overflowing {
-            self.close(conn, Close::slow_consumer());
-        }
+        self.close_slow(overflowing);
     }
 
     fn deliver_message(&mut self, message: &Message) {
@@ -306,9 +311,7 @@ impl Hub {
                 overflowing.push(*conn_id);
             }
         }
-        for conn in overflowing {
-            self.close(conn, Close::slow_consumer());
-        }
+        self.close_slow(overflowing);
     }
 
     /// A user changed: connections authenticated as them close if the
@@ -423,6 +426,13 @@ impl Hub {
         }
     }
 
+    /// Connections whose outbox was full: closed, and they resume.
+    fn close_slow(&mut self, overflowing: Vec<ConnId>) {
+        for conn in overflowing {
+            self.close(conn, Close::slow_consumer());
+        }
+    }
+
     fn close(&mut self, id: ConnId, close: Close) {
         if let Some(conn) = self.conns.get(&id) {
             let _ = conn.handle.close.send(Some(close.clone()));
@@ -481,9 +491,7 @@ impl Hub {
                 }
             }
         }
-        for conn in overflowing {
-            self.close(conn, Close::slow_consumer());
-        }
+        self.close_slow(overflowing);
     }
 }
 

@@ -184,7 +184,6 @@ pub struct Subscription {
 pub struct Realtime {
     tx: std_mpsc::Sender<hub::Input>,
     next_conn: Arc<AtomicU64>,
-    pub store: Store,
 }
 
 /// The hub's inbox before the hub runs: the writer needs the publish tap
@@ -223,13 +222,12 @@ impl Wiring {
         first_seq: u64,
         released: watch::Receiver<u64>,
     ) -> std::io::Result<Realtime> {
-        hub::spawn(store.clone(), first_seq, self.rx)?;
+        hub::spawn(store, first_seq, self.rx)?;
         watcher::spawn(self.subscriber, self.tx.clone())?;
         watcher::forward_released(released, self.tx.clone());
         Ok(Realtime {
             tx: self.tx,
             next_conn: Arc::new(AtomicU64::new(1)),
-            store,
         })
     }
 }

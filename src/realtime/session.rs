@@ -199,15 +199,11 @@ impl Session {
     async fn subscribe(&mut self, request: Request) -> ApiResult<Vec<Frame>> {
         let names = topics::topic_names(request.topic.as_deref(), request.topics.as_deref())?;
         let ops = Ops::parse(&request.ops).map_err(ApiError::bad_request)?;
-        let filter = records::parse_filter(request.filter.as_deref())?.map(Arc::new);
+        let filter = parse_filter(request.filter.as_deref())?;
         let max = self.state.live.get().max_subscriptions;
         let new = names.iter().filter(|n| !self.topics.contains(*n)).count();
         if self.topics.len() + new > max {
-            return Err(ApiError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "too_many_subscriptions",
-                format!("at most {max} subscriptions per connection"),
-            ));
+            return Err(ApiError::too_many_subscriptions(max));
         }
         // Everything is checked before anything is subscribed.
         let mut targets = Vec::with_capacity(names.len());

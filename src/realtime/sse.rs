@@ -72,7 +72,7 @@ impl Drop for Registration {
     }
 }
 
-struct Stream_ {
+struct SseState {
     _registration: Registration,
     replay: VecDeque<Frame>,
     outbox: mpsc::Receiver<Frame>,
@@ -104,11 +104,7 @@ pub async fn sse(
     let filter = super::session::parse_filter(params.filter.as_deref())?;
     let settings = state.live.get();
     if names.len() > settings.max_subscriptions {
-        return Err(ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "too_many_subscriptions",
-            format!("at most {} topics", settings.max_subscriptions),
-        ));
+        return Err(ApiError::too_many_subscriptions(settings.max_subscriptions));
     }
     let mut targets = Vec::new();
     for name in &names {
@@ -155,7 +151,7 @@ pub async fn sse(
     // Several topics replay one after another; the client sees each topic
     // in order, which is what resume promises.
     let heartbeat = settings.heartbeat;
-    let stream = Stream_ {
+    let stream = SseState {
         _registration: registration,
         replay,
         outbox,
@@ -183,7 +179,7 @@ fn to_event(frame: &Frame) -> Event {
     }
 }
 
-fn events(state: Stream_) -> impl Stream<Item = Result<Event, Infallible>> {
+fn events(state: SseState) -> impl Stream<Item = Result<Event, Infallible>> {
     stream::unfold(state, |mut s| async move {
         if s.done {
             return None;

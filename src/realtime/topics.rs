@@ -135,11 +135,14 @@ pub fn replay(
     let mut frames = Vec::new();
     match target {
         Target::Collection(_) | Target::Record(..) => {
-            let (name, record) = match target {
-                Target::Record(c, id) => (c.def.name.as_str(), Some(id.as_str())),
-                Target::Collection(c) => (c.def.name.as_str(), None),
+            let (collection, record) = match target {
+                Target::Record(c, id) => (c, Some(id.as_str())),
+                Target::Collection(c) => (c, None),
                 _ => return Ok(frames),
             };
+            // Judged by the collection as it is now: its rules are what the
+            // subscriber is allowed today.
+            let name = collection.def.name.as_str();
             for change in state.store.changes_after(since) {
                 let change = change?;
                 if change.seq > upto {
@@ -148,14 +151,9 @@ pub fn replay(
                 if change.collection != name || record.is_some_and(|id| id != change.record_id) {
                     continue;
                 }
-                // Judged by the collection as it is now: its rules are
-                // what the subscriber is allowed today.
-                let Some(collection) = state.store.catalog().get(name) else {
-                    break;
-                };
                 let view = ChangeView::new(&change);
-                if view.reaches(Some(&collection), subscription, viewer) {
-                    frames.push(view.render(&subscription.topic, Some(&collection), viewer.admin));
+                if view.reaches(Some(collection), subscription, viewer) {
+                    frames.push(view.render(&subscription.topic, Some(collection), viewer.admin));
                 }
             }
         }
@@ -226,13 +224,7 @@ pub async fn create_topic(
     let caller = Caller::new(principal);
     let create_rule = Expr::parse(&state.live.get().topic_create_rule)
         .map_err(|e| ApiError::internal(format!("topic_create_rule: {e}")))?;
-    let empty = Map::new();
-    let context = crate::rules::EvalContext {
-        record: &empty,
-        user: caller.user.as_ref(),
-        now: &caller.now,
-    };
-    if !caller.is_admin() && !create_rule.matches(&context) {
+    if !caller.passes(&create_rule, &Map::new()) {
         return Err(if principal.id().is_none() {
             ApiError::unauthorized("sign in to create topics")
         } else {
@@ -318,13 +310,7 @@ pub async fn publish(
         .ok_or_else(|| ApiError::not_found(format!("no topic {name}")))?;
     let caller = Caller::new(principal);
     let empty = Map::new();
-    let record = data.as_object().unwrap_or(&empty);
-    let context = crate::rules::EvalContext {
-        record,
-        user: caller.user.as_ref(),
-        now: &caller.now,
-    };
-    if !caller.is_admin() && !topic.publish.matches(&context) {
+    if !caller.passes(&topic.publish, data.as_object().unwrap_or(&empty)) {
         return Err(if principal.id().is_none() {
             ApiError::unauthorized("sign in to publish here")
         } else {

@@ -182,11 +182,11 @@ async fn run(
                             let id = serde_json::from_str::<serde_json::Value>(&text)
                                 .ok()
                                 .and_then(|v| v.get("id").cloned());
-                            vec![session::error_frame(id, &ApiError::new(
-                                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                                "rate_limited",
+                            let error = ApiError::rate_limited(
                                 format!("at most {limit} messages per second"),
-                            ))]
+                                1,
+                            );
+                            vec![session::error_frame(id, &error)]
                         };
                         if !write(&mut socket, frames).await {
                             break;
