@@ -8,12 +8,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use rand::RngCore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::Auth;
-use crate::config::{Durability, Live, Settings};
+use crate::config::{Live, Settings};
 use crate::http::{self, AppState, Shared};
 use crate::model::user::normalize_email;
 use crate::model::User;
@@ -50,15 +51,11 @@ pub async fn run(
         store.clone(),
         settings.durability,
         settings.flush_ms,
-        Some(wiring.publish_tap()),
+        Some(wiring.taps()),
     )?;
     let first_seq = *writer.committed_seq().borrow() + 1;
-    let released = match settings.durability {
-        Durability::Sync => writer.durable_seq(),
-        Durability::Relaxed => writer.committed_seq(),
-    };
     let realtime = wiring
-        .start(store.clone(), first_seq, released)
+        .start(store.clone(), first_seq)
         .context("cannot start the realtime hub")?;
     let live = Live::new(
         settings.tunables.clone(),
@@ -101,6 +98,14 @@ pub async fn run(
             let _ = stop_tx.send(true);
         }
     };
+    // Without TCP_NODELAY a small event written while an earlier one is
+    // unacknowledged waits for the peer's delayed ACK: milliseconds of
+    // latency for every realtime subscriber.
+    let listener = listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let serve = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -117,7 +122,7 @@ pub async fn run(
     }
     let _ = stop_tx.send(true);
     let _ = retention.await;
-    realtime.stop();
+    realtime.stop().await;
     writer.shutdown().await;
     tracing::info!("storage flushed; bye");
     Ok(())

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc::error::TrySendError;
@@ -90,7 +91,7 @@ pub fn spawn(
     store: Store,
     first_seq: u64,
     inputs: std_mpsc::Receiver<Input>,
-) -> std::io::Result<()> {
+) -> std::io::Result<JoinHandle<()>> {
     let mut hub = Hub {
         store,
         next: first_seq,
@@ -122,8 +123,7 @@ pub fn spawn(
                 }
             }
             hub.close_all();
-        })?;
-    Ok(())
+        })
 }
 
 impl Hub {
@@ -266,7 +266,7 @@ impl Hub {
             return;
         };
         // At most two payloads: with and without protected fields.
-        let mut rendered: [Option<Frame>; 2] = [None, None];
+        let mut rendered: [Option<Arc<Frame>>; 2] = [None, None];
         let mut overflowing = Vec::new();
         for (conn_id, subscription) in subscribers {
             let Some(conn) = self.conns.get(conn_id) else {
@@ -277,7 +277,7 @@ impl Hub {
             }
             let admin = conn.viewer.admin;
             let frame = rendered[usize::from(admin)]
-                .get_or_insert_with(|| view.render(topic, collection, admin))
+                .get_or_insert_with(|| Arc::new(view.render(topic, collection, admin)))
                 .clone();
             if !offer(conn, frame) {
                 overflowing.push(*conn_id);
@@ -305,7 +305,7 @@ impl Hub {
                 continue;
             }
             let frame = frame
-                .get_or_insert_with(|| render::render_message(message))
+                .get_or_insert_with(|| Arc::new(render::render_message(message)))
                 .clone();
             if !offer(conn, frame) {
                 overflowing.push(*conn_id);
@@ -414,9 +414,9 @@ impl Hub {
             let Some(subscribers) = self.topics.remove(&topic) else {
                 continue;
             };
-            let frame = Frame::control(&json!({
+            let frame = Arc::new(Frame::control(&json!({
                 "type": "unsubscribed", "topic": topic, "reason": reason
-            }));
+            })));
             for conn_id in subscribers.keys() {
                 if let Some(conn) = self.conns.get_mut(conn_id) {
                     conn.topics.remove(&topic);
@@ -478,11 +478,11 @@ impl Hub {
             "from": null,
             "data": {"event": event, "connection": format!("c_{id}"), "user": user, "topic": topic},
         });
-        let frame = Frame {
+        let frame = Arc::new(Frame {
             seq: self.next - 1,
             kind: FrameKind::Message,
             text: text.to_string().into(),
-        };
+        });
         let mut overflowing = Vec::new();
         for conn_id in subscribers.keys() {
             if let Some(conn) = self.conns.get(conn_id) {
@@ -496,7 +496,7 @@ impl Hub {
 }
 
 /// Hands a frame to a connection's outbox; false when it is full.
-fn offer(conn: &Conn, frame: Frame) -> bool {
+fn offer(conn: &Conn, frame: Arc<Frame>) -> bool {
     match conn.handle.outbox.try_send(frame) {
         Ok(()) | Err(TrySendError::Closed(_)) => true,
         Err(TrySendError::Full(_)) => false,

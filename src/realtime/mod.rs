@@ -5,7 +5,7 @@
 //!  writer ──apply_batch──► sled `c` prefix ──watch_prefix──► watcher thread ─┐
 //!    │                                                                       │
 //!    └── publish tap (custom-topic messages) ────────────────────────────────┤
-//!  flusher ── durable_seq ───────────────────────────────────────────────────┤
+//!  flusher ── release tap: durable seq (relaxed: writer, applied seq) ───────┤
 //!  connections ── connect / subscribe / unsubscribe / identity ──────────────┤
 //!                                                                            ▼
 //!                                       hub thread: reorder by seq, release up to
@@ -39,7 +39,8 @@ pub mod ws;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -47,6 +48,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::auth::Principal;
 use crate::rules::Expr;
 use crate::store::topics::Message;
+use crate::store::writer::Taps;
 use crate::store::Store;
 
 pub type ConnId = u64;
@@ -76,6 +78,12 @@ impl FrameKind {
             FrameKind::Message => "message",
             FrameKind::Control(name) => name,
         }
+    }
+}
+
+impl AsRef<Frame> for Frame {
+    fn as_ref(&self) -> &Frame {
+        self
     }
 }
 
@@ -131,7 +139,9 @@ impl Close {
 pub struct ConnHandle {
     pub id: ConnId,
     pub principal: Principal,
-    pub outbox: mpsc::Sender<Frame>,
+    /// Frames are shared, not copied: a slot is one pointer, which keeps
+    /// the channel's first block (allocated per connection) small.
+    pub outbox: mpsc::Sender<Arc<Frame>>,
     pub close: watch::Sender<Option<Close>>,
 }
 
@@ -184,6 +194,8 @@ pub struct Subscription {
 pub struct Realtime {
     tx: std_mpsc::Sender<hub::Input>,
     next_conn: Arc<AtomicU64>,
+    /// The hub thread, joined by [`Realtime::stop`].
+    hub: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 /// The hub's inbox before the hub runs: the writer needs the publish tap
@@ -206,28 +218,31 @@ impl Wiring {
     }
 
     /// The writer's publish tap: messages go to the hub in seq order.
-    pub fn publish_tap(&self) -> crate::store::writer::PublishTap {
-        let tx = self.tx.clone();
-        Box::new(move |message: Message, stored: bool| {
-            let _ = tx.send(hub::Input::Published(message, stored));
-        })
+    /// The writer's hooks into the hub: published messages, and the seq up
+    /// to which events may go out (durable in `sync` mode, applied in
+    /// `relaxed` mode).
+    pub fn taps(&self) -> Taps {
+        let messages = self.tx.clone();
+        let watermarks = self.tx.clone();
+        Taps {
+            publish: Box::new(move |message: Message, stored: bool| {
+                let _ = messages.send(hub::Input::Published(message, stored));
+            }),
+            released: Box::new(move |seq| {
+                let _ = watermarks.send(hub::Input::Watermark(seq));
+            }),
+        }
     }
 
     /// Starts the hub and the watcher. `first_seq` is the first seq the
-    /// writer will hand out; `released` is the seq up to which events may go
-    /// out (durable in `sync` mode, applied in `relaxed` mode).
-    pub fn start(
-        self,
-        store: Store,
-        first_seq: u64,
-        released: watch::Receiver<u64>,
-    ) -> std::io::Result<Realtime> {
-        hub::spawn(store, first_seq, self.rx)?;
+    /// writer will hand out; everything before it is already released.
+    pub fn start(self, store: Store, first_seq: u64) -> std::io::Result<Realtime> {
+        let hub = hub::spawn(store, first_seq, self.rx)?;
         watcher::spawn(self.subscriber, self.tx.clone())?;
-        watcher::forward_released(released, self.tx.clone());
         Ok(Realtime {
             tx: self.tx,
             next_conn: Arc::new(AtomicU64::new(1)),
+            hub: Arc::new(Mutex::new(Some(hub))),
         })
     }
 }
@@ -291,7 +306,16 @@ impl Realtime {
         answer.await.unwrap_or(0)
     }
 
-    pub fn stop(&self) {
+    /// Closes every connection (1001), stops the hub and waits for its
+    /// thread.
+    pub async fn stop(&self) {
         self.send(hub::Input::Stop);
+        let hub = self.hub.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(hub) = hub {
+            let joined = tokio::task::spawn_blocking(move || hub.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("the realtime hub thread panicked");
+            }
+        }
     }
 }

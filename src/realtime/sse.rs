@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
@@ -75,7 +76,7 @@ impl Drop for Registration {
 struct SseState {
     _registration: Registration,
     replay: VecDeque<Frame>,
-    outbox: mpsc::Receiver<Frame>,
+    outbox: mpsc::Receiver<Arc<Frame>>,
     closed: watch::Receiver<Option<Close>>,
     shutdown: watch::Receiver<bool>,
     heartbeat: tokio::time::Interval,

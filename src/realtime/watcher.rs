@@ -8,12 +8,16 @@
 
 use std::sync::mpsc as std_mpsc;
 
-use tokio::sync::watch;
-
 use super::hub::Input;
 use crate::store::change::Change;
 use crate::store::{codec, keys};
 
+/// The thread is not joined at shutdown: it blocks in sled's iterator until
+/// the next change-log event, sled's `next_timeout` is broken (it reports
+/// `Disconnected` forever after one no-op write), and dropping a subscriber
+/// early can deadlock writers (sled #1152). It owns nothing that needs a
+/// clean end: it stops at the next event once the hub is gone, or with the
+/// process.
 pub fn spawn(subscriber: sled::Subscriber, hub: std_mpsc::Sender<Input>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("pulsebase-watcher".into())
@@ -43,19 +47,4 @@ pub fn spawn(subscriber: sled::Subscriber, hub: std_mpsc::Sender<Input>) -> std:
             }
         })?;
     Ok(())
-}
-
-/// Forwards the release watermark (durable or applied seq) to the hub.
-pub fn forward_released(mut released: watch::Receiver<u64>, hub: std_mpsc::Sender<Input>) {
-    tokio::spawn(async move {
-        loop {
-            let seq = *released.borrow_and_update();
-            if hub.send(Input::Watermark(seq)).is_err() {
-                return;
-            }
-            if released.changed().await.is_err() {
-                return;
-            }
-        }
-    });
 }

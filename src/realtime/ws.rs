@@ -4,6 +4,9 @@
 //! outbox frames, sends heartbeats and pings, and closes on a server-side
 //! reason (slow consumer, revoked identity, expired token, shutdown).
 
+use std::future::Future as _;
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
@@ -33,7 +36,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_BATCH: usize = 64;
 /// Kept small: most connections are idle most of the time, and each
 /// buffer is allocated per connection (tungstenite's default is 128 KiB).
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 1024;
 const WRITE_BUFFER: usize = 4 * 1024;
 
 #[derive(Debug, Deserialize)]
@@ -105,7 +108,7 @@ async fn run(
 ) {
     let settings = state.live.get();
     let conn = state.realtime.next_conn_id();
-    let (outbox_tx, mut outbox) = mpsc::channel::<Frame>(settings.outbox);
+    let (outbox_tx, mut outbox) = mpsc::channel::<Arc<Frame>>(settings.outbox);
     let (close_tx, mut closed) = watch::channel::<Option<Close>>(None);
     state.realtime.connect(ConnHandle {
         id: conn,
@@ -120,6 +123,12 @@ async fn run(
     let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    // Built once and polled across iterations: a future made afresh on each
+    // turn of the loop would register a timer or a waiter every time, and
+    // with thousands of busy connections that cost shows.
+    let mut close_requested = std::pin::pin!(close_signal(&mut closed, &mut shutdown));
+    let mut expires_at = session.expires_ms;
+    let mut expiry = std::pin::pin!(tokio::time::sleep_until(expiry_instant(expires_at)));
 
     let welcome = json!({
         "type": "welcome",
@@ -135,14 +144,14 @@ async fn run(
     };
 
     while close.is_none() {
-        let expiry = expiry_instant(session.expires_ms);
+        if session.expires_ms != expires_at {
+            expires_at = session.expires_ms;
+            expiry.as_mut().reset(expiry_instant(expires_at));
+        }
         tokio::select! {
             biased;
-            _ = closed.changed() => {
-                close = Some(closed.borrow().clone().unwrap_or_else(going_away));
-            }
-            () = stopped(&mut shutdown) => close = Some(going_away()),
-            () = tokio::time::sleep_until(expiry), if session.expires_ms.is_some() => {
+            reason = &mut close_requested => close = Some(reason),
+            () = &mut expiry, if expires_at.is_some() => {
                 close = Some(Close::unauthorized("token_expired", "the access token expired; reconnect with a fresh one"));
             }
             frame = outbox.recv() => {
@@ -158,9 +167,7 @@ async fn run(
                 // closes it as a slow consumer, which must win the race.
                 tokio::select! {
                     written = write(&mut socket, frames) => if !written { break },
-                    _ = closed.changed() => {
-                        close = Some(closed.borrow().clone().unwrap_or_else(going_away));
-                    }
+                    reason = &mut close_requested => close = Some(reason),
                 }
             }
             incoming = socket.recv() => {
@@ -177,7 +184,10 @@ async fn run(
                     Some(Ok(Message::Text(text))) => {
                         let limit = state.live.get().message_rate;
                         let frames = if rate.allow(limit) {
-                            handle_text(&mut session, &text).await
+                            // Boxed: requests are rare next to idle time, and
+                            // inline, their state would make every idle
+                            // connection's task several KiB larger.
+                            Box::pin(handle_text(&mut session, &text)).await
                         } else {
                             let id = serde_json::from_str::<serde_json::Value>(&text)
                                 .ok()
@@ -259,15 +269,38 @@ fn expiry_instant(expires_ms: Option<i64>) -> Instant {
     Instant::now() + Duration::from_millis(left as u64)
 }
 
+/// Why the server wants this connection gone: the hub's reason (slow
+/// consumer, revoked identity), or shutdown.
+async fn close_signal(
+    closed: &mut watch::Receiver<Option<Close>>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Close {
+    tokio::select! {
+        _ = closed.changed() => closed.borrow().clone().unwrap_or_else(going_away),
+        () = stopped(shutdown) => going_away(),
+    }
+}
+
 /// Writes frames and flushes once; false when the peer is gone or stuck.
-async fn write(socket: &mut WebSocket, frames: impl IntoIterator<Item = Frame>) -> bool {
+async fn write<F: AsRef<Frame>>(
+    socket: &mut WebSocket,
+    frames: impl IntoIterator<Item = F>,
+) -> bool {
     let work = async {
         for frame in frames {
-            socket.feed(Message::Text(frame.text)).await?;
+            socket
+                .feed(Message::Text(frame.as_ref().text.clone()))
+                .await?;
         }
         socket.flush().await
     };
-    matches!(tokio::time::timeout(WRITE_TIMEOUT, work).await, Ok(Ok(())))
+    let mut work = std::pin::pin!(work);
+    // Almost every write fits the socket buffer and finishes at the first
+    // poll; only one that has to wait pays for a timer.
+    match std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
+        Poll::Ready(result) => result.is_ok(),
+        Poll::Pending => matches!(tokio::time::timeout(WRITE_TIMEOUT, work).await, Ok(Ok(()))),
+    }
 }
 
 async fn send_timed(socket: &mut WebSocket, message: Message) -> bool {

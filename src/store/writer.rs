@@ -223,6 +223,18 @@ enum Request {
 /// `durable_seq` reaches it.
 pub type PublishTap = Box<dyn Fn(Message, bool) + Send>;
 
+/// Hears the seq up to which changes may go out (durable in `sync` mode,
+/// applied in `relaxed` mode), from the thread that moves it.
+pub type ReleaseTap = Box<dyn Fn(u64) + Send>;
+
+/// What the realtime side hears from the writer. Called straight from the
+/// writer's threads, never through the async runtime: a busy runtime must
+/// not delay events.
+pub struct Taps {
+    pub publish: PublishTap,
+    pub released: ReleaseTap,
+}
+
 /// A cheap handle for submitting writes.
 #[derive(Clone)]
 pub struct Writer {
@@ -237,7 +249,7 @@ impl Writer {
         store: Store,
         durability: Durability,
         flush_ms: u64,
-        tap: Option<PublishTap>,
+        taps: Option<Taps>,
     ) -> Result<Writer, StoreError> {
         let reserved = store.seq_reserved()?;
         let last_seq = store.last_seq()?.max(reserved);
@@ -251,9 +263,25 @@ impl Writer {
             Durability::Sync => Duration::ZERO,
             Durability::Relaxed => Duration::from_millis(flush_ms),
         };
+        let (publish_tap, released) = match taps {
+            Some(Taps { publish, released }) => (Some(publish), Some(released)),
+            None => (None, None),
+        };
+        let (on_durable, on_committed) = match durability {
+            Durability::Sync => (released, None),
+            Durability::Relaxed => (None, released),
+        };
         let flusher = std::thread::Builder::new()
             .name("pulsebase-flusher".into())
-            .spawn(move || flusher_loop(flusher_store, flush_rx, flush_interval, durable_tx))
+            .spawn(move || {
+                flusher_loop(
+                    flusher_store,
+                    flush_rx,
+                    flush_interval,
+                    durable_tx,
+                    on_durable,
+                )
+            })
             .map_err(|e| StoreError::Corrupt(format!("cannot start flusher: {e}")))?;
         let mut state = WriterState {
             store,
@@ -261,7 +289,8 @@ impl Writer {
             reserved,
             counts,
             history_counts: HashMap::new(),
-            tap,
+            tap: publish_tap,
+            on_committed,
         };
         state.resume_purges();
         let wait_for_flush = durability == Durability::Sync;
@@ -342,6 +371,7 @@ fn flusher_loop(
     jobs: std_mpsc::Receiver<FlushJob>,
     interval: Duration,
     durable: watch::Sender<u64>,
+    on_durable: Option<ReleaseTap>,
 ) {
     let mut last_flush = Instant::now();
     while let Ok(first) = jobs.recv() {
@@ -368,11 +398,14 @@ fn flusher_loop(
         if let Err(e) = &result {
             tracing::error!(error = %e, "fsync failed; writes in this group are reported as of unknown outcome");
         } else {
-            durable.send_if_modified(|seq| {
+            let moved = durable.send_if_modified(|seq| {
                 let moved = upto > *seq;
                 *seq = (*seq).max(upto);
                 moved
             });
+            if let (true, Some(on_durable)) = (moved, &on_durable) {
+                on_durable(upto);
+            }
         }
         for job in group {
             for (reply, answer) in job.answers {
@@ -443,6 +476,7 @@ struct WriterState {
     /// Messages kept per custom topic, counted on first use.
     history_counts: HashMap<String, u64>,
     tap: Option<PublishTap>,
+    on_committed: Option<ReleaseTap>,
 }
 
 impl WriterState {
@@ -496,6 +530,9 @@ impl WriterState {
             }
             self.commit_staged(&mut staged, &mut answers);
             committed.send_replace(self.next_seq - 1);
+            if let Some(on_committed) = &self.on_committed {
+                on_committed(self.next_seq - 1);
+            }
             let job = FlushJob {
                 upto: self.next_seq - 1,
                 answers: answers.pending,
