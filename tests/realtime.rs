@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::live::{Sse, Ws};
+use common::live::{RawWs, Sse, Ws, OPCODE_PING};
 use common::{client, error_code, send, TestServer};
 use futures_util::SinkExt;
 use serde_json::{json, Value};
@@ -306,6 +306,18 @@ async fn custom_topics_publish_subscribe_history_and_deletion() {
         .request(json!({"action": "subscribe", "topic": "chat", "since": seqs[0] - 1}))
         .await;
     assert_eq!(reply["code"], "history_expired", "{reply}");
+    // n = 0 and 1 fell out of the two kept: n = 2 is the oldest still kept.
+    assert_eq!(reply["details"]["oldest"], json!(seqs[2]), "{reply}");
+    let (status, sse) = Sse::open(
+        &server,
+        &format!("topic=chat&token={bob}"),
+        &[("Last-Event-ID", &seqs[0].to_string())],
+    )
+    .await;
+    assert_eq!(status, 410);
+    let body = sse.body_json().await;
+    assert_eq!(error_code(&body), "history_expired");
+    assert_eq!(body["error"]["details"]["oldest"], json!(seqs[2]), "{body}");
 
     let (status, body) = send(
         client()
@@ -738,4 +750,152 @@ async fn revoking_an_api_key_closes_its_connections() {
     assert_eq!(status, 204);
     let closed = ws.closed().await;
     assert_eq!(closed.code, Some(4001), "{closed:?}");
+}
+
+#[tokio::test]
+async fn a_record_topic_is_not_found_unless_the_subscriber_may_view_the_record() {
+    let (server, _admin, ann, bob) = notes_server().await;
+    let hidden = create(&server, &ann, "notes", json!({"text": "mine"})).await;
+    let hidden = hidden["id"].as_str().unwrap();
+    let public = create(
+        &server,
+        &ann,
+        "notes",
+        json!({"text": "all", "public": true}),
+    )
+    .await;
+    let public = public["id"].as_str().unwrap();
+    let missing = "01JD3Q7ZK8NOSUCHRECORD0000";
+    let mut bob_ws = Ws::connect(&server, Some(&bob)).await;
+    let mut anon_ws = Ws::connect(&server, None).await;
+    for ws in [&mut bob_ws, &mut anon_ws] {
+        let mut messages = Vec::new();
+        for id in [hidden, missing] {
+            let reply = ws
+                .request(json!({"action": "subscribe", "topic": format!("notes/{id}")}))
+                .await;
+            assert_eq!(
+                (reply["type"].as_str(), reply["code"].as_str()),
+                (Some("error"), Some("not_found")),
+                "notes/{id}: {reply}"
+            );
+            messages.push(reply["message"].as_str().unwrap().replace(id, "ID"));
+        }
+        // A hidden record reads exactly like one that does not exist.
+        assert_eq!(messages[0], messages[1]);
+        let reply = ws
+            .request(json!({"action": "subscribe", "topic": format!("notes/{public}")}))
+            .await;
+        assert_eq!(reply["type"], "ok", "{reply}");
+    }
+    let url = server.url(&format!("/api/collections/notes/records/{hidden}"));
+    assert_eq!(patch(&url, &ann, json!({"text": "still mine"})).await, 200);
+    bob_ws.expect_quiet(Duration::from_millis(300)).await;
+    let (status, sse) = Sse::open(&server, &format!("topic=notes/{hidden}&token={bob}"), &[]).await;
+    assert_eq!(status, 404);
+    assert_eq!(error_code(&sse.body_json().await), "not_found");
+}
+
+#[tokio::test]
+async fn sse_is_unbuffered_uncached_and_beats_while_idle() {
+    let heartbeat = Duration::from_millis(200);
+    let server = TestServer::start_with(options(&["--heartbeat", "200ms"]));
+    let admin = server.admin_token().await;
+    server
+        .create_collection(
+            &admin,
+            json!({"name": "feed", "rules": {"list": "true", "view": "true"}}),
+        )
+        .await;
+    let (status, mut sse) = Sse::open(&server, "topic=feed", &[]).await;
+    assert_eq!(status, 200);
+    let headers = sse.headers();
+    assert_eq!(headers["content-type"], "text/event-stream");
+    assert_eq!(headers["cache-control"], "no-cache");
+    assert_eq!(headers["x-accel-buffering"], "no");
+    for _ in 0..2 {
+        let block = sse
+            .next_block(heartbeat * 3)
+            .await
+            .expect("a heartbeat on the idle stream within the interval");
+        let field = |name: &str| {
+            block
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .map(str::trim)
+        };
+        assert_eq!(field("event:"), Some("heartbeat"), "{block:?}");
+        assert_eq!(field("id:"), None, "a heartbeat has no seq: {block:?}");
+        let data: Value = serde_json::from_str(field("data:").unwrap()).unwrap();
+        assert_eq!(data["type"], "heartbeat", "{block:?}");
+        assert!(data["ts"].is_string(), "{block:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_answering_pings_is_dropped_while_a_live_one_stays() {
+    // A peer silent (not even a pong) for two heartbeats and 5 s is dropped,
+    // so even with a short heartbeat this takes about 6 s.
+    let heartbeat = Duration::from_millis(250);
+    let grace = heartbeat * 2 + Duration::from_secs(5);
+    let server = TestServer::start_with(options(&["--heartbeat", "250ms"]));
+    let admin = server.admin_token().await;
+    // The watcher is also the live peer: tungstenite answers pings while
+    // it reads.
+    let mut watcher = Ws::connect(&server, Some(&admin)).await;
+    let reply = watcher
+        .request(json!({"action": "subscribe", "topic": "_connections"}))
+        .await;
+    assert_eq!(reply["type"], "ok", "{reply}");
+
+    let mut dead = RawWs::connect(&server, None).await;
+    let started = tokio::time::Instant::now();
+    let deadline = started + grace + heartbeat * 4;
+    let welcome = dead.read_frame(deadline).await.expect("a welcome frame");
+    let welcome: Value = serde_json::from_slice(&welcome.payload).unwrap();
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    // `next` restarts its wait on every heartbeat, so bound it here.
+    let notice = tokio::time::timeout(common::live::WAIT, watcher.next())
+        .await
+        .expect("no connect notice in time");
+    assert_eq!(
+        (&notice["data"]["event"], &notice["data"]["connection"]),
+        (&json!("connect"), &welcome["connection"]),
+        "{notice}"
+    );
+
+    // The dead peer reads everything and never answers; the watcher reads
+    // (and so answers pings) until it hears of the drop.
+    let silence = async {
+        let mut pings = 0;
+        while let Some(frame) = dead.read_frame(deadline).await {
+            if frame.opcode == OPCODE_PING {
+                pings += 1;
+            }
+        }
+        (started.elapsed(), pings)
+    };
+    let notice = tokio::time::timeout_at(deadline, watcher.next());
+    let ((dropped_after, pings), notice) = tokio::join!(silence, notice);
+    let notice = notice.expect("no disconnect notice in time");
+    assert!(pings >= 2, "the server pinged {pings} times");
+    // Not before its grace (checked on the heartbeat tick), nor long after.
+    assert!(
+        dropped_after >= grace - heartbeat && dropped_after <= grace + heartbeat * 4,
+        "dropped after {dropped_after:?}"
+    );
+    assert_eq!(
+        (&notice["data"]["event"], &notice["data"]["connection"]),
+        (&json!("disconnect"), &welcome["connection"]),
+        "{notice}"
+    );
+    // Answering pings alone keeps the watcher connected past its own grace.
+    watcher.stays_open(heartbeat * 4).await;
+    let pong = tokio::time::timeout(
+        common::live::WAIT,
+        watcher.request(json!({"action": "ping"})),
+    )
+    .await
+    .expect("no pong in time");
+    assert_eq!(pong["type"], "pong");
 }

@@ -333,3 +333,149 @@ pub async fn publish(
         .await?;
     Ok(committed.seqs.map_or(0, |(seq, _)| seq))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use axum::http::StatusCode;
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::auth::Auth;
+    use crate::config::{Live, Settings};
+    use crate::http::Shared;
+    use crate::realtime::Wiring;
+    use crate::store::tests::store_with;
+
+    /// An `AppState` over a store holding collection `c` with `records`
+    /// records (changes 1..=records). The writer has no taps into the hub:
+    /// only what the store records matters here.
+    async fn state_with_records(records: usize) -> (tempfile::TempDir, AppState) {
+        let (dir, store, writer) =
+            store_with(json!({"name": "c"}), (0..records).map(|_| json!({}))).await;
+        let settings = Settings::for_data_dir(dir.path());
+        let live = Live::new(
+            settings.tunables.clone(),
+            settings.sources.clone(),
+            Map::new(),
+        );
+        let first_seq = *writer.committed_seq().borrow() + 1;
+        let realtime = Wiring::new(&store).start(store.clone(), first_seq).unwrap();
+        let auth = Auth::new(store.clone(), live.clone()).unwrap();
+        let (_stop, shutdown) = watch::channel(false);
+        let state = AppState::new(Shared {
+            settings,
+            live,
+            store,
+            writer,
+            auth,
+            realtime,
+            shutdown,
+            setup_code: Mutex::new(None),
+        });
+        (dir, state)
+    }
+
+    async fn stop(state: AppState) {
+        state.realtime.stop().await;
+        state.writer.shutdown().await;
+    }
+
+    /// Creates a topic anyone may use, keeping `history` messages, and
+    /// publishes `messages` on it; answers their seqs.
+    async fn topic_with_messages(
+        state: &AppState,
+        name: &str,
+        history: u32,
+        messages: usize,
+    ) -> (Target, Vec<u64>) {
+        let def = StoredTopic {
+            name: name.to_owned(),
+            owner: None,
+            publish: "true".to_owned(),
+            subscribe: "true".to_owned(),
+            history,
+            created: clock::now_rfc3339(),
+        };
+        state
+            .writer
+            .submit(Mutation::CreateTopic(def))
+            .await
+            .unwrap();
+        let mut seqs = Vec::new();
+        for n in 0..messages {
+            let seq = publish(state, &Principal::Anonymous, name, json!({"n": n}))
+                .await
+                .unwrap();
+            seqs.push(seq);
+        }
+        let topic = state.store.topics().get(name).unwrap();
+        (Target::Custom(topic), seqs)
+    }
+
+    /// The `details` of a `history_expired` refusal.
+    fn expired(result: ApiResult<()>) -> Value {
+        let error = result.expect_err("expected history_expired");
+        assert_eq!(
+            (error.status, error.code),
+            (StatusCode::GONE, "history_expired")
+        );
+        error.details.expect("history_expired names the oldest seq")
+    }
+
+    #[tokio::test]
+    async fn a_resume_from_before_the_trimmed_change_log_is_history_expired() {
+        let (_dir, state) = state_with_records(10).await;
+        assert_eq!(state.store.trim_changelog(4, -1000).unwrap(), 6);
+        let trimmed = state.store.changelog_trimmed().unwrap();
+        assert_eq!(trimmed, 6);
+        let collection = state.store.catalog().get("c").unwrap();
+        let targets = [
+            ("c", Target::Collection(collection.clone())),
+            ("c/r0009", Target::Record(collection, "r0009".to_owned())),
+        ];
+        for (topic, target) in &targets {
+            for since in [0, 1, trimmed - 1] {
+                let details = expired(check_since(&state, target, topic, since));
+                assert_eq!(
+                    details,
+                    json!({"oldest": trimmed + 1}),
+                    "{topic} since {since}"
+                );
+            }
+            // Everything after `trimmed` is still kept.
+            for since in [trimmed, trimmed + 1, 10, 11] {
+                check_since(&state, target, topic, since)
+                    .unwrap_or_else(|e| panic!("{topic} since {since}: {}", e.message));
+            }
+        }
+        // A custom topic's history is not the change log.
+        let (chat, _) = topic_with_messages(&state, "chat", 5, 1).await;
+        check_since(&state, &chat, "chat", 0).unwrap();
+        stop(state).await;
+    }
+
+    #[tokio::test]
+    async fn a_resume_from_before_a_topics_trimmed_history_is_history_expired() {
+        let (_dir, state) = state_with_records(3).await;
+        // Keeps the last two of five: the first three are gone.
+        let (chat, seqs) = topic_with_messages(&state, "chat", 2, 5).await;
+        let trimmed = state.store.history_trimmed("chat").unwrap();
+        assert_eq!(trimmed, seqs[2]);
+        for since in [0, seqs[0], seqs[2] - 1] {
+            let details = expired(check_since(&state, &chat, "chat", since));
+            assert_eq!(details, json!({"oldest": seqs[3]}), "since {since}");
+        }
+        for since in [seqs[2], seqs[3], seqs[4], seqs[4] + 1] {
+            check_since(&state, &chat, "chat", since)
+                .unwrap_or_else(|e| panic!("since {since}: {}", e.message));
+        }
+        // Each topic, and the change log, has its own trimmed point.
+        let (quiet, _) = topic_with_messages(&state, "quiet", 2, 1).await;
+        check_since(&state, &quiet, "quiet", 0).unwrap();
+        let collection = state.store.catalog().get("c").unwrap();
+        check_since(&state, &Target::Collection(collection), "c", 0).unwrap();
+        stop(state).await;
+    }
+}

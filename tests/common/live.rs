@@ -217,3 +217,119 @@ impl Sse {
         }
     }
 }
+
+impl Sse {
+    pub fn headers(&self) -> &reqwest::header::HeaderMap {
+        self.response.headers()
+    }
+
+    /// The next raw event block (heartbeats included), without its blank
+    /// line; `None` when the stream ends or nothing arrives within `wait`.
+    pub async fn next_block(&mut self, wait: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                return Some(block.trim_end().to_owned());
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .ok()?
+                .expect("sse read")?;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+/// A WebSocket client written by hand over TCP: it performs the upgrade
+/// and then only reads, so it never answers a ping (tungstenite would).
+pub struct RawWs {
+    stream: TcpStream,
+}
+
+/// One server frame as read by [`RawWs`].
+#[derive(Debug)]
+pub struct RawFrame {
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+pub const OPCODE_TEXT: u8 = 0x1;
+pub const OPCODE_CLOSE: u8 = 0x8;
+pub const OPCODE_PING: u8 = 0x9;
+
+impl RawWs {
+    pub async fn connect(server: &TestServer, token: Option<&str>) -> RawWs {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let host = server.base.trim_start_matches("http://").to_owned();
+        let mut stream = TcpStream::connect(&host).await.expect("tcp connect");
+        let path = match token {
+            Some(token) => format!("/api/realtime?token={token}"),
+            None => "/api/realtime".to_owned(),
+        };
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("send upgrade");
+        // Read the response head byte by byte so no frame is swallowed.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let byte = tokio::time::timeout(WAIT, stream.read_u8())
+                .await
+                .expect("no upgrade response within the wait")
+                .expect("upgrade response");
+            head.push(byte);
+        }
+        let head = String::from_utf8_lossy(&head);
+        assert!(
+            head.starts_with("HTTP/1.1 101"),
+            "expected 101 Switching Protocols, got {head}"
+        );
+        RawWs { stream }
+    }
+
+    /// The next frame, or `None` once the server has closed the TCP
+    /// connection (or reset it). Panics when nothing arrives by `deadline`.
+    pub async fn read_frame(&mut self, deadline: tokio::time::Instant) -> Option<RawFrame> {
+        use tokio::io::AsyncReadExt;
+        let read = async {
+            let mut header = [0u8; 2];
+            self.stream.read_exact(&mut header).await?;
+            let opcode = header[0] & 0x0f;
+            let len = match header[1] & 0x7f {
+                126 => u64::from(self.stream.read_u16().await?),
+                127 => self.stream.read_u64().await?,
+                n => u64::from(n),
+            };
+            // Server frames are never masked.
+            let mut payload = vec![0u8; len as usize];
+            self.stream.read_exact(&mut payload).await?;
+            Ok::<_, std::io::Error>(RawFrame { opcode, payload })
+        };
+        tokio::time::timeout_at(deadline, read)
+            .await
+            .expect("the server did not close the connection in time")
+            .ok()
+    }
+}
+
+impl Ws {
+    /// Keeps reading (so tungstenite answers pings) for `wait`, whatever
+    /// the heartbeat, and panics if the connection ends meanwhile; frames
+    /// read are kept for `next`. (`read` restarts its wait on every
+    /// heartbeat, so it cannot bound a wait when heartbeats are frequent.)
+    pub async fn stays_open(&mut self, wait: Duration) {
+        let until = tokio::time::Instant::now() + wait;
+        while let Ok(read) = tokio::time::timeout_at(until, self.read(wait)).await {
+            match read {
+                Ok(Some(frame)) => self.buffered.push_back(frame),
+                Ok(None) => {}
+                Err(closed) => panic!("connection ended: {closed:?}"),
+            }
+        }
+    }
+}
