@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 /// clamped; `max` is tracked separately and exactly).
 const HIST_MAX_US: u64 = 120_000_000;
 
-async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+pub async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     anyhow::ensure!(
         addr.ip().is_loopback(),
         "refusing to send traffic to {addr}: only loopback targets are allowed"

@@ -1,13 +1,17 @@
-//! pulsebase-bench: the ingest benchmark.
+//! pulsebase-bench: the ingest and realtime benchmarks.
 //!
 //! For every scenario it starts a fresh release server on 127.0.0.1 with an
 //! empty data dir, signs in, creates the `readings` collection, runs a short
-//! warm-up and then a fixed-length measured window of closed-loop load, reads
-//! the server's RSS and CPU, and stops the server. See bench/README.md.
+//! warm-up and then a fixed-length measured window of load, reads the
+//! server's RSS and CPU, and stops the server. The ingest suite is here; the
+//! realtime suite (fan-out, publish, idle memory) is in `realtime.rs`. See
+//! bench/README.md.
 
 mod load;
 mod payload;
 mod procs;
+mod realtime;
+mod wire;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -24,8 +28,15 @@ use crate::payload::BatchShape;
 use crate::procs::{CpuSnapshot, CpuUse, Server, ADMIN_EMAIL, ADMIN_PASSWORD};
 
 #[derive(Parser, Debug)]
-#[command(version, about = "Ingest benchmark for pulsebase (loopback only)")]
+#[command(
+    version,
+    about = "Ingest and realtime benchmarks for pulsebase (loopback only)"
+)]
 struct Args {
+    /// Which suite: `ingest` (write throughput) or `realtime` (fan-out,
+    /// publish, memory per idle connection).
+    #[arg(long, value_enum, default_value_t = Suite::Ingest)]
+    suite: Suite,
     /// Measured seconds per scenario.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -70,6 +81,12 @@ struct Args {
     /// Print the scenario names and exit.
     #[arg(long)]
     list: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Suite {
+    Ingest,
+    Realtime,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,37 +176,95 @@ impl Outcome {
     }
 }
 
+/// The scenarios `--only` selects: a token that is a full scenario name
+/// selects just that one (`sync/single/c1`, not also `sync/single/c16`);
+/// other tokens are substrings.
+fn selected(names: &[String], only: &[String]) -> Vec<bool> {
+    names
+        .iter()
+        .map(|name| {
+            only.is_empty()
+                || only.iter().any(|o| {
+                    if names.iter().any(|n| n == o) {
+                        name == o
+                    } else {
+                        name.contains(o.as_str())
+                    }
+                })
+        })
+        .collect()
+}
+
+/// Runs one scenario, again when other processes disturbed it (up to
+/// --retries times), and keeps the least disturbed attempt; a run with
+/// errors is always kept, so errors show. Returns the kept outcome and the
+/// number of attempts, or the error of an attempt that could not run.
+fn with_retries<O>(
+    args: &Args,
+    mut attempt: impl FnMut() -> anyhow::Result<O>,
+    other_cpu: impl Fn(&O) -> f64,
+    errors: impl Fn(&O) -> u64,
+    print: impl Fn(&O),
+) -> Result<(O, usize), String> {
+    let mut kept: Option<O> = None;
+    let mut tries = 0;
+    for n in 0..=args.retries {
+        tries = n + 1;
+        procs::wait_for_quiet(Duration::from_secs(args.wait_quiet));
+        let o = match attempt() {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("    FAILED: {e:#}");
+                return Err(format!("{e:#}"));
+            }
+        };
+        print(&o);
+        let disturbed = other_cpu(&o) > args.max_other;
+        let has_errors = errors(&o) > 0;
+        if has_errors || kept.as_ref().is_none_or(|k| other_cpu(&o) < other_cpu(k)) {
+            kept = Some(o);
+        }
+        if has_errors || !disturbed {
+            break;
+        }
+        if n < args.retries {
+            eprintln!(
+                "    disturbed by other processes; running it again ({}/{})",
+                n + 1,
+                args.retries
+            );
+        }
+    }
+    kept.map(|o| (o, tries))
+        .ok_or_else(|| "no attempt ran".to_owned())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut scenarios = all_scenarios(args.peers);
-    if !args.only.is_empty() {
-        // A token that is a full scenario name selects just that one
-        // (`sync/single/c1` not also `sync/single/c16`); others are substrings.
-        let names: Vec<String> = scenarios.iter().map(Scenario::name).collect();
-        scenarios.retain(|s| {
-            let name = s.name();
-            args.only.iter().any(|o| {
-                if names.iter().any(|n| n == o) {
-                    name == *o
-                } else {
-                    name.contains(o.as_str())
-                }
-            })
-        });
-    }
-    if args.list {
-        for s in &scenarios {
-            println!("{}", s.name());
-        }
-        return Ok(());
-    }
-    if scenarios.is_empty() {
-        bail!("no scenario matches --only {:?}", args.only);
-    }
     anyhow::ensure!(
         args.duration > 0.0 && args.warmup >= 0.0,
         "--duration must be > 0 and --warmup >= 0"
     );
+    let names: Vec<String> = match args.suite {
+        Suite::Ingest => all_scenarios(args.peers)
+            .iter()
+            .map(Scenario::name)
+            .collect(),
+        Suite::Realtime => realtime::all_scenarios(args.peers)
+            .iter()
+            .map(realtime::Scenario::name)
+            .collect(),
+    };
+    let chosen = selected(&names, &args.only);
+    if args.list {
+        for (name, _) in names.iter().zip(&chosen).filter(|(_, c)| **c) {
+            println!("{name}");
+        }
+        return Ok(());
+    }
+    if !chosen.contains(&true) {
+        bail!("no scenario matches --only {:?}", args.only);
+    }
     let server_bin = match &args.server {
         Some(p) => p.clone(),
         None => std::env::current_exe()?
@@ -197,8 +272,7 @@ fn main() -> anyhow::Result<()> {
             .context("no parent dir for this binary")?
             .join("pulsebase"),
     };
-    let needs_pulsebase = scenarios.iter().any(|s| s.system != System::PocketBase);
-    if needs_pulsebase && !server_bin.is_file() {
+    if !server_bin.is_file() {
         bail!(
             "no pulsebase binary at {} (build it with `cargo build --release -p pulsebase` or pass --server)",
             server_bin.display()
@@ -211,73 +285,78 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let hz = procs::clock_ticks();
 
-    let mut outcomes = Vec::new();
     let mut failures: Vec<(String, String)> = Vec::new();
-    let total = scenarios.len();
-    for (i, sc) in scenarios.iter().enumerate() {
-        let name = sc.name();
-        eprintln!("[{}/{total}] {name} ...", i + 1);
-        let mut kept: Option<Outcome> = None;
-        let mut tries = 0;
-        for attempt in 0..=args.retries {
-            tries = attempt + 1;
-            procs::wait_for_quiet(Duration::from_secs(args.wait_quiet));
-            let result = match sc.system {
-                System::PocketBase => match &args.pocketbase {
-                    Some(pb) => run_pocketbase(&rt, &args, pb, &data_root, *sc, hz),
-                    None => Err(anyhow::anyhow!(
-                        "PocketBase binary not available (pass --pocketbase)"
-                    )),
-                },
-                _ => run_pulsebase(&rt, &args, &server_bin, &data_root, *sc, hz),
-            };
-            let o = match result {
-                Ok(o) => o,
-                Err(e) => {
-                    eprintln!("    FAILED: {e:#}");
-                    failures.push((name.clone(), format!("{e:#}")));
-                    break;
-                }
-            };
-            print_line(&o);
-            let disturbed = o.cpu.other_pct > args.max_other;
-            let has_errors = o.errors > 0;
-            if has_errors
-                || kept
-                    .as_ref()
-                    .is_none_or(|k| o.cpu.other_pct < k.cpu.other_pct)
+    let total = chosen.iter().filter(|c| **c).count();
+    let mut step = 0;
+    let mut announce = |name: &str| {
+        step += 1;
+        eprintln!("[{step}/{total}] {name} ...");
+    };
+    let (md, errors) = match args.suite {
+        Suite::Ingest => {
+            let mut outcomes = Vec::new();
+            for (sc, _) in all_scenarios(args.peers)
+                .into_iter()
+                .zip(&chosen)
+                .filter(|(_, c)| **c)
             {
-                kept = Some(o);
+                announce(&sc.name());
+                let attempt = || match sc.system {
+                    System::PocketBase => match &args.pocketbase {
+                        Some(pb) => run_pocketbase(&rt, &args, pb, &data_root, sc, hz),
+                        None => Err(anyhow::anyhow!(
+                            "PocketBase binary not available (pass --pocketbase)"
+                        )),
+                    },
+                    _ => run_pulsebase(&rt, &args, &server_bin, &data_root, sc, hz),
+                };
+                match with_retries(
+                    &args,
+                    attempt,
+                    |o| o.cpu.other_pct,
+                    |o| o.errors,
+                    print_line,
+                ) {
+                    Ok((mut o, tries)) => {
+                        o.attempts = tries;
+                        outcomes.push(o);
+                    }
+                    Err(e) => failures.push((sc.name(), e)),
+                }
             }
-            // Errors must show, so a run with errors is never retried away.
-            if has_errors || !disturbed {
-                break;
-            }
-            if attempt < args.retries {
-                eprintln!(
-                    "    disturbed by other processes; running it again ({}/{})",
-                    attempt + 1,
-                    args.retries
-                );
-            }
+            let errors: u64 = outcomes.iter().map(|o| o.errors).sum();
+            (markdown(&args, &outcomes, &failures), errors)
         }
-        if let Some(mut o) = kept {
-            o.attempts = tries;
-            outcomes.push(o);
+        Suite::Realtime => {
+            let mut outcomes = Vec::new();
+            for (sc, _) in realtime::all_scenarios(args.peers)
+                .into_iter()
+                .zip(&chosen)
+                .filter(|(_, c)| **c)
+            {
+                announce(&sc.name());
+                let attempt = || realtime::run(&rt, &args, &server_bin, &data_root, sc, hz);
+                match with_retries(
+                    &args,
+                    attempt,
+                    realtime::Outcome::other_cpu,
+                    realtime::errors,
+                    realtime::print_line,
+                ) {
+                    Ok((o, _)) => outcomes.push(o),
+                    Err(e) => failures.push((sc.name(), e)),
+                }
+            }
+            let errors: u64 = outcomes.iter().map(realtime::errors).sum();
+            (realtime::markdown(&args, &outcomes, &failures), errors)
         }
-    }
-
-    let md = markdown(&args, &outcomes, &failures);
+    };
     println!("{md}");
     if let Some(path) = &args.markdown {
         std::fs::write(path, &md).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    let errors: u64 = outcomes.iter().map(|o| o.errors).sum();
     if errors > 0 || !failures.is_empty() {
-        eprintln!(
-            "{errors} request error(s), {} failed scenario(s)",
-            failures.len()
-        );
+        eprintln!("{errors} error(s), {} failed scenario(s)", failures.len());
         std::process::exit(1);
     }
     Ok(())
