@@ -12,10 +12,13 @@
 //! - [`http`]: the axum router, one file per resource, and the error shape.
 //! - [`realtime`]: the hub that fans changes and messages out to WebSocket
 //!   and SSE subscribers, and the protocol they speak.
+//! - [`assets`]: the web files compiled into the binary (the JavaScript
+//!   client; the admin UI).
 //! - [`retention`]: the background task that expires old records.
 //! - [`server`]: wiring and shutdown; [`config`]: settings.
 
 pub mod access;
+pub mod assets;
 pub mod auth;
 pub mod clock;
 pub mod config;

@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.settings.max_body_bytes;
     Router::new()
         .route("/api/health", get(health))
+        .route("/sdk/{*path}", get(crate::assets::sdk))
         .route("/api/setup", post(auth::setup))
         .route("/api/auth/signin", post(auth::signin))
         .route("/api/auth/signup", post(auth::signup))

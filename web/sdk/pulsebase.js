@@ -1,0 +1,655 @@
+// pulsebase JavaScript client: auth, records, topics and realtime.
+//
+// One file, no dependencies, an ES module for browsers
+// (`<script type="module">`, served at /sdk/pulsebase.js) and Node 18+
+// (Node 20 needs `--experimental-websocket` for the WebSocket transport;
+// without it the client falls back to SSE where an EventSource exists).
+//
+//   import { Pulsebase } from "/sdk/pulsebase.js";
+//   const pb = new Pulsebase("http://127.0.0.1:7070");
+//   await pb.signIn("you@example.com", "secret-password");
+//   const sub = pb.realtime.subscribe("readings", { ops: ["create"] }, (event) => {
+//     console.log(event.op, event.record);
+//   });
+//
+// Realtime does the reconnect logic every app otherwise writes by hand:
+// exponential backoff with full jitter, resubscribe, resume from the last
+// seq seen per topic (no gap, no duplicate), and a token refresh before
+// expiry that is handed to the open socket with the `auth` action.
+
+/** An error answer from the server, in the contract's error shape. */
+export class PulsebaseError extends Error {
+  constructor(status, code, message, details) {
+    super(message || code);
+    this.name = "PulsebaseError";
+    this.status = status;
+    this.code = code;
+    this.details = details;
+  }
+}
+
+const DEFAULT_BACKOFF = { initial: 500, max: 30_000 };
+// Refresh this long before the access token expires.
+const REFRESH_MARGIN_MS = 60_000;
+
+function memoryStorage() {
+  const items = new Map();
+  return {
+    getItem: (k) => (items.has(k) ? items.get(k) : null),
+    setItem: (k, v) => items.set(k, String(v)),
+    removeItem: (k) => items.delete(k),
+  };
+}
+
+/** Full jitter: a random wait in [0, min(max, initial * 2^attempt)). */
+export function backoffDelay(attempt, { initial, max } = DEFAULT_BACKOFF) {
+  const ceiling = Math.min(max, initial * 2 ** Math.min(attempt, 30));
+  return Math.floor(Math.random() * ceiling);
+}
+
+export class Pulsebase {
+  /**
+   * @param {string} baseUrl e.g. "http://127.0.0.1:7070"; "" for the page's origin
+   * @param {object} [options]
+   * @param {Storage} [options.storage] where the session is kept (default: memory)
+   * @param {string} [options.storageKey]
+   * @param {string} [options.apiKey] use an API key instead of a session
+   * @param {typeof fetch} [options.fetch]
+   * @param {typeof WebSocket} [options.WebSocket]
+   * @param {typeof EventSource} [options.EventSource]
+   * @param {{initial: number, max: number}} [options.backoff] reconnect delays, ms
+   * @param {"auto"|"ws"|"sse"} [options.transport]
+   */
+  constructor(baseUrl = "", options = {}) {
+    const origin = typeof location !== "undefined" ? location.origin : "";
+    this.baseUrl = (baseUrl || origin).replace(/\/+$/, "");
+    this.options = options;
+    this._fetch = options.fetch || globalThis.fetch.bind(globalThis);
+    this._storage = options.storage || memoryStorage();
+    this._storageKey = options.storageKey || "pulsebase.session";
+    this._authListeners = new Set();
+    this._refreshTimer = null;
+    this._refreshing = null;
+    this.session = null;
+    const saved = this._storage.getItem(this._storageKey);
+    if (saved) {
+      try {
+        this._setSession(JSON.parse(saved), false);
+      } catch {
+        this._storage.removeItem(this._storageKey);
+      }
+    }
+    this._realtime = null;
+  }
+
+  // ---- auth -------------------------------------------------------------
+
+  /** The signed-in user, or null. */
+  get user() {
+    return this.session ? this.session.user : null;
+  }
+
+  /** The current access token, or null. */
+  get token() {
+    return this.session ? this.session.token : null;
+  }
+
+  /** Calls `listener(user)` whenever the session changes; returns an unsubscribe function. */
+  onAuthChange(listener) {
+    this._authListeners.add(listener);
+    return () => this._authListeners.delete(listener);
+  }
+
+  async signIn(email, password) {
+    return this._adopt(await this.request("POST", "/api/auth/signin", { email, password }));
+  }
+
+  async signUp(email, password, name) {
+    return this._adopt(await this.request("POST", "/api/auth/signup", { email, password, name }));
+  }
+
+  /** Redeems the one-time setup code the server printed, creating the first admin. */
+  async setup(code, email, password, name) {
+    return this._adopt(await this.request("POST", "/api/setup", { code, email, password, name }));
+  }
+
+  /** Exchanges the refresh token for a new pair (one refresh at a time). */
+  async refresh() {
+    if (!this.session || !this.session.refresh_token) {
+      throw new PulsebaseError(401, "unauthorized", "not signed in");
+    }
+    if (!this._refreshing) {
+      const refreshToken = this.session.refresh_token;
+      this._refreshing = this.request("POST", "/api/auth/refresh", { refresh_token: refreshToken }, { auth: false })
+        .then((session) => this._adopt(session))
+        .catch((error) => {
+          // A refused refresh token will never work again: sign out locally.
+          if (error instanceof PulsebaseError && error.status === 401) this._setSession(null);
+          throw error;
+        })
+        .finally(() => {
+          this._refreshing = null;
+        });
+    }
+    return this._refreshing;
+  }
+
+  async signOut() {
+    const session = this.session;
+    this._setSession(null);
+    if (session && session.refresh_token) {
+      await this.request("POST", "/api/auth/signout", { refresh_token: session.refresh_token }, { auth: false });
+    }
+  }
+
+  _adopt(session) {
+    this._setSession(session);
+    return session;
+  }
+
+  _setSession(session, persist = true) {
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+    if (session && session.expires_in != null && session.expires_at == null) {
+      session = { ...session, expires_at: Date.now() + session.expires_in * 1000 };
+    }
+    this.session = session;
+    if (persist) {
+      if (session) this._storage.setItem(this._storageKey, JSON.stringify(session));
+      else this._storage.removeItem(this._storageKey);
+    }
+    if (session && session.refresh_token && session.expires_at) {
+      const wait = Math.max(1000, session.expires_at - Date.now() - Math.min(REFRESH_MARGIN_MS, (session.expires_in || 120) * 500));
+      this._refreshTimer = setTimeout(() => {
+        this.refresh().catch(() => {});
+      }, wait);
+      // Node: a pending refresh must not keep the process alive.
+      if (this._refreshTimer && typeof this._refreshTimer.unref === "function") this._refreshTimer.unref();
+    }
+    for (const listener of this._authListeners) {
+      try {
+        listener(this.user);
+      } catch (e) {
+        console.error(e);
+      }
+    }
+    if (this._realtime) this._realtime._credentialsChanged();
+  }
+
+  _authHeaders() {
+    if (this.options.apiKey) return { "X-Api-Key": this.options.apiKey };
+    return this.token ? { Authorization: `Bearer ${this.token}` } : {};
+  }
+
+  // ---- HTTP ---------------------------------------------------------------
+
+  /**
+   * One API request. Resolves with the parsed JSON (or null for 204);
+   * rejects with a PulsebaseError. A 401 `token_expired` is retried once
+   * after a refresh.
+   */
+  async request(method, path, body, { query, auth = true, retry = true } = {}) {
+    let url = this.baseUrl + path;
+    if (query) {
+      const params = new URLSearchParams();
+      for (const [k, v] of Object.entries(query)) {
+        if (v == null) continue;
+        params.set(k, Array.isArray(v) ? v.join(",") : String(v));
+      }
+      const qs = params.toString();
+      if (qs) url += (url.includes("?") ? "&" : "?") + qs;
+    }
+    const headers = auth ? this._authHeaders() : {};
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const response = await this._fetch(url, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (response.status === 204) return null;
+    const text = await response.text();
+    let data = null;
+    if (text) {
+      try {
+        data = JSON.parse(text);
+      } catch {
+        data = text;
+      }
+    }
+    if (response.ok) return data;
+    const error = (data && data.error) || {};
+    if (response.status === 401 && error.code === "token_expired" && auth && retry && this.session && this.session.refresh_token) {
+      await this.refresh();
+      return this.request(method, path, body, { query, auth, retry: false });
+    }
+    throw new PulsebaseError(response.status, error.code || "http_" + response.status, error.message || response.statusText, error.details);
+  }
+
+  /** Records of one collection. */
+  collection(name) {
+    const base = `/api/collections/${encodeURIComponent(name)}/records`;
+    return {
+      /** {filter, sort, limit, cursor, fields} → {items, next_cursor} */
+      list: (params = {}) => this.request("GET", base, undefined, { query: params }),
+      get: (id) => this.request("GET", `${base}/${encodeURIComponent(id)}`),
+      /** One record, or an array (one atomic batch) → the created record(s). */
+      create: (data) => this.request("POST", base, data),
+      update: (id, data) => this.request("PATCH", `${base}/${encodeURIComponent(id)}`, data),
+      replace: (id, data) => this.request("PUT", `${base}/${encodeURIComponent(id)}`, data),
+      delete: (id) => this.request("DELETE", `${base}/${encodeURIComponent(id)}`),
+      /** Live changes of this collection (or of one record with `{record: id}`). */
+      subscribe: (options, onEvent) => {
+        const { record, ...rest } = options || {};
+        const topic = record ? `${name}/${record}` : name;
+        return this.realtime.subscribe(topic, rest, onEvent);
+      },
+    };
+  }
+
+  /** Custom pub/sub topics. */
+  get topics() {
+    return {
+      list: () => this.request("GET", "/api/topics"),
+      /** {name, history, publish, subscribe} */
+      create: (topic) => this.request("POST", "/api/topics", topic),
+      delete: (name) => this.request("DELETE", `/api/topics/${encodeURIComponent(name)}`),
+      /** Publishes over HTTP (no socket needed); resolves with {seq}. */
+      publish: (name, data) => this.request("POST", `/api/topics/${encodeURIComponent(name)}/messages`, { data }),
+    };
+  }
+
+  /** The realtime connection (created on first use, connects on first subscribe). */
+  get realtime() {
+    if (!this._realtime) this._realtime = new Realtime(this);
+    return this._realtime;
+  }
+}
+
+/**
+ * One realtime connection with any number of subscriptions. Events:
+ * `state` (connecting|open|closed), `error` (a PulsebaseError, e.g.
+ * history_expired when a resume came too late: the listener learns that
+ * events were missed), `welcome`.
+ */
+export class Realtime {
+  constructor(client) {
+    this.client = client;
+    const opts = client.options;
+    this.backoff = { ...DEFAULT_BACKOFF, ...(opts.backoff || {}) };
+    this._WebSocket = opts.WebSocket || globalThis.WebSocket;
+    this._EventSource = opts.EventSource || globalThis.EventSource;
+    const wanted = opts.transport || "auto";
+    this.transport = wanted === "auto" ? (this._WebSocket ? "ws" : "sse") : wanted;
+    this.state = "closed";
+    this._subs = new Map(); // topic -> {options, listeners:Set, lastSeq}
+    this._pending = new Map(); // request id -> {resolve, reject}
+    this._nextId = 1;
+    this._listeners = new Map();
+    this._attempt = 0;
+    this._timer = null;
+    this._socket = null;
+    this._stream = null;
+    this._wanted = false;
+    this.connection = null;
+  }
+
+  on(event, listener) {
+    if (!this._listeners.has(event)) this._listeners.set(event, new Set());
+    this._listeners.get(event).add(listener);
+    return () => this._listeners.get(event).delete(listener);
+  }
+
+  _emit(event, value) {
+    for (const listener of this._listeners.get(event) || []) {
+      try {
+        listener(value);
+      } catch (e) {
+        console.error(e);
+      }
+    }
+  }
+
+  _setState(state) {
+    if (this.state !== state) {
+      this.state = state;
+      this._emit("state", state);
+    }
+  }
+
+  /**
+   * Subscribes to a collection (`readings`), a record (`readings/ID`) or a
+   * custom topic. `options`: {ops, filter, since}. `onEvent` gets every
+   * event/message object. Returns {unsubscribe(), ready} where `ready`
+   * resolves with the server's reply to the first subscribe.
+   */
+  subscribe(topic, options = {}, onEvent) {
+    let sub = this._subs.get(topic);
+    const existing = Boolean(sub);
+    if (!sub) {
+      sub = { topic, options: { ...options }, listeners: new Set(), lastSeq: options.since ?? null, live: false };
+      this._subs.set(topic, sub);
+    }
+    if (onEvent) sub.listeners.add(onEvent);
+    let ready;
+    if (existing && sub.live) {
+      // One server subscription per topic; another listener just joins it.
+      ready = Promise.resolve({ type: "ok", topic });
+    } else if (existing && this.state !== "closed") {
+      ready = new Promise((resolve, reject) => {
+        sub.waiting = (sub.waiting || []).concat({ resolve, reject });
+      });
+    } else if (this.transport === "ws" && this.state === "open") {
+      ready = this._sendSubscribe(sub);
+    } else {
+      ready = new Promise((resolve, reject) => {
+        sub.waiting = (sub.waiting || []).concat({ resolve, reject });
+      });
+      if (this.transport === "sse" && this.state === "open") this._reopenStream();
+    }
+    this._wanted = true;
+    if (this.state === "closed") this.connect();
+    ready.catch(() => {});
+    return {
+      ready,
+      unsubscribe: () => {
+        if (onEvent) sub.listeners.delete(onEvent);
+        if (sub.listeners.size === 0 && this._subs.get(topic) === sub) {
+          this._subs.delete(topic);
+          if (this.transport === "ws" && this.state === "open") {
+            this.request("unsubscribe", { topic }).catch(() => {});
+          } else if (this.transport === "sse" && this.state === "open") {
+            this._reopenStream();
+          }
+        }
+      },
+    };
+  }
+
+  /** Publishes on a custom topic over the socket; resolves with the seq. */
+  async publish(topic, data) {
+    const reply = await this.request("publish", { topic, data });
+    return reply.seq;
+  }
+
+  /** Sends one action and resolves with its `ok` reply (WebSocket only). */
+  request(action, fields = {}) {
+    if (this.transport !== "ws") return Promise.reject(new Error("requests need the WebSocket transport"));
+    if (this.state !== "open") return Promise.reject(new Error("the realtime connection is not open"));
+    const id = String(this._nextId++);
+    return new Promise((resolve, reject) => {
+      this._pending.set(id, { resolve, reject });
+      this._socket.send(JSON.stringify({ id, action, ...fields }));
+    });
+  }
+
+  /** Opens the connection (subscribing does this by itself). */
+  connect() {
+    this._wanted = true;
+    clearTimeout(this._timer);
+    this._timer = null;
+    this._setState("connecting");
+    if (this.transport === "ws") this._openSocket();
+    else this._reopenStream();
+  }
+
+  /** Closes for good (until the next connect or subscribe). */
+  close() {
+    this._wanted = false;
+    clearTimeout(this._timer);
+    this._timer = null;
+    if (this._socket) {
+      const socket = this._socket;
+      this._socket = null;
+      socket.close(1000);
+    }
+    if (this._stream) {
+      this._stream.close();
+      this._stream = null;
+    }
+    this._failPending(new Error("closed"));
+    this._setState("closed");
+  }
+
+  _failPending(error) {
+    for (const { reject } of this._pending.values()) reject(error);
+    this._pending.clear();
+  }
+
+  _scheduleReconnect() {
+    this._setState("closed");
+    if (!this._wanted || this._timer) return;
+    const delay = backoffDelay(this._attempt++, this.backoff);
+    this._timer = setTimeout(() => {
+      this._timer = null;
+      if (this._wanted) this.connect();
+    }, delay);
+  }
+
+  // ---- WebSocket ------------------------------------------------------------
+
+  _openSocket() {
+    const url = this.client.baseUrl.replace(/^http/, "ws") + "/api/realtime";
+    const token = this.client.token;
+    const protocols = token ? ["pulsebase.v1", `bearer.${token}`] : ["pulsebase.v1"];
+    const apiKey = this.client.options.apiKey;
+    let socket;
+    try {
+      socket = new this._WebSocket(apiKey ? `${url}?token=${encodeURIComponent(apiKey)}` : url, apiKey ? ["pulsebase.v1"] : protocols);
+    } catch (error) {
+      this._emit("error", error);
+      this._scheduleReconnect();
+      return;
+    }
+    this._socket = socket;
+    socket.onmessage = (message) => this._onMessage(message.data);
+    socket.onclose = (event) => this._onSocketClose(socket, event);
+    // Some implementations (Node 20's) fire only `error`, never `close`,
+    // when the connection cannot be made: treat it as the close.
+    socket.onerror = () => {
+      if (this._socket !== socket) return;
+      this._onSocketClose(socket, { code: 1006 });
+      try {
+        socket.close();
+      } catch {
+        // already closing
+      }
+    };
+  }
+
+  async _onSocketClose(socket, event) {
+    if (this._socket !== socket) return;
+    this._socket = null;
+    this._failPending(new Error(`connection closed (${event.code})`));
+    for (const sub of this._subs.values()) sub.live = false;
+    // 4001: the token expired or the identity changed. A refresh tells
+    // which: if it fails, the session is over and reconnecting is pointless.
+    if (event.code === 4001 && this.client.session && this.client.session.refresh_token) {
+      try {
+        await this.client.refresh();
+      } catch (error) {
+        this._emit("error", error);
+        this._wanted = false;
+      }
+    }
+    this._scheduleReconnect();
+  }
+
+  _onMessage(text) {
+    let message;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      return;
+    }
+    switch (message.type) {
+      case "welcome":
+        this.connection = message.connection;
+        this._attempt = 0;
+        this._setState("open");
+        this._emit("welcome", message);
+        for (const sub of this._subs.values()) this._sendSubscribe(sub).catch(() => {});
+        break;
+      case "event":
+      case "message":
+        this._deliver(message);
+        break;
+      case "ok":
+      case "pong":
+      case "error": {
+        const pending = this._pending.get(message.id);
+        if (!pending) {
+          if (message.type === "error") this._emit("error", new PulsebaseError(0, message.code, message.message, message.details));
+          break;
+        }
+        this._pending.delete(message.id);
+        if (message.type === "error") pending.reject(new PulsebaseError(0, message.code, message.message, message.details));
+        else pending.resolve(message);
+        break;
+      }
+      case "unsubscribed": {
+        const sub = this._subs.get(message.topic);
+        if (sub) {
+          this._subs.delete(message.topic);
+          for (const listener of sub.listeners) listener(message);
+        }
+        this._emit("unsubscribed", message);
+        break;
+      }
+      default:
+        this._emit(message.type, message);
+    }
+  }
+
+  _deliver(message) {
+    const sub = this._subs.get(message.topic);
+    if (!sub) return;
+    // Never twice: a resume overlaps what was already seen.
+    if (sub.lastSeq != null && message.seq <= sub.lastSeq) return;
+    sub.lastSeq = message.seq;
+    for (const listener of sub.listeners) {
+      try {
+        listener(message);
+      } catch (e) {
+        console.error(e);
+      }
+    }
+  }
+
+  async _sendSubscribe(sub) {
+    const fields = { topic: sub.topic };
+    if (sub.options.ops) fields.ops = sub.options.ops;
+    if (sub.options.filter) fields.filter = sub.options.filter;
+    if (sub.lastSeq != null) fields.since = sub.lastSeq;
+    try {
+      let reply;
+      try {
+        reply = await this.request("subscribe", fields);
+      } catch (error) {
+        if (!(error instanceof PulsebaseError) || error.code !== "history_expired") throw error;
+        // Too late to resume: say so, then go on live from now.
+        this._emit("error", error);
+        delete fields.since;
+        reply = await this.request("subscribe", fields);
+      }
+      // Resume from the subscribe point after a reconnect, even if nothing
+      // arrived in between.
+      if (sub.lastSeq == null || reply.seq > sub.lastSeq) {
+        if (fields.since == null) sub.lastSeq = reply.seq;
+      }
+      sub.live = true;
+      for (const w of sub.waiting || []) w.resolve(reply);
+      sub.waiting = [];
+      return reply;
+    } catch (error) {
+      for (const w of sub.waiting || []) w.reject(error);
+      sub.waiting = [];
+      if (error instanceof PulsebaseError) {
+        // Refused (forbidden, not_found, bad filter...): retrying on every
+        // reconnect would be refused again.
+        if (this._subs.get(sub.topic) === sub) this._subs.delete(sub.topic);
+        this._emit("error", error);
+      }
+      throw error;
+    }
+  }
+
+  _credentialsChanged() {
+    if (this.transport === "ws" && this.state === "open" && this.client.token) {
+      // A fresh token goes to the open socket; no reconnect needed.
+      this.request("auth", { token: this.client.token }).catch((error) => this._emit("error", error));
+    } else if (this.transport === "sse" && this._stream) {
+      this._reopenStream();
+    }
+  }
+
+  // ---- SSE fallback ---------------------------------------------------------
+
+  _reopenStream() {
+    if (this._stream) {
+      this._stream.close();
+      this._stream = null;
+    }
+    if (!this._EventSource) {
+      this._emit("error", new Error("neither WebSocket nor EventSource is available"));
+      return;
+    }
+    if (this._subs.size === 0) {
+      this._setState("closed");
+      return;
+    }
+    const params = new URLSearchParams();
+    let since = null;
+    for (const sub of this._subs.values()) {
+      params.append("topic", sub.topic);
+      // One stream, one resume point: the oldest; duplicates are dropped
+      // per topic in _deliver.
+      if (sub.lastSeq != null) since = since == null ? sub.lastSeq : Math.min(since, sub.lastSeq);
+    }
+    const first = [...this._subs.values()][0];
+    if (this._subs.size === 1) {
+      if (first.options.ops) params.set("ops", first.options.ops.join(","));
+      if (first.options.filter) params.set("filter", first.options.filter);
+    }
+    if (since != null) params.set("since", String(since));
+    const credential = this.client.options.apiKey || this.client.token;
+    if (credential) params.set("token", credential);
+    const stream = new this._EventSource(`${this.client.baseUrl}/api/realtime/sse?${params}`);
+    this._stream = stream;
+    stream.onopen = () => {
+      this._attempt = 0;
+      this._setState("open");
+      for (const sub of this._subs.values()) {
+        sub.live = true;
+        for (const w of sub.waiting || []) w.resolve({ type: "ok", topic: sub.topic });
+        sub.waiting = [];
+      }
+    };
+    const onData = (event) => {
+      try {
+        this._deliver(JSON.parse(event.data));
+      } catch {
+        // not JSON: ignore
+      }
+    };
+    stream.addEventListener("event", onData);
+    stream.addEventListener("message", onData);
+    stream.addEventListener("unsubscribed", (event) => {
+      try {
+        this._onMessage(event.data);
+      } catch {
+        // ignore
+      }
+    });
+    stream.onerror = () => {
+      // The browser reconnects by itself with Last-Event-ID while the
+      // stream can be retried; once it gives up, reconnect with our own
+      // backoff (and a fresh token).
+      if (stream.readyState === 2 && this._stream === stream) {
+        this._stream = null;
+        this._scheduleReconnect();
+      }
+    };
+  }
+}
+
+export default Pulsebase;
