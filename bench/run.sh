@@ -103,14 +103,19 @@ cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)
 fs=$(df -T "${TMPDIR:-/tmp}" | awk 'NR==2 {print $2}')
 
+# What was measured where: the first lines of either section.
+run_facts() {
+    echo "- Command: \`$cmd\`"
+    echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "- Machine: $(nproc) cores ($cpu_model), $mem RAM, data dirs on $fs in ${TMPDIR:-/tmp}; server and load generator share the cores"
+    echo "- Server built from: $commit"
+}
+
 if [ "$suite" = realtime ]; then
     {
         echo "## Realtime"
         echo
-        echo "- Command: \`$cmd\`"
-        echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-        echo "- Machine: $(nproc) cores ($cpu_model), $mem RAM, data dirs on $fs in ${TMPDIR:-/tmp}; server and load generator share the cores"
-        echo "- Server built from: $commit"
+        run_facts
         echo "- Server: \`target/release/pulsebase serve\`, default settings (sync durability, outbox 1024 frames, heartbeat 30 s), fresh data dir per scenario"
         [ -n "$pb_note" ] && echo "- $pb_note"
         echo
@@ -131,10 +136,7 @@ else
     {
         echo "## Ingest"
         echo
-        echo "- Command: \`$cmd\`"
-        echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-        echo "- Machine: $(nproc) cores ($cpu_model), $mem RAM, data dirs on $fs in ${TMPDIR:-/tmp}; server and load generator share the cores"
-        echo "- Server built from: $commit"
+        run_facts
         echo "- Server: \`target/release/pulsebase serve\`, fresh data dir per scenario; \`sync\` = 2xx after the group-commit fsync, \`relaxed\` = 2xx first, fsync every flush-ms"
         [ -n "$pb_note" ] && echo "- $pb_note"
         echo

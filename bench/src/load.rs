@@ -263,3 +263,46 @@ async fn client(
     }
     out
 }
+
+/// Signs in to pulsebase; returns the access token.
+pub async fn pulsebase_token(
+    addr: SocketAddr,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<String> {
+    let answer = request_ok(
+        addr,
+        Method::POST,
+        "/api/auth/signin",
+        None,
+        Some(serde_json::json!({"email": email, "password": password})),
+    )
+    .await?;
+    token_of(&answer)
+}
+
+/// Signs in to a PocketBase auth collection (`_superusers`, `users`);
+/// returns the token.
+pub async fn pocketbase_token(
+    addr: SocketAddr,
+    collection: &str,
+    identity: &str,
+    password: &str,
+) -> anyhow::Result<String> {
+    let answer = request_ok(
+        addr,
+        Method::POST,
+        &format!("/api/collections/{collection}/auth-with-password"),
+        None,
+        Some(serde_json::json!({"identity": identity, "password": password})),
+    )
+    .await?;
+    token_of(&answer)
+}
+
+fn token_of(answer: &serde_json::Value) -> anyhow::Result<String> {
+    Ok(answer["token"]
+        .as_str()
+        .with_context(|| format!("sign-in answer has no token: {answer}"))?
+        .to_owned())
+}

@@ -397,18 +397,7 @@ fn run_pulsebase(
     let mut server = procs::start_pulsebase(binary, dir, durability, args.flush_ms, max_batch)?;
     let addr = server.addr;
     let token = rt.block_on(async {
-        let signin = load::request_ok(
-            addr,
-            Method::POST,
-            "/api/auth/signin",
-            None,
-            Some(json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})),
-        )
-        .await?;
-        let token = signin["token"]
-            .as_str()
-            .context("sign-in answer has no token")?
-            .to_owned();
+        let token = load::pulsebase_token(addr, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
         let auth = format!("Bearer {token}");
         load::request_ok(
             addr,
@@ -459,18 +448,8 @@ fn run_pocketbase(
     let mut server = procs::start_pocketbase(binary, dir)?;
     let addr: SocketAddr = server.addr;
     let token = rt.block_on(async {
-        let auth = load::request_ok(
-            addr,
-            Method::POST,
-            "/api/collections/_superusers/auth-with-password",
-            None,
-            Some(json!({"identity": ADMIN_EMAIL, "password": ADMIN_PASSWORD})),
-        )
-        .await?;
-        let token = auth["token"]
-            .as_str()
-            .context("PocketBase auth answer has no token")?
-            .to_owned();
+        let token =
+            load::pocketbase_token(addr, "_superusers", ADMIN_EMAIL, ADMIN_PASSWORD).await?;
         // The batch API is off by default and capped at 50 requests.
         load::request_ok(
             addr,

@@ -256,15 +256,10 @@ pub fn run(
 
 async fn stage_pulsebase(server: Server, sc: Scenario) -> anyhow::Result<Stage> {
     let addr = server.addr;
-    let signin = load::request_ok(
-        addr,
-        Method::POST,
-        "/api/auth/signin",
-        None,
-        Some(json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})),
-    )
-    .await?;
-    let admin = format!("Bearer {}", token_of(&signin, "token")?);
+    let admin = format!(
+        "Bearer {}",
+        load::pulsebase_token(addr, ADMIN_EMAIL, ADMIN_PASSWORD).await?
+    );
     // The view rule is checked per subscriber per event, in the hub.
     load::request_ok(
         addr,
@@ -305,15 +300,7 @@ async fn stage_pulsebase(server: Server, sc: Scenario) -> anyhow::Result<Stage> 
             Some(json!({"email": email, "password": USER_PASSWORD})),
         )
         .await?;
-        let signin = load::request_ok(
-            addr,
-            Method::POST,
-            "/api/auth/signin",
-            None,
-            Some(json!({"email": email, "password": USER_PASSWORD})),
-        )
-        .await?;
-        tokens.push(token_of(&signin, "token")?);
+        tokens.push(load::pulsebase_token(addr, &email, USER_PASSWORD).await?);
     }
     Ok(Stage {
         server,
@@ -325,15 +312,7 @@ async fn stage_pulsebase(server: Server, sc: Scenario) -> anyhow::Result<Stage> 
 
 async fn stage_pocketbase(server: Server) -> anyhow::Result<Stage> {
     let addr = server.addr;
-    let auth = load::request_ok(
-        addr,
-        Method::POST,
-        "/api/collections/_superusers/auth-with-password",
-        None,
-        Some(json!({"identity": ADMIN_EMAIL, "password": ADMIN_PASSWORD})),
-    )
-    .await?;
-    let admin = token_of(&auth, "token")?;
+    let admin = load::pocketbase_token(addr, "_superusers", ADMIN_EMAIL, ADMIN_PASSWORD).await?;
     let rule = "@request.auth.id != ''";
     load::request_ok(
         addr,
@@ -366,15 +345,7 @@ async fn stage_pocketbase(server: Server) -> anyhow::Result<Stage> {
             Some(json!({"email": email, "password": USER_PASSWORD, "passwordConfirm": USER_PASSWORD})),
         )
         .await?;
-        let auth = load::request_ok(
-            addr,
-            Method::POST,
-            "/api/collections/users/auth-with-password",
-            None,
-            Some(json!({"identity": email, "password": USER_PASSWORD})),
-        )
-        .await?;
-        tokens.push(token_of(&auth, "token")?);
+        tokens.push(load::pocketbase_token(addr, "users", &email, USER_PASSWORD).await?);
     }
     Ok(Stage {
         server,
@@ -384,7 +355,7 @@ async fn stage_pocketbase(server: Server) -> anyhow::Result<Stage> {
     })
 }
 
-fn token_of(answer: &Value, key: &str) -> anyhow::Result<String> {
+fn string_field(answer: &Value, key: &str) -> anyhow::Result<String> {
     Ok(answer[key]
         .as_str()
         .with_context(|| format!("answer has no {key}: {answer}"))?
@@ -448,7 +419,7 @@ async fn subscribe(
                 .lines()
                 .find_map(|l| l.strip_prefix("data:"))
                 .context("PB_CONNECT has no data")?;
-            let client_id = token_of(&serde_json::from_str(data.trim())?, "clientId")?;
+            let client_id = string_field(&serde_json::from_str(data.trim())?, "clientId")?;
             let sender = match poster {
                 Some(s) => s,
                 None => poster.insert(load::connect(stage_addr).await?),
