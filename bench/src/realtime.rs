@@ -566,6 +566,42 @@ fn set_bit(bits: &mut [u64], n: u64) -> bool {
 }
 
 impl Tally {
+    /// Room for write indexes below `capacity`, for `subscribers` inboxes.
+    fn new(
+        epoch: Instant,
+        measure_from_us: u64,
+        end_us: u64,
+        capacity: u64,
+        subscribers: usize,
+    ) -> Tally {
+        let words = capacity.div_ceil(64) as usize;
+        Tally {
+            epoch,
+            measure_from_us,
+            end_us,
+            capacity,
+            acked: vec![0; words],
+            acked_count: 0,
+            writes_done: 0,
+            write_errors: 0,
+            first_error: None,
+            write_hist: new_hist(),
+            hist: new_hist(),
+            max_us: 0,
+            deliveries: 0,
+            reads: 0,
+            events: 0,
+            inboxes: (0..subscribers)
+                .map(|_| Inbox {
+                    bits: vec![0; words],
+                    received: 0,
+                    duplicates: 0,
+                    closed: None,
+                })
+                .collect(),
+        }
+    }
+
     fn since_epoch_us(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64
     }
@@ -622,32 +658,13 @@ async fn flow(
     let measure_from = epoch + warmup;
     let end = measure_from + duration;
     let capacity = (f64::from(rate) * (warmup + duration).as_secs_f64()).ceil() as u64 + 64;
-    let words = capacity.div_ceil(64) as usize;
-    let tally = Rc::new(RefCell::new(Tally {
+    let tally = Rc::new(RefCell::new(Tally::new(
         epoch,
-        measure_from_us: warmup.as_micros() as u64,
-        end_us: (warmup + duration).as_micros() as u64,
+        warmup.as_micros() as u64,
+        (warmup + duration).as_micros() as u64,
         capacity,
-        acked: vec![0; words],
-        acked_count: 0,
-        writes_done: 0,
-        write_errors: 0,
-        first_error: None,
-        write_hist: new_hist(),
-        hist: new_hist(),
-        max_us: 0,
-        deliveries: 0,
-        reads: 0,
-        events: 0,
-        inboxes: (0..subscribers)
-            .map(|_| Inbox {
-                bits: vec![0; words],
-                received: 0,
-                duplicates: 0,
-                closed: None,
-            })
-            .collect(),
-    }));
+        subscribers,
+    )));
 
     let finder = Rc::new(StampFinder::new());
     let mut readers = JoinSet::new();
@@ -1223,31 +1240,7 @@ mod tests {
 
     #[test]
     fn missed_counts_acknowledged_writes_a_subscriber_lacks() {
-        let mut tally = Tally {
-            epoch: Instant::now(),
-            measure_from_us: 0,
-            end_us: u64::MAX,
-            capacity: 128,
-            acked: vec![0; 2],
-            acked_count: 0,
-            writes_done: 0,
-            write_errors: 0,
-            first_error: None,
-            write_hist: new_hist(),
-            hist: new_hist(),
-            max_us: 0,
-            deliveries: 0,
-            reads: 0,
-            events: 0,
-            inboxes: (0..2)
-                .map(|_| Inbox {
-                    bits: vec![0; 2],
-                    received: 0,
-                    duplicates: 0,
-                    closed: None,
-                })
-                .collect(),
-        };
+        let mut tally = Tally::new(Instant::now(), 0, u64::MAX, 128, 2);
         for n in [1, 70, 100] {
             set_bit(&mut tally.acked, n);
         }
