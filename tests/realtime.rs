@@ -899,3 +899,50 @@ async fn a_peer_that_stops_answering_pings_is_dropped_while_a_live_one_stays() {
     .expect("no pong in time");
     assert_eq!(pong["type"], "pong");
 }
+
+#[tokio::test]
+async fn retention_removals_arrive_as_expired_deletes_for_those_who_saw_the_record() {
+    let (server, admin, ann, bob) = notes_server().await;
+    let url = server.url("/api/collections/notes");
+    let (status, body) = send(
+        client()
+            .patch(&url)
+            .bearer_auth(&admin)
+            .json(&json!({"retention": {"max_records": 2}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let mut ann_ws = Ws::connect(&server, Some(&ann)).await;
+    let mut bob_ws = Ws::connect(&server, Some(&bob)).await;
+    for ws in [&mut ann_ws, &mut bob_ws] {
+        let reply = ws
+            .request(json!({"action": "subscribe", "topic": "notes", "ops": ["delete"]}))
+            .await;
+        assert_eq!(reply["type"], "ok", "{reply}");
+    }
+    // Ann's private note is the oldest: the cap of 2 removes it.
+    let oldest = create(&server, &ann, "notes", json!({"text": "first"})).await;
+    for text in ["second", "third"] {
+        create(
+            &server,
+            &ann,
+            "notes",
+            json!({"text": text, "public": true}),
+        )
+        .await;
+    }
+    // The retention pass runs every 2 s.
+    let event = ann_ws.next().await;
+    assert_eq!(
+        (
+            event["type"].as_str(),
+            event["op"].as_str(),
+            event["reason"].as_str()
+        ),
+        (Some("event"), Some("delete"), Some("expired")),
+        "{event}"
+    );
+    assert_eq!(event["record"]["id"], oldest["id"], "{event}");
+    // Bob could never see that note, so he is not told it went away.
+    bob_ws.expect_quiet(Duration::from_millis(500)).await;
+}
