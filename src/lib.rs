@@ -15,13 +15,15 @@
 //! - [`assets`]: the web files compiled into the binary (the JavaScript
 //!   client; the admin UI).
 //! - [`retention`]: the background task that expires old records.
-//! - [`server`]: wiring and shutdown; [`config`]: settings.
+//! - [`server`]: wiring and shutdown; [`config`]: settings; [`demo`]: the
+//!   `--demo` collection and simulated devices.
 
 pub mod access;
 pub mod assets;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod http;
 pub mod ids;
 pub mod model;

@@ -64,6 +64,13 @@ pub async fn run(
     );
     let auth = Auth::new(store.clone(), live.clone())?;
     bootstrap_admin(&settings, &store, &writer, &auth).await?;
+    // The demo must be usable at once: with no admin yet, it makes one and
+    // prints the password instead of a setup code.
+    let demo_admin = if settings.demo && !store.admin_exists()? {
+        Some(demo_admin(&writer, &auth).await?)
+    } else {
+        None
+    };
     let setup_code = if store.admin_exists()? {
         None
     } else {
@@ -74,7 +81,8 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot listen on {}", settings.http))?;
     let addr = listener.local_addr()?;
-    announce(addr, setup_code.as_deref());
+    let demo = settings.demo;
+    let printed_code = setup_code.clone();
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = AppState::new(Shared {
@@ -88,6 +96,18 @@ pub async fn run(
         setup_code: Mutex::new(setup_code),
     });
     let retention = tokio::spawn(retention::run(state.clone(), stop_rx.clone()));
+    let simulator = if demo {
+        let collection = crate::demo::install(&state).await?;
+        announce_demo(addr, &collection, demo_admin.as_ref());
+        Some(tokio::spawn(crate::demo::simulate(
+            state.clone(),
+            collection,
+            stop_rx.clone(),
+        )))
+    } else {
+        None
+    };
+    announce(addr, printed_code.as_deref());
 
     let app = http::router(state.clone());
     let signalled = {
@@ -122,6 +142,9 @@ pub async fn run(
     }
     let _ = stop_tx.send(true);
     let _ = retention.await;
+    if let Some(simulator) = simulator {
+        let _ = simulator.await;
+    }
     realtime.stop().await;
     writer.shutdown().await;
     tracing::info!("storage flushed; bye");
@@ -144,6 +167,42 @@ fn announce(addr: SocketAddr, setup_code: Option<&str>) {
     );
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
+}
+
+/// What `--demo` prints before the listening line.
+fn announce_demo(addr: SocketAddr, collection: &str, admin: Option<&(String, String)>) {
+    println!(
+        "demo: {} simulated devices write to `{collection}` every second",
+        crate::demo::device_count()
+    );
+    let (email, password) = match admin {
+        Some((email, password)) => {
+            println!("demo admin: {email} / {password}");
+            (email.as_str(), password.as_str())
+        }
+        None => ("<admin email>", "<password>"),
+    };
+    println!("  sign in:  curl -X POST http://{addr}/api/auth/signin -H 'Content-Type: application/json' \\");
+    println!("              -d '{{\"email\":\"{email}\",\"password\":\"{password}\"}}'");
+    println!(
+        "  watch:    curl -N 'http://{addr}/api/realtime/sse?topic={collection}&token=<token>'"
+    );
+}
+
+/// Creates `admin@demo.local` with a random password; returns both.
+async fn demo_admin(writer: &Writer, auth: &Auth) -> anyhow::Result<(String, String)> {
+    let email = "admin@demo.local".to_owned();
+    let mut bytes = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hash = auth
+        .passwords
+        .hash(password.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("demo admin password: {e}"))?;
+    create_admin(writer, &email, "Demo admin".into(), hash).await?;
+    tracing::info!(%email, "demo admin created");
+    Ok((email, password))
 }
 
 fn new_setup_code() -> String {

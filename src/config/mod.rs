@@ -121,6 +121,9 @@ pub struct ServeArgs {
     /// Client messages per second per realtime connection [default: 100]
     #[arg(long, env = "PULSEBASE_MESSAGE_RATE")]
     pub message_rate: Option<u64>,
+    /// Demo mode: a `readings` collection and simulated devices writing to it
+    #[arg(long, env = "PULSEBASE_DEMO")]
+    pub demo: bool,
 }
 
 impl ServeArgs {
@@ -191,6 +194,8 @@ pub struct Settings {
     pub sources: BTreeMap<&'static str, Source>,
     pub admin_email: Option<String>,
     pub admin_password: Option<String>,
+    /// `--demo`: the demo collection and simulated devices (start only).
+    pub demo: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -278,6 +283,7 @@ impl Settings {
             sources,
             admin_email: non_empty_env("PULSEBASE_ADMIN_EMAIL"),
             admin_password: non_empty_env("PULSEBASE_ADMIN_PASSWORD"),
+            demo: args.demo,
             data,
         })
     }
@@ -313,6 +319,7 @@ fn unreachable_defaults(data: &Path) -> Settings {
         sources: BTreeMap::new(),
         admin_email: None,
         admin_password: None,
+        demo: false,
     }
 }
 

@@ -12,7 +12,7 @@ use crate::model::record::merge_patch;
 use crate::model::{Collection, CollectionDef};
 use crate::store::writer::Mutation;
 
-fn parse_def(value: Value) -> ApiResult<CollectionDef> {
+pub(crate) fn parse_def(value: Value) -> ApiResult<CollectionDef> {
     let def: CollectionDef = serde_json::from_value(value)
         .map_err(|e| ApiError::bad_request(format!("invalid collection: {e}")))?;
     // Compile once here for a complete error report; the writer compiles
