@@ -32,6 +32,8 @@ pub const SUBPROTOCOL: &str = "pulsebase.v1";
 const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
 /// A write that takes longer than this means the peer stopped reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closed connection waits for the client's close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Frames written before one flush.
 const WRITE_BATCH: usize = 64;
 /// Kept small: most connections are idle most of the time, and each
@@ -234,7 +236,20 @@ async fn run(
             code: close.code,
             reason: Utf8Bytes::from_static(close.reason),
         };
-        let _ = send_timed(&mut socket, Message::Close(Some(frame))).await;
+        if send_timed(&mut socket, Message::Close(Some(frame))).await {
+            // Finish the closing handshake: dropping the socket while the
+            // client's data is still unread makes the kernel send a reset,
+            // and a reset throws away what the client has not read yet,
+            // close frame included.
+            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                while let Some(Ok(message)) = socket.recv().await {
+                    if matches!(message, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
     }
 }
 
