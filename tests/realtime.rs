@@ -946,3 +946,57 @@ async fn retention_removals_arrive_as_expired_deletes_for_those_who_saw_the_reco
     // Bob could never see that note, so he is not told it went away.
     bob_ws.expect_quiet(Duration::from_millis(500)).await;
 }
+
+#[tokio::test]
+async fn admins_read_the_counts_the_dashboard_charts() {
+    let (server, admin, ann, bob) = notes_server().await;
+    let stats = |token: String| {
+        let url = server.url("/api/stats");
+        async move { send(client().get(url).bearer_auth(token)).await }
+    };
+    let (status, before) = stats(admin.clone()).await;
+    assert_eq!(status, 200, "{before}");
+    assert_eq!(before["connections"], 0, "{before}");
+    let mut sockets = Vec::new();
+    for token in [&ann, &bob] {
+        let mut ws = Ws::connect(&server, Some(token)).await;
+        for topic in ["notes", "notes/none"] {
+            ws.request(json!({"action": "subscribe", "topic": topic}))
+                .await;
+        }
+        sockets.push(ws);
+    }
+    for text in ["a", "b", "c"] {
+        create(
+            &server,
+            &ann,
+            "notes",
+            json!({"text": text, "public": true}),
+        )
+        .await;
+    }
+    for ws in &mut sockets {
+        for _ in 0..3 {
+            assert_eq!(ws.next().await["type"], "event");
+        }
+    }
+    let (_, after) = stats(admin.clone()).await;
+    assert_eq!(after["connections"], 2, "{after}");
+    // notes/none does not exist: refused, so one subscription each.
+    assert_eq!(after["subscriptions"], 2, "{after}");
+    let delivered = |v: &Value| v["events_delivered"].as_u64().unwrap();
+    assert_eq!(
+        delivered(&after) - delivered(&before),
+        6,
+        "{before} {after}"
+    );
+    let seq = |v: &Value| v["seq"].as_u64().unwrap();
+    assert_eq!(seq(&after) - seq(&before), 3, "{before} {after}");
+    assert_eq!(after["records"]["notes"], 3, "{after}");
+    assert!(after["storage_bytes"].as_u64().unwrap() > 0, "{after}");
+    drop(sockets);
+    let (status, body) = stats(ann.clone()).await;
+    assert_eq!((status, error_code(&body)), (403, "forbidden"), "{body}");
+    let (status, _) = send(client().get(server.url("/api/stats"))).await;
+    assert_eq!(status, 401);
+}

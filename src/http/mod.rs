@@ -7,6 +7,7 @@ pub mod extract;
 pub mod keys;
 pub mod records;
 pub mod settings;
+pub mod stats;
 pub mod topics;
 pub mod users;
 
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.settings.max_body_bytes;
     Router::new()
         .route("/api/health", get(health))
+        .route("/api/stats", get(stats::get_stats))
         .route("/sdk/{*path}", get(crate::assets::sdk))
         .route("/api/setup", post(auth::setup))
         .route("/api/auth/signin", post(auth::signin))

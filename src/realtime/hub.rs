@@ -57,7 +57,20 @@ pub enum Input {
     PrincipalRevoked(String),
     /// The last released seq.
     Position(oneshot::Sender<u64>),
+    Stats(oneshot::Sender<HubStats>),
     Stop,
+}
+
+/// Counts for the dashboard and metrics, taken on the hub thread.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct HubStats {
+    pub connections: u64,
+    pub subscriptions: u64,
+    /// Events and messages handed to outboxes since start.
+    pub events_delivered: u64,
+    pub slow_consumer_closes: u64,
+    /// The last seq released to subscribers.
+    pub seq: u64,
 }
 
 enum Pending {
@@ -85,6 +98,8 @@ struct Hub {
     /// topic → connection → its subscription to that topic.
     topics: HashMap<String, HashMap<ConnId, Subscription>>,
     by_principal: HashMap<String, HashMap<ConnId, ()>>,
+    delivered: u64,
+    slow_closes: u64,
 }
 
 pub fn spawn(
@@ -100,6 +115,8 @@ pub fn spawn(
         conns: HashMap::new(),
         topics: HashMap::new(),
         by_principal: HashMap::new(),
+        delivered: 0,
+        slow_closes: 0,
     };
     std::thread::Builder::new()
         .name("pulsebase-hub".into())
@@ -201,6 +218,15 @@ impl Hub {
                 self.release();
                 let _ = reply.send(self.next - 1);
             }
+            Input::Stats(reply) => {
+                let _ = reply.send(HubStats {
+                    connections: self.conns.len() as u64,
+                    subscriptions: self.conns.values().map(|c| c.topics.len() as u64).sum(),
+                    events_delivered: self.delivered,
+                    slow_consumer_closes: self.slow_closes,
+                    seq: self.next - 1,
+                });
+            }
             Input::Stop => return false,
         }
         true
@@ -268,6 +294,7 @@ impl Hub {
         // At most two payloads: with and without protected fields.
         let mut rendered: [Option<Arc<Frame>>; 2] = [None, None];
         let mut overflowing = Vec::new();
+        let mut delivered = 0;
         for (conn_id, subscription) in subscribers {
             let Some(conn) = self.conns.get(conn_id) else {
                 continue;
@@ -279,10 +306,13 @@ impl Hub {
             let frame = rendered[usize::from(admin)]
                 .get_or_insert_with(|| Arc::new(view.render(topic, collection, admin)))
                 .clone();
-            if !offer(conn, frame) {
+            if offer(conn, frame) {
+                delivered += 1;
+            } else {
                 overflowing.push(*conn_id);
             }
         }
+        self.delivered += delivered;
         self.close_slow(overflowing);
     }
 
@@ -297,6 +327,7 @@ impl Hub {
         let now = clock::now_rfc3339();
         let mut frame = None;
         let mut overflowing = Vec::new();
+        let mut delivered = 0;
         for (conn_id, subscription) in subscribers {
             let Some(conn) = self.conns.get(conn_id) else {
                 continue;
@@ -307,10 +338,13 @@ impl Hub {
             let frame = frame
                 .get_or_insert_with(|| Arc::new(render::render_message(message)))
                 .clone();
-            if !offer(conn, frame) {
+            if offer(conn, frame) {
+                delivered += 1;
+            } else {
                 overflowing.push(*conn_id);
             }
         }
+        self.delivered += delivered;
         self.close_slow(overflowing);
     }
 
@@ -428,6 +462,7 @@ impl Hub {
 
     /// Connections whose outbox was full: closed, and they resume.
     fn close_slow(&mut self, overflowing: Vec<ConnId>) {
+        self.slow_closes += overflowing.len() as u64;
         for conn in overflowing {
             self.close(conn, Close::slow_consumer());
         }

@@ -306,6 +306,13 @@ impl Realtime {
         answer.await.unwrap_or(0)
     }
 
+    /// Connection, subscription and delivery counts (zeros once stopped).
+    pub async fn stats(&self) -> hub::HubStats {
+        let (reply, answer) = oneshot::channel();
+        self.send(hub::Input::Stats(reply));
+        answer.await.unwrap_or_default()
+    }
+
     /// Closes every connection (1001), stops the hub and waits for its
     /// thread.
     pub async fn stop(&self) {
