@@ -109,3 +109,45 @@ fn the_javascript_client_passes_its_tests_against_the_real_server() {
     );
     assert!(!stdout.contains("ℹ pass 0"), "no test ran:\n{stdout}");
 }
+
+#[tokio::test]
+async fn the_admin_ui_is_served_read_only_with_its_security_headers() {
+    let server = TestServer::start_with(common::Options {
+        admin: false,
+        ..common::Options::default()
+    });
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for path in ["/", "/admin"] {
+        let response = no_redirects.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 303, "{path}");
+        assert_eq!(response.headers()["location"], "/admin/", "{path}");
+    }
+    let page = client().get(server.url("/admin/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let headers = page.headers().clone();
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert!(page.text().await.unwrap().contains("admin.js"));
+    let script = client()
+        .get(server.url("/admin/admin.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        script.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    let post = client().post(server.url("/admin/")).send().await.unwrap();
+    assert_eq!(post.status(), 405);
+    // With no admin yet, the UI offers the setup form; after it, not.
+    let (status, body) = common::send(client().get(server.url("/api/setup"))).await;
+    assert_eq!((status, body), (200, serde_json::json!({"needed": true})));
+}

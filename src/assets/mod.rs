@@ -1,14 +1,15 @@
 //! The web assets compiled into the binary: the JavaScript client at
-//! `/sdk/` (and, later, the admin UI). Files come from `web/` through
+//! `/sdk/` and the admin UI at `/admin/`. Files come from `web/` through
 //! rust-embed, also in debug builds (`debug-embed`), so tests serve exactly
 //! what a release binary would.
 
 use axum::extract::Path;
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, X_CONTENT_TYPE_OPTIONS,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, REFERRER_POLICY,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use rust_embed::RustEmbed;
 
 use crate::http::error::ApiError;
@@ -20,6 +21,37 @@ struct Web;
 /// `GET /sdk/{*path}`: the JavaScript client.
 pub async fn sdk(Path(path): Path<String>, headers: HeaderMap) -> Response {
     serve(&format!("sdk/{path}"), &headers)
+}
+
+/// `GET /` and `GET /admin`: to the admin UI.
+pub async fn to_admin() -> Redirect {
+    Redirect::to("/admin/")
+}
+
+/// `GET /admin/`: the admin UI's page (it routes by `#/view` itself).
+pub async fn admin_index(headers: HeaderMap) -> Response {
+    admin_file("index.html", &headers)
+}
+
+/// `GET /admin/{*path}`: its scripts and styles.
+pub async fn admin(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    admin_file(&path, &headers)
+}
+
+fn admin_file(path: &str, headers: &HeaderMap) -> Response {
+    let mut response = serve(&format!("admin/{path}"), headers);
+    // Only our own scripts, no framing (clickjacking). The API takes bearer
+    // tokens, never cookies, so there is no CSRF to defend.
+    let h = response.headers_mut();
+    h.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
 }
 
 /// One embedded file with its content type and an ETag. `no-cache` makes

@@ -118,6 +118,17 @@ fn session_body(pair: crate::auth::TokenPair, user: &User) -> Value {
 }
 
 /// `POST /api/setup`: redeems the one-time code printed at start-up.
+/// `GET /api/setup` → `{"needed": bool}`: whether the first admin is still
+/// to be created with the printed code (the admin UI offers the form then).
+pub async fn setup_state(State(state): State<AppState>) -> Json<Value> {
+    let needed = state
+        .setup_code
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_some();
+    Json(json!({ "needed": needed }))
+}
+
 pub async fn setup(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<SetupBody>,
