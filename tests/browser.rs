@@ -6,8 +6,9 @@
 //! machine without it the test says so and passes, except under CI, where a
 //! missing browser is a failure.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
 const BROWSERS: [&str; 3] = [
     "/usr/bin/chromium",
@@ -31,40 +32,10 @@ fn the_admin_ui_works_in_a_real_browser() {
         eprintln!("SKIPPED: no Chromium found (apt-get install chromium, or set CHROMIUM)");
         return;
     };
-    let root = env!("CARGO_MANIFEST_DIR");
-    let version = Command::new("node")
-        .arg("--version")
-        .output()
-        .expect("Node.js is needed for the browser tests (`node` on PATH)");
-    let major: u32 = String::from_utf8_lossy(&version.stdout)
-        .trim()
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
-    let mut node = Command::new("node");
-    if major < 22 {
-        node.arg("--experimental-websocket");
-    }
-    let output = node
-        .args([
-            "--test",
-            "--test-reporter=spec",
-            "tests/browser/admin.test.mjs",
-        ])
-        .current_dir(root)
-        .env("PULSEBASE_BIN", env!("CARGO_BIN_EXE_pulsebase"))
-        .env("CHROMIUM", &chromium)
-        .env("TEST_OUTPUT", Path::new(root).join("test-output"))
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "browser tests failed ({}):\n{stdout}\n{stderr}",
-        output.status
+    let output = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-output");
+    let output = output.to_string_lossy();
+    common::node::run_node_tests(
+        "tests/browser/admin.test.mjs",
+        &[("CHROMIUM", &chromium), ("TEST_OUTPUT", &output)],
     );
-    assert!(!stdout.contains("ℹ pass 0"), "no test ran:\n{stdout}");
 }

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{client, TestServer};
 
 #[tokio::test]
@@ -56,58 +54,9 @@ async fn the_binary_serves_the_client_it_was_built_with() {
     assert_eq!(post.status(), 405);
 }
 
-/// Node 22 has `WebSocket` built in; Node 20 needs a flag for it.
-fn node_args() -> Vec<&'static str> {
-    let version = Command::new("node")
-        .arg("--version")
-        .output()
-        .expect("Node.js is needed for the JavaScript client's tests (`node` on PATH)");
-    let text = String::from_utf8_lossy(&version.stdout);
-    let major: u32 = text
-        .trim()
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
-    assert!(
-        major >= 20,
-        "the JavaScript client's tests need Node 20 or newer, found {text}"
-    );
-    if major < 22 {
-        vec!["--experimental-websocket"]
-    } else {
-        Vec::new()
-    }
-}
-
 #[test]
 fn the_javascript_client_passes_its_tests_against_the_real_server() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let output = Command::new("node")
-        .args(node_args())
-        .args([
-            "--test",
-            "--test-reporter=spec",
-            "tests/sdk/pulsebase.test.mjs",
-        ])
-        .current_dir(root)
-        .env("PULSEBASE_BIN", env!("CARGO_BIN_EXE_pulsebase"))
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "node --test failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
-    // A run that found no test files also exits 0.
-    assert!(
-        stdout.contains("# pass") || stdout.contains("ℹ pass"),
-        "{stdout}"
-    );
-    assert!(!stdout.contains("ℹ pass 0"), "no test ran:\n{stdout}");
+    common::node::run_node_tests("tests/sdk/pulsebase.test.mjs", &[]);
 }
 
 #[tokio::test]

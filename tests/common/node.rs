@@ -1,0 +1,57 @@
+//! Runs a `node --test` file against the real binary and fails the Rust
+//! test, with Node's report, when any JavaScript test fails or none ran.
+
+use std::process::Command;
+
+/// Node 22 has `WebSocket` built in; Node 20 needs a flag for it.
+fn node_args() -> Vec<&'static str> {
+    let version = Command::new("node")
+        .arg("--version")
+        .output()
+        .expect("Node.js 20 or newer is needed for the JavaScript tests (`node` on PATH)");
+    let text = String::from_utf8_lossy(&version.stdout);
+    let major: u32 = text
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        major >= 20,
+        "the JavaScript tests need Node 20 or newer, found {text}"
+    );
+    if major < 22 {
+        vec!["--experimental-websocket"]
+    } else {
+        Vec::new()
+    }
+}
+
+/// `node --test <file>` from the repository root, with `PULSEBASE_BIN` set
+/// to the binary under test and `env` added.
+pub fn run_node_tests(file: &str, env: &[(&str, &str)]) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut command = Command::new("node");
+    command
+        .args(node_args())
+        .args(["--test", "--test-reporter=spec", file])
+        .current_dir(root)
+        .env("PULSEBASE_BIN", env!("CARGO_BIN_EXE_pulsebase"));
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "node --test {file} failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    // A run that found no tests also exits 0.
+    assert!(
+        stdout.contains("ℹ pass") && !stdout.contains("ℹ pass 0"),
+        "no test ran:\n{stdout}"
+    );
+}
