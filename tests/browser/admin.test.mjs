@@ -127,6 +127,37 @@ test("the live console shows a collection's stream and a published message", asy
   assert.deepEqual(page.errors, []);
 });
 
+test("topics: a bad rule is shown on the form, then create, publish a test message, delete", async () => {
+  const page = await signedInPage();
+  await page.goto(`${url}/admin/#/topics`);
+  await page.waitFor("document.querySelector('#create-topic-form') && document.querySelector('#topics-rows tr')", { what: "the topics page" });
+  await page.fill("#topic-name", "alerts");
+  await page.fill("#topic-history", "10");
+  await page.fill("#topic-subscribe", "@user.roles in in");
+  await page.submit("#create-topic-form");
+  const refused = await page.waitFor("document.querySelector('#create-topic-error').textContent", { what: "the rule error" });
+  assert.match(refused, /bad_request|validation_failed/);
+  assert.equal(await page.eval("Boolean(document.querySelector('tr[data-topic=alerts]'))"), false);
+
+  await page.fill("#topic-subscribe", "@user != null");
+  await page.submit("#create-topic-form");
+  await page.waitFor("document.querySelector('tr[data-topic=alerts]')", { what: "the new topic's row" });
+  assert.equal(await page.eval("document.querySelector('#create-topic-error').textContent"), "");
+  const listed = await admin.topics.list();
+  assert.equal(listed.find((t) => t.name === "alerts").history, 10);
+
+  await page.eval("document.querySelector('#test-topic').value = 'alerts'");
+  await page.submit("#test-publish-form");
+  const result = await page.waitFor("document.querySelector('#publish-result').textContent", { what: "the publish result" });
+  assert.match(result, /published as seq \d+/);
+  await page.screenshot(join(SHOTS, "topics.png"));
+
+  await page.eval("window.confirm = () => true; document.querySelector('tr[data-topic=alerts] button').click(), true");
+  await page.waitFor("!document.querySelector('tr[data-topic=alerts]')", { what: "the row to go" });
+  assert.ok(!(await admin.topics.list()).some((t) => t.name === "alerts"));
+  assert.deepEqual(page.errors, []);
+});
+
 test("pages fit a phone-sized screen", async () => {
   const page = await signedInPage({ width: 390, height: 844, mobile: true });
   const overflow = await page.eval("document.documentElement.scrollWidth - window.innerWidth");
@@ -136,4 +167,8 @@ test("pages fit a phone-sized screen", async () => {
   await page.waitFor("document.querySelector('#console-form')");
   assert.ok((await page.eval("document.documentElement.scrollWidth - window.innerWidth")) <= 0);
   await page.screenshot(join(SHOTS, "console-phone.png"));
+  await page.goto(`${url}/admin/#/topics`);
+  await page.waitFor("document.querySelector('#topics-rows tr')");
+  assert.ok((await page.eval("document.documentElement.scrollWidth - window.innerWidth")) <= 0, "topics page scrolls sideways");
+  await page.screenshot(join(SHOTS, "topics-phone.png"));
 });
