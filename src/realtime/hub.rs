@@ -288,56 +288,61 @@ impl Hub {
     }
 
     fn fan_out_change(&mut self, view: &ChangeView, topic: &str, collection: Option<&Collection>) {
-        let Some(subscribers) = self.topics.get(topic) else {
-            return;
-        };
         // At most two payloads: with and without protected fields.
         let mut rendered: [Option<Arc<Frame>>; 2] = [None, None];
-        let mut overflowing = Vec::new();
-        let mut delivered = 0;
-        for (conn_id, subscription) in subscribers {
-            let Some(conn) = self.conns.get(conn_id) else {
-                continue;
-            };
+        self.fan_out(topic, |conn, subscription| {
             if !view.reaches(collection, subscription, &conn.viewer) {
-                continue;
+                return None;
             }
             let admin = conn.viewer.admin;
-            let frame = rendered[usize::from(admin)]
-                .get_or_insert_with(|| Arc::new(view.render(topic, collection, admin)))
-                .clone();
-            if offer(conn, frame) {
-                delivered += 1;
-            } else {
-                overflowing.push(*conn_id);
-            }
-        }
-        self.delivered += delivered;
-        self.close_slow(overflowing);
+            Some(
+                rendered[usize::from(admin)]
+                    .get_or_insert_with(|| Arc::new(view.render(topic, collection, admin)))
+                    .clone(),
+            )
+        });
     }
 
     fn deliver_message(&mut self, message: &Message) {
-        let Some(subscribers) = self.topics.get(&message.topic) else {
+        // Nobody listening: skip the lookup and the parse.
+        if !self.topics.contains_key(&message.topic) {
             return;
-        };
+        }
         let Some(topic) = self.store.topics().get(&message.topic) else {
             return;
         };
         let data: Map<String, Value> = serde_json::from_slice(&message.data).unwrap_or_default();
         let now = clock::now_rfc3339();
         let mut frame = None;
+        self.fan_out(&message.topic, |conn, subscription| {
+            render::message_reaches(&topic, &data, subscription, &conn.viewer, &now).then(|| {
+                frame
+                    .get_or_insert_with(|| Arc::new(render::render_message(message)))
+                    .clone()
+            })
+        });
+    }
+
+    /// Offers each subscriber of `topic` the frame `frame_for` gives it
+    /// (`None`: this one is not to see it), counts the deliveries, and
+    /// closes the connections whose outbox was full.
+    fn fan_out(
+        &mut self,
+        topic: &str,
+        mut frame_for: impl FnMut(&Conn, &Subscription) -> Option<Arc<Frame>>,
+    ) {
+        let Some(subscribers) = self.topics.get(topic) else {
+            return;
+        };
         let mut overflowing = Vec::new();
         let mut delivered = 0;
         for (conn_id, subscription) in subscribers {
             let Some(conn) = self.conns.get(conn_id) else {
                 continue;
             };
-            if !render::message_reaches(&topic, &data, subscription, &conn.viewer, &now) {
+            let Some(frame) = frame_for(conn, subscription) else {
                 continue;
-            }
-            let frame = frame
-                .get_or_insert_with(|| Arc::new(render::render_message(message)))
-                .clone();
+            };
             if offer(conn, frame) {
                 delivered += 1;
             } else {
