@@ -34,8 +34,14 @@ fn the_admin_ui_works_in_a_real_browser() {
     };
     let output = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-output");
     let output = output.to_string_lossy();
-    common::node::run_node_tests(
-        "tests/browser/admin.test.mjs",
-        &[("CHROMIUM", &chromium), ("TEST_OUTPUT", &output)],
-    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<String> = std::fs::read_dir(root.join("tests/browser"))
+        .expect("list tests/browser")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".test.mjs"))
+        .map(|name| format!("tests/browser/{name}"))
+        .collect();
+    files.sort();
+    let files: Vec<&str> = files.iter().map(String::as_str).collect();
+    common::node::run_node_tests(&files, &[("CHROMIUM", &chromium), ("TEST_OUTPUT", &output)]);
 }

@@ -56,7 +56,7 @@ async fn the_binary_serves_the_client_it_was_built_with() {
 
 #[test]
 fn the_javascript_client_passes_its_tests_against_the_real_server() {
-    common::node::run_node_tests("tests/sdk/pulsebase.test.mjs", &[]);
+    common::node::run_node_tests(&["tests/sdk/pulsebase.test.mjs"], &[]);
 }
 
 #[tokio::test]

@@ -1,92 +1,28 @@
 // The admin UI in a real headless Chromium against the real server (run by
-// tests/browser.rs). Screenshots of each page go to test-output/screenshots/.
+// tests/browser.rs): sign-in, dashboard, live console, topics, phone size.
+// Screenshots of each page go to test-output/screenshots/.
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { createInterface } from "node:readline";
 
-import { Browser, findChromium } from "./cdp.mjs";
-import { Pulsebase } from "../../web/sdk/pulsebase.js";
+import { useDemo, signedInPage, shot } from "./harness.mjs";
 
-const BIN = process.env.PULSEBASE_BIN;
-const SHOTS = join(process.env.TEST_OUTPUT || "test-output", "screenshots");
-
-let server;
-let browser;
-let url;
-let admin;
-
-/** `serve --demo` with no admin: it prints the demo admin's password. */
-async function startDemo() {
-  const dir = mkdtempSync(join(tmpdir(), "pulsebase-ui-"));
-  const child = spawn(BIN, ["serve", "--demo", "--http", "127.0.0.1:0", "--data", join(dir, "data")], {
-    env: { ...process.env, PULSEBASE_LOG: "warn", PULSEBASE_ADMIN_EMAIL: "", PULSEBASE_ADMIN_PASSWORD: "" },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const lines = createInterface({ input: child.stdout });
-  const found = {};
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("server did not start")), 30_000);
-    lines.on("line", (line) => {
-      const creds = line.match(/^demo admin: (\S+) \/ (\S+)$/);
-      if (creds) [, found.email, found.password] = creds;
-      const listening = line.match(/listening on (http:\/\/\S+)/);
-      if (listening) {
-        found.url = listening[1];
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once("exit", (code) => reject(new Error(`server exited with ${code}`)));
-  });
-  return { child, dir, ...found };
-}
-
-before(async () => {
-  server = await startDemo();
-  url = server.url;
-  assert.ok(server.email && server.password, "the demo printed its admin");
-  admin = new Pulsebase(url);
-  await admin.signIn(server.email, server.password);
-  browser = await Browser.launch(findChromium());
-});
-
-after(async () => {
-  if (browser) await browser.close();
-  if (server) {
-    server.child.kill("SIGKILL");
-    rmSync(server.dir, { recursive: true, force: true });
-  }
-});
-
-async function signedInPage(size) {
-  const page = await browser.page(`${url}/`, size);
-  await page.waitFor("document.querySelector('#signin-form')", { what: "the sign-in form" });
-  await page.fill("#email", server.email);
-  await page.fill("#password", server.password);
-  await page.submit("#signin-form");
-  await page.waitFor("location.hash === '#/dashboard' && document.querySelector('#stat-writes')", { what: "the dashboard" });
-  return page;
-}
+const ctx = useDemo();
 
 test("a wrong password is refused on the sign-in form", async () => {
-  const page = await browser.page(`${url}/admin/`);
+  const page = await ctx.browser.page(`${ctx.url}/admin/`);
   await page.waitFor("document.querySelector('#signin-form')");
-  await page.fill("#email", server.email);
+  await page.fill("#email", ctx.server.email);
   await page.fill("#password", "not-the-password");
   await page.submit("#signin-form");
   const error = await page.waitFor("document.querySelector('#signin-form .error').textContent", { what: "an error message" });
   assert.match(error, /invalid_credentials|wrong|invalid/i);
   assert.equal(await page.eval("location.hash"), "");
-  await page.screenshot(join(SHOTS, "signin.png"));
+  await page.screenshot(shot("signin"));
 });
 
 test("the dashboard's charts move with the demo's live writes", async () => {
-  const page = await signedInPage();
+  const page = await signedInPage(ctx);
   // The demo's four devices write every second: writes/s must become > 0.
   const writes = await page.waitFor("Number(document.querySelector('#stat-writes').textContent.replace(/,/g, '')) > 0 && document.querySelector('#stat-writes').textContent", {
     timeout: 15_000,
@@ -97,14 +33,14 @@ test("the dashboard's charts move with the demo's live writes", async () => {
   await page.waitFor(`document.querySelector('#chart-writes').toDataURL() !== ${JSON.stringify(first)}`, { timeout: 5000, what: "the writes chart to change" });
   const records = await page.waitFor("[...document.querySelectorAll('td')].map(td => td.textContent).includes('readings')", { what: "the readings row" });
   assert.ok(records);
-  await page.screenshot(join(SHOTS, "dashboard.png"));
+  await page.screenshot(shot("dashboard"));
   assert.deepEqual(page.errors, []);
 });
 
 test("the live console shows a collection's stream and a published message", async () => {
-  await admin.topics.create({ name: "chat", history: 0 });
-  const page = await signedInPage();
-  await page.goto(`${url}/admin/#/console`);
+  await ctx.admin.topics.create({ name: "chat", history: 0 });
+  const page = await signedInPage(ctx);
+  await page.goto(`${ctx.url}/admin/#/console`);
   await page.waitFor("document.querySelector('#console-form')");
   await page.fill("#topic", "readings");
   await page.submit("#console-form");
@@ -123,13 +59,13 @@ test("the live console shows a collection's stream and a published message", asy
     what: "the published message to arrive",
   });
   assert.equal(await page.eval("document.querySelector('#console-state').textContent"), "open");
-  await page.screenshot(join(SHOTS, "console.png"));
+  await page.screenshot(shot("console"));
   assert.deepEqual(page.errors, []);
 });
 
 test("topics: a bad rule is shown on the form, then create, publish a test message, delete", async () => {
-  const page = await signedInPage();
-  await page.goto(`${url}/admin/#/topics`);
+  const page = await signedInPage(ctx);
+  await page.goto(`${ctx.url}/admin/#/topics`);
   await page.waitFor("document.querySelector('#create-topic-form') && document.querySelector('#topics-rows tr')", { what: "the topics page" });
   await page.fill("#topic-name", "alerts");
   await page.fill("#topic-history", "10");
@@ -143,32 +79,32 @@ test("topics: a bad rule is shown on the form, then create, publish a test messa
   await page.submit("#create-topic-form");
   await page.waitFor("document.querySelector('tr[data-topic=alerts]')", { what: "the new topic's row" });
   assert.equal(await page.eval("document.querySelector('#create-topic-error').textContent"), "");
-  const listed = await admin.topics.list();
+  const listed = await ctx.admin.topics.list();
   assert.equal(listed.find((t) => t.name === "alerts").history, 10);
 
   await page.eval("document.querySelector('#test-topic').value = 'alerts'");
   await page.submit("#test-publish-form");
   const result = await page.waitFor("document.querySelector('#publish-result').textContent", { what: "the publish result" });
   assert.match(result, /published as seq \d+/);
-  await page.screenshot(join(SHOTS, "topics.png"));
+  await page.screenshot(shot("topics"));
 
   await page.eval("window.confirm = () => true; document.querySelector('tr[data-topic=alerts] button').click(), true");
   await page.waitFor("!document.querySelector('tr[data-topic=alerts]')", { what: "the row to go" });
-  assert.ok(!(await admin.topics.list()).some((t) => t.name === "alerts"));
+  assert.ok(!(await ctx.admin.topics.list()).some((t) => t.name === "alerts"));
   assert.deepEqual(page.errors, []);
 });
 
 test("pages fit a phone-sized screen", async () => {
-  const page = await signedInPage({ width: 390, height: 844, mobile: true });
+  const page = await signedInPage(ctx, { width: 390, height: 844, mobile: true });
   const overflow = await page.eval("document.documentElement.scrollWidth - window.innerWidth");
   assert.ok(overflow <= 0, `the dashboard scrolls sideways by ${overflow}px`);
-  await page.screenshot(join(SHOTS, "dashboard-phone.png"));
-  await page.goto(`${url}/admin/#/console`);
+  await page.screenshot(shot("dashboard-phone"));
+  await page.goto(`${ctx.url}/admin/#/console`);
   await page.waitFor("document.querySelector('#console-form')");
   assert.ok((await page.eval("document.documentElement.scrollWidth - window.innerWidth")) <= 0);
-  await page.screenshot(join(SHOTS, "console-phone.png"));
-  await page.goto(`${url}/admin/#/topics`);
+  await page.screenshot(shot("console-phone"));
+  await page.goto(`${ctx.url}/admin/#/topics`);
   await page.waitFor("document.querySelector('#topics-rows tr')");
   assert.ok((await page.eval("document.documentElement.scrollWidth - window.innerWidth")) <= 0, "topics page scrolls sideways");
-  await page.screenshot(join(SHOTS, "topics-phone.png"));
+  await page.screenshot(shot("topics-phone"));
 });

@@ -28,14 +28,16 @@ fn node_args() -> Vec<&'static str> {
     }
 }
 
-/// `node --test <file>` from the repository root, with `PULSEBASE_BIN` set
-/// to the binary under test and `env` added.
-pub fn run_node_tests(file: &str, env: &[(&str, &str)]) {
+/// `node --test <files>` from the repository root, with `PULSEBASE_BIN` set
+/// to the binary under test and `env` added. Files run one at a time, so
+/// each has the two cores to itself.
+pub fn run_node_tests(files: &[&str], env: &[(&str, &str)]) {
     let root = env!("CARGO_MANIFEST_DIR");
     let mut command = Command::new("node");
     command
         .args(node_args())
-        .args(["--test", "--test-reporter=spec", file])
+        .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
+        .args(files)
         .current_dir(root)
         .env("PULSEBASE_BIN", env!("CARGO_BIN_EXE_pulsebase"));
     for (key, value) in env {
@@ -46,7 +48,7 @@ pub fn run_node_tests(file: &str, env: &[(&str, &str)]) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "node --test {file} failed ({}):\n{stdout}\n{stderr}",
+        "node --test {files:?} failed ({}):\n{stdout}\n{stderr}",
         output.status
     );
     // A run that found no tests also exits 0.
