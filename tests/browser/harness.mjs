@@ -21,11 +21,17 @@ export function shot(name) {
   return join(SHOTS, `${name}.png`);
 }
 
-/** `serve --demo` with no admin: it prints the demo admin's password. */
-async function startDemo() {
-  const dir = mkdtempSync(join(tmpdir(), "pulsebase-ui-"));
-  const child = spawn(BIN, ["serve", "--demo", "--http", "127.0.0.1:0", "--data", join(dir, "data")], {
-    env: { ...process.env, PULSEBASE_LOG: "warn", PULSEBASE_ADMIN_EMAIL: "", PULSEBASE_ADMIN_PASSWORD: "" },
+/**
+ * Starts the real binary and waits until it listens. `demo: true` runs
+ * `serve --demo` with no admin, so it prints the demo admin's password
+ * (returned as `email` and `password`). `dir` and `port` let a test stop
+ * and start the same server again.
+ */
+export async function startServer({ demo = true, port = 0, dir = mkdtempSync(join(tmpdir(), "pulsebase-ui-")), env = {} } = {}) {
+  const args = ["serve", "--http", `127.0.0.1:${port}`, "--data", join(dir, "data")];
+  if (demo) args.push("--demo");
+  const child = spawn(BIN, args, {
+    env: { ...process.env, PULSEBASE_LOG: "warn", PULSEBASE_ADMIN_EMAIL: "", PULSEBASE_ADMIN_PASSWORD: "", ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });
   const lines = createInterface({ input: child.stdout });
@@ -56,7 +62,7 @@ async function startDemo() {
 export function useDemo() {
   const ctx = {};
   before(async () => {
-    ctx.server = await startDemo();
+    ctx.server = await startServer();
     ctx.url = ctx.server.url;
     assert.ok(ctx.server.email && ctx.server.password, "the demo printed its admin");
     ctx.admin = new Pulsebase(ctx.url);
