@@ -54,3 +54,38 @@ export function go(hash) {
   if (location.hash === hash) rerender();
   else location.hash = hash;
 }
+
+// ---- forms ------------------------------------------------------------------
+
+/** "a, b,,c " → ["a", "b", "c"]: roles and groups are typed comma-separated. */
+export const names = (text) =>
+  text
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+
+/** A labelled field with its own error line, `#<id>-error`, for the server's per-field details. */
+export function field(id, label, input) {
+  return h("div", {}, h("label", { for: id }, label), input, h("p", { class: "error field-error", id: `${id}-error`, role: "alert" }));
+}
+
+/**
+ * Shows a refused form's `details` under the fields they name
+ * (`#<prefix>-<field>-error`); anything without a field goes to `general`.
+ */
+export function showErrors(form, prefix, error, general, fieldFor = {}) {
+  for (const el of form.querySelectorAll(".field-error")) el.textContent = "";
+  const details = error && error.details && typeof error.details === "object" ? { ...error.details } : {};
+  // Some refusals name no field but clearly belong to one (409: the email is taken).
+  if (fieldFor[error && error.code]) details[fieldFor[error.code]] = error.message;
+  const rest = [];
+  for (const [key, text] of Object.entries(details)) {
+    const el = form.querySelector(`#${CSS.escape(`${prefix}-${key}-error`)}`);
+    if (el) el.textContent = typeof text === "string" ? text : JSON.stringify(text);
+    else if (key !== "position") rest.push(`${key}: ${typeof text === "string" ? text : JSON.stringify(text)}`);
+  }
+  general.textContent = error ? message(error) + (rest.length ? `: ${rest.join("; ")}` : "") : "";
+}
+
+/** An RFC 3339 time as "YYYY-MM-DD HH:MM" (UTC); the full value goes in a title. */
+export const when = (iso) => (iso ? iso.slice(0, 16).replace("T", " ") : "");
