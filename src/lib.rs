@@ -21,11 +21,13 @@
 pub mod access;
 pub mod assets;
 pub mod auth;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod http;
 pub mod ids;
+pub mod metrics;
 pub mod model;
 pub mod realtime;
 pub mod retention;

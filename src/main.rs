@@ -31,7 +31,16 @@ fn main() -> anyhow::Result<()> {
                     data,
                 },
         }) => runtime.block_on(admin_create(email, name, password_stdin, data)),
+        Some(Command::Backup { file, url, data }) => match url {
+            Some(url) => pulsebase::cli::backup_online(&url, &file),
+            None => pulsebase::cli::backup_offline(&data_dir(data), &file),
+        },
+        Some(Command::Restore { file, data }) => pulsebase::cli::restore(&file, &data_dir(data)),
     }
+}
+
+fn data_dir(data: Option<std::path::PathBuf>) -> std::path::PathBuf {
+    data.unwrap_or_else(|| std::path::PathBuf::from("pulsebase_data"))
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

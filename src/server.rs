@@ -44,6 +44,8 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Before the writer starts, so its first fsyncs are counted.
+    crate::metrics::spawn_upkeep();
     let store = open_store(&settings)?;
     // Subscribe to the change log before anything can write to it.
     let wiring = realtime::Wiring::new(&store);

@@ -25,7 +25,12 @@ pub const STARTUP_ONLY: &[&str] = &[
     "flush_ms",
     "max_body_bytes",
     "trust_proxy",
+    "metrics_token",
 ];
+
+/// A `metrics_token` shorter than this is refused: it guards the metrics
+/// from anyone who can reach the port.
+pub const MIN_METRICS_TOKEN_LEN: usize = 16;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,6 +53,25 @@ pub enum Command {
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// Write a consistent snapshot to FILE: from a running server with
+    /// --url (an admin token or admin API key in PULSEBASE_TOKEN), or from
+    /// a stopped server's data dir.
+    Backup {
+        file: PathBuf,
+        /// A running server, e.g. http://127.0.0.1:7070
+        #[arg(long)]
+        url: Option<String>,
+        /// The data dir of a stopped server (when --url is not given) [default: ./pulsebase_data]
+        #[arg(long, env = "PULSEBASE_DATA")]
+        data: Option<PathBuf>,
+    },
+    /// Restore a backup FILE into a new or empty data dir.
+    Restore {
+        file: PathBuf,
+        /// [default: ./pulsebase_data]
+        #[arg(long, env = "PULSEBASE_DATA")]
+        data: Option<PathBuf>,
     },
 }
 
@@ -94,6 +118,9 @@ pub struct ServeArgs {
     /// Take client addresses from the last X-Forwarded-For entry (behind a reverse proxy) [default: false]
     #[arg(long, env = "PULSEBASE_TRUST_PROXY")]
     pub trust_proxy: Option<bool>,
+    /// Bearer token that may scrape GET /metrics besides admins (16+ characters) [default: unset]
+    #[arg(long, env = "PULSEBASE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Largest request body in bytes [default: 16777216]
     #[arg(long, env = "PULSEBASE_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -168,6 +195,7 @@ struct FileSettings {
     flush_ms: Option<u64>,
     max_body_bytes: Option<usize>,
     trust_proxy: Option<bool>,
+    metrics_token: Option<String>,
     #[serde(skip)]
     tunables: Vec<(&'static str, Value)>,
 }
@@ -187,6 +215,8 @@ pub struct Settings {
     pub flush_ms: u64,
     pub max_body_bytes: usize,
     pub trust_proxy: bool,
+    /// Who besides admins may scrape `/metrics` (a bearer token).
+    pub metrics_token: Option<String>,
     /// The runtime settings as the start gave them; [`Live`] adds runtime
     /// changes on top.
     pub tunables: Tunables,
@@ -279,6 +309,7 @@ impl Settings {
                     .unwrap_or(16 << 20) as u64,
             )? as usize,
             trust_proxy: args.trust_proxy.or(file.trust_proxy).unwrap_or(false),
+            metrics_token: metrics_token(args.metrics_token.clone().or(file.metrics_token))?,
             tunables,
             sources,
             admin_email: non_empty_env("PULSEBASE_ADMIN_EMAIL"),
@@ -315,11 +346,28 @@ fn unreachable_defaults(data: &Path) -> Settings {
         flush_ms: 100,
         max_body_bytes: 16 << 20,
         trust_proxy: false,
+        metrics_token: None,
         tunables: Tunables::default(),
         sources: BTreeMap::new(),
         admin_email: None,
         admin_password: None,
         demo: false,
+    }
+}
+
+/// An empty token means none (an unset environment variable in a unit file
+/// often ends up empty); a short one is refused rather than silently weak.
+fn metrics_token(token: Option<String>) -> Result<Option<String>, SettingsError> {
+    match token {
+        Some(token) if token.is_empty() => Ok(None),
+        Some(token) if token.chars().count() < MIN_METRICS_TOKEN_LEN => {
+            Err(SettingsError::Invalid {
+                setting: "metrics_token",
+                value: "(hidden)".to_owned(),
+                expected: "at least 16 characters",
+            })
+        }
+        other => Ok(other),
     }
 }
 

@@ -1,10 +1,12 @@
 //! HTTP: the router, shared state, and one file per resource.
 
 pub mod auth;
+pub mod backup;
 pub mod collections;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod metrics;
 pub mod records;
 pub mod settings;
 pub mod stats;
@@ -14,7 +16,7 @@ pub mod users;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -68,6 +70,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/health", get(health))
         .route("/api/stats", get(stats::get_stats))
+        .route("/metrics", get(metrics::scrape))
+        .route("/api/backup", get(backup::download))
         .route("/sdk/{*path}", get(crate::assets::sdk))
         .route("/", get(crate::assets::to_admin))
         .route("/admin", get(crate::assets::to_admin))
@@ -150,19 +154,33 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// One line per request. Only the path is logged: query strings may carry
-/// tokens.
+/// One line per request, and its metrics. Only the path is logged: query
+/// strings may carry tokens. Metrics label the route pattern, never the
+/// path, so record ids cannot grow the series without bound.
 async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let response = next.run(request).await.into_response();
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
     tracing::info!(
         %method,
         %path,
-        status = response.status().as_u16(),
-        latency_us = started.elapsed().as_micros() as u64,
+        status,
+        latency_us = elapsed.as_micros() as u64,
         "request"
     );
+    let labels = [
+        ("method", method.as_str().to_owned()),
+        ("route", route),
+        ("status", status.to_string()),
+    ];
+    ::metrics::counter!(crate::metrics::HTTP_REQUESTS, &labels).increment(1);
+    ::metrics::histogram!(crate::metrics::HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
     response
 }

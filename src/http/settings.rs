@@ -71,6 +71,11 @@ fn describe(state: &AppState) -> Value {
         ("flush_ms", json!(startup.flush_ms)),
         ("max_body_bytes", json!(startup.max_body_bytes)),
         ("trust_proxy", json!(startup.trust_proxy)),
+        // Never the token itself: only whether one is set.
+        (
+            "metrics_token",
+            json!(startup.metrics_token.as_ref().map(|_| "(set)")),
+        ),
     ];
     for (name, value) in fixed {
         out.insert(

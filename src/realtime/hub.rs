@@ -71,6 +71,9 @@ pub struct HubStats {
     pub slow_consumer_closes: u64,
     /// The last seq released to subscribers.
     pub seq: u64,
+    /// Frames waiting in all outboxes, and in the fullest one.
+    pub outbox_depth: u64,
+    pub outbox_max: u64,
 }
 
 enum Pending {
@@ -219,7 +222,15 @@ impl Hub {
                 let _ = reply.send(self.next - 1);
             }
             Input::Stats(reply) => {
+                let queued = self.conns.values().map(|c| {
+                    let outbox = &c.handle.outbox;
+                    (outbox.max_capacity() - outbox.capacity()) as u64
+                });
+                let (outbox_depth, outbox_max) =
+                    queued.fold((0, 0), |(sum, max), n| (sum + n, max.max(n)));
                 let _ = reply.send(HubStats {
+                    outbox_depth,
+                    outbox_max,
                     connections: self.conns.len() as u64,
                     subscriptions: self.conns.values().map(|c| c.topics.len() as u64).sum(),
                     events_delivered: self.delivered,

@@ -7,6 +7,7 @@
 //! assigns change-log sequence numbers and makes writes durable in groups.
 
 pub mod api_keys;
+pub mod backup;
 pub mod change;
 pub mod codec;
 pub mod keys;

@@ -213,8 +213,13 @@ impl From<sled::Error> for WriteError {
 
 type Reply = oneshot::Sender<Result<Committed, WriteError>>;
 
+/// Work run on the writer thread between two write groups, with no write
+/// in flight (a backup).
+type Exclusive = Box<dyn FnOnce(&Store) + Send>;
+
 enum Request {
     Write(Box<Mutation>, Reply),
+    Exclusive(Exclusive),
     Shutdown,
 }
 
@@ -315,6 +320,25 @@ impl Writer {
         answer.await.map_err(|_| WriteError::Unavailable)?
     }
 
+    /// Runs `work` on the writer thread once every write submitted before it
+    /// is applied, and before any later one: it sees the `data` tree exactly
+    /// between two writes. Writes wait meanwhile, so keep it short (a backup
+    /// goes to a local file, not to the network).
+    pub async fn exclusive<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Store) -> T + Send + 'static,
+    ) -> Result<T, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        let job: Exclusive = Box::new(move |store| {
+            let _ = reply.send(work(store));
+        });
+        self.tx
+            .send(Request::Exclusive(job))
+            .await
+            .map_err(|_| WriteError::Unavailable)?;
+        answer.await.map_err(|_| WriteError::Unavailable)
+    }
+
     /// The newest seq applied (visible to readers, maybe not yet on disk).
     pub fn committed_seq(&self) -> watch::Receiver<u64> {
         self.committed.clone()
@@ -358,6 +382,8 @@ struct Answers {
 
 impl Answers {
     fn send(&mut self, reply: Reply, result: Result<Committed, WriteError>) {
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!(crate::metrics::WRITES, "result" => outcome).increment(1);
         if self.wait_for_flush {
             self.pending.push((reply, result));
         } else {
@@ -395,7 +421,10 @@ fn flusher_loop(
         let upto = group.iter().map(|job| job.upto).max().unwrap_or(0);
         last_flush = Instant::now();
         let result = store.flush();
+        metrics::histogram!(crate::metrics::FLUSH_DURATION)
+            .record(last_flush.elapsed().as_secs_f64());
         if let Err(e) = &result {
+            metrics::counter!(crate::metrics::FLUSH_ERRORS).increment(1);
             tracing::error!(error = %e, "fsync failed; writes in this group are reported as of unknown outcome");
         } else {
             let moved = durable.send_if_modified(|seq| {
@@ -507,6 +536,11 @@ impl WriterState {
             for request in group {
                 let (mutation, reply) = match request {
                     Request::Write(mutation, reply) => (mutation, reply),
+                    Request::Exclusive(work) => {
+                        self.commit_staged(&mut staged, &mut answers);
+                        work(&self.store);
+                        continue;
+                    }
                     Request::Shutdown => {
                         open = false;
                         continue;
@@ -546,6 +580,8 @@ impl WriterState {
         // Later requests find the channel closed and get `Unavailable`.
         requests.close();
         while let Ok(request) = requests.try_recv() {
+            // A dropped exclusive job drops its reply: the caller hears
+            // Unavailable.
             if let Request::Write(_, reply) = request {
                 let _ = reply.send(Err(WriteError::Unavailable));
             }

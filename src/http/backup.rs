@@ -1,0 +1,78 @@
+//! `GET /api/backup` (admins): a consistent snapshot of the whole database,
+//! streamed as a file `pulsebase restore` reads.
+//!
+//! The snapshot is written first to a temporary file in the data dir, on
+//! the writer thread (writes wait only for that local copy, not for the
+//! download), then streamed from it. The file is unlinked as soon as it is
+//! open, so nothing is left behind by a crash or a dropped download.
+
+use std::io::{Seek as _, SeekFrom};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use tokio_util::io::ReaderStream;
+
+use super::error::{ApiError, ApiResult};
+use super::extract::Admin;
+use super::AppState;
+use crate::store::backup::{self, BackupError};
+
+pub async fn download(State(state): State<AppState>, Admin(who): Admin) -> ApiResult<Response> {
+    let scratch = state
+        .settings
+        .data
+        .join(format!(".backup-{}.tmp", crate::ids::generate()));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&scratch)
+        .map_err(|e| unavailable(&e.into()))?;
+    let _ = std::fs::remove_file(&scratch);
+    let started = std::time::Instant::now();
+    let (file, summary) = state
+        .writer
+        .exclusive(move |store| {
+            let summary = backup::write_snapshot(store, &mut file)?;
+            file.sync_all()?;
+            file.seek(SeekFrom::Start(0))?;
+            Ok::<_, BackupError>((file, summary))
+        })
+        .await
+        .map_err(ApiError::from)?
+        .map_err(|e| unavailable(&e))?;
+    let size = file.metadata().map_err(ApiError::internal)?.len();
+    tracing::info!(
+        admin = %who.id().unwrap_or_default(),
+        entries = summary.entries,
+        bytes = size,
+        writes_paused_ms = started.elapsed().as_millis() as u64,
+        "backup taken"
+    );
+    let name = format!(
+        "pulsebase-{}.pbbackup",
+        crate::clock::now_rfc3339().replace([':', '-', '.'], "")
+    );
+    let body = Body::from_stream(ReaderStream::new(tokio::fs::File::from_std(file)));
+    Ok((
+        [
+            (CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (CONTENT_LENGTH, size.to_string()),
+            (
+                CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+            (CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Disk full or unwritable: the contract's 503, and the server goes on.
+fn unavailable(error: &BackupError) -> ApiError {
+    tracing::error!(%error, "backup failed");
+    ApiError::unavailable(format!("the backup could not be written: {error}"))
+}

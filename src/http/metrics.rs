@@ -1,0 +1,89 @@
+//! `GET /metrics`: Prometheus text for admins, or for whoever presents the
+//! `metrics_token` (a scraper should not hold an admin's credentials).
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq as _;
+
+use super::error::{ApiError, ApiResult};
+use super::extract::bearer_from_headers;
+use super::AppState;
+use crate::auth::Principal;
+use crate::metrics::{self as names, handle};
+
+const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    authorize(&state, &headers)?;
+    sample(&state).await?;
+    Ok(([(CONTENT_TYPE, TEXT_FORMAT)], handle().render()).into_response())
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(presented) = bearer_from_headers(headers)? else {
+        return Err(ApiError::unauthorized(
+            "sign in as an admin or present the metrics_token",
+        ));
+    };
+    if let Some(token) = &state.settings.metrics_token {
+        if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
+            return Ok(());
+        }
+    }
+    match state.auth.authenticate(presented)? {
+        principal if principal.is_admin() => Ok(()),
+        Principal::Anonymous => Err(ApiError::unauthorized("sign in as an admin")),
+        _ => Err(ApiError::forbidden("admins or the metrics_token only")),
+    }
+}
+
+/// Copies the server's state into gauges just before rendering.
+async fn sample(state: &AppState) -> Result<(), ApiError> {
+    let realtime = state.realtime.stats().await;
+    let store = state.store.clone();
+    // Counters and sizes are read from disk.
+    let (oldest_seq, storage_bytes, records) = tokio::task::spawn_blocking(move || {
+        let mut records = Vec::new();
+        for collection in store.catalog().all() {
+            records.push((
+                collection.def.name.clone(),
+                store.record_count(collection.id)?,
+            ));
+        }
+        Ok::<_, crate::store::StoreError>((store.first_seq()?, store.size_on_disk(), records))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+
+    let gauges = [
+        (
+            "pulsebase_changelog_seq",
+            *state.writer.committed_seq().borrow(),
+        ),
+        (
+            "pulsebase_changelog_durable_seq",
+            *state.writer.durable_seq().borrow(),
+        ),
+        ("pulsebase_changelog_oldest_seq", oldest_seq),
+        ("pulsebase_realtime_released_seq", realtime.seq),
+        ("pulsebase_realtime_connections", realtime.connections),
+        ("pulsebase_realtime_subscriptions", realtime.subscriptions),
+        ("pulsebase_realtime_outbox_depth", realtime.outbox_depth),
+        ("pulsebase_realtime_outbox_max", realtime.outbox_max),
+        ("pulsebase_storage_bytes", storage_bytes),
+    ];
+    for (name, value) in gauges {
+        debug_assert!(names::GAUGES.iter().any(|(n, _)| *n == name));
+        metrics::gauge!(name).set(value as f64);
+    }
+    for (collection, count) in records {
+        metrics::gauge!("pulsebase_records", "collection" => collection).set(count as f64);
+    }
+    metrics::counter!("pulsebase_realtime_events_delivered_total")
+        .absolute(realtime.events_delivered);
+    metrics::counter!("pulsebase_realtime_slow_consumer_closes_total")
+        .absolute(realtime.slow_consumer_closes);
+    Ok(())
+}

@@ -1,0 +1,498 @@
+//! Backups: every tree of the database in one file, and restoring that file
+//! into an empty data dir.
+//!
+//! A live backup is taken on the writer thread between two write groups
+//! (see [`super::writer::Writer::snapshot`]), so the `data` tree (records,
+//! indexes, counts, change log) is exactly the state after some write and
+//! before the next: every write acknowledged before the backup began is in
+//! it, and no write is in it by half. The `meta` and `auth` trees (settings,
+//! sessions, API keys) change one key at a time outside the writer; each
+//! key is copied whole.
+//!
+//! Format, version 1 (integers little-endian):
+//!
+//! ```text
+//! "PULSEBASE-BACKUP" u32 version
+//! then, per tree:  0x01 u16 name-len name
+//!                  0x02 u32 key-len key u32 value-len value   (per entry)
+//! 0xFF u64 entry-count [32 bytes SHA-256 of every byte before them]
+//! ```
+//!
+//! The checksum is checked before a restore writes anything, so a truncated
+//! or damaged file is refused whole.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::{Store, StoreError};
+
+const MAGIC: &[u8; 16] = b"PULSEBASE-BACKUP";
+const VERSION: u32 = 1;
+const TREE: u8 = 0x01;
+const ENTRY: u8 = 0x02;
+const END: u8 = 0xFF;
+/// The one file a restore target may already hold: an operator's config.
+const ALLOWED_IN_TARGET: &str = "pulsebase.toml";
+/// Entries per sled batch while restoring.
+const RESTORE_BATCH: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("not a pulsebase backup, or damaged: {0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Target(String),
+}
+
+/// What a backup holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub entries: u64,
+    /// Entries per tree, in file order.
+    pub trees: Vec<(String, u64)>,
+}
+
+/// Writes every tree of `store` to `out`. The caller keeps writers out
+/// while this runs (the writer thread, or an offline store).
+pub fn write_snapshot(store: &Store, out: impl Write) -> Result<Summary, BackupError> {
+    let mut out = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
+    out.write_all(MAGIC)?;
+    out.write_all(&VERSION.to_le_bytes())?;
+    let mut summary = Summary::default();
+    let mut names = store.db.tree_names();
+    names.sort();
+    for name in names {
+        let tree = store.db.open_tree(&name)?;
+        let name_len = u16::try_from(name.len())
+            .map_err(|_| BackupError::Invalid("tree name too long".into()))?;
+        out.write_all(&[TREE])?;
+        out.write_all(&name_len.to_le_bytes())?;
+        out.write_all(&name)?;
+        let mut count = 0;
+        for entry in tree.iter() {
+            let (key, value) = entry?;
+            out.write_all(&[ENTRY])?;
+            write_bytes(&mut out, &key)?;
+            write_bytes(&mut out, &value)?;
+            count += 1;
+        }
+        summary.entries += count;
+        summary
+            .trees
+            .push((String::from_utf8_lossy(&name).into_owned(), count));
+    }
+    out.write_all(&[END])?;
+    out.write_all(&summary.entries.to_le_bytes())?;
+    let (mut inner, digest) = out.finish();
+    inner.write_all(&digest)?;
+    inner.flush()?;
+    Ok(summary)
+}
+
+/// A backup of a data dir no server is using. sled locks its files, so a
+/// running server's dir is refused (back that up over HTTP instead).
+pub fn backup_offline(data: &Path, file: &Path) -> Result<Summary, BackupError> {
+    let db_path = data.join("db");
+    if !db_path.exists() {
+        return Err(BackupError::Target(format!(
+            "{} holds no pulsebase database",
+            data.display()
+        )));
+    }
+    let store = Store::open(&db_path).map_err(|e| match e {
+        // sled reports its lock as an `Other` error with this text.
+        StoreError::Sled(sled::Error::Io(io))
+            if io.to_string().contains("could not acquire lock") =>
+        {
+            BackupError::Target(format!(
+                "{} is in use by a running server: back it up with --url",
+                data.display()
+            ))
+        }
+        other => BackupError::Store(other),
+    })?;
+    write_atomically(file, |out| write_snapshot(&store, out))
+}
+
+/// Writes `file` through a temporary file beside it, renamed into place
+/// only once complete: an interrupted backup never leaves a file that
+/// looks whole.
+pub fn write_atomically<T>(
+    file: &Path,
+    write: impl FnOnce(&mut File) -> Result<T, BackupError>,
+) -> Result<T, BackupError> {
+    let partial = partial_path(file);
+    let result = (|| {
+        // Readable too: a download is read back and verified before it is
+        // renamed into place.
+        let mut out = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&partial)?;
+        let value = write(&mut out)?;
+        out.sync_all()?;
+        Ok(value)
+    })();
+    match result {
+        Ok(value) => {
+            fs::rename(&partial, file)?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&partial);
+            Err(e)
+        }
+    }
+}
+
+pub fn partial_path(file: &Path) -> std::path::PathBuf {
+    let mut name = file.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    file.with_file_name(name)
+}
+
+/// Reads a whole backup and checks its structure and checksum.
+pub fn verify(input: impl Read) -> Result<Summary, BackupError> {
+    read_backup(input, |_, _, _| Ok(()))
+}
+
+/// Restores `file` into `data`, which must be missing or empty (but for a
+/// `pulsebase.toml`). The file is verified whole first; then the database
+/// is written, flushed and opened again as the server would.
+pub fn restore(file: &Path, data: &Path) -> Result<Summary, BackupError> {
+    check_target(data)?;
+    let summary = verify(BufReader::new(File::open(file)?))?;
+    let db_path = data.join("db");
+    let result = (|| {
+        let db = sled::open(&db_path)?;
+        let mut current: Option<(String, sled::Tree, sled::Batch, usize)> = None;
+        read_backup(BufReader::new(File::open(file)?), |tree, key, value| {
+            if current.as_ref().map(|(name, ..)| name.as_str()) != Some(tree) {
+                if let Some((_, open, batch, _)) = current.take() {
+                    open.apply_batch(batch)?;
+                }
+                current = Some((
+                    tree.to_owned(),
+                    db.open_tree(tree)?,
+                    sled::Batch::default(),
+                    0,
+                ));
+            }
+            if let Some((_, open, batch, staged)) = current.as_mut() {
+                batch.insert(key, value);
+                *staged += 1;
+                if *staged >= RESTORE_BATCH {
+                    open.apply_batch(std::mem::take(batch))?;
+                    *staged = 0;
+                }
+            }
+            Ok(())
+        })?;
+        if let Some((_, open, batch, _)) = current.take() {
+            open.apply_batch(batch)?;
+        }
+        db.flush()?;
+        drop(db);
+        // Opening it as the server does proves the collections decode.
+        Store::open(&db_path)?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        // Leave the target as it was found: a half-restored dir must not be
+        // mistaken for a good one.
+        let _ = fs::remove_dir_all(&db_path);
+        return Err(e);
+    }
+    Ok(summary)
+}
+
+fn check_target(data: &Path) -> Result<(), BackupError> {
+    match fs::read_dir(data) {
+        Ok(entries) => {
+            for entry in entries {
+                let name = entry?.file_name();
+                if name != ALLOWED_IN_TARGET {
+                    return Err(BackupError::Target(format!(
+                        "{} is not empty ({} is there): restore into a new or empty data dir",
+                        data.display(),
+                        name.to_string_lossy()
+                    )));
+                }
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(data)?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Walks a backup, calling `each(tree, key, value)` per entry, and checks
+/// the count and checksum at the end. Entries are handed out before the
+/// checksum is known: callers that must not act on a bad file verify first.
+fn read_backup(
+    input: impl Read,
+    mut each: impl FnMut(&str, &[u8], &[u8]) -> Result<(), BackupError>,
+) -> Result<Summary, BackupError> {
+    let mut input = HashingReader::new(input);
+    let mut magic = [0; 16];
+    read_exact(&mut input, &mut magic, "the header")?;
+    if &magic != MAGIC {
+        return Err(BackupError::Invalid(
+            "it does not start with PULSEBASE-BACKUP".into(),
+        ));
+    }
+    let version = u32::from_le_bytes(read_array(&mut input, "the version")?);
+    if version != VERSION {
+        return Err(BackupError::Invalid(format!(
+            "format version {version}; this pulsebase reads version {VERSION}"
+        )));
+    }
+    let mut summary = Summary::default();
+    let mut tree: Option<String> = None;
+    let (mut key, mut value) = (Vec::new(), Vec::new());
+    loop {
+        let [tag] = read_array(&mut input, "the next entry")?;
+        match tag {
+            TREE => {
+                let len = u16::from_le_bytes(read_array(&mut input, "a tree name")?);
+                let mut name = vec![0; usize::from(len)];
+                read_exact(&mut input, &mut name, "a tree name")?;
+                let name = String::from_utf8(name)
+                    .map_err(|_| BackupError::Invalid("a tree name is not UTF-8".into()))?;
+                summary.trees.push((name.clone(), 0));
+                tree = Some(name);
+            }
+            ENTRY => {
+                let Some(tree) = tree.as_deref() else {
+                    return Err(BackupError::Invalid("an entry before any tree".into()));
+                };
+                read_bytes(&mut input, &mut key)?;
+                read_bytes(&mut input, &mut value)?;
+                each(tree, &key, &value)?;
+                summary.entries += 1;
+                if let Some((_, count)) = summary.trees.last_mut() {
+                    *count += 1;
+                }
+            }
+            END => break,
+            other => {
+                return Err(BackupError::Invalid(format!(
+                    "unknown record tag {other:#x}"
+                )));
+            }
+        }
+    }
+    let count = u64::from_le_bytes(read_array(&mut input, "the entry count")?);
+    let (mut rest, digest) = input.finish();
+    let mut stored = [0; 32];
+    read_exact(&mut rest, &mut stored, "the checksum")?;
+    if count != summary.entries || stored[..] != digest[..] {
+        return Err(BackupError::Invalid("the checksum does not match".into()));
+    }
+    if rest.read(&mut [0; 1])? != 0 {
+        return Err(BackupError::Invalid("bytes after the checksum".into()));
+    }
+    Ok(summary)
+}
+
+fn write_bytes(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "value over 4 GiB"))?;
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(bytes)
+}
+
+fn read_bytes(input: &mut impl Read, into: &mut Vec<u8>) -> Result<(), BackupError> {
+    let len = u32::from_le_bytes(read_array(input, "a length")?) as usize;
+    into.clear();
+    // Read in steps rather than trusting the length for one allocation: a
+    // damaged length must not ask for gigabytes.
+    let got = input.take(len as u64).read_to_end(into)?;
+    if got != len {
+        return Err(BackupError::Invalid(
+            "the file ends early (truncated?)".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn read_array<const N: usize>(input: &mut impl Read, what: &str) -> Result<[u8; N], BackupError> {
+    let mut buf = [0; N];
+    read_exact(input, &mut buf, what)?;
+    Ok(buf)
+}
+
+fn read_exact(input: &mut impl Read, buf: &mut [u8], what: &str) -> Result<(), BackupError> {
+    input.read_exact(buf).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            BackupError::Invalid(format!("the file ends early, in {what} (truncated?)"))
+        } else {
+            BackupError::Io(e)
+        }
+    })
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hash: Sha256,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hash: Sha256::new(),
+        }
+    }
+
+    fn finish(self) -> (W, [u8; 32]) {
+        (self.inner, self.hash.finalize().into())
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hash: Sha256,
+}
+
+impl<R: Read> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hash: Sha256::new(),
+        }
+    }
+
+    fn finish(self) -> (R, [u8; 32]) {
+        (self.inner, self.hash.finalize().into())
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_store(dir: &Path) -> Store {
+        let store = Store::open(&dir.join("db")).expect("open");
+        store.db.insert(b"k1", b"v1").expect("insert");
+        store.meta.insert(b"secret", b"s").expect("insert");
+        store.auth.insert(b"key", vec![7u8; 5000]).expect("insert");
+        store
+    }
+
+    fn backup_bytes(store: &Store) -> (Vec<u8>, Summary) {
+        let mut bytes = Vec::new();
+        let summary = write_snapshot(store, &mut bytes).expect("snapshot");
+        (bytes, summary)
+    }
+
+    #[test]
+    fn a_backup_restores_every_tree_and_entry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (bytes, summary) = backup_bytes(&sample_store(&dir.path().join("a")));
+        assert!(summary.entries >= 3);
+        let file = dir.path().join("b.pbbackup");
+        fs::write(&file, &bytes).expect("write");
+        let restored = restore(&file, &dir.path().join("b")).expect("restore");
+        assert_eq!(restored, summary);
+        let store = Store::open(&dir.path().join("b/db")).expect("reopen");
+        assert_eq!(
+            store.auth.get(b"key").expect("get").as_deref(),
+            Some(&[7u8; 5000][..])
+        );
+        assert_eq!(
+            store.meta.get(b"secret").expect("get").as_deref(),
+            Some(&b"s"[..])
+        );
+        assert_eq!(
+            store.db.get(b"k1").expect("get").as_deref(),
+            Some(&b"v1"[..])
+        );
+    }
+
+    #[test]
+    fn damaged_or_truncated_files_are_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (bytes, _) = backup_bytes(&sample_store(&dir.path().join("a")));
+        let mut flipped = bytes.clone();
+        let middle = flipped.len() / 2;
+        flipped[middle] ^= 0x40;
+        for (name, damaged) in [
+            ("flipped", flipped),
+            ("truncated", bytes[..bytes.len() - 10].to_vec()),
+            ("cut-in-an-entry", bytes[..bytes.len() / 3].to_vec()),
+            ("empty", Vec::new()),
+            (
+                "not-a-backup",
+                b"hello world, this is not a backup file".to_vec(),
+            ),
+        ] {
+            let file = dir.path().join(name);
+            fs::write(&file, &damaged).expect("write");
+            let target = dir.path().join(format!("{name}-target"));
+            let error = restore(&file, &target).expect_err(name);
+            assert!(matches!(error, BackupError::Invalid(_)), "{name}: {error}");
+            assert!(!target.join("db").exists(), "{name}: nothing restored");
+        }
+    }
+
+    #[test]
+    fn restore_refuses_a_data_dir_in_use_or_not_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (bytes, _) = backup_bytes(&sample_store(&dir.path().join("a")));
+        let file = dir.path().join("x.pbbackup");
+        fs::write(&file, &bytes).expect("write");
+        let error = restore(&file, &dir.path().join("a")).expect_err("not empty");
+        assert!(error.to_string().contains("not empty"), "{error}");
+        // A pulsebase.toml alone is fine: the operator's config stays.
+        let target = dir.path().join("c");
+        fs::create_dir_all(&target).expect("mkdir");
+        fs::write(target.join("pulsebase.toml"), "durability = \"sync\"\n").expect("write");
+        restore(&file, &target).expect("restore beside a config file");
+    }
+
+    #[test]
+    fn an_offline_backup_of_a_locked_data_dir_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _running = sample_store(dir.path());
+        let error = backup_offline(dir.path(), &dir.path().join("out.pbbackup"))
+            .expect_err("the dir is locked");
+        assert!(error.to_string().contains("--url"), "{error}");
+        assert!(!dir.path().join("out.pbbackup").exists());
+        assert!(!partial_path(&dir.path().join("out.pbbackup")).exists());
+    }
+}
