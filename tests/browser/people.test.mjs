@@ -5,6 +5,10 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 import { useDemo, signedInPage, shot, sidewaysOverflow } from "./harness.mjs";
 import { Pulsebase } from "../../web/sdk/pulsebase.js";
@@ -240,6 +244,32 @@ test("settings: change a runtime setting, a refused value shows by its input and
   assert.equal(await page.eval("document.querySelector('#setting-token_ttl').value"), "soon");
   assert.equal(await page.eval("Boolean(document.querySelector('#settings-rows button[data-reset=max_batch]'))"), false);
   assert.deepEqual(page.errors, []);
+});
+
+test("settings: the backup button downloads a file that pulsebase restore accepts", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "pulsebase-download-"));
+  try {
+    const page = await signedInPage(ctx);
+    await page.send("Page.setDownloadBehavior", { behavior: "allow", downloadPath: dir });
+    await page.goto(`${ctx.url}/admin/#/settings`);
+    await page.waitFor("document.querySelector('#backup-download')", { what: "the backup button" });
+    await page.eval("document.querySelector('#backup-download').click(), true");
+    const status = await page.waitFor("document.querySelector('#backup-result').textContent.startsWith('Downloaded') && document.querySelector('#backup-result').textContent", { what: "the download" });
+    assert.match(status, /Downloaded [\d.]+ (B|KiB|MiB)/);
+    let file;
+    for (let i = 0; i < 100 && !file; i++) {
+      file = readdirSync(dir).find((name) => name.endsWith(".pbbackup"));
+      if (!file) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(file, `a .pbbackup file in ${readdirSync(dir)}`);
+    const restored = spawnSync(process.env.PULSEBASE_BIN, ["restore", join(dir, file), "--data", join(dir, "restored")], { encoding: "utf8" });
+    assert.equal(restored.status, 0, restored.stderr);
+    assert.match(restored.stdout, /restored .* entries/);
+    await page.screenshot(shot("settings-backup"));
+    assert.deepEqual(page.errors, []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("users, API keys and settings fit a phone-sized screen", async () => {

@@ -184,11 +184,12 @@ export class Pulsebase {
   // ---- HTTP ---------------------------------------------------------------
 
   /**
-   * One API request. Resolves with the parsed JSON (or null for 204);
+   * One API request. Resolves with the parsed JSON (or null for 204), or
+   * with a Blob when `as: "blob"` (a file download such as /api/backup);
    * rejects with a PulsebaseError. A 401 `token_expired` is retried once
    * after a refresh.
    */
-  async request(method, path, body, { query, auth = true, retry = true } = {}) {
+  async request(method, path, body, { query, auth = true, retry = true, as = "json" } = {}) {
     let url = this.baseUrl + path;
     if (query) {
       const params = new URLSearchParams();
@@ -207,6 +208,7 @@ export class Pulsebase {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     if (response.status === 204) return null;
+    if (as === "blob" && response.ok) return response.blob();
     const text = await response.text();
     let data = null;
     if (text) {
@@ -220,7 +222,7 @@ export class Pulsebase {
     const error = (data && data.error) || {};
     if (response.status === 401 && error.code === "token_expired" && auth && retry && this.session && this.session.refresh_token) {
       await this.refresh();
-      return this.request(method, path, body, { query, auth, retry: false });
+      return this.request(method, path, body, { query, auth, retry: false, as });
     }
     throw new PulsebaseError(response.status, error.code || "http_" + response.status, error.message || response.statusText, error.details);
   }

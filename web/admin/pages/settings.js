@@ -1,7 +1,7 @@
 // Settings: every setting with where its value came from; the runtime ones
 // that are not pinned at start can be changed here (PATCH /api/settings).
 
-import { pb, h, message } from "../ui.js";
+import { pb, h, message, formatBytes } from "../ui.js";
 
 const shown = (v) => (v === undefined ? "" : typeof v === "string" ? v : JSON.stringify(v));
 
@@ -144,6 +144,42 @@ export function settings(app) {
     }
   });
 
-  app.append(h("h1", {}, "Settings"), form);
+  app.append(h("h1", {}, "Settings"), form, backupPanel());
   load();
+}
+
+/**
+ * Downloads GET /api/backup. A plain link cannot carry the bearer token
+ * (the API takes no cookies), so the file is fetched and handed to the
+ * browser as a blob: it passes through memory once.
+ */
+function backupPanel() {
+  const status = h("p", { class: "hint", id: "backup-result", role: "status" });
+  const button = h("button", { type: "button", id: "backup-download" }, "Download a backup");
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    status.textContent = "Taking a consistent snapshot…";
+    try {
+      const blob = await pb.request("GET", "/api/backup", undefined, { as: "blob" });
+      const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "Z");
+      const link = h("a", { href: URL.createObjectURL(blob), download: `pulsebase-${stamp}.pbbackup` });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+      status.textContent = `Downloaded ${formatBytes(blob.size)}. Restore it with: pulsebase restore FILE --data NEW_DIR`;
+    } catch (e) {
+      status.textContent = message(e);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return h(
+    "section",
+    { class: "panel", id: "backup-panel" },
+    h("h2", {}, "Backup"),
+    h("p", { class: "hint" }, "A consistent snapshot of every collection, record, user, key and setting, taken while the server runs (writes wait while it is copied to a local file). For scheduled backups use pulsebase backup FILE --url; see docs/operations.md."),
+    button,
+    status,
+  );
 }
