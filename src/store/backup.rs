@@ -175,7 +175,9 @@ pub fn restore(file: &Path, data: &Path) -> Result<Summary, BackupError> {
     let summary = verify(BufReader::new(File::open(file)?))?;
     let db_path = data.join("db");
     let result = (|| {
-        let db = sled::open(&db_path)?;
+        // One open for the whole restore: sled lets go of its lock some
+        // time after a drop, so a second open right away can be refused.
+        let store = Store::open(&db_path)?;
         let mut current: Option<(String, sled::Tree, sled::Batch, usize)> = None;
         read_backup(BufReader::new(File::open(file)?), |tree, key, value| {
             if current.as_ref().map(|(name, ..)| name.as_str()) != Some(tree) {
@@ -184,7 +186,7 @@ pub fn restore(file: &Path, data: &Path) -> Result<Summary, BackupError> {
                 }
                 current = Some((
                     tree.to_owned(),
-                    db.open_tree(tree)?,
+                    store.db.open_tree(tree)?,
                     sled::Batch::default(),
                     0,
                 ));
@@ -202,10 +204,10 @@ pub fn restore(file: &Path, data: &Path) -> Result<Summary, BackupError> {
         if let Some((_, open, batch, _)) = current.take() {
             open.apply_batch(batch)?;
         }
-        db.flush()?;
-        drop(db);
-        // Opening it as the server does proves the collections decode.
-        Store::open(&db_path)?;
+        store.flush()?;
+        // Loading what the server loads at start proves it decodes.
+        store.load_catalog()?;
+        store.load_topics()?;
         Ok(())
     })();
     if let Err(e) = result {
