@@ -3,7 +3,7 @@
 //! with a deadline, stop background tasks, flush storage).
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -153,9 +153,20 @@ pub async fn run(
     Ok(())
 }
 
-fn announce(addr: SocketAddr, setup_code: Option<&str>) {
+/// Where a browser or curl on this machine reaches a server bound to `addr`:
+/// 0.0.0.0 and [::] accept connections but are not addresses to connect to.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
+}
+
+fn announce(bound: SocketAddr, setup_code: Option<&str>) {
     // Plain lines on stdout, for people and for scripts that wait for them;
     // the listening line comes last, once everything above is said.
+    let addr = reachable(bound);
     if let Some(code) = setup_code {
         println!("no admin yet. Create one with this one-time setup code ({code}):");
         println!(
@@ -163,8 +174,9 @@ fn announce(addr: SocketAddr, setup_code: Option<&str>) {
         );
         tracing::info!("waiting for the first admin (setup code printed on stdout)");
     }
+    println!("admin UI: http://{addr}/admin/");
     println!(
-        "pulsebase {} listening on http://{addr}",
+        "pulsebase {} listening on http://{bound}",
         env!("CARGO_PKG_VERSION")
     );
     use std::io::Write as _;
@@ -172,7 +184,8 @@ fn announce(addr: SocketAddr, setup_code: Option<&str>) {
 }
 
 /// What `--demo` prints before the listening line.
-fn announce_demo(addr: SocketAddr, collection: &str, admin: Option<&(String, String)>) {
+fn announce_demo(bound: SocketAddr, collection: &str, admin: Option<&(String, String)>) {
+    let addr = reachable(bound);
     println!(
         "demo: {} simulated devices write to `{collection}` every second",
         crate::demo::device_count()
@@ -260,5 +273,18 @@ pub async fn create_admin(
         Ok(_) => Ok(user),
         Err(WriteError::EmailTaken) => anyhow::bail!("a user with email {email} already exists"),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_addresses_are_ones_to_connect_to() {
+        let at = |text: &str| reachable(text.parse().expect("address")).to_string();
+        assert_eq!(at("0.0.0.0:7070"), "127.0.0.1:7070");
+        assert_eq!(at("[::]:7070"), "[::1]:7070");
+        assert_eq!(at("192.168.1.20:7070"), "192.168.1.20:7070");
     }
 }

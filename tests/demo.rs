@@ -35,6 +35,17 @@ async fn a_new_user_signs_in_with_the_printed_admin_and_watches_live_readings() 
         "{:?}",
         server.banner
     );
+    // The printed admin UI address opens the UI.
+    let ui = server
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("admin UI: "))
+        .unwrap_or_else(|| panic!("no admin UI line in {:?}", server.banner))
+        .to_owned();
+    assert_eq!(ui, server.url("/admin/"));
+    let page = client().get(&ui).send().await.expect("admin UI");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.expect("html").contains("pulsebase admin"));
     let token = server.signin(email, password).await;
 
     let mut ws = Ws::connect(&server, Some(&token)).await;

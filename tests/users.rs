@@ -250,3 +250,21 @@ async fn the_last_admin_cannot_be_removed_and_non_admins_are_refused() {
     let (status, _) = send(client().get(server.url("/api/users"))).await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn an_empty_tenant_is_no_tenant() {
+    let server = TestServer::start();
+    let admin = server.admin_token().await;
+    let user = server
+        .create_user(
+            &admin,
+            json!({"email": "t@example.com", "password": "password-123", "tenant": ""}),
+        )
+        .await;
+    assert_eq!(user["tenant"], Value::Null, "{user}");
+    let id = user["id"].as_str().unwrap().to_owned();
+    let (_, user) = patch(&server, &admin, &id, json!({"tenant": "acme"})).await;
+    assert_eq!(user["tenant"], "acme");
+    let (_, user) = patch(&server, &admin, &id, json!({"tenant": ""})).await;
+    assert_eq!(user["tenant"], Value::Null, "{user}");
+}

@@ -185,6 +185,16 @@ impl ServeArgs {
     }
 }
 
+/// [`FileSettings`]' keys, for the error that names an unknown one.
+const FILE_STARTUP_KEYS: &[&str] = &[
+    "http",
+    "durability",
+    "flush_ms",
+    "max_body_bytes",
+    "trust_proxy",
+    "metrics_token",
+];
+
 /// The startup-only keys of the optional `pulsebase.toml`; every key mirrors
 /// a flag. The runtime settings are read from the same file separately.
 #[derive(Debug, Default, Deserialize)]
@@ -394,6 +404,20 @@ fn read_file_settings(data: &Path) -> Result<FileSettings, SettingsError> {
             tunables.push((tunable.name, value));
         }
     }
+    // serde's own message would list only the startup keys, as if the
+    // runtime ones (taken out above) were not allowed.
+    if let Some(unknown) = table
+        .keys()
+        .find(|key| !FILE_STARTUP_KEYS.contains(&key.as_str()))
+    {
+        let mut known: Vec<&str> = FILE_STARTUP_KEYS.to_vec();
+        known.extend(tunables::TUNABLES.iter().map(|t| t.name));
+        known.sort_unstable();
+        return Err(file_error(format!(
+            "unknown setting `{unknown}`; the settings are: {}",
+            known.join(", ")
+        )));
+    }
     let mut file: FileSettings = table
         .try_into()
         .map_err(|e: toml::de::Error| file_error(e.to_string()))?;
@@ -450,7 +474,12 @@ mod tests {
             data: Some(dir.path().to_owned()),
             ..ServeArgs::default()
         };
-        assert!(Settings::resolve(&args).is_err());
+        let err = Settings::resolve(&args).unwrap_err().to_string();
+        assert!(err.contains("unknown setting `durabilty`"), "{err}");
+        // Every key is offered, the runtime ones included.
+        for key in ["durability", "max_batch", "heartbeat", "metrics_token"] {
+            assert!(err.contains(key), "{key} missing from: {err}");
+        }
     }
 
     #[test]

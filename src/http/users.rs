@@ -102,6 +102,12 @@ pub struct NewUser {
     tenant: Option<String>,
 }
 
+/// An empty tenant is no tenant: a form's empty field must not put the user
+/// in a tenant named "" that rules would then match.
+fn no_empty_tenant(tenant: Option<String>) -> Option<String> {
+    tenant.filter(|t| !t.is_empty())
+}
+
 pub async fn create_user_admin(
     State(state): State<AppState>,
     Admin(_): Admin,
@@ -113,7 +119,7 @@ pub async fn create_user_admin(
         name: body.name,
         roles: body.roles,
         groups: body.groups,
-        tenant: body.tenant,
+        tenant: no_empty_tenant(body.tenant),
     };
     let user = create_user(&state, &body.email, body.password, profile).await?;
     Ok((StatusCode::CREATED, Json(user.public_json())))
@@ -179,7 +185,7 @@ pub async fn update_user(
         user.groups = groups;
     }
     if let Some(tenant) = patch.tenant {
-        user.tenant = tenant;
+        user.tenant = no_empty_tenant(tenant);
     }
     if let Some(disabled) = patch.disabled {
         revoke |= disabled && !user.disabled;

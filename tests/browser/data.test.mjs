@@ -193,6 +193,12 @@ test("records: a create, edit and delete in one tab show live in another; filter
   assert.deepEqual(await shownRows(two).then((rows) => rows.map((r) => [r.label, r.temp])), [["changed", "21"]]);
   assert.equal((await ctx.admin.collection("gauges").get(id)).rev, 2);
   assert.match(await two.waitFor("document.querySelector('#record-status').textContent"), /changed elsewhere \(now rev 2\)/);
+  // Saving tab two's stale copy is refused (If-Match), not written over tab one's change.
+  await two.fill("#record-editor", JSON.stringify({ label: "stale", temp: 1 }));
+  await two.submit("#record-form");
+  assert.match(await two.waitFor("document.querySelector('#record-error').textContent"), /precondition_failed/);
+  const kept = await ctx.admin.collection("gauges").get(id);
+  assert.deepEqual([kept.rev, kept.label], [2, "changed"]);
 
   // Delete in tab one; the row goes from both.
   await click(one, `${row} button.delete`);

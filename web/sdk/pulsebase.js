@@ -18,6 +18,11 @@
 // expiry that is handed to the open socket with the `auth` action.
 
 /** An error answer from the server, in the contract's error shape. */
+/** Request options carrying `If-Match: <rev>` when `ifMatch` is given. */
+function ifMatch({ ifMatch: rev } = {}) {
+  return rev == null ? {} : { headers: { "If-Match": String(rev) } };
+}
+
 export class PulsebaseError extends Error {
   constructor(status, code, message, details) {
     super(message || code);
@@ -189,7 +194,7 @@ export class Pulsebase {
    * rejects with a PulsebaseError. A 401 `token_expired` is retried once
    * after a refresh.
    */
-  async request(method, path, body, { query, auth = true, retry = true, as = "json" } = {}) {
+  async request(method, path, body, { query, auth = true, retry = true, as = "json", headers: extra = {} } = {}) {
     let url = this.baseUrl + path;
     if (query) {
       const params = new URLSearchParams();
@@ -200,7 +205,7 @@ export class Pulsebase {
       const qs = params.toString();
       if (qs) url += (url.includes("?") ? "&" : "?") + qs;
     }
-    const headers = auth ? this._authHeaders() : {};
+    const headers = { ...(auth ? this._authHeaders() : {}), ...extra };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const response = await this._fetch(url, {
       method,
@@ -222,7 +227,7 @@ export class Pulsebase {
     const error = (data && data.error) || {};
     if (response.status === 401 && error.code === "token_expired" && auth && retry && this.session && this.session.refresh_token) {
       await this.refresh();
-      return this.request(method, path, body, { query, auth, retry: false, as });
+      return this.request(method, path, body, { query, auth, retry: false, as, headers: extra });
     }
     throw new PulsebaseError(response.status, error.code || "http_" + response.status, error.message || response.statusText, error.details);
   }
@@ -236,9 +241,14 @@ export class Pulsebase {
       get: (id) => this.request("GET", `${base}/${encodeURIComponent(id)}`),
       /** One record, or an array (one atomic batch) → the created record(s). */
       create: (data) => this.request("POST", base, data),
-      update: (id, data) => this.request("PATCH", `${base}/${encodeURIComponent(id)}`, data),
-      replace: (id, data) => this.request("PUT", `${base}/${encodeURIComponent(id)}`, data),
-      delete: (id) => this.request("DELETE", `${base}/${encodeURIComponent(id)}`),
+      /**
+       * `{ifMatch: rev}` makes the write conditional: a record that moved on
+       * meanwhile is refused with 412 `precondition_failed` instead of
+       * being overwritten.
+       */
+      update: (id, data, opts = {}) => this.request("PATCH", `${base}/${encodeURIComponent(id)}`, data, ifMatch(opts)),
+      replace: (id, data, opts = {}) => this.request("PUT", `${base}/${encodeURIComponent(id)}`, data, ifMatch(opts)),
+      delete: (id, opts = {}) => this.request("DELETE", `${base}/${encodeURIComponent(id)}`, undefined, ifMatch(opts)),
       /** Live changes of this collection (or of one record with `{record: id}`). */
       subscribe: (options, onEvent) => {
         const { record, ...rest } = options || {};

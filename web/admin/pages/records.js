@@ -280,8 +280,9 @@ function recordEditor(collection, table) {
     }
     try {
       // Editing shows every field, so saving replaces (PUT): a key removed
-      // from the text is removed from the record.
-      const record = editing ? await table.replace(editing, data) : await table.create(data);
+      // from the text is removed from the record. If-Match: a change made
+      // elsewhere since it was loaded is refused, not overwritten.
+      const record = editing ? await table.replace(editing, data, { ifMatch: rev }) : await table.create(data);
       if (editing) {
         textarea.value = JSON.stringify(ownFields(record), null, 2);
         rev = record.rev;
@@ -308,7 +309,7 @@ function recordEditor(collection, table) {
     /** A live update: warn when the record being edited moved on elsewhere (saving would overwrite it). */
     changed(record) {
       if (editing !== record.id || !(record.rev > rev)) return;
-      status.textContent = `This record was changed elsewhere (now rev ${record.rev}); saving replaces that change. Click Edit on its row to load it.`;
+      status.textContent = `This record was changed elsewhere (now rev ${record.rev}); saving will be refused. Click Edit on its row to load the new version.`;
     },
     /** The record being edited was deleted (here or elsewhere). */
     gone(id) {
