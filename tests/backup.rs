@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{client, error_code, ids, send, Options, TestServer};
+use common::{client, error_code, header, ids, send, Options, TestServer};
 use serde_json::{json, Value};
 
 fn pulsebase(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -277,19 +277,12 @@ async fn the_backup_endpoint_is_for_admins_and_downloads_a_file() {
         .await
         .expect("download");
     assert_eq!(response.status(), 200);
-    let disposition = response.headers()["content-disposition"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
+    let disposition = header(&response, "content-disposition");
     assert!(
         disposition.starts_with("attachment; filename=\"pulsebase-"),
         "{disposition}"
     );
-    let length: usize = response.headers()["content-length"]
-        .to_str()
-        .expect("ascii")
-        .parse()
-        .expect("number");
+    let length: usize = header(&response, "content-length").parse().expect("number");
     let bytes = response.bytes().await.expect("body");
     assert_eq!(bytes.len(), length);
     assert!(bytes.starts_with(b"PULSEBASE-BACKUP"));

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use common::live::Ws;
-use common::{client, error_code, send, Options, TestServer};
+use common::{client, error_code, header, send, Options, TestServer};
 use serde_json::json;
 
 const METRICS_TOKEN: &str = "scrape-token-0123456789";
@@ -216,10 +216,7 @@ async fn scrape(server: &TestServer, token: &str) -> Scrape {
         .await
         .expect("scrape");
     assert_eq!(response.status(), 200);
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
+    let content_type = header(&response, "content-type");
     assert!(
         content_type.starts_with("text/plain; version=0.0.4"),
         "{content_type}"

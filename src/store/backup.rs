@@ -64,7 +64,7 @@ pub struct Summary {
 /// Writes every tree of `store` to `out`. The caller keeps writers out
 /// while this runs (the writer thread, or an offline store).
 pub fn write_snapshot(store: &Store, out: impl Write) -> Result<Summary, BackupError> {
-    let mut out = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
+    let mut out = Hashing::new(BufWriter::with_capacity(1 << 20, out));
     out.write_all(MAGIC)?;
     out.write_all(&VERSION.to_le_bytes())?;
     let mut summary = Summary::default();
@@ -249,7 +249,7 @@ fn read_backup(
     input: impl Read,
     mut each: impl FnMut(&str, &[u8], &[u8]) -> Result<(), BackupError>,
 ) -> Result<Summary, BackupError> {
-    let mut input = HashingReader::new(input);
+    let mut input = Hashing::new(input);
     let mut magic = [0; 16];
     read_exact(&mut input, &mut magic, "the header")?;
     if &magic != MAGIC {
@@ -348,25 +348,26 @@ fn read_exact(input: &mut impl Read, buf: &mut [u8], what: &str) -> Result<(), B
     })
 }
 
-struct HashingWriter<W> {
-    inner: W,
+/// A reader or writer that hashes every byte passing through it.
+struct Hashing<T> {
+    inner: T,
     hash: Sha256,
 }
 
-impl<W: Write> HashingWriter<W> {
-    fn new(inner: W) -> Self {
-        HashingWriter {
+impl<T> Hashing<T> {
+    fn new(inner: T) -> Self {
+        Hashing {
             inner,
             hash: Sha256::new(),
         }
     }
 
-    fn finish(self) -> (W, [u8; 32]) {
+    fn finish(self) -> (T, [u8; 32]) {
         (self.inner, self.hash.finalize().into())
     }
 }
 
-impl<W: Write> Write for HashingWriter<W> {
+impl<W: Write> Write for Hashing<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.hash.update(&buf[..n]);
@@ -378,25 +379,7 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-struct HashingReader<R> {
-    inner: R,
-    hash: Sha256,
-}
-
-impl<R: Read> HashingReader<R> {
-    fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hash: Sha256::new(),
-        }
-    }
-
-    fn finish(self) -> (R, [u8; 32]) {
-        (self.inner, self.hash.finalize().into())
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
+impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hash.update(&buf[..n]);

@@ -218,6 +218,17 @@ pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
     (status, body)
 }
 
+/// A response header as text (the test fails when it is missing).
+pub fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .to_str()
+        .expect("an ASCII header")
+        .to_owned()
+}
+
 /// Asserts the contract's error shape and returns the code.
 pub fn error_code(body: &Value) -> &str {
     let error = &body["error"];
