@@ -5,9 +5,41 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { useDemo, signedInPage, shot } from "./harness.mjs";
+import { rmSync } from "node:fs";
+
+import { useDemo, signedInPage, shot, startServer } from "./harness.mjs";
 
 const ctx = useDemo();
+
+test("first-admin setup: the sign-in page points to it, a wrong code is refused, the printed one works", async () => {
+  const fresh = await startServer({ demo: false });
+  try {
+    assert.match(fresh.setupCode || "", /^[0-9a-f]{20}$/, "the server printed a setup code");
+    const page = await ctx.browser.page(`${fresh.url}/admin/`);
+    await page.waitFor("!document.querySelector('#setup-hint').hidden", { what: "the setup hint" });
+    await page.eval("document.querySelector('#setup-hint a').click(), true");
+    await page.waitFor("document.querySelector('#setup-form')", { what: "the setup form" });
+    // Signed out: no navigation to pages that would only answer 401.
+    assert.equal(await page.eval("getComputedStyle(document.querySelector('#nav')).display"), "none");
+    await page.fill("#code", "00000000000000000000");
+    await page.fill("#email", "first@example.com");
+    await page.fill("#password", "first-admin-password");
+    await page.submit("#setup-form");
+    assert.match(await page.waitFor("document.querySelector('#setup-form .error').textContent"), /forbidden/);
+    await page.screenshot(shot("setup"));
+    await page.fill("#code", fresh.setupCode);
+    await page.submit("#setup-form");
+    await page.waitFor("location.hash === '#/dashboard' && document.querySelector('#stat-writes')", { what: "the dashboard" });
+    assert.equal(await page.eval("document.querySelector('#who').textContent"), "first@example.com");
+    assert.notEqual(await page.eval("getComputedStyle(document.querySelector('#nav')).display"), "none");
+    const state = await (await fetch(`${fresh.url}/api/setup`)).json();
+    assert.deepEqual(state, { needed: false });
+    assert.deepEqual(page.errors, []);
+  } finally {
+    fresh.child.kill("SIGKILL");
+    rmSync(fresh.dir, { recursive: true, force: true });
+  }
+});
 
 test("a wrong password is refused on the sign-in form", async () => {
   const page = await ctx.browser.page(`${ctx.url}/admin/`);

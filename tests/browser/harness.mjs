@@ -24,7 +24,8 @@ export function shot(name) {
 /**
  * Starts the real binary and waits until it listens. `demo: true` runs
  * `serve --demo` with no admin, so it prints the demo admin's password
- * (returned as `email` and `password`). `dir` and `port` let a test stop
+ * (returned as `email` and `password`); without the demo and with no admin
+ * it prints the first-admin setup code (`setupCode`). `dir` and `port` let a test stop
  * and start the same server again.
  */
 export async function startServer({ demo = true, port = 0, dir = mkdtempSync(join(tmpdir(), "pulsebase-ui-")), env = {} } = {}) {
@@ -41,6 +42,8 @@ export async function startServer({ demo = true, port = 0, dir = mkdtempSync(joi
     lines.on("line", (line) => {
       const creds = line.match(/^demo admin: (\S+) \/ (\S+)$/);
       if (creds) [, found.email, found.password] = creds;
+      const setup = line.match(/one-time setup code \((\w+)\)/);
+      if (setup) found.setupCode = setup[1];
       const listening = line.match(/listening on (http:\/\/\S+)/);
       if (listening) {
         found.url = listening[1];
