@@ -65,7 +65,34 @@ async fn definitions_are_validated_with_reasons() {
             .json(&json!({"name": "ok", "fields": {"a": {"type": "decimal"}}})),
     )
     .await;
-    assert_eq!((status, error_code(&body)), (400, "bad_request"));
+    // A definition of the wrong shape names the place too, in the same
+    // shape as every other problem (the first such problem only: the
+    // definition cannot be read past it).
+    assert_eq!((status, error_code(&body)), (400, "validation_failed"));
+    let detail = body["error"]["details"]["fields.a.type"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        detail.contains("decimal") && detail.contains("datetime"),
+        "{body}"
+    );
+    let (status, body) = send(
+        client()
+            .post(&url)
+            .bearer_auth(&admin)
+            .json(&json!({"name": "ok", "events": ["create", "upsert"]})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body["error"]["details"]["events.1"].is_string(), "{body}");
+    let (_, body) = send(
+        client()
+            .post(&url)
+            .bearer_auth(&admin)
+            .json(&json!({"fields": {}})),
+    )
+    .await;
+    assert!(body["error"]["details"]["name"].is_string(), "{body}");
 
     let created = server
         .create_collection(&admin, json!({"name": "sensors"}))

@@ -268,3 +268,21 @@ async fn an_empty_tenant_is_no_tenant() {
     let (_, user) = patch(&server, &admin, &id, json!({"tenant": ""})).await;
     assert_eq!(user["tenant"], Value::Null, "{user}");
 }
+
+#[tokio::test]
+async fn a_refused_user_names_every_bad_field_at_once() {
+    let server = TestServer::start();
+    let admin = server.admin_token().await;
+    let (status, body) = send(
+        client()
+            .post(server.url("/api/users"))
+            .bearer_auth(&admin)
+            .json(&json!({"email": "bad", "password": "short", "roles": ["a b"], "groups": [""]})),
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (400, "validation_failed"));
+    let details = body["error"]["details"].as_object().expect("details");
+    let mut named: Vec<&str> = details.keys().map(String::as_str).collect();
+    named.sort_unstable();
+    assert_eq!(named, ["email", "groups", "password", "roles"], "{body}");
+}

@@ -14,6 +14,7 @@ use super::extract::JsonBody;
 use super::AppState;
 use crate::auth::password::check_policy;
 use crate::auth::Principal;
+use crate::model::collection::FieldErrors;
 use crate::model::user::{is_plausible_email, normalize_email};
 use crate::model::User;
 use crate::store::writer::Mutation;
@@ -61,17 +62,21 @@ pub async fn create_user(
     profile: Profile,
 ) -> ApiResult<User> {
     let email = normalize_email(email);
+    // Every problem at once, so a form can mark them all.
+    let mut problems = FieldErrors::new();
     if !is_plausible_email(&email) {
-        return Err(ApiError::validation(
-            "invalid user",
-            &[("email".to_owned(), "must be an email address".to_owned())].into(),
-        ));
+        problems.insert("email".to_owned(), "must be an email address".to_owned());
     }
     if let Err(e) = check_policy(&password) {
-        return Err(ApiError::validation(
-            "invalid user",
-            &[("password".to_owned(), e.to_string())].into(),
-        ));
+        problems.insert("password".to_owned(), e.to_string());
+    }
+    for (field, names) in [("roles", &profile.roles), ("groups", &profile.groups)] {
+        if let Some(problem) = super::users::names_problem(names) {
+            problems.insert(field.to_owned(), problem.to_owned());
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::validation("invalid user", &problems));
     }
     let password_hash = state
         .auth

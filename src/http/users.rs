@@ -113,8 +113,8 @@ pub async fn create_user_admin(
     Admin(_): Admin,
     JsonBody(body): JsonBody<NewUser>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    check_names("roles", &body.roles)?;
-    check_names("groups", &body.groups)?;
+    // create_user checks the names with the email and password, so one
+    // answer lists every problem.
     let profile = Profile {
         name: body.name,
         roles: body.roles,
@@ -221,14 +221,16 @@ pub async fn delete_user(
 }
 
 fn check_names(field: &str, names: &[String]) -> ApiResult<()> {
+    match names_problem(names) {
+        Some(problem) => Err(invalid(field, problem)),
+        None => Ok(()),
+    }
+}
+
+/// What is wrong with a list of role or group names, if anything.
+pub(crate) fn names_problem(names: &[String]) -> Option<&'static str> {
     let bad = names
         .iter()
         .any(|n| n.is_empty() || n.len() > 64 || n.chars().any(char::is_whitespace));
-    if bad || names.len() > 64 {
-        return Err(invalid(
-            field,
-            "at most 64 names of 1 to 64 characters without spaces",
-        ));
-    }
-    Ok(())
+    (bad || names.len() > 64).then_some("at most 64 names of 1 to 64 characters without spaces")
 }
