@@ -357,6 +357,29 @@ async fn values_move_when_things_happen() {
     );
     assert!(!after.samples.keys().any(|k| k.contains("nope")));
 
+    // Made-up methods share one label value: a client cannot grow the
+    // series without bound.
+    for made_up in ["FROB", "ZAP1", "ZAP2"] {
+        let method = reqwest::Method::from_bytes(made_up.as_bytes()).expect("a method token");
+        let response = client()
+            .request(method, server.url("/api/health"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 405);
+    }
+    let odd = scrape(&server, METRICS_TOKEN).await;
+    assert!(!odd
+        .samples
+        .keys()
+        .any(|k| k.contains("FROB") || k.contains("ZAP")));
+    assert_eq!(
+        odd.get(
+            "pulsebase_http_requests_total{method=\"other\",route=\"/api/health\",status=\"405\"}"
+        ),
+        3.0
+    );
+
     drop(ws);
     // The hub hears of the close asynchronously.
     for _ in 0..50 {
