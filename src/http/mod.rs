@@ -16,7 +16,8 @@ pub mod users;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -155,8 +156,26 @@ fn method_label(method: &axum::http::Method) -> &'static str {
     }
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+/// 200 `ok`, or 503 once storage has failed: sled refuses every write after
+/// an I/O error (a full disk) until the process restarts, so a supervisor or
+/// load balancer should see it and an operator should free space and
+/// restart.
+async fn health(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    let version = env!("CARGO_PKG_VERSION");
+    if state.writer.storage_failed() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "storage_failed",
+                "version": version,
+                "message": "a write to disk failed (full or broken disk?); writes are refused until the server restarts: free space, then restart",
+            })),
+        );
+    }
+    (
+        StatusCode::OK,
+        Json(json!({"status": "ok", "version": version})),
+    )
 }
 
 async fn not_found() -> ApiError {

@@ -18,6 +18,7 @@
 //! so the disk and the CPU work in parallel.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -247,6 +248,9 @@ pub struct Writer {
     committed: watch::Receiver<u64>,
     durable: watch::Receiver<u64>,
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// Set by the first failed fsync. sled 0.34 keeps refusing writes after
+    /// an I/O error until the process restarts, so this does not clear.
+    storage_failed: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -264,6 +268,8 @@ impl Writer {
         let (durable_tx, durable) = watch::channel(last_seq);
         let (flush_tx, flush_rx) = std_mpsc::channel();
         let flusher_store = store.clone();
+        let storage_failed = Arc::new(AtomicBool::new(false));
+        let flusher_failed = storage_failed.clone();
         let flush_interval = match durability {
             Durability::Sync => Duration::ZERO,
             Durability::Relaxed => Duration::from_millis(flush_ms),
@@ -281,6 +287,7 @@ impl Writer {
             .spawn(move || {
                 flusher_loop(
                     flusher_store,
+                    flusher_failed,
                     flush_rx,
                     flush_interval,
                     durable_tx,
@@ -308,6 +315,7 @@ impl Writer {
             committed,
             durable,
             threads: Arc::new(Mutex::new(vec![writer, flusher])),
+            storage_failed,
         })
     }
 
@@ -337,6 +345,12 @@ impl Writer {
             .await
             .map_err(|_| WriteError::Unavailable)?;
         answer.await.map_err(|_| WriteError::Unavailable)
+    }
+
+    /// Whether an fsync has failed (a full or broken disk). Writes are
+    /// refused from then on until the server restarts.
+    pub fn storage_failed(&self) -> bool {
+        self.storage_failed.load(Ordering::Relaxed)
     }
 
     /// The newest seq applied (visible to readers, maybe not yet on disk).
@@ -394,6 +408,7 @@ impl Answers {
 
 fn flusher_loop(
     store: Store,
+    failed: Arc<AtomicBool>,
     jobs: std_mpsc::Receiver<FlushJob>,
     interval: Duration,
     durable: watch::Sender<u64>,
@@ -425,6 +440,7 @@ fn flusher_loop(
             .record(last_flush.elapsed().as_secs_f64());
         if let Err(e) = &result {
             metrics::counter!(crate::metrics::FLUSH_ERRORS).increment(1);
+            failed.store(true, Ordering::Relaxed);
             tracing::error!(error = %e, "fsync failed; writes in this group are reported as of unknown outcome");
         } else {
             let moved = durable.send_if_modified(|seq| {
