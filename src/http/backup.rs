@@ -5,8 +5,13 @@
 //! the writer thread (writes wait only for that local copy, not for the
 //! download), then streamed from it. The file is unlinked as soon as it is
 //! open, so nothing is left behind by a crash or a dropped download.
+//!
+//! The copy never takes the disk's last [`DISK_RESERVE`] bytes: sled
+//! refuses every write after one failed flush until the process restarts,
+//! so a backup must not be what fills the disk.
 
-use std::io::{Seek as _, SeekFrom};
+use std::io::{self, Seek as _, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 
 use axum::body::Body;
 use axum::extract::State;
@@ -19,18 +24,27 @@ use super::extract::Admin;
 use super::AppState;
 use crate::store::backup::{self, BackupError};
 
+/// Free space the scratch copy leaves on the data dir's disk.
+pub const DISK_RESERVE: u64 = 64 << 20;
+/// Free space is looked at again after this many bytes of copy.
+const CHECK_EVERY: u64 = 4 << 20;
+
 pub async fn download(State(state): State<AppState>, Admin(who): Admin) -> ApiResult<Response> {
-    let scratch = state
-        .settings
-        .data
-        .join(format!(".backup-{}.tmp", crate::ids::generate()));
-    let mut file = std::fs::OpenOptions::new()
+    let data = state.settings.data.clone();
+    let scratch = data.join(format!(".backup-{}.tmp", crate::ids::generate()));
+    ensure_room(&data).map_err(|e| unavailable(&e.into()))?;
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
         .open(&scratch)
         .map_err(|e| unavailable(&e.into()))?;
     let _ = std::fs::remove_file(&scratch);
+    let mut file = Reserved {
+        file,
+        dir: data,
+        unchecked: 0,
+    };
     let started = std::time::Instant::now();
     let (file, summary) = state
         .writer
@@ -38,6 +52,7 @@ pub async fn download(State(state): State<AppState>, Admin(who): Admin) -> ApiRe
             // No fsync: the scratch copy only has to outlive this request,
             // and writes wait for as long as this closure runs.
             let summary = backup::write_snapshot(store, &mut file)?;
+            let mut file = file.file;
             file.seek(SeekFrom::Start(0))?;
             Ok::<_, BackupError>((file, summary))
         })
@@ -76,4 +91,42 @@ pub async fn download(State(state): State<AppState>, Admin(who): Admin) -> ApiRe
 fn unavailable(error: &BackupError) -> ApiError {
     tracing::error!(%error, "backup failed");
     ApiError::unavailable(format!("the backup could not be written: {error}"))
+}
+
+fn ensure_room(dir: &Path) -> io::Result<()> {
+    let free = fs2::available_space(dir)?;
+    if free < DISK_RESERVE {
+        return Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!(
+                "only {} MiB free on the data disk; a backup leaves at least {} MiB free for the database",
+                free >> 20,
+                DISK_RESERVE >> 20
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The scratch file, stopping before the disk runs low.
+struct Reserved {
+    file: std::fs::File,
+    dir: PathBuf,
+    unchecked: u64,
+}
+
+impl Write for Reserved {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.unchecked >= CHECK_EVERY {
+            ensure_room(&self.dir)?;
+            self.unchecked = 0;
+        }
+        let n = self.file.write(buf)?;
+        self.unchecked += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
 }

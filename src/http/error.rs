@@ -141,7 +141,17 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::internal(e)
+        match e {
+            // The disk, not a bug: after a failed flush (a full disk) sled
+            // refuses reads as well as writes until the process restarts.
+            StoreError::Sled(sled::Error::Io(io)) => {
+                tracing::error!(error = %io, "storage failed");
+                ApiError::unavailable(
+                    "storage failed (full or broken disk?); it recovers when the server restarts",
+                )
+            }
+            other => ApiError::internal(other),
+        }
     }
 }
 
