@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{client, error_code, header, ids, send, Options, TestServer};
+use common::{backup_leftovers, client, error_code, header, ids, send, Options, TestServer};
 use serde_json::{json, Value};
 
 fn pulsebase(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -258,13 +258,7 @@ async fn offline_backup_needs_a_stopped_server_and_restore_needs_an_empty_dir() 
 async fn the_backup_endpoint_is_for_admins_and_downloads_a_file() {
     let server = TestServer::start();
     let admin = server.admin_token().await;
-    server
-        .create_user(
-            &admin,
-            json!({"email": "u@example.com", "password": "user-password"}),
-        )
-        .await;
-    let user = server.signin("u@example.com", "user-password").await;
+    let user = server.plain_user_token(&admin, "u@example.com").await;
     let (status, body) = send(client().get(server.url("/api/backup")).bearer_auth(&user)).await;
     assert_eq!((status, error_code(&body)), (403, "forbidden"));
     let (status, _) = send(client().get(server.url("/api/backup"))).await;
@@ -287,11 +281,7 @@ async fn the_backup_endpoint_is_for_admins_and_downloads_a_file() {
     assert_eq!(bytes.len(), length);
     assert!(bytes.starts_with(b"PULSEBASE-BACKUP"));
     // No scratch file is left in the data dir.
-    let leftovers: Vec<_> = std::fs::read_dir(&server.data)
-        .expect("list")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().contains("backup"))
-        .collect();
+    let leftovers = backup_leftovers(&server.data);
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
     // The CLI refuses a wrong credential with the server's answer.

@@ -15,8 +15,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{client, error_code, send, Options, TestServer};
-use serde_json::json;
+use common::{backup_leftovers, client, error_code, send, Options, TestServer};
+use serde_json::{json, Value};
 
 /// A tmpfs of `mib` MiB mounted on a fresh directory; unmounted on drop.
 struct Tmpfs {
@@ -74,6 +74,16 @@ fn fs_free(dir: &Path) -> u64 {
         .expect("df prints the free bytes")
 }
 
+async fn post_readings(server: &TestServer, admin: &str, body: &Value) -> (u16, Value) {
+    send(
+        client()
+            .post(server.url("/api/collections/readings/records"))
+            .bearer_auth(admin)
+            .json(body),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_full_disk_refuses_backups_and_writes_with_503_and_loses_nothing() {
     let Some(disk) = Tmpfs::mount(160) else {
@@ -93,13 +103,7 @@ async fn a_full_disk_refuses_backups_and_writes_with_503_and_loses_nothing() {
     let batch: Vec<_> = (0..500)
         .map(|n| json!({"device": format!("dev-{}", n % 7), "n": n}))
         .collect();
-    let (status, body) = send(
-        client()
-            .post(server.url("/api/collections/readings/records"))
-            .bearer_auth(&admin)
-            .json(&batch),
-    )
-    .await;
+    let (status, body) = post_readings(&server, &admin, &json!(batch)).await;
     assert_eq!(status, 201, "{body}");
 
     // 32 MiB free: less than a backup leaves for the database. It is
@@ -115,13 +119,7 @@ async fn a_full_disk_refuses_backups_and_writes_with_503_and_loses_nothing() {
             .contains("MiB free"),
         "{body}"
     );
-    let (status, _) = send(
-        client()
-            .post(server.url("/api/collections/readings/records"))
-            .bearer_auth(&admin)
-            .json(&json!({"device": "low", "n": 500})),
-    )
-    .await;
+    let (status, _) = post_readings(&server, &admin, &json!({"device": "low", "n": 500})).await;
     assert_eq!(status, 201, "a refused backup leaves the database writable");
     let (status, _) = send(client().get(server.url("/api/health"))).await;
     assert_eq!(status, 200);
@@ -130,11 +128,7 @@ async fn a_full_disk_refuses_backups_and_writes_with_503_and_loses_nothing() {
     fill(&filler, 0);
     let (status, body) = send(client().get(server.url("/api/backup")).bearer_auth(&admin)).await;
     assert_eq!((status, error_code(&body)), (503, "unavailable"), "{body}");
-    let leftovers: Vec<_> = std::fs::read_dir(&data)
-        .expect("list")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().contains("backup"))
-        .collect();
+    let leftovers = backup_leftovers(&data);
     assert!(leftovers.is_empty(), "{leftovers:?}");
     // sled may still have room inside its own files; batches soon need
     // more. The first write that cannot be made durable answers 503, and
@@ -146,13 +140,7 @@ async fn a_full_disk_refuses_backups_and_writes_with_503_and_loses_nothing() {
         let batch: Vec<_> = (0..refused_batch)
             .map(|n| json!({"device": "during", "n": round * 10_000 + n, "pad": "x".repeat(200)}))
             .collect();
-        let (status, body) = send(
-            client()
-                .post(server.url("/api/collections/readings/records"))
-                .bearer_auth(&admin)
-                .json(&batch),
-        )
-        .await;
+        let (status, body) = post_readings(&server, &admin, &json!(batch)).await;
         if status == 201 {
             acknowledged += refused_batch;
             continue;
@@ -195,13 +183,8 @@ async fn a_full_disk_refuses_backups_and_writes_with_503_and_loses_nothing() {
     );
     let (status, health) = send(client().get(server.url("/api/health"))).await;
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
-    let (status, body) = send(
-        client()
-            .post(server.url("/api/collections/readings/records"))
-            .bearer_auth(&admin)
-            .json(&json!({"device": "after", "n": 500})),
-    )
-    .await;
+    let (status, body) =
+        post_readings(&server, &admin, &json!({"device": "after", "n": 500})).await;
     assert_eq!(status, 201, "{body}");
     let response = client()
         .get(server.url("/api/backup"))

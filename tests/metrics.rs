@@ -235,13 +235,7 @@ fn with_token() -> Options {
 async fn only_admins_and_the_metrics_token_may_scrape() {
     let server = TestServer::start_with(with_token());
     let admin = server.admin_token().await;
-    server
-        .create_user(
-            &admin,
-            json!({"email": "u@example.com", "password": "user-password"}),
-        )
-        .await;
-    let user = server.signin("u@example.com", "user-password").await;
+    let user = server.plain_user_token(&admin, "u@example.com").await;
 
     let (status, body) = send(client().get(server.url("/metrics"))).await;
     assert_eq!((status, error_code(&body)), (401, "unauthorized"));

@@ -158,13 +158,7 @@ async fn refused_changes_name_each_setting_and_change_nothing() {
 async fn only_admins_see_or_change_settings() {
     let server = TestServer::start();
     let admin = server.admin_token().await;
-    server
-        .create_user(
-            &admin,
-            json!({"email": "u@example.com", "password": "password-123"}),
-        )
-        .await;
-    let user = server.signin("u@example.com", "password-123").await;
+    let user = server.plain_user_token(&admin, "u@example.com").await;
 
     let (status, _) = send(client().get(server.url("/api/settings"))).await;
     assert_eq!(status, 401);

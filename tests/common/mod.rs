@@ -177,6 +177,14 @@ impl TestServer {
         user
     }
 
+    /// A new user with no roles, signed in: their access token.
+    pub async fn plain_user_token(&self, admin: &str, email: &str) -> String {
+        let password = "plain-user-password";
+        self.create_user(admin, json!({"email": email, "password": password}))
+            .await;
+        self.signin(email, password).await
+    }
+
     /// Creates a collection as admin and returns its JSON.
     pub async fn create_collection(&self, token: &str, definition: Value) -> Value {
         let (status, body) = send(
@@ -216,6 +224,17 @@ pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
         serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
     };
     (status, body)
+}
+
+/// Files in `dir` a backup left behind (its scratch copy is named
+/// `.backup-*`).
+pub fn backup_leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("list the data dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("backup"))
+        .collect()
 }
 
 /// A response header as text (the test fails when it is missing).
