@@ -14,14 +14,15 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::oneshot;
 
-use super::render::{self, ChangeView, Viewer};
+use super::render::{self, ChangeView, Rendered};
 use super::{Close, ConnHandle, ConnId, Frame, FrameKind, Subscription};
 use crate::auth::Principal;
 use crate::clock;
 use crate::model::Collection;
-use crate::store::change::{Change, ChangeKind};
+use crate::store::change::{Change, ChangeKind, USERS_ID};
 use crate::store::topics::Message;
 use crate::store::Store;
+use crate::visibility::Viewer;
 
 /// System topics.
 pub const USERS_TOPIC: &str = "_users";
@@ -41,7 +42,7 @@ pub enum Input {
     Disconnect(ConnId),
     Subscribe {
         conn: ConnId,
-        subscription: Subscription,
+        subscriptions: Vec<Subscription>,
         reply: oneshot::Sender<u64>,
     },
     Unsubscribe {
@@ -171,13 +172,15 @@ impl Hub {
             Input::Disconnect(conn) => self.disconnect(conn, "disconnect"),
             Input::Subscribe {
                 conn,
-                subscription,
+                subscriptions,
                 reply,
             } => {
                 // Release what may go first, so the answered position is as
                 // fresh as it can be.
                 self.release();
-                self.subscribe(conn, subscription);
+                for subscription in subscriptions {
+                    self.subscribe(conn, subscription);
+                }
                 let _ = reply.send(self.next - 1);
             }
             Input::Unsubscribe { conn, topic, reply } => {
@@ -186,7 +189,7 @@ impl Hub {
             }
             Input::Identity { conn, principal } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    c.viewer = Viewer::of(&principal);
+                    c.viewer = principal.viewer();
                     c.generation = principal.user().map(|u| u.generation);
                     let id = principal.id();
                     if id != c.principal_id {
@@ -265,26 +268,25 @@ impl Hub {
     }
 
     fn deliver_change(&mut self, change: &Change) {
-        if change.collection == USERS_TOPIC {
+        if change.collection_id == USERS_ID {
             self.identity_changed(&change.record_id);
             if self.topics.contains_key(USERS_TOPIC) {
-                self.fan_out_change(&ChangeView::new(change), USERS_TOPIC, None);
+                let view = ChangeView::new(change, None);
+                self.fan_out_change(&view, USERS_TOPIC, None);
             }
             return;
         }
         if change.kind == ChangeKind::DropCollection {
-            self.topic_gone(&change.collection, "collection_dropped");
+            self.collection_dropped(change.collection_id, &change.collection);
             return;
         }
-        let Some(collection) = self.store.catalog().get(&change.collection) else {
+        // By id, and found even when the collection was dropped after this
+        // change was made: its subscribers get what was pending before the
+        // drop, judged by its own rules.
+        let Some(collection) = self.store.catalog().by_id(change.collection_id) else {
             return;
         };
-        let op = match change.kind {
-            ChangeKind::Create => crate::model::collection::EventOp::Create,
-            ChangeKind::Update => crate::model::collection::EventOp::Update,
-            _ => crate::model::collection::EventOp::Delete,
-        };
-        if !collection.emits(op) {
+        if !collection.emits(change.kind.event_op()) {
             return;
         }
         let record_topic = format!("{}/{}", change.collection, change.record_id);
@@ -293,24 +295,20 @@ impl Hub {
             return;
         }
         // Parsed once for both topics and all their subscribers.
-        let view = ChangeView::new(change);
+        let view = ChangeView::new(change, Some(&collection));
         self.fan_out_change(&view, &change.collection, Some(&collection));
         self.fan_out_change(&view, &record_topic, Some(&collection));
     }
 
     fn fan_out_change(&mut self, view: &ChangeView, topic: &str, collection: Option<&Collection>) {
-        // At most two payloads: with and without protected fields.
-        let mut rendered: [Option<Arc<Frame>>; 2] = [None, None];
+        let mut rendered = Rendered::new(view, topic);
+        let collection_id = collection.map(|c| c.id);
         self.fan_out(topic, |conn, subscription| {
-            if !view.reaches(collection, subscription, &conn.viewer) {
+            if subscription.collection_id != collection_id {
                 return None;
             }
-            let admin = conn.viewer.admin;
-            Some(
-                rendered[usize::from(admin)]
-                    .get_or_insert_with(|| Arc::new(view.render(topic, collection, admin)))
-                    .clone(),
-            )
+            let seen = view.seen(collection, subscription, &conn.viewer)?;
+            Some(rendered.frame(seen, conn.viewer.admin))
         });
     }
 
@@ -382,7 +380,7 @@ impl Hub {
             };
             match &user {
                 Some(user) if !user.disabled && Some(user.generation) == conn.generation => {
-                    conn.viewer = Viewer::of(&Principal::User(Arc::new(user.clone())));
+                    conn.viewer = Principal::User(Arc::new(user.clone())).viewer();
                 }
                 _ => self.close(
                     conn_id,
@@ -402,7 +400,7 @@ impl Hub {
                 .insert(id, ());
         }
         let conn = Conn {
-            viewer: Viewer::of(&handle.principal),
+            viewer: handle.principal.viewer(),
             generation: handle.principal.user().map(|u| u.generation),
             principal_id,
             handle,
@@ -450,30 +448,58 @@ impl Hub {
         true
     }
 
-    /// A topic (or a collection and its record topics) is gone: its
-    /// subscribers hear `unsubscribed` with the reason.
+    /// A custom topic is gone: its subscribers hear `topic_deleted`.
     fn topic_gone(&mut self, name: &str, reason: &'static str) {
+        self.end_subscriptions(|topic, _| topic == name, reason);
+    }
+
+    /// A collection is gone: subscribers of it (by id, not a namesake) and
+    /// of its record topics hear `collection_dropped`, after every change
+    /// of it released before the drop.
+    fn collection_dropped(&mut self, id: u32, name: &str) {
         let record_prefix = format!("{name}/");
-        let gone: Vec<String> = self
-            .topics
-            .keys()
-            .filter(|t| *t == name || t.starts_with(&record_prefix))
-            .cloned()
-            .collect();
-        for topic in gone {
-            let Some(subscribers) = self.topics.remove(&topic) else {
-                continue;
-            };
-            let frame = Arc::new(Frame::control(&json!({
-                "type": "unsubscribed", "topic": topic, "reason": reason
-            })));
-            for conn_id in subscribers.keys() {
-                if let Some(conn) = self.conns.get_mut(conn_id) {
-                    conn.topics.remove(&topic);
-                    let _ = conn.handle.outbox.try_send(frame.clone());
+        self.end_subscriptions(
+            |topic, subscription| {
+                (topic == name || topic.starts_with(&record_prefix))
+                    && subscription.collection_id == Some(id)
+            },
+            "collection_dropped",
+        );
+    }
+
+    /// Ends the subscriptions `ends` picks with `unsubscribed`. A subscriber
+    /// whose outbox cannot take the notice is closed (it resumes), never
+    /// left to believe it is still subscribed.
+    fn end_subscriptions(
+        &mut self,
+        ends: impl Fn(&str, &Subscription) -> bool,
+        reason: &'static str,
+    ) {
+        let mut ended: Vec<(String, ConnId)> = Vec::new();
+        for (topic, subscribers) in &self.topics {
+            for (conn, subscription) in subscribers {
+                if ends(topic, subscription) {
+                    ended.push((topic.clone(), *conn));
                 }
             }
         }
+        let mut overflowing = Vec::new();
+        for (topic, conn_id) in ended {
+            remove_from(&mut self.topics, &topic, conn_id);
+            let Some(conn) = self.conns.get_mut(&conn_id) else {
+                continue;
+            };
+            conn.topics.remove(&topic);
+            let frame = Arc::new(Frame::control(&json!({
+                "type": "unsubscribed", "topic": topic, "reason": reason
+            })));
+            if !offer(conn, frame) {
+                overflowing.push(conn_id);
+            }
+        }
+        overflowing.sort_unstable();
+        overflowing.dedup();
+        self.close_slow(overflowing);
     }
 
     /// Connections whose outbox was full: closed, and they resume.

@@ -50,6 +50,7 @@ use crate::rules::Expr;
 use crate::store::topics::Message;
 use crate::store::writer::Taps;
 use crate::store::Store;
+use crate::visibility::Reach;
 
 pub type ConnId = u64;
 
@@ -185,8 +186,23 @@ impl Ops {
 pub struct Subscription {
     /// `readings`, `readings/ID`, a custom topic, `_users` or `_connections`.
     pub topic: String,
+    /// For a collection or record topic, the collection subscribed to, by
+    /// id: a namesake created after a drop is another collection.
+    pub collection_id: Option<u32>,
     pub ops: Ops,
     pub filter: Option<Arc<Expr>>,
+}
+
+impl Subscription {
+    /// A record topic (`c/ID`) reaches one record (`view`); a collection
+    /// topic the whole collection (`list` and `view`).
+    pub fn reach(&self) -> Reach {
+        if self.topic.contains('/') {
+            Reach::Record
+        } else {
+            Reach::Collection
+        }
+    }
 }
 
 /// The handle the rest of the server uses to talk to the hub.
@@ -265,13 +281,14 @@ impl Realtime {
         self.send(hub::Input::Disconnect(conn));
     }
 
-    /// Registers a subscription; answers the last seq released before it,
-    /// so a replay up to that seq and live delivery after it meet exactly.
-    pub async fn subscribe(&self, conn: ConnId, subscription: Subscription) -> u64 {
+    /// Registers subscriptions, all at one position; answers the last seq
+    /// released before them, so a replay up to that seq and live delivery
+    /// after it meet exactly, for every topic at once.
+    pub async fn subscribe(&self, conn: ConnId, subscriptions: Vec<Subscription>) -> u64 {
         let (reply, answer) = oneshot::channel();
         self.send(hub::Input::Subscribe {
             conn,
-            subscription,
+            subscriptions,
             reply,
         });
         answer.await.unwrap_or(0)

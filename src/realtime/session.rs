@@ -11,9 +11,8 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::render::Viewer;
-use super::topics::{self, NewTopic};
-use super::{ConnId, Frame, Ops, Subscription};
+use super::topics::{self, NewTopic, Since};
+use super::{ConnId, Frame, Ops};
 use crate::auth::Principal;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::records;
@@ -31,6 +30,8 @@ pub struct Request {
     pub ops: Vec<String>,
     pub filter: Option<String>,
     pub since: Option<u64>,
+    /// The epoch `since` belongs to, as `welcome` gave it.
+    pub epoch: Option<String>,
     pub data: Option<Value>,
     pub token: Option<String>,
     pub history: Option<u32>,
@@ -93,7 +94,12 @@ impl RateLimit {
 pub struct Session {
     pub state: AppState,
     pub conn: ConnId,
+    /// Who the connection acts as, as of its last request: refreshed from
+    /// `credential` before every request that reads or writes.
     pub principal: Principal,
+    /// The token or key the connection authenticated with (`None`:
+    /// anonymous).
+    credential: Option<String>,
     /// When the current access token expires (ms since the epoch).
     pub expires_ms: Option<i64>,
     topics: HashSet<String>,
@@ -104,15 +110,29 @@ impl Session {
         state: AppState,
         conn: ConnId,
         principal: Principal,
+        credential: Option<String>,
         expires_ms: Option<i64>,
     ) -> Session {
         Session {
             state,
             conn,
             principal,
+            credential,
             expires_ms,
             topics: HashSet::new(),
         }
+    }
+
+    /// The identity as it is now, as REST would see it for the same
+    /// credential: a user moved to another tenant, or given other groups or
+    /// roles, acts so from the next request; a disabled user, a revoked key
+    /// or a signed-out session gets `unauthorized`.
+    fn refresh_identity(&mut self) -> ApiResult<()> {
+        if let Some(credential) = &self.credential {
+            let (principal, _) = self.state.auth.authenticate_until(credential)?;
+            self.principal = principal;
+        }
+        Ok(())
     }
 
     /// Handles one request; the frames go out in order.
@@ -131,6 +151,9 @@ impl Session {
             body["id"] = id.clone().unwrap_or(Value::Null);
             vec![Frame::control(&body)]
         };
+        if !matches!(request.action.as_str(), "ping" | "auth" | "unsubscribe") {
+            self.refresh_identity()?;
+        }
         match request.action.as_str() {
             "ping" => Ok(vec![Frame::control(&json!({"type": "pong", "id": id}))]),
             "subscribe" => self.subscribe(request).await,
@@ -186,6 +209,7 @@ impl Session {
                     .ok_or_else(|| ApiError::bad_request("auth needs a token"))?;
                 let (principal, expires_ms) = self.state.auth.authenticate_until(&token)?;
                 self.principal = principal.clone();
+                self.credential = Some(token);
                 self.expires_ms = expires_ms;
                 self.state.realtime.set_identity(self.conn, principal);
                 let user = self.principal.user().map(|u| u.public_json());
@@ -205,48 +229,54 @@ impl Session {
         if self.topics.len() + new > max {
             return Err(ApiError::too_many_subscriptions(max));
         }
+        let since = request.since.map(|seq| Since {
+            seq,
+            epoch: request.epoch.clone(),
+        });
+        let current = self.state.realtime.released_seq().await;
         // Everything is checked before anything is subscribed.
-        let mut targets = Vec::with_capacity(names.len());
+        let mut subscribed = Vec::with_capacity(names.len());
         for name in &names {
             let target = topics::resolve_for_subscribe(&self.state, &self.principal, name)?;
-            if let Some(since) = request.since {
-                topics::check_since(&self.state, &target, name, since)?;
+            if let Some(since) = &since {
+                topics::check_since(&self.state, &target, name, since, current)?;
             }
-            targets.push(target);
+            let subscription = target.subscription(name, ops, filter.clone());
+            subscribed.push((target, subscription));
         }
-        let mut positions = Vec::with_capacity(names.len());
-        for name in &names {
-            let subscription = Subscription {
-                topic: name.clone(),
-                ops,
-                filter: filter.clone(),
-            };
-            let seq = self.state.realtime.subscribe(self.conn, subscription).await;
-            self.topics.insert(name.clone());
-            positions.push(seq);
-        }
+        let subscriptions = subscribed.iter().map(|(_, s)| s.clone()).collect();
+        let upto = self
+            .state
+            .realtime
+            .subscribe(self.conn, subscriptions)
+            .await;
+        // A topic already subscribed gets its new ops and filter but no
+        // replay: what it missed was delivered live, and a replay would
+        // send it twice.
+        subscribed.retain(|(_, s)| !self.topics.contains(&s.topic));
+        self.topics.extend(names.iter().cloned());
         let mut reply = topic_field(&names);
         reply["type"] = json!("ok");
         reply["id"] = request.id.clone().unwrap_or(Value::Null);
-        reply["seq"] = json!(positions.iter().copied().max().unwrap_or(0));
+        reply["seq"] = json!(upto);
+        reply["epoch"] = json!(self.state.store.epoch());
         let mut frames = vec![Frame::control(&reply)];
-        if let Some(since) = request.since {
-            let viewer = Viewer::of(&self.principal);
-            for ((name, target), upto) in names.iter().zip(targets).zip(positions) {
-                let subscription = Subscription {
-                    topic: name.clone(),
-                    ops,
-                    filter: filter.clone(),
-                };
-                let state = self.state.clone();
-                let viewer = viewer.clone();
-                let replayed = tokio::task::spawn_blocking(move || {
-                    topics::replay(&state, &target, &subscription, &viewer, since, upto)
-                })
-                .await
-                .map_err(ApiError::internal)??;
-                frames.extend(replayed);
+        if let Some(since) = since {
+            let state = self.state.clone();
+            let viewer = self.principal.viewer();
+            let replay = tokio::task::spawn_blocking(move || {
+                topics::replay(&state, &subscribed, &viewer, since.seq, upto)
+            })
+            .await
+            .map_err(ApiError::internal)??;
+            for topic in replay.ended {
+                self.state
+                    .realtime
+                    .unsubscribe(self.conn, topic.clone())
+                    .await;
+                self.topics.remove(&topic);
             }
+            frames.extend(replay.frames);
         }
         Ok(frames)
     }

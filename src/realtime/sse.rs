@@ -16,8 +16,8 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::render::Viewer;
-use super::{topics, ws, Close, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime, Subscription};
+use super::topics::Since;
+use super::{topics, ws, Close, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime};
 use crate::auth::Principal;
 use crate::clock;
 use crate::http::error::{ApiError, ApiResult};
@@ -29,6 +29,7 @@ struct Params {
     filter: Option<String>,
     token: Option<String>,
     since: Option<u64>,
+    epoch: Option<String>,
 }
 
 fn parse_params(raw: Option<&str>) -> ApiResult<Params> {
@@ -40,6 +41,7 @@ fn parse_params(raw: Option<&str>) -> ApiResult<Params> {
         filter: None,
         token: None,
         since: None,
+        epoch: None,
     };
     for (key, value) in pairs {
         match key.as_str() {
@@ -47,6 +49,7 @@ fn parse_params(raw: Option<&str>) -> ApiResult<Params> {
             "ops" => params.ops.extend(value.split(',').map(str::to_owned)),
             "filter" => params.filter = Some(value),
             "token" => params.token = Some(value),
+            "epoch" => params.epoch = Some(value),
             "since" => {
                 params.since = Some(
                     value
@@ -99,7 +102,10 @@ pub async fn sse(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let since = last_event_id.or(params.since);
+    let since = last_event_id.or(params.since).map(|seq| Since {
+        seq,
+        epoch: params.epoch.clone(),
+    });
     let names = topics::topic_names(None, Some(&params.topics))?;
     let ops = Ops::parse(&params.ops).map_err(ApiError::bad_request)?;
     let filter = super::session::parse_filter(params.filter.as_deref())?;
@@ -107,13 +113,15 @@ pub async fn sse(
     if names.len() > settings.max_subscriptions {
         return Err(ApiError::too_many_subscriptions(settings.max_subscriptions));
     }
-    let mut targets = Vec::new();
+    let current = state.realtime.released_seq().await;
+    let mut subscribed = Vec::with_capacity(names.len());
     for name in &names {
         let target = topics::resolve_for_subscribe(&state, &principal, name)?;
-        if let Some(since) = since {
-            topics::check_since(&state, &target, name, since)?;
+        if let Some(since) = &since {
+            topics::check_since(&state, &target, name, since, current)?;
         }
-        targets.push(target);
+        let subscription = target.subscription(name, ops, filter.clone());
+        subscribed.push((target, subscription));
     }
 
     let conn = state.realtime.next_conn_id();
@@ -129,28 +137,24 @@ pub async fn sse(
         realtime: state.realtime.clone(),
         conn,
     };
-    let viewer = Viewer::of(&principal);
+    // Every topic at one position, replayed in one pass in seq order: one
+    // `Last-Event-ID` resumes them all.
+    let subscriptions = subscribed.iter().map(|(_, s)| s.clone()).collect();
+    let upto = state.realtime.subscribe(conn, subscriptions).await;
     let mut replay = VecDeque::new();
-    for (name, target) in names.iter().zip(targets) {
-        let subscription = Subscription {
-            topic: name.clone(),
-            ops,
-            filter: filter.clone(),
-        };
-        let upto = state.realtime.subscribe(conn, subscription.clone()).await;
-        if let Some(since) = since {
-            let state = state.clone();
-            let viewer = viewer.clone();
-            let frames = tokio::task::spawn_blocking(move || {
-                topics::replay(&state, &target, &subscription, &viewer, since, upto)
-            })
-            .await
-            .map_err(ApiError::internal)??;
-            replay.extend(frames);
+    if let Some(since) = since {
+        let replay_state = state.clone();
+        let viewer = principal.viewer();
+        let replayed = tokio::task::spawn_blocking(move || {
+            topics::replay(&replay_state, &subscribed, &viewer, since.seq, upto)
+        })
+        .await
+        .map_err(ApiError::internal)??;
+        for topic in replayed.ended {
+            state.realtime.unsubscribe(conn, topic).await;
         }
+        replay.extend(replayed.frames);
     }
-    // Several topics replay one after another; the client sees each topic
-    // in order, which is what resume promises.
     let heartbeat = settings.heartbeat;
     let stream = SseState {
         _registration: registration,

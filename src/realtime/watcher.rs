@@ -10,7 +10,7 @@ use std::sync::mpsc as std_mpsc;
 
 use super::hub::Input;
 use crate::store::change::Change;
-use crate::store::{codec, keys};
+use crate::store::keys;
 
 /// The thread is not joined at shutdown: it blocks in sled's iterator until
 /// the next change-log event, sled's `next_timeout` is broken (it reports
@@ -30,7 +30,7 @@ pub fn spawn(subscriber: sled::Subscriber, hub: std_mpsc::Sender<Input>) -> std:
                 let Some(seq) = keys::change_seq(&key) else {
                     continue;
                 };
-                match codec::decode::<Change>(&value) {
+                match Change::decode(&value) {
                     Ok(mut change) => {
                         change.seq = seq;
                         if hub.send(Input::Change(change)).is_err() {

@@ -83,8 +83,8 @@ pub async fn websocket(
         .unwrap_or_default();
     let token = credential(&headers, params.token.as_deref(), protocols.iter())?;
     // A bad token is refused before the upgrade, as a plain 401.
-    let (principal, expires_ms) = match token {
-        Some(token) => state.auth.authenticate_until(&token)?,
+    let (principal, expires_ms) = match &token {
+        Some(token) => state.auth.authenticate_until(token)?,
         None => (Principal::Anonymous, None),
     };
     let upgrade = upgrade.map_err(|_| {
@@ -98,7 +98,7 @@ pub async fn websocket(
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER);
     Ok(upgrade
-        .on_upgrade(move |socket| run(state, socket, principal, expires_ms))
+        .on_upgrade(move |socket| run(state, socket, principal, token, expires_ms))
         .into_response())
 }
 
@@ -106,6 +106,7 @@ async fn run(
     state: AppState,
     mut socket: WebSocket,
     principal: Principal,
+    token: Option<String>,
     expires_ms: Option<i64>,
 ) {
     let settings = state.live.get();
@@ -119,7 +120,7 @@ async fn run(
         close: close_tx,
     });
     let mut shutdown = state.shutdown.clone();
-    let mut session = Session::new(state.clone(), conn, principal, expires_ms);
+    let mut session = Session::new(state.clone(), conn, principal, token, expires_ms);
     let mut rate = RateLimit::new(settings.message_rate);
     let heartbeat = settings.heartbeat;
     let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
@@ -138,6 +139,7 @@ async fn run(
         "user": session.principal.user().map(|u| u.public_json()),
         "heartbeat": heartbeat.as_secs(),
         "seq": state.realtime.released_seq().await,
+        "epoch": state.store.epoch(),
     });
     let mut close = if write(&mut socket, [Frame::control(&welcome)]).await {
         None

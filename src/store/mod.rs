@@ -32,38 +32,53 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Compiled collections by name, shared by readers and the writer. Only the
-/// writer replaces entries, right after the change commits.
+/// Compiled collections, shared by readers and the writer. Only the writer
+/// changes it, right after the change commits.
 #[derive(Clone, Default)]
 pub struct Catalog {
-    inner: Arc<RwLock<HashMap<String, Arc<Collection>>>>,
+    inner: Arc<RwLock<Collections>>,
+}
+
+#[derive(Default)]
+struct Collections {
+    by_name: HashMap<String, Arc<Collection>>,
+    /// Every collection this process has known, dropped ones included (ids
+    /// are never reused): changes of a collection still in flight when it
+    /// is dropped are delivered by its own rules, never its namesake's.
+    by_id: HashMap<u32, Arc<Collection>>,
 }
 
 impl Catalog {
     pub fn get(&self, name: &str) -> Option<Arc<Collection>> {
-        self.read().get(name).cloned()
+        self.read().by_name.get(name).cloned()
+    }
+
+    /// The collection with this id, even if it has been dropped since.
+    pub fn by_id(&self, id: u32) -> Option<Arc<Collection>> {
+        self.read().by_id.get(&id).cloned()
     }
 
     pub fn all(&self) -> Vec<Arc<Collection>> {
-        let mut all: Vec<_> = self.read().values().cloned().collect();
+        let mut all: Vec<_> = self.read().by_name.values().cloned().collect();
         all.sort_by(|a, b| a.def.name.cmp(&b.def.name));
         all
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Collection>>> {
-        // A panic while holding the lock cannot leave the map half-written
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Collections> {
+        // A panic while holding the lock cannot leave the maps half-written
         // (inserts and removes are single operations), so poison is ignored.
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }
 
     fn put(&self, collection: Arc<Collection>) {
-        let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        map.insert(collection.def.name.clone(), collection);
+        let mut maps = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        maps.by_id.insert(collection.id, collection.clone());
+        maps.by_name.insert(collection.def.name.clone(), collection);
     }
 
     fn remove(&self, name: &str) {
-        let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        map.remove(name);
+        let mut maps = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        maps.by_name.remove(name);
     }
 }
 
@@ -75,6 +90,10 @@ pub struct Store {
     auth: sled::Tree,
     catalog: Catalog,
     topics: topics::Topics,
+    /// Names this change log: made when the data dir is created, made anew
+    /// by a restore, so a seq from another history is never taken for one
+    /// of this one.
+    epoch: Arc<RwLock<String>>,
 }
 
 impl Store {
@@ -94,10 +113,43 @@ impl Store {
             db,
             catalog: Catalog::default(),
             topics: topics::Topics::default(),
+            epoch: Arc::default(),
         };
+        match store.meta.get(EPOCH_KEY)? {
+            Some(epoch) => *store.epoch_mut() = String::from_utf8_lossy(&epoch).into_owned(),
+            None => store.new_epoch()?,
+        }
         store.load_catalog()?;
         store.load_topics()?;
+        store.upgrade_changelog()?;
         Ok(store)
+    }
+
+    /// Rewrites change-log entries of version 1 (which named collections
+    /// only by name) with their collection's id. They are the oldest
+    /// entries, so this stops at the first current one; it runs before the
+    /// writer starts.
+    fn upgrade_changelog(&self) -> Result<(), StoreError> {
+        let mut upgraded = 0_u64;
+        for entry in self.data.scan_prefix([keys::CHANGE]) {
+            let (key, value) = entry?;
+            if !Change::is_v1(&value) {
+                break;
+            }
+            let mut change = Change::decode(&value)?;
+            let now_named = self.catalog.get(&change.collection).map(|c| {
+                let created_ms = crate::clock::parse_ms(&c.created).unwrap_or(i64::MAX);
+                (c.id, created_ms)
+            });
+            change.upgrade(now_named);
+            self.data.insert(key, change.encode())?;
+            upgraded += 1;
+        }
+        if upgraded > 0 {
+            self.flush()?;
+            tracing::info!(upgraded, "change log entries now name collections by id");
+        }
+        Ok(())
     }
 
     fn load_catalog(&self) -> Result<(), StoreError> {
@@ -106,6 +158,25 @@ impl Store {
             let collection = decode_collection(&value)?;
             self.catalog.put(Arc::new(collection));
         }
+        Ok(())
+    }
+
+    /// The change log's epoch (see `welcome` in docs/realtime.md).
+    pub fn epoch(&self) -> String {
+        self.epoch.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn epoch_mut(&self) -> std::sync::RwLockWriteGuard<'_, String> {
+        self.epoch.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a new history: seqs handed out before it mean nothing now.
+    pub(crate) fn new_epoch(&self) -> Result<(), StoreError> {
+        let epoch: String = (0..16)
+            .map(|_| char::from(b"0123456789abcdef"[rand::random::<usize>() % 16]))
+            .collect();
+        self.meta.insert(EPOCH_KEY, epoch.as_bytes())?;
+        *self.epoch_mut() = epoch;
         Ok(())
     }
 
@@ -238,13 +309,15 @@ impl Store {
     }
 }
 
+const EPOCH_KEY: &str = "epoch";
+
 /// Kept as JSON: a handful of values, read once per start, and readable by
 /// whatever build comes next.
 const RUNTIME_SETTINGS_KEY: &str = "settings";
 
 fn decode_change((key, value): (sled::IVec, sled::IVec)) -> Result<Change, StoreError> {
     let seq = keys::change_seq(&key).ok_or_else(|| StoreError::Corrupt("change key".into()))?;
-    let mut change: Change = codec::decode(&value)?;
+    let mut change = Change::decode(&value)?;
     change.seq = seq;
     Ok(change)
 }
@@ -324,7 +397,7 @@ impl Store {
                 .take(TRIM_CHUNK)
             {
                 let (key, value) = entry?;
-                let change: Change = codec::decode(&value)?;
+                let change = Change::decode(&value)?;
                 if change.ts_ms >= cutoff_ms {
                     break;
                 }

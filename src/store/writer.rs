@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::change::{Change, ChangeKind};
+use super::change::{Change, ChangeKind, USERS_ID};
 use super::codec::{self, StoredCollection, StoredRecord};
 use super::topics::{Message, StoredTopic, Topic};
 use super::{keys, Store, StoreError};
@@ -128,16 +128,18 @@ impl NewRecord {
             rev: record.rev(),
             json: json.clone(),
         });
-        let change = codec::encode(&Change {
+        let change = Change {
             seq: 0,
             kind: ChangeKind::Create,
+            collection_id: collection.id,
             collection: collection.def.name.clone(),
             record_id: record.id().to_owned(),
             after: Some(json),
             before: None,
             ts_ms: clock::now_ms(),
             actor: actor.map(str::to_owned),
-        });
+        }
+        .encode();
         NewRecord {
             id: record.id().to_owned(),
             key: keys::record(collection.id, record.id()),
@@ -505,7 +507,8 @@ impl Staged {
 /// A change-log entry before it gets its seq.
 struct Entry<'a> {
     kind: ChangeKind,
-    collection: &'a str,
+    /// The collection's id and name, or `change::USERS_ID` and `_users`.
+    collection: (u32, &'a str),
     record_id: &'a str,
     before: Option<Vec<u8>>,
     after: Option<Vec<u8>>,
@@ -804,14 +807,15 @@ impl WriterState {
         let change = Change {
             seq,
             kind: entry.kind,
-            collection: entry.collection.to_owned(),
+            collection_id: entry.collection.0,
+            collection: entry.collection.1.to_owned(),
             record_id: entry.record_id.to_owned(),
             after: entry.after,
             before: entry.before,
             ts_ms: clock::now_ms(),
             actor: entry.actor.clone(),
         };
-        batch.insert(&keys::change(seq)[..], codec::encode(&change));
+        batch.insert(&keys::change(seq)[..], change.encode());
         seq
     }
 
@@ -838,7 +842,7 @@ impl WriterState {
         let only_deletes = ops.iter().all(|op| matches!(op, RecordOp::Delete { .. }));
         let current = self.current_collection(prepared_for, only_deletes)?;
         let data = self.store.data().clone();
-        let name = current.def.name.as_str();
+        let name = (current.id, current.def.name.as_str());
         let first_seq = self.next_seq;
         let mut batch = sled::Batch::default();
         let mut delta: i64 = 0;
@@ -1065,7 +1069,7 @@ impl WriterState {
             &mut batch,
             Entry {
                 kind: ChangeKind::DropCollection,
-                collection: name,
+                collection: (collection.id, name),
                 record_id: "",
                 before: None,
                 after: None,
@@ -1176,7 +1180,7 @@ impl WriterState {
             &mut batch,
             Entry {
                 kind,
-                collection: "_users",
+                collection: (USERS_ID, "_users"),
                 record_id: &user.id,
                 before,
                 after,
@@ -1203,7 +1207,7 @@ impl WriterState {
             &mut batch,
             Entry {
                 kind: ChangeKind::Delete,
-                collection: "_users",
+                collection: (USERS_ID, "_users"),
                 record_id: id,
                 before: Some(public_bytes(&old)),
                 after: None,
