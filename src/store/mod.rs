@@ -430,6 +430,59 @@ pub(crate) mod tests {
     use crate::model::CollectionDef;
     use crate::store::writer::{Mutation, NewRecord, RecordOp, Writer};
 
+    #[tokio::test]
+    async fn version_1_change_entries_are_given_their_collections_id() {
+        #[derive(serde::Serialize)]
+        struct V1<'a> {
+            kind: change::ChangeKind,
+            collection: &'a str,
+            record_id: &'a str,
+            after: Option<Vec<u8>>,
+            before: Option<Vec<u8>>,
+            ts_ms: i64,
+            actor: Option<String>,
+        }
+        let (dir, store, writer) = store_with(serde_json::json!({"name": "c"}), []).await;
+        writer.shutdown().await;
+        let collection = store.catalog().get("c").unwrap();
+        let created_ms = crate::clock::parse_ms(&collection.created).unwrap();
+        // Before the current `c` existed (a dropped namesake's), after it,
+        // and a user change.
+        for (seq, name, ts_ms) in [(1, "c", created_ms - 1), (2, "c", created_ms + 1), (3, "_users", 0)] {
+            let v1 = V1 {
+                kind: change::ChangeKind::Create,
+                collection: name,
+                record_id: "r",
+                after: Some(b"{}".to_vec()),
+                before: None,
+                ts_ms,
+                actor: None,
+            };
+            store.data.insert(keys::change(seq), codec::encode(&v1)).unwrap();
+        }
+        store.flush().unwrap();
+        drop(store);
+        let store = open_again(&dir.path().join("db"));
+        let ids: Vec<u32> = store
+            .changes_after(0)
+            .map(|c| c.unwrap().collection_id)
+            .collect();
+        assert_eq!(ids, [change::GONE_ID, collection.id, change::USERS_ID]);
+        let raw = store.data.get(keys::change(1)).unwrap().unwrap();
+        assert!(!Change::is_v1(&raw), "rewritten in the current version");
+    }
+
+    /// sled lets go of its lock a little after the last handle drops.
+    fn open_again(path: &Path) -> Store {
+        for _ in 0..100 {
+            if let Ok(store) = Store::open(path) {
+                return store;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Store::open(path).unwrap()
+    }
+
     /// A store with one collection defined by `def`, holding `records`
     /// (given ids `r0000`, `r0001`, ...).
     pub(crate) async fn store_with(
