@@ -360,3 +360,42 @@ async fn resubscribing_with_since_sends_nothing_twice() {
     assert_eq!(next["record"]["n"], 2, "{next}");
     ws.expect_quiet(Duration::from_millis(500)).await;
 }
+
+#[tokio::test]
+async fn a_long_replay_streams_in_order_before_live_events() {
+    let server = TestServer::start();
+    let admin = server.admin_token().await;
+    server
+        .create_collection(
+            &admin,
+            json!({"name": "feed", "strict": false, "rules": {"list": "true", "view": "true"}}),
+        )
+        .await;
+    let batch: Vec<Value> = (0..1200).map(|n| json!({"n": n})).collect();
+    let (status, body) = send(
+        client()
+            .post(server.url("/api/collections/feed/records"))
+            .bearer_auth(&admin)
+            .json(&batch),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let mut ws = Ws::connect(&server, None).await;
+    let reply = ws
+        .request(json!({"action": "subscribe", "topic": "feed", "since": 0}))
+        .await;
+    assert_eq!(reply["type"], "ok", "{reply}");
+    // Written while the replay is still being read: they follow it.
+    for n in 1200..1205 {
+        write(&server, &admin, "feed", json!({"n": n})).await;
+    }
+    let mut last = 0;
+    for n in 0..1205 {
+        let event = ws.next().await;
+        assert_eq!(event["record"]["n"], n, "{event}");
+        let seq = event["seq"].as_u64().expect("seq");
+        assert!(seq > last, "seq order, no duplicate");
+        last = seq;
+    }
+    ws.expect_quiet(Duration::from_millis(500)).await;
+}

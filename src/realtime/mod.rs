@@ -31,6 +31,7 @@
 
 pub mod hub;
 pub mod render;
+pub mod replay;
 pub mod session;
 pub mod sse;
 pub mod topics;

@@ -2,7 +2,7 @@
 //! request gets exactly one reply with its `id`, then (for a subscribe with
 //! `since`) the replayed events.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,7 +10,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio::task::JoinHandle;
 
+use super::replay::{Page, Replay};
 use super::topics::{self, NewTopic, Since};
 use super::{ConnId, Frame, Ops};
 use crate::auth::Principal;
@@ -18,6 +20,7 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::records;
 use crate::http::AppState;
 use crate::rules::Expr;
+use crate::store::StoreError;
 
 /// A client request. Unknown fields are ignored so newer clients still work.
 #[derive(Debug, Deserialize)]
@@ -103,6 +106,12 @@ pub struct Session {
     /// When the current access token expires (ms since the epoch).
     pub expires_ms: Option<i64>,
     topics: HashSet<String>,
+    /// Replays still to send, oldest request first. Live events wait in the
+    /// outbox until they are done, so each topic stays in seq order.
+    replays: VecDeque<Replay>,
+    /// The page being read, off the async workers. Kept here so that a
+    /// `select!` that drops the waiting future loses nothing.
+    reading: Option<JoinHandle<(Replay, Result<Page, StoreError>)>>,
 }
 
 impl Session {
@@ -120,7 +129,55 @@ impl Session {
             credential,
             expires_ms,
             topics: HashSet::new(),
+            replays: VecDeque::new(),
+            reading: None,
         }
+    }
+
+    /// Whether replayed events are still to be sent.
+    pub fn replaying(&self) -> bool {
+        self.reading.is_some() || !self.replays.is_empty()
+    }
+
+    /// The next page of the oldest replay. Cancel-safe.
+    pub async fn next_replay_page(&mut self) -> Vec<Frame> {
+        let reading = match &mut self.reading {
+            Some(reading) => reading,
+            None => {
+                let Some(mut replay) = self.replays.pop_front() else {
+                    return Vec::new();
+                };
+                let store = self.state.store.clone();
+                self.reading.insert(tokio::task::spawn_blocking(move || {
+                    let page = replay.next_page(&store);
+                    (replay, page)
+                }))
+            }
+        };
+        let joined = reading.await;
+        self.reading = None;
+        let (replay, page) = match joined {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "a replay page failed");
+                return vec![error_frame(None, &ApiError::internal(e))];
+            }
+        };
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => return vec![error_frame(None, &ApiError::from(e))],
+        };
+        if !replay.done() {
+            self.replays.push_front(replay);
+        }
+        for topic in page.ended {
+            self.state
+                .realtime
+                .unsubscribe(self.conn, topic.clone())
+                .await;
+            self.topics.remove(&topic);
+        }
+        page.frames
     }
 
     /// The identity as it is now, as REST would see it for the same
@@ -260,23 +317,10 @@ impl Session {
         reply["id"] = request.id.clone().unwrap_or(Value::Null);
         reply["seq"] = json!(upto);
         reply["epoch"] = json!(self.state.store.epoch());
-        let mut frames = vec![Frame::control(&reply)];
+        let frames = vec![Frame::control(&reply)];
         if let Some(since) = since {
-            let state = self.state.clone();
-            let viewer = self.principal.viewer();
-            let replay = tokio::task::spawn_blocking(move || {
-                topics::replay(&state, &subscribed, &viewer, since.seq, upto)
-            })
-            .await
-            .map_err(ApiError::internal)??;
-            for topic in replay.ended {
-                self.state
-                    .realtime
-                    .unsubscribe(self.conn, topic.clone())
-                    .await;
-                self.topics.remove(&topic);
-            }
-            frames.extend(replay.frames);
+            let replay = Replay::new(subscribed, self.principal.viewer(), since.seq, upto);
+            self.replays.push_back(replay);
         }
         Ok(frames)
     }

@@ -16,12 +16,14 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::replay::Replay;
 use super::topics::Since;
 use super::{topics, ws, Close, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime};
 use crate::auth::Principal;
 use crate::clock;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::AppState;
+use crate::store::Store;
 
 struct Params {
     topics: Vec<String>,
@@ -78,7 +80,12 @@ impl Drop for Registration {
 
 struct SseState {
     _registration: Registration,
-    replay: VecDeque<Frame>,
+    store: Store,
+    /// The replay still to send, read a page at a time; live events wait
+    /// in the outbox meanwhile.
+    replay: Option<Replay>,
+    /// The rest of the page read last.
+    replayed: VecDeque<Frame>,
     outbox: mpsc::Receiver<Arc<Frame>>,
     closed: watch::Receiver<Option<Close>>,
     shutdown: watch::Receiver<bool>,
@@ -141,24 +148,13 @@ pub async fn sse(
     // `Last-Event-ID` resumes them all.
     let subscriptions = subscribed.iter().map(|(_, s)| s.clone()).collect();
     let upto = state.realtime.subscribe(conn, subscriptions).await;
-    let mut replay = VecDeque::new();
-    if let Some(since) = since {
-        let replay_state = state.clone();
-        let viewer = principal.viewer();
-        let replayed = tokio::task::spawn_blocking(move || {
-            topics::replay(&replay_state, &subscribed, &viewer, since.seq, upto)
-        })
-        .await
-        .map_err(ApiError::internal)??;
-        for topic in replayed.ended {
-            state.realtime.unsubscribe(conn, topic).await;
-        }
-        replay.extend(replayed.frames);
-    }
+    let replay = since.map(|since| Replay::new(subscribed, principal.viewer(), since.seq, upto));
     let heartbeat = settings.heartbeat;
     let stream = SseState {
         _registration: registration,
+        store: state.store.clone(),
         replay,
+        replayed: VecDeque::new(),
         outbox,
         closed,
         shutdown: state.shutdown.clone(),
@@ -184,13 +180,45 @@ fn to_event(frame: &Frame) -> Event {
     }
 }
 
+/// An error that ends the stream.
+fn failed(error: &ApiError) -> Event {
+    to_event(&super::session::error_frame(None, error))
+}
+
 fn events(state: SseState) -> impl Stream<Item = Result<Event, Infallible>> {
     stream::unfold(state, |mut s| async move {
         if s.done {
             return None;
         }
-        if let Some(frame) = s.replay.pop_front() {
-            return Some((Ok(to_event(&frame)), s));
+        loop {
+            if let Some(frame) = s.replayed.pop_front() {
+                return Some((Ok(to_event(&frame)), s));
+            }
+            let Some(mut replay) = s.replay.take() else {
+                break;
+            };
+            let store = s.store.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let page = replay.next_page(&store);
+                (replay, page)
+            })
+            .await;
+            let (replay, page) = match read {
+                Ok((replay, Ok(page))) => (replay, page),
+                Ok((_, Err(e))) => return Some((Ok(failed(&ApiError::from(e))), s)),
+                Err(e) => return Some((Ok(failed(&ApiError::internal(e))), s)),
+            };
+            if !replay.done() {
+                s.replay = Some(replay);
+            }
+            for topic in page.ended {
+                let registration = &s._registration;
+                registration
+                    .realtime
+                    .unsubscribe(registration.conn, topic)
+                    .await;
+            }
+            s.replayed.extend(page.frames);
         }
         let expires = s.expires;
         let event = tokio::select! {

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use super::hub::{CONNECTIONS_TOPIC, USERS_TOPIC};
-use super::render::{self, ChangeView};
-use super::{Frame, Ops, Subscription};
+use super::{Ops, Subscription};
 use crate::access::{Action, Caller};
 use crate::auth::Principal;
 use crate::clock;
@@ -16,10 +15,9 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::model::Collection;
 use crate::rules::Expr;
-use crate::store::change::ChangeKind;
 use crate::store::topics::{Message, StoredTopic, Topic};
 use crate::store::writer::Mutation;
-use crate::visibility::{self, Reach, Sighted, Viewer};
+use crate::visibility::{self, Reach, Sighted};
 
 /// What a topic name refers to.
 #[derive(Clone)]
@@ -197,103 +195,6 @@ pub fn check_since(
         );
     }
     Ok(())
-}
-
-/// What a replay produced: its frames in seq order, and the topics it
-/// ended because their collection was dropped within the replayed range.
-#[derive(Default)]
-pub struct Replay {
-    pub frames: Vec<Frame>,
-    pub ended: Vec<String>,
-}
-
-/// Replays what `viewer` may see with `since < seq <= upto` on every topic
-/// of one subscribe request, in one pass in seq order, so one position
-/// resumes them all. Judged by each collection as it is now: its rules
-/// are what the subscriber is allowed today.
-pub fn replay(
-    state: &AppState,
-    subscribed: &[(Target, Subscription)],
-    viewer: &Viewer,
-    since: u64,
-    upto: u64,
-) -> ApiResult<Replay> {
-    let mut out = Replay::default();
-    let mut frames: Vec<Frame> = Vec::new();
-    let logged: Vec<&(Target, Subscription)> = subscribed
-        .iter()
-        .filter(|(target, _)| matches!(target, Target::Collection(_) | Target::Record(..)))
-        .collect();
-    if !logged.is_empty() {
-        let mut open: Vec<bool> = vec![true; logged.len()];
-        for change in state.store.changes_after(since) {
-            let change = change?;
-            if change.seq > upto || !open.contains(&true) {
-                break;
-            }
-            let mut view = None;
-            for (i, (target, subscription)) in logged.iter().enumerate() {
-                let (collection, record) = match target {
-                    Target::Record(c, id) => (c, Some(id.as_str())),
-                    Target::Collection(c) => (c, None),
-                    _ => continue,
-                };
-                if !open[i] || change.collection_id != collection.id {
-                    continue;
-                }
-                if change.kind == ChangeKind::DropCollection {
-                    open[i] = false;
-                    frames.push(Frame::control(&json!({
-                        "type": "unsubscribed", "topic": subscription.topic,
-                        "reason": "collection_dropped",
-                    })));
-                    out.ended.push(subscription.topic.clone());
-                    continue;
-                }
-                if record.is_some_and(|id| id != change.record_id)
-                    || !collection.emits(change.kind.event_op())
-                {
-                    continue;
-                }
-                let view = view.get_or_insert_with(|| ChangeView::new(&change, Some(collection)));
-                if let Some(seen) = view.seen(Some(collection), subscription, viewer) {
-                    frames.push(view.render(&subscription.topic, seen, viewer.admin));
-                }
-            }
-        }
-    }
-    let now = clock::now_rfc3339();
-    for (target, subscription) in subscribed {
-        let Target::Custom(topic) = target else {
-            continue;
-        };
-        for message in state.store.history_after(&topic.def.name, since)? {
-            if message.seq > upto {
-                break;
-            }
-            let data: Map<String, Value> =
-                serde_json::from_slice(&message.data).unwrap_or_default();
-            if render::message_reaches(topic, &data, subscription, viewer, &now) {
-                frames.push(render::render_message(&message));
-            }
-        }
-    }
-    // Control frames (a drop's `unsubscribed`) carry no seq of their own:
-    // order them right after the event before them.
-    let mut last = since;
-    let mut keyed: Vec<(u64, usize, Frame)> = frames
-        .into_iter()
-        .enumerate()
-        .map(|(i, frame)| {
-            if frame.seq != 0 {
-                last = frame.seq;
-            }
-            (last, i, frame)
-        })
-        .collect();
-    keyed.sort_by_key(|(seq, i, _)| (*seq, *i));
-    out.frames = keyed.into_iter().map(|(_, _, frame)| frame).collect();
-    Ok(out)
 }
 
 /// The topics a caller may subscribe to.

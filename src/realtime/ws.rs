@@ -158,7 +158,15 @@ async fn run(
             () = &mut expiry, if expires_at.is_some() => {
                 close = Some(Close::unauthorized("token_expired", "the access token expired; reconnect with a fresh one"));
             }
-            frame = outbox.recv() => {
+            // Replayed events go before live ones, which wait in the outbox
+            // meanwhile (a replay too long for the outbox ends in 4008, and
+            // the client resumes from where it got to).
+            page = session.next_replay_page(), if session.replaying() => {
+                if !write(&mut socket, page).await {
+                    break;
+                }
+            }
+            frame = outbox.recv(), if !session.replaying() => {
                 let Some(first) = frame else { break };
                 let mut frames = vec![first];
                 while frames.len() < WRITE_BATCH {

@@ -149,7 +149,72 @@ impl Store {
             self.flush()?;
             tracing::info!(upgraded, "change log entries now name collections by id");
         }
+        self.index_changelog()
+    }
+
+    /// Gives every change-log entry its key in its collection's index, once
+    /// for a data dir written before the index existed.
+    fn index_changelog(&self) -> Result<(), StoreError> {
+        if self.data.contains_key(keys::CHANGELOG_INDEXED)? {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        let mut indexed = 0_u64;
+        for change in self.changes_after(0) {
+            let change = change?;
+            batch.insert(
+                &keys::change_by_collection(change.collection_id, change.seq)[..],
+                &[],
+            );
+            indexed += 1;
+            if indexed % 10_000 == 0 {
+                self.data.apply_batch(std::mem::take(&mut batch))?;
+            }
+        }
+        batch.insert(keys::CHANGELOG_INDEXED, &[]);
+        self.data.apply_batch(batch)?;
+        self.flush()?;
+        if indexed > 0 {
+            tracing::info!(indexed, "change log indexed by collection");
+        }
         Ok(())
+    }
+
+    /// Seqs of a collection's changes with `after < seq <= upto`, in order,
+    /// at most `limit`.
+    pub fn collection_changes(
+        &self,
+        collection: u32,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        if after >= upto {
+            return Ok(Vec::new());
+        }
+        let start = keys::change_by_collection(collection, after.saturating_add(1));
+        let end = keys::change_by_collection(collection, upto);
+        self.data
+            .range(start..=end)
+            .keys()
+            .take(limit)
+            .map(|key| {
+                keys::change_by_collection_seq(&key?)
+                    .ok_or_else(|| StoreError::Corrupt("change index key".into()))
+            })
+            .collect()
+    }
+
+    /// The change-log entry at `seq`, if it is still kept.
+    pub fn change_at(&self, seq: u64) -> Result<Option<Change>, StoreError> {
+        match self.data.get(keys::change(seq))? {
+            None => Ok(None),
+            Some(value) => {
+                let mut change = Change::decode(&value)?;
+                change.seq = seq;
+                Ok(Some(change))
+            }
+        }
     }
 
     fn load_catalog(&self) -> Result<(), StoreError> {
@@ -405,6 +470,7 @@ impl Store {
                     // Resume needs to know what is gone; the marker commits
                     // with the removals.
                     batch.insert(keys::CHANGELOG_TRIMMED, &seq.to_be_bytes());
+                    batch.remove(&keys::change_by_collection(change.collection_id, seq)[..]);
                 }
                 batch.remove(key);
                 in_batch += 1;
@@ -448,7 +514,11 @@ pub(crate) mod tests {
         let created_ms = crate::clock::parse_ms(&collection.created).unwrap();
         // Before the current `c` existed (a dropped namesake's), after it,
         // and a user change.
-        for (seq, name, ts_ms) in [(1, "c", created_ms - 1), (2, "c", created_ms + 1), (3, "_users", 0)] {
+        for (seq, name, ts_ms) in [
+            (1, "c", created_ms - 1),
+            (2, "c", created_ms + 1),
+            (3, "_users", 0),
+        ] {
             let v1 = V1 {
                 kind: change::ChangeKind::Create,
                 collection: name,
@@ -458,7 +528,10 @@ pub(crate) mod tests {
                 ts_ms,
                 actor: None,
             };
-            store.data.insert(keys::change(seq), codec::encode(&v1)).unwrap();
+            store
+                .data
+                .insert(keys::change(seq), codec::encode(&v1))
+                .unwrap();
         }
         store.flush().unwrap();
         drop(store);

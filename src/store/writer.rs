@@ -105,6 +105,7 @@ pub enum RecordOp {
 /// and the writer only checks the id and assigns the seq.
 pub struct NewRecord {
     id: String,
+    collection_id: u32,
     key: Vec<u8>,
     value: Vec<u8>,
     index_keys: Vec<Vec<u8>>,
@@ -142,6 +143,7 @@ impl NewRecord {
         .encode();
         NewRecord {
             id: record.id().to_owned(),
+            collection_id: collection.id,
             key: keys::record(collection.id, record.id()),
             value,
             index_keys: index_entries(collection, record),
@@ -156,6 +158,10 @@ impl NewRecord {
         }
         batch.insert(self.key, self.value);
         batch.insert(&keys::change(seq)[..], self.change);
+        batch.insert(
+            &keys::change_by_collection(self.collection_id, seq)[..],
+            &[],
+        );
     }
 }
 
@@ -816,6 +822,10 @@ impl WriterState {
             actor: entry.actor.clone(),
         };
         batch.insert(&keys::change(seq)[..], change.encode());
+        batch.insert(
+            &keys::change_by_collection(change.collection_id, seq)[..],
+            &[],
+        );
         seq
     }
 

@@ -520,6 +520,14 @@ export class Realtime {
       }
       case "unsubscribed": {
         const sub = this._subs.get(message.topic);
+        if (sub && message.reason === "history_expired") {
+          // The history was trimmed while it was being replayed: say so,
+          // then go on live from now, as when a resume is refused outright.
+          this._emit("error", new PulsebaseError(0, "history_expired", "events were missed", message));
+          sub.lastSeq = null;
+          this._sendSubscribe(sub).catch(() => {});
+          break;
+        }
         if (sub) {
           this._subs.delete(message.topic);
           for (const listener of sub.listeners) listener(message);
