@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::oneshot;
 
+use super::backlog::{self, Backlog};
 use super::render::{self, ChangeView, Rendered};
 use super::{Close, ConnHandle, ConnId, Frame, FrameKind, Subscription};
 use crate::auth::Principal;
@@ -36,6 +37,14 @@ pub enum Input {
     /// A custom-topic message, and whether it was stored (then it waits for
     /// the disk like a change).
     Published(Message, bool),
+    /// A change or message left out because the hub was too far behind
+    /// (see `backlog`): its topic's subscribers are closed as slow when it
+    /// is reached, and resume.
+    Shed {
+        seq: u64,
+        shed: Shed,
+        stored: bool,
+    },
     /// Everything up to this seq is on disk (or applied, in relaxed mode).
     Watermark(u64),
     Connect(Box<ConnHandle>),
@@ -75,12 +84,22 @@ pub struct HubStats {
     /// Frames waiting in all outboxes, and in the fullest one.
     pub outbox_depth: u64,
     pub outbox_max: u64,
+    /// Bytes of changes and messages waiting for the hub (see `backlog`).
+    pub backlog_bytes: u64,
+}
+
+/// Whose subscribers a shed change or message concerns.
+#[derive(Debug)]
+pub enum Shed {
+    Collection(u32),
+    Topic(String),
 }
 
 enum Pending {
     Nothing,
     Change(Change),
     Message(Message, bool),
+    Shed(Shed, bool),
 }
 
 struct Conn {
@@ -94,6 +113,7 @@ struct Conn {
 
 struct Hub {
     store: Store,
+    backlog: Arc<Backlog>,
     /// The next seq to release.
     next: u64,
     watermark: u64,
@@ -110,9 +130,11 @@ pub fn spawn(
     store: Store,
     first_seq: u64,
     inputs: std_mpsc::Receiver<Input>,
+    backlog: Arc<Backlog>,
 ) -> std::io::Result<JoinHandle<()>> {
     let mut hub = Hub {
         store,
+        backlog,
         next: first_seq,
         watermark: first_seq.saturating_sub(1),
         pending: BTreeMap::new(),
@@ -160,6 +182,11 @@ impl Hub {
                 if message.seq >= self.next {
                     self.pending
                         .insert(message.seq, Pending::Message(message, stored));
+                }
+            }
+            Input::Shed { seq, shed, stored } => {
+                if seq >= self.next {
+                    self.pending.insert(seq, Pending::Shed(shed, stored));
                 }
             }
             Input::Unreadable(seq) => {
@@ -239,6 +266,7 @@ impl Hub {
                     events_delivered: self.delivered,
                     slow_consumer_closes: self.slow_closes,
                     seq: self.next - 1,
+                    backlog_bytes: self.backlog.bytes() as u64,
                 });
             }
             Input::Stop => return false,
@@ -253,14 +281,21 @@ impl Hub {
             }
             let needs_disk = match entry.get() {
                 Pending::Change(_) | Pending::Nothing => true,
-                Pending::Message(_, stored) => *stored,
+                Pending::Message(_, stored) | Pending::Shed(_, stored) => *stored,
             };
             if needs_disk && self.next > self.watermark {
                 break;
             }
             match entry.remove() {
-                Pending::Change(change) => self.deliver_change(&change),
-                Pending::Message(message, _) => self.deliver_message(&message),
+                Pending::Change(change) => {
+                    self.deliver_change(&change);
+                    self.backlog.release(backlog::change_size(&change));
+                }
+                Pending::Message(message, _) => {
+                    self.deliver_message(&message);
+                    self.backlog.release(backlog::message_size(&message));
+                }
+                Pending::Shed(shed, _) => self.shed(&shed),
                 Pending::Nothing => {}
             }
             self.next += 1;
@@ -446,6 +481,27 @@ impl Hub {
         remove_from(&mut self.topics, topic, id);
         self.notice(id, "unsubscribe", Some(topic));
         true
+    }
+
+    /// The hub fell behind and left out a change or message of this topic:
+    /// its subscribers are closed as slow consumers, and their resume from
+    /// the log (or the topic's history) brings what they missed.
+    fn shed(&mut self, shed: &Shed) {
+        let mut behind: Vec<ConnId> = Vec::new();
+        for (topic, subscribers) in &self.topics {
+            for (conn, subscription) in subscribers {
+                let concerned = match shed {
+                    Shed::Collection(id) => subscription.collection_id == Some(*id),
+                    Shed::Topic(name) => topic == name,
+                };
+                if concerned {
+                    behind.push(*conn);
+                }
+            }
+        }
+        behind.sort_unstable();
+        behind.dedup();
+        self.close_slow(behind);
     }
 
     /// A custom topic is gone: its subscribers hear `topic_deleted`.

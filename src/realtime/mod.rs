@@ -29,6 +29,7 @@
 //! - [`session`] is the protocol of SPEC §7, [`ws`] and [`sse`] the two
 //!   transports.
 
+pub mod backlog;
 pub mod hub;
 pub mod render;
 pub mod replay;
@@ -52,6 +53,7 @@ use crate::store::topics::Message;
 use crate::store::writer::Taps;
 use crate::store::Store;
 use crate::visibility::Reach;
+use backlog::Backlog;
 
 pub type ConnId = u64;
 
@@ -221,16 +223,23 @@ pub struct Wiring {
     tx: std_mpsc::Sender<hub::Input>,
     rx: std_mpsc::Receiver<hub::Input>,
     subscriber: sled::Subscriber,
+    backlog: Arc<Backlog>,
 }
 
 impl Wiring {
     /// Subscribes to the change log; call before anything writes.
     pub fn new(store: &Store) -> Wiring {
+        Wiring::with_backlog(store, backlog::DEFAULT_BYTES)
+    }
+
+    /// With a byte budget for what waits for the hub (see [`backlog`]).
+    pub fn with_backlog(store: &Store, bytes: usize) -> Wiring {
         let (tx, rx) = std_mpsc::channel();
         Wiring {
             tx,
             rx,
             subscriber: store.watch_changes(),
+            backlog: Arc::new(Backlog::new(bytes)),
         }
     }
 
@@ -241,9 +250,19 @@ impl Wiring {
     pub fn taps(&self) -> Taps {
         let messages = self.tx.clone();
         let watermarks = self.tx.clone();
+        let backlog = self.backlog.clone();
         Taps {
             publish: Box::new(move |message: Message, stored: bool| {
-                let _ = messages.send(hub::Input::Published(message, stored));
+                let input = if backlog.admit(backlog::message_size(&message)) {
+                    hub::Input::Published(message, stored)
+                } else {
+                    hub::Input::Shed {
+                        seq: message.seq,
+                        shed: hub::Shed::Topic(message.topic),
+                        stored,
+                    }
+                };
+                let _ = messages.send(input);
             }),
             released: Box::new(move |seq| {
                 let _ = watermarks.send(hub::Input::Watermark(seq));
@@ -254,8 +273,8 @@ impl Wiring {
     /// Starts the hub and the watcher. `first_seq` is the first seq the
     /// writer will hand out; everything before it is already released.
     pub fn start(self, store: Store, first_seq: u64) -> std::io::Result<Realtime> {
-        let hub = hub::spawn(store, first_seq, self.rx)?;
-        watcher::spawn(self.subscriber, self.tx.clone())?;
+        let hub = hub::spawn(store, first_seq, self.rx, self.backlog.clone())?;
+        watcher::spawn(self.subscriber, self.tx.clone(), self.backlog)?;
         Ok(Realtime {
             tx: self.tx,
             next_conn: Arc::new(AtomicU64::new(1)),
