@@ -9,6 +9,7 @@
 pub mod api_keys;
 pub mod backup;
 pub mod change;
+pub mod chores;
 pub mod codec;
 pub mod keys;
 pub mod query;
@@ -747,14 +748,78 @@ pub(crate) mod tests {
             (last.seq, last.kind, last.collection.as_str()),
             (51, change::ChangeKind::DropCollection, "c")
         );
-        for tag in [keys::RECORD, keys::INDEX, keys::COUNT, keys::PURGE] {
-            let left = store
-                .data()
-                .scan_prefix(keys::collection_prefix(tag, id))
-                .count();
-            assert_eq!(left, 0, "keys with tag {} left", tag as char);
-        }
         assert!(store.catalog().get("c").is_none());
+        wait_until_purged(&store, id).await;
+        writer.shutdown().await;
+    }
+
+    fn keys_left(store: &Store, id: u32) -> usize {
+        [keys::RECORD, keys::INDEX, keys::COUNT, keys::PURGE]
+            .iter()
+            .map(|tag| {
+                store
+                    .data()
+                    .scan_prefix(keys::collection_prefix(*tag, id))
+                    .count()
+            })
+            .sum()
+    }
+
+    async fn wait_until_purged(store: &Store, id: u32) {
+        for _ in 0..200 {
+            if keys_left(store, id) == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!(
+            "{} keys of the dropped collection left",
+            keys_left(store, id)
+        );
+    }
+
+    /// The purge of a dropped collection runs a chunk at a time between
+    /// write groups: a write made right after the drop does not wait for
+    /// all of it.
+    #[tokio::test]
+    async fn writes_go_on_while_a_dropped_collection_is_purged() {
+        let (_dir, store, writer) = store_with(
+            serde_json::json!({"name": "big", "indexes": ["k"]}),
+            (0..10_000).map(|k| serde_json::json!({"k": k})),
+        )
+        .await;
+        let def: CollectionDef =
+            serde_json::from_value(serde_json::json!({"name": "small"})).unwrap();
+        writer
+            .submit(Mutation::CreateCollection(def))
+            .await
+            .unwrap();
+        let id = store.catalog().get("big").unwrap().id;
+        writer
+            .submit(Mutation::DropCollection {
+                name: "big".into(),
+                actor: None,
+            })
+            .await
+            .unwrap();
+        let user = crate::model::User {
+            id: "u1".into(),
+            email: "a@b.c".into(),
+            name: String::new(),
+            roles: vec![],
+            groups: vec![],
+            tenant: None,
+            disabled: false,
+            created: String::new(),
+            password_hash: String::new(),
+            generation: 0,
+        };
+        writer.submit(Mutation::CreateUser(user)).await.unwrap();
+        let left = keys_left(&store, id);
+        // 30,002 keys in all: each record, its `created` and `k` index
+        // entries, the count and the marker.
+        assert!(left > 0, "the write waited for the whole purge");
+        wait_until_purged(&store, id).await;
         writer.shutdown().await;
     }
 

@@ -28,6 +28,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::change::{Change, ChangeKind, USERS_ID};
+use super::chores::{Chore, Chores};
 use super::codec::{self, StoredCollection, StoredRecord};
 use super::topics::{Message, StoredTopic, Topic};
 use super::{keys, Store, StoreError};
@@ -41,8 +42,6 @@ use crate::model::{Collection, CollectionDef, Record, User};
 const MAX_GROUP: usize = 1024;
 /// Records staged in one sled batch before it is applied.
 const MAX_STAGED_OPS: usize = 2_000;
-/// Keys removed per batch when purging a dropped collection.
-const PURGE_CHUNK: usize = 10_000;
 /// Message seqs are reserved on disk this many at a time, so a restart
 /// never hands out a seq a subscriber has already seen on a message that
 /// was not stored.
@@ -303,7 +302,8 @@ impl Writer {
                 )
             })
             .map_err(|e| StoreError::Corrupt(format!("cannot start flusher: {e}")))?;
-        let mut state = WriterState {
+        let chores = Chores::pending(&store);
+        let state = WriterState {
             store,
             next_seq: last_seq + 1,
             reserved,
@@ -311,8 +311,8 @@ impl Writer {
             history_counts: HashMap::new(),
             tap: publish_tap,
             on_committed,
+            chores,
         };
-        state.resume_purges();
         let wait_for_flush = durability == Durability::Sync;
         let writer = std::thread::Builder::new()
             .name("pulsebase-writer".into())
@@ -531,6 +531,8 @@ struct WriterState {
     history_counts: HashMap<String, u64>,
     tap: Option<PublishTap>,
     on_committed: Option<ReleaseTap>,
+    /// Long housekeeping, done a chunk at a time between write groups.
+    chores: Chores,
 }
 
 impl WriterState {
@@ -543,7 +545,20 @@ impl WriterState {
     ) {
         let mut open = true;
         while open {
-            let Some(first) = requests.blocking_recv() else {
+            // Housekeeping runs a chunk after each group, and on while idle.
+            let first = if self.chores.is_empty() {
+                requests.blocking_recv()
+            } else {
+                match requests.try_recv() {
+                    Ok(request) => Some(request),
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        self.chores.step(&self.store);
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                }
+            };
+            let Some(first) = first else {
                 break;
             };
             let mut group = vec![first];
@@ -601,6 +616,7 @@ impl WriterState {
                     let _ = reply.send(Err(WriteError::Unavailable));
                 }
             }
+            self.chores.step(&self.store);
         }
         // Later requests find the channel closed and get `Unavailable`.
         requests.close();
@@ -1090,55 +1106,14 @@ impl WriterState {
         self.store.catalog().remove(name);
         self.counts.remove(&collection.id);
         // The records are unreachable from here on (ids are never reused);
-        // removing them is housekeeping that a crash may interrupt and the
-        // next start resumes.
-        if let Err(e) = self.purge(collection.id) {
-            tracing::error!(error = %e, collection = name, "purge of dropped collection failed; it resumes on the next start");
-        }
+        // removing them is housekeeping, done a chunk at a time between
+        // write groups, that a crash may interrupt and the next start
+        // resumes.
+        self.chores.push(Chore::Purge(collection.id));
         Ok(Committed {
             seqs: self.seqs_since(first_seq),
             collection: Some(collection),
         })
-    }
-
-    fn purge(&self, collection: u32) -> Result<(), StoreError> {
-        let data = self.store.data();
-        for tag in [keys::RECORD, keys::INDEX] {
-            let prefix = keys::collection_prefix(tag, collection);
-            loop {
-                let mut batch = sled::Batch::default();
-                let mut removed = 0;
-                for entry in data.scan_prefix(&prefix).keys().take(PURGE_CHUNK) {
-                    batch.remove(entry?);
-                    removed += 1;
-                }
-                if removed == 0 {
-                    break;
-                }
-                data.apply_batch(batch)?;
-            }
-        }
-        let mut batch = sled::Batch::default();
-        batch.remove(keys::count(collection));
-        batch.remove(keys::purge(collection));
-        data.apply_batch(batch)?;
-        Ok(())
-    }
-
-    fn resume_purges(&mut self) {
-        let pending: Vec<u32> = self
-            .store
-            .data()
-            .scan_prefix([keys::PURGE])
-            .keys()
-            .filter_map(|key| key.ok())
-            .filter_map(|key| key.get(1..5)?.try_into().ok().map(u32::from_be_bytes))
-            .collect();
-        for collection in pending {
-            if let Err(e) = self.purge(collection) {
-                tracing::error!(error = %e, collection, "resumed purge failed");
-            }
-        }
     }
 
     fn existing_user(&self, id: &str) -> Result<User, WriteError> {
