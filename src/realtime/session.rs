@@ -2,7 +2,7 @@
 //! request gets exactly one reply with its `id`, then (for a subscribe with
 //! `since`) the replayed events.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -105,7 +105,8 @@ pub struct Session {
     credential: Option<String>,
     /// When the current access token expires (ms since the epoch).
     pub expires_ms: Option<i64>,
-    topics: HashSet<String>,
+    /// Subscribed topics, with the cost of each one's filter.
+    topics: HashMap<String, usize>,
     /// Replays still to send, oldest request first. Live events wait in the
     /// outbox until they are done, so each topic stays in seq order.
     replays: VecDeque<Replay>,
@@ -128,7 +129,7 @@ impl Session {
             principal,
             credential,
             expires_ms,
-            topics: HashSet::new(),
+            topics: HashMap::new(),
             replays: VecDeque::new(),
             reading: None,
         }
@@ -281,8 +282,19 @@ impl Session {
         let names = topics::topic_names(request.topic.as_deref(), request.topics.as_deref())?;
         let ops = Ops::parse(&request.ops).map_err(ApiError::bad_request)?;
         let filter = parse_filter(request.filter.as_deref())?;
+        let cost = filter.as_ref().map_or(0, |f| f.cost());
+        let kept: usize = self
+            .topics
+            .iter()
+            .filter(|(name, _)| !names.contains(name))
+            .map(|(_, cost)| cost)
+            .sum();
+        topics::check_filter_budget(kept + cost * names.len())?;
         let max = self.state.live.get().max_subscriptions;
-        let new = names.iter().filter(|n| !self.topics.contains(*n)).count();
+        let new = names
+            .iter()
+            .filter(|n| !self.topics.contains_key(*n))
+            .count();
         if self.topics.len() + new > max {
             return Err(ApiError::too_many_subscriptions(max));
         }
@@ -310,8 +322,9 @@ impl Session {
         // A topic already subscribed gets its new ops and filter but no
         // replay: what it missed was delivered live, and a replay would
         // send it twice.
-        subscribed.retain(|(_, s)| !self.topics.contains(&s.topic));
-        self.topics.extend(names.iter().cloned());
+        subscribed.retain(|(_, s)| !self.topics.contains_key(&s.topic));
+        self.topics
+            .extend(names.iter().map(|name| (name.clone(), cost)));
         let mut reply = topic_field(&names);
         reply["type"] = json!("ok");
         reply["id"] = request.id.clone().unwrap_or(Value::Null);

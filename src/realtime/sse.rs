@@ -116,6 +116,7 @@ pub async fn sse(
     let names = topics::topic_names(None, Some(&params.topics))?;
     let ops = Ops::parse(&params.ops).map_err(ApiError::bad_request)?;
     let filter = super::session::parse_filter(params.filter.as_deref())?;
+    topics::check_filter_budget(filter.as_ref().map_or(0, |f| f.cost()) * names.len())?;
     let settings = state.live.get();
     if names.len() > settings.max_subscriptions {
         return Err(ApiError::too_many_subscriptions(settings.max_subscriptions));

@@ -110,6 +110,22 @@ impl Target {
     }
 }
 
+/// What the filters of one connection's subscriptions may cost together
+/// ([`Expr::cost`] each, once per topic): every event on a subscribed topic
+/// pays for its filter, so one connection cannot make fan-out arbitrarily
+/// slow for everyone. About 100 subscriptions with a 40-step filter each.
+pub const FILTER_BUDGET: usize = 4096;
+
+pub fn check_filter_budget(total: usize) -> ApiResult<()> {
+    if total > FILTER_BUDGET {
+        return Err(ApiError::bad_request(format!(
+            "the filters of this connection would cost {total} steps per event; at most {FILTER_BUDGET}"
+        ))
+        .with_details(json!({"cost": total, "budget": FILTER_BUDGET})));
+    }
+    Ok(())
+}
+
 /// Splits `topic` (maybe a comma list) and `topics` into names.
 pub fn topic_names(topic: Option<&str>, topics: Option<&[String]>) -> ApiResult<Vec<String>> {
     let mut names: Vec<String> = Vec::new();
