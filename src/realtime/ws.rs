@@ -23,9 +23,10 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::session::{self, RateLimit, Session};
 use super::{Close, ConnHandle, Frame};
-use crate::auth::Principal;
+use crate::auth::{Auth, Principal};
 use crate::clock;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{header_credentials, one_credential};
 use crate::http::AppState;
 
 pub const SUBPROTOCOL: &str = "pulsebase.v1";
@@ -47,27 +48,24 @@ pub struct ConnectParams {
 }
 
 /// The credential of a realtime request: `Authorization`/`X-Api-Key`,
-/// `?token=`, or (WebSocket only) a `bearer.<token>` subprotocol.
+/// `?token=`, or (WebSocket only) a `bearer.<token>` subprotocol. Each one
+/// presented counts (see [`one_credential`]).
 pub fn credential<'a>(
+    auth: &Auth,
     headers: &'a HeaderMap,
     query: Option<&'a str>,
     protocols: impl Iterator<Item = &'a HeaderValue>,
 ) -> ApiResult<Option<String>> {
-    if let Some(token) = crate::http::extract::bearer_from_headers(headers)? {
-        return Ok(Some(token.to_owned()));
-    }
-    if let Some(token) = query.filter(|t| !t.is_empty()) {
-        return Ok(Some(token.to_owned()));
-    }
+    let mut presented = header_credentials(headers)?;
+    presented.extend(query.filter(|t| !t.is_empty()));
     for value in protocols {
         let Ok(text) = value.to_str() else { continue };
-        for protocol in text.split(',') {
-            if let Some(token) = protocol.trim().strip_prefix(BEARER_PROTOCOL_PREFIX) {
-                return Ok(Some(token.to_owned()));
-            }
-        }
+        presented.extend(
+            text.split(',')
+                .filter_map(|p| p.trim().strip_prefix(BEARER_PROTOCOL_PREFIX)),
+        );
     }
-    Ok(None)
+    Ok(one_credential(auth, &presented)?.map(str::to_owned))
 }
 
 pub async fn websocket(
@@ -81,7 +79,12 @@ pub async fn websocket(
         .as_ref()
         .map(|u| u.requested_protocols().cloned().collect())
         .unwrap_or_default();
-    let token = credential(&headers, params.token.as_deref(), protocols.iter())?;
+    let token = credential(
+        &state.auth,
+        &headers,
+        params.token.as_deref(),
+        protocols.iter(),
+    )?;
     // A bad token is refused before the upgrade, as a plain 401.
     let (principal, expires_ms) = match token {
         Some(token) => state.auth.authenticate_until(&token)?,
