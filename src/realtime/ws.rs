@@ -178,7 +178,14 @@ async fn run(
             incoming = socket.recv() => {
                 last_heard = Instant::now();
                 match incoming {
-                    None | Some(Ok(Message::Close(_))) => break,
+                    None => break,
+                    Some(Ok(Message::Close(_))) => {
+                        // tungstenite has queued the echo of the client's
+                        // close frame (same code); a flush sends it, and
+                        // dropping the socket then ends the TCP connection.
+                        let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.flush()).await;
+                        break;
+                    }
                     Some(Err(error)) => {
                         if is_too_big(error) {
                             close = Some(Close { code: 1009, reason: "message too big", last: None });

@@ -1,0 +1,50 @@
+//! The WebSocket protocol itself (RFC 6455), over real sockets: the opening
+//! handshake's key, the closing handshake, and frames that break the rules.
+
+// A failed unwrap in a test helper is a test failure with a backtrace, which
+// is what we want here.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::live::{Ws, WAIT};
+use common::TestServer;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A client's close is answered with a close frame of the same code, and
+/// then the server ends the TCP connection: the client sees a clean close,
+/// not 1006.
+#[tokio::test]
+async fn a_client_close_is_echoed_with_its_code_and_the_connection_ends() {
+    let server = TestServer::start();
+    for code in [1000u16, 4321] {
+        let mut ws = Ws::connect(&server, None).await;
+        ws.stream
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: "done".into(),
+            })))
+            .await
+            .unwrap();
+        let echoed = loop {
+            match tokio::time::timeout(WAIT, ws.stream.next()).await {
+                Err(_) => panic!("no close frame within the wait"),
+                Ok(Some(Ok(Message::Close(frame)))) => break frame,
+                Ok(Some(Ok(_))) => {}
+                Ok(other) => panic!("the connection ended without a close frame: {other:?}"),
+            }
+        };
+        assert_eq!(echoed.map(|f| u16::from(f.code)), Some(code));
+        // After the handshake the server closes the TCP connection.
+        let end = tokio::time::timeout(WAIT, ws.stream.next())
+            .await
+            .expect("the server kept the connection open");
+        assert!(
+            matches!(end, None | Some(Err(_))),
+            "a frame after the close: {end:?}"
+        );
+    }
+}
