@@ -7,9 +7,12 @@
 
 mod common;
 
-use common::live::{Ws, WAIT};
+use std::time::Duration;
+
+use common::live::{RawWs, Ws, OPCODE_CLOSE, OPCODE_TEXT, WAIT};
 use common::TestServer;
 use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -47,4 +50,34 @@ async fn a_client_close_is_echoed_with_its_code_and_the_connection_ends() {
             "a frame after the close: {end:?}"
         );
     }
+}
+
+/// Reads raw frames until a close frame; answers its code.
+async fn close_code(raw: &mut RawWs) -> u16 {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let frame = raw
+            .read_frame(deadline)
+            .await
+            .expect("the connection ended without a close frame");
+        if frame.opcode == OPCODE_CLOSE {
+            return u16::from_be_bytes([frame.payload[0], frame.payload[1]]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
+    let server = TestServer::start();
+    let mut raw = RawWs::connect(&server, None).await;
+    raw.send_frame(OPCODE_TEXT, b"{\"action\":\"ping\",\"id\":\"\xff\xfe\"}")
+        .await;
+    assert_eq!(close_code(&mut raw).await, 1007);
+
+    // Valid UTF-8 that is not JSON is only a bad request.
+    let mut ws = Ws::connect(&server, None).await;
+    ws.send(Value::String("hello".into())).await;
+    let reply = ws.next().await;
+    assert_eq!(reply["code"], "bad_request", "{reply}");
+    ws.stays_open(Duration::from_millis(300)).await;
 }

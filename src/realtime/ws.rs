@@ -186,13 +186,10 @@ async fn run(
                         let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.flush()).await;
                         break;
                     }
-                    Some(Err(error)) => {
-                        if is_too_big(error) {
-                            close = Some(Close { code: 1009, reason: "message too big", last: None });
-                        } else {
-                            break;
-                        }
-                    }
+                    Some(Err(error)) => match close_for(error) {
+                        Some(reason) => close = Some(reason),
+                        None => break,
+                    },
                     Some(Ok(Message::Text(text))) => {
                         let limit = state.live.get().message_rate;
                         let frames = if rate.allow(limit) {
@@ -335,12 +332,20 @@ async fn send_timed(socket: &mut WebSocket, message: Message) -> bool {
     )
 }
 
-fn is_too_big(error: axum::Error) -> bool {
-    matches!(
-        error
-            .into_inner()
-            .downcast::<tungstenite::Error>()
-            .map(|e| *e),
-        Ok(tungstenite::Error::Capacity(_))
-    )
+/// The close a broken client frame calls for, when the connection can
+/// still say why: 1009 for a message over the limit, 1007 for a text
+/// message that is not UTF-8 (RFC 6455 §7.4.1). Anything else (a reset, a
+/// protocol error tungstenite already answered) just ends it.
+fn close_for(error: axum::Error) -> Option<Close> {
+    let error = error.into_inner().downcast::<tungstenite::Error>().ok()?;
+    let (code, reason) = match *error {
+        tungstenite::Error::Capacity(_) => (1009, "message too big"),
+        tungstenite::Error::Utf8(_) => (1007, "text frames must be UTF-8"),
+        _ => return None,
+    };
+    Some(Close {
+        code,
+        reason,
+        last: None,
+    })
 }
