@@ -13,6 +13,8 @@ use common::live::{RawWs, Ws, OPCODE_CLOSE, OPCODE_TEXT, WAIT};
 use common::TestServer;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -80,4 +82,59 @@ async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
     let reply = ws.next().await;
     assert_eq!(reply["code"], "bad_request", "{reply}");
     ws.stays_open(Duration::from_millis(300)).await;
+}
+
+/// The raw answer to an upgrade request with this `Sec-WebSocket-Key`
+/// line (or none): its status and body.
+async fn upgrade_with(server: &TestServer, key_line: &str) -> (u16, String) {
+    let host = server.base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host).await.unwrap();
+    let request = format!(
+        "GET /api/realtime HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         {key_line}Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Up to the end of the head and the body its length names.
+    loop {
+        let n = tokio::time::timeout(WAIT, stream.read(&mut buf))
+            .await
+            .expect("no answer within the wait")
+            .unwrap();
+        bytes.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = text[..end].to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |n| n.trim().parse().unwrap());
+            if n == 0 || text.len() >= end + 4 + length {
+                let status = text[9..12].parse().unwrap();
+                return (status, text[end + 4..end + 4 + length].to_owned());
+            }
+        }
+        assert!(n > 0, "the connection ended early: {text}");
+    }
+}
+
+#[tokio::test]
+async fn the_upgrade_needs_a_valid_sec_websocket_key() {
+    let server = TestServer::start();
+    for key_line in [
+        "Sec-WebSocket-Key: \r\n",
+        "",
+        "Sec-WebSocket-Key: abc\r\n",
+        // Base64, but of 15 bytes, not 16.
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25j\r\n",
+    ] {
+        let (status, body) = upgrade_with(&server, key_line).await;
+        assert_eq!(status, 400, "{key_line:?}: {body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"]["code"], "bad_request", "{key_line:?}: {body}");
+    }
+    let (status, _) =
+        upgrade_with(&server, "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n").await;
+    assert_eq!(status, 101);
 }

@@ -13,7 +13,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
 use serde::Deserialize;
@@ -93,6 +93,7 @@ pub async fn websocket(
     let upgrade = upgrade.map_err(|_| {
         ApiError::bad_request("expected a WebSocket upgrade (or use /api/realtime/sse)")
     })?;
+    check_key(&headers)?;
     let settings = state.live.get();
     let upgrade = upgrade
         .protocols([SUBPROTOCOL])
@@ -348,4 +349,25 @@ fn close_for(error: axum::Error) -> Option<Close> {
         reason,
         last: None,
     })
+}
+
+/// `Sec-WebSocket-Key` must be one base64 value of 16 bytes (RFC 6455
+/// §4.2.1); axum only checks that the header is there.
+fn check_key(headers: &HeaderMap) -> ApiResult<()> {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let valid = match (keys.next(), keys.next()) {
+        (Some(key), None) => STANDARD
+            .decode(key.as_bytes())
+            .is_ok_and(|bytes| bytes.len() == 16),
+        _ => false,
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "Sec-WebSocket-Key must be one base64-encoded 16-byte value",
+        ))
+    }
 }
