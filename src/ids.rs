@@ -20,6 +20,15 @@ pub fn generate() -> String {
         .to_string()
 }
 
+/// Whether `id` is text [`generate`] could produce: 26 characters of
+/// Crockford base32 in upper case, the first one 0 to 7.
+pub fn is_generated_shape(id: &str) -> bool {
+    const CROCKFORD: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    id.len() == 26
+        && matches!(id.as_bytes()[0], b'0'..=b'7')
+        && id.bytes().all(|b| CROCKFORD.contains(&b))
+}
+
 /// `^[A-Za-z0-9_-]{1,64}$`: the client-supplied id alphabet.
 pub fn is_valid_record_id(id: &str) -> bool {
     !id.is_empty()
@@ -49,6 +58,16 @@ mod tests {
         assert_eq!(a.len(), 26);
         assert!(a < b, "{a} !< {b}");
         assert!(is_valid_record_id(&a));
+        assert!(is_generated_shape(&a) && is_generated_shape(&b));
+    }
+
+    #[test]
+    fn generated_shape() {
+        assert!(is_generated_shape("01ARZ3NDEKTSV4RRFFQ69G5FAV"));
+        assert!(!is_generated_shape("01arz3ndektsv4rrffq69g5fav"));
+        assert!(!is_generated_shape("81ARZ3NDEKTSV4RRFFQ69G5FAV"));
+        assert!(!is_generated_shape("01ARZ3NDEKTSV4RRFFQ69G5FAI"));
+        assert!(!is_generated_shape("01ARZ3NDEKTSV4RRFFQ69G5FA"));
     }
 
     #[test]

@@ -123,8 +123,8 @@ pub async fn run(
     // Without TCP_NODELAY a small event written while an earlier one is
     // unacknowledged waits for the peer's delayed ACK: milliseconds of
     // latency for every realtime subscriber.
-    let listener = listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
+    let listener = http::hyper_errors::JsonErrorListener(listener).tap_io(|stream| {
+        if let Err(e) = stream.get_ref().set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });

@@ -172,6 +172,46 @@ async fn expired_tokens_are_refused_with_token_expired() {
     assert_eq!((status, error_code(&body)), (401, "token_expired"));
 }
 
+/// `exp` is the first second in which the token no longer works: a
+/// request made during that second, after `exp * 1000` ms, is refused.
+#[tokio::test]
+async fn a_token_is_refused_from_the_start_of_its_exp_second() {
+    use base64::Engine as _;
+    let server = TestServer::start_with(Options {
+        args: vec!["--token-ttl".into(), "1s".into()],
+        ..Options::default()
+    });
+    let token = server.admin_token().await;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let exp_ms = claims["exp"].as_u64().unwrap() * 1000;
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    tokio::time::sleep(Duration::from_millis(
+        (exp_ms + 100).saturating_sub(now_ms()),
+    ))
+    .await;
+    let (status, body) = send(client().get(server.url("/api/auth/me")).bearer_auth(&token)).await;
+    assert!(
+        now_ms() < exp_ms + 1000,
+        "the request took too long to show anything"
+    );
+    assert_eq!(
+        (status, error_code(&body)),
+        (401, "token_expired"),
+        "{body}"
+    );
+}
+
 async fn session(server: &TestServer) -> serde_json::Value {
     let (status, body) = send(
         client()

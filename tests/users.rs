@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{client, error_code, send, TestServer, ADMIN_EMAIL, ADMIN_PASSWORD};
+use common::{client, error_code, send, Options, TestServer, ADMIN_EMAIL, ADMIN_PASSWORD};
 use serde_json::{json, Value};
 
 async fn patch(server: &TestServer, admin: &str, id: &str, body: Value) -> (u16, Value) {
@@ -285,4 +285,57 @@ async fn a_refused_user_names_every_bad_field_at_once() {
     let mut named: Vec<&str> = details.keys().map(String::as_str).collect();
     named.sort_unstable();
     assert_eq!(named, ["email", "groups", "password", "roles"], "{body}");
+}
+
+/// A NUL or another control character in an email would be stored, shown
+/// in the admin UI and sent to mail tools as is: every way in refuses it.
+#[tokio::test]
+async fn control_characters_in_an_email_are_refused_everywhere() {
+    let server = TestServer::start_with(Options {
+        env: vec![("PULSEBASE_ALLOW_SIGNUP".into(), "true".into())],
+        ..Options::default()
+    });
+    let admin = server.admin_token().await;
+    let user = server
+        .create_user(
+            &admin,
+            json!({"email": "fine@example.com", "password": "password-123"}),
+        )
+        .await;
+    let id = user["id"].as_str().unwrap().to_owned();
+    let names_email = |(status, body): (u16, Value)| {
+        assert_eq!(
+            (status, error_code(&body)),
+            (400, "validation_failed"),
+            "{body}"
+        );
+        assert!(body["error"]["details"]["email"].is_string(), "{body}");
+    };
+    for email in [
+        "nul\u{0}@example.com",
+        "bell@exa\u{7}mple.com",
+        "del\u{7f}@example.com",
+        "esc\u{1b}[31m@example.com",
+        "c1\u{9b}@example.com",
+    ] {
+        let body = json!({"email": email, "password": "password-123"});
+        names_email(
+            send(
+                client()
+                    .post(server.url("/api/users"))
+                    .bearer_auth(&admin)
+                    .json(&body),
+            )
+            .await,
+        );
+        names_email(send(client().post(server.url("/api/auth/signup")).json(&body)).await);
+        names_email(patch(&server, &admin, &id, json!({"email": email})).await);
+    }
+    let (_, stored) = send(
+        client()
+            .get(server.url(&format!("/api/users/{id}")))
+            .bearer_auth(&admin),
+    )
+    .await;
+    assert_eq!(stored["email"], "fine@example.com");
 }

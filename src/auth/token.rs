@@ -103,12 +103,19 @@ impl TokenIssuer {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
-            })
+            })?;
+        // jsonwebtoken refuses only `exp < now` in whole seconds, which
+        // accepts a token for up to a second after `exp`; a token is
+        // expired from the moment `exp` is reached.
+        if claims.exp <= clock::now_ms() / 1000 {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
     }
 }
 
@@ -157,6 +164,28 @@ mod tests {
             token.split('.').nth(1).unwrap()
         );
         assert_eq!(issuer.verify(&unsigned), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_token_is_expired_in_the_second_of_its_exp() {
+        let issuer = TokenIssuer::new(&[7; 32]);
+        let now = clock::now_ms() / 1000;
+        let claims = Claims {
+            sub: "u1".into(),
+            roles: vec![],
+            iat: now - 100,
+            exp: now,
+            jti: "j".into(),
+            generation: 0,
+            sid: "s1".into(),
+        };
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&[7; 32]),
+        )
+        .unwrap();
+        assert_eq!(issuer.verify(&token), Err(TokenError::Expired));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::auth::Principal;
+use crate::auth::{Auth, Principal};
 
 /// `axum::Json` with our rejections (400, 413, 415 in the error shape).
 pub struct JsonBody<T>(pub T);
@@ -22,14 +22,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// The bearer credential of a request, if any: `Authorization: Bearer`, or
-/// `X-Api-Key`.
-pub fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
-    bearer_from_headers(&parts.headers)
-}
-
-pub fn bearer_from_headers(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    if let Some(value) = headers.get(AUTHORIZATION) {
+/// Every credential the headers present: each `Authorization: Bearer` and
+/// each `X-Api-Key`. An `Authorization` of another scheme is 401: it cannot
+/// be ignored, or a caller would act as someone it did not mean to be.
+pub fn header_credentials(headers: &HeaderMap) -> Result<Vec<&str>, ApiError> {
+    let mut credentials = Vec::new();
+    for value in headers.get_all(AUTHORIZATION) {
         let text = value
             .to_str()
             .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
@@ -37,22 +35,42 @@ pub fn bearer_from_headers(headers: &HeaderMap) -> Result<Option<&str>, ApiError
             .strip_prefix("Bearer ")
             .or_else(|| text.strip_prefix("bearer "))
             .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?;
-        return Ok(Some(token.trim()));
+        credentials.push(token.trim());
     }
-    if let Some(value) = headers.get("x-api-key") {
+    for value in headers.get_all("x-api-key") {
         let key = value
             .to_str()
             .map_err(|_| ApiError::unauthorized("malformed X-Api-Key header"))?;
-        return Ok(Some(key.trim()));
+        credentials.push(key.trim());
     }
-    Ok(None)
+    Ok(credentials)
+}
+
+/// The one credential among those presented (the same one may come twice),
+/// or `None`. Different ones are checked first, so an invalid one is 401
+/// whatever else came with it; different valid ones are 400: the server
+/// will not guess which identity was meant.
+pub fn one_credential<'a>(auth: &Auth, presented: &[&'a str]) -> Result<Option<&'a str>, ApiError> {
+    let mut distinct: Vec<&str> = presented.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() > 1 {
+        for credential in &distinct {
+            auth.authenticate(credential)?;
+        }
+        return Err(ApiError::bad_request(
+            "more than one credential (Authorization, X-Api-Key, token, subprotocol): send one",
+        ));
+    }
+    Ok(distinct.first().copied())
 }
 
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match bearer(parts)? {
+        let presented = header_credentials(&parts.headers)?;
+        match one_credential(&state.auth, &presented)? {
             None => Ok(Principal::Anonymous),
             Some(token) => Ok(state.auth.authenticate(token)?),
         }

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq as _;
 
 use super::error::{ApiError, ApiResult};
-use super::extract::bearer_from_headers;
+use super::extract::{header_credentials, one_credential};
 use super::AppState;
 use crate::auth::Principal;
 use crate::metrics::{self as names, handle};
@@ -22,20 +22,35 @@ pub async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> ApiRes
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(presented) = bearer_from_headers(headers)? else {
-        return Err(ApiError::unauthorized(
-            "sign in as an admin or present the metrics_token",
-        ));
+    let mut credentials = header_credentials(headers)?;
+    // The metrics token is not a credential `Auth` knows: taken out first,
+    // so whatever comes with it is checked like any other credential.
+    let is_metrics_token = |presented: &&str| {
+        state
+            .settings
+            .metrics_token
+            .as_ref()
+            .is_some_and(|token| bool::from(presented.as_bytes().ct_eq(token.as_bytes())))
     };
-    if let Some(token) = &state.settings.metrics_token {
-        if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
-            return Ok(());
+    let scraper = credentials.iter().any(is_metrics_token);
+    credentials.retain(|c| !is_metrics_token(c));
+    let presented = one_credential(&state.auth, &credentials)?;
+    match (scraper, presented) {
+        (true, None) => Ok(()),
+        (true, Some(other)) => {
+            state.auth.authenticate(other)?;
+            Err(ApiError::bad_request(
+                "more than one credential: send only the metrics_token",
+            ))
         }
-    }
-    match state.auth.authenticate(presented)? {
-        principal if principal.is_admin() => Ok(()),
-        Principal::Anonymous => Err(ApiError::unauthorized("sign in as an admin")),
-        _ => Err(ApiError::forbidden("admins or the metrics_token only")),
+        (false, None) => Err(ApiError::unauthorized(
+            "sign in as an admin or present the metrics_token",
+        )),
+        (false, Some(presented)) => match state.auth.authenticate(presented)? {
+            principal if principal.is_admin() => Ok(()),
+            Principal::Anonymous => Err(ApiError::unauthorized("sign in as an admin")),
+            _ => Err(ApiError::forbidden("admins or the metrics_token only")),
+        },
     }
 }
 

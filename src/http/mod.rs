@@ -5,6 +5,7 @@ pub mod backup;
 pub mod collections;
 pub mod error;
 pub mod extract;
+pub mod hyper_errors;
 pub mod keys;
 pub mod metrics;
 pub mod records;
@@ -135,6 +136,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(utf8_path))
+        .layer(axum::middleware::from_fn(error::in_error_shape))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }
@@ -190,6 +193,43 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// A path that is not UTF-8 once percent-decoded (`/api/collections/%FF`)
+/// is refused before routing, whatever the route and the caller: every
+/// name and id is UTF-8 text, so nothing could match it.
+async fn utf8_path(request: Request, next: Next) -> Response {
+    if std::str::from_utf8(&percent_decode(request.uri().path())).is_err() {
+        return ApiError::bad_request("the path is not valid UTF-8 once percent-decoded")
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// `%XX` escapes decoded; anything else (a stray `%` included) as is.
+fn percent_decode(path: &str) -> Vec<u8> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// One line per request, and its metrics. Only the path is logged: query
 /// strings may carry tokens. Metrics label the route pattern, never the
 /// path, so record ids cannot grow the series without bound.
@@ -219,4 +259,16 @@ async fn log_request(request: Request, next: Next) -> Response {
     ::metrics::counter!(crate::metrics::HTTP_REQUESTS, &labels).increment(1);
     ::metrics::histogram!(crate::metrics::HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn percent_decoding_takes_only_whole_hex_escapes() {
+        assert_eq!(percent_decode("/a%20b/%e2%82%AC"), "/a b/€".as_bytes());
+        assert_eq!(percent_decode("/%FF"), b"/\xff");
+        assert_eq!(percent_decode("/100%/%+f/%4"), b"/100%/%+f/%4");
+    }
 }

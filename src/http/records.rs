@@ -1,7 +1,7 @@
 //! `/api/collections/{name}/records`: create (one, array, NDJSON), list, get,
 //! patch, replace, delete. Every operation goes through the access layer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -210,6 +210,11 @@ pub async fn create_records(
             .with_details(json!({ "items": bad })));
         }
         let actor = principal.id();
+        let server_ids: HashSet<String> = records
+            .iter()
+            .filter(|p| !p.client_chose_id)
+            .map(|p| p.record.id().to_owned())
+            .collect();
         let visible: Vec<Value> = records
             .iter()
             .map(|p| Value::Object(seen_by(&caller, &collection, &p.record)))
@@ -234,6 +239,12 @@ pub async fn create_records(
         match state.writer.submit(mutation).await {
             Ok(_) => {}
             Err(WriteError::CollectionChanged) if attempt < WRITE_ATTEMPTS => continue,
+            // A client took the id the server generated: new ids, again.
+            Err(WriteError::Conflict(id))
+                if attempt < WRITE_ATTEMPTS && server_ids.contains(&id) =>
+            {
+                continue
+            }
             Err(e) => return Err(e.into()),
         }
         let body = if is_batch {

@@ -54,6 +54,9 @@ pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
+/// Control characters (NUL, ESC, DEL, C1) are refused with the whitespace:
+/// an email is shown in the admin UI, logs and mail tools, where they would
+/// truncate or rewrite what is displayed.
 pub fn is_plausible_email(email: &str) -> bool {
     let Some((local, domain)) = email.split_once('@') else {
         return false;
@@ -61,5 +64,5 @@ pub fn is_plausible_email(email: &str) -> bool {
     !local.is_empty()
         && !domain.is_empty()
         && email.len() <= 254
-        && !email.chars().any(char::is_whitespace)
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }

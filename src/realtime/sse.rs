@@ -100,7 +100,12 @@ pub async fn sse(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     let params = parse_params(raw.as_deref())?;
-    let token = ws::credential(&headers, params.token.as_deref(), std::iter::empty())?;
+    let token = ws::credential(
+        &state.auth,
+        &headers,
+        params.token.as_deref(),
+        std::iter::empty(),
+    )?;
     let (principal, expires_ms) = match token {
         Some(token) => state.auth.authenticate_until(&token)?,
         None => (Principal::Anonymous, None),

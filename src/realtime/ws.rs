@@ -13,7 +13,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
 use serde::Deserialize;
@@ -23,9 +23,10 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::session::{self, RateLimit, Session};
 use super::{Close, ConnHandle, Frame};
-use crate::auth::Principal;
+use crate::auth::{Auth, Principal};
 use crate::clock;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{header_credentials, one_credential};
 use crate::http::AppState;
 
 pub const SUBPROTOCOL: &str = "pulsebase.v1";
@@ -47,27 +48,24 @@ pub struct ConnectParams {
 }
 
 /// The credential of a realtime request: `Authorization`/`X-Api-Key`,
-/// `?token=`, or (WebSocket only) a `bearer.<token>` subprotocol.
+/// `?token=`, or (WebSocket only) a `bearer.<token>` subprotocol. Each one
+/// presented counts (see [`one_credential`]).
 pub fn credential<'a>(
+    auth: &Auth,
     headers: &'a HeaderMap,
     query: Option<&'a str>,
     protocols: impl Iterator<Item = &'a HeaderValue>,
 ) -> ApiResult<Option<String>> {
-    if let Some(token) = crate::http::extract::bearer_from_headers(headers)? {
-        return Ok(Some(token.to_owned()));
-    }
-    if let Some(token) = query.filter(|t| !t.is_empty()) {
-        return Ok(Some(token.to_owned()));
-    }
+    let mut presented = header_credentials(headers)?;
+    presented.extend(query.filter(|t| !t.is_empty()));
     for value in protocols {
         let Ok(text) = value.to_str() else { continue };
-        for protocol in text.split(',') {
-            if let Some(token) = protocol.trim().strip_prefix(BEARER_PROTOCOL_PREFIX) {
-                return Ok(Some(token.to_owned()));
-            }
-        }
+        presented.extend(
+            text.split(',')
+                .filter_map(|p| p.trim().strip_prefix(BEARER_PROTOCOL_PREFIX)),
+        );
     }
-    Ok(None)
+    Ok(one_credential(auth, &presented)?.map(str::to_owned))
 }
 
 pub async fn websocket(
@@ -81,7 +79,12 @@ pub async fn websocket(
         .as_ref()
         .map(|u| u.requested_protocols().cloned().collect())
         .unwrap_or_default();
-    let token = credential(&headers, params.token.as_deref(), protocols.iter())?;
+    let token = credential(
+        &state.auth,
+        &headers,
+        params.token.as_deref(),
+        protocols.iter(),
+    )?;
     // A bad token is refused before the upgrade, as a plain 401.
     let (principal, expires_ms) = match &token {
         Some(token) => state.auth.authenticate_until(token)?,
@@ -90,6 +93,7 @@ pub async fn websocket(
     let upgrade = upgrade.map_err(|_| {
         ApiError::bad_request("expected a WebSocket upgrade (or use /api/realtime/sse)")
     })?;
+    check_key(&headers)?;
     let settings = state.live.get();
     let upgrade = upgrade
         .protocols([SUBPROTOCOL])
@@ -185,14 +189,18 @@ async fn run(
             incoming = socket.recv() => {
                 last_heard = Instant::now();
                 match incoming {
-                    None | Some(Ok(Message::Close(_))) => break,
-                    Some(Err(error)) => {
-                        if is_too_big(error) {
-                            close = Some(Close { code: 1009, reason: "message too big", last: None });
-                        } else {
-                            break;
-                        }
+                    None => break,
+                    Some(Ok(Message::Close(_))) => {
+                        // tungstenite has queued the echo of the client's
+                        // close frame (same code); a flush sends it, and
+                        // dropping the socket then ends the TCP connection.
+                        let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.flush()).await;
+                        break;
                     }
+                    Some(Err(error)) => match close_for(error) {
+                        Some(reason) => close = Some(reason),
+                        None => break,
+                    },
                     Some(Ok(Message::Text(text))) => {
                         let limit = state.live.get().message_rate;
                         let frames = if rate.allow(limit) {
@@ -335,12 +343,41 @@ async fn send_timed(socket: &mut WebSocket, message: Message) -> bool {
     )
 }
 
-fn is_too_big(error: axum::Error) -> bool {
-    matches!(
-        error
-            .into_inner()
-            .downcast::<tungstenite::Error>()
-            .map(|e| *e),
-        Ok(tungstenite::Error::Capacity(_))
-    )
+/// The close a broken client frame calls for, when the connection can
+/// still say why: 1009 for a message over the limit, 1007 for a text
+/// message that is not UTF-8 (RFC 6455 §7.4.1). Anything else (a reset, a
+/// protocol error tungstenite already answered) just ends it.
+fn close_for(error: axum::Error) -> Option<Close> {
+    let error = error.into_inner().downcast::<tungstenite::Error>().ok()?;
+    let (code, reason) = match *error {
+        tungstenite::Error::Capacity(_) => (1009, "message too big"),
+        tungstenite::Error::Utf8(_) => (1007, "text frames must be UTF-8"),
+        _ => return None,
+    };
+    Some(Close {
+        code,
+        reason,
+        last: None,
+    })
+}
+
+/// `Sec-WebSocket-Key` must be one base64 value of 16 bytes (RFC 6455
+/// §4.2.1); axum only checks that the header is there.
+fn check_key(headers: &HeaderMap) -> ApiResult<()> {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let valid = match (keys.next(), keys.next()) {
+        (Some(key), None) => STANDARD
+            .decode(key.as_bytes())
+            .is_ok_and(|bytes| bytes.len() == 16),
+        _ => false,
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "Sec-WebSocket-Key must be one base64-encoded 16-byte value",
+        ))
+    }
 }

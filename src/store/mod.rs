@@ -10,6 +10,7 @@ pub mod api_keys;
 pub mod backup;
 pub mod change;
 pub mod chores;
+pub mod client_ids;
 pub mod codec;
 pub mod keys;
 pub mod query;

@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::change::{Change, ChangeKind, USERS_ID};
 use super::chores::{Chore, Chores};
+use super::client_ids::ClientIds;
 use super::codec::{self, StoredCollection, StoredRecord};
 use super::topics::{Message, StoredTopic, Topic};
 use super::{keys, Store, StoreError};
@@ -109,9 +110,9 @@ pub struct NewRecord {
     value: Vec<u8>,
     index_keys: Vec<Vec<u8>>,
     change: Vec<u8>,
-    /// Server-generated ids are unique by construction (monotonic ULIDs);
-    /// only client-chosen ids need the lookup.
-    check_exists: bool,
+    /// Whether the id is the client's: it is always looked up; a server id
+    /// only when a client may have taken it (see [`ClientIds`]).
+    client_chose_id: bool,
 }
 
 impl NewRecord {
@@ -147,7 +148,7 @@ impl NewRecord {
             value,
             index_keys: index_entries(collection, record),
             change,
-            check_exists: client_chose_id,
+            client_chose_id,
         }
     }
 
@@ -270,6 +271,7 @@ impl Writer {
         let reserved = store.seq_reserved()?;
         let last_seq = store.last_seq()?.max(reserved);
         let counts = load_counts(&store)?;
+        let client_ids = ClientIds::load(&store)?;
         let (tx, rx) = mpsc::channel(MAX_GROUP);
         let (committed_tx, committed) = watch::channel(last_seq);
         let (durable_tx, durable) = watch::channel(last_seq);
@@ -309,6 +311,7 @@ impl Writer {
             reserved,
             counts,
             history_counts: HashMap::new(),
+            client_ids,
             tap: publish_tap,
             on_committed,
             chores,
@@ -529,6 +532,7 @@ struct WriterState {
     counts: HashMap<u32, u64>,
     /// Messages kept per custom topic, counted on first use.
     history_counts: HashMap<String, u64>,
+    client_ids: ClientIds,
     tap: Option<PublishTap>,
     on_committed: Option<ReleaseTap>,
     /// Long housekeeping, done a chunk at a time between write groups.
@@ -651,7 +655,8 @@ impl WriterState {
             if let RecordOp::Create(new) = op {
                 if staged.keys.contains(&new.key)
                     || !fresh.insert(new.key.clone())
-                    || (new.check_exists && data.contains_key(&new.key)?)
+                    || (self.client_ids.must_look_up(&new.id, new.client_chose_id)
+                        && data.contains_key(&new.key)?)
                 {
                     return Err(WriteError::Conflict(new.id.clone()));
                 }
@@ -660,6 +665,7 @@ impl WriterState {
         let first_seq = self.next_seq;
         for op in ops {
             if let RecordOp::Create(new) = op {
+                self.client_ids.storing(&new.id, new.client_chose_id);
                 new.insert_into(&mut staged.batch, self.next_seq);
                 self.next_seq += 1;
                 staged.ops += 1;
@@ -878,10 +884,12 @@ impl WriterState {
                 match op {
                     RecordOp::Create(new) => {
                         if !touched.insert(new.key.clone())
-                            || (new.check_exists && data.contains_key(&new.key)?)
+                            || (self.client_ids.must_look_up(&new.id, new.client_chose_id)
+                                && data.contains_key(&new.key)?)
                         {
                             return Err(WriteError::Conflict(new.id));
                         }
+                        self.client_ids.storing(&new.id, new.client_chose_id);
                         let seq = self.next_seq;
                         self.next_seq += 1;
                         new.insert_into(&mut batch, seq);
