@@ -10,6 +10,7 @@ pub mod api_keys;
 pub mod backup;
 pub mod change;
 pub mod codec;
+mod fsync;
 pub mod keys;
 pub mod query;
 pub mod sessions;
@@ -75,6 +76,7 @@ pub struct Store {
     auth: sled::Tree,
     catalog: Catalog,
     topics: topics::Topics,
+    files: Arc<fsync::StorageFiles>,
 }
 
 impl Store {
@@ -87,6 +89,7 @@ impl Store {
             // timer would only add unaccounted flushes.
             .flush_every_ms(None)
             .open()?;
+        let files = fsync::StorageFiles::open(path).map_err(sled::Error::Io)?;
         let store = Store {
             data: db.open_tree("data")?,
             meta: db.open_tree("meta")?,
@@ -94,6 +97,7 @@ impl Store {
             db,
             catalog: Catalog::default(),
             topics: topics::Topics::default(),
+            files: Arc::new(files),
         };
         store.load_catalog()?;
         store.load_topics()?;
@@ -113,8 +117,12 @@ impl Store {
         &self.catalog
     }
 
+    /// Makes every write applied so far durable: sled writes out its log,
+    /// then its files are fdatasync'd (sled's flush alone is not an fsync,
+    /// see `fsync`). Blocks for the disk: call it off the async runtime.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
+        self.files.sync().map_err(sled::Error::Io)?;
         Ok(())
     }
 
@@ -203,7 +211,7 @@ impl Store {
     /// Writes a server setting and makes it durable before returning.
     pub fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.meta.insert(key, value)?;
-        self.db.flush()?;
+        self.flush()?;
         Ok(())
     }
 
