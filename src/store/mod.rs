@@ -10,6 +10,7 @@ pub mod api_keys;
 pub mod backup;
 pub mod change;
 pub mod codec;
+mod flusher;
 mod fsync;
 pub mod keys;
 pub mod query;

@@ -22,13 +22,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::change::{Change, ChangeKind};
 use super::codec::{self, StoredCollection, StoredRecord};
+use super::flusher::{self, FlushJob};
 use super::topics::{Message, StoredTopic, Topic};
 use super::{keys, Store, StoreError};
 use crate::access::Allowed;
@@ -212,7 +213,7 @@ impl From<sled::Error> for WriteError {
     }
 }
 
-type Reply = oneshot::Sender<Result<Committed, WriteError>>;
+pub(super) type Reply = oneshot::Sender<Result<Committed, WriteError>>;
 
 /// Work run on the writer thread between two write groups, with no write
 /// in flight (a backup).
@@ -285,7 +286,7 @@ impl Writer {
         let flusher = std::thread::Builder::new()
             .name("pulsebase-flusher".into())
             .spawn(move || {
-                flusher_loop(
+                flusher::run(
                     flusher_store,
                     flusher_failed,
                     flush_rx,
@@ -379,12 +380,7 @@ impl Writer {
     }
 }
 
-type Answer = (Reply, Result<Committed, WriteError>);
-
-struct FlushJob {
-    upto: u64,
-    answers: Vec<Answer>,
-}
+pub(super) type Answer = (Reply, Result<Committed, WriteError>);
 
 /// Where answers go. In sync mode every answer waits for the group's fsync,
 /// errors included: a 409 or 412 is a claim about state that may not be on
@@ -403,68 +399,6 @@ impl Answers {
         } else {
             let _ = reply.send(result);
         }
-    }
-}
-
-fn flusher_loop(
-    store: Store,
-    failed: Arc<AtomicBool>,
-    jobs: std_mpsc::Receiver<FlushJob>,
-    interval: Duration,
-    durable: watch::Sender<u64>,
-    on_durable: Option<ReleaseTap>,
-) {
-    let mut last_flush = Instant::now();
-    while let Ok(first) = jobs.recv() {
-        // Relaxed mode: let writes pile up for up to `interval` so one fsync
-        // covers them all, but stop waiting when the writer shuts down. Sync
-        // mode: fsync at once; whatever arrived during the previous fsync is
-        // already queued and joins this one.
-        let mut group = vec![first];
-        let deadline = last_flush + interval;
-        loop {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            if wait.is_zero() {
-                break;
-            }
-            match jobs.recv_timeout(wait) {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        group.extend(jobs.try_iter());
-        let upto = group.iter().map(|job| job.upto).max().unwrap_or(0);
-        last_flush = Instant::now();
-        let result = store.flush();
-        metrics::histogram!(crate::metrics::FLUSH_DURATION)
-            .record(last_flush.elapsed().as_secs_f64());
-        if let Err(e) = &result {
-            metrics::counter!(crate::metrics::FLUSH_ERRORS).increment(1);
-            failed.store(true, Ordering::Relaxed);
-            tracing::error!(error = %e, "fsync failed; writes in this group are reported as of unknown outcome");
-        } else {
-            let moved = durable.send_if_modified(|seq| {
-                let moved = upto > *seq;
-                *seq = (*seq).max(upto);
-                moved
-            });
-            if let (true, Some(on_durable)) = (moved, &on_durable) {
-                on_durable(upto);
-            }
-        }
-        for job in group {
-            for (reply, answer) in job.answers {
-                let answer = if result.is_ok() {
-                    answer
-                } else {
-                    Err(WriteError::NotDurable)
-                };
-                let _ = reply.send(answer);
-            }
-        }
-    }
-    if let Err(e) = store.flush() {
-        tracing::error!(error = %e, "final fsync failed");
     }
 }
 
