@@ -35,7 +35,8 @@ pub enum Input {
     /// A custom-topic message, and whether it was stored (then it waits for
     /// the disk like a change).
     Published(Message, bool),
-    /// Everything up to this seq is on disk (or applied, in relaxed mode).
+    /// Everything up to this seq may go out: on disk (in relaxed mode,
+    /// applied and under a durable seq reservation, see `store::seqs`).
     Watermark(u64),
     Connect(Box<ConnHandle>),
     Disconnect(ConnId),

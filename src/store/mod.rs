@@ -14,6 +14,7 @@ mod flusher;
 mod fsync;
 pub mod keys;
 pub mod query;
+mod seqs;
 pub mod sessions;
 pub mod topics;
 pub mod writer;
