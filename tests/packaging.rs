@@ -412,8 +412,17 @@ fn dockerfile_health_check_probes_the_health_endpoint() {
 }
 
 /// The Docker build context (an allow-list in Dockerfile.dockerignore)
-/// holds a workspace that loads with the committed Cargo.lock, and every
-/// file the binary embeds at compile time.
+/// holds every manifest, build script, lock file and embedded file that
+/// `cargo build --release --locked` reads.
+///
+/// Nothing here depends on what the cargo cache holds: a full `cargo
+/// metadata` must see every package of the lock file, for every platform,
+/// and offline it failed on machines whose cache lacks the Windows-only
+/// crates (`failed to download anstyle-wincon`). Loading the workspace
+/// alone (`--no-deps`) reads only our manifests; the lock file is checked by
+/// being the repository's own, byte for byte: the manifests are verbatim
+/// copies too, and the repository is built and tested with `--locked`, which
+/// fails when its lock file does not fit its manifests.
 #[test]
 fn docker_build_context_holds_what_the_build_reads() {
     let ignore = read("packaging/Dockerfile.dockerignore");
@@ -440,7 +449,7 @@ fn docker_build_context_holds_what_the_build_reads() {
 
     // What src/ embeds: include_str!/include_bytes! paths and rust-embed
     // folders, relative to the repository root.
-    let mut embedded = vec!["build.rs".to_owned()];
+    let mut embedded = vec!["build.rs".to_owned(), "Cargo.lock".to_owned()];
     let mut stack = vec![repo("src")];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
@@ -475,6 +484,17 @@ fn docker_build_context_holds_what_the_build_reads() {
         embedded.iter().any(|p| p.starts_with("web")),
         "{embedded:?}"
     );
+    // Cargo reads these when present; none is today.
+    for config in [
+        ".cargo/config.toml",
+        ".cargo/config",
+        "rust-toolchain.toml",
+        "rust-toolchain",
+    ] {
+        if repo(config).exists() {
+            embedded.push(config.to_owned());
+        }
+    }
     for path in &embedded {
         assert!(
             in_context(path),
@@ -482,21 +502,110 @@ fn docker_build_context_holds_what_the_build_reads() {
         );
     }
 
-    // Copy the context and load the workspace from it with --locked.
     let context = tempfile::tempdir().unwrap();
     for entry in &allowed {
         copy_tree(&repo(entry), &context.path().join(entry));
     }
-    let metadata = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
-        .current_dir(context.path())
+    // The workspace loads from the context, with the same packages and the
+    // same lib, bin and build-script targets as in the repository (a
+    // missing build.rs would otherwise go unnoticed: cargo only looks for
+    // one). Tests and benches are not built in the image.
+    let repository = built_targets(&repo(""));
+    let copied = built_targets(context.path());
+    assert_eq!(
+        copied, repository,
+        "the Docker context's workspace differs from the repository's"
+    );
+    assert!(
+        repository.contains(&("pulsebase".into(), "custom-build".into(), "build.rs".into())),
+        "{repository:?}"
+    );
+
+    // The lock file the build runs --locked with is the repository's, and
+    // it pins exactly the workspace's own packages.
+    let lock = std::fs::read(context.path().join("Cargo.lock"))
+        .expect("Cargo.lock is in the Docker context");
+    assert!(
+        lock == std::fs::read(repo("Cargo.lock")).unwrap(),
+        "the Docker context's Cargo.lock differs from the repository's"
+    );
+    let lock: toml::Value = toml::from_str(std::str::from_utf8(&lock).unwrap()).unwrap();
+    let locked_members: BTreeSet<(String, String)> = lock["package"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|package| package.get("source").is_none())
+        .map(|package| {
+            (
+                package["name"].as_str().unwrap().to_owned(),
+                package["version"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(locked_members, workspace_packages(context.path()));
+}
+
+/// `cargo metadata --no-deps` of the workspace at `root`: reads only the
+/// workspace's manifests, never the registry or the cargo cache.
+fn workspace_metadata(root: &Path) -> serde_json::Value {
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(root)
         .output()
         .expect("run cargo metadata");
     assert!(
-        metadata.status.success(),
-        "the Docker context does not hold a loadable workspace: {}",
-        String::from_utf8_lossy(&metadata.stderr)
+        output.status.success(),
+        "the workspace in {} does not load: {}",
+        root.display(),
+        String::from_utf8_lossy(&output.stderr)
     );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn workspace_packages(root: &Path) -> BTreeSet<(String, String)> {
+    workspace_metadata(root)["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let field = |name: &str| p[name].as_str().unwrap().to_owned();
+            (field("name"), field("version"))
+        })
+        .collect()
+}
+
+/// (package, kind, source path relative to `root`) of every target a
+/// release build of the binary can compile.
+fn built_targets(root: &Path) -> BTreeSet<(String, String, String)> {
+    let root = root.canonicalize().unwrap();
+    let mut targets = BTreeSet::new();
+    for package in workspace_metadata(&root)["packages"].as_array().unwrap() {
+        let name = package["name"].as_str().unwrap();
+        for target in package["targets"].as_array().unwrap() {
+            for kind in target["kind"].as_array().unwrap() {
+                let kind = kind.as_str().unwrap();
+                if !["lib", "bin", "custom-build", "proc-macro"].contains(&kind) {
+                    continue;
+                }
+                let path = Path::new(target["src_path"].as_str().unwrap());
+                let relative = path
+                    .strip_prefix(&root)
+                    .unwrap_or_else(|_| panic!("{} is outside the workspace", path.display()));
+                targets.insert((
+                    name.to_owned(),
+                    kind.to_owned(),
+                    relative.to_string_lossy().into_owned(),
+                ));
+            }
+        }
+    }
+    targets
 }
 
 fn copy_tree(from: &Path, to: &Path) {

@@ -402,9 +402,11 @@ fn options(args: &[&str]) -> common::Options {
 
 #[tokio::test]
 async fn a_slow_consumer_is_closed_while_a_fast_one_loses_nothing() {
-    // The outbox holds one batch's events; the slow client never reads, so
-    // once its socket buffers are full its outbox overflows.
-    let server = TestServer::start_with(options(&["--outbox", "150", "--durability", "relaxed"]));
+    // The slow client never reads, so once its socket buffers are full (a
+    // few MB: some 160 of these events) its outbox overflows 40 events
+    // later, well within the 10 s the server gives a stuck write; the fast
+    // one reads each batch of 100, which its socket buffers alone can hold.
+    let server = TestServer::start_with(options(&["--outbox", "40", "--durability", "relaxed"]));
     let admin = server.admin_token().await;
     server
         .create_collection(
@@ -423,19 +425,36 @@ async fn a_slow_consumer_is_closed_while_a_fast_one_loses_nothing() {
     }
     let padding = "x".repeat(64 * 1024);
     let url = server.url("/api/collections/feed/records");
-    let mut last = 0;
-    for _ in 0..6 {
-        let batch: Vec<Value> = (0..100).map(|_| json!({"pad": padding})).collect();
-        let (status, _) = send(client().post(&url).bearer_auth(&admin).json(&batch)).await;
-        assert_eq!(status, 201);
-        for _ in 0..100 {
-            let event = fast.next().await;
-            let seq = event["seq"].as_u64().unwrap();
-            assert!(seq > last, "in order, no duplicates");
-            last = seq;
+    let writes_and_fast_reads = async {
+        let mut last = 0;
+        for _ in 0..6 {
+            let batch: Vec<Value> = (0..100).map(|_| json!({"pad": padding})).collect();
+            let (status, _) = send(client().post(&url).bearer_auth(&admin).json(&batch)).await;
+            assert_eq!(status, 201);
+            for _ in 0..100 {
+                let event = fast.next().await;
+                let seq = event["seq"].as_u64().unwrap();
+                assert!(seq > last, "in order, no duplicates");
+                last = seq;
+            }
         }
-    }
-    let closed = slow.closed().await;
+    };
+    // The slow client starts reading only once the server has closed it:
+    // the close frame waits behind its unread events, and the server gives
+    // a peer that never reads 10 s for it, which a loaded machine running
+    // the fast side to the end could exceed.
+    let slow_side = async {
+        let stats = server.url("/api/stats");
+        for _ in 0..1200 {
+            let (_, body) = send(client().get(&stats).bearer_auth(&admin)).await;
+            if body["slow_consumer_closes"].as_u64().unwrap_or(0) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        slow.closed().await
+    };
+    let ((), closed) = tokio::join!(writes_and_fast_reads, slow_side);
     assert_eq!(closed.code, Some(4008), "{closed:?}");
     assert_eq!(closed.reason, "slow_consumer");
 }

@@ -1,5 +1,6 @@
 //! HTTP: the router, shared state, and one file per resource.
 
+pub mod assets;
 pub mod auth;
 pub mod backup;
 pub mod collections;
@@ -74,11 +75,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/stats", get(stats::get_stats))
         .route("/metrics", get(metrics::scrape))
         .route("/api/backup", get(backup::download))
-        .route("/sdk/{*path}", get(crate::assets::sdk))
-        .route("/", get(crate::assets::to_admin))
-        .route("/admin", get(crate::assets::to_admin))
-        .route("/admin/", get(crate::assets::admin_index))
-        .route("/admin/{*path}", get(crate::assets::admin))
+        .route("/sdk/{*path}", get(assets::sdk))
+        .route("/", get(assets::to_admin))
+        .route("/admin", get(assets::to_admin))
+        .route("/admin/", get(assets::admin_index))
+        .route("/admin/{*path}", get(assets::admin))
         .route("/api/setup", get(auth::setup_state).post(auth::setup))
         .route("/api/auth/signin", post(auth::signin))
         .route("/api/auth/signup", post(auth::signup))

@@ -45,7 +45,8 @@ pub enum Input {
         shed: Shed,
         stored: bool,
     },
-    /// Everything up to this seq is on disk (or applied, in relaxed mode).
+    /// Everything up to this seq may go out: on disk (in relaxed mode,
+    /// applied and under a durable seq reservation, see `store::seqs`).
     Watermark(u64),
     Connect(Box<ConnHandle>),
     Disconnect(ConnId),

@@ -5,7 +5,7 @@
 //!  writer ──apply_batch──► sled `c` prefix ──watch_prefix──► watcher thread ─┐
 //!    │                                                                       │
 //!    └── publish tap (custom-topic messages) ────────────────────────────────┤
-//!  flusher ── release tap: durable seq (relaxed: writer, applied seq) ───────┤
+//!  flusher ── release tap: durable seq (relaxed: see store::seqs) ──────────┤
 //!  connections ── connect / subscribe / unsubscribe / identity ──────────────┤
 //!                                                                            ▼
 //!                                       hub thread: reorder by seq, release up to
@@ -243,10 +243,9 @@ impl Wiring {
         }
     }
 
-    /// The writer's publish tap: messages go to the hub in seq order.
-    /// The writer's hooks into the hub: published messages, and the seq up
-    /// to which events may go out (durable in `sync` mode, applied in
-    /// `relaxed` mode).
+    /// The writer's hooks into the hub: published messages, in seq order,
+    /// and the seq up to which events may go out (durable in `sync` mode;
+    /// applied and under a durable seq reservation in `relaxed` mode).
     pub fn taps(&self) -> Taps {
         let messages = self.tx.clone();
         let watermarks = self.tx.clone();
@@ -264,7 +263,7 @@ impl Wiring {
                 };
                 let _ = messages.send(input);
             }),
-            released: Box::new(move |seq| {
+            released: Arc::new(move |seq| {
                 let _ = watermarks.send(hub::Input::Watermark(seq));
             }),
         }

@@ -28,7 +28,7 @@ impl Store {
     /// it after a crash.
     pub fn put_api_key(&self, api_key: &ApiKey) -> Result<(), StoreError> {
         self.auth.insert(key(&api_key.id), codec::encode(api_key))?;
-        self.db.flush()?;
+        self.flush()?;
         Ok(())
     }
 
@@ -49,7 +49,7 @@ impl Store {
     /// Revokes (removes) a key; false when there was none.
     pub fn delete_api_key(&self, id: &str) -> Result<bool, StoreError> {
         let existed = self.auth.remove(key(id))?.is_some();
-        self.db.flush()?;
+        self.flush()?;
         Ok(existed)
     }
 }

@@ -15,7 +15,7 @@
 //! | `u`    | user id                                             | user envelope              |
 //! | `e`    | normalized email                                    | user id                    |
 //! | `k`    | `next_collection`                                   | u32 BE                     |
-//! | `k`    | `seq_reserved`                                      | u64 BE: message seqs taken |
+//! | `k`    | `seq_reserved`                                      | u64 BE: no seq above went out (`seqs`) |
 //! | `k`    | `changelog_trimmed`                                 | u64 BE: newest seq trimmed |
 //! | `k`    | `changelog_indexed`                                 | empty: every `c` has its `x` |
 //! | `t`    | topic name                                          | custom topic envelope      |

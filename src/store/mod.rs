@@ -12,8 +12,11 @@ pub mod change;
 pub mod chores;
 pub mod client_ids;
 pub mod codec;
+mod flusher;
+mod fsync;
 pub mod keys;
 pub mod query;
+mod seqs;
 pub mod sessions;
 pub mod topics;
 pub mod writer;
@@ -96,6 +99,7 @@ pub struct Store {
     /// by a restore, so a seq from another history is never taken for one
     /// of this one.
     epoch: Arc<RwLock<String>>,
+    files: Arc<fsync::StorageFiles>,
 }
 
 impl Store {
@@ -108,6 +112,7 @@ impl Store {
             // timer would only add unaccounted flushes.
             .flush_every_ms(None)
             .open()?;
+        let files = fsync::StorageFiles::open(path).map_err(sled::Error::Io)?;
         let store = Store {
             data: db.open_tree("data")?,
             meta: db.open_tree("meta")?,
@@ -116,6 +121,7 @@ impl Store {
             catalog: Catalog::default(),
             topics: topics::Topics::default(),
             epoch: Arc::default(),
+            files: Arc::new(files),
         };
         match store.meta.get(EPOCH_KEY)? {
             Some(epoch) => *store.epoch_mut() = String::from_utf8_lossy(&epoch).into_owned(),
@@ -251,8 +257,12 @@ impl Store {
         &self.catalog
     }
 
+    /// Makes every write applied so far durable: sled writes out its log,
+    /// then its files are fdatasync'd (sled's flush alone is not an fsync,
+    /// see `fsync`). Blocks for the disk: call it off the async runtime.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
+        self.files.sync().map_err(sled::Error::Io)?;
         Ok(())
     }
 
@@ -341,7 +351,7 @@ impl Store {
     /// Writes a server setting and makes it durable before returning.
     pub fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.meta.insert(key, value)?;
-        self.db.flush()?;
+        self.flush()?;
         Ok(())
     }
 

@@ -69,7 +69,7 @@ impl Store {
     pub fn revoke_session(&self, session: &str) -> Result<(), StoreError> {
         let now = crate::clock::now_ms().to_be_bytes();
         self.auth.insert(session_key(session), &now)?;
-        self.db.flush()?;
+        self.flush()?;
         Ok(())
     }
 

@@ -154,7 +154,8 @@ impl Store {
         read_u64(&self.data, keys::CHANGELOG_TRIMMED)
     }
 
-    /// The seq up to which message seqs were reserved (see the writer).
+    /// The seq reservation mark: no seq above it was handed out (see
+    /// `seqs`).
     pub fn seq_reserved(&self) -> Result<u64, StoreError> {
         read_u64(&self.data, keys::SEQ_RESERVED)
     }

@@ -12,7 +12,9 @@
 //!   covers its write; in `relaxed` it hears back at once and the flusher
 //!   fsyncs at most every `flush_ms`;
 //! - `durable_seq` only moves after an fsync, so realtime can release events
-//!   strictly up to what is on disk.
+//!   strictly up to what is on disk; relaxed mode releases them once
+//!   applied, but never past a seq reservation already on disk, so a crash
+//!   never hands a seq out twice (see `seqs`).
 //!
 //! While the flusher fsyncs group N the writer already applies group N+1,
 //! so the disk and the CPU work in parallel.
@@ -22,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -31,6 +33,8 @@ use super::change::{Change, ChangeKind, USERS_ID};
 use super::chores::{Chore, Chores};
 use super::client_ids::ClientIds;
 use super::codec::{self, StoredCollection, StoredRecord};
+use super::flusher::{FlushJob, Flusher};
+use super::seqs::{Gate, Reservation};
 use super::topics::{Message, StoredTopic, Topic};
 use super::{keys, Store, StoreError};
 use crate::access::Allowed;
@@ -43,10 +47,6 @@ use crate::model::{Collection, CollectionDef, Record, User};
 const MAX_GROUP: usize = 1024;
 /// Records staged in one sled batch before it is applied.
 const MAX_STAGED_OPS: usize = 2_000;
-/// Message seqs are reserved on disk this many at a time, so a restart
-/// never hands out a seq a subscriber has already seen on a message that
-/// was not stored.
-const SEQ_RESERVE_BLOCK: u64 = 10_000;
 /// Schema-change violations reported at most.
 const MAX_REPORTED_VIOLATIONS: usize = 20;
 
@@ -220,7 +220,7 @@ impl From<sled::Error> for WriteError {
     }
 }
 
-type Reply = oneshot::Sender<Result<Committed, WriteError>>;
+pub(super) type Reply = oneshot::Sender<Result<Committed, WriteError>>;
 
 /// Work run on the writer thread between two write groups, with no write
 /// in flight (a backup).
@@ -237,9 +237,10 @@ enum Request {
 /// `durable_seq` reaches it.
 pub type PublishTap = Box<dyn Fn(Message, bool) + Send>;
 
-/// Hears the seq up to which changes may go out (durable in `sync` mode,
-/// applied in `relaxed` mode), from the thread that moves it.
-pub type ReleaseTap = Box<dyn Fn(u64) + Send>;
+/// Hears the seq up to which changes may go out (durable in `sync` mode;
+/// applied and under a durable seq reservation in `relaxed` mode, see
+/// `seqs`), from the thread that moves it.
+pub type ReleaseTap = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// What the realtime side hears from the writer. Called straight from the
 /// writer's threads, never through the async runtime: a busy runtime must
@@ -268,8 +269,17 @@ impl Writer {
         flush_ms: u64,
         taps: Option<Taps>,
     ) -> Result<Writer, StoreError> {
-        let reserved = store.seq_reserved()?;
-        let last_seq = store.last_seq()?.max(reserved);
+        let mut reservation = Reservation::load(&store)?;
+        let last_seq = store.last_seq()?.max(reservation.mark());
+        // Relaxed mode releases events before their fsync: the first ones
+        // must already be under a durable mark.
+        let gate = match durability {
+            Durability::Sync => None,
+            Durability::Relaxed => {
+                reservation.cover_now(&store, last_seq + 1)?;
+                Some(Gate::new(last_seq, &reservation))
+            }
+        };
         let counts = load_counts(&store)?;
         let client_ids = ClientIds::load(&store)?;
         let (tx, rx) = mpsc::channel(MAX_GROUP);
@@ -287,33 +297,28 @@ impl Writer {
             Some(Taps { publish, released }) => (Some(publish), Some(released)),
             None => (None, None),
         };
-        let (on_durable, on_committed) = match durability {
-            Durability::Sync => (released, None),
-            Durability::Relaxed => (None, released),
+        let flusher = Flusher {
+            store: flusher_store,
+            failed: flusher_failed,
+            interval: flush_interval,
+            durable: durable_tx,
+            on_durable: released.clone().filter(|_| gate.is_none()),
+            relaxed: gate.clone().map(|gate| (gate, released.clone())),
         };
         let flusher = std::thread::Builder::new()
             .name("pulsebase-flusher".into())
-            .spawn(move || {
-                flusher_loop(
-                    flusher_store,
-                    flusher_failed,
-                    flush_rx,
-                    flush_interval,
-                    durable_tx,
-                    on_durable,
-                )
-            })
+            .spawn(move || flusher.run(flush_rx))
             .map_err(|e| StoreError::Corrupt(format!("cannot start flusher: {e}")))?;
         let chores = Chores::pending(&store);
         let state = WriterState {
             store,
             next_seq: last_seq + 1,
-            reserved,
+            reservation,
             counts,
             history_counts: HashMap::new(),
             client_ids,
             tap: publish_tap,
-            on_committed,
+            relaxed: gate.map(|gate| (gate, released)),
             chores,
         };
         let wait_for_flush = durability == Durability::Sync;
@@ -390,12 +395,7 @@ impl Writer {
     }
 }
 
-type Answer = (Reply, Result<Committed, WriteError>);
-
-struct FlushJob {
-    upto: u64,
-    answers: Vec<Answer>,
-}
+pub(super) type Answer = (Reply, Result<Committed, WriteError>);
 
 /// Where answers go. In sync mode every answer waits for the group's fsync,
 /// errors included: a 409 or 412 is a claim about state that may not be on
@@ -414,68 +414,6 @@ impl Answers {
         } else {
             let _ = reply.send(result);
         }
-    }
-}
-
-fn flusher_loop(
-    store: Store,
-    failed: Arc<AtomicBool>,
-    jobs: std_mpsc::Receiver<FlushJob>,
-    interval: Duration,
-    durable: watch::Sender<u64>,
-    on_durable: Option<ReleaseTap>,
-) {
-    let mut last_flush = Instant::now();
-    while let Ok(first) = jobs.recv() {
-        // Relaxed mode: let writes pile up for up to `interval` so one fsync
-        // covers them all, but stop waiting when the writer shuts down. Sync
-        // mode: fsync at once; whatever arrived during the previous fsync is
-        // already queued and joins this one.
-        let mut group = vec![first];
-        let deadline = last_flush + interval;
-        loop {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            if wait.is_zero() {
-                break;
-            }
-            match jobs.recv_timeout(wait) {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        group.extend(jobs.try_iter());
-        let upto = group.iter().map(|job| job.upto).max().unwrap_or(0);
-        last_flush = Instant::now();
-        let result = store.flush();
-        metrics::histogram!(crate::metrics::FLUSH_DURATION)
-            .record(last_flush.elapsed().as_secs_f64());
-        if let Err(e) = &result {
-            metrics::counter!(crate::metrics::FLUSH_ERRORS).increment(1);
-            failed.store(true, Ordering::Relaxed);
-            tracing::error!(error = %e, "fsync failed; writes in this group are reported as of unknown outcome");
-        } else {
-            let moved = durable.send_if_modified(|seq| {
-                let moved = upto > *seq;
-                *seq = (*seq).max(upto);
-                moved
-            });
-            if let (true, Some(on_durable)) = (moved, &on_durable) {
-                on_durable(upto);
-            }
-        }
-        for job in group {
-            for (reply, answer) in job.answers {
-                let answer = if result.is_ok() {
-                    answer
-                } else {
-                    Err(WriteError::NotDurable)
-                };
-                let _ = reply.send(answer);
-            }
-        }
-    }
-    if let Err(e) = store.flush() {
-        tracing::error!(error = %e, "final fsync failed");
     }
 }
 
@@ -527,14 +465,14 @@ struct Entry<'a> {
 struct WriterState {
     store: Store,
     next_seq: u64,
-    /// Seqs up to this may be used by messages (persisted).
-    reserved: u64,
+    reservation: Reservation,
     counts: HashMap<u32, u64>,
     /// Messages kept per custom topic, counted on first use.
     history_counts: HashMap<String, u64>,
     client_ids: ClientIds,
     tap: Option<PublishTap>,
-    on_committed: Option<ReleaseTap>,
+    /// Relaxed mode: where events may go out to, and who hears it.
+    relaxed: Option<(Gate, Option<ReleaseTap>)>,
     /// Long housekeeping, done a chunk at a time between write groups.
     chores: Chores,
 }
@@ -607,20 +545,36 @@ impl WriterState {
                 staged = Staged::new(self.next_seq);
             }
             self.commit_staged(&mut staged, &mut answers);
-            committed.send_replace(self.next_seq - 1);
-            if let Some(on_committed) = &self.on_committed {
-                on_committed(self.next_seq - 1);
-            }
-            let job = FlushJob {
-                upto: self.next_seq - 1,
+            let upto = self.next_seq - 1;
+            committed.send_replace(upto);
+            let mut job = FlushJob {
+                upto,
                 answers: answers.pending,
+                mark: self.reservation.mark(),
+                urgent: false,
             };
+            if let Some((gate, released)) = &self.relaxed {
+                match self.reservation.ahead(&self.store, upto) {
+                    Ok(mark) => job.mark = mark,
+                    Err(e) => tracing::error!(error = %e, "cannot reserve seqs; events wait"),
+                }
+                let open = gate.applied(upto);
+                if let Some(released) = released {
+                    released(open);
+                }
+                // Events wait for the mark: no reason to wait for flush_ms.
+                job.urgent = gate.held_back();
+            }
             if let Err(std_mpsc::SendError(job)) = flusher.send(job) {
                 for (reply, _) in job.answers {
                     let _ = reply.send(Err(WriteError::Unavailable));
                 }
             }
             self.chores.step(&self.store);
+        }
+        // Everything handed out is at most this; the final fsync stores it.
+        if let Err(e) = self.reservation.lower_to(&self.store, self.next_seq - 1) {
+            tracing::warn!(error = %e, "seq mark not lowered; the next start skips some seqs");
         }
         // Later requests find the channel closed and get `Unavailable`.
         requests.close();
@@ -785,12 +739,9 @@ impl WriterState {
     fn publish(&mut self, mut message: Message, history: u32) -> Result<Committed, WriteError> {
         let seq = self.next_seq;
         let data = self.store.data().clone();
-        if seq > self.reserved {
-            let reserved = seq + SEQ_RESERVE_BLOCK;
-            data.insert(keys::SEQ_RESERVED, &reserved.to_be_bytes())?;
-            self.store.flush()?;
-            self.reserved = reserved;
-        }
+        // The publisher hears the seq at once, and a message with no
+        // history goes out at once: never to be handed out again.
+        self.reservation.cover_now(&self.store, seq)?;
         message.seq = seq;
         let stored = history > 0;
         if stored {

@@ -1,0 +1,163 @@
+//! Real fsyncs of sled's own files.
+//!
+//! sled 0.34.7's `Db::flush()` writes its log with
+//! `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` (pagecache/iobuf.rs)
+//! and never calls fsync on that path: the data reaches the drive, but
+//! neither the drive's write cache nor the file's metadata (its size) is
+//! flushed, so a power cut can lose writes that were already answered.
+//! `Store::flush` therefore calls [`StorageFiles::sync`] after `db.flush()`.
+//!
+//! What sled writes, and when (read from its source):
+//! - `db`: the log and its pages, on every flush. It only grows or is
+//!   truncated (the truncation does its own `sync_all`).
+//! - `blobs/<lsn>`: a value too large for a log segment (over ~128 KiB with
+//!   the default 512 KiB segments), written with `create_new` and
+//!   `write_all`, never fsync'd, its directory entry neither. The log entry
+//!   that points to it is part of the flush, so the blob must be synced
+//!   with it.
+//! - `snap.<lsn>`: only when the database is opened (`PageCache::start`);
+//!   sled `sync_all`s it but does not fsync the directory after renaming it
+//!   into place.
+//! - `conf`: written on the first open, never fsync'd.
+//!
+//! The handle on `db` is opened once and kept: since Linux 4.13 a writeback
+//! error is reported to every descriptor that was open when it happened, so
+//! a descriptor opened after the error would be told all is well. After one
+//! failed sync every later one fails too: the kernel may have dropped the
+//! dirty pages it could not write, and a later fsync that "succeeds" would
+//! not bring them back (the PostgreSQL "fsyncgate" lesson). sled, likewise,
+//! refuses writes after an I/O error until the process restarts.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+pub struct StorageFiles {
+    db: File,
+    blobs_dir: PathBuf,
+    blobs_dir_handle: File,
+    /// Blob files already synced, with the length they had then. A blob is
+    /// written once, but it may still be being written when a flush lists
+    /// the directory (for a later write): a longer file is synced again.
+    synced_blobs: Mutex<HashMap<OsString, u64>>,
+    failed: AtomicBool,
+}
+
+impl StorageFiles {
+    /// Opens sled's files in `dir` (sled's directory, already opened by
+    /// sled) and makes what sled wrote while opening durable: the `conf`
+    /// file, the snapshot's rename, any blob left from before, and the
+    /// directory entries of `dir` itself and of everything in it.
+    pub fn open(dir: &Path) -> io::Result<StorageFiles> {
+        let db = File::open(dir.join("db"))?;
+        let blobs_dir = dir.join("blobs");
+        let files = StorageFiles {
+            db,
+            blobs_dir_handle: File::open(&blobs_dir)?,
+            blobs_dir,
+            synced_blobs: Mutex::new(HashMap::new()),
+            failed: AtomicBool::new(false),
+        };
+        match File::open(dir.join("conf")) {
+            Ok(conf) => conf.sync_all()?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        files.sync()?;
+        sync_dir(dir)?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            // A data dir created just now must not vanish with its database.
+            sync_dir(parent)?;
+        }
+        Ok(files)
+    }
+
+    /// fdatasyncs every blob written since the last call, the blobs
+    /// directory if it gained entries, then the `db` file. Call after
+    /// `db.flush()`, which is what makes the log and its blobs complete.
+    pub fn sync(&self) -> io::Result<()> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(io::Error::other(
+                "an earlier fsync failed; storage stays unusable until restart",
+            ));
+        }
+        let result = self.sync_blobs().and_then(|_| self.db.sync_data());
+        if result.is_err() {
+            self.failed.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+
+    /// Returns how many blob files it synced.
+    fn sync_blobs(&self) -> io::Result<usize> {
+        // Held through the fsyncs: a concurrent flush must not skip a blob
+        // this one has listed but not yet synced.
+        let mut synced = self.synced_blobs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut present = HashMap::with_capacity(synced.len());
+        let mut new_entries = false;
+        let mut count = 0;
+        for entry in std::fs::read_dir(&self.blobs_dir)? {
+            let name = entry?.file_name();
+            let file = match File::open(self.blobs_dir.join(&name)) {
+                Ok(file) => file,
+                // Removed by sled meanwhile: nothing left to sync.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let len = file.metadata()?.len();
+            match synced.get(&name) {
+                Some(&done) if done == len => {}
+                known => {
+                    file.sync_data()?;
+                    count += 1;
+                    new_entries |= known.is_none();
+                }
+            }
+            present.insert(name, len);
+        }
+        if new_entries {
+            self.blobs_dir_handle.sync_all()?;
+        }
+        // Forget removed blobs, so the map stays as small as the directory.
+        *synced = present;
+        Ok(count)
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn a_blob_is_synced_once_again_if_it_grew_and_forgotten_once_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("db"), b"log").unwrap();
+        std::fs::create_dir(dir.path().join("blobs")).unwrap();
+        let files = StorageFiles::open(dir.path()).unwrap();
+        assert_eq!(files.sync_blobs().unwrap(), 0);
+
+        // Listed while sled was still writing it.
+        let path = dir.path().join("blobs").join("42");
+        let mut blob = File::create(&path).unwrap();
+        blob.write_all(b"crc").unwrap();
+        assert_eq!(files.sync_blobs().unwrap(), 1);
+        assert_eq!(files.sync_blobs().unwrap(), 0, "nothing new");
+        blob.write_all(b"the rest").unwrap();
+        assert_eq!(files.sync_blobs().unwrap(), 1, "it grew");
+        assert_eq!(files.sync_blobs().unwrap(), 0);
+
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(files.sync_blobs().unwrap(), 0);
+        assert!(files.synced_blobs.lock().unwrap().is_empty());
+    }
+}
