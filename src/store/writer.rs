@@ -630,7 +630,9 @@ impl WriterState {
             if let RecordOp::Create(new) = op {
                 if staged.keys.contains(&new.key)
                     || !fresh.insert(new.key.clone())
-                    || (self.client_ids.must_look_up(&new.id, new.client_chose_id)
+                    || (self
+                        .client_ids
+                        .must_look_up(current.id, &new.id, new.client_chose_id)
                         && data.contains_key(&new.key)?)
                 {
                     return Err(WriteError::Conflict(new.id.clone()));
@@ -640,7 +642,8 @@ impl WriterState {
         let first_seq = self.next_seq;
         for op in ops {
             if let RecordOp::Create(new) = op {
-                self.client_ids.storing(&new.id, new.client_chose_id);
+                self.client_ids
+                    .storing(current.id, &new.id, new.client_chose_id);
                 new.insert_into(&mut staged.batch, self.next_seq);
                 self.next_seq += 1;
                 staged.ops += 1;
@@ -854,12 +857,16 @@ impl WriterState {
                 match op {
                     RecordOp::Create(new) => {
                         if !touched.insert(new.key.clone())
-                            || (self.client_ids.must_look_up(&new.id, new.client_chose_id)
-                                && data.contains_key(&new.key)?)
+                            || (self.client_ids.must_look_up(
+                                current.id,
+                                &new.id,
+                                new.client_chose_id,
+                            ) && data.contains_key(&new.key)?)
                         {
                             return Err(WriteError::Conflict(new.id));
                         }
-                        self.client_ids.storing(&new.id, new.client_chose_id);
+                        self.client_ids
+                            .storing(current.id, &new.id, new.client_chose_id);
                         let seq = self.next_seq;
                         self.next_seq += 1;
                         new.insert_into(&mut batch, seq);
