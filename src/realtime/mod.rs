@@ -30,6 +30,7 @@
 //!   transports.
 
 pub mod hub;
+pub mod limits;
 pub mod render;
 pub mod session;
 pub mod sse;
@@ -196,6 +197,8 @@ pub struct Realtime {
     next_conn: Arc<AtomicU64>,
     /// The hub thread, joined by [`Realtime::stop`].
     hub: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// Open connections, against `max_connections` and its per-IP cap.
+    pub connections: limits::Connections,
 }
 
 /// The hub's inbox before the hub runs: the writer needs the publish tap
@@ -243,6 +246,7 @@ impl Wiring {
             tx: self.tx,
             next_conn: Arc::new(AtomicU64::new(1)),
             hub: Arc::new(Mutex::new(Some(hub))),
+            connections: limits::Connections::default(),
         })
     }
 }

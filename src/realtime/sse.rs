@@ -4,10 +4,11 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
@@ -16,11 +17,13 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::limits::Slot;
 use super::render::Viewer;
 use super::{topics, ws, Close, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime, Subscription};
 use crate::auth::Principal;
 use crate::clock;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::client_ip;
 use crate::http::AppState;
 
 struct Params {
@@ -75,6 +78,7 @@ impl Drop for Registration {
 
 struct SseState {
     _registration: Registration,
+    _slot: Slot,
     replay: VecDeque<Frame>,
     outbox: mpsc::Receiver<Arc<Frame>>,
     closed: watch::Receiver<Option<Close>>,
@@ -86,6 +90,7 @@ struct SseState {
 
 pub async fn sse(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
@@ -120,6 +125,11 @@ pub async fn sse(
         }
         targets.push(target);
     }
+    let slot = state.realtime.connections.acquire(
+        client_ip(&state, peer, &headers),
+        settings.max_connections,
+        settings.max_connections_per_ip,
+    )?;
 
     let conn = state.realtime.next_conn_id();
     let (outbox_tx, outbox) = mpsc::channel(settings.outbox);
@@ -159,6 +169,7 @@ pub async fn sse(
     let heartbeat = settings.heartbeat;
     let stream = SseState {
         _registration: registration,
+        _slot: slot,
         replay,
         outbox,
         closed,

@@ -5,6 +5,7 @@
 //! reason (slow consumer, revoked identity, expired token, shutdown).
 
 use std::future::Future as _;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
@@ -21,12 +22,13 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::limits::Slot;
 use super::session::{self, RateLimit, Session};
 use super::{Close, ConnHandle, Frame};
 use crate::auth::{Auth, Principal};
 use crate::clock;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{header_credentials, one_credential};
+use crate::http::extract::{client_ip, header_credentials, one_credential};
 use crate::http::AppState;
 
 pub const SUBPROTOCOL: &str = "pulsebase.v1";
@@ -70,6 +72,7 @@ pub fn credential<'a>(
 
 pub async fn websocket(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     params: Result<Query<ConnectParams>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -95,6 +98,11 @@ pub async fn websocket(
     })?;
     check_key(&headers)?;
     let settings = state.live.get();
+    let slot = state.realtime.connections.acquire(
+        client_ip(&state, peer, &headers),
+        settings.max_connections,
+        settings.max_connections_per_ip,
+    )?;
     let upgrade = upgrade
         .protocols([SUBPROTOCOL])
         .max_message_size(settings.max_message_bytes)
@@ -102,7 +110,7 @@ pub async fn websocket(
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER);
     Ok(upgrade
-        .on_upgrade(move |socket| run(state, socket, principal, expires_ms))
+        .on_upgrade(move |socket| run(state, socket, principal, expires_ms, slot))
         .into_response())
 }
 
@@ -111,6 +119,8 @@ async fn run(
     mut socket: WebSocket,
     principal: Principal,
     expires_ms: Option<i64>,
+    // Held for as long as the connection is open.
+    _slot: Slot,
 ) {
     let settings = state.live.get();
     let conn = state.realtime.next_conn_id();
