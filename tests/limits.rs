@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::live::{Sse, Ws};
-use common::{error_code, Options, TestServer};
+use common::{client, error_code, Options, TestServer};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -119,4 +119,83 @@ async fn over_max_connections_per_ip_a_new_realtime_connection_is_429() {
     assert_eq!(error_code(&sse.body_json().await), "rate_limited");
     // Behind a trusted proxy, another client address has its own count.
     assert_eq!(ws_attempt(&server, Some("203.0.113.9")).await.0, 101);
+}
+
+/// Publishes `count` messages on `topic` as fast as it can; answers the
+/// statuses and how long it took.
+async fn publish_burst(
+    server: &TestServer,
+    token: Option<&str>,
+    topic: &str,
+    count: usize,
+) -> (Vec<u16>, Option<String>, Duration) {
+    let started = std::time::Instant::now();
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for i in 0..count {
+        let mut request = client()
+            .post(server.url(&format!("/api/topics/{topic}/messages")))
+            .json(&json!({"data": {"n": i}}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        if status == 429 {
+            retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(error_code(&body), "rate_limited");
+        }
+        statuses.push(status);
+    }
+    (statuses, retry_after, started.elapsed())
+}
+
+/// At most `rate` in a burst, plus what refilled meanwhile.
+fn assert_limited(statuses: &[u16], rate: f64, took: Duration) {
+    let accepted = statuses.iter().filter(|s| **s == 202).count();
+    assert!(
+        statuses.iter().all(|s| *s == 202 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(statuses[..3].iter().all(|s| *s == 202), "{statuses:?}");
+    let allowed = rate + took.as_secs_f64() * rate + 1.0;
+    assert!(
+        (accepted as f64) <= allowed && accepted < statuses.len(),
+        "{accepted} accepted in {took:?} at {rate}/s: {statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn http_publish_is_rate_limited_per_caller_like_websocket_publish() {
+    let server = server_with(&["--message-rate", "3"]).await;
+    let admin = server.admin_token().await;
+    let (status, body) = common::send(
+        client()
+            .post(server.url("/api/topics"))
+            .bearer_auth(&admin)
+            .json(&json!({"name": "chat", "publish": "true", "subscribe": "true"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    let (statuses, retry_after, took) = publish_burst(&server, Some(&admin), "chat", 20).await;
+    assert_limited(&statuses, 3.0, took);
+    assert_eq!(retry_after.as_deref(), Some("1"));
+
+    // Another caller has its own allowance: a user, and anonymous callers
+    // (counted by address).
+    let user = server.plain_user_token(&admin, "u@example.com").await;
+    let (statuses, _, took) = publish_burst(&server, Some(&user), "chat", 20).await;
+    assert_limited(&statuses, 3.0, took);
+    let (statuses, _, took) = publish_burst(&server, None, "chat", 20).await;
+    assert_limited(&statuses, 3.0, took);
+
+    // The allowance comes back with time.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (statuses, _, _) = publish_burst(&server, Some(&admin), "chat", 2).await;
+    assert_eq!(statuses, [202, 202]);
 }

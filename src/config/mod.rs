@@ -145,7 +145,7 @@ pub struct ServeArgs {
     /// Messages queued per realtime connection before it is closed as slow [default: 1024]
     #[arg(long, env = "PULSEBASE_OUTBOX")]
     pub outbox: Option<u64>,
-    /// Client messages per second per realtime connection [default: 100]
+    /// Client messages per second per realtime connection, and HTTP publishes per second per caller [default: 100]
     #[arg(long, env = "PULSEBASE_MESSAGE_RATE")]
     pub message_rate: Option<u64>,
     /// Open realtime connections (WebSocket and SSE) in all [default: 10000]

@@ -2,11 +2,16 @@
 //! (`max_connections`) and per client address (`max_connections_per_ip`).
 //! A connection holds a [`Slot`] from before its upgrade until it ends;
 //! dropping the slot gives the place back, so no path can leak one.
+//!
+//! And the rate of HTTP publishes ([`PublishRates`]), which a WebSocket
+//! connection's own rate limit does not cover.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use super::session::RateLimit;
 use crate::http::error::ApiError;
 
 /// Seconds a refused client is told to wait before trying again.
@@ -69,6 +74,44 @@ impl Drop for Slot {
     }
 }
 
+/// Callers remembered before idle ones are forgotten.
+const RATES_KEPT: usize = 10_000;
+
+/// `message_rate` messages per second, per caller, for
+/// `POST /api/topics/{name}/messages`: the same token bucket each
+/// WebSocket connection has, keyed by who publishes (the principal's id, or
+/// the client address for anonymous callers), so opening no socket is not
+/// a way around the limit.
+#[derive(Clone, Default)]
+pub struct PublishRates {
+    callers: Arc<Mutex<HashMap<String, (RateLimit, Instant)>>>,
+}
+
+impl PublishRates {
+    /// Takes one message from `caller`'s allowance, or answers 429.
+    pub fn allow(&self, caller: &str, rate: u32) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let mut callers = self.callers.lock().unwrap_or_else(|e| e.into_inner());
+        if callers.len() >= RATES_KEPT && !callers.contains_key(caller) {
+            // An allowance idle for a second is full again: forgetting it
+            // changes nothing, and keeps the map from growing without bound.
+            callers.retain(|_, (_, used)| now.duration_since(*used) < Duration::from_secs(1));
+        }
+        let (limit, used) = callers
+            .entry(caller.to_owned())
+            .or_insert_with(|| (RateLimit::new(rate), now));
+        *used = now;
+        if limit.allow(rate) {
+            Ok(())
+        } else {
+            Err(ApiError::rate_limited(
+                format!("at most {rate} messages per second"),
+                1,
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +136,17 @@ mod tests {
         assert!(connections.acquire(b, 3, 2).is_ok());
         let counts = connections.counts.lock().unwrap_or_else(|e| e.into_inner());
         assert_eq!((counts.total, counts.per_ip.len()), (2, 2));
+    }
+
+    #[test]
+    fn publish_rates_are_per_caller() {
+        let rates = PublishRates::default();
+        assert!(rates.allow("a", 2).is_ok());
+        assert!(rates.allow("a", 2).is_ok());
+        assert_eq!(
+            rates.allow("a", 2).err().map(|e| e.retry_after),
+            Some(Some(1))
+        );
+        assert!(rates.allow("b", 2).is_ok());
     }
 }

@@ -199,6 +199,8 @@ pub struct Realtime {
     hub: Arc<Mutex<Option<JoinHandle<()>>>>,
     /// Open connections, against `max_connections` and its per-IP cap.
     pub connections: limits::Connections,
+    /// HTTP publishes per caller, against `message_rate`.
+    pub publish_rates: limits::PublishRates,
 }
 
 /// The hub's inbox before the hub runs: the writer needs the publish tap
@@ -247,6 +249,7 @@ impl Wiring {
             next_conn: Arc::new(AtomicU64::new(1)),
             hub: Arc::new(Mutex::new(Some(hub))),
             connections: limits::Connections::default(),
+            publish_rates: limits::PublishRates::default(),
         })
     }
 }
