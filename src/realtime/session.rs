@@ -188,6 +188,9 @@ impl Session {
                 self.principal = principal.clone();
                 self.expires_ms = expires_ms;
                 self.state.realtime.set_identity(self.conn, principal);
+                let sign_in = self.state.auth.sign_in_of(&token);
+                let realtime = &self.state.realtime;
+                realtime.set_sign_in(self.conn, sign_in, &self.state.auth);
                 let user = self.principal.user().map(|u| u.public_json());
                 Ok(ok(json!({"user": user})))
             }

@@ -101,10 +101,11 @@ pub async fn sse(
         params.token.as_deref(),
         std::iter::empty(),
     )?;
-    let (principal, expires_ms) = match token {
-        Some(token) => state.auth.authenticate_until(&token)?,
+    let (principal, expires_ms) = match &token {
+        Some(token) => state.auth.authenticate_until(token)?,
         None => (Principal::Anonymous, None),
     };
+    let sign_in = token.as_deref().and_then(|t| state.auth.sign_in_of(t));
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -137,9 +138,13 @@ pub async fn sse(
     state.realtime.connect(ConnHandle {
         id: conn,
         principal: principal.clone(),
+        sign_in: sign_in.clone(),
         outbox: outbox_tx,
         close: close_tx,
     });
+    state
+        .realtime
+        .close_if_signed_out(&state.auth, sign_in.as_deref());
     let registration = Registration {
         realtime: state.realtime.clone(),
         conn,

@@ -89,10 +89,11 @@ pub async fn websocket(
         protocols.iter(),
     )?;
     // A bad token is refused before the upgrade, as a plain 401.
-    let (principal, expires_ms) = match token {
-        Some(token) => state.auth.authenticate_until(&token)?,
+    let (principal, expires_ms) = match &token {
+        Some(token) => state.auth.authenticate_until(token)?,
         None => (Principal::Anonymous, None),
     };
+    let sign_in = token.as_deref().and_then(|t| state.auth.sign_in_of(t));
     let upgrade = upgrade.map_err(|_| {
         ApiError::bad_request("expected a WebSocket upgrade (or use /api/realtime/sse)")
     })?;
@@ -110,7 +111,7 @@ pub async fn websocket(
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER);
     Ok(upgrade
-        .on_upgrade(move |socket| run(state, socket, principal, expires_ms, slot))
+        .on_upgrade(move |socket| run(state, socket, principal, expires_ms, sign_in, slot))
         .into_response())
 }
 
@@ -119,6 +120,7 @@ async fn run(
     mut socket: WebSocket,
     principal: Principal,
     expires_ms: Option<i64>,
+    sign_in: Option<String>,
     // Held for as long as the connection is open.
     _slot: Slot,
 ) {
@@ -129,9 +131,13 @@ async fn run(
     state.realtime.connect(ConnHandle {
         id: conn,
         principal: principal.clone(),
+        sign_in: sign_in.clone(),
         outbox: outbox_tx,
         close: close_tx,
     });
+    state
+        .realtime
+        .close_if_signed_out(&state.auth, sign_in.as_deref());
     let mut shutdown = state.shutdown.clone();
     let mut session = Session::new(state.clone(), conn, principal, expires_ms);
     let mut rate = RateLimit::new(settings.message_rate);
