@@ -36,7 +36,7 @@ use crate::access::Allowed;
 use crate::clock;
 use crate::config::Durability;
 use crate::model::collection::FieldErrors;
-use crate::model::{Collection, CollectionDef, Record, User};
+use crate::model::{Collection, CollectionDef, Record, User, UserChanges};
 
 /// Most requests applied before the group is handed to the flusher.
 const MAX_GROUP: usize = 1024;
@@ -65,7 +65,16 @@ pub enum Mutation {
         actor: Option<String>,
     },
     CreateUser(User),
+    /// Replaces the stored user whole; an edit that must not undo a
+    /// concurrent one is an `EditUser`.
     UpdateUser(User),
+    /// Applies the changes to the user as stored, here on the writer
+    /// thread, and hands the result to `applied` once written.
+    EditUser {
+        id: String,
+        changes: UserChanges,
+        applied: oneshot::Sender<User>,
+    },
     DeleteUser(String),
     CreateTopic(StoredTopic),
     DeleteTopic(String),
@@ -721,6 +730,18 @@ impl WriterState {
             Mutation::UpdateUser(user) => {
                 let old = self.existing_user(&user.id)?;
                 self.put_user(Some(old), user)
+            }
+            Mutation::EditUser {
+                id,
+                changes,
+                applied,
+            } => {
+                let old = self.existing_user(&id)?;
+                let mut user = old.clone();
+                changes.apply(&mut user);
+                let committed = self.put_user(Some(old), user.clone())?;
+                let _ = applied.send(user);
+                Ok(committed)
             }
             Mutation::DeleteUser(id) => self.delete_user(&id),
             Mutation::CreateTopic(def) => self.create_topic(def),
