@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 
 use crate::auth::Principal;
 use crate::model::Collection;
-use crate::rules::{EvalContext, Expr, UserContext};
+use crate::rules::{EvalContext, Expr};
+use crate::visibility::Viewer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -48,10 +49,11 @@ pub fn system() -> Allowed {
     Allowed { _private: () }
 }
 
-/// A caller as rules see them, built once per request.
+/// A caller as rules see them, built once per request. What a caller may
+/// *see* is decided by [`crate::visibility`]; this decides what it may *do*.
 pub struct Caller<'p> {
     pub principal: &'p Principal,
-    pub user: Option<UserContext>,
+    pub viewer: Viewer,
     pub now: String,
 }
 
@@ -59,23 +61,18 @@ impl<'p> Caller<'p> {
     pub fn new(principal: &'p Principal) -> Caller<'p> {
         Caller {
             principal,
-            user: principal.rule_context(),
+            viewer: principal.viewer(),
             now: crate::clock::now_rfc3339(),
         }
     }
 
     pub fn is_admin(&self) -> bool {
-        self.principal.is_admin()
+        self.viewer.admin
     }
 
-    /// May the caller do `action` on this record (as stored, or as it would
-    /// be written)?
-    pub fn allows(
-        &self,
-        collection: &Collection,
-        action: Action,
-        record: &Map<String, Value>,
-    ) -> bool {
+    /// May the caller write (`action`) this record, as stored or as it would
+    /// be written?
+    fn allows(&self, collection: &Collection, action: Action, record: &Map<String, Value>) -> bool {
         action
             .rule(collection)
             .map_or(self.is_admin(), |rule| self.passes(rule, record))
@@ -86,7 +83,7 @@ impl<'p> Caller<'p> {
         self.is_admin()
             || rule.matches(&EvalContext {
                 record,
-                user: self.user.as_ref(),
+                user: self.viewer.user.as_ref(),
                 now: &self.now,
             })
     }
@@ -97,7 +94,7 @@ impl<'p> Caller<'p> {
         self.is_admin()
             || action
                 .rule(collection)
-                .is_some_and(|rule| rule.can_be_true_for(self.user.as_ref(), &self.now))
+                .is_some_and(|rule| rule.can_be_true_for(self.viewer.user.as_ref(), &self.now))
     }
 
     /// Like [`Caller::allows`], for writes: the permit the writer requires.
@@ -109,16 +106,5 @@ impl<'p> Caller<'p> {
     ) -> Option<Allowed> {
         self.allows(collection, action, record)
             .then_some(Allowed { _private: () })
-    }
-
-    /// The rules a listed record must pass (`list` and `view`), or `None`
-    /// when the caller may not list this collection at all.
-    pub fn list_rules<'c>(&self, collection: &'c Collection) -> Option<Vec<&'c Expr>> {
-        if self.is_admin() {
-            return Some(Vec::new());
-        }
-        let list = Action::List.rule(collection)?;
-        let view = Action::View.rule(collection)?;
-        Some(vec![list, view])
     }
 }

@@ -7,7 +7,9 @@
 //! - [`model`]: collections (schema and validation), records and users, free
 //!   of HTTP and storage.
 //! - [`rules`]: the expression language of rules and filters.
-//! - [`access`]: who may do what to which record, on top of `rules`.
+//! - [`visibility`]: the one decision of what a viewer sees of a record,
+//!   made the same way on every path (REST, WebSocket, SSE, replay).
+//! - [`access`]: who may write what, on top of `rules`.
 //! - [`auth`]: passwords, tokens and the principal a request acts as.
 //! - [`http`]: the axum router, one file per resource, and the error shape.
 //! - [`realtime`]: the hub that fans changes and messages out to WebSocket
@@ -34,3 +36,4 @@ pub mod retention;
 pub mod rules;
 pub mod server;
 pub mod store;
+pub mod visibility;

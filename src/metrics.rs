@@ -130,6 +130,10 @@ pub const GAUGES: &[(&str, &str)] = &[
         "pulsebase_realtime_outbox_max",
         "Frames waiting in the fullest outbox",
     ),
+    (
+        "pulsebase_realtime_backlog_bytes",
+        "Bytes of changes and messages waiting for the realtime hub",
+    ),
     ("pulsebase_storage_bytes", "Bytes the database uses on disk"),
     ("pulsebase_records", "Records per collection"),
 ];

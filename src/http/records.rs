@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::AppState;
@@ -19,8 +19,9 @@ use crate::auth::Principal;
 use crate::model::record::{drop_system_fields, merge_patch, project};
 use crate::model::{Collection, Record};
 use crate::rules::Expr;
-use crate::store::query::{parse_sort, Cursor, ListRequest, Viewer};
+use crate::store::query::{parse_sort, Cursor, ListRequest};
 use crate::store::writer::{Mutation, NewRecord, RecordOp, WriteError};
+use crate::visibility::{self, Reach, Sighted};
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
@@ -216,7 +217,7 @@ pub async fn create_records(
             .collect();
         let visible: Vec<Value> = records
             .iter()
-            .map(|p| Value::Object(p.record.visible(&collection.protected, caller.is_admin())))
+            .map(|p| Value::Object(seen_by(&caller, &collection, &p.record)))
             .collect();
         let ops = records
             .into_iter()
@@ -302,17 +303,13 @@ pub async fn list_records(
     let store = state.store.clone();
     let page = tokio::task::spawn_blocking(move || {
         let caller = Caller::new(&principal);
-        let rules = caller
-            .list_rules(&collection)
-            .ok_or_else(|| ApiError::forbidden("you may not list this collection"))?;
+        if visibility::rules_for(&caller.viewer, &collection, Reach::Collection).is_none() {
+            return Err(ApiError::forbidden("you may not list this collection"));
+        }
         let request = ListRequest {
             collection: &collection,
-            viewer: Viewer {
-                is_admin: caller.is_admin(),
-                user: caller.user.as_ref(),
-                now: &caller.now,
-                rules,
-            },
+            viewer: &caller.viewer,
+            now: &caller.now,
             filter: filter.as_ref(),
             sort: &sort,
             after,
@@ -348,10 +345,25 @@ fn viewable(
         .store
         .get_record(collection.id, id)?
         .ok_or_else(|| record_not_found(id))?;
-    if !caller.allows(collection, Action::View, &record.fields) {
+    let sighted = Sighted::new(collection, &record.fields);
+    if !visibility::sees(
+        &caller.viewer,
+        collection,
+        Reach::Record,
+        &sighted,
+        None,
+        &caller.now,
+    ) {
         return Err(record_not_found(id));
     }
     Ok(record)
+}
+
+/// What the caller sees of a record it may view (or has just written).
+fn seen_by(caller: &Caller, collection: &Collection, record: &Record) -> Map<String, Value> {
+    Sighted::new(collection, &record.fields)
+        .as_seen_by(caller.is_admin())
+        .clone()
 }
 
 pub async fn get_record(
@@ -362,9 +374,7 @@ pub async fn get_record(
     let collection = collection(&state, &name)?;
     let caller = Caller::new(&principal);
     let record = viewable(&state, &collection, &caller, &id)?;
-    Ok(Json(Value::Object(
-        record.visible(&collection.protected, caller.is_admin()),
-    )))
+    Ok(Json(Value::Object(seen_by(&caller, &collection, &record))))
 }
 
 /// `If-Match: <rev>` (quotes allowed, as for an ETag).
@@ -411,7 +421,10 @@ async fn update(
             ))
             .with_details(json!({"rev": current.rev()})));
         }
-        if !caller.allows(&collection, Action::Update, &current.fields) {
+        if caller
+            .authorize(&collection, Action::Update, &current.fields)
+            .is_none()
+        {
             return Err(ApiError::forbidden("the update rule does not allow this"));
         }
         let owner = owner_for(
@@ -448,7 +461,7 @@ async fn update(
             .ok_or_else(|| {
                 ApiError::forbidden("the update rule does not allow the record that would result")
             })?;
-        let visible = record.visible(&collection.protected, caller.is_admin());
+        let visible = seen_by(&caller, &collection, &record);
         let mutation = Mutation::Records {
             collection: collection.clone(),
             ops: vec![RecordOp::Replace {

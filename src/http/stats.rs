@@ -31,6 +31,7 @@ pub async fn get_stats(State(state): State<AppState>, Admin(_): Admin) -> ApiRes
         "subscriptions": realtime.subscriptions,
         "events_delivered": realtime.events_delivered,
         "slow_consumer_closes": realtime.slow_consumer_closes,
+        "backlog_bytes": realtime.backlog_bytes,
         "storage_bytes": storage_bytes,
         "records": collections,
     })))

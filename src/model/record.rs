@@ -2,8 +2,6 @@
 //! `owner`, `rev`) sit beside the user's fields. The stored form is that whole
 //! object, so reading a record is one JSON parse.
 
-use std::collections::HashSet;
-
 use serde_json::{Map, Value};
 
 use super::collection::SYSTEM_FIELDS;
@@ -73,15 +71,6 @@ impl Record {
             .ok()
             .map(|fields| Record { fields })
     }
-
-    /// What a caller may see: protected fields removed unless they are admin.
-    pub fn visible(&self, protected: &HashSet<String>, is_admin: bool) -> Map<String, Value> {
-        let mut fields = self.fields.clone();
-        if !is_admin {
-            fields.retain(|name, _| !protected.contains(name));
-        }
-        fields
-    }
 }
 
 /// Removes the fields the client may not set; `id` is handled by the caller.
@@ -142,7 +131,7 @@ mod tests {
     }
 
     #[test]
-    fn round_trip_and_visibility() {
+    fn round_trip() {
         let data = json!({"secret": "s", "temp": 1})
             .as_object()
             .unwrap()
@@ -152,9 +141,6 @@ mod tests {
         assert_eq!(back, record);
         assert_eq!(back.rev(), 3);
         assert_eq!(back.owner(), Some("owner1"));
-        let protected: HashSet<String> = ["secret".to_owned()].into();
-        assert!(!record.visible(&protected, false).contains_key("secret"));
-        assert!(record.visible(&protected, true).contains_key("secret"));
         assert!(!record.data().contains_key("rev"));
     }
 }

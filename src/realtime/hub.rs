@@ -14,14 +14,16 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::oneshot;
 
-use super::render::{self, ChangeView, Viewer};
+use super::backlog::{self, Backlog};
+use super::render::{self, ChangeView, Rendered};
 use super::{Close, ConnHandle, ConnId, Frame, FrameKind, Subscription};
 use crate::auth::Principal;
 use crate::clock;
 use crate::model::Collection;
-use crate::store::change::{Change, ChangeKind};
+use crate::store::change::{Change, ChangeKind, USERS_ID};
 use crate::store::topics::Message;
 use crate::store::Store;
+use crate::visibility::Viewer;
 
 /// System topics.
 pub const USERS_TOPIC: &str = "_users";
@@ -35,13 +37,21 @@ pub enum Input {
     /// A custom-topic message, and whether it was stored (then it waits for
     /// the disk like a change).
     Published(Message, bool),
+    /// A change or message left out because the hub was too far behind
+    /// (see `backlog`): its topic's subscribers are closed as slow when it
+    /// is reached, and resume.
+    Shed {
+        seq: u64,
+        shed: Shed,
+        stored: bool,
+    },
     /// Everything up to this seq is on disk (or applied, in relaxed mode).
     Watermark(u64),
     Connect(Box<ConnHandle>),
     Disconnect(ConnId),
     Subscribe {
         conn: ConnId,
-        subscription: Subscription,
+        subscriptions: Vec<Subscription>,
         reply: oneshot::Sender<u64>,
     },
     Unsubscribe {
@@ -81,12 +91,22 @@ pub struct HubStats {
     /// Frames waiting in all outboxes, and in the fullest one.
     pub outbox_depth: u64,
     pub outbox_max: u64,
+    /// Bytes of changes and messages waiting for the hub (see `backlog`).
+    pub backlog_bytes: u64,
+}
+
+/// Whose subscribers a shed change or message concerns.
+#[derive(Debug)]
+pub enum Shed {
+    Collection(u32),
+    Topic(String),
 }
 
 enum Pending {
     Nothing,
     Change(Change),
     Message(Message, bool),
+    Shed(Shed, bool),
 }
 
 struct Conn {
@@ -100,6 +120,7 @@ struct Conn {
 
 struct Hub {
     store: Store,
+    backlog: Arc<Backlog>,
     /// The next seq to release.
     next: u64,
     watermark: u64,
@@ -116,9 +137,11 @@ pub fn spawn(
     store: Store,
     first_seq: u64,
     inputs: std_mpsc::Receiver<Input>,
+    backlog: Arc<Backlog>,
 ) -> std::io::Result<JoinHandle<()>> {
     let mut hub = Hub {
         store,
+        backlog,
         next: first_seq,
         watermark: first_seq.saturating_sub(1),
         pending: BTreeMap::new(),
@@ -168,6 +191,11 @@ impl Hub {
                         .insert(message.seq, Pending::Message(message, stored));
                 }
             }
+            Input::Shed { seq, shed, stored } => {
+                if seq >= self.next {
+                    self.pending.insert(seq, Pending::Shed(shed, stored));
+                }
+            }
             Input::Unreadable(seq) => {
                 if seq >= self.next {
                     self.pending.insert(seq, Pending::Nothing);
@@ -178,13 +206,15 @@ impl Hub {
             Input::Disconnect(conn) => self.disconnect(conn, "disconnect"),
             Input::Subscribe {
                 conn,
-                subscription,
+                subscriptions,
                 reply,
             } => {
                 // Release what may go first, so the answered position is as
                 // fresh as it can be.
                 self.release();
-                self.subscribe(conn, subscription);
+                for subscription in subscriptions {
+                    self.subscribe(conn, subscription);
+                }
                 let _ = reply.send(self.next - 1);
             }
             Input::Unsubscribe { conn, topic, reply } => {
@@ -193,7 +223,7 @@ impl Hub {
             }
             Input::Identity { conn, principal } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    c.viewer = Viewer::of(&principal);
+                    c.viewer = principal.viewer();
                     c.generation = principal.user().map(|u| u.generation);
                     let id = principal.id();
                     if id != c.principal_id {
@@ -249,6 +279,7 @@ impl Hub {
                     events_delivered: self.delivered,
                     slow_consumer_closes: self.slow_closes,
                     seq: self.next - 1,
+                    backlog_bytes: self.backlog.bytes() as u64,
                 });
             }
             Input::Stop => return false,
@@ -263,14 +294,21 @@ impl Hub {
             }
             let needs_disk = match entry.get() {
                 Pending::Change(_) | Pending::Nothing => true,
-                Pending::Message(_, stored) => *stored,
+                Pending::Message(_, stored) | Pending::Shed(_, stored) => *stored,
             };
             if needs_disk && self.next > self.watermark {
                 break;
             }
             match entry.remove() {
-                Pending::Change(change) => self.deliver_change(&change),
-                Pending::Message(message, _) => self.deliver_message(&message),
+                Pending::Change(change) => {
+                    self.deliver_change(&change);
+                    self.backlog.release(backlog::change_size(&change));
+                }
+                Pending::Message(message, _) => {
+                    self.deliver_message(&message);
+                    self.backlog.release(backlog::message_size(&message));
+                }
+                Pending::Shed(shed, _) => self.shed(&shed),
                 Pending::Nothing => {}
             }
             self.next += 1;
@@ -278,26 +316,25 @@ impl Hub {
     }
 
     fn deliver_change(&mut self, change: &Change) {
-        if change.collection == USERS_TOPIC {
+        if change.collection_id == USERS_ID {
             self.identity_changed(&change.record_id);
             if self.topics.contains_key(USERS_TOPIC) {
-                self.fan_out_change(&ChangeView::new(change), USERS_TOPIC, None);
+                let view = ChangeView::new(change, None);
+                self.fan_out_change(&view, USERS_TOPIC, None);
             }
             return;
         }
         if change.kind == ChangeKind::DropCollection {
-            self.topic_gone(&change.collection, "collection_dropped");
+            self.collection_dropped(change.collection_id, &change.collection);
             return;
         }
-        let Some(collection) = self.store.catalog().get(&change.collection) else {
+        // By id, and found even when the collection was dropped after this
+        // change was made: its subscribers get what was pending before the
+        // drop, judged by its own rules.
+        let Some(collection) = self.store.catalog().by_id(change.collection_id) else {
             return;
         };
-        let op = match change.kind {
-            ChangeKind::Create => crate::model::collection::EventOp::Create,
-            ChangeKind::Update => crate::model::collection::EventOp::Update,
-            _ => crate::model::collection::EventOp::Delete,
-        };
-        if !collection.emits(op) {
+        if !collection.emits(change.kind.event_op()) {
             return;
         }
         let record_topic = format!("{}/{}", change.collection, change.record_id);
@@ -306,24 +343,20 @@ impl Hub {
             return;
         }
         // Parsed once for both topics and all their subscribers.
-        let view = ChangeView::new(change);
+        let view = ChangeView::new(change, Some(&collection));
         self.fan_out_change(&view, &change.collection, Some(&collection));
         self.fan_out_change(&view, &record_topic, Some(&collection));
     }
 
     fn fan_out_change(&mut self, view: &ChangeView, topic: &str, collection: Option<&Collection>) {
-        // At most two payloads: with and without protected fields.
-        let mut rendered: [Option<Arc<Frame>>; 2] = [None, None];
+        let mut rendered = Rendered::new(view, topic);
+        let collection_id = collection.map(|c| c.id);
         self.fan_out(topic, |conn, subscription| {
-            if !view.reaches(collection, subscription, &conn.viewer) {
+            if subscription.collection_id != collection_id {
                 return None;
             }
-            let admin = conn.viewer.admin;
-            Some(
-                rendered[usize::from(admin)]
-                    .get_or_insert_with(|| Arc::new(view.render(topic, collection, admin)))
-                    .clone(),
-            )
+            let seen = view.seen(collection, subscription, &conn.viewer)?;
+            Some(rendered.frame(seen, conn.viewer.admin))
         });
     }
 
@@ -395,7 +428,7 @@ impl Hub {
             };
             match &user {
                 Some(user) if !user.disabled && Some(user.generation) == conn.generation => {
-                    conn.viewer = Viewer::of(&Principal::User(Arc::new(user.clone())));
+                    conn.viewer = Principal::User(Arc::new(user.clone())).viewer();
                 }
                 _ => self.close(
                     conn_id,
@@ -432,7 +465,7 @@ impl Hub {
                 .insert(id, ());
         }
         let conn = Conn {
-            viewer: Viewer::of(&handle.principal),
+            viewer: handle.principal.viewer(),
             generation: handle.principal.user().map(|u| u.generation),
             principal_id,
             handle,
@@ -480,30 +513,79 @@ impl Hub {
         true
     }
 
-    /// A topic (or a collection and its record topics) is gone: its
-    /// subscribers hear `unsubscribed` with the reason.
-    fn topic_gone(&mut self, name: &str, reason: &'static str) {
-        let record_prefix = format!("{name}/");
-        let gone: Vec<String> = self
-            .topics
-            .keys()
-            .filter(|t| *t == name || t.starts_with(&record_prefix))
-            .cloned()
-            .collect();
-        for topic in gone {
-            let Some(subscribers) = self.topics.remove(&topic) else {
-                continue;
-            };
-            let frame = Arc::new(Frame::control(&json!({
-                "type": "unsubscribed", "topic": topic, "reason": reason
-            })));
-            for conn_id in subscribers.keys() {
-                if let Some(conn) = self.conns.get_mut(conn_id) {
-                    conn.topics.remove(&topic);
-                    let _ = conn.handle.outbox.try_send(frame.clone());
+    /// The hub fell behind and left out a change or message of this topic:
+    /// its subscribers are closed as slow consumers, and their resume from
+    /// the log (or the topic's history) brings what they missed.
+    fn shed(&mut self, shed: &Shed) {
+        let mut behind: Vec<ConnId> = Vec::new();
+        for (topic, subscribers) in &self.topics {
+            for (conn, subscription) in subscribers {
+                let concerned = match shed {
+                    Shed::Collection(id) => subscription.collection_id == Some(*id),
+                    Shed::Topic(name) => topic == name,
+                };
+                if concerned {
+                    behind.push(*conn);
                 }
             }
         }
+        behind.sort_unstable();
+        behind.dedup();
+        self.close_slow(behind);
+    }
+
+    /// A custom topic is gone: its subscribers hear `topic_deleted`.
+    fn topic_gone(&mut self, name: &str, reason: &'static str) {
+        self.end_subscriptions(|topic, _| topic == name, reason);
+    }
+
+    /// A collection is gone: subscribers of it (by id, not a namesake) and
+    /// of its record topics hear `collection_dropped`, after every change
+    /// of it released before the drop.
+    fn collection_dropped(&mut self, id: u32, name: &str) {
+        let record_prefix = format!("{name}/");
+        self.end_subscriptions(
+            |topic, subscription| {
+                (topic == name || topic.starts_with(&record_prefix))
+                    && subscription.collection_id == Some(id)
+            },
+            "collection_dropped",
+        );
+    }
+
+    /// Ends the subscriptions `ends` picks with `unsubscribed`. A subscriber
+    /// whose outbox cannot take the notice is closed (it resumes), never
+    /// left to believe it is still subscribed.
+    fn end_subscriptions(
+        &mut self,
+        ends: impl Fn(&str, &Subscription) -> bool,
+        reason: &'static str,
+    ) {
+        let mut ended: Vec<(String, ConnId)> = Vec::new();
+        for (topic, subscribers) in &self.topics {
+            for (conn, subscription) in subscribers {
+                if ends(topic, subscription) {
+                    ended.push((topic.clone(), *conn));
+                }
+            }
+        }
+        let mut overflowing = Vec::new();
+        for (topic, conn_id) in ended {
+            remove_from(&mut self.topics, &topic, conn_id);
+            let Some(conn) = self.conns.get_mut(&conn_id) else {
+                continue;
+            };
+            conn.topics.remove(&topic);
+            let frame = Arc::new(Frame::control(&json!({
+                "type": "unsubscribed", "topic": topic, "reason": reason
+            })));
+            if !offer(conn, frame) {
+                overflowing.push(conn_id);
+            }
+        }
+        overflowing.sort_unstable();
+        overflowing.dedup();
+        self.close_slow(overflowing);
     }
 
     /// Connections whose outbox was full: closed, and they resume.

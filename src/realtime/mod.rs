@@ -29,9 +29,11 @@
 //! - [`session`] is the protocol of SPEC §7, [`ws`] and [`sse`] the two
 //!   transports.
 
+pub mod backlog;
 pub mod hub;
 pub mod limits;
 pub mod render;
+pub mod replay;
 pub mod session;
 pub mod sse;
 pub mod topics;
@@ -51,6 +53,8 @@ use crate::rules::Expr;
 use crate::store::topics::Message;
 use crate::store::writer::Taps;
 use crate::store::Store;
+use crate::visibility::Reach;
+use backlog::Backlog;
 
 pub type ConnId = u64;
 
@@ -189,8 +193,23 @@ impl Ops {
 pub struct Subscription {
     /// `readings`, `readings/ID`, a custom topic, `_users` or `_connections`.
     pub topic: String,
+    /// For a collection or record topic, the collection subscribed to, by
+    /// id: a namesake created after a drop is another collection.
+    pub collection_id: Option<u32>,
     pub ops: Ops,
     pub filter: Option<Arc<Expr>>,
+}
+
+impl Subscription {
+    /// A record topic (`c/ID`) reaches one record (`view`); a collection
+    /// topic the whole collection (`list` and `view`).
+    pub fn reach(&self) -> Reach {
+        if self.topic.contains('/') {
+            Reach::Record
+        } else {
+            Reach::Collection
+        }
+    }
 }
 
 /// The handle the rest of the server uses to talk to the hub.
@@ -212,16 +231,23 @@ pub struct Wiring {
     tx: std_mpsc::Sender<hub::Input>,
     rx: std_mpsc::Receiver<hub::Input>,
     subscriber: sled::Subscriber,
+    backlog: Arc<Backlog>,
 }
 
 impl Wiring {
     /// Subscribes to the change log; call before anything writes.
     pub fn new(store: &Store) -> Wiring {
+        Wiring::with_backlog(store, backlog::DEFAULT_BYTES)
+    }
+
+    /// With a byte budget for what waits for the hub (see [`backlog`]).
+    pub fn with_backlog(store: &Store, bytes: usize) -> Wiring {
         let (tx, rx) = std_mpsc::channel();
         Wiring {
             tx,
             rx,
             subscriber: store.watch_changes(),
+            backlog: Arc::new(Backlog::new(bytes)),
         }
     }
 
@@ -232,9 +258,19 @@ impl Wiring {
     pub fn taps(&self) -> Taps {
         let messages = self.tx.clone();
         let watermarks = self.tx.clone();
+        let backlog = self.backlog.clone();
         Taps {
             publish: Box::new(move |message: Message, stored: bool| {
-                let _ = messages.send(hub::Input::Published(message, stored));
+                let input = if backlog.admit(backlog::message_size(&message)) {
+                    hub::Input::Published(message, stored)
+                } else {
+                    hub::Input::Shed {
+                        seq: message.seq,
+                        shed: hub::Shed::Topic(message.topic),
+                        stored,
+                    }
+                };
+                let _ = messages.send(input);
             }),
             released: Box::new(move |seq| {
                 let _ = watermarks.send(hub::Input::Watermark(seq));
@@ -245,8 +281,8 @@ impl Wiring {
     /// Starts the hub and the watcher. `first_seq` is the first seq the
     /// writer will hand out; everything before it is already released.
     pub fn start(self, store: Store, first_seq: u64) -> std::io::Result<Realtime> {
-        let hub = hub::spawn(store, first_seq, self.rx)?;
-        watcher::spawn(self.subscriber, self.tx.clone())?;
+        let hub = hub::spawn(store, first_seq, self.rx, self.backlog.clone())?;
+        watcher::spawn(self.subscriber, self.tx.clone(), self.backlog)?;
         Ok(Realtime {
             tx: self.tx,
             next_conn: Arc::new(AtomicU64::new(1)),
@@ -275,13 +311,14 @@ impl Realtime {
         self.send(hub::Input::Disconnect(conn));
     }
 
-    /// Registers a subscription; answers the last seq released before it,
-    /// so a replay up to that seq and live delivery after it meet exactly.
-    pub async fn subscribe(&self, conn: ConnId, subscription: Subscription) -> u64 {
+    /// Registers subscriptions, all at one position; answers the last seq
+    /// released before them, so a replay up to that seq and live delivery
+    /// after it meet exactly, for every topic at once.
+    pub async fn subscribe(&self, conn: ConnId, subscriptions: Vec<Subscription>) -> u64 {
         let (reply, answer) = oneshot::channel();
         self.send(hub::Input::Subscribe {
             conn,
-            subscription,
+            subscriptions,
             reply,
         });
         answer.await.unwrap_or(0)

@@ -1,41 +1,20 @@
-//! Whether one change or message reaches one subscriber, and its JSON. The
-//! hub (live) and replay (resume) both use this, so a resumed stream is
-//! exactly what the live one would have been.
+//! How one change or message shows to one subscription, and its JSON. The
+//! hub (live) and replay (resume) both use this, and both judge records
+//! through [`crate::visibility`], the decision REST makes too: a resumed
+//! stream is exactly what the live one would have been.
+
+use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
 use serde_json::{json, Map, Value};
 
 use super::{Frame, FrameKind, Ops, Subscription};
-use crate::auth::Principal;
 use crate::clock;
 use crate::model::Collection;
-use crate::rules::{EvalContext, UserContext};
+use crate::rules::EvalContext;
 use crate::store::change::{Change, ChangeKind};
 use crate::store::topics::{Message, Topic};
-
-/// A subscriber as rules see it; rebuilt when its identity changes.
-#[derive(Debug, Clone)]
-pub struct Viewer {
-    pub admin: bool,
-    pub user: Option<UserContext>,
-}
-
-impl Viewer {
-    pub fn of(principal: &Principal) -> Viewer {
-        Viewer {
-            admin: principal.is_admin(),
-            user: principal.rule_context(),
-        }
-    }
-
-    pub fn context<'a>(&'a self, record: &'a Map<String, Value>, now: &'a str) -> EvalContext<'a> {
-        EvalContext {
-            record,
-            user: self.user.as_ref(),
-            now,
-        }
-    }
-}
+use crate::visibility::{self, Sighted, Viewer};
 
 pub fn op_of(kind: ChangeKind) -> Ops {
     match kind {
@@ -45,82 +24,164 @@ pub fn op_of(kind: ChangeKind) -> Ops {
     }
 }
 
-/// A decoded change ready for matching: the record to check (the new one,
-/// or for a delete the one that was) parsed once for all subscribers.
+/// How a change shows to one subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// As the change itself: create, update, delete (or expired).
+    Change,
+    /// An update brought the record into view: `op: create, reason: entered`.
+    Entered,
+    /// An update took the record out of view: `op: delete, reason: left`,
+    /// with only its id.
+    Left,
+}
+
+impl Seen {
+    fn index(self, admin: bool) -> usize {
+        let base = match self {
+            Seen::Change => 0,
+            Seen::Entered => 2,
+            Seen::Left => 4,
+        };
+        base + usize::from(admin)
+    }
+}
+
+/// A decoded change ready for matching: the record before and after,
+/// parsed once for every subscriber, with what non-admins may see of each.
 pub struct ChangeView<'a> {
     pub change: &'a Change,
-    pub record: Map<String, Value>,
-    pub now: String,
+    before: Option<Sighted<'static>>,
+    after: Option<Sighted<'static>>,
+    now: String,
 }
 
 impl<'a> ChangeView<'a> {
-    pub fn new(change: &'a Change) -> ChangeView<'a> {
-        let bytes = change.after.as_deref().or(change.before.as_deref());
-        let record = bytes
-            .and_then(|b| serde_json::from_slice(b).ok())
-            .unwrap_or_default();
+    /// `collection` is `None` for the `_users` topic, which only admins
+    /// hold and which has no protected fields.
+    pub fn new(change: &'a Change, collection: Option<&Collection>) -> ChangeView<'a> {
+        let sight = |bytes: &Option<Vec<u8>>| {
+            let fields: Map<String, Value> = serde_json::from_slice(bytes.as_deref()?).ok()?;
+            Some(match collection {
+                Some(collection) => Sighted::owned(collection, fields),
+                None => Sighted::unprotected(fields),
+            })
+        };
         ChangeView {
             change,
-            record,
+            before: sight(&change.before),
+            after: sight(&change.after),
             now: clock::now_rfc3339(),
         }
     }
 
-    /// Does this change reach this subscription of this viewer? `collection`
-    /// is `None` for the `_users` topic, which only admins hold.
-    pub fn reaches(
+    /// How this change shows to this subscription of this viewer, if at all.
+    pub fn seen(
         &self,
         collection: Option<&Collection>,
         subscription: &Subscription,
         viewer: &Viewer,
-    ) -> bool {
-        if !subscription.ops.contains(op_of(self.change.kind)) {
-            return false;
-        }
-        let allowed =
-            match collection {
-                None => viewer.admin,
-                Some(collection) => {
-                    viewer.admin
-                        || collection.rules.view.as_ref().is_some_and(|rule| {
-                            rule.matches(&viewer.context(&self.record, &self.now))
-                        })
-                }
-            };
-        allowed
-            && subscription
-                .filter
-                .as_ref()
-                .is_none_or(|filter| filter.matches(&viewer.context(&self.record, &self.now)))
+    ) -> Option<Seen> {
+        let Some(collection) = collection else {
+            // `_users`: admins only, every change as it is.
+            return (viewer.admin && subscription.ops.contains(op_of(self.change.kind)))
+                .then_some(Seen::Change);
+        };
+        let reach = subscription.reach();
+        let sees = |record: &Option<Sighted>| {
+            record.as_ref().is_some_and(|record| {
+                visibility::sees(
+                    viewer,
+                    collection,
+                    reach,
+                    record,
+                    subscription.filter.as_deref(),
+                    &self.now,
+                )
+            })
+        };
+        let seen = match self.change.kind {
+            ChangeKind::Create => sees(&self.after).then_some(Seen::Change),
+            ChangeKind::Delete | ChangeKind::Expire => sees(&self.before).then_some(Seen::Change),
+            ChangeKind::Update => match (sees(&self.before), sees(&self.after)) {
+                (true, true) => Some(Seen::Change),
+                (false, true) => Some(Seen::Entered),
+                (true, false) => Some(Seen::Left),
+                (false, false) => None,
+            },
+            ChangeKind::DropCollection => None,
+        }?;
+        let op = match seen {
+            Seen::Change => op_of(self.change.kind),
+            Seen::Entered => Ops::CREATE,
+            Seen::Left => Ops::DELETE,
+        };
+        subscription.ops.contains(op).then_some(seen)
     }
 
-    /// The event as `topic` delivers it; protected fields only for admins.
-    pub fn render(&self, topic: &str, collection: Option<&Collection>, admin: bool) -> Frame {
-        let record: Map<String, Value> = match collection {
-            Some(collection) if !admin => self
-                .record
-                .iter()
-                .filter(|(name, _)| !collection.protected.contains(*name))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            _ => self.record.clone(),
+    /// The event as `topic` delivers it to a viewer it reaches.
+    pub fn render(&self, topic: &str, seen: Seen, admin: bool) -> Frame {
+        let (op, record, reason) = match seen {
+            Seen::Change => {
+                let record = match self.change.kind {
+                    ChangeKind::Create | ChangeKind::Update => &self.after,
+                    _ => &self.before,
+                };
+                let reason = (self.change.kind == ChangeKind::Expire).then_some("expired");
+                (self.change.kind.op(), shown(record, admin), reason)
+            }
+            Seen::Entered => ("create", shown(&self.after, admin), Some("entered")),
+            Seen::Left => ("delete", json!({"id": self.change.record_id}), Some("left")),
         };
         let mut event = json!({
             "type": "event",
             "topic": topic,
-            "op": self.change.kind.op(),
+            "op": op,
             "seq": self.change.seq,
             "ts": clock::format_ms(self.change.ts_ms),
             "record": record,
         });
-        if self.change.kind == ChangeKind::Expire {
-            event["reason"] = json!("expired");
+        if let Some(reason) = reason {
+            event["reason"] = json!(reason);
         }
         Frame {
             seq: self.change.seq,
             kind: FrameKind::Event,
             text: Utf8Bytes::from(event.to_string()),
         }
+    }
+}
+
+fn shown(record: &Option<Sighted>, admin: bool) -> Value {
+    record
+        .as_ref()
+        .map_or(Value::Null, |r| Value::Object(r.as_seen_by(admin).clone()))
+}
+
+/// The frames of one change for one topic, each rendered at most once
+/// however many subscribers receive it.
+pub struct Rendered<'v, 'a> {
+    view: &'v ChangeView<'a>,
+    topic: &'v str,
+    frames: [Option<Arc<Frame>>; 6],
+}
+
+impl<'v, 'a> Rendered<'v, 'a> {
+    pub fn new(view: &'v ChangeView<'a>, topic: &'v str) -> Rendered<'v, 'a> {
+        Rendered {
+            view,
+            topic,
+            frames: Default::default(),
+        }
+    }
+
+    pub fn frame(&mut self, seen: Seen, admin: bool) -> Arc<Frame> {
+        // Left carries only the id: one frame serves admins and others.
+        let admin = admin && seen != Seen::Left;
+        let (view, topic) = (self.view, self.topic);
+        self.frames[seen.index(admin)]
+            .get_or_insert_with(|| Arc::new(view.render(topic, seen, admin)))
+            .clone()
     }
 }
 
@@ -133,7 +194,11 @@ pub fn message_reaches(
     viewer: &Viewer,
     now: &str,
 ) -> bool {
-    let context = viewer.context(data, now);
+    let context = EvalContext {
+        record: data,
+        user: viewer.user.as_ref(),
+        now,
+    };
     (viewer.admin || topic.subscribe.matches(&context))
         && subscription
             .filter

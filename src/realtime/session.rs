@@ -2,7 +2,7 @@
 //! request gets exactly one reply with its `id`, then (for a subscribe with
 //! `since`) the replayed events.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,15 +10,17 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio::task::JoinHandle;
 
-use super::render::Viewer;
-use super::topics::{self, NewTopic};
-use super::{ConnId, Frame, Ops, Subscription};
+use super::replay::{Page, Replay};
+use super::topics::{self, NewTopic, Since};
+use super::{ConnId, Frame, Ops};
 use crate::auth::Principal;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::records;
 use crate::http::AppState;
 use crate::rules::Expr;
+use crate::store::StoreError;
 
 /// A client request. Unknown fields are ignored so newer clients still work.
 #[derive(Debug, Deserialize)]
@@ -31,6 +33,8 @@ pub struct Request {
     pub ops: Vec<String>,
     pub filter: Option<String>,
     pub since: Option<u64>,
+    /// The epoch `since` belongs to, as `welcome` gave it.
+    pub epoch: Option<String>,
     pub data: Option<Value>,
     pub token: Option<String>,
     pub history: Option<u32>,
@@ -93,10 +97,22 @@ impl RateLimit {
 pub struct Session {
     pub state: AppState,
     pub conn: ConnId,
+    /// Who the connection acts as, as of its last request: refreshed from
+    /// `credential` before every request that reads or writes.
     pub principal: Principal,
+    /// The token or key the connection authenticated with (`None`:
+    /// anonymous).
+    credential: Option<String>,
     /// When the current access token expires (ms since the epoch).
     pub expires_ms: Option<i64>,
-    topics: HashSet<String>,
+    /// Subscribed topics, with the cost of each one's filter.
+    topics: HashMap<String, usize>,
+    /// Replays still to send, oldest request first. Live events wait in the
+    /// outbox until they are done, so each topic stays in seq order.
+    replays: VecDeque<Replay>,
+    /// The page being read, off the async workers. Kept here so that a
+    /// `select!` that drops the waiting future loses nothing.
+    reading: Option<JoinHandle<(Replay, Result<Page, StoreError>)>>,
 }
 
 impl Session {
@@ -104,15 +120,77 @@ impl Session {
         state: AppState,
         conn: ConnId,
         principal: Principal,
+        credential: Option<String>,
         expires_ms: Option<i64>,
     ) -> Session {
         Session {
             state,
             conn,
             principal,
+            credential,
             expires_ms,
-            topics: HashSet::new(),
+            topics: HashMap::new(),
+            replays: VecDeque::new(),
+            reading: None,
         }
+    }
+
+    /// Whether replayed events are still to be sent.
+    pub fn replaying(&self) -> bool {
+        self.reading.is_some() || !self.replays.is_empty()
+    }
+
+    /// The next page of the oldest replay. Cancel-safe.
+    pub async fn next_replay_page(&mut self) -> Vec<Frame> {
+        let reading = match &mut self.reading {
+            Some(reading) => reading,
+            None => {
+                let Some(mut replay) = self.replays.pop_front() else {
+                    return Vec::new();
+                };
+                let store = self.state.store.clone();
+                self.reading.insert(tokio::task::spawn_blocking(move || {
+                    let page = replay.next_page(&store);
+                    (replay, page)
+                }))
+            }
+        };
+        let joined = reading.await;
+        self.reading = None;
+        let (replay, page) = match joined {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "a replay page failed");
+                return vec![error_frame(None, &ApiError::internal(e))];
+            }
+        };
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => return vec![error_frame(None, &ApiError::from(e))],
+        };
+        if !replay.done() {
+            self.replays.push_front(replay);
+        }
+        for topic in page.ended {
+            self.state
+                .realtime
+                .unsubscribe(self.conn, topic.clone())
+                .await;
+            self.topics.remove(&topic);
+        }
+        page.frames
+    }
+
+    /// The identity as it is now, as REST would see it for the same
+    /// credential: a user moved to another tenant, or given other groups or
+    /// roles, acts so from the next request; a disabled user, a revoked key
+    /// or a signed-out session gets `unauthorized`.
+    fn refresh_identity(&mut self) -> ApiResult<()> {
+        if let Some(credential) = &self.credential {
+            let (principal, _) = self.state.auth.authenticate_until(credential)?;
+            self.principal = principal;
+        }
+        Ok(())
     }
 
     /// Handles one request; the frames go out in order.
@@ -131,6 +209,9 @@ impl Session {
             body["id"] = id.clone().unwrap_or(Value::Null);
             vec![Frame::control(&body)]
         };
+        if !matches!(request.action.as_str(), "ping" | "auth" | "unsubscribe") {
+            self.refresh_identity()?;
+        }
         match request.action.as_str() {
             "ping" => Ok(vec![Frame::control(&json!({"type": "pong", "id": id}))]),
             "subscribe" => self.subscribe(request).await,
@@ -185,10 +266,11 @@ impl Session {
                     .token
                     .ok_or_else(|| ApiError::bad_request("auth needs a token"))?;
                 let (principal, expires_ms) = self.state.auth.authenticate_until(&token)?;
+                let sign_in = self.state.auth.sign_in_of(&token);
                 self.principal = principal.clone();
+                self.credential = Some(token);
                 self.expires_ms = expires_ms;
                 self.state.realtime.set_identity(self.conn, principal);
-                let sign_in = self.state.auth.sign_in_of(&token);
                 let realtime = &self.state.realtime;
                 realtime.set_sign_in(self.conn, sign_in, &self.state.auth);
                 let user = self.principal.user().map(|u| u.public_json());
@@ -203,53 +285,58 @@ impl Session {
         let names = topics::topic_names(request.topic.as_deref(), request.topics.as_deref())?;
         let ops = Ops::parse(&request.ops).map_err(ApiError::bad_request)?;
         let filter = parse_filter(request.filter.as_deref())?;
+        let cost = filter.as_ref().map_or(0, |f| f.cost());
+        let kept: usize = self
+            .topics
+            .iter()
+            .filter(|(name, _)| !names.contains(name))
+            .map(|(_, cost)| cost)
+            .sum();
+        topics::check_filter_budget(kept + cost * names.len())?;
         let max = self.state.live.get().max_subscriptions;
-        let new = names.iter().filter(|n| !self.topics.contains(*n)).count();
+        let new = names
+            .iter()
+            .filter(|n| !self.topics.contains_key(*n))
+            .count();
         if self.topics.len() + new > max {
             return Err(ApiError::too_many_subscriptions(max));
         }
+        let since = request.since.map(|seq| Since {
+            seq,
+            epoch: request.epoch.clone(),
+        });
+        let current = self.state.realtime.released_seq().await;
         // Everything is checked before anything is subscribed.
-        let mut targets = Vec::with_capacity(names.len());
+        let mut subscribed = Vec::with_capacity(names.len());
         for name in &names {
             let target = topics::resolve_for_subscribe(&self.state, &self.principal, name)?;
-            if let Some(since) = request.since {
-                topics::check_since(&self.state, &target, name, since)?;
+            if let Some(since) = &since {
+                topics::check_since(&self.state, &target, name, since, current)?;
             }
-            targets.push(target);
+            let subscription = target.subscription(name, ops, filter.clone());
+            subscribed.push((target, subscription));
         }
-        let mut positions = Vec::with_capacity(names.len());
-        for name in &names {
-            let subscription = Subscription {
-                topic: name.clone(),
-                ops,
-                filter: filter.clone(),
-            };
-            let seq = self.state.realtime.subscribe(self.conn, subscription).await;
-            self.topics.insert(name.clone());
-            positions.push(seq);
-        }
+        let subscriptions = subscribed.iter().map(|(_, s)| s.clone()).collect();
+        let upto = self
+            .state
+            .realtime
+            .subscribe(self.conn, subscriptions)
+            .await;
+        // A topic already subscribed gets its new ops and filter but no
+        // replay: what it missed was delivered live, and a replay would
+        // send it twice.
+        subscribed.retain(|(_, s)| !self.topics.contains_key(&s.topic));
+        self.topics
+            .extend(names.iter().map(|name| (name.clone(), cost)));
         let mut reply = topic_field(&names);
         reply["type"] = json!("ok");
         reply["id"] = request.id.clone().unwrap_or(Value::Null);
-        reply["seq"] = json!(positions.iter().copied().max().unwrap_or(0));
-        let mut frames = vec![Frame::control(&reply)];
-        if let Some(since) = request.since {
-            let viewer = Viewer::of(&self.principal);
-            for ((name, target), upto) in names.iter().zip(targets).zip(positions) {
-                let subscription = Subscription {
-                    topic: name.clone(),
-                    ops,
-                    filter: filter.clone(),
-                };
-                let state = self.state.clone();
-                let viewer = viewer.clone();
-                let replayed = tokio::task::spawn_blocking(move || {
-                    topics::replay(&state, &target, &subscription, &viewer, since, upto)
-                })
-                .await
-                .map_err(ApiError::internal)??;
-                frames.extend(replayed);
-            }
+        reply["seq"] = json!(upto);
+        reply["epoch"] = json!(self.state.store.epoch());
+        let frames = vec![Frame::control(&reply)];
+        if let Some(since) = since {
+            let replay = Replay::new(subscribed, self.principal.viewer(), since.seq, upto);
+            self.replays.push_back(replay);
         }
         Ok(frames)
     }

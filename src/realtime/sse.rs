@@ -18,13 +18,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::limits::Slot;
-use super::render::Viewer;
-use super::{topics, ws, Close, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime, Subscription};
+use super::replay::Replay;
+use super::topics::Since;
+use super::{topics, ws, Close, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime};
 use crate::auth::Principal;
 use crate::clock;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::client_ip;
 use crate::http::AppState;
+use crate::store::Store;
 
 struct Params {
     topics: Vec<String>,
@@ -32,6 +34,7 @@ struct Params {
     filter: Option<String>,
     token: Option<String>,
     since: Option<u64>,
+    epoch: Option<String>,
 }
 
 fn parse_params(raw: Option<&str>) -> ApiResult<Params> {
@@ -43,6 +46,7 @@ fn parse_params(raw: Option<&str>) -> ApiResult<Params> {
         filter: None,
         token: None,
         since: None,
+        epoch: None,
     };
     for (key, value) in pairs {
         match key.as_str() {
@@ -50,6 +54,7 @@ fn parse_params(raw: Option<&str>) -> ApiResult<Params> {
             "ops" => params.ops.extend(value.split(',').map(str::to_owned)),
             "filter" => params.filter = Some(value),
             "token" => params.token = Some(value),
+            "epoch" => params.epoch = Some(value),
             "since" => {
                 params.since = Some(
                     value
@@ -79,7 +84,12 @@ impl Drop for Registration {
 struct SseState {
     _registration: Registration,
     _slot: Slot,
-    replay: VecDeque<Frame>,
+    store: Store,
+    /// The replay still to send, read a page at a time; live events wait
+    /// in the outbox meanwhile.
+    replay: Option<Replay>,
+    /// The rest of the page read last.
+    replayed: VecDeque<Frame>,
     outbox: mpsc::Receiver<Arc<Frame>>,
     closed: watch::Receiver<Option<Close>>,
     shutdown: watch::Receiver<bool>,
@@ -110,21 +120,27 @@ pub async fn sse(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let since = last_event_id.or(params.since);
+    let since = last_event_id.or(params.since).map(|seq| Since {
+        seq,
+        epoch: params.epoch.clone(),
+    });
     let names = topics::topic_names(None, Some(&params.topics))?;
     let ops = Ops::parse(&params.ops).map_err(ApiError::bad_request)?;
     let filter = super::session::parse_filter(params.filter.as_deref())?;
+    topics::check_filter_budget(filter.as_ref().map_or(0, |f| f.cost()) * names.len())?;
     let settings = state.live.get();
     if names.len() > settings.max_subscriptions {
         return Err(ApiError::too_many_subscriptions(settings.max_subscriptions));
     }
-    let mut targets = Vec::new();
+    let current = state.realtime.released_seq().await;
+    let mut subscribed = Vec::with_capacity(names.len());
     for name in &names {
         let target = topics::resolve_for_subscribe(&state, &principal, name)?;
-        if let Some(since) = since {
-            topics::check_since(&state, &target, name, since)?;
+        if let Some(since) = &since {
+            topics::check_since(&state, &target, name, since, current)?;
         }
-        targets.push(target);
+        let subscription = target.subscription(name, ops, filter.clone());
+        subscribed.push((target, subscription));
     }
     let slot = state.realtime.connections.acquire(
         client_ip(&state, peer, &headers),
@@ -149,33 +165,18 @@ pub async fn sse(
         realtime: state.realtime.clone(),
         conn,
     };
-    let viewer = Viewer::of(&principal);
-    let mut replay = VecDeque::new();
-    for (name, target) in names.iter().zip(targets) {
-        let subscription = Subscription {
-            topic: name.clone(),
-            ops,
-            filter: filter.clone(),
-        };
-        let upto = state.realtime.subscribe(conn, subscription.clone()).await;
-        if let Some(since) = since {
-            let state = state.clone();
-            let viewer = viewer.clone();
-            let frames = tokio::task::spawn_blocking(move || {
-                topics::replay(&state, &target, &subscription, &viewer, since, upto)
-            })
-            .await
-            .map_err(ApiError::internal)??;
-            replay.extend(frames);
-        }
-    }
-    // Several topics replay one after another; the client sees each topic
-    // in order, which is what resume promises.
+    // Every topic at one position, replayed in one pass in seq order: one
+    // `Last-Event-ID` resumes them all.
+    let subscriptions = subscribed.iter().map(|(_, s)| s.clone()).collect();
+    let upto = state.realtime.subscribe(conn, subscriptions).await;
+    let replay = since.map(|since| Replay::new(subscribed, principal.viewer(), since.seq, upto));
     let heartbeat = settings.heartbeat;
     let stream = SseState {
         _registration: registration,
         _slot: slot,
+        store: state.store.clone(),
         replay,
+        replayed: VecDeque::new(),
         outbox,
         closed,
         shutdown: state.shutdown.clone(),
@@ -201,13 +202,45 @@ fn to_event(frame: &Frame) -> Event {
     }
 }
 
+/// An error that ends the stream.
+fn failed(error: &ApiError) -> Event {
+    to_event(&super::session::error_frame(None, error))
+}
+
 fn events(state: SseState) -> impl Stream<Item = Result<Event, Infallible>> {
     stream::unfold(state, |mut s| async move {
         if s.done {
             return None;
         }
-        if let Some(frame) = s.replay.pop_front() {
-            return Some((Ok(to_event(&frame)), s));
+        loop {
+            if let Some(frame) = s.replayed.pop_front() {
+                return Some((Ok(to_event(&frame)), s));
+            }
+            let Some(mut replay) = s.replay.take() else {
+                break;
+            };
+            let store = s.store.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let page = replay.next_page(&store);
+                (replay, page)
+            })
+            .await;
+            let (replay, page) = match read {
+                Ok((replay, Ok(page))) => (replay, page),
+                Ok((_, Err(e))) => return Some((Ok(failed(&ApiError::from(e))), s)),
+                Err(e) => return Some((Ok(failed(&ApiError::internal(e))), s)),
+            };
+            if !replay.done() {
+                s.replay = Some(replay);
+            }
+            for topic in page.ended {
+                let registration = &s._registration;
+                registration
+                    .realtime
+                    .unsubscribe(registration.conn, topic)
+                    .await;
+            }
+            s.replayed.extend(page.frames);
         }
         let expires = s.expires;
         let event = tokio::select! {

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use super::hub::{CONNECTIONS_TOPIC, USERS_TOPIC};
-use super::render::{self, ChangeView, Viewer};
-use super::{Frame, Subscription};
+use super::{Ops, Subscription};
 use crate::access::{Action, Caller};
 use crate::auth::Principal;
 use crate::clock;
@@ -18,6 +17,7 @@ use crate::model::Collection;
 use crate::rules::Expr;
 use crate::store::topics::{Message, StoredTopic, Topic};
 use crate::store::writer::Mutation;
+use crate::visibility::{self, Reach, Sighted};
 
 /// What a topic name refers to.
 #[derive(Clone)]
@@ -49,11 +49,24 @@ pub fn resolve_for_subscribe(
             .catalog()
             .get(name)
             .ok_or_else(|| ApiError::not_found(format!("no topic {topic}")))?;
+        // Worded like a missing record, so a record topic cannot tell a
+        // hidden record from an absent one.
+        let not_found = || ApiError::not_found(format!("record {id} not found"));
         let record = state
             .store
             .get_record(collection.id, id)?
-            .filter(|r| caller.allows(&collection, Action::View, &r.fields))
-            .ok_or_else(|| ApiError::not_found(format!("record {id} not found")))?;
+            .ok_or_else(not_found)?;
+        let sighted = Sighted::new(&collection, &record.fields);
+        if !visibility::sees(
+            &caller.viewer,
+            &collection,
+            Reach::Record,
+            &sighted,
+            None,
+            &caller.now,
+        ) {
+            return Err(not_found());
+        }
         return Ok(Target::Record(collection, record.id().to_owned()));
     }
     if let Some(collection) = state.store.catalog().get(topic) {
@@ -72,13 +85,45 @@ pub fn resolve_for_subscribe(
     if !caller.is_admin()
         && !custom
             .subscribe
-            .can_be_true_for(caller.user.as_ref(), &caller.now)
+            .can_be_true_for(caller.viewer.user.as_ref(), &caller.now)
     {
         return Err(ApiError::forbidden(format!(
             "the subscribe rule of {topic} does not allow you"
         )));
     }
     Ok(Target::Custom(custom))
+}
+
+impl Target {
+    /// The subscription to this target as the hub keeps it.
+    pub fn subscription(&self, topic: &str, ops: Ops, filter: Option<Arc<Expr>>) -> Subscription {
+        let collection_id = match self {
+            Target::Collection(c) | Target::Record(c, _) => Some(c.id),
+            Target::Custom(_) | Target::System => None,
+        };
+        Subscription {
+            topic: topic.to_owned(),
+            collection_id,
+            ops,
+            filter,
+        }
+    }
+}
+
+/// What the filters of one connection's subscriptions may cost together
+/// ([`Expr::cost`] each, once per topic): every event on a subscribed topic
+/// pays for its filter, so one connection cannot make fan-out arbitrarily
+/// slow for everyone. About 100 subscriptions with a 40-step filter each.
+pub const FILTER_BUDGET: usize = 4096;
+
+pub fn check_filter_budget(total: usize) -> ApiResult<()> {
+    if total > FILTER_BUDGET {
+        return Err(ApiError::bad_request(format!(
+            "the filters of this connection would cost {total} steps per event; at most {FILTER_BUDGET}"
+        ))
+        .with_details(json!({"cost": total, "budget": FILTER_BUDGET})));
+    }
+    Ok(())
 }
 
 /// Splits `topic` (maybe a comma list) and `topics` into names.
@@ -100,79 +145,72 @@ pub fn topic_names(topic: Option<&str>, topics: Option<&[String]>) -> ApiResult<
     Ok(names)
 }
 
-/// Fails with `history_expired` when a resume from `since` would miss
-/// something no longer kept.
-pub fn check_since(state: &AppState, target: &Target, topic: &str, since: u64) -> ApiResult<()> {
+/// Where a resume starts: the seq and, when the client knows it, the
+/// epoch of the log that seq belongs to.
+#[derive(Debug, Clone)]
+pub struct Since {
+    pub seq: u64,
+    pub epoch: Option<String>,
+}
+
+/// Fails with `history_expired` when a resume from `since` cannot be exact:
+/// something it would need is no longer kept, the seq belongs to another
+/// log (another epoch, or a seq this log never reached), or the topic
+/// keeps no history at all. `current` is the newest seq released.
+pub fn check_since(
+    state: &AppState,
+    target: &Target,
+    topic: &str,
+    since: &Since,
+    current: u64,
+) -> ApiResult<()> {
+    let epoch = state.store.epoch();
+    let expired = |oldest: u64, why: String| {
+        Err(
+            ApiError::new(axum::http::StatusCode::GONE, "history_expired", why)
+                .with_details(json!({"oldest": oldest, "epoch": epoch})),
+        )
+    };
+    if since.epoch.as_deref().is_some_and(|e| e != epoch) {
+        return expired(
+            state.store.changelog_trimmed()? + 1,
+            "that position belongs to another history (the data was restored or reset)".into(),
+        );
+    }
+    if since.seq > current {
+        return expired(
+            state.store.changelog_trimmed()? + 1,
+            format!(
+                "no event {} was ever released here; the newest is {current}",
+                since.seq
+            ),
+        );
+    }
     let trimmed = match target {
         Target::Collection(_) | Target::Record(..) => state.store.changelog_trimmed()?,
+        Target::Custom(topic) if topic.def.history == 0 && since.seq < current => {
+            return expired(
+                current + 1,
+                format!(
+                    "{topic} keeps no history to resume from",
+                    topic = topic.def.name
+                ),
+            );
+        }
         Target::Custom(_) => state.store.history_trimmed(topic)?,
         Target::System => 0,
     };
-    if since < trimmed {
-        return Err(ApiError::new(
-            axum::http::StatusCode::GONE,
-            "history_expired",
+    if since.seq < trimmed {
+        return expired(
+            trimmed + 1,
             format!(
-                "events after {since} are no longer kept; the oldest kept is {}",
+                "events after {} are no longer kept; the oldest kept is {}",
+                since.seq,
                 trimmed + 1
             ),
-        )
-        .with_details(json!({"oldest": trimmed + 1})));
+        );
     }
     Ok(())
-}
-
-/// The events and messages of one subscription with `since < seq <= upto`,
-/// as live delivery would have sent them.
-pub fn replay(
-    state: &AppState,
-    target: &Target,
-    subscription: &Subscription,
-    viewer: &Viewer,
-    since: u64,
-    upto: u64,
-) -> ApiResult<Vec<Frame>> {
-    let mut frames = Vec::new();
-    match target {
-        Target::Collection(_) | Target::Record(..) => {
-            let (collection, record) = match target {
-                Target::Record(c, id) => (c, Some(id.as_str())),
-                Target::Collection(c) => (c, None),
-                _ => return Ok(frames),
-            };
-            // Judged by the collection as it is now: its rules are what the
-            // subscriber is allowed today.
-            let name = collection.def.name.as_str();
-            for change in state.store.changes_after(since) {
-                let change = change?;
-                if change.seq > upto {
-                    break;
-                }
-                if change.collection != name || record.is_some_and(|id| id != change.record_id) {
-                    continue;
-                }
-                let view = ChangeView::new(&change);
-                if view.reaches(Some(collection), subscription, viewer) {
-                    frames.push(view.render(&subscription.topic, Some(collection), viewer.admin));
-                }
-            }
-        }
-        Target::Custom(topic) => {
-            let now = clock::now_rfc3339();
-            for message in state.store.history_after(&topic.def.name, since)? {
-                if message.seq > upto {
-                    break;
-                }
-                let data: Map<String, Value> =
-                    serde_json::from_slice(&message.data).unwrap_or_default();
-                if render::message_reaches(topic, &data, subscription, viewer, &now) {
-                    frames.push(render::render_message(&message));
-                }
-            }
-        }
-        Target::System => {}
-    }
-    Ok(frames)
 }
 
 /// The topics a caller may subscribe to.
@@ -188,7 +226,7 @@ pub fn list_topics(state: &AppState, principal: &Principal) -> Vec<Value> {
         if caller.is_admin()
             || topic
                 .subscribe
-                .can_be_true_for(caller.user.as_ref(), &caller.now)
+                .can_be_true_for(caller.viewer.user.as_ref(), &caller.now)
         {
             topics.push(topic.to_json());
         }
@@ -421,7 +459,24 @@ mod tests {
             (error.status, error.code),
             (StatusCode::GONE, "history_expired")
         );
-        error.details.expect("history_expired names the oldest seq")
+        let mut details = error.details.expect("history_expired names the oldest seq");
+        assert!(details["epoch"].is_string(), "{details}");
+        details.as_object_mut().unwrap().remove("epoch");
+        details
+    }
+
+    /// The newest seq handed out: the test's writer has no hub attached, so
+    /// this stands for the hub's released position.
+    fn seq_of_last_message(state: &AppState, topic: &str) -> u64 {
+        let history = state
+            .store
+            .history_after(topic, 0, u64::MAX, usize::MAX)
+            .unwrap();
+        history.last().map_or(0, |m| m.seq)
+    }
+
+    fn at(seq: u64) -> Since {
+        Since { seq, epoch: None }
     }
 
     #[tokio::test]
@@ -435,9 +490,11 @@ mod tests {
             ("c", Target::Collection(collection.clone())),
             ("c/r0009", Target::Record(collection, "r0009".to_owned())),
         ];
+        let current = state.store.last_seq().unwrap();
+        assert_eq!(current, 10);
         for (topic, target) in &targets {
             for since in [0, 1, trimmed - 1] {
-                let details = expired(check_since(&state, target, topic, since));
+                let details = expired(check_since(&state, target, topic, &at(since), current));
                 assert_eq!(
                     details,
                     json!({"oldest": trimmed + 1}),
@@ -445,14 +502,29 @@ mod tests {
                 );
             }
             // Everything after `trimmed` is still kept.
-            for since in [trimmed, trimmed + 1, 10, 11] {
-                check_since(&state, target, topic, since)
+            for since in [trimmed, trimmed + 1, 10] {
+                check_since(&state, target, topic, &at(since), current)
                     .unwrap_or_else(|e| panic!("{topic} since {since}: {}", e.message));
             }
+            // A seq this log never reached belongs to another history (a
+            // relaxed-mode crash, a restore): resuming from it is not exact.
+            expired(check_since(&state, target, topic, &at(11), current));
+            // So does any seq of another epoch.
+            let elsewhere = Since {
+                seq: 10,
+                epoch: Some("another".into()),
+            };
+            expired(check_since(&state, target, topic, &elsewhere, current));
+            let here = Since {
+                seq: 10,
+                epoch: Some(state.store.epoch()),
+            };
+            check_since(&state, target, topic, &here, current).unwrap();
         }
         // A custom topic's history is not the change log.
         let (chat, _) = topic_with_messages(&state, "chat", 5, 1).await;
-        check_since(&state, &chat, "chat", 0).unwrap();
+        let current = seq_of_last_message(&state, "chat");
+        check_since(&state, &chat, "chat", &at(0), current).unwrap();
         stop(state).await;
     }
 
@@ -463,19 +535,28 @@ mod tests {
         let (chat, seqs) = topic_with_messages(&state, "chat", 2, 5).await;
         let trimmed = state.store.history_trimmed("chat").unwrap();
         assert_eq!(trimmed, seqs[2]);
+        let current = *seqs.last().unwrap();
         for since in [0, seqs[0], seqs[2] - 1] {
-            let details = expired(check_since(&state, &chat, "chat", since));
+            let details = expired(check_since(&state, &chat, "chat", &at(since), current));
             assert_eq!(details, json!({"oldest": seqs[3]}), "since {since}");
         }
-        for since in [seqs[2], seqs[3], seqs[4], seqs[4] + 1] {
-            check_since(&state, &chat, "chat", since)
+        for since in [seqs[2], seqs[3], seqs[4]] {
+            check_since(&state, &chat, "chat", &at(since), current)
                 .unwrap_or_else(|e| panic!("since {since}: {}", e.message));
         }
         // Each topic, and the change log, has its own trimmed point.
         let (quiet, _) = topic_with_messages(&state, "quiet", 2, 1).await;
-        check_since(&state, &quiet, "quiet", 0).unwrap();
+        let current = seq_of_last_message(&state, "quiet");
+        check_since(&state, &quiet, "quiet", &at(0), current).unwrap();
         let collection = state.store.catalog().get("c").unwrap();
-        check_since(&state, &Target::Collection(collection), "c", 0).unwrap();
+        check_since(
+            &state,
+            &Target::Collection(collection),
+            "c",
+            &at(0),
+            current,
+        )
+        .unwrap();
         stop(state).await;
     }
 }

@@ -3,14 +3,17 @@
 //! sled sends each event to the subscriber with a blocking send into a
 //! 1024-slot channel, and a full channel stops every writer; its events for
 //! one batch arrive in hash order, before the fsync. So this thread does
-//! nothing but drain, decode and forward into the hub's unbounded queue;
-//! the hub restores seq order and waits for the disk.
+//! nothing but drain, decode and forward into the hub's queue, within the
+//! byte budget of [`Backlog`]; the hub restores seq order and waits for
+//! the disk.
 
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 
-use super::hub::Input;
-use crate::store::change::Change;
-use crate::store::{codec, keys};
+use super::backlog::{self, Backlog};
+use super::hub::{Input, Shed};
+use crate::store::change::{Change, ChangeKind, USERS_ID};
+use crate::store::keys;
 
 /// The thread is not joined at shutdown: it blocks in sled's iterator until
 /// the next change-log event, sled's `next_timeout` is broken (it reports
@@ -18,7 +21,11 @@ use crate::store::{codec, keys};
 /// early can deadlock writers (sled #1152). It owns nothing that needs a
 /// clean end: it stops at the next event once the hub is gone, or with the
 /// process.
-pub fn spawn(subscriber: sled::Subscriber, hub: std_mpsc::Sender<Input>) -> std::io::Result<()> {
+pub fn spawn(
+    subscriber: sled::Subscriber,
+    hub: std_mpsc::Sender<Input>,
+    backlog: Arc<Backlog>,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("pulsebase-watcher".into())
         .spawn(move || {
@@ -30,10 +37,25 @@ pub fn spawn(subscriber: sled::Subscriber, hub: std_mpsc::Sender<Input>) -> std:
                 let Some(seq) = keys::change_seq(&key) else {
                     continue;
                 };
-                match codec::decode::<Change>(&value) {
+                match Change::decode(&value) {
                     Ok(mut change) => {
                         change.seq = seq;
-                        if hub.send(Input::Change(change)).is_err() {
+                        let size = backlog::change_size(&change);
+                        let input = if change.collection_id == USERS_ID
+                            || change.kind == ChangeKind::DropCollection
+                        {
+                            backlog.charge(size);
+                            Input::Change(change)
+                        } else if backlog.admit(size) {
+                            Input::Change(change)
+                        } else {
+                            Input::Shed {
+                                seq,
+                                shed: Shed::Collection(change.collection_id),
+                                stored: true,
+                            }
+                        };
+                        if hub.send(input).is_err() {
                             return;
                         }
                     }

@@ -111,7 +111,7 @@ pub async fn websocket(
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER);
     Ok(upgrade
-        .on_upgrade(move |socket| run(state, socket, principal, expires_ms, sign_in, slot))
+        .on_upgrade(move |socket| run(state, socket, principal, token, expires_ms, sign_in, slot))
         .into_response())
 }
 
@@ -119,6 +119,7 @@ async fn run(
     state: AppState,
     mut socket: WebSocket,
     principal: Principal,
+    token: Option<String>,
     expires_ms: Option<i64>,
     sign_in: Option<String>,
     // Held for as long as the connection is open.
@@ -139,7 +140,7 @@ async fn run(
         .realtime
         .close_if_signed_out(&state.auth, sign_in.as_deref());
     let mut shutdown = state.shutdown.clone();
-    let mut session = Session::new(state.clone(), conn, principal, expires_ms);
+    let mut session = Session::new(state.clone(), conn, principal, token, expires_ms);
     let mut rate = RateLimit::new(settings.message_rate);
     let heartbeat = settings.heartbeat;
     let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
@@ -158,6 +159,7 @@ async fn run(
         "user": session.principal.user().map(|u| u.public_json()),
         "heartbeat": heartbeat.as_secs(),
         "seq": state.realtime.released_seq().await,
+        "epoch": state.store.epoch(),
     });
     let mut close = if write(&mut socket, [Frame::control(&welcome)]).await {
         None
@@ -176,7 +178,15 @@ async fn run(
             () = &mut expiry, if expires_at.is_some() => {
                 close = Some(Close::unauthorized("token_expired", "the access token expired; reconnect with a fresh one"));
             }
-            frame = outbox.recv() => {
+            // Replayed events go before live ones, which wait in the outbox
+            // meanwhile (a replay too long for the outbox ends in 4008, and
+            // the client resumes from where it got to).
+            page = session.next_replay_page(), if session.replaying() => {
+                if !write(&mut socket, page).await {
+                    break;
+                }
+            }
+            frame = outbox.recv(), if !session.replaying() => {
                 let Some(first) = frame else { break };
                 let mut frames = vec![first];
                 while frames.len() < WRITE_BATCH {

@@ -18,6 +18,27 @@ pub(super) enum Node {
     Value(Operand),
 }
 
+impl Node {
+    pub(super) fn cost(&self) -> usize {
+        match self {
+            Node::Or(items) | Node::And(items) => 1 + items.iter().map(Node::cost).sum::<usize>(),
+            Node::Not(inner) => 1 + inner.cost(),
+            Node::Cmp { lhs, rhs, .. } => 1 + lhs.cost() + rhs.cost(),
+            Node::Value(operand) => 1 + operand.cost(),
+        }
+    }
+}
+
+impl Operand {
+    fn cost(&self) -> usize {
+        match self {
+            Operand::Lit(Value::Array(items)) => 1 + items.len(),
+            Operand::List(items) => 1 + items.iter().map(Operand::cost).sum::<usize>(),
+            Operand::Field(_) | Operand::User(_) | Operand::Now | Operand::Lit(_) => 1,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Op {
     Eq,

@@ -233,6 +233,13 @@ impl Expr {
         &self.source
     }
 
+    /// About how many steps one evaluation takes: one per node and operand,
+    /// plus one per element of a list it compares against. Subscriptions
+    /// pay this for every event, so a connection's filters share a budget.
+    pub fn cost(&self) -> usize {
+        self.root.cost()
+    }
+
     pub fn evaluate(&self, ctx: &EvalContext) -> Result<bool, EvalError> {
         eval::evaluate(&self.root, ctx)
     }

@@ -204,6 +204,10 @@ pub fn restore(file: &Path, data: &Path) -> Result<Summary, BackupError> {
         if let Some((_, open, batch, _)) = current.take() {
             open.apply_batch(batch)?;
         }
+        // The restored log goes on from the backup's seq, which the server
+        // it came from has already handed out again: clients holding those
+        // seqs must resume from scratch, not from here.
+        store.new_epoch()?;
         store.flush()?;
         // Loading what the server loads at start proves it decodes.
         store.load_catalog()?;

@@ -3,6 +3,20 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::{codec, StoreError};
+use crate::model::collection::EventOp;
+
+/// `collection_id` of the `_users` topic's entries (collection ids start
+/// at 1).
+pub const USERS_ID: u32 = 0;
+/// `collection_id` of an entry written before the log named collections by
+/// id, whose collection was dropped since: it belongs to no collection
+/// that exists, so it is never replayed into one.
+pub const GONE_ID: u32 = u32::MAX;
+
+/// Envelope version of [`Change`]; version 1 named the collection only.
+const FORMAT: u8 = 2;
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum ChangeKind {
     Create,
@@ -15,6 +29,15 @@ pub enum ChangeKind {
 }
 
 impl ChangeKind {
+    /// The kind of event a collection's `events` list names for this change.
+    pub fn event_op(self) -> EventOp {
+        match self {
+            ChangeKind::Create => EventOp::Create,
+            ChangeKind::Update => EventOp::Update,
+            ChangeKind::Delete | ChangeKind::Expire | ChangeKind::DropCollection => EventOp::Delete,
+        }
+    }
+
     pub fn op(self) -> &'static str {
         match self {
             ChangeKind::Create => "create",
@@ -34,7 +57,12 @@ pub struct Change {
     #[serde(skip)]
     pub seq: u64,
     pub kind: ChangeKind,
-    /// The topic: the collection name, or `_users`.
+    /// The collection by id, which is never reused: a dropped collection's
+    /// history can never be taken for its namesake's. [`USERS_ID`] for
+    /// `_users`.
+    pub collection_id: u32,
+    /// The topic's name when the change was made (the collection's name, or
+    /// `_users`): for rendering and logs, never for matching.
     pub collection: String,
     pub record_id: String,
     /// The record after the change (JSON), for create and update.
@@ -44,4 +72,61 @@ pub struct Change {
     pub ts_ms: i64,
     /// Who made the change: a user id, or `None` for the system.
     pub actor: Option<String>,
+}
+
+/// A change as version 1 stored it.
+#[derive(Deserialize)]
+struct ChangeV1 {
+    kind: ChangeKind,
+    collection: String,
+    record_id: String,
+    after: Option<Vec<u8>>,
+    before: Option<Vec<u8>>,
+    ts_ms: i64,
+    actor: Option<String>,
+}
+
+impl Change {
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode_as(FORMAT, self)
+    }
+
+    /// Decodes the current version. A version 1 entry comes back with
+    /// [`GONE_ID`]; [`Change::upgrade`] gives it its id.
+    pub fn decode(bytes: &[u8]) -> Result<Change, StoreError> {
+        if bytes.first() == Some(&codec::FORMAT) {
+            let old: ChangeV1 = codec::decode(bytes)?;
+            return Ok(Change {
+                seq: 0,
+                kind: old.kind,
+                collection_id: GONE_ID,
+                collection: old.collection,
+                record_id: old.record_id,
+                after: old.after,
+                before: old.before,
+                ts_ms: old.ts_ms,
+                actor: old.actor,
+            });
+        }
+        codec::decode_as(FORMAT, bytes)
+    }
+
+    /// Whether these bytes are a version 1 entry.
+    pub fn is_v1(bytes: &[u8]) -> bool {
+        bytes.first() == Some(&codec::FORMAT)
+    }
+
+    /// Names a version 1 entry's collection by id: the collection of that
+    /// name that exists now, if it was created before the change was made;
+    /// otherwise the change belonged to an earlier namesake, since dropped.
+    pub fn upgrade(&mut self, now_named: Option<(u32, i64)>) {
+        self.collection_id = if self.collection == "_users" {
+            USERS_ID
+        } else {
+            match now_named {
+                Some((id, created_ms)) if created_ms <= self.ts_ms => id,
+                _ => GONE_ID,
+            }
+        };
+    }
 }

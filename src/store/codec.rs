@@ -11,7 +11,12 @@ use super::StoreError;
 pub const FORMAT: u8 = 1;
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT];
+    encode_as(FORMAT, value)
+}
+
+/// For a type whose layout moved on to its own version (see `Change`).
+pub fn encode_as<T: Serialize>(format: u8, value: &T) -> Vec<u8> {
+    let mut out = vec![format];
     // Serializing plain structs into a Vec cannot fail.
     if bincode::serialize_into(&mut out, value).is_err() {
         out.truncate(1);
@@ -20,8 +25,12 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    decode_as(FORMAT, bytes)
+}
+
+pub fn decode_as<T: DeserializeOwned>(format: u8, bytes: &[u8]) -> Result<T, StoreError> {
     match bytes.split_first() {
-        Some((&FORMAT, rest)) => {
+        Some((&version, rest)) if version == format => {
             bincode::deserialize(rest).map_err(|e| StoreError::Corrupt(e.to_string()))
         }
         Some((version, _)) => Err(StoreError::Corrupt(format!(
@@ -88,16 +97,18 @@ mod tests {
             generation: 4,
         });
         // The seq lives in the key, not the value.
-        round_trip(Change {
+        let change = Change {
             seq: 0,
             kind: ChangeKind::Expire,
+            collection_id: 7,
             collection: "readings".into(),
             record_id: "r1".into(),
             after: None,
             before: Some(b"{}".to_vec()),
             ts_ms: 1,
             actor: Some("u1".into()),
-        });
+        };
+        assert_eq!(Change::decode(&change.encode()).unwrap(), change);
     }
 
     #[test]
@@ -105,6 +116,7 @@ mod tests {
         let change = Change {
             seq: 12,
             kind: ChangeKind::Create,
+            collection_id: 1,
             collection: "c".into(),
             record_id: "r".into(),
             after: None,
@@ -112,7 +124,7 @@ mod tests {
             ts_ms: 0,
             actor: None,
         };
-        assert_eq!(decode::<Change>(&encode(&change)).unwrap().seq, 0);
+        assert_eq!(Change::decode(&change.encode()).unwrap().seq, 0);
     }
 
     #[test]

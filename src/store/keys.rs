@@ -6,6 +6,7 @@
 //! | prefix | rest of the key                                     | value                      |
 //! |--------|-----------------------------------------------------|----------------------------|
 //! | `c`    | seq u64 BE                                          | change envelope            |
+//! | `x`    | collection id u32 BE, seq u64 BE                    | empty: the log by collection |
 //! | `r`    | collection id u32 BE, record id                     | record envelope            |
 //! | `i`    | collection id u32 BE, field len u8, field, value*, record id | empty             |
 //! | `n`    | collection id u32 BE                                | record count u64 BE        |
@@ -16,6 +17,7 @@
 //! | `k`    | `next_collection`                                   | u32 BE                     |
 //! | `k`    | `seq_reserved`                                      | u64 BE: message seqs taken |
 //! | `k`    | `changelog_trimmed`                                 | u64 BE: newest seq trimmed |
+//! | `k`    | `changelog_indexed`                                 | empty: every `c` has its `x` |
 //! | `t`    | topic name                                          | custom topic envelope      |
 //! | `h`    | topic name, 0x00, seq u64 BE                        | message envelope (history) |
 //! | `H`    | topic name                                          | u64 BE: newest seq dropped |
@@ -27,6 +29,7 @@
 use serde_json::Value;
 
 pub const CHANGE: u8 = b'c';
+pub const CHANGE_BY_COLLECTION: u8 = b'x';
 pub const RECORD: u8 = b'r';
 pub const INDEX: u8 = b'i';
 pub const COUNT: u8 = b'n';
@@ -40,6 +43,7 @@ pub const HISTORY_TRIMMED: u8 = b'H';
 pub const NEXT_COLLECTION_ID: &[u8] = b"knext_collection";
 pub const SEQ_RESERVED: &[u8] = b"kseq_reserved";
 pub const CHANGELOG_TRIMMED: &[u8] = b"kchangelog_trimmed";
+pub const CHANGELOG_INDEXED: &[u8] = b"kchangelog_indexed";
 
 pub fn topic(name: &str) -> Vec<u8> {
     tagged(TOPIC, name)
@@ -70,6 +74,20 @@ pub fn change(seq: u64) -> [u8; 9] {
     let mut key = [CHANGE; 9];
     key[1..].copy_from_slice(&seq.to_be_bytes());
     key
+}
+
+/// A change's entry in its collection's index of the log, so a resume reads
+/// only its own collection's changes.
+pub fn change_by_collection(collection: u32, seq: u64) -> [u8; 13] {
+    let mut key = [CHANGE_BY_COLLECTION; 13];
+    key[1..5].copy_from_slice(&collection.to_be_bytes());
+    key[5..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+pub fn change_by_collection_seq(key: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = key.get(5..13)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
 }
 
 pub fn change_seq(key: &[u8]) -> Option<u64> {

@@ -9,6 +9,7 @@
 pub mod api_keys;
 pub mod backup;
 pub mod change;
+pub mod chores;
 pub mod client_ids;
 pub mod codec;
 pub mod keys;
@@ -33,38 +34,53 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Compiled collections by name, shared by readers and the writer. Only the
-/// writer replaces entries, right after the change commits.
+/// Compiled collections, shared by readers and the writer. Only the writer
+/// changes it, right after the change commits.
 #[derive(Clone, Default)]
 pub struct Catalog {
-    inner: Arc<RwLock<HashMap<String, Arc<Collection>>>>,
+    inner: Arc<RwLock<Collections>>,
+}
+
+#[derive(Default)]
+struct Collections {
+    by_name: HashMap<String, Arc<Collection>>,
+    /// Every collection this process has known, dropped ones included (ids
+    /// are never reused): changes of a collection still in flight when it
+    /// is dropped are delivered by its own rules, never its namesake's.
+    by_id: HashMap<u32, Arc<Collection>>,
 }
 
 impl Catalog {
     pub fn get(&self, name: &str) -> Option<Arc<Collection>> {
-        self.read().get(name).cloned()
+        self.read().by_name.get(name).cloned()
+    }
+
+    /// The collection with this id, even if it has been dropped since.
+    pub fn by_id(&self, id: u32) -> Option<Arc<Collection>> {
+        self.read().by_id.get(&id).cloned()
     }
 
     pub fn all(&self) -> Vec<Arc<Collection>> {
-        let mut all: Vec<_> = self.read().values().cloned().collect();
+        let mut all: Vec<_> = self.read().by_name.values().cloned().collect();
         all.sort_by(|a, b| a.def.name.cmp(&b.def.name));
         all
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Collection>>> {
-        // A panic while holding the lock cannot leave the map half-written
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Collections> {
+        // A panic while holding the lock cannot leave the maps half-written
         // (inserts and removes are single operations), so poison is ignored.
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }
 
     fn put(&self, collection: Arc<Collection>) {
-        let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        map.insert(collection.def.name.clone(), collection);
+        let mut maps = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        maps.by_id.insert(collection.id, collection.clone());
+        maps.by_name.insert(collection.def.name.clone(), collection);
     }
 
     fn remove(&self, name: &str) {
-        let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        map.remove(name);
+        let mut maps = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        maps.by_name.remove(name);
     }
 }
 
@@ -76,6 +92,10 @@ pub struct Store {
     auth: sled::Tree,
     catalog: Catalog,
     topics: topics::Topics,
+    /// Names this change log: made when the data dir is created, made anew
+    /// by a restore, so a seq from another history is never taken for one
+    /// of this one.
+    epoch: Arc<RwLock<String>>,
 }
 
 impl Store {
@@ -95,10 +115,108 @@ impl Store {
             db,
             catalog: Catalog::default(),
             topics: topics::Topics::default(),
+            epoch: Arc::default(),
         };
+        match store.meta.get(EPOCH_KEY)? {
+            Some(epoch) => *store.epoch_mut() = String::from_utf8_lossy(&epoch).into_owned(),
+            None => store.new_epoch()?,
+        }
         store.load_catalog()?;
         store.load_topics()?;
+        store.upgrade_changelog()?;
         Ok(store)
+    }
+
+    /// Rewrites change-log entries of version 1 (which named collections
+    /// only by name) with their collection's id. They are the oldest
+    /// entries, so this stops at the first current one; it runs before the
+    /// writer starts.
+    fn upgrade_changelog(&self) -> Result<(), StoreError> {
+        let mut upgraded = 0_u64;
+        for entry in self.data.scan_prefix([keys::CHANGE]) {
+            let (key, value) = entry?;
+            if !Change::is_v1(&value) {
+                break;
+            }
+            let mut change = Change::decode(&value)?;
+            let now_named = self.catalog.get(&change.collection).map(|c| {
+                let created_ms = crate::clock::parse_ms(&c.created).unwrap_or(i64::MAX);
+                (c.id, created_ms)
+            });
+            change.upgrade(now_named);
+            self.data.insert(key, change.encode())?;
+            upgraded += 1;
+        }
+        if upgraded > 0 {
+            self.flush()?;
+            tracing::info!(upgraded, "change log entries now name collections by id");
+        }
+        self.index_changelog()
+    }
+
+    /// Gives every change-log entry its key in its collection's index, once
+    /// for a data dir written before the index existed.
+    fn index_changelog(&self) -> Result<(), StoreError> {
+        if self.data.contains_key(keys::CHANGELOG_INDEXED)? {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        let mut indexed = 0_u64;
+        for change in self.changes_after(0) {
+            let change = change?;
+            batch.insert(
+                &keys::change_by_collection(change.collection_id, change.seq)[..],
+                &[],
+            );
+            indexed += 1;
+            if indexed % 10_000 == 0 {
+                self.data.apply_batch(std::mem::take(&mut batch))?;
+            }
+        }
+        batch.insert(keys::CHANGELOG_INDEXED, &[]);
+        self.data.apply_batch(batch)?;
+        self.flush()?;
+        if indexed > 0 {
+            tracing::info!(indexed, "change log indexed by collection");
+        }
+        Ok(())
+    }
+
+    /// Seqs of a collection's changes with `after < seq <= upto`, in order,
+    /// at most `limit`.
+    pub fn collection_changes(
+        &self,
+        collection: u32,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        if after >= upto {
+            return Ok(Vec::new());
+        }
+        let start = keys::change_by_collection(collection, after.saturating_add(1));
+        let end = keys::change_by_collection(collection, upto);
+        self.data
+            .range(start..=end)
+            .keys()
+            .take(limit)
+            .map(|key| {
+                keys::change_by_collection_seq(&key?)
+                    .ok_or_else(|| StoreError::Corrupt("change index key".into()))
+            })
+            .collect()
+    }
+
+    /// The change-log entry at `seq`, if it is still kept.
+    pub fn change_at(&self, seq: u64) -> Result<Option<Change>, StoreError> {
+        match self.data.get(keys::change(seq))? {
+            None => Ok(None),
+            Some(value) => {
+                let mut change = Change::decode(&value)?;
+                change.seq = seq;
+                Ok(Some(change))
+            }
+        }
     }
 
     fn load_catalog(&self) -> Result<(), StoreError> {
@@ -107,6 +225,25 @@ impl Store {
             let collection = decode_collection(&value)?;
             self.catalog.put(Arc::new(collection));
         }
+        Ok(())
+    }
+
+    /// The change log's epoch (see `welcome` in docs/realtime.md).
+    pub fn epoch(&self) -> String {
+        self.epoch.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn epoch_mut(&self) -> std::sync::RwLockWriteGuard<'_, String> {
+        self.epoch.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a new history: seqs handed out before it mean nothing now.
+    pub(crate) fn new_epoch(&self) -> Result<(), StoreError> {
+        let epoch: String = (0..16)
+            .map(|_| char::from(b"0123456789abcdef"[rand::random::<usize>() % 16]))
+            .collect();
+        self.meta.insert(EPOCH_KEY, epoch.as_bytes())?;
+        *self.epoch_mut() = epoch;
         Ok(())
     }
 
@@ -239,13 +376,15 @@ impl Store {
     }
 }
 
+const EPOCH_KEY: &str = "epoch";
+
 /// Kept as JSON: a handful of values, read once per start, and readable by
 /// whatever build comes next.
 const RUNTIME_SETTINGS_KEY: &str = "settings";
 
 fn decode_change((key, value): (sled::IVec, sled::IVec)) -> Result<Change, StoreError> {
     let seq = keys::change_seq(&key).ok_or_else(|| StoreError::Corrupt("change key".into()))?;
-    let mut change: Change = codec::decode(&value)?;
+    let mut change = Change::decode(&value)?;
     change.seq = seq;
     Ok(change)
 }
@@ -325,7 +464,7 @@ impl Store {
                 .take(TRIM_CHUNK)
             {
                 let (key, value) = entry?;
-                let change: Change = codec::decode(&value)?;
+                let change = Change::decode(&value)?;
                 if change.ts_ms >= cutoff_ms {
                     break;
                 }
@@ -333,6 +472,7 @@ impl Store {
                     // Resume needs to know what is gone; the marker commits
                     // with the removals.
                     batch.insert(keys::CHANGELOG_TRIMMED, &seq.to_be_bytes());
+                    batch.remove(&keys::change_by_collection(change.collection_id, seq)[..]);
                 }
                 batch.remove(key);
                 in_batch += 1;
@@ -357,6 +497,66 @@ pub(crate) mod tests {
     use crate::config::Durability;
     use crate::model::CollectionDef;
     use crate::store::writer::{Mutation, NewRecord, RecordOp, Writer};
+
+    #[tokio::test]
+    async fn version_1_change_entries_are_given_their_collections_id() {
+        #[derive(serde::Serialize)]
+        struct V1<'a> {
+            kind: change::ChangeKind,
+            collection: &'a str,
+            record_id: &'a str,
+            after: Option<Vec<u8>>,
+            before: Option<Vec<u8>>,
+            ts_ms: i64,
+            actor: Option<String>,
+        }
+        let (dir, store, writer) = store_with(serde_json::json!({"name": "c"}), []).await;
+        writer.shutdown().await;
+        let collection = store.catalog().get("c").unwrap();
+        let created_ms = crate::clock::parse_ms(&collection.created).unwrap();
+        // Before the current `c` existed (a dropped namesake's), after it,
+        // and a user change.
+        for (seq, name, ts_ms) in [
+            (1, "c", created_ms - 1),
+            (2, "c", created_ms + 1),
+            (3, "_users", 0),
+        ] {
+            let v1 = V1 {
+                kind: change::ChangeKind::Create,
+                collection: name,
+                record_id: "r",
+                after: Some(b"{}".to_vec()),
+                before: None,
+                ts_ms,
+                actor: None,
+            };
+            store
+                .data
+                .insert(keys::change(seq), codec::encode(&v1))
+                .unwrap();
+        }
+        store.flush().unwrap();
+        drop(store);
+        let store = open_again(&dir.path().join("db"));
+        let ids: Vec<u32> = store
+            .changes_after(0)
+            .map(|c| c.unwrap().collection_id)
+            .collect();
+        assert_eq!(ids, [change::GONE_ID, collection.id, change::USERS_ID]);
+        let raw = store.data.get(keys::change(1)).unwrap().unwrap();
+        assert!(!Change::is_v1(&raw), "rewritten in the current version");
+    }
+
+    /// sled lets go of its lock a little after the last handle drops.
+    fn open_again(path: &Path) -> Store {
+        for _ in 0..100 {
+            if let Ok(store) = Store::open(path) {
+                return store;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Store::open(path).unwrap()
+    }
 
     /// A store with one collection defined by `def`, holding `records`
     /// (given ids `r0000`, `r0001`, ...).
@@ -549,14 +749,78 @@ pub(crate) mod tests {
             (last.seq, last.kind, last.collection.as_str()),
             (51, change::ChangeKind::DropCollection, "c")
         );
-        for tag in [keys::RECORD, keys::INDEX, keys::COUNT, keys::PURGE] {
-            let left = store
-                .data()
-                .scan_prefix(keys::collection_prefix(tag, id))
-                .count();
-            assert_eq!(left, 0, "keys with tag {} left", tag as char);
-        }
         assert!(store.catalog().get("c").is_none());
+        wait_until_purged(&store, id).await;
+        writer.shutdown().await;
+    }
+
+    fn keys_left(store: &Store, id: u32) -> usize {
+        [keys::RECORD, keys::INDEX, keys::COUNT, keys::PURGE]
+            .iter()
+            .map(|tag| {
+                store
+                    .data()
+                    .scan_prefix(keys::collection_prefix(*tag, id))
+                    .count()
+            })
+            .sum()
+    }
+
+    async fn wait_until_purged(store: &Store, id: u32) {
+        for _ in 0..200 {
+            if keys_left(store, id) == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!(
+            "{} keys of the dropped collection left",
+            keys_left(store, id)
+        );
+    }
+
+    /// The purge of a dropped collection runs a chunk at a time between
+    /// write groups: a write made right after the drop does not wait for
+    /// all of it.
+    #[tokio::test]
+    async fn writes_go_on_while_a_dropped_collection_is_purged() {
+        let (_dir, store, writer) = store_with(
+            serde_json::json!({"name": "big", "indexes": ["k"]}),
+            (0..10_000).map(|k| serde_json::json!({"k": k})),
+        )
+        .await;
+        let def: CollectionDef =
+            serde_json::from_value(serde_json::json!({"name": "small"})).unwrap();
+        writer
+            .submit(Mutation::CreateCollection(def))
+            .await
+            .unwrap();
+        let id = store.catalog().get("big").unwrap().id;
+        writer
+            .submit(Mutation::DropCollection {
+                name: "big".into(),
+                actor: None,
+            })
+            .await
+            .unwrap();
+        let user = crate::model::User {
+            id: "u1".into(),
+            email: "a@b.c".into(),
+            name: String::new(),
+            roles: vec![],
+            groups: vec![],
+            tenant: None,
+            disabled: false,
+            created: String::new(),
+            password_hash: String::new(),
+            generation: 0,
+        };
+        writer.submit(Mutation::CreateUser(user)).await.unwrap();
+        let left = keys_left(&store, id);
+        // 30,002 keys in all: each record, its `created` and `k` index
+        // entries, the count and the marker.
+        assert!(left > 0, "the write waited for the whole purge");
+        wait_until_purged(&store, id).await;
         writer.shutdown().await;
     }
 

@@ -24,7 +24,8 @@ use serde_json::{json, Map, Value};
 
 use super::{decode_record, keys, Store, StoreError};
 use crate::model::{Collection, Record};
-use crate::rules::{CmpOp, Constraint, EvalContext, Expr, UserContext};
+use crate::rules::{CmpOp, Constraint, Expr};
+use crate::visibility::{self, Reach, Sighted, Viewer};
 
 pub const MAX_SORT_KEYS: usize = 8;
 
@@ -101,19 +102,11 @@ impl Cursor {
     }
 }
 
-/// Who is listing, and what they may see.
-pub struct Viewer<'a> {
-    pub is_admin: bool,
-    pub user: Option<&'a UserContext>,
-    pub now: &'a str,
-    /// Rules every record must pass (evaluated on the whole record); empty
-    /// for admins.
-    pub rules: Vec<&'a Expr>,
-}
-
 pub struct ListRequest<'a> {
     pub collection: &'a Collection,
-    pub viewer: Viewer<'a>,
+    /// Who is listing: each record is judged by [`visibility::sees`].
+    pub viewer: &'a Viewer,
+    pub now: &'a str,
     /// The caller's filter, evaluated on what the caller may see.
     pub filter: Option<&'a Expr>,
     pub sort: &'a [SortKey],
@@ -143,7 +136,7 @@ impl Store {
             scanned: 0,
         };
         let collection = request.collection;
-        let protected_sort = !request.viewer.is_admin
+        let protected_sort = !request.viewer.admin
             && request
                 .sort
                 .iter()
@@ -221,20 +214,23 @@ impl Store {
     /// The narrowest index range that every match must fall in, if any.
     fn best_index_range(&self, request: &ListRequest) -> Option<(String, KeyRange)> {
         let collection = request.collection;
-        let viewer = &request.viewer;
+        let viewer = request.viewer;
+        let user = viewer.user.as_ref();
         let mut constraints: Vec<Constraint> = Vec::new();
         if let Some(filter) = request.filter {
             constraints.extend(
                 filter
-                    .index_constraints(viewer.user, viewer.now)
+                    .index_constraints(user, request.now)
                     .into_iter()
                     // A non-admin's filter sees protected fields as absent,
                     // which an index of their real values cannot answer.
-                    .filter(|c| viewer.is_admin || !collection.protected.contains(&c.field)),
+                    .filter(|c| viewer.admin || !collection.protected.contains(&c.field)),
             );
         }
-        for rule in &viewer.rules {
-            constraints.extend(rule.index_constraints(viewer.user, viewer.now));
+        // Only a narrowing: every candidate is still judged by `sees`.
+        for rule in visibility::rules_for(viewer, collection, Reach::Collection).unwrap_or_default()
+        {
+            constraints.extend(rule.index_constraints(user, request.now));
         }
         let indexed: HashSet<&str> = collection.def.indexes.iter().map(String::as_str).collect();
         let usable: Vec<&Constraint> = constraints
@@ -306,26 +302,18 @@ impl Lister<'_> {
     fn offer(&mut self, record: Record, in_order: bool) -> bool {
         self.scanned += 1;
         let request = self.request;
-        let viewer = &request.viewer;
-        let full = EvalContext {
-            record: &record.fields,
-            user: viewer.user,
-            now: viewer.now,
-        };
-        if !viewer.rules.iter().all(|rule| rule.matches(&full)) {
+        let sighted = Sighted::new(request.collection, &record.fields);
+        if !visibility::sees(
+            request.viewer,
+            request.collection,
+            Reach::Collection,
+            &sighted,
+            request.filter,
+            request.now,
+        ) {
             return false;
         }
-        let visible = record.visible(&request.collection.protected, viewer.is_admin);
-        if let Some(filter) = request.filter {
-            let context = EvalContext {
-                record: &visible,
-                user: viewer.user,
-                now: viewer.now,
-            };
-            if !filter.matches(&context) {
-                return false;
-            }
-        }
+        let visible = sighted.as_seen_by(request.viewer.admin).clone();
         let candidate = Candidate {
             sort_values: request
                 .sort
@@ -489,12 +477,11 @@ mod tests {
         store
             .list(&ListRequest {
                 collection: &collection,
-                viewer: Viewer {
-                    is_admin: true,
+                viewer: &Viewer {
+                    admin: true,
                     user: None,
-                    now: "2030-01-01T00:00:00.000Z",
-                    rules: Vec::new(),
                 },
+                now: "2030-01-01T00:00:00.000Z",
                 filter: filter.as_ref(),
                 sort: &sort,
                 after: None,

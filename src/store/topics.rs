@@ -116,11 +116,22 @@ impl Store {
     }
 
     /// The retained messages of a topic with `seq > after`, oldest first.
-    pub fn history_after(&self, topic: &str, after: u64) -> Result<Vec<Message>, StoreError> {
+    /// A topic's kept messages with `after < seq <= upto`, at most `limit`.
+    pub fn history_after(
+        &self,
+        topic: &str,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        if after >= upto {
+            return Ok(Vec::new());
+        }
         let start = keys::history(topic, after.saturating_add(1));
-        let end = keys::prefix_end(&keys::history_prefix(topic));
+        let end = keys::history(topic, upto);
         self.data
-            .range(start..end)
+            .range(start..=end)
+            .take(limit)
             .map(|entry| {
                 let (key, value) = entry?;
                 let mut message: Message = codec::decode(&value)?;

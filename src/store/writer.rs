@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::change::{Change, ChangeKind};
+use super::change::{Change, ChangeKind, USERS_ID};
+use super::chores::{Chore, Chores};
 use super::client_ids::ClientIds;
 use super::codec::{self, StoredCollection, StoredRecord};
 use super::topics::{Message, StoredTopic, Topic};
@@ -42,8 +43,6 @@ use crate::model::{Collection, CollectionDef, Record, User, UserChanges};
 const MAX_GROUP: usize = 1024;
 /// Records staged in one sled batch before it is applied.
 const MAX_STAGED_OPS: usize = 2_000;
-/// Keys removed per batch when purging a dropped collection.
-const PURGE_CHUNK: usize = 10_000;
 /// Message seqs are reserved on disk this many at a time, so a restart
 /// never hands out a seq a subscriber has already seen on a message that
 /// was not stored.
@@ -115,6 +114,7 @@ pub enum RecordOp {
 /// and the writer only checks the id and assigns the seq.
 pub struct NewRecord {
     id: String,
+    collection_id: u32,
     key: Vec<u8>,
     value: Vec<u8>,
     index_keys: Vec<Vec<u8>>,
@@ -138,18 +138,21 @@ impl NewRecord {
             rev: record.rev(),
             json: json.clone(),
         });
-        let change = codec::encode(&Change {
+        let change = Change {
             seq: 0,
             kind: ChangeKind::Create,
+            collection_id: collection.id,
             collection: collection.def.name.clone(),
             record_id: record.id().to_owned(),
             after: Some(json),
             before: None,
             ts_ms: clock::now_ms(),
             actor: actor.map(str::to_owned),
-        });
+        }
+        .encode();
         NewRecord {
             id: record.id().to_owned(),
+            collection_id: collection.id,
             key: keys::record(collection.id, record.id()),
             value,
             index_keys: index_entries(collection, record),
@@ -164,6 +167,10 @@ impl NewRecord {
         }
         batch.insert(self.key, self.value);
         batch.insert(&keys::change(seq)[..], self.change);
+        batch.insert(
+            &keys::change_by_collection(self.collection_id, seq)[..],
+            &[],
+        );
     }
 }
 
@@ -306,7 +313,8 @@ impl Writer {
                 )
             })
             .map_err(|e| StoreError::Corrupt(format!("cannot start flusher: {e}")))?;
-        let mut state = WriterState {
+        let chores = Chores::pending(&store);
+        let state = WriterState {
             store,
             next_seq: last_seq + 1,
             reserved,
@@ -315,8 +323,8 @@ impl Writer {
             client_ids,
             tap: publish_tap,
             on_committed,
+            chores,
         };
-        state.resume_purges();
         let wait_for_flush = durability == Durability::Sync;
         let writer = std::thread::Builder::new()
             .name("pulsebase-writer".into())
@@ -517,7 +525,8 @@ impl Staged {
 /// A change-log entry before it gets its seq.
 struct Entry<'a> {
     kind: ChangeKind,
-    collection: &'a str,
+    /// The collection's id and name, or `change::USERS_ID` and `_users`.
+    collection: (u32, &'a str),
     record_id: &'a str,
     before: Option<Vec<u8>>,
     after: Option<Vec<u8>>,
@@ -535,6 +544,8 @@ struct WriterState {
     client_ids: ClientIds,
     tap: Option<PublishTap>,
     on_committed: Option<ReleaseTap>,
+    /// Long housekeeping, done a chunk at a time between write groups.
+    chores: Chores,
 }
 
 impl WriterState {
@@ -547,7 +558,20 @@ impl WriterState {
     ) {
         let mut open = true;
         while open {
-            let Some(first) = requests.blocking_recv() else {
+            // Housekeeping runs a chunk after each group, and on while idle.
+            let first = if self.chores.is_empty() {
+                requests.blocking_recv()
+            } else {
+                match requests.try_recv() {
+                    Ok(request) => Some(request),
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        self.chores.step(&self.store);
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                }
+            };
+            let Some(first) = first else {
                 break;
             };
             let mut group = vec![first];
@@ -605,6 +629,7 @@ impl WriterState {
                     let _ = reply.send(Err(WriteError::Unavailable));
                 }
             }
+            self.chores.step(&self.store);
         }
         // Later requests find the channel closed and get `Unavailable`.
         requests.close();
@@ -834,14 +859,19 @@ impl WriterState {
         let change = Change {
             seq,
             kind: entry.kind,
-            collection: entry.collection.to_owned(),
+            collection_id: entry.collection.0,
+            collection: entry.collection.1.to_owned(),
             record_id: entry.record_id.to_owned(),
             after: entry.after,
             before: entry.before,
             ts_ms: clock::now_ms(),
             actor: entry.actor.clone(),
         };
-        batch.insert(&keys::change(seq)[..], codec::encode(&change));
+        batch.insert(&keys::change(seq)[..], change.encode());
+        batch.insert(
+            &keys::change_by_collection(change.collection_id, seq)[..],
+            &[],
+        );
         seq
     }
 
@@ -868,7 +898,7 @@ impl WriterState {
         let only_deletes = ops.iter().all(|op| matches!(op, RecordOp::Delete { .. }));
         let current = self.current_collection(prepared_for, only_deletes)?;
         let data = self.store.data().clone();
-        let name = current.def.name.as_str();
+        let name = (current.id, current.def.name.as_str());
         let first_seq = self.next_seq;
         let mut batch = sled::Batch::default();
         let mut delta: i64 = 0;
@@ -1101,7 +1131,7 @@ impl WriterState {
             &mut batch,
             Entry {
                 kind: ChangeKind::DropCollection,
-                collection: name,
+                collection: (collection.id, name),
                 record_id: "",
                 before: None,
                 after: None,
@@ -1112,55 +1142,14 @@ impl WriterState {
         self.store.catalog().remove(name);
         self.counts.remove(&collection.id);
         // The records are unreachable from here on (ids are never reused);
-        // removing them is housekeeping that a crash may interrupt and the
-        // next start resumes.
-        if let Err(e) = self.purge(collection.id) {
-            tracing::error!(error = %e, collection = name, "purge of dropped collection failed; it resumes on the next start");
-        }
+        // removing them is housekeeping, done a chunk at a time between
+        // write groups, that a crash may interrupt and the next start
+        // resumes.
+        self.chores.push(Chore::Purge(collection.id));
         Ok(Committed {
             seqs: self.seqs_since(first_seq),
             collection: Some(collection),
         })
-    }
-
-    fn purge(&self, collection: u32) -> Result<(), StoreError> {
-        let data = self.store.data();
-        for tag in [keys::RECORD, keys::INDEX] {
-            let prefix = keys::collection_prefix(tag, collection);
-            loop {
-                let mut batch = sled::Batch::default();
-                let mut removed = 0;
-                for entry in data.scan_prefix(&prefix).keys().take(PURGE_CHUNK) {
-                    batch.remove(entry?);
-                    removed += 1;
-                }
-                if removed == 0 {
-                    break;
-                }
-                data.apply_batch(batch)?;
-            }
-        }
-        let mut batch = sled::Batch::default();
-        batch.remove(keys::count(collection));
-        batch.remove(keys::purge(collection));
-        data.apply_batch(batch)?;
-        Ok(())
-    }
-
-    fn resume_purges(&mut self) {
-        let pending: Vec<u32> = self
-            .store
-            .data()
-            .scan_prefix([keys::PURGE])
-            .keys()
-            .filter_map(|key| key.ok())
-            .filter_map(|key| key.get(1..5)?.try_into().ok().map(u32::from_be_bytes))
-            .collect();
-        for collection in pending {
-            if let Err(e) = self.purge(collection) {
-                tracing::error!(error = %e, collection, "resumed purge failed");
-            }
-        }
     }
 
     fn existing_user(&self, id: &str) -> Result<User, WriteError> {
@@ -1212,7 +1201,7 @@ impl WriterState {
             &mut batch,
             Entry {
                 kind,
-                collection: "_users",
+                collection: (USERS_ID, "_users"),
                 record_id: &user.id,
                 before,
                 after,
@@ -1239,7 +1228,7 @@ impl WriterState {
             &mut batch,
             Entry {
                 kind: ChangeKind::Delete,
-                collection: "_users",
+                collection: (USERS_ID, "_users"),
                 record_id: id,
                 before: Some(public_bytes(&old)),
                 after: None,

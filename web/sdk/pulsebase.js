@@ -520,6 +520,14 @@ export class Realtime {
       }
       case "unsubscribed": {
         const sub = this._subs.get(message.topic);
+        if (sub && message.reason === "history_expired") {
+          // The history was trimmed while it was being replayed: say so,
+          // then go on live from now, as when a resume is refused outright.
+          this._emit("error", new PulsebaseError(0, "history_expired", "events were missed", message));
+          sub.lastSeq = null;
+          this._sendSubscribe(sub).catch(() => {});
+          break;
+        }
         if (sub) {
           this._subs.delete(message.topic);
           for (const listener of sub.listeners) listener(message);
@@ -551,23 +559,29 @@ export class Realtime {
     const fields = { topic: sub.topic };
     if (sub.options.ops) fields.ops = sub.options.ops;
     if (sub.options.filter) fields.filter = sub.options.filter;
-    if (sub.lastSeq != null) fields.since = sub.lastSeq;
+    if (sub.lastSeq != null) {
+      fields.since = sub.lastSeq;
+      // The server refuses a seq of another history (a restored backup).
+      if (sub.epoch) fields.epoch = sub.epoch;
+    }
     try {
       let reply;
       try {
         reply = await this.request("subscribe", fields);
       } catch (error) {
         if (!(error instanceof PulsebaseError) || error.code !== "history_expired") throw error;
-        // Too late to resume: say so, then go on live from now.
+        // Too late, or from another history: say so, then go on live from
+        // now.
         this._emit("error", error);
         delete fields.since;
+        delete fields.epoch;
         reply = await this.request("subscribe", fields);
       }
-      // Resume from the subscribe point after a reconnect, even if nothing
-      // arrived in between.
-      if (sub.lastSeq == null || reply.seq > sub.lastSeq) {
-        if (fields.since == null) sub.lastSeq = reply.seq;
-      }
+      // Not resuming (first subscribe, or the resume was refused): count
+      // from the subscribe point, even if it is below a seq of another
+      // history, so nothing new is taken for a duplicate.
+      if (fields.since == null) sub.lastSeq = reply.seq;
+      if (reply.epoch) sub.epoch = reply.epoch;
       sub.live = true;
       for (const w of sub.waiting || []) w.resolve(reply);
       sub.waiting = [];

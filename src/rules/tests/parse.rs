@@ -187,3 +187,13 @@ fn expr_is_send_sync_and_clone() {
     assert_eq!(a.source(), b.source());
     assert!(format!("{a:?}").contains("Cmp"));
 }
+
+#[test]
+fn cost_counts_nodes_operands_and_list_elements() {
+    let cost = |src: &str| Expr::parse(src).unwrap().cost();
+    assert_eq!(cost("a = 1"), 3);
+    assert_eq!(cost("a = 1 && b = 2"), 7);
+    assert_eq!(cost("!(a = 1)"), 4);
+    assert_eq!(cost("a in ['x', 'y', 'z']"), 6);
+    assert!(cost("a in [1, 2, 3, 4, 5, 6, 7, 8]") > cost("a in [1]"));
+}
