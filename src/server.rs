@@ -65,6 +65,10 @@ pub async fn run(
         store.runtime_settings()?,
     );
     let auth = Auth::new(store.clone(), live.clone())?;
+    {
+        let realtime = realtime.clone();
+        auth.on_session_revoked(move |sign_in| realtime.sign_in_ended(sign_in));
+    }
     bootstrap_admin(&settings, &store, &writer, &auth).await?;
     // The demo must be usable at once: with no admin yet, it makes one and
     // prints the password instead of a setup code.

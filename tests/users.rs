@@ -339,3 +339,68 @@ async fn control_characters_in_an_email_are_refused_everywhere() {
     .await;
     assert_eq!(stored["email"], "fine@example.com");
 }
+
+/// Many admins' edits of one user at once: every change applies to the
+/// user as stored, so a rename that read the user before a disable cannot
+/// write the old `disabled: false` (and the old token generation) back.
+#[tokio::test]
+async fn concurrent_edits_cannot_undo_a_disable_or_a_role_change() {
+    let server = TestServer::start();
+    let admin = server.admin_token().await;
+    let password = "password-123";
+    let user = server
+        .create_user(
+            &admin,
+            json!({"email": "busy@example.com", "password": password, "roles": ["a"]}),
+        )
+        .await;
+    let id = user["id"].as_str().unwrap().to_owned();
+    for round in 0..4 {
+        let token = server.signin("busy@example.com", password).await;
+        // Round by round: a disable, then a role change, among renames.
+        let decisive = if round % 2 == 0 {
+            json!({"disabled": true})
+        } else {
+            json!({"roles": [format!("r{round}")]})
+        };
+        let edits = (0..40).map(|i| {
+            let body = if i == 20 {
+                decisive.clone()
+            } else {
+                json!({"name": format!("name {round}.{i}")})
+            };
+            let request = client()
+                .patch(server.url(&format!("/api/users/{id}")))
+                .bearer_auth(&admin)
+                .json(&body);
+            tokio::spawn(send(request))
+        });
+        for edit in edits.collect::<Vec<_>>() {
+            let (status, body) = edit.await.unwrap();
+            assert_eq!(status, 200, "{body}");
+        }
+        let (_, stored) = send(
+            client()
+                .get(server.url(&format!("/api/users/{id}")))
+                .bearer_auth(&admin),
+        )
+        .await;
+        if round % 2 == 0 {
+            assert_eq!(stored["disabled"], true, "round {round}: {stored}");
+        } else {
+            assert_eq!(
+                stored["roles"],
+                json!([format!("r{round}")]),
+                "round {round}: {stored}"
+            );
+        }
+        assert_eq!(
+            me(&server, &token).await,
+            401,
+            "round {round}: the old token still works"
+        );
+        // Ready for the next round.
+        let (status, _) = patch(&server, &admin, &id, json!({"disabled": false})).await;
+        assert_eq!(status, 200);
+    }
+}

@@ -10,7 +10,7 @@ pub mod throttle;
 pub mod token;
 
 use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 pub use principal::Principal;
 pub use token::{TokenError, TokenPair};
@@ -31,7 +31,12 @@ pub struct Auth {
     /// Token lifetimes are read per issue, so a runtime change applies to
     /// the next sign-in.
     pub(crate) live: Live,
+    /// Told of every revoked session, once it is revoked (realtime closes
+    /// the connections that session's tokens opened).
+    on_revoked: Arc<OnceLock<RevokedHook>>,
 }
+
+type RevokedHook = Box<dyn Fn(&str) + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -55,7 +60,20 @@ impl Auth {
             revoked: Arc::new(RwLock::new(store.revoked_sessions()?.into_iter().collect())),
             store,
             live,
+            on_revoked: Arc::default(),
         })
+    }
+
+    /// Sets what hears of each revoked session (once; later calls are
+    /// ignored).
+    pub fn on_session_revoked(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
+        let _ = self.on_revoked.set(Box::new(hook));
+    }
+
+    /// The sign-in session of an access token that verifies (`None` for API
+    /// keys and anything else), for connections that must end with it.
+    pub fn sign_in_of(&self, bearer: &str) -> Option<String> {
+        self.tokens.verify(bearer).ok().map(|claims| claims.sid)
     }
 
     /// Resolves a bearer credential to a principal. The token's user must
@@ -117,11 +135,16 @@ impl Auth {
         Ok(forgotten.len())
     }
 
-    /// Revokes a session durably, then in memory.
+    /// Revokes a session durably, then in memory, then tells the hook.
     pub fn revoke_session(&self, session: &str) -> Result<(), AuthError> {
         self.store.revoke_session(session)?;
-        let mut revoked = self.revoked.write().unwrap_or_else(|e| e.into_inner());
-        revoked.insert(session.to_owned());
+        self.revoked
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(session.to_owned());
+        if let Some(hook) = self.on_revoked.get() {
+            hook(session);
+        }
         Ok(())
     }
 }

@@ -145,9 +145,15 @@ pub struct ServeArgs {
     /// Messages queued per realtime connection before it is closed as slow [default: 1024]
     #[arg(long, env = "PULSEBASE_OUTBOX")]
     pub outbox: Option<u64>,
-    /// Client messages per second per realtime connection [default: 100]
+    /// Client messages per second per realtime connection, and HTTP publishes per second per caller [default: 100]
     #[arg(long, env = "PULSEBASE_MESSAGE_RATE")]
     pub message_rate: Option<u64>,
+    /// Open realtime connections (WebSocket and SSE) in all [default: 10000]
+    #[arg(long, env = "PULSEBASE_MAX_CONNECTIONS")]
+    pub max_connections: Option<u64>,
+    /// Open realtime connections from one client address [default: 1000]
+    #[arg(long, env = "PULSEBASE_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<u64>,
     /// Demo mode: a `readings` collection and simulated devices writing to it
     #[arg(long, env = "PULSEBASE_DEMO")]
     pub demo: bool,
@@ -177,6 +183,11 @@ impl ServeArgs {
             ),
             ("outbox", self.outbox.map(|n| json!(n))),
             ("message_rate", self.message_rate.map(|n| json!(n))),
+            ("max_connections", self.max_connections.map(|n| json!(n))),
+            (
+                "max_connections_per_ip",
+                self.max_connections_per_ip.map(|n| json!(n)),
+            ),
         ];
         values
             .into_iter()

@@ -34,8 +34,13 @@ pub struct Tunables {
     pub max_message_bytes: usize,
     /// Messages a connection's outbox holds before it is closed as slow.
     pub outbox: usize,
-    /// Client messages per second one realtime connection may send.
+    /// Client messages per second one realtime connection may send (and
+    /// HTTP publishes per second per caller).
     pub message_rate: u32,
+    /// Open realtime connections (WebSocket and SSE together), in all and
+    /// from one client address.
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for Tunables {
@@ -52,6 +57,8 @@ impl Default for Tunables {
             max_message_bytes: 65_536,
             outbox: 1024,
             message_rate: 100,
+            max_connections: 10_000,
+            max_connections_per_ip: 1_000,
         }
     }
 }
@@ -109,6 +116,8 @@ pub static TUNABLES: &[Tunable] = &[
     tunable!(max_message_bytes, read_count, show_count),
     tunable!(outbox, read_count, show_count),
     tunable!(message_rate, read_count, show_count),
+    tunable!(max_connections, read_count, show_count),
+    tunable!(max_connections_per_ip, read_count, show_count),
 ];
 
 pub fn find(name: &str) -> Option<&'static Tunable> {

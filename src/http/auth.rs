@@ -175,26 +175,6 @@ pub async fn setup(
     Ok((StatusCode::CREATED, Json(session(&state, &user).await?)))
 }
 
-/// The address sign-in throttling counts against. Behind a reverse proxy
-/// every peer is the proxy, so with `trust_proxy` the last
-/// `X-Forwarded-For` entry (the one the proxy itself appended) is used; a
-/// client cannot forge that one, only the entries before it.
-fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> String {
-    if state.settings.trust_proxy {
-        let forwarded = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .next_back()
-            .and_then(|entry| entry.trim().parse::<std::net::IpAddr>().ok());
-        if let Some(ip) = forwarded {
-            return ip.to_string();
-        }
-    }
-    peer.ip().to_string()
-}
-
 /// `POST /api/auth/signin`: the same answer, in about the same time, for an
 /// unknown email as for a wrong password.
 pub async fn signin(
@@ -204,7 +184,7 @@ pub async fn signin(
     JsonBody(body): JsonBody<Credentials>,
 ) -> ApiResult<Json<Value>> {
     let email = normalize_email(&body.email);
-    let address = client_address(&state, peer, &headers);
+    let address = super::extract::client_ip(&state, peer, &headers).to_string();
     let throttle = &state.auth.throttle;
     if let Err(seconds) = throttle.check(&email, &address) {
         return Err(ApiError::rate_limited(

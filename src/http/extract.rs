@@ -1,5 +1,7 @@
 //! Extractors that speak the contract's error shape.
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -20,6 +22,27 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
         Ok(JsonBody(value))
     }
+}
+
+/// The address a client is counted by (sign-in throttling, realtime
+/// connection caps, publish rates). Behind a reverse proxy every peer is
+/// the proxy, so with `trust_proxy` the last `X-Forwarded-For` entry (the
+/// one the proxy itself appended) is used; a client cannot forge that one,
+/// only the entries before it.
+pub fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    if state.settings.trust_proxy {
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .next_back()
+            .and_then(|entry| entry.trim().parse::<IpAddr>().ok());
+        if let Some(ip) = forwarded {
+            return ip;
+        }
+    }
+    peer.ip()
 }
 
 /// Every credential the headers present: each `Authorization: Bearer` and

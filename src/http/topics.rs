@@ -2,14 +2,16 @@
 //! publish without holding a socket. The realtime actions share the logic
 //! in `realtime::topics`.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiResult;
-use super::extract::JsonBody;
+use super::extract::{client_ip, JsonBody};
 use super::AppState;
 use crate::auth::Principal;
 use crate::realtime::topics::{self, NewTopic};
@@ -45,13 +47,25 @@ pub struct Publish {
     data: Value,
 }
 
-/// `POST /api/topics/{name}/messages {data}` → 202 `{seq}`.
+/// `POST /api/topics/{name}/messages {data}` → 202 `{seq}`; at most
+/// `message_rate` per second per caller (the principal, or for anonymous
+/// callers their address), as on a WebSocket connection.
 pub async fn publish(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     principal: Principal,
     Path(name): Path<String>,
     JsonBody(body): JsonBody<Publish>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    let caller = match principal.id() {
+        Some(id) => id,
+        None => format!("address {}", client_ip(&state, peer, &headers)),
+    };
+    state
+        .realtime
+        .publish_rates
+        .allow(&caller, state.live.get().message_rate)?;
     let seq = topics::publish(&state, &principal, &name, body.data).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"seq": seq}))))
 }

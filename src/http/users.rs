@@ -17,7 +17,7 @@ use super::records::parse_filter;
 use super::AppState;
 use crate::auth::password::check_policy;
 use crate::model::user::{is_plausible_email, normalize_email};
-use crate::model::User;
+use crate::model::{User, UserChanges};
 use crate::rules::EvalContext;
 use crate::store::writer::Mutation;
 
@@ -157,57 +157,58 @@ mod double_option {
     }
 }
 
+/// The changes are checked (and a new password hashed) here, then applied
+/// by the writer to the user as it is stored at that moment, so concurrent
+/// edits all apply; the answer is the user as this edit left it.
 pub async fn update_user(
     State(state): State<AppState>,
     Admin(_): Admin,
     Path(id): Path<String>,
     JsonBody(patch): JsonBody<UserPatch>,
 ) -> ApiResult<Json<Value>> {
-    let mut user = existing(&state, &id)?;
-    let mut revoke = false;
+    // A clean 404 before any password is hashed; the writer checks again.
+    existing(&state, &id)?;
+    let mut changes = UserChanges {
+        name: patch.name,
+        disabled: patch.disabled,
+        tenant: patch.tenant.map(no_empty_tenant),
+        ..UserChanges::default()
+    };
     if let Some(email) = patch.email {
         let email = normalize_email(&email);
         if !is_plausible_email(&email) {
             return Err(invalid("email", "must be an email address"));
         }
-        user.email = email;
-    }
-    if let Some(name) = patch.name {
-        user.name = name;
+        changes.email = Some(email);
     }
     if let Some(roles) = patch.roles {
         check_names("roles", &roles)?;
-        revoke |= roles != user.roles;
-        user.roles = roles;
+        changes.roles = Some(roles);
     }
     if let Some(groups) = patch.groups {
         check_names("groups", &groups)?;
-        user.groups = groups;
-    }
-    if let Some(tenant) = patch.tenant {
-        user.tenant = no_empty_tenant(tenant);
-    }
-    if let Some(disabled) = patch.disabled {
-        revoke |= disabled && !user.disabled;
-        user.disabled = disabled;
+        changes.groups = Some(groups);
     }
     if let Some(password) = patch.password {
         check_policy(&password).map_err(|e| invalid("password", e.to_string()))?;
-        user.password_hash = state
+        let hash = state
             .auth
             .passwords
             .hash(password)
             .await
             .map_err(ApiError::internal)?;
-        revoke = true;
+        changes.password_hash = Some(hash);
     }
-    if revoke {
-        user.generation += 1;
-    }
+    let (applied, edited) = tokio::sync::oneshot::channel();
     state
         .writer
-        .submit(Mutation::UpdateUser(user.clone()))
+        .submit(Mutation::EditUser {
+            id,
+            changes,
+            applied,
+        })
         .await?;
+    let user = edited.await.map_err(ApiError::internal)?;
     Ok(Json(user.public_json()))
 }
 

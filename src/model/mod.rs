@@ -7,4 +7,4 @@ pub mod user;
 
 pub use collection::{Collection, CollectionDef, FieldErrors};
 pub use record::Record;
-pub use user::User;
+pub use user::{User, UserChanges};

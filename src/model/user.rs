@@ -49,6 +49,57 @@ impl User {
     }
 }
 
+/// An edit of a user, checked beforehand and applied by the writer to the
+/// user as stored, so that edits made at the same time all apply: a rename
+/// that read the user before a disable cannot write `disabled: false` (or
+/// the old token generation) back.
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub roles: Option<Vec<String>>,
+    pub groups: Option<Vec<String>>,
+    /// `Some(None)` clears the tenant.
+    pub tenant: Option<Option<String>>,
+    pub disabled: Option<bool>,
+    pub password_hash: Option<String>,
+}
+
+impl UserChanges {
+    /// Applies the changes; disabling, a new password or other roles bump
+    /// the token generation, which voids every token issued before.
+    pub fn apply(self, user: &mut User) {
+        let mut revoke = false;
+        if let Some(email) = self.email {
+            user.email = email;
+        }
+        if let Some(name) = self.name {
+            user.name = name;
+        }
+        if let Some(roles) = self.roles {
+            revoke |= roles != user.roles;
+            user.roles = roles;
+        }
+        if let Some(groups) = self.groups {
+            user.groups = groups;
+        }
+        if let Some(tenant) = self.tenant {
+            user.tenant = tenant;
+        }
+        if let Some(disabled) = self.disabled {
+            revoke |= disabled && !user.disabled;
+            user.disabled = disabled;
+        }
+        if let Some(hash) = self.password_hash {
+            user.password_hash = hash;
+            revoke = true;
+        }
+        if revoke {
+            user.generation += 1;
+        }
+    }
+}
+
 /// Emails are compared case-insensitively and stored trimmed and lowercased.
 pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
@@ -65,4 +116,54 @@ pub fn is_plausible_email(email: &str) -> bool {
         && !domain.is_empty()
         && email.len() <= 254
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> User {
+        User {
+            id: "u1".into(),
+            email: "a@b.c".into(),
+            name: "A".into(),
+            roles: vec!["x".into()],
+            groups: vec![],
+            tenant: Some("t".into()),
+            disabled: false,
+            created: String::new(),
+            password_hash: "h".into(),
+            generation: 3,
+        }
+    }
+
+    #[test]
+    fn changes_that_void_tokens_bump_the_generation_once() {
+        let mut renamed = user();
+        UserChanges {
+            name: Some("B".into()),
+            roles: Some(vec!["x".into()]),
+            disabled: Some(false),
+            tenant: Some(None),
+            ..UserChanges::default()
+        }
+        .apply(&mut renamed);
+        assert_eq!(
+            (
+                renamed.name.as_str(),
+                renamed.tenant.clone(),
+                renamed.generation
+            ),
+            ("B", None, 3)
+        );
+        let mut voided = user();
+        UserChanges {
+            roles: Some(vec!["y".into()]),
+            disabled: Some(true),
+            password_hash: Some("h2".into()),
+            ..UserChanges::default()
+        }
+        .apply(&mut voided);
+        assert_eq!((voided.disabled, voided.generation), (true, 4));
+    }
 }

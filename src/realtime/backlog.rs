@@ -137,6 +137,7 @@ mod tests {
         realtime.connect(ConnHandle {
             id: conn,
             principal: admin,
+            sign_in: None,
             outbox,
             close,
         });

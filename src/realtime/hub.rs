@@ -66,6 +66,13 @@ pub enum Input {
     },
     TopicDeleted(String),
     PrincipalRevoked(String),
+    /// The connection now uses a token of this sign-in.
+    SignIn {
+        conn: ConnId,
+        sign_in: Option<String>,
+    },
+    /// This sign-in ended: its connections close.
+    SignInEnded(String),
     /// The last released seq.
     Position(oneshot::Sender<u64>),
     Stats(oneshot::Sender<HubStats>),
@@ -248,6 +255,12 @@ impl Hub {
                     );
                 }
             }
+            Input::SignIn { conn, sign_in } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.handle.sign_in = sign_in;
+                }
+            }
+            Input::SignInEnded(sign_in) => self.sign_in_ended(&sign_in),
             Input::Position(reply) => {
                 self.release();
                 let _ = reply.send(self.next - 1);
@@ -423,6 +436,23 @@ impl Hub {
                     Close::unauthorized("unauthorized", "your account changed; sign in again"),
                 ),
             }
+        }
+    }
+
+    /// Closes the connections whose latest token belongs to `sign_in`.
+    /// Sign-outs are rare next to events: a scan, not another index.
+    fn sign_in_ended(&mut self, sign_in: &str) {
+        let ended: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.handle.sign_in.as_deref() == Some(sign_in))
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in ended {
+            self.close(
+                conn,
+                Close::unauthorized("unauthorized", "this sign-in ended; sign in again"),
+            );
         }
     }
 

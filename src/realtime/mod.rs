@@ -31,6 +31,7 @@
 
 pub mod backlog;
 pub mod hub;
+pub mod limits;
 pub mod render;
 pub mod replay;
 pub mod session;
@@ -47,7 +48,7 @@ use std::thread::JoinHandle;
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::auth::Principal;
+use crate::auth::{Auth, Principal};
 use crate::rules::Expr;
 use crate::store::topics::Message;
 use crate::store::writer::Taps;
@@ -143,6 +144,9 @@ impl Close {
 pub struct ConnHandle {
     pub id: ConnId,
     pub principal: Principal,
+    /// The sign-in session of the access token it authenticated with last;
+    /// ending that sign-in closes the connection.
+    pub sign_in: Option<String>,
     /// Frames are shared, not copied: a slot is one pointer, which keeps
     /// the channel's first block (allocated per connection) small.
     pub outbox: mpsc::Sender<Arc<Frame>>,
@@ -215,6 +219,10 @@ pub struct Realtime {
     next_conn: Arc<AtomicU64>,
     /// The hub thread, joined by [`Realtime::stop`].
     hub: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// Open connections, against `max_connections` and its per-IP cap.
+    pub connections: limits::Connections,
+    /// HTTP publishes per caller, against `message_rate`.
+    pub publish_rates: limits::PublishRates,
 }
 
 /// The hub's inbox before the hub runs: the writer needs the publish tap
@@ -278,6 +286,8 @@ impl Wiring {
             tx: self.tx,
             next_conn: Arc::new(AtomicU64::new(1)),
             hub: Arc::new(Mutex::new(Some(hub))),
+            connections: limits::Connections::default(),
+            publish_rates: limits::PublishRates::default(),
         })
     }
 }
@@ -333,6 +343,32 @@ impl Realtime {
     /// Connections authenticated as this principal (a revoked API key) close.
     pub fn principal_revoked(&self, id: &str) {
         self.send(hub::Input::PrincipalRevoked(id.to_owned()));
+    }
+
+    /// Connections whose latest token belongs to this sign-in (signed out,
+    /// or revoked for a reused refresh token) close.
+    pub fn sign_in_ended(&self, sign_in: &str) {
+        self.send(hub::Input::SignInEnded(sign_in.to_owned()));
+    }
+
+    /// The connection now uses a token of this sign-in (the `auth` action).
+    pub fn set_sign_in(&self, conn: ConnId, sign_in: Option<String>, auth: &Auth) {
+        self.send(hub::Input::SignIn {
+            conn,
+            sign_in: sign_in.clone(),
+        });
+        self.close_if_signed_out(auth, sign_in.as_deref());
+    }
+
+    /// Closes the connections of `sign_in` if it has ended: call it after
+    /// telling the hub about a connection's sign-in. A sign-out between the
+    /// token's check and that message would otherwise reach the hub first
+    /// and miss the connection; either this check sees it, or its own
+    /// message comes after.
+    pub fn close_if_signed_out(&self, auth: &Auth, sign_in: Option<&str>) {
+        if let Some(sign_in) = sign_in.filter(|s| auth.session_revoked(s)) {
+            self.sign_in_ended(sign_in);
+        }
     }
 
     /// The last seq the hub has released.

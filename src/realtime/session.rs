@@ -266,10 +266,13 @@ impl Session {
                     .token
                     .ok_or_else(|| ApiError::bad_request("auth needs a token"))?;
                 let (principal, expires_ms) = self.state.auth.authenticate_until(&token)?;
+                let sign_in = self.state.auth.sign_in_of(&token);
                 self.principal = principal.clone();
                 self.credential = Some(token);
                 self.expires_ms = expires_ms;
                 self.state.realtime.set_identity(self.conn, principal);
+                let realtime = &self.state.realtime;
+                realtime.set_sign_in(self.conn, sign_in, &self.state.auth);
                 let user = self.principal.user().map(|u| u.public_json());
                 Ok(ok(json!({"user": user})))
             }

@@ -4,10 +4,11 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
@@ -16,12 +17,14 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::limits::Slot;
 use super::replay::Replay;
 use super::topics::Since;
 use super::{topics, ws, Close, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime};
 use crate::auth::Principal;
 use crate::clock;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::client_ip;
 use crate::http::AppState;
 use crate::store::Store;
 
@@ -80,6 +83,7 @@ impl Drop for Registration {
 
 struct SseState {
     _registration: Registration,
+    _slot: Slot,
     store: Store,
     /// The replay still to send, read a page at a time; live events wait
     /// in the outbox meanwhile.
@@ -96,6 +100,7 @@ struct SseState {
 
 pub async fn sse(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
@@ -106,10 +111,11 @@ pub async fn sse(
         params.token.as_deref(),
         std::iter::empty(),
     )?;
-    let (principal, expires_ms) = match token {
-        Some(token) => state.auth.authenticate_until(&token)?,
+    let (principal, expires_ms) = match &token {
+        Some(token) => state.auth.authenticate_until(token)?,
         None => (Principal::Anonymous, None),
     };
+    let sign_in = token.as_deref().and_then(|t| state.auth.sign_in_of(t));
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -136,6 +142,11 @@ pub async fn sse(
         let subscription = target.subscription(name, ops, filter.clone());
         subscribed.push((target, subscription));
     }
+    let slot = state.realtime.connections.acquire(
+        client_ip(&state, peer, &headers),
+        settings.max_connections,
+        settings.max_connections_per_ip,
+    )?;
 
     let conn = state.realtime.next_conn_id();
     let (outbox_tx, outbox) = mpsc::channel(settings.outbox);
@@ -143,9 +154,13 @@ pub async fn sse(
     state.realtime.connect(ConnHandle {
         id: conn,
         principal: principal.clone(),
+        sign_in: sign_in.clone(),
         outbox: outbox_tx,
         close: close_tx,
     });
+    state
+        .realtime
+        .close_if_signed_out(&state.auth, sign_in.as_deref());
     let registration = Registration {
         realtime: state.realtime.clone(),
         conn,
@@ -158,6 +173,7 @@ pub async fn sse(
     let heartbeat = settings.heartbeat;
     let stream = SseState {
         _registration: registration,
+        _slot: slot,
         store: state.store.clone(),
         replay,
         replayed: VecDeque::new(),

@@ -5,6 +5,7 @@
 //! reason (slow consumer, revoked identity, expired token, shutdown).
 
 use std::future::Future as _;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
@@ -21,12 +22,13 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::limits::Slot;
 use super::session::{self, RateLimit, Session};
 use super::{Close, ConnHandle, Frame};
 use crate::auth::{Auth, Principal};
 use crate::clock;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{header_credentials, one_credential};
+use crate::http::extract::{client_ip, header_credentials, one_credential};
 use crate::http::AppState;
 
 pub const SUBPROTOCOL: &str = "pulsebase.v1";
@@ -70,6 +72,7 @@ pub fn credential<'a>(
 
 pub async fn websocket(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     params: Result<Query<ConnectParams>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -90,11 +93,17 @@ pub async fn websocket(
         Some(token) => state.auth.authenticate_until(token)?,
         None => (Principal::Anonymous, None),
     };
+    let sign_in = token.as_deref().and_then(|t| state.auth.sign_in_of(t));
     let upgrade = upgrade.map_err(|_| {
         ApiError::bad_request("expected a WebSocket upgrade (or use /api/realtime/sse)")
     })?;
     check_key(&headers)?;
     let settings = state.live.get();
+    let slot = state.realtime.connections.acquire(
+        client_ip(&state, peer, &headers),
+        settings.max_connections,
+        settings.max_connections_per_ip,
+    )?;
     let upgrade = upgrade
         .protocols([SUBPROTOCOL])
         .max_message_size(settings.max_message_bytes)
@@ -102,7 +111,7 @@ pub async fn websocket(
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER);
     Ok(upgrade
-        .on_upgrade(move |socket| run(state, socket, principal, token, expires_ms))
+        .on_upgrade(move |socket| run(state, socket, principal, token, expires_ms, sign_in, slot))
         .into_response())
 }
 
@@ -112,6 +121,9 @@ async fn run(
     principal: Principal,
     token: Option<String>,
     expires_ms: Option<i64>,
+    sign_in: Option<String>,
+    // Held for as long as the connection is open.
+    _slot: Slot,
 ) {
     let settings = state.live.get();
     let conn = state.realtime.next_conn_id();
@@ -120,9 +132,13 @@ async fn run(
     state.realtime.connect(ConnHandle {
         id: conn,
         principal: principal.clone(),
+        sign_in: sign_in.clone(),
         outbox: outbox_tx,
         close: close_tx,
     });
+    state
+        .realtime
+        .close_if_signed_out(&state.auth, sign_in.as_deref());
     let mut shutdown = state.shutdown.clone();
     let mut session = Session::new(state.clone(), conn, principal, token, expires_ms);
     let mut rate = RateLimit::new(settings.message_rate);

@@ -41,7 +41,7 @@ use crate::access::Allowed;
 use crate::clock;
 use crate::config::Durability;
 use crate::model::collection::FieldErrors;
-use crate::model::{Collection, CollectionDef, Record, User};
+use crate::model::{Collection, CollectionDef, Record, User, UserChanges};
 
 /// Most requests applied before the group is handed to the flusher.
 const MAX_GROUP: usize = 1024;
@@ -64,7 +64,16 @@ pub enum Mutation {
         actor: Option<String>,
     },
     CreateUser(User),
+    /// Replaces the stored user whole; an edit that must not undo a
+    /// concurrent one is an `EditUser`.
     UpdateUser(User),
+    /// Applies the changes to the user as stored, here on the writer
+    /// thread, and hands the result to `applied` once written.
+    EditUser {
+        id: String,
+        changes: UserChanges,
+        applied: oneshot::Sender<User>,
+    },
     DeleteUser(String),
     CreateTopic(StoredTopic),
     DeleteTopic(String),
@@ -609,7 +618,9 @@ impl WriterState {
             if let RecordOp::Create(new) = op {
                 if staged.keys.contains(&new.key)
                     || !fresh.insert(new.key.clone())
-                    || (self.client_ids.must_look_up(&new.id, new.client_chose_id)
+                    || (self
+                        .client_ids
+                        .must_look_up(current.id, &new.id, new.client_chose_id)
                         && data.contains_key(&new.key)?)
                 {
                     return Err(WriteError::Conflict(new.id.clone()));
@@ -619,7 +630,8 @@ impl WriterState {
         let first_seq = self.next_seq;
         for op in ops {
             if let RecordOp::Create(new) = op {
-                self.client_ids.storing(&new.id, new.client_chose_id);
+                self.client_ids
+                    .storing(current.id, &new.id, new.client_chose_id);
                 new.insert_into(&mut staged.batch, self.next_seq);
                 self.next_seq += 1;
                 staged.ops += 1;
@@ -697,6 +709,18 @@ impl WriterState {
             Mutation::UpdateUser(user) => {
                 let old = self.existing_user(&user.id)?;
                 self.put_user(Some(old), user)
+            }
+            Mutation::EditUser {
+                id,
+                changes,
+                applied,
+            } => {
+                let old = self.existing_user(&id)?;
+                let mut user = old.clone();
+                changes.apply(&mut user);
+                let committed = self.put_user(Some(old), user.clone())?;
+                let _ = applied.send(user);
+                Ok(committed)
             }
             Mutation::DeleteUser(id) => self.delete_user(&id),
             Mutation::CreateTopic(def) => self.create_topic(def),
@@ -835,12 +859,16 @@ impl WriterState {
                 match op {
                     RecordOp::Create(new) => {
                         if !touched.insert(new.key.clone())
-                            || (self.client_ids.must_look_up(&new.id, new.client_chose_id)
-                                && data.contains_key(&new.key)?)
+                            || (self.client_ids.must_look_up(
+                                current.id,
+                                &new.id,
+                                new.client_chose_id,
+                            ) && data.contains_key(&new.key)?)
                         {
                             return Err(WriteError::Conflict(new.id));
                         }
-                        self.client_ids.storing(&new.id, new.client_chose_id);
+                        self.client_ids
+                            .storing(current.id, &new.id, new.client_chose_id);
                         let seq = self.next_seq;
                         self.next_seq += 1;
                         new.insert_into(&mut batch, seq);
