@@ -5,7 +5,7 @@
 //!  writer ──apply_batch──► sled `c` prefix ──watch_prefix──► watcher thread ─┐
 //!    │                                                                       │
 //!    └── publish tap (custom-topic messages) ────────────────────────────────┤
-//!  flusher ── release tap: durable seq (relaxed: see store::seqs) ──────────┤
+//!  flusher ── release tap: durable seq (relaxed: see store::seqs) ───────────┤
 //!  connections ── connect / subscribe / unsubscribe / identity ──────────────┤
 //!                                                                            ▼
 //!                                       hub thread: reorder by seq, release up to
