@@ -43,7 +43,8 @@ impl ClientIds {
             let mut bound = None;
             for key in store.data().range(range).keys().rev().take(START_WALK) {
                 let key = key?;
-                let id = String::from_utf8_lossy(&key[prefix_len..]).into_owned();
+                let id =
+                    String::from_utf8_lossy(key.get(prefix_len..).unwrap_or_default()).into_owned();
                 let generated = is_generated_shape(&id);
                 bound = Some(id);
                 if generated {
