@@ -8,8 +8,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::auth::Principal;
 use crate::model::Collection;
+use crate::model::Principal;
 use crate::rules::{EvalContext, Expr};
 use crate::visibility::Viewer;
 
@@ -61,7 +61,7 @@ impl<'p> Caller<'p> {
     pub fn new(principal: &'p Principal) -> Caller<'p> {
         Caller {
             principal,
-            viewer: principal.viewer(),
+            viewer: Viewer::of(principal),
             now: crate::clock::now_rfc3339(),
         }
     }

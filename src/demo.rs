@@ -10,18 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, HeaderValue};
 use rand::Rng as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::auth::Principal;
-use crate::http::collections::parse_def;
-use crate::http::{records, AppState};
+use crate::services::collections::parse_def;
+use crate::services::records;
+use crate::state::AppState;
 use crate::store::api_keys::ApiKey;
 use crate::store::writer::Mutation;
 
@@ -114,19 +111,10 @@ async fn write(
     principal: &Principal,
     collection: &str,
     reading: &Value,
-) -> Result<(), crate::http::error::ApiError> {
-    let mut headers = HeaderMap::new();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    let body = Bytes::from(reading.to_string());
-    records::create_records(
-        State(state.clone()),
-        principal.clone(),
-        Path(collection.to_owned()),
-        headers,
-        Ok(body),
-    )
-    .await
-    .map(|_| ())
+) -> Result<(), crate::error::ApiError> {
+    records::create(state, principal, collection, vec![reading.clone()], false)
+        .await
+        .map(|_| ())
 }
 
 /// A slow random walk with the odd spike, so charts have something to show.

@@ -1,24 +1,27 @@
 //! pulsebase: a realtime backend in one binary.
 //!
-//! The rooms, from the disk up:
-//! - [`store`]: the only code that touches sled. Key layouts, the versioned
-//!   envelopes, listing with indexes and cursors, and the single [`store::writer`]
-//!   that orders every write, logs it in the change log and fsyncs in groups.
-//! - [`model`]: collections (schema and validation), records and users, free
-//!   of HTTP and storage.
-//! - [`rules`]: the expression language of rules and filters.
-//! - [`visibility`]: the one decision of what a viewer sees of a record,
-//!   made the same way on every path (REST, WebSocket, SSE, replay).
-//! - [`access`]: who may write what, on top of `rules`.
-//! - [`auth`]: passwords, tokens and the principal a request acts as.
-//! - [`http`]: the axum router, one file per resource, and the error shape.
-//! - [`realtime`]: the hub that fans changes and messages out to WebSocket
-//!   and SSE subscribers, and the protocol they speak.
-//! - [`assets`]: the web files compiled into the binary (the JavaScript
-//!   client; the admin UI).
-//! - [`retention`]: the background task that expires old records.
-//! - [`server`]: wiring and shutdown; [`config`]: settings; [`demo`]: the
-//!   `--demo` collection and simulated devices.
+//! The rooms, in layers from the disk up; each imports only from layers
+//! below it (`.ci/import_cycles.py` keeps it so):
+//! 1. [`rules`] (the expression language), [`model`] (collections, records,
+//!    users, API keys, the principal a request acts as), [`visibility`]
+//!    (the one decision of what a viewer sees of a record), [`access`]
+//!    (who may write what; the permits writes require).
+//! 2. [`store`]: the only code that touches sled. Key layouts, versioned
+//!    envelopes, listing, the change log, and the single [`store::writer`]
+//!    that orders every write and makes it durable in groups.
+//! 3. [`auth`]: passwords, tokens, sessions, API keys over the store;
+//!    [`error`]: the one error shape every caller gets; [`limits`]: caps
+//!    and rates that hold under abuse.
+//! 4. [`fanout`]: the hub that delivers changes and messages to exactly
+//!    the subscribers allowed to see them, and replay.
+//! 5. [`state`]: the shared handle (settings, store, writer, auth, fan-out).
+//! 6. [`services`]: what REST and realtime both do, free of either:
+//!    records, topics, collection definitions, credentials.
+//! 7. Transports: [`http`] (the axum router, one file per resource) and
+//!    [`realtime`] (the WebSocket and SSE protocol).
+//! 8. [`server`] (wiring and shutdown), [`retention`], [`demo`], [`cli`];
+//!    [`config`], [`clock`], [`ids`], [`metrics`] and [`assets`] (the
+//!    embedded web files) serve every layer.
 
 pub mod access;
 pub mod assets;
@@ -27,13 +30,18 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod error;
+pub mod fanout;
 pub mod http;
 pub mod ids;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod realtime;
 pub mod retention;
 pub mod rules;
 pub mod server;
+pub mod services;
+pub mod state;
 pub mod store;
 pub mod visibility;

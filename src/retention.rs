@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::http::AppState;
 use crate::model::Collection;
+use crate::state::AppState;
 use crate::store::writer::{Mutation, RecordOp};
 
 const INTERVAL: Duration = Duration::from_secs(2);

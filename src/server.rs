@@ -15,11 +15,11 @@ use tokio::sync::watch;
 
 use crate::auth::Auth;
 use crate::config::{Live, Settings};
-use crate::http::{self, AppState, Shared};
+use crate::http;
 use crate::model::user::normalize_email;
 use crate::model::User;
-use crate::realtime;
 use crate::retention;
+use crate::state::{AppState, Shared};
 use crate::store::writer::{Mutation, WriteError, Writer};
 use crate::store::Store;
 
@@ -48,7 +48,7 @@ pub async fn run(
     crate::metrics::spawn_upkeep();
     let store = open_store(&settings)?;
     // Subscribe to the change log before anything can write to it.
-    let wiring = realtime::Wiring::new(&store);
+    let wiring = crate::fanout::Wiring::new(&store);
     let writer = Writer::start(
         store.clone(),
         settings.durability,

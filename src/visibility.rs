@@ -16,7 +16,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use crate::model::Collection;
+use crate::model::{Collection, Principal};
 use crate::rules::{EvalContext, Expr, UserContext};
 
 /// How far a read reaches, which decides the rules it must pass.
@@ -39,6 +39,14 @@ pub struct Viewer {
 }
 
 impl Viewer {
+    /// The principal as read rules see it, as it is now.
+    pub fn of(principal: &Principal) -> Viewer {
+        Viewer {
+            admin: principal.is_admin(),
+            user: principal.rule_context(),
+        }
+    }
+
     fn context<'a>(&'a self, record: &'a Map<String, Value>, now: &'a str) -> EvalContext<'a> {
         EvalContext {
             record,

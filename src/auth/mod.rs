@@ -4,7 +4,6 @@
 
 pub mod api_key;
 pub mod password;
-pub mod principal;
 pub mod session;
 pub mod throttle;
 pub mod token;
@@ -12,7 +11,7 @@ pub mod token;
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock, RwLock};
 
-pub use principal::Principal;
+pub use crate::model::Principal;
 pub use token::{TokenError, TokenPair};
 
 use crate::config::Live;

@@ -15,7 +15,6 @@ pub mod stats;
 pub mod topics;
 pub mod users;
 
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -26,47 +25,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use tokio::sync::watch;
-
-use crate::auth::Auth;
-use crate::config::{Live, Settings};
-use crate::realtime::{self, Realtime};
-use crate::store::writer::Writer;
-use crate::store::Store;
+use crate::realtime;
+pub use crate::state::{AppState, Shared};
 use error::ApiError;
-
-/// Shared by every handler; cheap to clone.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-pub struct Shared {
-    pub settings: Settings,
-    /// The runtime settings, including changes made while running.
-    pub live: Live,
-    pub store: Store,
-    pub writer: Writer,
-    pub auth: Auth,
-    pub realtime: Realtime,
-    /// Turns true when the server starts shutting down; long-lived
-    /// connections watch it and close themselves.
-    pub shutdown: watch::Receiver<bool>,
-    /// The one-time first-admin code, while no admin exists.
-    pub setup_code: Mutex<Option<String>>,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-impl AppState {
-    pub fn new(shared: Shared) -> AppState {
-        AppState(Arc::new(shared))
-    }
-}
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.settings.max_body_bytes;

@@ -1,46 +1,18 @@
-//! `/api/collections/{name}/records`: create (one, array, NDJSON), list, get,
-//! patch, replace, delete. Every operation goes through the access layer.
-
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+//! `/api/collections/{name}/records` over HTTP: the request's framing (one
+//! object, a JSON array or NDJSON; `If-Match`; query parameters) around
+//! the records service, which decides everything else.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
 use super::AppState;
-use crate::access::{Action, Allowed, Caller};
 use crate::auth::Principal;
-use crate::model::record::{drop_system_fields, merge_patch, project};
-use crate::model::{Collection, Record};
-use crate::rules::Expr;
-use crate::store::query::{parse_sort, Cursor, ListRequest};
-use crate::store::writer::{Mutation, NewRecord, RecordOp, WriteError};
-use crate::visibility::{self, Reach, Sighted};
-
-const DEFAULT_LIMIT: usize = 50;
-const MAX_LIMIT: usize = 1000;
-/// Attempts when a concurrent write moves a record or schema under us.
-const WRITE_ATTEMPTS: usize = 5;
-/// Bad items reported at most for one batch.
-const MAX_REPORTED_ITEMS: usize = 100;
-
-fn collection(state: &AppState, name: &str) -> ApiResult<Arc<Collection>> {
-    state
-        .store
-        .catalog()
-        .get(name)
-        .ok_or_else(|| ApiError::not_found(format!("collection {name} not found")))
-}
-
-fn record_not_found(id: &str) -> ApiError {
-    ApiError::not_found(format!("record {id} not found"))
-}
+use crate::services::records::{self, ListParams, UpdateKind};
 
 /// The items of a create request: one object, a JSON array, or NDJSON.
 fn parse_items(headers: &HeaderMap, body: &[u8]) -> ApiResult<(Vec<Value>, bool)> {
@@ -81,302 +53,6 @@ fn parse_items(headers: &HeaderMap, body: &[u8]) -> ApiResult<(Vec<Value>, bool)
     }
 }
 
-/// A record ready to create, with the create rule's permit.
-struct Prepared {
-    record: Record,
-    client_chose_id: bool,
-    permit: Allowed,
-}
-
-/// Builds a record for create: checks the id, the schema and the create rule.
-fn prepare_create(
-    collection: &Collection,
-    caller: &Caller,
-    item: Value,
-    now: &str,
-) -> Result<Prepared, ApiError> {
-    let Value::Object(mut data) = item else {
-        return Err(ApiError::bad_request("each record must be a JSON object"));
-    };
-    let client_chose_id = !matches!(data.get("id"), None | Some(Value::Null));
-    let id = match data.remove("id") {
-        None | Some(Value::Null) => crate::ids::generate(),
-        Some(Value::String(id)) if crate::ids::is_valid_record_id(&id) => id,
-        Some(_) => {
-            return Err(ApiError::validation(
-                "invalid record",
-                &[(
-                    "id".to_owned(),
-                    "must match ^[A-Za-z0-9_-]{1,64}$".to_owned(),
-                )]
-                .into(),
-            ))
-        }
-    };
-    let owner = owner_for(caller, data.get("owner"), caller.principal.id())?;
-    drop_system_fields(&mut data);
-    let data = collection
-        .validate(data, true)
-        .map_err(|errors| ApiError::validation("invalid record", &errors))?;
-    let record = Record::new(&id, now, now, owner.as_deref(), 1, data);
-    let permit = caller
-        .authorize(collection, Action::Create, &record.fields)
-        .ok_or_else(|| ApiError::forbidden("the create rule does not allow this record"))?;
-    Ok(Prepared {
-        record,
-        client_chose_id,
-        permit,
-    })
-}
-
-/// `owner` is the creator's id; only admins may set it to something else.
-fn owner_for(
-    caller: &Caller,
-    requested: Option<&Value>,
-    default: Option<String>,
-) -> ApiResult<Option<String>> {
-    match requested {
-        Some(value) if caller.is_admin() => match value {
-            Value::String(owner) => Ok(Some(owner.clone())),
-            Value::Null => Ok(None),
-            _ => Err(ApiError::validation(
-                "invalid record",
-                &[("owner".to_owned(), "must be a string or null".to_owned())].into(),
-            )),
-        },
-        _ => Ok(default),
-    }
-}
-
-pub async fn create_records(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let body = body?;
-    let (items, is_batch) = parse_items(&headers, &body)?;
-    let max_batch = state.live.get().max_batch;
-    if items.len() > max_batch {
-        return Err(ApiError::payload_too_large(format!(
-            "a batch holds at most {} records",
-            max_batch
-        )));
-    }
-    if is_batch && items.is_empty() {
-        return Err(ApiError::bad_request("the batch is empty"));
-    }
-    let caller = Caller::new(&principal);
-    // Refuse before validating, so a caller who can never create learns
-    // nothing about the schema.
-    if !caller.may_ever(&*collection(&state, &name)?, Action::Create) {
-        return Err(ApiError::forbidden("you may not create records here"));
-    }
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let collection = collection(&state, &name)?;
-        let now = crate::clock::now_rfc3339();
-        let mut records = Vec::with_capacity(items.len());
-        let mut bad = BTreeMap::new();
-        for (index, item) in items.iter().enumerate() {
-            match prepare_create(&collection, &caller, item.clone(), &now) {
-                Ok(record) => records.push(record),
-                Err(e) if !is_batch => return Err(e),
-                Err(e) => {
-                    if e.status == StatusCode::FORBIDDEN {
-                        return Err(ApiError::forbidden(format!("item {index}: {}", e.message)));
-                    }
-                    if bad.len() < MAX_REPORTED_ITEMS {
-                        bad.insert(
-                            index.to_string(),
-                            e.details.unwrap_or(Value::String(e.message)),
-                        );
-                    }
-                }
-            }
-        }
-        if !bad.is_empty() {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "validation_failed",
-                format!(
-                    "{} of {} records are invalid; none were written",
-                    bad.len(),
-                    items.len()
-                ),
-            )
-            .with_details(json!({ "items": bad })));
-        }
-        let actor = principal.id();
-        let server_ids: HashSet<String> = records
-            .iter()
-            .filter(|p| !p.client_chose_id)
-            .map(|p| p.record.id().to_owned())
-            .collect();
-        let visible: Vec<Value> = records
-            .iter()
-            .map(|p| Value::Object(seen_by(&caller, &collection, &p.record)))
-            .collect();
-        let ops = records
-            .into_iter()
-            .map(|p| {
-                RecordOp::Create(NewRecord::prepare(
-                    &collection,
-                    &p.record,
-                    actor.as_deref(),
-                    p.client_chose_id,
-                    p.permit,
-                ))
-            })
-            .collect();
-        let mutation = Mutation::Records {
-            collection: collection.clone(),
-            ops,
-            actor,
-        };
-        match state.writer.submit(mutation).await {
-            Ok(_) => {}
-            Err(WriteError::CollectionChanged) if attempt < WRITE_ATTEMPTS => continue,
-            // A client took the id the server generated: new ids, again.
-            Err(WriteError::Conflict(id))
-                if attempt < WRITE_ATTEMPTS && server_ids.contains(&id) =>
-            {
-                continue
-            }
-            Err(e) => return Err(e.into()),
-        }
-        let body = if is_batch {
-            json!({ "items": visible })
-        } else {
-            visible.into_iter().next().unwrap_or(Value::Null)
-        };
-        return Ok((StatusCode::CREATED, Json(body)));
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListParams {
-    pub filter: Option<String>,
-    pub sort: Option<String>,
-    pub limit: Option<usize>,
-    pub cursor: Option<String>,
-    pub fields: Option<String>,
-}
-
-pub fn parse_filter(text: Option<&str>) -> ApiResult<Option<Expr>> {
-    // Parsed untrimmed so error positions point into the caller's text.
-    match text.filter(|t| !t.trim().is_empty()) {
-        None => Ok(None),
-        Some(text) => Expr::parse(text).map(Some).map_err(|e| {
-            ApiError::bad_request(format!("filter: {e}"))
-                .with_details(json!({"position": e.position}))
-        }),
-    }
-}
-
-pub async fn list_records(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(name): Path<String>,
-    params: Result<Query<ListParams>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
-    let Query(params) = params?;
-    let collection = collection(&state, &name)?;
-    let filter = parse_filter(params.filter.as_deref())?;
-    let sort = parse_sort(params.sort.as_deref().unwrap_or("")).map_err(ApiError::bad_request)?;
-    let after = params
-        .cursor
-        .as_deref()
-        .map(|c| Cursor::decode(c, &sort))
-        .transpose()
-        .map_err(ApiError::bad_request)?;
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let wanted: Option<Vec<String>> = params.fields.map(|f| {
-        f.split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect()
-    });
-    let store = state.store.clone();
-    let page = tokio::task::spawn_blocking(move || {
-        let caller = Caller::new(&principal);
-        if visibility::rules_for(&caller.viewer, &collection, Reach::Collection).is_none() {
-            return Err(ApiError::forbidden("you may not list this collection"));
-        }
-        let request = ListRequest {
-            collection: &collection,
-            viewer: &caller.viewer,
-            now: &caller.now,
-            filter: filter.as_ref(),
-            sort: &sort,
-            after,
-            limit,
-        };
-        store.list(&request).map_err(ApiError::from)
-    })
-    .await
-    .map_err(ApiError::internal)??;
-    let items: Vec<Value> = page
-        .items
-        .into_iter()
-        .map(|mut fields| {
-            if let Some(wanted) = &wanted {
-                project(&mut fields, wanted);
-            }
-            Value::Object(fields)
-        })
-        .collect();
-    Ok(Json(
-        json!({"items": items, "next_cursor": page.next_cursor}),
-    ))
-}
-
-/// Loads a record the caller may view; anything else is 404.
-fn viewable(
-    state: &AppState,
-    collection: &Collection,
-    caller: &Caller,
-    id: &str,
-) -> ApiResult<Record> {
-    let record = state
-        .store
-        .get_record(collection.id, id)?
-        .ok_or_else(|| record_not_found(id))?;
-    let sighted = Sighted::new(collection, &record.fields);
-    if !visibility::sees(
-        &caller.viewer,
-        collection,
-        Reach::Record,
-        &sighted,
-        None,
-        &caller.now,
-    ) {
-        return Err(record_not_found(id));
-    }
-    Ok(record)
-}
-
-/// What the caller sees of a record it may view (or has just written).
-fn seen_by(caller: &Caller, collection: &Collection, record: &Record) -> Map<String, Value> {
-    Sighted::new(collection, &record.fields)
-        .as_seen_by(caller.is_admin())
-        .clone()
-}
-
-pub async fn get_record(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path((name, id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    let collection = collection(&state, &name)?;
-    let caller = Caller::new(&principal);
-    let record = viewable(&state, &collection, &caller, &id)?;
-    Ok(Json(Value::Object(seen_by(&caller, &collection, &record))))
-}
-
 /// `If-Match: <rev>` (quotes allowed, as for an ETag).
 fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
     let Some(value) = headers.get(header::IF_MATCH) else {
@@ -391,104 +67,37 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
         .ok_or_else(|| ApiError::bad_request("If-Match must be a record rev, e.g. If-Match: 3"))
 }
 
-#[derive(Clone, Copy)]
-enum UpdateKind {
-    Merge,
-    Replace,
-}
-
-async fn update(
-    state: AppState,
+pub async fn create_records(
+    State(state): State<AppState>,
     principal: Principal,
-    name: String,
-    id: String,
+    Path(name): Path<String>,
     headers: HeaderMap,
-    body: Value,
-    kind: UpdateKind,
-) -> ApiResult<Json<Value>> {
-    let Value::Object(body) = body else {
-        return Err(ApiError::bad_request("expected a JSON object"));
-    };
-    let expected = if_match(&headers)?;
-    let caller = Caller::new(&principal);
-    for attempt in 1..=WRITE_ATTEMPTS {
-        let collection = collection(&state, &name)?;
-        let current = viewable(&state, &collection, &caller, &id)?;
-        if expected.is_some_and(|rev| rev != current.rev()) {
-            return Err(ApiError::precondition_failed(format!(
-                "the record is at rev {}",
-                current.rev()
-            ))
-            .with_details(json!({"rev": current.rev()})));
-        }
-        if caller
-            .authorize(&collection, Action::Update, &current.fields)
-            .is_none()
-        {
-            return Err(ApiError::forbidden("the update rule does not allow this"));
-        }
-        let owner = owner_for(
-            &caller,
-            body.get("owner"),
-            current.owner().map(str::to_owned),
-        )?;
-        let mut input = body.clone();
-        drop_system_fields(&mut input);
-        let data = match kind {
-            UpdateKind::Merge => {
-                let mut data = current.data();
-                merge_patch(&mut data, input);
-                data
-            }
-            UpdateKind::Replace => input,
-        };
-        let data = collection
-            .validate(data, matches!(kind, UpdateKind::Replace))
-            .map_err(|errors| ApiError::validation("invalid record", &errors))?;
-        let now = crate::clock::now_rfc3339();
-        let record = Record::new(
-            &id,
-            current.created(),
-            &now,
-            owner.as_deref(),
-            current.rev() + 1,
-            data,
-        );
-        // Checked on the result too, so nobody can move a record into a
-        // state they could not have created.
-        let permit = caller
-            .authorize(&collection, Action::Update, &record.fields)
-            .ok_or_else(|| {
-                ApiError::forbidden("the update rule does not allow the record that would result")
-            })?;
-        let visible = seen_by(&caller, &collection, &record);
-        let mutation = Mutation::Records {
-            collection: collection.clone(),
-            ops: vec![RecordOp::Replace {
-                record,
-                expected_rev: current.rev(),
-                permit,
-            }],
-            actor: principal.id(),
-        };
-        match state.writer.submit(mutation).await {
-            Ok(_) => return Ok(Json(Value::Object(visible))),
-            Err(WriteError::RevMismatch { .. } | WriteError::CollectionChanged)
-                if expected.is_none() && attempt < WRITE_ATTEMPTS =>
-            {
-                continue
-            }
-            Err(WriteError::NotFound(_)) => return Err(record_not_found(&id)),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(ApiError::conflict("the record kept changing; try again"))
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let body = body?;
+    let (items, is_batch) = parse_items(&headers, &body)?;
+    let created = records::create(&state, &principal, &name, items, is_batch).await?;
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
-fn object_body(
-    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Value> {
-    Ok(body?.0)
+pub async fn list_records(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(params) = params?;
+    Ok(Json(
+        records::list(&state, &principal, &name, params).await?,
+    ))
+}
+
+pub async fn get_record(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(records::get(&state, &principal, &name, &id).await?))
 }
 
 pub async fn patch_record(
@@ -496,10 +105,19 @@ pub async fn patch_record(
     principal: Principal,
     Path((name, id)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    let body = object_body(body)?;
-    update(state, principal, name, id, headers, body, UpdateKind::Merge).await
+    let expected = if_match(&headers)?;
+    let record = records::update(
+        &state,
+        &principal,
+        &name,
+        &id,
+        expected,
+        body?.0,
+        UpdateKind::Merge,
+    );
+    Ok(Json(record.await?))
 }
 
 pub async fn replace_record(
@@ -507,19 +125,19 @@ pub async fn replace_record(
     principal: Principal,
     Path((name, id)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    let body = object_body(body)?;
-    update(
-        state,
-        principal,
-        name,
-        id,
-        headers,
-        body,
+    let expected = if_match(&headers)?;
+    let record = records::update(
+        &state,
+        &principal,
+        &name,
+        &id,
+        expected,
+        body?.0,
         UpdateKind::Replace,
-    )
-    .await
+    );
+    Ok(Json(record.await?))
 }
 
 pub async fn delete_record(
@@ -529,30 +147,6 @@ pub async fn delete_record(
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     let expected = if_match(&headers)?;
-    let caller = Caller::new(&principal);
-    let collection = collection(&state, &name)?;
-    let current = viewable(&state, &collection, &caller, &id)?;
-    let permit = caller
-        .authorize(&collection, Action::Delete, &current.fields)
-        .ok_or_else(|| ApiError::forbidden("the delete rule does not allow this"))?;
-    // Without If-Match the delete is of the record the rule was checked on.
-    let expected_rev = Some(expected.unwrap_or(current.rev()));
-    let mutation = Mutation::Records {
-        collection,
-        ops: vec![RecordOp::Delete {
-            id: id.clone(),
-            expected_rev,
-            expired: false,
-            permit,
-        }],
-        actor: principal.id(),
-    };
-    match state.writer.submit(mutation).await {
-        Ok(_) => Ok(StatusCode::NO_CONTENT),
-        Err(WriteError::NotFound(_)) => Err(record_not_found(&id)),
-        Err(WriteError::RevMismatch { current, .. }) if expected.is_none() => Err(
-            ApiError::conflict(format!("the record changed (now rev {current}); try again")),
-        ),
-        Err(e) => Err(e.into()),
-    }
+    records::delete(&state, &principal, &name, &id, expected).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -14,7 +14,7 @@ use super::error::ApiResult;
 use super::extract::{client_ip, JsonBody};
 use super::AppState;
 use crate::auth::Principal;
-use crate::realtime::topics::{self, NewTopic};
+use crate::services::topics::{self, NewTopic};
 
 /// `GET /api/topics` → the topics the caller may subscribe to.
 pub async fn list_topics(State(state): State<AppState>, principal: Principal) -> Json<Value> {

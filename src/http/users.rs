@@ -13,12 +13,12 @@ use serde_json::{json, Value};
 use super::auth::{create_user, Profile};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Admin, JsonBody};
-use super::records::parse_filter;
 use super::AppState;
 use crate::auth::password::check_policy;
 use crate::model::user::{is_plausible_email, normalize_email};
 use crate::model::{User, UserChanges};
 use crate::rules::EvalContext;
+use crate::services::records::parse_filter;
 use crate::store::writer::Mutation;
 
 const DEFAULT_LIMIT: usize = 50;

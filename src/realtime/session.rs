@@ -4,23 +4,21 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
-use super::replay::{Page, Replay};
-use super::topics::{self, NewTopic, Since};
-use super::{ConnId, Frame, Ops};
 use crate::auth::Principal;
-use crate::http::error::{ApiError, ApiResult};
-use crate::http::records;
-use crate::http::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::fanout::replay::{Page, Replay};
+use crate::fanout::{ConnId, Frame, Ops};
 use crate::rules::Expr;
+use crate::services::records::{self, UpdateKind};
+use crate::services::topics::{self, NewTopic, Since};
+use crate::state::AppState;
 use crate::store::StoreError;
+use crate::visibility::Viewer;
 
 /// A client request. Unknown fields are ignored so newer clients still work.
 #[derive(Debug, Deserialize)]
@@ -64,34 +62,6 @@ pub fn error_frame(id: Option<Value>, error: &ApiError) -> Frame {
         body["details"] = details.clone();
     }
     Frame::control(&body)
-}
-
-/// A token bucket: `rate` messages per second, bursts up to `rate`.
-pub struct RateLimit {
-    tokens: f64,
-    last: Instant,
-}
-
-impl RateLimit {
-    pub fn new(rate: u32) -> RateLimit {
-        RateLimit {
-            tokens: f64::from(rate),
-            last: Instant::now(),
-        }
-    }
-
-    pub fn allow(&mut self, rate: u32) -> bool {
-        let now = Instant::now();
-        let rate = f64::from(rate);
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * rate).min(rate);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 pub struct Session {
@@ -335,26 +305,25 @@ impl Session {
         reply["epoch"] = json!(self.state.store.epoch());
         let frames = vec![Frame::control(&reply)];
         if let Some(since) = since {
-            let replay = Replay::new(subscribed, self.principal.viewer(), since.seq, upto);
+            let replay = Replay::new(subscribed, Viewer::of(&self.principal), since.seq, upto);
             self.replays.push_back(replay);
         }
         Ok(frames)
     }
 
-    /// list/get/create/update/delete: the REST handlers themselves, so the
-    /// access layer is the same code.
+    /// list/get/create/update/delete: the records service REST calls too,
+    /// so the access checks and what a viewer sees are the same code.
     async fn records(&mut self, request: Request) -> ApiResult<Vec<Frame>> {
         let id = request.id.clone().unwrap_or(Value::Null);
-        let state = State(self.state.clone());
-        let principal = self.principal.clone();
+        let (state, principal) = (&self.state, &self.principal);
         let collection = request
             .collection
-            .clone()
+            .as_deref()
             .ok_or_else(|| ApiError::bad_request("name the collection"))?;
         let record_id = || {
             request
                 .record
-                .clone()
+                .as_deref()
                 .ok_or_else(|| ApiError::bad_request("name the record"))
         };
         let body = match request.action.as_str() {
@@ -366,57 +335,37 @@ impl Session {
                     cursor: request.cursor.clone(),
                     fields: request.fields.clone(),
                 };
-                let page =
-                    records::list_records(state, principal, Path(collection), Ok(Query(params)))
-                        .await?;
-                page.0
+                records::list(state, principal, collection, params).await?
             }
             "get" => {
-                let record =
-                    records::get_record(state, principal, Path((collection, record_id()?))).await?;
-                json!({"record": record.0})
+                let record = records::get(state, principal, collection, record_id()?).await?;
+                json!({"record": record})
             }
             "create" => {
                 let data = request.data.clone().unwrap_or(json!({}));
                 if !data.is_object() {
                     return Err(ApiError::bad_request("data must be an object"));
                 }
-                let mut headers = HeaderMap::new();
-                headers.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                let bytes = serde_json::to_vec(&data).map_err(ApiError::internal)?;
-                let (_, record) = records::create_records(
-                    state,
-                    principal,
-                    Path(collection),
-                    headers,
-                    Ok(bytes.into()),
-                )
-                .await?;
-                json!({"record": record.0})
+                let record =
+                    records::create(state, principal, collection, vec![data], false).await?;
+                json!({"record": record})
             }
             "update" => {
                 let data = request.data.clone().unwrap_or(json!({}));
-                let record = records::patch_record(
+                let record = records::update(
                     state,
                     principal,
-                    Path((collection, record_id()?)),
-                    HeaderMap::new(),
-                    Ok(axum::Json(data)),
+                    collection,
+                    record_id()?,
+                    None,
+                    data,
+                    UpdateKind::Merge,
                 )
                 .await?;
-                json!({"record": record.0})
+                json!({"record": record})
             }
             _ => {
-                records::delete_record(
-                    state,
-                    principal,
-                    Path((collection, record_id()?)),
-                    HeaderMap::new(),
-                )
-                .await?;
+                records::delete(state, principal, collection, record_id()?, None).await?;
                 json!({})
             }
         };

@@ -17,16 +17,18 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::limits::Slot;
-use super::replay::Replay;
-use super::topics::Since;
-use super::{topics, ws, Close, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime};
+use super::ws;
 use crate::auth::Principal;
 use crate::clock;
-use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::client_ip;
-use crate::http::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::fanout::replay::Replay;
+use crate::fanout::{Close, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime};
+use crate::limits::Slot;
+use crate::services::credentials::client_ip;
+use crate::services::topics::{self, Since};
+use crate::state::AppState;
 use crate::store::Store;
+use crate::visibility::Viewer;
 
 struct Params {
     topics: Vec<String>,
@@ -169,7 +171,8 @@ pub async fn sse(
     // `Last-Event-ID` resumes them all.
     let subscriptions = subscribed.iter().map(|(_, s)| s.clone()).collect();
     let upto = state.realtime.subscribe(conn, subscriptions).await;
-    let replay = since.map(|since| Replay::new(subscribed, principal.viewer(), since.seq, upto));
+    let replay =
+        since.map(|since| Replay::new(subscribed, Viewer::of(&principal), since.seq, upto));
     let heartbeat = settings.heartbeat;
     let stream = SseState {
         _registration: registration,

@@ -22,14 +22,15 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::limits::Slot;
-use super::session::{self, RateLimit, Session};
-use super::{Close, ConnHandle, Frame};
+use super::session::{self, Session};
 use crate::auth::{Auth, Principal};
 use crate::clock;
-use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{client_ip, header_credentials, one_credential};
-use crate::http::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::fanout::{Close, ConnHandle, Frame};
+use crate::limits::RateLimit;
+use crate::limits::Slot;
+use crate::services::credentials::{client_ip, header_credentials, one_credential};
+use crate::state::AppState;
 
 pub const SUBPROTOCOL: &str = "pulsebase.v1";
 const BEARER_PROTOCOL_PREFIX: &str = "bearer.";

@@ -2,20 +2,9 @@
 //! of the secret is kept: secrets are 256 random bits, so a slow hash would
 //! add cost without adding safety.
 
-use serde::{Deserialize, Serialize};
-
 use super::{codec, Store, StoreError};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ApiKey {
-    pub id: String,
-    pub name: String,
-    pub roles: Vec<String>,
-    pub created: String,
-    /// Epoch ms after which the key no longer works.
-    pub expires_ms: Option<i64>,
-    pub secret_digest: Vec<u8>,
-}
+pub use crate::model::ApiKey;
 
 fn key(id: &str) -> Vec<u8> {
     let mut key = vec![b'k'];

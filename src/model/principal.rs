@@ -2,10 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::model::User;
+use super::{ApiKey, User};
 use crate::rules::UserContext;
-use crate::store::api_keys::ApiKey;
-use crate::visibility::Viewer;
 
 #[derive(Debug, Clone)]
 pub enum Principal {
@@ -41,14 +39,6 @@ impl Principal {
                 groups: Vec::new(),
                 tenant: None,
             }),
-        }
-    }
-
-    /// The principal as read rules see it, as it is now.
-    pub fn viewer(&self) -> Viewer {
-        Viewer {
-            admin: self.is_admin(),
-            user: self.rule_context(),
         }
     }
 

@@ -95,10 +95,10 @@ mod tests {
     use crate::access;
     use crate::auth::Principal;
     use crate::config::Durability;
+    use crate::fanout::replay::Replay;
+    use crate::fanout::target::Target;
+    use crate::fanout::{ConnHandle, Ops, Wiring};
     use crate::model::{CollectionDef, Record};
-    use crate::realtime::replay::Replay;
-    use crate::realtime::topics::Target;
-    use crate::realtime::{ConnHandle, Ops, Wiring};
     use crate::store::writer::{Mutation, NewRecord, RecordOp, Writer};
     use crate::store::Store;
     use crate::visibility::Viewer;

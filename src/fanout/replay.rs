@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use super::render::{self, ChangeView};
-use super::topics::Target;
+use super::target::Target;
 use super::{Frame, Subscription};
 use crate::clock;
 use crate::store::change::ChangeKind;
@@ -251,7 +251,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::realtime::Ops;
+    use crate::fanout::Ops;
     use crate::store::tests::store_with;
 
     fn events(page: &Page) -> Vec<u64> {

@@ -224,7 +224,7 @@ impl Hub {
             }
             Input::Identity { conn, principal } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    c.viewer = principal.viewer();
+                    c.viewer = Viewer::of(&principal);
                     c.generation = principal.user().map(|u| u.generation);
                     let id = principal.id();
                     if id != c.principal_id {
@@ -429,7 +429,7 @@ impl Hub {
             };
             match &user {
                 Some(user) if !user.disabled && Some(user.generation) == conn.generation => {
-                    conn.viewer = Principal::User(Arc::new(user.clone())).viewer();
+                    conn.viewer = Viewer::of(&Principal::User(Arc::new(user.clone())));
                 }
                 _ => self.close(
                     conn_id,
@@ -466,7 +466,7 @@ impl Hub {
                 .insert(id, ());
         }
         let conn = Conn {
-            viewer: handle.principal.viewer(),
+            viewer: Viewer::of(&handle.principal),
             generation: handle.principal.user().map(|u| u.generation),
             principal_id,
             handle,

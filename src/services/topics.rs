@@ -6,28 +6,17 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use super::hub::{CONNECTIONS_TOPIC, USERS_TOPIC};
-use super::{Ops, Subscription};
 use crate::access::{Action, Caller};
 use crate::auth::Principal;
 use crate::clock;
-use crate::http::error::{ApiError, ApiResult};
-use crate::http::AppState;
-use crate::model::Collection;
+use crate::error::{ApiError, ApiResult};
+use crate::fanout::hub::{CONNECTIONS_TOPIC, USERS_TOPIC};
+pub use crate::fanout::target::Target;
 use crate::rules::Expr;
+use crate::state::AppState;
 use crate::store::topics::{Message, StoredTopic, Topic};
 use crate::store::writer::Mutation;
 use crate::visibility::{self, Reach, Sighted};
-
-/// What a topic name refers to.
-#[derive(Clone)]
-pub enum Target {
-    Collection(Arc<Collection>),
-    Record(Arc<Collection>, String),
-    Custom(Arc<Topic>),
-    /// `_users` and `_connections`: admins only.
-    System,
-}
 
 /// Resolves a topic for a subscriber and checks they may subscribe.
 pub fn resolve_for_subscribe(
@@ -92,22 +81,6 @@ pub fn resolve_for_subscribe(
         )));
     }
     Ok(Target::Custom(custom))
-}
-
-impl Target {
-    /// The subscription to this target as the hub keeps it.
-    pub fn subscription(&self, topic: &str, ops: Ops, filter: Option<Arc<Expr>>) -> Subscription {
-        let collection_id = match self {
-            Target::Collection(c) | Target::Record(c, _) => Some(c.id),
-            Target::Custom(_) | Target::System => None,
-        };
-        Subscription {
-            topic: topic.to_owned(),
-            collection_id,
-            ops,
-            filter,
-        }
-    }
 }
 
 /// What the filters of one connection's subscriptions may cost together
@@ -382,8 +355,8 @@ mod tests {
     use super::*;
     use crate::auth::Auth;
     use crate::config::{Live, Settings};
-    use crate::http::Shared;
-    use crate::realtime::Wiring;
+    use crate::fanout::Wiring;
+    use crate::state::Shared;
     use crate::store::tests::store_with;
 
     /// An `AppState` over a store holding collection `c` with `records`

@@ -1,4 +1,4 @@
-//! Caps on open realtime connections (WebSocket and SSE together): in all
+//! Rates and caps that hold under abuse. Caps on open realtime connections (WebSocket and SSE together): in all
 //! (`max_connections`) and per client address (`max_connections_per_ip`).
 //! A connection holds a [`Slot`] from before its upgrade until it ends;
 //! dropping the slot gives the place back, so no path can leak one.
@@ -11,8 +11,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::session::RateLimit;
-use crate::http::error::ApiError;
+use crate::error::ApiError;
 
 /// Seconds a refused client is told to wait before trying again.
 const RETRY_AFTER: u64 = 5;
@@ -70,6 +69,34 @@ impl Drop for Slot {
             if *n == 0 {
                 counts.per_ip.remove(&self.ip);
             }
+        }
+    }
+}
+
+/// A token bucket: `rate` messages per second, bursts up to `rate`.
+pub struct RateLimit {
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    pub fn new(rate: u32) -> RateLimit {
+        RateLimit {
+            tokens: f64::from(rate),
+            last: Instant::now(),
+        }
+    }
+
+    pub fn allow(&mut self, rate: u32) -> bool {
+        let now = Instant::now();
+        let rate = f64::from(rate);
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * rate).min(rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 }

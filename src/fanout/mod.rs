@@ -1,0 +1,398 @@
+//! Fan-out: every change and message pushed to exactly the subscribers
+//! allowed to see it. This is the engine under the WebSocket and SSE
+//! transports (`realtime`): it knows connections only as outboxes, and
+//! nothing of HTTP sessions or of the server's shared state.
+//!
+//! ```text
+//!  writer ──apply_batch──► sled `c` prefix ──watch_prefix──► watcher thread ─┐
+//!    │                                                                       │
+//!    └── publish tap (custom-topic messages) ────────────────────────────────┤
+//!  flusher ── release tap: durable seq (relaxed: see store::seqs) ───────────┤
+//!  connections ── connect / subscribe / unsubscribe / identity ──────────────┤
+//!                                                                            ▼
+//!                                       hub thread: reorder by seq, release up to
+//!                                       what is on disk, match through the topic
+//!                                       index, check rules in memory, serialize
+//!                                       once, try_send shared bytes to outboxes
+//!                                                                            │
+//!            ┌───────────────────────────────────────────────────────────────┘
+//!            ▼
+//!  per-connection outbox (bounded) ──► WebSocket / SSE task ──► client
+//! ```
+//!
+//! - [`hub`] owns the subscription registry; one thread, so registering a
+//!   subscription and releasing events are totally ordered, which is what
+//!   makes resume seamless (replay up to the seq the hub answered with,
+//!   live after it).
+//! - [`watcher`] drains sled's subscriber without ever blocking it (a full
+//!   sled subscriber blocks every writer).
+//! - [`render`] decides whether one event reaches one subscriber and turns
+//!   it into JSON; the hub and replay share it.
+//! - [`replay`] streams what a resuming subscriber missed, a page at a time.
+//! - The protocol and the transports are in `realtime`.
+
+pub mod backlog;
+pub mod hub;
+pub mod render;
+pub mod replay;
+pub mod target;
+pub mod watcher;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::auth::{Auth, Principal};
+use crate::rules::Expr;
+use crate::store::topics::Message;
+use crate::store::writer::Taps;
+use crate::store::Store;
+use crate::visibility::Reach;
+use backlog::Backlog;
+
+pub type ConnId = u64;
+
+/// One serialized server message, shared by every recipient.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    /// The seq for SSE's `id:` line; 0 for frames that have none.
+    pub seq: u64,
+    pub kind: FrameKind,
+    pub text: Utf8Bytes,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameKind {
+    Event,
+    Message,
+    /// Replies, errors and notices, by their `type`.
+    Control(&'static str),
+}
+
+impl FrameKind {
+    /// The SSE `event:` name.
+    pub fn sse_name(self) -> &'static str {
+        match self {
+            FrameKind::Event => "event",
+            FrameKind::Message => "message",
+            FrameKind::Control(name) => name,
+        }
+    }
+}
+
+impl AsRef<Frame> for Frame {
+    fn as_ref(&self) -> &Frame {
+        self
+    }
+}
+
+impl Frame {
+    pub fn control(value: &serde_json::Value) -> Frame {
+        let name = match value.get("type").and_then(|t| t.as_str()) {
+            Some("ok") => "ok",
+            Some("error") => "error",
+            Some("pong") => "pong",
+            Some("welcome") => "welcome",
+            Some("heartbeat") => "heartbeat",
+            Some("unsubscribed") => "unsubscribed",
+            _ => "control",
+        };
+        Frame {
+            seq: 0,
+            kind: FrameKind::Control(name),
+            text: Utf8Bytes::from(value.to_string()),
+        }
+    }
+}
+
+/// Why the server ends a connection: a close code, and a last message sent
+/// before it when there is one.
+#[derive(Clone, Debug)]
+pub struct Close {
+    pub code: u16,
+    pub reason: &'static str,
+    pub last: Option<Frame>,
+}
+
+impl Close {
+    pub fn slow_consumer() -> Close {
+        Close {
+            code: 4008,
+            reason: "slow_consumer",
+            last: None,
+        }
+    }
+
+    pub fn unauthorized(code: &'static str, message: &str) -> Close {
+        Close {
+            code: 4001,
+            reason: code,
+            last: Some(Frame::control(&serde_json::json!({
+                "type": "error", "code": code, "message": message
+            }))),
+        }
+    }
+}
+
+/// What the hub keeps of a connection.
+pub struct ConnHandle {
+    pub id: ConnId,
+    pub principal: Principal,
+    /// The sign-in session of the access token it authenticated with last;
+    /// ending that sign-in closes the connection.
+    pub sign_in: Option<String>,
+    /// Frames are shared, not copied: a slot is one pointer, which keeps
+    /// the channel's first block (allocated per connection) small.
+    pub outbox: mpsc::Sender<Arc<Frame>>,
+    pub close: watch::Sender<Option<Close>>,
+}
+
+/// Operations a subscription wants, as a bit set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ops(u8);
+
+impl Ops {
+    pub const CREATE: Ops = Ops(1);
+    pub const UPDATE: Ops = Ops(2);
+    pub const DELETE: Ops = Ops(4);
+    pub const ALL: Ops = Ops(7);
+
+    pub fn parse(names: &[String]) -> Result<Ops, String> {
+        if names.is_empty() {
+            return Ok(Ops::ALL);
+        }
+        let mut ops = 0;
+        for name in names {
+            ops |= match name.as_str() {
+                "create" => 1,
+                "update" => 2,
+                "delete" => 4,
+                other => {
+                    return Err(format!(
+                        "unknown op {other:?}; use create, update or delete"
+                    ))
+                }
+            };
+        }
+        Ok(Ops(ops))
+    }
+
+    pub fn contains(self, other: Ops) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+/// One subscription of one connection to one topic.
+#[derive(Clone, Debug)]
+pub struct Subscription {
+    /// `readings`, `readings/ID`, a custom topic, `_users` or `_connections`.
+    pub topic: String,
+    /// For a collection or record topic, the collection subscribed to, by
+    /// id: a namesake created after a drop is another collection.
+    pub collection_id: Option<u32>,
+    pub ops: Ops,
+    pub filter: Option<Arc<Expr>>,
+}
+
+impl Subscription {
+    /// A record topic (`c/ID`) reaches one record (`view`); a collection
+    /// topic the whole collection (`list` and `view`).
+    pub fn reach(&self) -> Reach {
+        if self.topic.contains('/') {
+            Reach::Record
+        } else {
+            Reach::Collection
+        }
+    }
+}
+
+/// The handle the rest of the server uses to talk to the hub.
+#[derive(Clone)]
+pub struct Realtime {
+    tx: std_mpsc::Sender<hub::Input>,
+    next_conn: Arc<AtomicU64>,
+    /// The hub thread, joined by [`Realtime::stop`].
+    hub: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// Open connections, against `max_connections` and its per-IP cap.
+    pub connections: crate::limits::Connections,
+    /// HTTP publishes per caller, against `message_rate`.
+    pub publish_rates: crate::limits::PublishRates,
+}
+
+/// The hub's inbox before the hub runs: the writer needs the publish tap
+/// before it starts, and the hub needs the writer's first seq.
+pub struct Wiring {
+    tx: std_mpsc::Sender<hub::Input>,
+    rx: std_mpsc::Receiver<hub::Input>,
+    subscriber: sled::Subscriber,
+    backlog: Arc<Backlog>,
+}
+
+impl Wiring {
+    /// Subscribes to the change log; call before anything writes.
+    pub fn new(store: &Store) -> Wiring {
+        Wiring::with_backlog(store, backlog::DEFAULT_BYTES)
+    }
+
+    /// With a byte budget for what waits for the hub (see [`backlog`]).
+    pub fn with_backlog(store: &Store, bytes: usize) -> Wiring {
+        let (tx, rx) = std_mpsc::channel();
+        Wiring {
+            tx,
+            rx,
+            subscriber: store.watch_changes(),
+            backlog: Arc::new(Backlog::new(bytes)),
+        }
+    }
+
+    /// The writer's hooks into the hub: published messages, in seq order,
+    /// and the seq up to which events may go out (durable in `sync` mode;
+    /// applied and under a durable seq reservation in `relaxed` mode).
+    pub fn taps(&self) -> Taps {
+        let messages = self.tx.clone();
+        let watermarks = self.tx.clone();
+        let backlog = self.backlog.clone();
+        Taps {
+            publish: Box::new(move |message: Message, stored: bool| {
+                let input = if backlog.admit(backlog::message_size(&message)) {
+                    hub::Input::Published(message, stored)
+                } else {
+                    hub::Input::Shed {
+                        seq: message.seq,
+                        shed: hub::Shed::Topic(message.topic),
+                        stored,
+                    }
+                };
+                let _ = messages.send(input);
+            }),
+            released: Arc::new(move |seq| {
+                let _ = watermarks.send(hub::Input::Watermark(seq));
+            }),
+        }
+    }
+
+    /// Starts the hub and the watcher. `first_seq` is the first seq the
+    /// writer will hand out; everything before it is already released.
+    pub fn start(self, store: Store, first_seq: u64) -> std::io::Result<Realtime> {
+        let hub = hub::spawn(store, first_seq, self.rx, self.backlog.clone())?;
+        watcher::spawn(self.subscriber, self.tx.clone(), self.backlog)?;
+        Ok(Realtime {
+            tx: self.tx,
+            next_conn: Arc::new(AtomicU64::new(1)),
+            hub: Arc::new(Mutex::new(Some(hub))),
+            connections: crate::limits::Connections::default(),
+            publish_rates: crate::limits::PublishRates::default(),
+        })
+    }
+}
+
+impl Realtime {
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn send(&self, input: hub::Input) {
+        // The hub only stops at shutdown; a lost command then is harmless.
+        let _ = self.tx.send(input);
+    }
+
+    pub fn connect(&self, handle: ConnHandle) {
+        self.send(hub::Input::Connect(Box::new(handle)));
+    }
+
+    pub fn disconnect(&self, conn: ConnId) {
+        self.send(hub::Input::Disconnect(conn));
+    }
+
+    /// Registers subscriptions, all at one position; answers the last seq
+    /// released before them, so a replay up to that seq and live delivery
+    /// after it meet exactly, for every topic at once.
+    pub async fn subscribe(&self, conn: ConnId, subscriptions: Vec<Subscription>) -> u64 {
+        let (reply, answer) = oneshot::channel();
+        self.send(hub::Input::Subscribe {
+            conn,
+            subscriptions,
+            reply,
+        });
+        answer.await.unwrap_or(0)
+    }
+
+    /// Removes a subscription; answers whether there was one.
+    pub async fn unsubscribe(&self, conn: ConnId, topic: String) -> bool {
+        let (reply, answer) = oneshot::channel();
+        self.send(hub::Input::Unsubscribe { conn, topic, reply });
+        answer.await.unwrap_or(false)
+    }
+
+    /// The connection now acts as someone else (the `auth` action).
+    pub fn set_identity(&self, conn: ConnId, principal: Principal) {
+        self.send(hub::Input::Identity { conn, principal });
+    }
+
+    /// Subscribers of a deleted custom topic hear `topic_deleted`.
+    pub fn topic_deleted(&self, name: &str) {
+        self.send(hub::Input::TopicDeleted(name.to_owned()));
+    }
+
+    /// Connections authenticated as this principal (a revoked API key) close.
+    pub fn principal_revoked(&self, id: &str) {
+        self.send(hub::Input::PrincipalRevoked(id.to_owned()));
+    }
+
+    /// Connections whose latest token belongs to this sign-in (signed out,
+    /// or revoked for a reused refresh token) close.
+    pub fn sign_in_ended(&self, sign_in: &str) {
+        self.send(hub::Input::SignInEnded(sign_in.to_owned()));
+    }
+
+    /// The connection now uses a token of this sign-in (the `auth` action).
+    pub fn set_sign_in(&self, conn: ConnId, sign_in: Option<String>, auth: &Auth) {
+        self.send(hub::Input::SignIn {
+            conn,
+            sign_in: sign_in.clone(),
+        });
+        self.close_if_signed_out(auth, sign_in.as_deref());
+    }
+
+    /// Closes the connections of `sign_in` if it has ended: call it after
+    /// telling the hub about a connection's sign-in. A sign-out between the
+    /// token's check and that message would otherwise reach the hub first
+    /// and miss the connection; either this check sees it, or its own
+    /// message comes after.
+    pub fn close_if_signed_out(&self, auth: &Auth, sign_in: Option<&str>) {
+        if let Some(sign_in) = sign_in.filter(|s| auth.session_revoked(s)) {
+            self.sign_in_ended(sign_in);
+        }
+    }
+
+    /// The last seq the hub has released.
+    pub async fn released_seq(&self) -> u64 {
+        let (reply, answer) = oneshot::channel();
+        self.send(hub::Input::Position(reply));
+        answer.await.unwrap_or(0)
+    }
+
+    /// Connection, subscription and delivery counts (zeros once stopped).
+    pub async fn stats(&self) -> hub::HubStats {
+        let (reply, answer) = oneshot::channel();
+        self.send(hub::Input::Stats(reply));
+        answer.await.unwrap_or_default()
+    }
+
+    /// Closes every connection (1001), stops the hub and waits for its
+    /// thread.
+    pub async fn stop(&self) {
+        self.send(hub::Input::Stop);
+        let hub = self.hub.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(hub) = hub {
+            let joined = tokio::task::spawn_blocking(move || hub.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("the realtime hub thread panicked");
+            }
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The server's shared state: settings, storage, the writer, auth and the
+//! fan-out engine, in one handle that is cheap to clone. Below both
+//! transports (`http`, `realtime`) and the services they call.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use crate::auth::Auth;
+use crate::config::{Live, Settings};
+use crate::fanout::Realtime;
+use crate::store::writer::Writer;
+use crate::store::Store;
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub settings: Settings,
+    /// The runtime settings, including changes made while running.
+    pub live: Live,
+    pub store: Store,
+    pub writer: Writer,
+    pub auth: Auth,
+    pub realtime: Realtime,
+    /// Turns true when the server starts shutting down; long-lived
+    /// connections watch it and close themselves.
+    pub shutdown: watch::Receiver<bool>,
+    /// The one-time first-admin code, while no admin exists.
+    pub setup_code: Mutex<Option<String>>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
