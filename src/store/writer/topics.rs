@@ -1,0 +1,89 @@
+//! Custom topics and their messages: create, delete, and publish (a
+//! message takes the next seq like a change; with history it is kept).
+
+use std::sync::Arc;
+
+use super::{Committed, WriteError, WriterState};
+use crate::store::codec;
+use crate::store::keys;
+use crate::store::topics::{Message, StoredTopic, Topic};
+
+impl WriterState {
+    pub(super) fn create_topic(&mut self, def: StoredTopic) -> Result<Committed, WriteError> {
+        let name = def.name.clone();
+        if self.store.catalog().get(&name).is_some() || self.store.topics().get(&name).is_some() {
+            return Err(WriteError::TopicExists(name));
+        }
+        let topic = Topic::compile(def)
+            .map_err(|(part, e)| WriteError::Invalid([(part.to_owned(), e)].into()))?;
+        self.store
+            .data()
+            .insert(keys::topic(&name), codec::encode(&topic.def))?;
+        self.store.topics().put(Arc::new(topic));
+        Ok(Committed::default())
+    }
+
+    pub(super) fn delete_topic(&mut self, name: &str) -> Result<Committed, WriteError> {
+        if self.store.topics().get(name).is_none() {
+            return Err(WriteError::TopicNotFound(name.to_owned()));
+        }
+        let data = self.store.data();
+        let mut batch = sled::Batch::default();
+        batch.remove(keys::topic(name));
+        batch.remove(keys::history_trimmed(name));
+        for key in data.scan_prefix(keys::history_prefix(name)).keys() {
+            batch.remove(key?);
+        }
+        data.apply_batch(batch)?;
+        self.store.topics().remove(name);
+        self.history_counts.remove(name);
+        Ok(Committed::default())
+    }
+
+    pub(super) fn publish(
+        &mut self,
+        mut message: Message,
+        history: u32,
+    ) -> Result<Committed, WriteError> {
+        let seq = self.next_seq;
+        let data = self.store.data().clone();
+        // The publisher hears the seq at once, and a message with no
+        // history goes out at once: never to be handed out again.
+        self.reservation.cover_now(&self.store, seq)?;
+        message.seq = seq;
+        let stored = history > 0;
+        if stored {
+            let prefix = keys::history_prefix(&message.topic);
+            let count = match self.history_counts.get(&message.topic) {
+                Some(count) => *count,
+                None => data.scan_prefix(&prefix).count() as u64,
+            };
+            let mut batch = sled::Batch::default();
+            batch.insert(keys::history(&message.topic, seq), codec::encode(&message));
+            let excess = (count + 1).saturating_sub(u64::from(history));
+            let mut dropped = None;
+            for key in data.scan_prefix(&prefix).keys().take(excess as usize) {
+                let key = key?;
+                dropped = keys::history_seq(&key);
+                batch.remove(key);
+            }
+            if let Some(dropped) = dropped {
+                batch.insert(
+                    keys::history_trimmed(&message.topic),
+                    &dropped.to_be_bytes(),
+                );
+            }
+            data.apply_batch(batch)?;
+            self.history_counts
+                .insert(message.topic.clone(), count + 1 - excess);
+        }
+        self.next_seq += 1;
+        if let Some(tap) = &self.tap {
+            tap(message, stored);
+        }
+        Ok(Committed {
+            seqs: Some((seq, seq)),
+            collection: None,
+        })
+    }
+}
