@@ -9,6 +9,8 @@
 pub mod api_keys;
 pub mod backup;
 pub mod change;
+pub mod changelog;
+pub use changelog::CHANGELOG_MIN_AGE_MS;
 pub mod chores;
 pub mod client_ids;
 pub mod codec;
@@ -26,7 +28,6 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use crate::model::{Collection, CollectionDef, Record, User};
-use change::Change;
 use codec::{StoredCollection, StoredRecord};
 
 #[derive(Debug, thiserror::Error)]
@@ -123,106 +124,10 @@ impl Store {
             epoch: Arc::default(),
             files: Arc::new(files),
         };
-        match store.meta.get(EPOCH_KEY)? {
-            Some(epoch) => *store.epoch_mut() = String::from_utf8_lossy(&epoch).into_owned(),
-            None => store.new_epoch()?,
-        }
         store.load_catalog()?;
         store.load_topics()?;
-        store.upgrade_changelog()?;
+        store.open_changelog()?;
         Ok(store)
-    }
-
-    /// Rewrites change-log entries of version 1 (which named collections
-    /// only by name) with their collection's id. They are the oldest
-    /// entries, so this stops at the first current one; it runs before the
-    /// writer starts.
-    fn upgrade_changelog(&self) -> Result<(), StoreError> {
-        let mut upgraded = 0_u64;
-        for entry in self.data.scan_prefix([keys::CHANGE]) {
-            let (key, value) = entry?;
-            if !Change::is_v1(&value) {
-                break;
-            }
-            let mut change = Change::decode(&value)?;
-            let now_named = self.catalog.get(&change.collection).map(|c| {
-                let created_ms = crate::clock::parse_ms(&c.created).unwrap_or(i64::MAX);
-                (c.id, created_ms)
-            });
-            change.upgrade(now_named);
-            self.data.insert(key, change.encode())?;
-            upgraded += 1;
-        }
-        if upgraded > 0 {
-            self.flush()?;
-            tracing::info!(upgraded, "change log entries now name collections by id");
-        }
-        self.index_changelog()
-    }
-
-    /// Gives every change-log entry its key in its collection's index, once
-    /// for a data dir written before the index existed.
-    fn index_changelog(&self) -> Result<(), StoreError> {
-        if self.data.contains_key(keys::CHANGELOG_INDEXED)? {
-            return Ok(());
-        }
-        let mut batch = sled::Batch::default();
-        let mut indexed = 0_u64;
-        for change in self.changes_after(0) {
-            let change = change?;
-            batch.insert(
-                &keys::change_by_collection(change.collection_id, change.seq)[..],
-                &[],
-            );
-            indexed += 1;
-            if indexed % 10_000 == 0 {
-                self.data.apply_batch(std::mem::take(&mut batch))?;
-            }
-        }
-        batch.insert(keys::CHANGELOG_INDEXED, &[]);
-        self.data.apply_batch(batch)?;
-        self.flush()?;
-        if indexed > 0 {
-            tracing::info!(indexed, "change log indexed by collection");
-        }
-        Ok(())
-    }
-
-    /// Seqs of a collection's changes with `after < seq <= upto`, in order,
-    /// at most `limit`.
-    pub fn collection_changes(
-        &self,
-        collection: u32,
-        after: u64,
-        upto: u64,
-        limit: usize,
-    ) -> Result<Vec<u64>, StoreError> {
-        if after >= upto {
-            return Ok(Vec::new());
-        }
-        let start = keys::change_by_collection(collection, after.saturating_add(1));
-        let end = keys::change_by_collection(collection, upto);
-        self.data
-            .range(start..=end)
-            .keys()
-            .take(limit)
-            .map(|key| {
-                keys::change_by_collection_seq(&key?)
-                    .ok_or_else(|| StoreError::Corrupt("change index key".into()))
-            })
-            .collect()
-    }
-
-    /// The change-log entry at `seq`, if it is still kept.
-    pub fn change_at(&self, seq: u64) -> Result<Option<Change>, StoreError> {
-        match self.data.get(keys::change(seq))? {
-            None => Ok(None),
-            Some(value) => {
-                let mut change = Change::decode(&value)?;
-                change.seq = seq;
-                Ok(Some(change))
-            }
-        }
     }
 
     fn load_catalog(&self) -> Result<(), StoreError> {
@@ -231,25 +136,6 @@ impl Store {
             let collection = decode_collection(&value)?;
             self.catalog.put(Arc::new(collection));
         }
-        Ok(())
-    }
-
-    /// The change log's epoch (see `welcome` in docs/realtime.md).
-    pub fn epoch(&self) -> String {
-        self.epoch.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn epoch_mut(&self) -> std::sync::RwLockWriteGuard<'_, String> {
-        self.epoch.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Starts a new history: seqs handed out before it mean nothing now.
-    pub(crate) fn new_epoch(&self) -> Result<(), StoreError> {
-        let epoch: String = (0..16)
-            .map(|_| char::from(b"0123456789abcdef"[rand::random::<usize>() % 16]))
-            .collect();
-        self.meta.insert(EPOCH_KEY, epoch.as_bytes())?;
-        *self.epoch_mut() = epoch;
         Ok(())
     }
 
@@ -311,39 +197,6 @@ impl Store {
         Ok(self.users()?.iter().any(|u| u.is_admin() && !u.disabled))
     }
 
-    /// The newest change-log seq (0 when the log is empty).
-    pub fn last_seq(&self) -> Result<u64, StoreError> {
-        Ok(self
-            .data
-            .scan_prefix([keys::CHANGE])
-            .next_back()
-            .transpose()?
-            .and_then(|(key, _)| keys::change_seq(&key))
-            .unwrap_or(0))
-    }
-
-    /// The oldest retained change-log seq (0 when the log is empty).
-    pub fn first_seq(&self) -> Result<u64, StoreError> {
-        Ok(self
-            .data
-            .scan_prefix([keys::CHANGE])
-            .next()
-            .transpose()?
-            .and_then(|(key, _)| keys::change_seq(&key))
-            .unwrap_or(0))
-    }
-
-    /// Change-log entries with `seq > after`, in seq order.
-    pub fn changes_after(
-        &self,
-        after: u64,
-    ) -> impl Iterator<Item = Result<Change, StoreError>> + use<> {
-        let start = keys::change(after.saturating_add(1));
-        self.data
-            .range(start.to_vec()..keys::prefix_end(&[keys::CHANGE]))
-            .map(|entry| decode_change(entry?))
-    }
-
     pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.meta.get(key)?.map(|v| v.to_vec()))
     }
@@ -376,28 +229,14 @@ impl Store {
         self.meta_put(RUNTIME_SETTINGS_KEY, &bytes)
     }
 
-    /// Every change-log insert, as sled applies it (see `realtime::watcher`).
-    pub fn watch_changes(&self) -> sled::Subscriber {
-        self.data.watch_prefix([keys::CHANGE])
-    }
-
     pub(crate) fn data(&self) -> &sled::Tree {
         &self.data
     }
 }
 
-const EPOCH_KEY: &str = "epoch";
-
 /// Kept as JSON: a handful of values, read once per start, and readable by
 /// whatever build comes next.
 const RUNTIME_SETTINGS_KEY: &str = "settings";
-
-fn decode_change((key, value): (sled::IVec, sled::IVec)) -> Result<Change, StoreError> {
-    let seq = keys::change_seq(&key).ok_or_else(|| StoreError::Corrupt("change key".into()))?;
-    let mut change = Change::decode(&value)?;
-    change.seq = seq;
-    Ok(change)
-}
 
 pub fn decode_record(bytes: &[u8]) -> Result<Record, StoreError> {
     let stored: StoredRecord = codec::decode(bytes)?;
@@ -447,60 +286,6 @@ impl Store {
     }
 }
 
-/// Change-log entries younger than this are kept whatever their number.
-pub const CHANGELOG_MIN_AGE_MS: i64 = 24 * 3600 * 1000;
-/// Entries removed per batch when trimming.
-const TRIM_CHUNK: usize = 10_000;
-
-impl Store {
-    /// Trims the oldest change-log entries, keeping the newest `keep_last`
-    /// and every entry younger than `min_age_ms` (whichever keeps more).
-    /// Only the bottom of the log is touched and the newest entry always
-    /// stays, so the writer, which appends at the top, is never disturbed.
-    pub fn trim_changelog(&self, keep_last: u64, min_age_ms: i64) -> Result<u64, StoreError> {
-        let last = self.last_seq()?;
-        let Some(below) = last.checked_sub(keep_last.max(1)) else {
-            return Ok(0);
-        };
-        let cutoff_ms = crate::clock::now_ms() - min_age_ms;
-        let mut removed = 0;
-        loop {
-            let mut batch = sled::Batch::default();
-            let mut in_batch = 0;
-            let mut done = true;
-            for entry in self
-                .data
-                .range(keys::change(0).to_vec()..keys::change(below + 1).to_vec())
-                .take(TRIM_CHUNK)
-            {
-                let (key, value) = entry?;
-                let change = Change::decode(&value)?;
-                if change.ts_ms >= cutoff_ms {
-                    break;
-                }
-                if let Some(seq) = keys::change_seq(&key) {
-                    // Resume needs to know what is gone; the marker commits
-                    // with the removals.
-                    batch.insert(keys::CHANGELOG_TRIMMED, &seq.to_be_bytes());
-                    batch.remove(&keys::change_by_collection(change.collection_id, seq)[..]);
-                }
-                batch.remove(key);
-                in_batch += 1;
-            }
-            if in_batch == TRIM_CHUNK {
-                done = false;
-            }
-            if in_batch > 0 {
-                self.data.apply_batch(batch)?;
-                removed += in_batch as u64;
-            }
-            if done {
-                return Ok(removed);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -508,64 +293,12 @@ pub(crate) mod tests {
     use crate::model::CollectionDef;
     use crate::store::writer::{Mutation, NewRecord, RecordOp, Writer};
 
-    #[tokio::test]
-    async fn version_1_change_entries_are_given_their_collections_id() {
-        #[derive(serde::Serialize)]
-        struct V1<'a> {
-            kind: change::ChangeKind,
-            collection: &'a str,
-            record_id: &'a str,
-            after: Option<Vec<u8>>,
-            before: Option<Vec<u8>>,
-            ts_ms: i64,
-            actor: Option<String>,
-        }
-        let (dir, store, writer) = store_with(serde_json::json!({"name": "c"}), []).await;
-        writer.shutdown().await;
-        let collection = store.catalog().get("c").unwrap();
-        let created_ms = crate::clock::parse_ms(&collection.created).unwrap();
-        // Before the current `c` existed (a dropped namesake's), after it,
-        // and a user change.
-        for (seq, name, ts_ms) in [
-            (1, "c", created_ms - 1),
-            (2, "c", created_ms + 1),
-            (3, "_users", 0),
-        ] {
-            let v1 = V1 {
-                kind: change::ChangeKind::Create,
-                collection: name,
-                record_id: "r",
-                after: Some(b"{}".to_vec()),
-                before: None,
-                ts_ms,
-                actor: None,
-            };
-            store
-                .data
-                .insert(keys::change(seq), codec::encode(&v1))
-                .unwrap();
-        }
-        store.flush().unwrap();
-        drop(store);
-        let store = open_again(&dir.path().join("db"));
-        let ids: Vec<u32> = store
-            .changes_after(0)
-            .map(|c| c.unwrap().collection_id)
-            .collect();
-        assert_eq!(ids, [change::GONE_ID, collection.id, change::USERS_ID]);
-        let raw = store.data.get(keys::change(1)).unwrap().unwrap();
-        assert!(!Change::is_v1(&raw), "rewritten in the current version");
-    }
-
-    /// sled lets go of its lock a little after the last handle drops.
-    fn open_again(path: &Path) -> Store {
-        for _ in 0..100 {
-            if let Ok(store) = Store::open(path) {
-                return store;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Store::open(path).unwrap()
+    pub(crate) async fn store_with_records(n: usize) -> (tempfile::TempDir, Store, Writer) {
+        store_with(
+            serde_json::json!({"name": "c"}),
+            (0..n).map(|_| serde_json::json!({})),
+        )
+        .await
     }
 
     /// A store with one collection defined by `def`, holding `records`
@@ -612,36 +345,6 @@ pub(crate) mod tests {
                 .unwrap();
         }
         (dir, store, writer)
-    }
-
-    async fn store_with_records(n: usize) -> (tempfile::TempDir, Store, Writer) {
-        store_with(
-            serde_json::json!({"name": "c"}),
-            (0..n).map(|_| serde_json::json!({})),
-        )
-        .await
-    }
-
-    #[tokio::test]
-    async fn trimming_keeps_the_newest_entries_and_young_ones() {
-        let (_dir, store, writer) = store_with_records(30).await;
-        assert_eq!(
-            (store.first_seq().unwrap(), store.last_seq().unwrap()),
-            (1, 30)
-        );
-        // Everything is young: nothing goes.
-        assert_eq!(store.trim_changelog(10, CHANGELOG_MIN_AGE_MS).unwrap(), 0);
-        // Old enough: all but the newest 10 go.
-        assert_eq!(store.trim_changelog(10, -1000).unwrap(), 20);
-        assert_eq!(
-            (store.first_seq().unwrap(), store.last_seq().unwrap()),
-            (21, 30)
-        );
-        assert_eq!(store.changes_after(0).count(), 10);
-        // The newest entry always stays, so the next seq survives a restart.
-        store.trim_changelog(0, -1000).unwrap();
-        assert_eq!(store.last_seq().unwrap(), 30);
-        writer.shutdown().await;
     }
 
     #[tokio::test]

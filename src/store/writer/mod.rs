@@ -36,12 +36,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::change::{Change, ChangeKind};
+use super::changelog;
 use super::chores::Chores;
 use super::client_ids::ClientIds;
 use super::flusher::{FlushJob, Flusher};
 use super::seqs::{Gate, Reservation};
 use super::topics::{Message, StoredTopic};
-use super::{keys, Store, StoreError};
+use super::{Store, StoreError};
 use crate::clock;
 use crate::config::Durability;
 use crate::model::collection::FieldErrors;
@@ -542,11 +543,7 @@ impl WriterState {
             ts_ms: clock::now_ms(),
             actor: entry.actor.clone(),
         };
-        batch.insert(&keys::change(seq)[..], change.encode());
-        batch.insert(
-            &keys::change_by_collection(change.collection_id, seq)[..],
-            &[],
-        );
+        changelog::append(batch, seq, change.collection_id, &change.encode());
         seq
     }
 

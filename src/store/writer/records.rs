@@ -13,7 +13,7 @@ use crate::clock;
 use crate::model::{Collection, Record};
 use crate::store::change::{Change, ChangeKind};
 use crate::store::codec::{self, StoredRecord};
-use crate::store::keys;
+use crate::store::{changelog, keys};
 
 pub enum RecordOp {
     Create(NewRecord),
@@ -88,11 +88,7 @@ impl NewRecord {
             batch.insert(entry, &[]);
         }
         batch.insert(self.key, self.value);
-        batch.insert(&keys::change(seq)[..], self.change);
-        batch.insert(
-            &keys::change_by_collection(self.collection_id, seq)[..],
-            &[],
-        );
+        changelog::append(batch, seq, self.collection_id, &self.change);
     }
 }
 
