@@ -24,7 +24,8 @@ self=$(realpath "$0")
 cd "$(dirname "$self")/.."
 root=$(pwd)
 
-cmd="bash bench/run.sh${*:+ $*}"
+cmd="bash bench/run.sh"
+[ $# -gt 0 ] && cmd="$cmd$(printf ' %q' "$@")"  # quoted, so labels with spaces read back right
 results="$root/bench/RESULTS.md"
 build=1
 peers=0

@@ -15,6 +15,7 @@ pub struct Figures {
     pub p99_us: u64,
     pub max_us: u64,
     /// From sending to the answer.
+    pub service_p50_us: u64,
     pub service_p99_us: u64,
     pub service_max_us: u64,
 }
@@ -51,6 +52,7 @@ pub fn figures(samples: &[Sample], from_us: u64, to_us: u64) -> Figures {
         p50_us: quantile(&latency, 0.50),
         p99_us: quantile(&latency, 0.99),
         max_us: latency.last().copied().unwrap_or(0),
+        service_p50_us: quantile(&service, 0.50),
         service_p99_us: quantile(&service, 0.99),
         service_max_us: service.last().copied().unwrap_or(0),
     }
@@ -86,6 +88,15 @@ fn three(f: &Figures) -> String {
         ms(f.p50_us),
         ms(f.p99_us),
         ms(f.max_us)
+    )
+}
+
+fn service(f: &Figures) -> String {
+    format!(
+        "{:.1} / {:.1} / {:.1}",
+        ms(f.service_p50_us),
+        ms(f.service_p99_us),
+        ms(f.service_max_us)
     )
 }
 
@@ -251,11 +262,13 @@ fn ratios(md: &mut String, args: &Args, outcomes: &[Outcome]) {
         let (wb, wa) = (windows(b, args), windows(a, args));
         let r = |x: u64, y: u64| format!("{:.2}", x as f64 / y.max(1) as f64);
         rows.push(format!(
-            "| run{run} | {} | {} | {} | {} | {} | {} |",
+            "| run{run} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r(wa.baseline.p99_us, wb.baseline.p99_us),
             r(wa.fixed.p50_us, wb.fixed.p50_us),
             r(wa.fixed.p99_us, wb.fixed.p99_us),
             r(wa.fixed.max_us, wb.fixed.max_us),
+            r(wa.purge.p99_us, wb.purge.p99_us),
+            r(wa.purge.max_us, wb.purge.max_us),
             r(delete_us(a), delete_us(b)),
             r(
                 a.purge_end_us.saturating_sub(a.delete_sent_us),
@@ -273,10 +286,10 @@ fn ratios(md: &mut String, args: &Args, outcomes: &[Outcome]) {
     );
     let _ = writeln!(
         md,
-        "| pair | baseline p99 | DELETE → +{0} s p50 | DELETE → +{0} s p99 | DELETE → +{0} s max | DELETE latency | purge length |",
+        "| pair | baseline p99 | DELETE → +{0} s p50 | DELETE → +{0} s p99 | DELETE → +{0} s max | DELETE → purge end p99 | DELETE → purge end max | DELETE latency | purge length |",
         args.drop.drop_window
     );
-    let _ = writeln!(md, "|---|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(md, "|---|--:|--:|--:|--:|--:|--:|--:|--:|");
     for row in rows {
         let _ = writeln!(md, "{row}");
     }
@@ -288,22 +301,23 @@ fn details(md: &mut String, args: &Args, outcomes: &[Outcome]) {
         md,
         "Writes: done / due in the whole run (due from the start of the warm-up). \
          Service time is from sending to the answer (without the wait for a free \
-         connection), p99 / max in the DELETE → +{} s window. Writer thread: the server's \
-         `pulsebase-writer` thread in the baseline, % of one core. Server CPU, idle and iowait \
-         from the DELETE to the purge's end (100 % = one core; idle and iowait are shares of \
-         the machine). `big` after: its record count in `GET /api/stats` at the end (null = gone).\n",
-        args.drop.drop_window
+         connection), p50 / p99 / max in ms, in the baseline and from the DELETE to the \
+         purge's end. Writer thread: the server's `pulsebase-writer` thread in the baseline, \
+         % of one core. Server CPU, idle, iowait, the server's storage writes \
+         (/proc/pid/io) and its busiest threads from the DELETE to the purge's end (100 % = \
+         one core; idle and iowait are shares of the machine). `big` after: its record count \
+         in `GET /api/stats` at the end (null = gone).\n"
     );
     let _ = writeln!(
         md,
-        "| run | DELETE answer | purge end from | writes done / due | service p99 / max ms | writer thread baseline | server CPU during purge | idle / iowait during purge | server RSS at end | `big` after |"
+        "| run | DELETE answer | purge end from | writes done / due | service baseline | service DELETE → purge end | writer thread baseline | server CPU during purge | idle / iowait during purge | storage writes during purge | busiest threads during purge | server RSS at end | `big` after |"
     );
-    let _ = writeln!(md, "|---|---|---|--:|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(md, "|---|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|");
     for o in outcomes {
         let w = windows(o, args);
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} / {} | {:.1} / {:.1} | {:.0} % | {:.0} % | {:.0} % / {:.0} % | {} | {} |",
+            "| {} | {} | {} | {} / {} | {} | {} | {:.0} % | {:.0} % | {:.0} % / {:.0} % | {:.1} MB/s | {} | {} | {} |",
             o.scenario.name(),
             o.delete_result.replace('|', "/"),
             match o.busy_end_us {
@@ -312,12 +326,26 @@ fn details(md: &mut String, args: &Args, outcomes: &[Outcome]) {
             },
             o.samples.iter().filter(|s| s.ok).count(),
             o.samples.len(),
-            ms(w.fixed.service_p99_us),
-            ms(w.fixed.service_max_us),
+            service(&w.baseline),
+            service(&w.purge),
             o.writer_base_pct,
             o.cpu_drop.server_pct,
             o.cpu_drop.idle_pct,
             o.cpu_drop.iowait_pct,
+            o.cpu_drop.write_bytes as f64
+                / 1e6
+                / secs(o.purge_end_us.saturating_sub(o.delete_sent_us)).max(1e-3),
+            o.cpu_drop
+                .threads
+                .iter()
+                .take(3)
+                .map(|(name, p, n)| if *n > 1 {
+                    format!("{name}×{n} {p:.0}%")
+                } else {
+                    format!("{name} {p:.0}%")
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
             o.rss_kib.map(mib).unwrap_or_else(|| "?".into()),
             o.big_after,
         );
