@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use crate::drop::{Binary, Outcome, Sample};
 use crate::{mib, ms, thousands, Args};
 
-/// Latency of the writes due in one window (µs since the writers' epoch).
+/// Latency of the writes in one window (µs since the writers' epoch).
 pub struct Figures {
     pub writes: usize,
     pub failed: usize,
@@ -29,11 +29,13 @@ fn quantile(sorted: &[u64], q: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-pub fn figures(samples: &[Sample], from_us: u64, to_us: u64) -> Figures {
-    let window: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| s.due_us >= from_us && s.due_us < to_us)
-        .collect();
+/// Writes due in [from, to).
+fn due_in(from_us: u64, to_us: u64) -> impl Fn(&Sample) -> bool {
+    move |s| s.due_us >= from_us && s.due_us < to_us
+}
+
+pub fn figures(samples: &[Sample], in_window: impl Fn(&Sample) -> bool) -> Figures {
+    let window: Vec<&Sample> = samples.iter().filter(|s| in_window(s)).collect();
     let mut latency: Vec<u64> = window
         .iter()
         .filter(|s| s.ok)
@@ -67,13 +69,23 @@ pub struct Windows {
     pub tail: Figures,
 }
 
+/// Windows are cut by due time, except at the DELETE: a write due before it
+/// but answered after it was sent was in flight when the drop arrived, so it
+/// counts in the windows that start at the DELETE, not in the baseline.
 pub fn windows(o: &Outcome, args: &Args) -> Windows {
-    let fixed_to = o.delete_sent_us + (args.drop.drop_window * 1e6) as u64;
+    let delete = o.delete_sent_us;
+    let fixed_to = delete + (args.drop.drop_window * 1e6) as u64;
+    let before = due_in(o.measure_from_us, delete);
+    let in_flight = |s: &Sample| before(s) && s.done_us >= delete;
+    let from_delete = |to_us: u64| {
+        let due = due_in(delete, to_us);
+        move |s: &Sample| in_flight(s) || due(s)
+    };
     Windows {
-        baseline: figures(&o.samples, o.measure_from_us, o.delete_sent_us),
-        fixed: figures(&o.samples, o.delete_sent_us, fixed_to),
-        purge: figures(&o.samples, o.delete_sent_us, o.purge_end_us),
-        tail: figures(&o.samples, o.purge_end_us, o.stop_us),
+        baseline: figures(&o.samples, |s| before(s) && s.done_us < delete),
+        fixed: figures(&o.samples, from_delete(fixed_to)),
+        purge: figures(&o.samples, from_delete(o.purge_end_us)),
+        tail: figures(&o.samples, due_in(o.purge_end_us, o.stop_us)),
     }
 }
 
@@ -143,7 +155,7 @@ fn latency_timeline(o: &Outcome) -> String {
     let mut line = String::new();
     let mut second = o.delete_sent_us.saturating_sub(2_000_000);
     while second < o.stop_us {
-        let f = figures(&o.samples, second, second + 1_000_000);
+        let f = figures(&o.samples, due_in(second, second + 1_000_000));
         let _ = write!(line, "{:.0} ", ms(f.max_us));
         second += 1_000_000;
     }
@@ -197,7 +209,8 @@ pub fn markdown(args: &Args, outcomes: &[Outcome], failures: &[(String, String)]
          `DELETE /api/collections/big` (admin) on its own connection, writing on until at least \
          {} s after it and {} s after the purge ended. Latency is from each write's due time to \
          its answer (a write that waited for a free connection counts the wait), cut into \
-         windows by due time; p50 / p99 / max in ms. The purge's end is the later of the \
+         windows by due time (a write due before the DELETE but answered after it was sent \
+         counts from the DELETE on, not in the baseline); p50 / p99 / max in ms. The purge's end is the later of the \
          DELETE's answer and the last 200 ms interval in which the server's writer thread used \
          more than max(3 × its baseline, 20 %) of a core.\n",
         thousands(d.records as f64),
@@ -384,13 +397,56 @@ mod tests {
             sample(1_500_000, 3_000_000, 3_002_000, false),
             sample(2_000_000, 2_000_000, 2_001_000, true),
         ];
-        let f = figures(&samples, 1_000_000, 2_000_000);
+        let f = figures(&samples, due_in(1_000_000, 2_000_000));
         assert_eq!((f.writes, f.failed), (2, 1));
         assert_eq!(f.max_us, 2_001_000);
         assert_eq!(f.service_max_us, 1_000);
-        let all = figures(&samples, 0, 3_000_000);
+        let all = figures(&samples, due_in(0, 3_000_000));
         assert_eq!(all.writes, 4);
         assert_eq!(all.p50_us, 1_000);
+    }
+
+    #[test]
+    fn a_write_in_flight_at_the_delete_counts_after_it_not_in_the_baseline() {
+        use clap::Parser as _;
+        let args = Args::parse_from(["pulsebase-bench", "--suite", "drop"]);
+        let outcome = Outcome {
+            scenario: crate::drop::Scenario {
+                binary: Binary::Before,
+                run: 1,
+            },
+            loaded: 0,
+            load_secs: 0.0,
+            samples: vec![
+                sample(4_000_000, 4_000_000, 4_002_000, true),
+                // Due 1 ms before the DELETE (at 6 s), answered when the purge ended.
+                sample(5_999_000, 5_999_000, 36_000_000, true),
+                sample(6_100_000, 6_100_000, 36_000_000, true),
+                sample(37_000_000, 37_000_000, 37_003_000, true),
+            ],
+            first_error: None,
+            measure_from_us: 1_000_000,
+            delete_sent_us: 6_000_000,
+            delete_done_us: 36_000_000,
+            delete_result: "204".into(),
+            busy_end_us: None,
+            purge_end_us: 36_000_000,
+            purge_unfinished: false,
+            stop_us: 40_000_000,
+            writer_base_pct: 0.0,
+            writer_cpu: Vec::new(),
+            cpu_baseline: Default::default(),
+            cpu_drop: Default::default(),
+            loadavg_start: String::new(),
+            loadavg_end: String::new(),
+            big_after: serde_json::Value::Null,
+            rss_kib: None,
+        };
+        let w = windows(&outcome, &args);
+        assert_eq!((w.baseline.writes, w.baseline.max_us), (1, 2_000));
+        assert_eq!((w.fixed.writes, w.fixed.max_us), (2, 30_001_000));
+        assert_eq!((w.purge.writes, w.purge.max_us), (2, 30_001_000));
+        assert_eq!((w.tail.writes, w.tail.max_us), (1, 3_000));
     }
 
     #[test]
