@@ -1,19 +1,29 @@
 //! Housekeeping too long to do in one go on the writer thread: the writer
-//! does one bounded chunk between two write groups, and keeps going while
-//! it has nothing else to do. A write therefore waits for at most one chunk,
-//! however large the job (the removal of a dropped collection with a
-//! million records used to hold every write until it was done).
+//! does it in small chunks, at most one between two write groups. While
+//! writes keep coming, chunks take at most a tenth of the writer's time
+//! (after a chunk of d ms the next waits 9·d ms), so writes keep their
+//! latency and the job takes longer; once no write has come for a while,
+//! chunks run back to back. A write waits for at most one chunk, however
+//! large the job (the removal of a dropped collection with a million
+//! records used to hold every write until it was done; chunks of 2,000 keys
+//! with no pacing still made writes during it take seconds in
+//! `bench/RESULTS.md`, Drop).
 //!
 //! Each chunk is its own sled batch. A chore's work is idempotent and its
 //! marker stays until it is finished, so a crash in the middle resumes it
 //! at the next start.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use super::{keys, Store, StoreError};
 
-/// Keys removed per chunk: a few milliseconds of work.
-pub const CHUNK: usize = 2_000;
+/// Keys removed per chunk: about a millisecond of work.
+pub const CHUNK: usize = 500;
+/// Time left to writes after a chunk, as a multiple of the chunk's own.
+const YIELD_FACTOR: u32 = 9;
+/// No write for this long: the writer is idle and chunks run back to back.
+const IDLE_AFTER: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Chore {
@@ -22,9 +32,22 @@ pub enum Chore {
     Purge(u32),
 }
 
-#[derive(Default)]
 pub struct Chores {
     queue: VecDeque<Chore>,
+    /// No chunk before this while writes are coming.
+    next_chunk: Instant,
+    last_write: Instant,
+}
+
+impl Default for Chores {
+    fn default() -> Chores {
+        let now = Instant::now();
+        Chores {
+            queue: VecDeque::new(),
+            next_chunk: now,
+            last_write: now,
+        }
+    }
 }
 
 impl Chores {
@@ -38,7 +61,29 @@ impl Chores {
             .filter_map(|key| key.get(1..5)?.try_into().ok().map(u32::from_be_bytes))
             .map(Chore::Purge)
             .collect();
-        Chores { queue }
+        Chores {
+            queue,
+            ..Chores::default()
+        }
+    }
+
+    /// A write group was just applied.
+    pub fn wrote(&mut self) {
+        self.last_write = Instant::now();
+    }
+
+    /// Whether a chunk may run now: always when idle, else once writes have
+    /// had their share since the last one.
+    pub fn due(&self) -> bool {
+        let now = Instant::now();
+        now >= self.next_chunk || now.duration_since(self.last_write) >= IDLE_AFTER
+    }
+
+    /// How long until [`Chores::due`] may turn true without a write.
+    pub fn wait(&self) -> Duration {
+        let now = Instant::now();
+        let idle_at = self.last_write + IDLE_AFTER;
+        self.next_chunk.min(idle_at).saturating_duration_since(now)
     }
 
     pub fn push(&mut self, chore: Chore) {
@@ -54,6 +99,7 @@ impl Chores {
         let Some(&chore) = self.queue.front() else {
             return;
         };
+        let started = Instant::now();
         let result = match chore {
             Chore::Purge(collection) => purge_chunk(store, collection),
         };
@@ -69,6 +115,7 @@ impl Chores {
                 self.queue.pop_front();
             }
         }
+        self.next_chunk = Instant::now() + started.elapsed() * YIELD_FACTOR;
     }
 }
 

@@ -394,14 +394,20 @@ impl WriterState {
     ) {
         let mut open = true;
         while open {
-            // Housekeeping runs a chunk after each group, and on while idle.
+            // Housekeeping runs a chunk when it is due (see `chores`): after
+            // a group, or while waiting for writes.
             let first = if self.chores.is_empty() {
                 requests.blocking_recv()
             } else {
                 match requests.try_recv() {
                     Ok(request) => Some(request),
                     Err(mpsc::error::TryRecvError::Empty) => {
-                        self.chores.step(&self.store);
+                        if self.chores.due() {
+                            self.chores.step(&self.store);
+                        } else {
+                            // Not yet: look for writes again shortly.
+                            std::thread::sleep(self.chores.wait().min(Duration::from_micros(500)));
+                        }
                         continue;
                     }
                     Err(mpsc::error::TryRecvError::Disconnected) => None,
@@ -477,7 +483,10 @@ impl WriterState {
                     let _ = reply.send(Err(WriteError::Unavailable));
                 }
             }
-            self.chores.step(&self.store);
+            self.chores.wrote();
+            if self.chores.due() {
+                self.chores.step(&self.store);
+            }
         }
         // Everything handed out is at most this; the final fsync stores it.
         if let Err(e) = self.reservation.lower_to(&self.store, self.next_seq - 1) {
