@@ -282,7 +282,7 @@ async fn records_of(addr: SocketAddr, auth: &str, name: &str) -> anyhow::Result<
     Ok(stats["records"][name].clone())
 }
 
-/// One reading of 70–80 bytes of JSON.
+/// One reading of 74–80 bytes of JSON (79 on average over a million).
 fn reading(seq: u64) -> String {
     format!(
         r#"{{"device":"gw-{:03}","temp":{}.{},"humidity":{}.{},"seq":{seq},"ts":{}}}"#,

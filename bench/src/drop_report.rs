@@ -203,7 +203,7 @@ pub fn markdown(args: &Args, outcomes: &[Outcome], failures: &[(String, String)]
     let _ = writeln!(
         md,
         "Each run: fresh server (sync durability, `--max-batch 10000`) and data dir; collection \
-         `big` loaded with {} records (~75 bytes of JSON each) in arrays of 10,000, 2 requests \
+         `big` loaded with {} records (~80 bytes of JSON each) in arrays of 10,000, 2 requests \
          in flight; then single creates to collection `small`, paced open-loop at {} writes/s \
          over {} keep-alive connections sharing one schedule; {} s warm-up, {} s baseline, then \
          `DELETE /api/collections/big` (admin) on its own connection, writing on until at least \
