@@ -1,4 +1,4 @@
-//! Collection rules, owners and protected fields (SPEC §4) through REST.
+//! Collection rules, owners and protected fields through REST.
 
 // A failed unwrap in a test helper is a test failure with a backtrace, which
 // is what we want here.

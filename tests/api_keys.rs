@@ -1,4 +1,4 @@
-//! API keys (SPEC §3): devices and backends authenticate without a password.
+//! API keys: devices and backends authenticate without a password.
 
 // A failed unwrap in a test helper is a test failure with a backtrace, which
 // is what we want here.

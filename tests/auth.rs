@@ -1,4 +1,4 @@
-//! Sign-in, first-admin setup, tokens (SPEC §3 parts of the core).
+//! Sign-in, first-admin setup, tokens (the core).
 
 // A failed unwrap in a test helper is a test failure with a backtrace, which
 // is what we want here.

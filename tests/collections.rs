@@ -1,4 +1,4 @@
-//! Collections API (SPEC §4): admin only, validated definitions, safe
+//! Collections API: admin only, validated definitions, safe
 //! schema changes, and drop.
 
 // A failed unwrap in a test helper is a test failure with a backtrace, which

@@ -1,4 +1,4 @@
-//! Realtime delivery over real sockets (SPEC §6, §7): who sees which events,
+//! Realtime delivery over real sockets: who sees which events,
 //! ops and filters, record topics, deletes, custom topics, resume, limits.
 
 #![allow(clippy::unwrap_used)]

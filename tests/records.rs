@@ -1,4 +1,4 @@
-//! Records API (SPEC §5) against the real server.
+//! Records API against the real server.
 
 // A failed unwrap in a test helper is a test failure with a backtrace, which
 // is what we want here.

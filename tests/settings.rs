@@ -1,4 +1,4 @@
-//! Settings API (SPEC §9): admins read every setting and change the runtime
+//! Settings API: admins read every setting and change the runtime
 //! ones; changes take effect at once and survive a restart; settings the
 //! operator pinned at start stay pinned.
 

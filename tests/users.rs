@@ -1,4 +1,4 @@
-//! Users admin API (SPEC §3): admins manage users; identity changes revoke
+//! Users admin API: admins manage users; identity changes revoke
 //! old tokens at once; the last admin stays.
 
 // A failed unwrap in a test helper is a test failure with a backtrace, which

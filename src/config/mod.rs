@@ -1,5 +1,5 @@
 //! Settings: flags, then `PULSEBASE_*` environment variables, then an optional
-//! `pulsebase.toml` in the data dir, then the defaults of SPEC §9.
+//! `pulsebase.toml` in the data dir, then the defaults (docs/configuration.md).
 //!
 //! clap resolves flag-over-env; the TOML file and the defaults fill whatever
 //! is still unset. The settings in [`tunables`] can also change at runtime.

@@ -1,4 +1,4 @@
-//! The settings that change while the server runs (SPEC §9), and the live
+//! The settings that change while the server runs (docs/configuration.md), and the live
 //! handle every part of the server reads them through.
 //!
 //! Each one may come from a flag or `PULSEBASE_*` variable, `pulsebase.toml`,

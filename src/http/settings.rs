@@ -1,5 +1,5 @@
 //! `/api/settings`: admins read every setting and change the runtime ones
-//! (SPEC §9). Changes are stored before they take effect.
+//! (docs/configuration.md). Changes are stored before they take effect.
 
 use axum::extract::State;
 use axum::Json;

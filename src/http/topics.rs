@@ -1,4 +1,4 @@
-//! `/api/topics` (SPEC §6): list, create and delete custom topics, and
+//! `/api/topics` (docs/realtime.md): list, create and delete custom topics, and
 //! publish without holding a socket. The realtime actions share the logic
 //! in `realtime::topics`.
 

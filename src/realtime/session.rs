@@ -1,4 +1,4 @@
-//! The client protocol of SPEC §7 for one WebSocket connection: every
+//! The client protocol (docs/realtime.md) for one WebSocket connection: every
 //! request gets exactly one reply with its `id`, then (for a subscribe with
 //! `since`) the replayed events.
 
