@@ -262,19 +262,29 @@ mod tests {
             .collect()
     }
 
+    /// A collection `c` open to everyone, holding `records` changes.
+    async fn open_collection(
+        records: usize,
+    ) -> (tempfile::TempDir, Store, crate::store::writer::Writer) {
+        store_with(
+            json!({"name": "c", "strict": false, "rules": {"list": "true", "view": "true"}}),
+            (0..records).map(|i| json!({"n": i})),
+        )
+        .await
+    }
+
+    /// An anonymous replay of all of `c` up to `upto`.
+    fn replay_of_c(store: &Store, upto: u64) -> Replay {
+        let target = Target::Collection(store.catalog().get("c").unwrap());
+        let subscription = target.subscription("c", Ops::ALL, None);
+        Replay::new(vec![(target, subscription)], Viewer::default(), 0, upto)
+    }
+
     #[tokio::test]
     async fn a_long_history_replays_in_bounded_pages_in_seq_order() {
-        let records = (0..600).map(|i| json!({"n": i}));
-        let (_dir, store, writer) = store_with(
-            json!({"name": "c", "strict": false, "rules": {"list": "true", "view": "true"}}),
-            records,
-        )
-        .await;
-        let collection = store.catalog().get("c").unwrap();
-        let target = Target::Collection(collection);
-        let subscription = target.subscription("c", Ops::ALL, None);
+        let (_dir, store, writer) = open_collection(600).await;
         let upto = store.last_seq().unwrap();
-        let mut replay = Replay::new(vec![(target, subscription)], Viewer::default(), 0, upto);
+        let mut replay = replay_of_c(&store, upto);
         let mut seqs = Vec::new();
         let mut pages = 0;
         while !replay.done() {
@@ -291,17 +301,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_trim_during_a_replay_ends_it_with_history_expired() {
-        let records = (0..600).map(|i| json!({"n": i}));
-        let (_dir, store, writer) = store_with(
-            json!({"name": "c", "strict": false, "rules": {"list": "true", "view": "true"}}),
-            records,
-        )
-        .await;
-        let collection = store.catalog().get("c").unwrap();
-        let target = Target::Collection(collection);
-        let subscription = target.subscription("c", Ops::ALL, None);
+        let (_dir, store, writer) = open_collection(600).await;
         let upto = store.last_seq().unwrap();
-        let mut replay = Replay::new(vec![(target, subscription)], Viewer::default(), 0, upto);
+        let mut replay = replay_of_c(&store, upto);
         let first = replay.next_page(&store).unwrap();
         assert_eq!(events(&first).len(), PAGE);
         // The log loses everything but its newest 10 while the client reads.

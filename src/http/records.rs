@@ -107,17 +107,7 @@ pub async fn patch_record(
     headers: HeaderMap,
     body: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    let expected = if_match(&headers)?;
-    let record = records::update(
-        &state,
-        &principal,
-        &name,
-        &id,
-        expected,
-        body?.0,
-        UpdateKind::Merge,
-    );
-    Ok(Json(record.await?))
+    update(state, principal, name, id, headers, body, UpdateKind::Merge).await
 }
 
 pub async fn replace_record(
@@ -127,16 +117,29 @@ pub async fn replace_record(
     headers: HeaderMap,
     body: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    let expected = if_match(&headers)?;
-    let record = records::update(
-        &state,
-        &principal,
-        &name,
-        &id,
-        expected,
-        body?.0,
+    update(
+        state,
+        principal,
+        name,
+        id,
+        headers,
+        body,
         UpdateKind::Replace,
-    );
+    )
+    .await
+}
+
+async fn update(
+    state: AppState,
+    principal: Principal,
+    name: String,
+    id: String,
+    headers: HeaderMap,
+    body: Result<Json<Value>, JsonRejection>,
+    kind: UpdateKind,
+) -> ApiResult<Json<Value>> {
+    let expected = if_match(&headers)?;
+    let record = records::update(&state, &principal, &name, &id, expected, body?.0, kind);
     Ok(Json(record.await?))
 }
 

@@ -516,18 +516,7 @@ pub(crate) mod tests {
             })
             .await
             .unwrap();
-        let user = crate::model::User {
-            id: "u1".into(),
-            email: "a@b.c".into(),
-            name: String::new(),
-            roles: vec![],
-            groups: vec![],
-            tenant: None,
-            disabled: false,
-            created: String::new(),
-            password_hash: String::new(),
-            generation: 0,
-        };
+        let user = plain_user();
         writer.submit(Mutation::CreateUser(user)).await.unwrap();
         let left = keys_left(&store, id);
         // 30,002 keys in all: each record, its `created` and `k` index
@@ -537,11 +526,8 @@ pub(crate) mod tests {
         writer.shutdown().await;
     }
 
-    async fn durable_after_one_write(durability: Durability, flush_ms: u64, wait_ms: u64) -> bool {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).unwrap();
-        let writer = Writer::start(store.clone(), durability, flush_ms, None).unwrap();
-        let user = crate::model::User {
+    fn plain_user() -> crate::model::User {
+        crate::model::User {
             id: "u1".into(),
             email: "a@b.c".into(),
             name: String::new(),
@@ -552,7 +538,14 @@ pub(crate) mod tests {
             created: String::new(),
             password_hash: String::new(),
             generation: 0,
-        };
+        }
+    }
+
+    async fn durable_after_one_write(durability: Durability, flush_ms: u64, wait_ms: u64) -> bool {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let writer = Writer::start(store.clone(), durability, flush_ms, None).unwrap();
+        let user = plain_user();
         let seq = writer
             .submit(Mutation::CreateUser(user))
             .await
