@@ -26,7 +26,7 @@ mod users;
 
 use records::Staged;
 pub use records::{index_entries, NewRecord, RecordOp};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
@@ -215,6 +215,12 @@ impl Writer {
         };
         let counts = load_counts(&store)?;
         let client_ids = ClientIds::load(&store)?;
+        let admins = store
+            .users()?
+            .into_iter()
+            .filter(|u| u.is_admin() && !u.disabled)
+            .map(|u| u.id)
+            .collect();
         let (tx, rx) = mpsc::channel(MAX_GROUP);
         let (committed_tx, committed) = watch::channel(last_seq);
         let (durable_tx, durable) = watch::channel(last_seq);
@@ -250,6 +256,7 @@ impl Writer {
             counts,
             history_counts: HashMap::new(),
             client_ids,
+            admins,
             tap: publish_tap,
             relaxed: gate.map(|gate| (gate, released)),
             chores,
@@ -377,6 +384,8 @@ struct WriterState {
     /// Messages kept per custom topic, counted on first use.
     history_counts: HashMap<String, u64>,
     client_ids: ClientIds,
+    /// Ids of the enabled admins, so the last one is known without a scan.
+    admins: HashSet<String>,
     tap: Option<PublishTap>,
     /// Relaxed mode: where events may go out to, and who hears it.
     relaxed: Option<(Gate, Option<ReleaseTap>)>,

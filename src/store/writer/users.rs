@@ -12,17 +12,23 @@ impl WriterState {
         self.store.get_user(id)?.ok_or(WriteError::UserNotFound)
     }
 
+    /// Whether `user` is the only enabled admin: from the writer's own set
+    /// of them, so no change to a user scans every user.
     pub(super) fn is_last_admin(&self, user: &User) -> Result<bool, WriteError> {
-        if !user.is_admin() || user.disabled {
-            return Ok(false);
+        let enabled_admin = user.is_admin() && !user.disabled;
+        Ok(enabled_admin && self.admins.len() == 1 && self.admins.contains(&user.id))
+    }
+
+    /// Keeps the set of enabled admins in step with a committed change.
+    fn track_admin(&mut self, id: &str, now: Option<&User>) {
+        match now {
+            Some(user) if user.is_admin() && !user.disabled => {
+                self.admins.insert(id.to_owned());
+            }
+            _ => {
+                self.admins.remove(id);
+            }
         }
-        let others = self
-            .store
-            .users()?
-            .into_iter()
-            .filter(|u| u.id != user.id && u.is_admin() && !u.disabled)
-            .count();
-        Ok(others == 0)
     }
 
     pub(super) fn put_user(
@@ -69,6 +75,7 @@ impl WriterState {
             },
         );
         self.commit(batch, first_seq)?;
+        self.track_admin(&user.id, Some(&user));
         Ok(Committed {
             seqs: self.seqs_since(first_seq),
             collection: None,
@@ -96,6 +103,7 @@ impl WriterState {
             },
         );
         self.commit(batch, first_seq)?;
+        self.track_admin(id, None);
         Ok(Committed {
             seqs: self.seqs_since(first_seq),
             collection: None,
