@@ -502,6 +502,16 @@ async fn owner_tenant_and_group_rules_hold_on_every_path() {
     assert!(listed.contains(&own[0]), "{listed:?}");
 }
 
+/// Records of tenants acme and globex, then of teams red and blue.
+fn one_per_tenant_and_team() -> [Value; 4] {
+    [
+        json!({"tenant": "acme"}),
+        json!({"tenant": "globex"}),
+        json!({"team": "red"}),
+        json!({"team": "blue"}),
+    ]
+}
+
 /// The identity on an open connection is the identity now: a user moved
 /// to another tenant and another group sees from the next action on, on
 /// every path of the socket they already hold.
@@ -522,17 +532,7 @@ async fn a_tenant_or_group_change_applies_to_an_open_connection() {
             json!({"tenant": "acme", "groups": ["red"]}),
         )
         .await;
-    let before = probe
-        .write(
-            &probe.admin,
-            &[
-                json!({"tenant": "acme"}),
-                json!({"tenant": "globex"}),
-                json!({"team": "red"}),
-                json!({"team": "blue"}),
-            ],
-        )
-        .await;
+    let before = probe.write(&probe.admin, &one_per_tenant_and_team()).await;
     let mut ws = Ws::connect(&server, Some(&token)).await;
     ws_subscribe(&mut ws, &probe, "", None).await;
     let listed: Ids = ws_list(&mut ws, "docs", "", "").await.into_iter().collect();
@@ -560,17 +560,7 @@ async fn a_tenant_or_group_change_applies_to_an_open_connection() {
         "WebSocket get"
     );
     // Live: only what the new identity may see.
-    let after = probe
-        .write(
-            &probe.admin,
-            &[
-                json!({"tenant": "acme"}),
-                json!({"tenant": "globex"}),
-                json!({"team": "red"}),
-                json!({"team": "blue"}),
-            ],
-        )
-        .await;
+    let after = probe.write(&probe.admin, &one_per_tenant_and_team()).await;
     probe.finish(&json!({})).await;
     assert_eq!(
         ws_collect(&mut ws, &probe).await,
