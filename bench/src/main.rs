@@ -4,7 +4,7 @@
 //! empty data dir, signs in, creates the `readings` collection, runs a short
 //! warm-up and then a fixed-length measured window of load, reads the
 //! server's RSS and CPU, and stops the server. The ingest suite is here; the
-//! realtime suite (fan-out, publish, idle memory) is in `realtime.rs`, the
+//! realtime suite (fan-out, publish, idle memory) is in `realtime/`, the
 //! drop suite (write latency while a large collection is dropped) in
 //! `drop.rs`. See bench/README.md.
 

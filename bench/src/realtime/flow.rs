@@ -1,0 +1,409 @@
+//! One fan-out or publish run: paced writes, subscribers reading, and the
+//! exact tally of what arrived (missed, duplicate, latency).
+
+use super::*;
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::Full;
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::{Method, Request};
+use tokio::task::JoinSet;
+
+use crate::procs::{self, CpuSnapshot};
+use crate::wire::StampFinder;
+use crate::{load, Args};
+
+/// Per-subscriber record of what arrived.
+pub(super) struct Inbox {
+    bits: Vec<u64>,
+    received: u64,
+    duplicates: u64,
+    closed: Option<String>,
+}
+
+pub(super) struct Tally {
+    epoch: Instant,
+    measure_from_us: u64,
+    end_us: u64,
+    capacity: u64,
+    acked: Vec<u64>,
+    acked_count: u64,
+    writes_done: u64,
+    write_errors: u64,
+    first_error: Option<String>,
+    write_hist: Histogram<u64>,
+    hist: Histogram<u64>,
+    max_us: u64,
+    deliveries: u64,
+    /// Socket reads that brought events, and the events they brought: how
+    /// many frames the server put into one write, roughly.
+    reads: u64,
+    events: u64,
+    inboxes: Vec<Inbox>,
+}
+
+pub(super) fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("valid histogram bounds")
+}
+
+pub(super) fn set_bit(bits: &mut [u64], n: u64) -> bool {
+    let (word, bit) = ((n / 64) as usize, 1u64 << (n % 64));
+    let was = bits[word] & bit != 0;
+    bits[word] |= bit;
+    !was
+}
+
+impl Tally {
+    /// Room for write indexes below `capacity`, for `subscribers` inboxes.
+    fn new(
+        epoch: Instant,
+        measure_from_us: u64,
+        end_us: u64,
+        capacity: u64,
+        subscribers: usize,
+    ) -> Tally {
+        let words = capacity.div_ceil(64) as usize;
+        Tally {
+            epoch,
+            measure_from_us,
+            end_us,
+            capacity,
+            acked: vec![0; words],
+            acked_count: 0,
+            writes_done: 0,
+            write_errors: 0,
+            first_error: None,
+            write_hist: new_hist(),
+            hist: new_hist(),
+            max_us: 0,
+            deliveries: 0,
+            reads: 0,
+            events: 0,
+            inboxes: (0..subscribers)
+                .map(|_| Inbox {
+                    bits: vec![0; words],
+                    received: 0,
+                    duplicates: 0,
+                    closed: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn since_epoch_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    fn arrived(&mut self, sub: usize, n: u64, sent_us: u64, now_us: u64) {
+        if n >= self.capacity {
+            return;
+        }
+        let inbox = &mut self.inboxes[sub];
+        if set_bit(&mut inbox.bits, n) {
+            inbox.received += 1;
+        } else {
+            inbox.duplicates += 1;
+        }
+        if now_us >= self.measure_from_us && now_us < self.end_us {
+            let latency = now_us.saturating_sub(sent_us).max(1);
+            self.hist.saturating_record(latency);
+            self.max_us = self.max_us.max(latency);
+            self.deliveries += 1;
+        }
+    }
+
+    fn missed(&self) -> u64 {
+        self.inboxes
+            .iter()
+            .map(|inbox| {
+                self.acked
+                    .iter()
+                    .zip(&inbox.bits)
+                    .map(|(a, b)| u64::from((a & !b).count_ones()))
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+}
+
+pub(super) async fn flow(
+    mut stage: Stage,
+    args: &Args,
+    sc: Scenario,
+    subscribers: usize,
+    rate: u32,
+    hz: u64,
+) -> anyhow::Result<Outcome> {
+    let (topic, path) = match sc.kind {
+        Kind::Publish { .. } => ("bench", "/api/topics/bench/messages"),
+        _ => ("readings", "/api/collections/readings/records"),
+    };
+    let clients = open_subscribers(&stage, sc, subscribers, topic, 64 * 1024).await?;
+    let pid = stage.server.pid();
+    let warmup = Duration::from_secs_f64(args.warmup);
+    let duration = Duration::from_secs_f64(args.duration);
+    let epoch = Instant::now();
+    let measure_from = epoch + warmup;
+    let end = measure_from + duration;
+    let capacity = (f64::from(rate) * (warmup + duration).as_secs_f64()).ceil() as u64 + 64;
+    let tally = Rc::new(RefCell::new(Tally::new(
+        epoch,
+        warmup.as_micros() as u64,
+        (warmup + duration).as_micros() as u64,
+        capacity,
+        subscribers,
+    )));
+
+    let finder = Rc::new(StampFinder::new());
+    let mut readers = JoinSet::new();
+    for (index, client) in clients.into_iter().enumerate() {
+        readers.spawn_local(read_events(
+            index,
+            client,
+            Rc::clone(&tally),
+            Rc::clone(&finder),
+        ));
+    }
+
+    let next = Rc::new(Cell::new(0u64));
+    let mut writers = JoinSet::new();
+    for _ in 0..WRITERS {
+        let sender = load::connect(stage.addr).await?;
+        writers.spawn_local(write_paced(
+            sender,
+            stage.addr,
+            path,
+            stage.writer_auth.clone(),
+            matches!(sc.kind, Kind::Publish { .. }),
+            rate,
+            Rc::clone(&next),
+            Rc::clone(&tally),
+            end,
+        ));
+    }
+    let sampler = tokio::task::spawn_local(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+        let a = CpuSnapshot::take(pid);
+        tokio::time::sleep_until(end.into()).await;
+        let b = CpuSnapshot::take(pid);
+        (a, b, procs::rss_kib(pid))
+    });
+    while writers.join_next().await.is_some() {}
+    let (a, b, rss_kib) = sampler.await?;
+
+    // Wait for the events of the last writes.
+    let drain_started = Instant::now();
+    loop {
+        let done = {
+            let t = tally.borrow();
+            t.inboxes
+                .iter()
+                .all(|i| i.closed.is_some() || i.received >= t.acked_count)
+        };
+        if done || drain_started.elapsed() > DRAIN_TIMEOUT {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drain = drain_started.elapsed();
+    readers.abort_all();
+    while readers.join_next().await.is_some() {}
+    stage.server.stop();
+
+    let t = tally.borrow();
+    let q = |h: &Histogram<u64>, q: f64, max: u64| h.value_at_quantile(q).min(max.max(1));
+    let write_max = t.write_hist.max();
+    let mut close_reasons: Vec<String> =
+        t.inboxes.iter().filter_map(|i| i.closed.clone()).collect();
+    let closed = close_reasons.len();
+    close_reasons.sort();
+    close_reasons.dedup();
+    Ok(Outcome {
+        scenario: sc,
+        measured: Measured::Flow(Flow {
+            subscribers,
+            rate,
+            writes_done: t.writes_done,
+            writes_acked: t.acked_count,
+            write_errors: t.write_errors,
+            first_error: t.first_error.clone(),
+            write_p50_us: q(&t.write_hist, 0.50, write_max),
+            write_p99_us: q(&t.write_hist, 0.99, write_max),
+            deliveries: t.deliveries,
+            p50_us: q(&t.hist, 0.50, t.max_us),
+            p99_us: q(&t.hist, 0.99, t.max_us),
+            max_us: t.max_us,
+            missed: t.missed(),
+            duplicates: t.inboxes.iter().map(|i| i.duplicates).sum(),
+            closed,
+            close_reasons,
+            drain,
+            events_per_read: t.events as f64 / t.reads.max(1) as f64,
+        }),
+        duration,
+        rss_kib,
+        cpu: procs::cpu_use(&a, &b, hz),
+    })
+}
+
+pub(super) async fn read_events(
+    index: usize,
+    mut client: Client,
+    tally: Rc<RefCell<Tally>>,
+    finder: Rc<StampFinder>,
+) {
+    let closed = loop {
+        let more = match &mut client {
+            Client::Ws(ws) => ws.fill().await,
+            Client::Sse(sse) => sse.fill().await,
+        };
+        match more {
+            Ok(true) => {}
+            Ok(false) => break "connection closed by the server".to_owned(),
+            Err(e) => break format!("read failed: {e}"),
+        }
+        let walked = {
+            let mut t = tally.borrow_mut();
+            let now_us = t.since_epoch_us();
+            let events_before = t.events;
+            let mut arrive = |event: &[u8]| {
+                if let Some(stamp) = finder.find(event) {
+                    t.events += 1;
+                    t.arrived(index, stamp.n, stamp.sent_us, now_us);
+                }
+            };
+            let walked = match &mut client {
+                Client::Ws(ws) => ws.drain(&mut arrive),
+                Client::Sse(sse) => {
+                    sse.drain(&mut arrive);
+                    Ok(())
+                }
+            };
+            if t.events > events_before {
+                t.reads += 1;
+            }
+            walked
+        };
+        if let Err(e) = walked {
+            break format!("bad frame: {e}");
+        }
+        if let Client::Ws(ws) = &mut client {
+            if let Some((code, reason)) = &ws.closed {
+                break format!("close {code} {reason}");
+            }
+            if ws.answer_pings().await.is_err() {
+                break "cannot answer a ping".to_owned();
+            }
+        }
+    };
+    tally.borrow_mut().inboxes[index].closed = Some(closed);
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn write_paced(
+    mut sender: SendRequest<Full<Bytes>>,
+    addr: SocketAddr,
+    path: &'static str,
+    auth: String,
+    publish: bool,
+    rate: u32,
+    next: Rc<Cell<u64>>,
+    tally: Rc<RefCell<Tally>>,
+    end: Instant,
+) {
+    let host = HeaderValue::from_str(&addr.to_string()).expect("address is a valid header");
+    let auth = HeaderValue::from_str(&auth).expect("token is a valid header");
+    let json = HeaderValue::from_static("application/json");
+    let epoch = tally.borrow().epoch;
+    loop {
+        let n = next.get();
+        next.set(n + 1);
+        let due = epoch + Duration::from_secs_f64(n as f64 / f64::from(rate));
+        // A server that fell behind does not get the rest of the schedule
+        // after the window: the run ends on time either way.
+        if due >= end || Instant::now() >= end {
+            break;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        let sent_us = epoch.elapsed().as_micros() as u64;
+        let body = if publish {
+            format!(r#"{{"data":{{"n":{n},"sent":{sent_us}}}}}"#)
+        } else {
+            format!(
+                r#"{{"device":"gw-{}","temp":21.5,"n":{n},"sent":{sent_us}}}"#,
+                n % 16
+            )
+        };
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(HOST, host.clone())
+            .header(AUTHORIZATION, auth.clone())
+            .header(CONTENT_TYPE, json.clone())
+            .body(Full::new(Bytes::from(body)))
+            .expect("valid request");
+        let outcome = async {
+            sender.ready().await?;
+            let response = sender.send_request(request).await?;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            anyhow::ensure!(
+                status.is_success(),
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            anyhow::Ok(())
+        }
+        .await;
+        let mut t = tally.borrow_mut();
+        let done_us = t.since_epoch_us();
+        match outcome {
+            Ok(()) => {
+                if n < t.capacity && set_bit(&mut t.acked, n) {
+                    t.acked_count += 1;
+                }
+                if done_us >= t.measure_from_us && done_us < t.end_us {
+                    t.writes_done += 1;
+                    t.write_hist
+                        .saturating_record(done_us.saturating_sub(sent_us).max(1));
+                }
+            }
+            Err(e) => {
+                t.write_errors += 1;
+                if t.first_error.is_none() {
+                    t.first_error = Some(format!("{e:#}"));
+                }
+                if sender.is_closed() {
+                    break;
+                }
+            }
+        }
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missed_counts_acknowledged_writes_a_subscriber_lacks() {
+        let mut tally = Tally::new(Instant::now(), 0, u64::MAX, 128, 2);
+        for n in [1, 70, 100] {
+            set_bit(&mut tally.acked, n);
+        }
+        tally.arrived(0, 1, 0, 10);
+        tally.arrived(0, 70, 0, 10);
+        tally.arrived(0, 70, 0, 10);
+        tally.arrived(1, 100, 0, 10);
+        // An event for a write never acknowledged is not a miss elsewhere.
+        tally.arrived(1, 5, 0, 10);
+        assert_eq!(tally.missed(), 1 + 2);
+        assert_eq!(tally.inboxes[0].duplicates, 1);
+        assert_eq!(tally.deliveries, 5);
+    }
+}

@@ -1,0 +1,254 @@
+//! The realtime benchmark: fan-out of record changes to many subscribers,
+//! custom-topic publish fan-out, and memory per idle connection, against
+//! pulsebase (WebSocket, and SSE for memory) and PocketBase (SSE).
+//!
+//! Every write carries its index `n` and the generator's clock `sent` (µs);
+//! every subscriber keeps a bitset of the `n` it received, so missed and
+//! duplicate events are counted exactly, and latency is arrival − sent on
+//! one clock. Writes are paced open-loop at the offered rate by a few
+//! keep-alive HTTP connections; a server that cannot keep up shows as fewer
+//! writes done, not as a slower schedule.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use http_body_util::BodyExt as _;
+use tokio::task::LocalSet;
+
+use crate::procs::{self, CpuUse, Server};
+use crate::Args;
+
+mod flow;
+mod report;
+mod stage;
+
+use flow::*;
+pub use report::{errors, markdown, print_line};
+use stage::*;
+
+/// Writer connections: enough that one slow answer does not hold back the
+/// schedule at 1000 writes/s.
+const WRITERS: usize = 32;
+/// Subscriber accounts; each serves `subscribers / USERS` connections (user
+/// creation hashes a password, too slow to do a thousand times per run).
+const USERS: usize = 10;
+const USER_PASSWORD: &str = "bench-password-1";
+/// Connections set up at once.
+const SETUP_PARALLEL: usize = 64;
+/// How long to wait after the last write for the last events.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+const HIST_MAX_US: u64 = 120_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    Pulsebase,
+    PocketBase,
+}
+
+impl Peer {
+    fn label(self) -> &'static str {
+        match self {
+            Peer::Pulsebase => "pulsebase",
+            Peer::PocketBase => "pocketbase",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Ws,
+    Sse,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Record creates at `rate`/s, each an event for every subscriber.
+    Fanout { subscribers: usize, rate: u32 },
+    /// Custom-topic messages at `rate`/s (`history: 0`).
+    Publish { subscribers: usize, rate: u32 },
+    /// `connections` subscribed, idle connections: memory per connection.
+    Idle {
+        transport: Transport,
+        connections: usize,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Scenario {
+    pub peer: Peer,
+    pub kind: Kind,
+}
+
+impl Scenario {
+    pub fn name(&self) -> String {
+        let kind = match self.kind {
+            Kind::Fanout { subscribers, rate } => format!("fanout/s{subscribers}/r{rate}"),
+            Kind::Publish { subscribers, rate } => format!("publish/s{subscribers}/r{rate}"),
+            Kind::Idle {
+                transport,
+                connections,
+            } => format!(
+                "idle/{}/c{connections}",
+                match transport {
+                    Transport::Ws => "ws",
+                    Transport::Sse => "sse",
+                }
+            ),
+        };
+        format!("{}/{kind}", self.peer.label())
+    }
+
+    fn transport(&self) -> Transport {
+        match (self.peer, self.kind) {
+            (_, Kind::Idle { transport, .. }) => transport,
+            (Peer::Pulsebase, _) => Transport::Ws,
+            (Peer::PocketBase, _) => Transport::Sse,
+        }
+    }
+}
+
+/// Fan-out at S = 0 (the write path alone), 100 and 1000 × R = 100 and
+/// 1000; publish at 1000 subscribers; 10k idle connections. PocketBase has
+/// no custom topics and no WebSocket, so it runs fan-out and idle SSE.
+pub fn all_scenarios(peers: bool) -> Vec<Scenario> {
+    let mut out = Vec::new();
+    let fanouts = [(100, 100), (100, 1000), (1000, 100), (1000, 1000)];
+    let pulsebase = |kind| Scenario {
+        peer: Peer::Pulsebase,
+        kind,
+    };
+    out.push(pulsebase(Kind::Fanout {
+        subscribers: 0,
+        rate: 1000,
+    }));
+    for (subscribers, rate) in fanouts {
+        out.push(pulsebase(Kind::Fanout { subscribers, rate }));
+    }
+    for rate in [1000, 5000] {
+        out.push(pulsebase(Kind::Publish {
+            subscribers: 1000,
+            rate,
+        }));
+    }
+    for transport in [Transport::Ws, Transport::Sse] {
+        out.push(pulsebase(Kind::Idle {
+            transport,
+            connections: 10_000,
+        }));
+    }
+    if peers {
+        let pocketbase = |kind| Scenario {
+            peer: Peer::PocketBase,
+            kind,
+        };
+        for (subscribers, rate) in fanouts {
+            out.push(pocketbase(Kind::Fanout { subscribers, rate }));
+        }
+        out.push(pocketbase(Kind::Idle {
+            transport: Transport::Sse,
+            connections: 10_000,
+        }));
+    }
+    out
+}
+
+/// What one fan-out or publish scenario measured.
+pub struct Flow {
+    pub subscribers: usize,
+    pub rate: u32,
+    pub writes_done: u64,
+    pub writes_acked: u64,
+    pub write_errors: u64,
+    pub first_error: Option<String>,
+    pub write_p50_us: u64,
+    pub write_p99_us: u64,
+    pub deliveries: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    pub missed: u64,
+    pub duplicates: u64,
+    pub closed: usize,
+    pub close_reasons: Vec<String>,
+    pub drain: Duration,
+    pub events_per_read: f64,
+}
+
+pub struct Memory {
+    pub connections: usize,
+    pub opened: usize,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+}
+
+impl Memory {
+    pub fn per_connection_kib(&self) -> f64 {
+        self.rss_after_kib.saturating_sub(self.rss_before_kib) as f64 / self.opened.max(1) as f64
+    }
+}
+
+pub enum Measured {
+    Flow(Flow),
+    Memory(Memory),
+}
+
+pub struct Outcome {
+    pub scenario: Scenario,
+    pub measured: Measured,
+    pub duration: Duration,
+    pub rss_kib: Option<u64>,
+    pub cpu: CpuUse,
+}
+
+impl Outcome {
+    pub fn other_cpu(&self) -> f64 {
+        self.cpu.other_pct
+    }
+}
+
+/// A server under test, signed in, with the collection (or topic) and the
+/// subscriber accounts in place.
+struct Stage {
+    server: Server,
+    addr: SocketAddr,
+    /// Authorization header value for the writer.
+    writer_auth: String,
+    /// Tokens for the subscriber accounts.
+    tokens: Vec<String>,
+}
+
+pub fn run(
+    rt: &tokio::runtime::Runtime,
+    args: &Args,
+    server_bin: &Path,
+    data_root: &Path,
+    sc: Scenario,
+    hz: u64,
+) -> anyhow::Result<Outcome> {
+    let dir = procs::fresh_dir(data_root, &sc.name())?;
+    let local = LocalSet::new();
+    local.block_on(rt, async {
+        let stage = match sc.peer {
+            Peer::Pulsebase => {
+                let server = procs::start_pulsebase(server_bin, dir, "sync", args.flush_ms, 1000)?;
+                stage_pulsebase(server, sc).await?
+            }
+            Peer::PocketBase => {
+                let Some(pb) = &args.pocketbase else {
+                    bail!("PocketBase binary not available (pass --pocketbase)");
+                };
+                let server = procs::start_pocketbase(pb, dir)?;
+                stage_pocketbase(server).await?
+            }
+        };
+        match sc.kind {
+            Kind::Idle { connections, .. } => idle(stage, sc, connections, hz).await,
+            Kind::Fanout { subscribers, rate } | Kind::Publish { subscribers, rate } => {
+                flow(stage, args, sc, subscribers, rate, hz).await
+            }
+        }
+    })
+}
