@@ -11,29 +11,6 @@ use common::live::{Sse, Ws};
 use common::{client, send, TestServer};
 use serde_json::{json, Value};
 
-async fn write(server: &TestServer, token: &str, collection: &str, body: Value) -> Value {
-    let (status, record) = send(
-        client()
-            .post(server.url(&format!("/api/collections/{collection}/records")))
-            .bearer_auth(token)
-            .json(&body),
-    )
-    .await;
-    assert_eq!(status, 201, "{record}");
-    record
-}
-
-async fn patch(server: &TestServer, token: &str, collection: &str, id: &str, body: Value) {
-    let (status, record) = send(
-        client()
-            .patch(server.url(&format!("/api/collections/{collection}/records/{id}")))
-            .bearer_auth(token)
-            .json(&body),
-    )
-    .await;
-    assert_eq!(status, 200, "{record}");
-}
-
 async fn drop_collection(server: &TestServer, token: &str, name: &str) {
     let (status, body) = send(
         client()
@@ -63,7 +40,9 @@ async fn a_dropped_collections_history_never_reaches_its_namesake() {
             json!({"name": "vault", "fields": {"secret": {"type": "string"}}, "protected": ["secret"]}),
         )
         .await;
-    let old = write(&server, &admin, "vault", json!({"secret": "launch-code"})).await;
+    let old = server
+        .create_record(&admin, "vault", json!({"secret": "launch-code"}))
+        .await;
     // A subscriber of the old collection hears of the drop after its
     // pending events.
     let mut admin_ws = Ws::connect(&server, Some(&admin)).await;
@@ -71,7 +50,9 @@ async fn a_dropped_collections_history_never_reaches_its_namesake() {
         .request(json!({"action": "subscribe", "topic": "vault"}))
         .await;
     assert_eq!(reply["type"], "ok", "{reply}");
-    write(&server, &admin, "vault", json!({"secret": "second"})).await;
+    server
+        .create_record(&admin, "vault", json!({"secret": "second"}))
+        .await;
     drop_collection(&server, &admin, "vault").await;
     let event = admin_ws.next().await;
     assert_eq!(
@@ -91,7 +72,9 @@ async fn a_dropped_collections_history_never_reaches_its_namesake() {
             json!({"name": "vault", "strict": false, "rules": {"list": "true", "view": "true"}}),
         )
         .await;
-    let new = write(&server, &admin, "vault", json!({"note": "public"})).await;
+    let new = server
+        .create_record(&admin, "vault", json!({"note": "public"}))
+        .await;
 
     // Anonymous, from the very beginning: only the new collection's record.
     // Before the log named collections by id, the old records arrived with
@@ -126,7 +109,7 @@ async fn several_topics_resume_in_one_seq_ordered_pass() {
     }
     for n in 0..6 {
         let name = if n % 2 == 0 { "alpha" } else { "beta" };
-        write(&server, &admin, name, json!({"n": n})).await;
+        server.create_record(&admin, name, json!({"n": n})).await;
     }
     // Before, each topic was replayed in turn: seqs arrived 1, 3, 5, 2, 4, 6
     // and one Last-Event-ID could not resume both.
@@ -164,7 +147,7 @@ async fn positions_from_another_history_are_history_expired() {
             json!({"name": "notes", "strict": false, "rules": {"list": "true", "view": "true"}}),
         )
         .await;
-    write(&server, &admin, "notes", json!({"n": 1})).await;
+    server.create_record(&admin, "notes", json!({"n": 1})).await;
     let mut ws = Ws::connect(&server, None).await;
     let epoch = ws.welcome["epoch"]
         .as_str()
@@ -243,13 +226,9 @@ async fn records_leave_and_enter_a_subscriptions_view() {
         .await;
     assert_eq!(reply["type"], "ok", "{reply}");
 
-    let record = write(
-        &server,
-        &admin,
-        "tickets",
-        json!({"status": "open", "public": true}),
-    )
-    .await;
+    let record = server
+        .create_record(&admin, "tickets", json!({"status": "open", "public": true}))
+        .await;
     let id = record["id"].as_str().expect("id");
     let created = anon.next().await;
     assert_eq!(
@@ -262,14 +241,14 @@ async fn records_leave_and_enter_a_subscriptions_view() {
 
     // Out of view (rule) for the anonymous one, out of the filter for the
     // other: both hear `left`, with only the id.
-    patch(
-        &server,
-        &admin,
-        "tickets",
-        id,
-        json!({"public": false, "status": "closed"}),
-    )
-    .await;
+    server
+        .patch_record(
+            &admin,
+            "tickets",
+            id,
+            json!({"public": false, "status": "closed"}),
+        )
+        .await;
     for ws in [&mut anon, &mut open_only] {
         let left = ws.next().await;
         assert_eq!(
@@ -283,17 +262,19 @@ async fn records_leave_and_enter_a_subscriptions_view() {
         );
     }
     // Changes out of view are not delivered at all.
-    patch(&server, &admin, "tickets", id, json!({"status": "pending"})).await;
+    server
+        .patch_record(&admin, "tickets", id, json!({"status": "pending"}))
+        .await;
     anon.expect_quiet(Duration::from_millis(500)).await;
     // Back in view: `create` with reason `entered`.
-    patch(
-        &server,
-        &admin,
-        "tickets",
-        id,
-        json!({"public": true, "status": "open"}),
-    )
-    .await;
+    server
+        .patch_record(
+            &admin,
+            "tickets",
+            id,
+            json!({"public": true, "status": "open"}),
+        )
+        .await;
     for ws in [&mut anon, &mut open_only] {
         let entered = ws.next().await;
         assert_eq!(
@@ -348,14 +329,14 @@ async fn resubscribing_with_since_sends_nothing_twice() {
         .request(json!({"action": "subscribe", "topic": "notes", "since": 0}))
         .await;
     assert_eq!(reply["type"], "ok", "{reply}");
-    write(&server, &admin, "notes", json!({"n": 1})).await;
+    server.create_record(&admin, "notes", json!({"n": 1})).await;
     assert_eq!(ws.next().await["op"], "create");
     let reply = ws
         .request(json!({"action": "subscribe", "topic": "notes", "since": 0}))
         .await;
     assert_eq!(reply["type"], "ok", "{reply}");
     ws.expect_quiet(Duration::from_millis(700)).await;
-    write(&server, &admin, "notes", json!({"n": 2})).await;
+    server.create_record(&admin, "notes", json!({"n": 2})).await;
     let next = ws.next().await;
     assert_eq!(next["record"]["n"], 2, "{next}");
     ws.expect_quiet(Duration::from_millis(500)).await;
@@ -387,7 +368,7 @@ async fn a_long_replay_streams_in_order_before_live_events() {
     assert_eq!(reply["type"], "ok", "{reply}");
     // Written while the replay is still being read: they follow it.
     for n in 1200..1205 {
-        write(&server, &admin, "feed", json!({"n": n})).await;
+        server.create_record(&admin, "feed", json!({"n": n})).await;
     }
     let mut last = 0;
     for n in 0..1205 {

@@ -197,6 +197,38 @@ impl TestServer {
         assert_eq!(status, 201, "create collection: {body}");
         body
     }
+
+    /// Creates a record and returns it; anything but 201 fails the test.
+    pub async fn create_record(&self, token: &str, collection: &str, body: Value) -> Value {
+        let (status, record) = send(
+            client()
+                .post(self.url(&format!("/api/collections/{collection}/records")))
+                .bearer_auth(token)
+                .json(&body),
+        )
+        .await;
+        assert_eq!(status, 201, "create in {collection}: {record}");
+        record
+    }
+
+    /// Patches a record and returns it; anything but 200 fails the test.
+    pub async fn patch_record(
+        &self,
+        token: &str,
+        collection: &str,
+        id: &str,
+        body: Value,
+    ) -> Value {
+        let (status, record) = send(
+            client()
+                .patch(self.url(&format!("/api/collections/{collection}/records/{id}")))
+                .bearer_auth(token)
+                .json(&body),
+        )
+        .await;
+        assert_eq!(status, 200, "patch {collection}/{id}: {record}");
+        record
+    }
 }
 
 impl Drop for TestServer {

@@ -65,13 +65,9 @@ async fn admins_read_the_counts_the_dashboard_charts() {
         sockets.push(ws);
     }
     for text in ["a", "b", "c"] {
-        create(
-            &server,
-            &ann,
-            "notes",
-            json!({"text": text, "public": true}),
-        )
-        .await;
+        server
+            .create_record(&ann, "notes", json!({"text": text, "public": true}))
+            .await;
     }
     for ws in &mut sockets {
         for _ in 0..3 {

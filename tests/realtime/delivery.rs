@@ -18,13 +18,9 @@ async fn each_subscriber_sees_exactly_what_its_rules_allow() {
         assert!(reply["seq"].is_u64());
     }
 
-    let private = create(
-        &server,
-        &ann,
-        "notes",
-        json!({"text": "mine", "secret": "s1"}),
-    )
-    .await;
+    let private = server
+        .create_record(&ann, "notes", json!({"text": "mine", "secret": "s1"}))
+        .await;
     let event = ann_ws.next().await;
     assert_eq!(event["type"], "event");
     assert_eq!(event["op"], "create");
@@ -40,20 +36,16 @@ async fn each_subscriber_sees_exactly_what_its_rules_allow() {
         "admins see protected fields"
     );
 
-    let shared = create(
-        &server,
-        &ann,
-        "notes",
-        json!({"text": "for bob", "shared_with": [user_id(&server, &bob).await]}),
-    )
-    .await;
-    let public = create(
-        &server,
-        &ann,
-        "notes",
-        json!({"text": "all", "public": true}),
-    )
-    .await;
+    let shared = server
+        .create_record(
+            &ann,
+            "notes",
+            json!({"text": "for bob", "shared_with": [user_id(&server, &bob).await]}),
+        )
+        .await;
+    let public = server
+        .create_record(&ann, "notes", json!({"text": "all", "public": true}))
+        .await;
     assert_eq!(bob_ws.next().await["record"]["id"], shared["id"]);
     assert_eq!(bob_ws.next().await["record"]["id"], public["id"]);
     assert_eq!(anon_ws.next().await["record"]["id"], public["id"]);
@@ -88,7 +80,9 @@ async fn ops_filter_and_record_topics() {
         .request(json!({"action": "subscribe", "topic": "notes", "ops": ["update"], "filter": "text ~ 'x'"}))
         .await;
     assert_eq!(reply["type"], "ok", "{reply}");
-    let a = create(&server, &ann, "notes", json!({"text": "x1"})).await;
+    let a = server
+        .create_record(&ann, "notes", json!({"text": "x1"}))
+        .await;
     let id = a["id"].as_str().unwrap();
     let reply = ws
         .request(json!({"action": "subscribe", "topic": format!("notes/{id}"), "ops": ["delete"]}))
@@ -141,20 +135,12 @@ async fn tenants_never_see_each_other() {
         sockets.push(ws);
         tokens.push(token);
     }
-    create(
-        &server,
-        &tokens[0],
-        "orders",
-        json!({"tenant": "acme", "n": 1}),
-    )
-    .await;
-    create(
-        &server,
-        &tokens[1],
-        "orders",
-        json!({"tenant": "globex", "n": 2}),
-    )
-    .await;
+    server
+        .create_record(&tokens[0], "orders", json!({"tenant": "acme", "n": 1}))
+        .await;
+    server
+        .create_record(&tokens[1], "orders", json!({"tenant": "globex", "n": 2}))
+        .await;
     assert_eq!(sockets[0].next().await["record"]["tenant"], "acme");
     assert_eq!(sockets[1].next().await["record"]["tenant"], "globex");
     for ws in &mut sockets {
@@ -206,15 +192,13 @@ async fn records_over_the_socket_pass_the_same_access_checks() {
 #[tokio::test]
 async fn a_record_topic_is_not_found_unless_the_subscriber_may_view_the_record() {
     let (server, _admin, ann, bob) = notes_server().await;
-    let hidden = create(&server, &ann, "notes", json!({"text": "mine"})).await;
+    let hidden = server
+        .create_record(&ann, "notes", json!({"text": "mine"}))
+        .await;
     let hidden = hidden["id"].as_str().unwrap();
-    let public = create(
-        &server,
-        &ann,
-        "notes",
-        json!({"text": "all", "public": true}),
-    )
-    .await;
+    let public = server
+        .create_record(&ann, "notes", json!({"text": "all", "public": true}))
+        .await;
     let public = public["id"].as_str().unwrap();
     let missing = "01JD3Q7ZK8NOSUCHRECORD0000";
     let mut bob_ws = Ws::connect(&server, Some(&bob)).await;
@@ -268,15 +252,13 @@ async fn retention_removals_arrive_as_expired_deletes_for_those_who_saw_the_reco
         assert_eq!(reply["type"], "ok", "{reply}");
     }
     // Ann's private note is the oldest: the cap of 2 removes it.
-    let oldest = create(&server, &ann, "notes", json!({"text": "first"})).await;
-    for text in ["second", "third"] {
-        create(
-            &server,
-            &ann,
-            "notes",
-            json!({"text": text, "public": true}),
-        )
+    let oldest = server
+        .create_record(&ann, "notes", json!({"text": "first"}))
         .await;
+    for text in ["second", "third"] {
+        server
+            .create_record(&ann, "notes", json!({"text": text, "public": true}))
+            .await;
     }
     // The retention pass runs every 2 s.
     let event = ann_ws.next().await;

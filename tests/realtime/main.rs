@@ -19,18 +19,6 @@ use common::{client, error_code, send, TestServer};
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 
-async fn create(server: &TestServer, token: &str, collection: &str, body: Value) -> Value {
-    let (status, record) = send(
-        client()
-            .post(server.url(&format!("/api/collections/{collection}/records")))
-            .bearer_auth(token)
-            .json(&body),
-    )
-    .await;
-    assert_eq!(status, 201, "{record}");
-    record
-}
-
 /// Notes: each user sees their own and what is shared with them; `secret`
 /// is protected.
 async fn notes_server() -> (TestServer, String, String, String) {

@@ -8,19 +8,28 @@ async fn resume_replays_the_gap_without_duplicates() {
         .request(json!({"action": "subscribe", "topic": "notes"}))
         .await;
     let start = reply["seq"].as_u64().unwrap();
-    create(&server, &ann, "notes", json!({"text": "a"})).await;
+    server
+        .create_record(&ann, "notes", json!({"text": "a"}))
+        .await;
     let seen = ws.next().await["seq"].as_u64().unwrap();
     drop(ws);
     let mut missed = Vec::new();
     for text in ["b", "c", "d"] {
-        missed.push(create(&server, &ann, "notes", json!({"text": text})).await["id"].clone());
+        missed.push(
+            server
+                .create_record(&ann, "notes", json!({"text": text}))
+                .await["id"]
+                .clone(),
+        );
     }
     let mut ws = Ws::connect(&server, Some(&ann)).await;
     let reply = ws
         .request(json!({"action": "subscribe", "topic": "notes", "since": seen}))
         .await;
     assert_eq!(reply["type"], "ok", "{reply}");
-    let live = create(&server, &ann, "notes", json!({"text": "e"})).await;
+    let live = server
+        .create_record(&ann, "notes", json!({"text": "e"}))
+        .await;
     let mut got = Vec::new();
     let mut last = seen;
     for _ in 0..4 {
@@ -134,7 +143,7 @@ async fn every_acknowledged_write_is_replayed_after_kill_9() {
         .unwrap();
     let mut acknowledged = Vec::new();
     for n in 0..20 {
-        acknowledged.push(create(&server, &admin, "log", json!({"n": n})).await["id"].clone());
+        acknowledged.push(server.create_record(&admin, "log", json!({"n": n})).await["id"].clone());
     }
     server.kill();
     let server = TestServer::start_in(dir.path(), common::Options::default());
