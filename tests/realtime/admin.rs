@@ -1,3 +1,6 @@
+//! What admins watch: the `_connections` and `_users` topics and the
+//! dashboard counts.
+
 use super::*;
 
 #[tokio::test]

@@ -1,3 +1,6 @@
+//! The connection itself: refusals, tokens and their expiry, identity
+//! changes, limits, keep-alive, SSE headers.
+
 use super::*;
 
 #[tokio::test]

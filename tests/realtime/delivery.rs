@@ -1,3 +1,6 @@
+//! Who receives which event: rules, ops, filters, record topics, tenants,
+//! retention deletes.
+
 use super::*;
 
 #[tokio::test]

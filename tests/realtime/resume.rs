@@ -1,3 +1,5 @@
+//! Nothing lost: resume from a seq, slow consumers, kill -9.
+
 use super::*;
 
 #[tokio::test]

@@ -1,3 +1,5 @@
+//! Custom topics: publish, subscribe, history and deletion.
+
 use super::*;
 
 #[tokio::test]
