@@ -148,6 +148,8 @@ impl From<AuthError> for ApiError {
                 "this refresh token was already used; the session is revoked, sign in again",
             ),
             AuthError::Store(e) => e.into(),
+            AuthError::Write(e) => e.into(),
+            AuthError::Task(cause) => ApiError::internal(cause),
         }
     }
 }

@@ -103,13 +103,9 @@ pub async fn create_user(
     Ok(user)
 }
 
-/// Starts a session (sled writes, so off the async workers).
+/// Starts a session, as durable as a write before it answers.
 async fn session(state: &AppState, user: &User) -> ApiResult<Value> {
-    let auth = state.auth.clone();
-    let owned = user.clone();
-    let pair = tokio::task::spawn_blocking(move || auth.start_session(&owned))
-        .await
-        .map_err(ApiError::internal)??;
+    let pair = state.auth.start_session(user).await?;
     Ok(session_body(pair, user))
 }
 
@@ -242,10 +238,7 @@ pub async fn refresh(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<RefreshBody>,
 ) -> ApiResult<Json<Value>> {
-    let auth = state.auth.clone();
-    let (user, pair) = tokio::task::spawn_blocking(move || auth.refresh(&body.refresh_token))
-        .await
-        .map_err(ApiError::internal)??;
+    let (user, pair) = state.auth.refresh(&body.refresh_token).await?;
     Ok(Json(session_body(pair, &user)))
 }
 
@@ -254,9 +247,6 @@ pub async fn signout(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<RefreshBody>,
 ) -> ApiResult<StatusCode> {
-    let auth = state.auth.clone();
-    tokio::task::spawn_blocking(move || auth.end_session(&body.refresh_token))
-        .await
-        .map_err(ApiError::internal)??;
+    state.auth.end_session(&body.refresh_token).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -373,7 +373,7 @@ mod tests {
         );
         let first_seq = *writer.committed_seq().borrow() + 1;
         let realtime = Wiring::new(&store).start(store.clone(), first_seq).unwrap();
-        let auth = Auth::new(store.clone(), live.clone()).unwrap();
+        let auth = Auth::new(store.clone(), live.clone(), writer.clone()).unwrap();
         let (_stop, shutdown) = watch::channel(false);
         let state = AppState::new(Shared {
             settings,

@@ -162,7 +162,23 @@ type Exclusive = Box<dyn FnOnce(&Store) + Send>;
 enum Request {
     Write(Box<Mutation>, Reply),
     Exclusive(Exclusive),
+    Settle(Settle, Reply),
     Shutdown,
+}
+
+/// How durable a write made beside the writer (refresh tokens and revoked
+/// sessions, in the `auth` tree) must be before [`Writer::settle`] returns.
+/// Its caller asks once the write is applied in sled; the next group's
+/// flush covers it, as sled's flush writes out the log of every tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// As `durability` says for the writer's own writes: after the fsync in
+    /// sync mode; at once in relaxed mode, the fsync following within
+    /// `flush_ms`.
+    AsConfigured,
+    /// After an fsync in either mode, without waiting for `flush_ms`: what
+    /// a crash must never undo (a revocation).
+    Always,
 }
 
 /// Hears every published message, in seq order, from the writer thread:
@@ -284,6 +300,18 @@ impl Writer {
         answer.await.map_err(|_| WriteError::Unavailable)?
     }
 
+    /// Returns once what the caller wrote to sled before calling is as
+    /// durable as `how` asks, through the same group fsyncs as every write.
+    pub async fn settle(&self, how: Settle) -> Result<(), WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Request::Settle(how, reply))
+            .await
+            .map_err(|_| WriteError::Unavailable)?;
+        answer.await.map_err(|_| WriteError::Unavailable)??;
+        Ok(())
+    }
+
     /// Runs `work` on the writer thread once every write submitted before it
     /// is applied, and before any later one: it sees the `data` tree exactly
     /// between two writes. Writes wait meanwhile, so keep it short (a backup
@@ -353,6 +381,16 @@ impl Answers {
             self.pending.push((reply, result));
         } else {
             let _ = reply.send(result);
+        }
+    }
+
+    /// A [`Settle`] is answered like a write (it is not counted as one),
+    /// or after the fsync whatever the mode.
+    fn settle(&mut self, how: Settle, reply: Reply) {
+        if self.wait_for_flush || how == Settle::Always {
+            self.pending.push((reply, Ok(Committed::default())));
+        } else {
+            let _ = reply.send(Ok(Committed::default()));
         }
     }
 }
@@ -437,12 +475,18 @@ impl WriterState {
                 pending: Vec::new(),
             };
             let mut staged = Staged::new(self.next_seq);
+            let mut urgent = false;
             for request in group {
                 let (mutation, reply) = match request {
                     Request::Write(mutation, reply) => (mutation, reply),
                     Request::Exclusive(work) => {
                         self.commit_staged(&mut staged, &mut answers);
                         work(&self.store);
+                        continue;
+                    }
+                    Request::Settle(how, reply) => {
+                        urgent |= how == Settle::Always;
+                        answers.settle(how, reply);
                         continue;
                     }
                     Request::Shutdown => {
@@ -473,7 +517,7 @@ impl WriterState {
                 upto,
                 answers: answers.pending,
                 mark: self.reservation.mark(),
-                urgent: false,
+                urgent,
             };
             if let Some((gate, released)) = &self.relaxed {
                 match self.reservation.ahead(&self.store, upto) {
@@ -485,7 +529,7 @@ impl WriterState {
                     released(open);
                 }
                 // Events wait for the mark: no reason to wait for flush_ms.
-                job.urgent = gate.held_back();
+                job.urgent |= gate.held_back();
             }
             if let Err(std_mpsc::SendError(job)) = flusher.send(job) {
                 for (reply, _) in job.answers {
@@ -506,7 +550,7 @@ impl WriterState {
         while let Ok(request) = requests.try_recv() {
             // A dropped exclusive job drops its reply: the caller hears
             // Unavailable.
-            if let Request::Write(_, reply) = request {
+            if let Request::Write(_, reply) | Request::Settle(_, reply) = request {
                 let _ = reply.send(Err(WriteError::Unavailable));
             }
         }
