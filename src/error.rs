@@ -6,6 +6,7 @@
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
+use crate::access::NotAdmin;
 use crate::auth::AuthError;
 use crate::model::collection::FieldErrors;
 use crate::store::writer::WriteError;
@@ -133,6 +134,15 @@ impl From<StoreError> for ApiError {
                 )
             }
             other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<NotAdmin> for ApiError {
+    fn from(e: NotAdmin) -> Self {
+        match e {
+            NotAdmin::Anonymous => ApiError::unauthorized("sign in as an admin"),
+            NotAdmin::NotAdmin => ApiError::forbidden("admins only"),
         }
     }
 }
