@@ -48,6 +48,21 @@ impl ApiError {
             .with_details(json!(errors))
     }
 
+    /// `validation_failed` with details of another shape than field errors
+    /// (a batch names its bad items).
+    pub fn validation_details(message: impl Into<String>, details: Value) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "validation_failed", message).with_details(details)
+    }
+
+    /// A resume from a position the server no longer has (or never had).
+    pub fn history_expired(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::GONE, "history_expired", message)
+    }
+
+    pub fn is_forbidden(&self) -> bool {
+        self.status == StatusCode::FORBIDDEN
+    }
+
     pub fn unauthorized(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }

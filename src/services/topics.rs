@@ -139,10 +139,7 @@ pub fn check_since(
 ) -> ApiResult<()> {
     let epoch = state.store.epoch();
     let expired = |oldest: u64, why: String| {
-        Err(
-            ApiError::new(axum::http::StatusCode::GONE, "history_expired", why)
-                .with_details(json!({"oldest": oldest, "epoch": epoch})),
-        )
+        Err(ApiError::history_expired(why).with_details(json!({"oldest": oldest, "epoch": epoch})))
     };
     if since.epoch.as_deref().is_some_and(|e| e != epoch) {
         return expired(
