@@ -19,11 +19,15 @@
 //! While the flusher fsyncs group N the writer already applies group N+1,
 //! so the disk and the CPU work in parallel.
 
+mod answers;
 mod collections;
 mod records;
 mod topics;
 mod users;
 
+pub(super) use answers::Answer;
+use answers::Answers;
+pub use answers::Settle;
 use records::Staged;
 pub use records::{index_entries, NewRecord, RecordOp};
 use std::collections::{HashMap, HashSet};
@@ -164,21 +168,6 @@ enum Request {
     Exclusive(Exclusive),
     Settle(Settle, Reply),
     Shutdown,
-}
-
-/// How durable a write made beside the writer (refresh tokens and revoked
-/// sessions, in the `auth` tree) must be before [`Writer::settle`] returns.
-/// Its caller asks once the write is applied in sled; the next group's
-/// flush covers it, as sled's flush writes out the log of every tree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settle {
-    /// As `durability` says for the writer's own writes: after the fsync in
-    /// sync mode; at once in relaxed mode, the fsync following within
-    /// `flush_ms`.
-    AsConfigured,
-    /// After an fsync in either mode, without waiting for `flush_ms`: what
-    /// a crash must never undo (a revocation).
-    Always,
 }
 
 /// Hears every published message, in seq order, from the writer thread:
@@ -360,38 +349,6 @@ impl Writer {
             }
         })
         .await;
-    }
-}
-
-pub(super) type Answer = (Reply, Result<Committed, WriteError>);
-
-/// Where answers go. In sync mode every answer waits for the group's fsync,
-/// errors included: a 409 or 412 is a claim about state that may not be on
-/// disk yet (a staged duplicate id), and a crash must not make it false.
-struct Answers {
-    wait_for_flush: bool,
-    pending: Vec<Answer>,
-}
-
-impl Answers {
-    fn send(&mut self, reply: Reply, result: Result<Committed, WriteError>) {
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        metrics::counter!(crate::metrics::WRITES, "result" => outcome).increment(1);
-        if self.wait_for_flush {
-            self.pending.push((reply, result));
-        } else {
-            let _ = reply.send(result);
-        }
-    }
-
-    /// A [`Settle`] is answered like a write (it is not counted as one),
-    /// or after the fsync whatever the mode.
-    fn settle(&mut self, how: Settle, reply: Reply) {
-        if self.wait_for_flush || how == Settle::Always {
-            self.pending.push((reply, Ok(Committed::default())));
-        } else {
-            let _ = reply.send(Ok(Committed::default()));
-        }
     }
 }
 
