@@ -55,7 +55,7 @@ pub enum AuthError {
     /// stopping).
     #[error(transparent)]
     Write(#[from] WriteError),
-    /// A blocking storage task panicked.
+    /// A storage task panicked.
     #[error("storage task failed: {0}")]
     Task(String),
 }
@@ -150,6 +150,12 @@ impl Auth {
     /// crash must not bring a revoked session back), then in memory, then
     /// tells the hook.
     pub async fn revoke_session(&self, session: &str) -> Result<(), AuthError> {
+        let auth = self.clone();
+        let session = session.to_owned();
+        detached(async move { auth.revoke(&session).await }).await
+    }
+
+    async fn revoke(&self, session: &str) -> Result<(), AuthError> {
         let store = self.store.clone();
         let id = session.to_owned();
         blocking(move || store.revoke_session(&id)).await??;
@@ -172,4 +178,16 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| AuthError::Task(e.to_string()))
+}
+
+/// Runs `work` to its end even if the caller goes away (hyper drops a
+/// request's future when its client hangs up): a sign-out must not stop
+/// between the stored marker and the in-memory set, nor a reuse go
+/// unpunished, as neither did when they ran whole on a blocking thread.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, AuthError>> + Send + 'static,
+) -> Result<T, AuthError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| AuthError::Task(e.to_string()))?
 }

@@ -11,7 +11,7 @@
 //! `flush_ms` bound holds as for every other write. Revocations always wait
 //! for their fsync.
 
-use super::{blocking, Auth, AuthError, TokenPair};
+use super::{blocking, detached, Auth, AuthError, TokenPair};
 use crate::clock;
 use crate::model::User;
 use crate::store::sessions::RefreshEntry;
@@ -62,17 +62,21 @@ impl Auth {
     pub async fn refresh(&self, refresh_token: &str) -> Result<(User, TokenPair), AuthError> {
         let auth = self.clone();
         let presented = refresh_token.to_owned();
-        match blocking(move || auth.exchange(&presented)).await?? {
-            Exchange::Issued(issued) => {
-                // Covers the rotation of the old token and the new one.
-                self.writer.settle(Settle::AsConfigured).await?;
-                Ok(*issued)
+        detached(async move {
+            let exchanger = auth.clone();
+            match blocking(move || exchanger.exchange(&presented)).await?? {
+                Exchange::Issued(issued) => {
+                    // Covers the rotation of the old token and the new one.
+                    auth.writer.settle(Settle::AsConfigured).await?;
+                    Ok(*issued)
+                }
+                Exchange::Reused(session) => {
+                    auth.revoke_session(&session).await?;
+                    Err(AuthError::RefreshReused)
+                }
             }
-            Exchange::Reused(session) => {
-                self.revoke_session(&session).await?;
-                Err(AuthError::RefreshReused)
-            }
-        }
+        })
+        .await
     }
 
     fn exchange(&self, refresh_token: &str) -> Result<Exchange, AuthError> {
@@ -102,11 +106,15 @@ impl Auth {
     /// Ends the session a refresh token belongs to. Unknown tokens are
     /// ignored, so signing out is idempotent.
     pub async fn end_session(&self, refresh_token: &str) -> Result<(), AuthError> {
-        let store = self.store.clone();
+        let auth = self.clone();
         let presented = refresh_token.to_owned();
-        if let Some(entry) = blocking(move || store.get_refresh(&presented)).await?? {
-            self.revoke_session(&entry.session).await?;
-        }
-        Ok(())
+        detached(async move {
+            let store = auth.store.clone();
+            if let Some(entry) = blocking(move || store.get_refresh(&presented)).await?? {
+                auth.revoke_session(&entry.session).await?;
+            }
+            Ok(())
+        })
+        .await
     }
 }

@@ -255,4 +255,35 @@ mod tests {
         sign_out(&state, "rt_unknown").await.unwrap();
         stop(state).await;
     }
+
+    /// A sign-out whose caller goes away (the client hangs up) still
+    /// revokes the session: it runs to its end on its own task.
+    #[tokio::test]
+    async fn a_sign_out_finishes_when_its_caller_goes_away() {
+        use futures_util::FutureExt as _;
+
+        let (_dir, state) = state_with_records(0).await;
+        let user = insert(
+            &state,
+            "u@example.com",
+            "password-123".to_owned(),
+            Profile::default(),
+        )
+        .await
+        .unwrap();
+        let tokens = start(&state, user).await.unwrap().tokens;
+        let session = state.auth.sign_in_of(&tokens.token).unwrap();
+        // Polled once, then dropped.
+        let _ = sign_out(&state, &tokens.refresh_token).now_or_never();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !state.auth.session_revoked(&session) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the session was never revoked"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(state.auth.authenticate(&tokens.token).is_err());
+        stop(state).await;
+    }
 }
