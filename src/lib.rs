@@ -16,8 +16,8 @@
 //!    the subscribers allowed to see them, and replay.
 //! 5. [`state`]: the shared handle (settings, store, writer, auth, fan-out).
 //! 6. [`services`]: what the transports do, free of any of them: records,
-//!    topics, collections, users, API keys, settings, signing in and out,
-//!    credentials. They take the state, a principal or permit and plain
+//!    topics, collections, users, API keys, settings, stats, signing in
+//!    and out, credentials. They take the state, a principal or permit and plain
 //!    input, and answer domain values or an [`error::ApiError`].
 //! 7. Transports: [`http`] (the axum router, one file per resource: extract,
 //!    call a service, render) and [`realtime`] (the WebSocket and SSE
