@@ -6,7 +6,8 @@
 use super::{Committed, Reply, WriteError};
 
 /// How durable a write made beside the writer (refresh tokens and revoked
-/// sessions, in the `auth` tree) must be before [`Writer::settle`] returns.
+/// sessions, in the `auth` tree) must be before
+/// [`Writer::settle`](super::Writer::settle) returns.
 /// Its caller asks once the write is applied in sled; the next group's
 /// flush covers it, as sled's flush writes out the log of every tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
