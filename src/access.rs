@@ -108,3 +108,73 @@ impl<'p> Caller<'p> {
             .then_some(Allowed { _private: () })
     }
 }
+
+/// Proof that the caller is an admin: the admin-only services (users,
+/// collections, API keys, settings) take one, and only [`admin`] makes it,
+/// so no transport can reach them having forgotten the check.
+#[derive(Debug, Clone)]
+pub struct AdminPermit {
+    principal: Principal,
+}
+
+impl AdminPermit {
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The admin's id, recorded as the actor of what it changes.
+    pub fn id(&self) -> Option<String> {
+        self.principal.id()
+    }
+}
+
+/// Why [`admin`] refused: nobody signed in, or someone who is not an admin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAdmin {
+    Anonymous,
+    NotAdmin,
+}
+
+/// Admin status comes from the principal, which the auth layer built from
+/// the stored user (or key), never from a token claim.
+pub fn admin(principal: Principal) -> Result<AdminPermit, NotAdmin> {
+    match principal {
+        Principal::Anonymous => Err(NotAdmin::Anonymous),
+        p if !p.is_admin() => Err(NotAdmin::NotAdmin),
+        principal => Ok(AdminPermit { principal }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::User;
+
+    fn user_with(roles: &[&str]) -> Principal {
+        Principal::User(Arc::new(User {
+            id: "u1".into(),
+            email: "u@example.com".into(),
+            name: String::new(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            groups: vec![],
+            tenant: None,
+            disabled: false,
+            created: String::new(),
+            password_hash: String::new(),
+            generation: 0,
+        }))
+    }
+
+    #[test]
+    fn only_an_admin_gets_the_admin_permit() {
+        assert_eq!(admin(Principal::Anonymous).err(), Some(NotAdmin::Anonymous));
+        assert_eq!(
+            admin(user_with(&["editor"])).err(),
+            Some(NotAdmin::NotAdmin)
+        );
+        let permit = admin(user_with(&["editor", "admin"])).expect("an admin");
+        assert_eq!(permit.id().as_deref(), Some("u1"));
+    }
+}

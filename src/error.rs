@@ -6,6 +6,7 @@
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
+use crate::access::NotAdmin;
 use crate::auth::AuthError;
 use crate::model::collection::FieldErrors;
 use crate::store::writer::WriteError;
@@ -45,6 +46,21 @@ impl ApiError {
     pub fn validation(message: impl Into<String>, errors: &FieldErrors) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "validation_failed", message)
             .with_details(json!(errors))
+    }
+
+    /// `validation_failed` with details of another shape than field errors
+    /// (a batch names its bad items).
+    pub fn validation_details(message: impl Into<String>, details: Value) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "validation_failed", message).with_details(details)
+    }
+
+    /// A resume from a position the server no longer has (or never had).
+    pub fn history_expired(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::GONE, "history_expired", message)
+    }
+
+    pub fn is_forbidden(&self) -> bool {
+        self.status == StatusCode::FORBIDDEN
     }
 
     pub fn unauthorized(message: impl Into<String>) -> ApiError {
@@ -137,6 +153,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<NotAdmin> for ApiError {
+    fn from(e: NotAdmin) -> Self {
+        match e {
+            NotAdmin::Anonymous => ApiError::unauthorized("sign in as an admin"),
+            NotAdmin::NotAdmin => ApiError::forbidden("admins only"),
+        }
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
@@ -148,6 +173,8 @@ impl From<AuthError> for ApiError {
                 "this refresh token was already used; the session is revoked, sign in again",
             ),
             AuthError::Store(e) => e.into(),
+            AuthError::Write(e) => e.into(),
+            AuthError::Task(cause) => ApiError::internal(cause),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! 1. [`rules`] (the expression language), [`model`] (collections, records,
 //!    users, API keys, the principal a request acts as), [`visibility`]
 //!    (the one decision of what a viewer sees of a record), [`access`]
-//!    (who may write what; the permits writes require).
+//!    (who may write what; the permits writes and admin services require).
 //! 2. [`store`]: the only code that touches sled. Key layouts, versioned
 //!    envelopes, listing, the change log, and the single [`store::writer`]
 //!    that orders every write and makes it durable in groups.
@@ -15,10 +15,13 @@
 //! 4. [`fanout`]: the hub that delivers changes and messages to exactly
 //!    the subscribers allowed to see them, and replay.
 //! 5. [`state`]: the shared handle (settings, store, writer, auth, fan-out).
-//! 6. [`services`]: what REST and realtime both do, free of either:
-//!    records, topics, collection definitions, credentials.
-//! 7. Transports: [`http`] (the axum router, one file per resource) and
-//!    [`realtime`] (the WebSocket and SSE protocol).
+//! 6. [`services`]: what the transports do, free of any of them: records,
+//!    topics, collections, users, API keys, settings, stats, signing in
+//!    and out, credentials. They take the state, a principal or permit and plain
+//!    input, and answer domain values or an [`error::ApiError`].
+//! 7. Transports: [`http`] (the axum router, one file per resource: extract,
+//!    call a service, render) and [`realtime`] (the WebSocket and SSE
+//!    protocol).
 //! 8. [`server`] (wiring and shutdown), [`retention`], [`demo`], [`cli`];
 //!    [`config`], [`clock`], [`ids`], [`metrics`] and [`assets`] (the
 //!    embedded web files) serve every layer.

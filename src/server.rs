@@ -64,7 +64,7 @@ pub async fn run(
         settings.sources.clone(),
         store.runtime_settings()?,
     );
-    let auth = Auth::new(store.clone(), live.clone())?;
+    let auth = Auth::new(store.clone(), live.clone(), writer.clone())?;
     {
         let realtime = realtime.clone();
         auth.on_session_revoked(move |sign_in| realtime.sign_in_ended(sign_in));

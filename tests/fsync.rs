@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use common::{client, send, Options, TestServer};
+use common::{client, send, Options, TestServer, ADMIN_EMAIL, ADMIN_PASSWORD};
 
 /// How late the relaxed-mode fdatasync may come beyond `flush_ms`: strace
 /// slows every traced syscall, and the machine may be busy.
@@ -276,9 +276,8 @@ async fn traced_write(args: &[&str], pad: usize, linger: Duration) -> Option<Tra
 }
 
 /// The `db` file of the server's data dir, as strace -y names it.
-fn db_file(t: &Traced) -> String {
-    let line = &t.trace.lines[t
-        .trace
+fn db_file(trace: &Trace) -> String {
+    let line = &trace.lines[trace
         .find(0, &["pwrite64"], &["/db/db>"])
         .expect("a write to db")];
     let path = line
@@ -301,7 +300,7 @@ async fn sync_mode_fdatasyncs_the_db_file_before_the_2xx() {
         "answered before the write hit the file"
     );
     let (_, end) = t
-        .synced(written, &db_file(&t))
+        .synced(written, &db_file(&t.trace))
         .unwrap_or_else(|| panic!("no fdatasync or fsync of the db file after the write"));
     assert!(
         end < t.answered,
@@ -318,7 +317,7 @@ async fn relaxed_mode_fdatasyncs_the_db_file_within_flush_ms() {
         return;
     };
     let written = t.db_written();
-    let (_, end) = t.synced(written, &db_file(&t)).unwrap_or_else(|| {
+    let (_, end) = t.synced(written, &db_file(&t.trace)).unwrap_or_else(|| {
         panic!(
             "no fdatasync or fsync of the db file within {} ms of the write",
             linger.as_millis()
@@ -357,7 +356,7 @@ async fn sync_mode_fsyncs_a_large_values_blob_file_before_the_2xx() {
         .map(|(dir, _)| dir.to_owned())
         .expect("blobs/N");
     let written = trace.exit_of(write);
-    for path in [&blob, &dir, &db_file(&t)] {
+    for path in [&blob, &dir, &db_file(&t.trace)] {
         let (_, end) = t
             .synced(written, path)
             .unwrap_or_else(|| panic!("no fsync of {path} after the blob was written"));
@@ -365,5 +364,99 @@ async fn sync_mode_fsyncs_a_large_values_blob_file_before_the_2xx() {
             end < t.answered,
             "the 201 went out before {path} was synced"
         );
+    }
+}
+
+/// The session id (`sid` claim) of an access token.
+fn session_of(token: &str) -> String {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url claims");
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON claims");
+    claims["sid"].as_str().expect("a sid claim").to_owned()
+}
+
+/// Refresh tokens and revoked sessions are written to sled's `auth` tree
+/// beside the writer, not through it: in sync mode sign-in, refresh and
+/// sign-out, too, answer only after an fdatasync of the `db` file that
+/// started once the session's bytes (its id is in each of them) were
+/// written to it. A token handed out before then could be forgotten by a
+/// power cut, and a sign-out undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_mode_fdatasyncs_session_writes_before_the_2xx() {
+    let mut server = TestServer::start_with(Options {
+        args: vec!["--durability".into(), "sync".into()],
+        ..Options::default()
+    });
+    // A first sign-in, so that whatever a server does once is done before
+    // the traced ones.
+    server.admin_token().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let Some(strace) = tokio::task::block_in_place(|| Strace::attach(server.pid())) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the fsync test: it needs strace (apt-get install strace) and ptrace"
+        );
+        eprintln!("SKIPPED: strace is missing or may not trace here");
+        return;
+    };
+    let post = |path: &str, body: serde_json::Value| client().post(server.url(path)).json(&body);
+    let (status, signed_in) = send(post(
+        "/api/auth/signin",
+        json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}),
+    ))
+    .await;
+    assert_eq!(status, 200, "{signed_in}");
+    let first = signed_in["refresh_token"]
+        .as_str()
+        .expect("a refresh token");
+    let session = session_of(signed_in["token"].as_str().expect("a token"));
+    let (status, refreshed) =
+        send(post("/api/auth/refresh", json!({"refresh_token": first}))).await;
+    assert_eq!(status, 200, "{refreshed}");
+    let second = refreshed["refresh_token"]
+        .as_str()
+        .expect("a refresh token");
+    let (status, body) = send(post("/api/auth/signout", json!({"refresh_token": second}))).await;
+    assert_eq!(status, 204, "{body}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::task::block_in_place(|| server.kill());
+    let trace = Trace {
+        lines: tokio::task::block_in_place(|| strace.finish()),
+    };
+
+    let db = format!("<{}>", db_file(&trace));
+    let sockets = ["write", "writev", "sendto", "sendmsg"];
+    let mut since = 0;
+    for (step, answer) in [
+        ("sign-in", ["HTTP/1.1 200", first]),
+        ("refresh", ["HTTP/1.1 200", second]),
+        ("sign-out", ["HTTP/1.1 204", "HTTP/1.1 204"]),
+    ] {
+        let answered = trace
+            .find(since, &sockets, &["socket:", answer[0], answer[1]])
+            .unwrap_or_else(|| panic!("{step}: no answer on a socket"));
+        println!("{step:>9} answered: {}", trace.show(answered));
+        let written = trace
+            .find(since, &["pwrite64"], &["/db/db>", &session])
+            .filter(|&i| i < answered)
+            .unwrap_or_else(|| {
+                panic!("{step}: the session never reached the db file before the answer")
+            });
+        println!("{step:>9} written: {}", trace.show(written));
+        let synced = trace
+            .find(trace.exit_of(written) + 1, &["fdatasync", "fsync"], &[&db])
+            .filter(|&i| i < answered)
+            .unwrap_or_else(|| {
+                panic!("{step}: no fdatasync of the db file between the write and the answer")
+            });
+        println!("{step:>9} synced: {}", trace.show(synced));
+        assert!(
+            trace.exit_of(synced) < answered,
+            "{step}: answered before the fdatasync of the db file returned"
+        );
+        since = answered + 1;
     }
 }

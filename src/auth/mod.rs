@@ -15,6 +15,7 @@ pub use crate::model::Principal;
 pub use token::{TokenError, TokenPair};
 
 use crate::config::Live;
+use crate::store::writer::{Settle, WriteError, Writer};
 use crate::store::{Store, StoreError};
 
 /// Everything needed to authenticate a request. Cheap to clone.
@@ -27,6 +28,9 @@ pub struct Auth {
     /// storage read.
     revoked: Arc<RwLock<HashSet<String>>>,
     pub(crate) store: Store,
+    /// Session writes go to the `auth` tree directly, then wait on the
+    /// writer for the fsync, like every other write (see `session`).
+    writer: Writer,
     /// Token lifetimes are read per issue, so a runtime change applies to
     /// the next sign-in.
     pub(crate) live: Live,
@@ -47,10 +51,17 @@ pub enum AuthError {
     RefreshReused,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The write was made but could not be made durable (or the server is
+    /// stopping).
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// A storage task panicked.
+    #[error("storage task failed: {0}")]
+    Task(String),
 }
 
 impl Auth {
-    pub fn new(store: Store, live: Live) -> Result<Auth, StoreError> {
+    pub fn new(store: Store, live: Live, writer: Writer) -> Result<Auth, StoreError> {
         let secret = token::load_or_create_secret(&store)?;
         Ok(Auth {
             tokens: token::TokenIssuer::new(&secret),
@@ -58,6 +69,7 @@ impl Auth {
             throttle: Arc::default(),
             revoked: Arc::new(RwLock::new(store.revoked_sessions()?.into_iter().collect())),
             store,
+            writer,
             live,
             on_revoked: Arc::default(),
         })
@@ -134,9 +146,20 @@ impl Auth {
         Ok(forgotten.len())
     }
 
-    /// Revokes a session durably, then in memory, then tells the hook.
-    pub fn revoke_session(&self, session: &str) -> Result<(), AuthError> {
-        self.store.revoke_session(session)?;
+    /// Revokes a session durably (an fsync in either durability mode: a
+    /// crash must not bring a revoked session back), then in memory, then
+    /// tells the hook.
+    pub async fn revoke_session(&self, session: &str) -> Result<(), AuthError> {
+        let auth = self.clone();
+        let session = session.to_owned();
+        detached(async move { auth.revoke(&session).await }).await
+    }
+
+    async fn revoke(&self, session: &str) -> Result<(), AuthError> {
+        let store = self.store.clone();
+        let id = session.to_owned();
+        blocking(move || store.revoke_session(&id)).await??;
+        self.writer.settle(Settle::Always).await?;
         self.revoked
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -146,4 +169,25 @@ impl Auth {
         }
         Ok(())
     }
+}
+
+/// Runs sled work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AuthError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| AuthError::Task(e.to_string()))
+}
+
+/// Runs `work` to its end even if the caller goes away (hyper drops a
+/// request's future when its client hangs up): a sign-out must not stop
+/// between the stored marker and the in-memory set, nor a reuse go
+/// unpunished, as neither did when they ran whole on a blocking thread.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, AuthError>> + Send + 'static,
+) -> Result<T, AuthError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| AuthError::Task(e.to_string()))?
 }

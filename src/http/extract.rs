@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use super::AppState;
+use crate::access::AdminPermit;
 use crate::auth::Principal;
 pub use crate::services::credentials::{client_ip, header_credentials, one_credential};
 
@@ -34,17 +35,14 @@ impl FromRequestParts<AppState> for Principal {
 }
 
 /// A principal that must be an admin: 401 when anonymous, 403 otherwise.
-pub struct Admin(pub Principal);
+/// It carries the permit the admin-only services require.
+pub struct Admin(pub AdminPermit);
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let principal = Principal::from_request_parts(parts, state).await?;
-        match &principal {
-            Principal::Anonymous => Err(ApiError::unauthorized("sign in as an admin")),
-            p if !p.is_admin() => Err(ApiError::forbidden("admins only")),
-            _ => Ok(Admin(principal)),
-        }
+        Ok(Admin(crate::access::admin(principal)?))
     }
 }

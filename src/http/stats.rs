@@ -1,38 +1,17 @@
-//! `GET /api/stats`: what the admin dashboard charts. Counters only grow
-//! (`events_delivered`, `seq`), so a client polling it derives events/s and
-//! writes/s from the difference between two answers.
+//! `GET /api/stats` (admins): what the dashboard charts (`services::stats`).
 
 use axum::extract::State;
 use axum::Json;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
-use super::error::{ApiError, ApiResult};
+use super::error::ApiResult;
 use super::extract::Admin;
 use super::AppState;
+use crate::services::stats;
 
-pub async fn get_stats(State(state): State<AppState>, Admin(_): Admin) -> ApiResult<Json<Value>> {
-    let realtime = state.realtime.stats().await;
-    let store = state.store.clone();
-    // Walking the data files and reading counters touches the disk.
-    let (storage_bytes, collections) = tokio::task::spawn_blocking(move || {
-        let mut collections = Map::new();
-        for collection in store.catalog().all() {
-            let count = store.record_count(collection.id)?;
-            collections.insert(collection.def.name.clone(), json!(count));
-        }
-        Ok::<_, crate::store::StoreError>((store.size_on_disk(), collections))
-    })
-    .await
-    .map_err(ApiError::internal)??;
-    Ok(Json(json!({
-        "seq": *state.writer.committed_seq().borrow(),
-        "released_seq": realtime.seq,
-        "connections": realtime.connections,
-        "subscriptions": realtime.subscriptions,
-        "events_delivered": realtime.events_delivered,
-        "slow_consumer_closes": realtime.slow_consumer_closes,
-        "backlog_bytes": realtime.backlog_bytes,
-        "storage_bytes": storage_bytes,
-        "records": collections,
-    })))
+pub async fn get_stats(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(stats::collect(&state, &admin).await?))
 }

@@ -1,8 +1,22 @@
-//! What REST and the realtime transports both do, free of either: the
-//! error every caller gets, records, topics, and reading credentials.
-//! A transport parses its own framing and calls these.
+//! What REST and the realtime transports do, free of either: records,
+//! topics, collections, users, API keys, settings, stats, signing in and
+//! out, and reading credentials. A transport parses its own framing, calls
+//! these, and renders what they answer (or the
+//! [`ApiError`](crate::error::ApiError) they refuse with).
+//!
+//! The admin-only services take an [`AdminPermit`](crate::access::AdminPermit),
+//! which only the access check makes: a transport cannot reach them without
+//! having checked.
 
+pub mod accounts;
 pub mod collections;
 pub mod credentials;
+pub mod keys;
 pub mod records;
+pub mod settings;
+pub mod stats;
 pub mod topics;
+pub mod users;
+
+#[cfg(test)]
+mod testing;

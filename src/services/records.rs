@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -144,7 +143,7 @@ pub async fn create(
                 Ok(record) => records.push(record),
                 Err(e) if !is_batch => return Err(e),
                 Err(e) => {
-                    if e.status == StatusCode::FORBIDDEN {
+                    if e.is_forbidden() {
                         return Err(ApiError::forbidden(format!("item {index}: {}", e.message)));
                     }
                     if bad.len() < MAX_REPORTED_ITEMS {
@@ -157,16 +156,14 @@ pub async fn create(
             }
         }
         if !bad.is_empty() {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "validation_failed",
+            return Err(ApiError::validation_details(
                 format!(
                     "{} of {} records are invalid; none were written",
                     bad.len(),
                     items.len()
                 ),
-            )
-            .with_details(json!({ "items": bad })));
+                json!({ "items": bad }),
+            ));
         }
         let actor = principal.id();
         let server_ids: HashSet<String> = records

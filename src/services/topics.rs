@@ -139,10 +139,7 @@ pub fn check_since(
 ) -> ApiResult<()> {
     let epoch = state.store.epoch();
     let expired = |oldest: u64, why: String| {
-        Err(
-            ApiError::new(axum::http::StatusCode::GONE, "history_expired", why)
-                .with_details(json!({"oldest": oldest, "epoch": epoch})),
-        )
+        Err(ApiError::history_expired(why).with_details(json!({"oldest": oldest, "epoch": epoch})))
     };
     if since.epoch.as_deref().is_some_and(|e| e != epoch) {
         return expired(
@@ -347,51 +344,8 @@ pub async fn publish(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
-    use axum::http::StatusCode;
-    use tokio::sync::watch;
-
     use super::*;
-    use crate::auth::Auth;
-    use crate::config::{Live, Settings};
-    use crate::fanout::Wiring;
-    use crate::state::Shared;
-    use crate::store::tests::store_with;
-
-    /// An `AppState` over a store holding collection `c` with `records`
-    /// records (changes 1..=records). The writer has no taps into the hub:
-    /// only what the store records matters here.
-    async fn state_with_records(records: usize) -> (tempfile::TempDir, AppState) {
-        let (dir, store, writer) =
-            store_with(json!({"name": "c"}), (0..records).map(|_| json!({}))).await;
-        let settings = Settings::for_data_dir(dir.path());
-        let live = Live::new(
-            settings.tunables.clone(),
-            settings.sources.clone(),
-            Map::new(),
-        );
-        let first_seq = *writer.committed_seq().borrow() + 1;
-        let realtime = Wiring::new(&store).start(store.clone(), first_seq).unwrap();
-        let auth = Auth::new(store.clone(), live.clone()).unwrap();
-        let (_stop, shutdown) = watch::channel(false);
-        let state = AppState::new(Shared {
-            settings,
-            live,
-            store,
-            writer,
-            auth,
-            realtime,
-            shutdown,
-            setup_code: Mutex::new(None),
-        });
-        (dir, state)
-    }
-
-    async fn stop(state: AppState) {
-        state.realtime.stop().await;
-        state.writer.shutdown().await;
-    }
+    use crate::services::testing::{state_with_records, stop};
 
     /// Creates a topic anyone may use, keeping `history` messages, and
     /// publishes `messages` on it; answers their seqs.
@@ -429,8 +383,8 @@ mod tests {
     fn expired(result: ApiResult<()>) -> Value {
         let error = result.expect_err("expected history_expired");
         assert_eq!(
-            (error.status, error.code),
-            (StatusCode::GONE, "history_expired")
+            (error.status.as_u16(), error.code),
+            (410, "history_expired")
         );
         let mut details = error.details.expect("history_expired names the oldest seq");
         assert!(details["epoch"].is_string(), "{details}");

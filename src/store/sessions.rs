@@ -65,11 +65,12 @@ impl Store {
             .is_ok())
     }
 
-    /// Revokes a session durably: its access and refresh tokens stop working.
+    /// Revokes a session: its access and refresh tokens stop working. Not
+    /// durable yet: the caller waits for the writer's next fsync
+    /// (`Auth::revoke_session`), which covers every tree.
     pub fn revoke_session(&self, session: &str) -> Result<(), StoreError> {
         let now = crate::clock::now_ms().to_be_bytes();
         self.auth.insert(session_key(session), &now)?;
-        self.flush()?;
         Ok(())
     }
 

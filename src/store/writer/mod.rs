@@ -19,11 +19,15 @@
 //! While the flusher fsyncs group N the writer already applies group N+1,
 //! so the disk and the CPU work in parallel.
 
+mod answers;
 mod collections;
 mod records;
 mod topics;
 mod users;
 
+pub(super) use answers::Answer;
+use answers::Answers;
+pub use answers::Settle;
 use records::Staged;
 pub use records::{index_entries, NewRecord, RecordOp};
 use std::collections::{HashMap, HashSet};
@@ -162,6 +166,7 @@ type Exclusive = Box<dyn FnOnce(&Store) + Send>;
 enum Request {
     Write(Box<Mutation>, Reply),
     Exclusive(Exclusive),
+    Settle(Settle, Reply),
     Shutdown,
 }
 
@@ -284,6 +289,18 @@ impl Writer {
         answer.await.map_err(|_| WriteError::Unavailable)?
     }
 
+    /// Returns once what the caller wrote to sled before calling is as
+    /// durable as `how` asks, through the same group fsyncs as every write.
+    pub async fn settle(&self, how: Settle) -> Result<(), WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Request::Settle(how, reply))
+            .await
+            .map_err(|_| WriteError::Unavailable)?;
+        answer.await.map_err(|_| WriteError::Unavailable)??;
+        Ok(())
+    }
+
     /// Runs `work` on the writer thread once every write submitted before it
     /// is applied, and before any later one: it sees the `data` tree exactly
     /// between two writes. Writes wait meanwhile, so keep it short (a backup
@@ -332,28 +349,6 @@ impl Writer {
             }
         })
         .await;
-    }
-}
-
-pub(super) type Answer = (Reply, Result<Committed, WriteError>);
-
-/// Where answers go. In sync mode every answer waits for the group's fsync,
-/// errors included: a 409 or 412 is a claim about state that may not be on
-/// disk yet (a staged duplicate id), and a crash must not make it false.
-struct Answers {
-    wait_for_flush: bool,
-    pending: Vec<Answer>,
-}
-
-impl Answers {
-    fn send(&mut self, reply: Reply, result: Result<Committed, WriteError>) {
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        metrics::counter!(crate::metrics::WRITES, "result" => outcome).increment(1);
-        if self.wait_for_flush {
-            self.pending.push((reply, result));
-        } else {
-            let _ = reply.send(result);
-        }
     }
 }
 
@@ -437,12 +432,18 @@ impl WriterState {
                 pending: Vec::new(),
             };
             let mut staged = Staged::new(self.next_seq);
+            let mut urgent = false;
             for request in group {
                 let (mutation, reply) = match request {
                     Request::Write(mutation, reply) => (mutation, reply),
                     Request::Exclusive(work) => {
                         self.commit_staged(&mut staged, &mut answers);
                         work(&self.store);
+                        continue;
+                    }
+                    Request::Settle(how, reply) => {
+                        urgent |= how == Settle::Always;
+                        answers.settle(how, reply);
                         continue;
                     }
                     Request::Shutdown => {
@@ -473,7 +474,7 @@ impl WriterState {
                 upto,
                 answers: answers.pending,
                 mark: self.reservation.mark(),
-                urgent: false,
+                urgent,
             };
             if let Some((gate, released)) = &self.relaxed {
                 match self.reservation.ahead(&self.store, upto) {
@@ -485,7 +486,7 @@ impl WriterState {
                     released(open);
                 }
                 // Events wait for the mark: no reason to wait for flush_ms.
-                job.urgent = gate.held_back();
+                job.urgent |= gate.held_back();
             }
             if let Err(std_mpsc::SendError(job)) = flusher.send(job) {
                 for (reply, _) in job.answers {
@@ -506,7 +507,7 @@ impl WriterState {
         while let Ok(request) = requests.try_recv() {
             // A dropped exclusive job drops its reply: the caller hears
             // Unavailable.
-            if let Request::Write(_, reply) = request {
+            if let Request::Write(_, reply) | Request::Settle(_, reply) = request {
                 let _ = reply.send(Err(WriteError::Unavailable));
             }
         }

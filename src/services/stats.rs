@@ -1,0 +1,36 @@
+//! What the admin dashboard charts. Counters only grow (`events_delivered`,
+//! `seq`), so a client polling them derives events/s and writes/s from the
+//! difference between two readings.
+
+use serde_json::{json, Map, Value};
+
+use crate::access::AdminPermit;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+pub async fn collect(state: &AppState, _: &AdminPermit) -> ApiResult<Value> {
+    let realtime = state.realtime.stats().await;
+    let store = state.store.clone();
+    // Walking the data files and reading counters touches the disk.
+    let (storage_bytes, collections) = tokio::task::spawn_blocking(move || {
+        let mut collections = Map::new();
+        for collection in store.catalog().all() {
+            let count = store.record_count(collection.id)?;
+            collections.insert(collection.def.name.clone(), json!(count));
+        }
+        Ok::<_, crate::store::StoreError>((store.size_on_disk(), collections))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(json!({
+        "seq": *state.writer.committed_seq().borrow(),
+        "released_seq": realtime.seq,
+        "connections": realtime.connections,
+        "subscriptions": realtime.subscriptions,
+        "events_delivered": realtime.events_delivered,
+        "slow_consumer_closes": realtime.slow_consumer_closes,
+        "backlog_bytes": realtime.backlog_bytes,
+        "storage_bytes": storage_bytes,
+        "records": collections,
+    }))
+}

@@ -1,0 +1,55 @@
+//! An `AppState` for unit tests of the services, without a server.
+
+use std::sync::Mutex;
+
+use serde_json::{json, Map};
+use tokio::sync::watch;
+
+use crate::auth::Auth;
+use crate::config::{Live, Settings};
+use crate::error::{ApiError, ApiResult};
+use crate::fanout::Wiring;
+use crate::state::{AppState, Shared};
+use crate::store::tests::store_with;
+
+/// An `AppState` over a store holding collection `c` with `records`
+/// records (changes 1..=records). The writer has no taps into the hub:
+/// only what the store records matters here.
+pub async fn state_with_records(records: usize) -> (tempfile::TempDir, AppState) {
+    let (dir, store, writer) =
+        store_with(json!({"name": "c"}), (0..records).map(|_| json!({}))).await;
+    let settings = Settings::for_data_dir(dir.path());
+    let live = Live::new(
+        settings.tunables.clone(),
+        settings.sources.clone(),
+        Map::new(),
+    );
+    let first_seq = *writer.committed_seq().borrow() + 1;
+    let realtime = Wiring::new(&store).start(store.clone(), first_seq).unwrap();
+    let auth = Auth::new(store.clone(), live.clone(), writer.clone()).unwrap();
+    let (_stop, shutdown) = watch::channel(false);
+    let state = AppState::new(Shared {
+        settings,
+        live,
+        store,
+        writer,
+        auth,
+        realtime,
+        shutdown,
+        setup_code: Mutex::new(None),
+    });
+    (dir, state)
+}
+
+/// The error of a result expected to be a refusal.
+pub fn refused<T>(result: ApiResult<T>) -> ApiError {
+    match result {
+        Ok(_) => panic!("expected a refusal"),
+        Err(error) => error,
+    }
+}
+
+pub async fn stop(state: AppState) {
+    state.realtime.stop().await;
+    state.writer.shutdown().await;
+}
