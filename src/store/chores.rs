@@ -233,3 +233,30 @@ fn drop_index_chunk(
     data.apply_batch(batch)?;
     Ok(removed == 0)
 }
+
+impl Store {
+    /// Index entries of one field of a collection, whether or not the
+    /// collection's current version indexes it (for checks after a crash).
+    pub fn index_entry_count(&self, collection: u32, field: &str) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for key in self
+            .data()
+            .scan_prefix(keys::index_field_prefix(collection, field))
+            .keys()
+        {
+            key?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The (collection, field) pairs whose index entries are marked for
+    /// removal: a reindex under way or undone, or an index removed.
+    pub fn stale_indexes(&self) -> Result<Vec<(u32, String)>, StoreError> {
+        let mut out = Vec::new();
+        for key in self.data().scan_prefix([keys::STALE_INDEX]).keys() {
+            out.extend(keys::stale_index_field(&key?));
+        }
+        Ok(out)
+    }
+}
