@@ -7,6 +7,10 @@
 //! `pulsebase_housekeeping_chunks_total{chore="migrate"}` metric says when
 //! the walk has begun.
 
+// A failed unwrap in a test helper is a test failure with a backtrace, which
+// is what we want here.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::Path;
