@@ -153,7 +153,9 @@ fn numbers(n: usize, of: impl Fn(usize) -> Value) -> Vec<Value> {
 #[tokio::test]
 async fn a_write_submitted_during_a_reindex_commits_before_it_ends() {
     let dir = tempfile::tempdir().unwrap();
-    let data = numbers(5_000, |k| json!({ "k": k }));
+    // 20,000 one-record chunks: far longer than one write, even on a
+    // loaded machine that deschedules this task for a while.
+    let data = numbers(20_000, |k| json!({ "k": k }));
     let (store, writer) = start(&dir.path().join("db"), json!({"name": "c"}), data, 1).await;
     let c = id(&store);
     let reindex = update(&writer, json!({"name": "c", "indexes": ["k"]}));
@@ -170,7 +172,7 @@ async fn a_write_submitted_during_a_reindex_commits_before_it_ends() {
     assert_eq!(store.catalog().get("c").unwrap().def.indexes, ["k"]);
     assert!(!marked(&store, c, "k"));
     assert_eq!(index_keys(&store, c, "k"), expected_keys(&store, c, "k"));
-    assert_eq!(index_keys(&store, c, "k").len(), 5_001);
+    assert_eq!(index_keys(&store, c, "k").len(), 20_001);
     writer.shutdown().await;
 }
 
