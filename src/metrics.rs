@@ -17,6 +17,7 @@ pub const HTTP_DURATION: &str = "pulsebase_http_request_duration_seconds";
 pub const WRITES: &str = "pulsebase_writes_total";
 pub const FLUSH_DURATION: &str = "pulsebase_flush_duration_seconds";
 pub const FLUSH_ERRORS: &str = "pulsebase_flush_errors_total";
+pub const CHORE_CHUNKS: &str = "pulsebase_housekeeping_chunks_total";
 
 /// Seconds. From half a millisecond (a cached read) to 10 s (a large batch
 /// on a slow SD card).
@@ -88,6 +89,10 @@ fn describe() {
     );
     describe_histogram!(FLUSH_DURATION, Unit::Seconds, "Group-commit fsync latency");
     describe_counter!(FLUSH_ERRORS, "Failed fsyncs (their writes answered 503)");
+    describe_counter!(
+        CHORE_CHUNKS,
+        "Chunks of housekeeping run between write groups, by chore (purge, migrate, drop_index)"
+    );
     for (name, help) in GAUGES {
         describe_gauge!(*name, *help);
     }

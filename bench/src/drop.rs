@@ -37,6 +37,7 @@ use hyper::{Method, Request};
 use serde_json::{json, Value};
 
 use crate::procs::{self, CpuSnapshot, ADMIN_EMAIL, ADMIN_PASSWORD};
+use crate::reindex::Job;
 use crate::{load, Args};
 
 pub use crate::drop_report::{markdown, print_line};
@@ -207,6 +208,7 @@ pub fn run(
     data_root: &Path,
     sc: Scenario,
     hz: u64,
+    job: Job,
 ) -> anyhow::Result<Outcome> {
     let d = &args.drop;
     let binary = match sc.binary {
@@ -215,7 +217,7 @@ pub fn run(
     };
     log_top("before the run");
     let loadavg_start = loadavg();
-    let dir = procs::fresh_dir(data_root, &format!("drop-{}", sc.name()))?;
+    let dir = procs::fresh_dir(data_root, &format!("{}-{}", job.name(), sc.name()))?;
     let mut server = procs::start_pulsebase(binary, dir, "sync", args.flush_ms, 10_000)?;
     let addr = server.addr;
     let pid = server.pid();
@@ -240,7 +242,7 @@ pub fn run(
             d.records as f64 / load_secs
         );
         create_collection(addr, &auth, "small").await?;
-        let mut out = write_and_drop(addr, &auth, args, pid, hz).await?;
+        let mut out = write_and_drop(addr, &auth, args, pid, hz, job).await?;
         out.loaded = d.records;
         out.load_secs = load_secs;
         out.big_after = records_of(addr, &auth, "big").await?;
@@ -438,6 +440,7 @@ async fn write_and_drop(
     args: &Args,
     pid: u32,
     hz: u64,
+    job: Job,
 ) -> anyhow::Result<Outcome> {
     let d = &args.drop;
     let secs = Duration::from_secs_f64;
@@ -489,15 +492,10 @@ async fn write_and_drop(
             threshold = (3.0 * base_pct).max(20.0);
             cpu_at_delete = snaps.last().cloned();
             let auth = auth.to_owned();
+            let (method, body) = job.request();
             let handle = tokio::spawn(async move {
-                let r = load::request(
-                    addr,
-                    Method::DELETE,
-                    "/api/collections/big",
-                    Some(&auth),
-                    None,
-                )
-                .await;
+                let r =
+                    load::request(addr, method, "/api/collections/big", Some(&auth), body).await;
                 let text = match r {
                     Ok((status, body)) if body.is_empty() => status.to_string(),
                     Ok((status, body)) => format!("{status}: {}", String::from_utf8_lossy(&body)),

@@ -5,8 +5,8 @@
 //! warm-up and then a fixed-length measured window of load, reads the
 //! server's RSS and CPU, and stops the server. The ingest suite is here; the
 //! realtime suite (fan-out, publish, idle memory) is in `realtime/`, the
-//! drop suite (write latency while a large collection is dropped) in
-//! `drop.rs`. See bench/README.md.
+//! drop and reindex suites (write latency while a large collection is
+//! dropped or indexed) in `drop.rs` and `reindex.rs`. See bench/README.md.
 
 mod drop;
 mod drop_report;
@@ -14,6 +14,7 @@ mod load;
 mod payload;
 mod procs;
 mod realtime;
+mod reindex;
 mod wire;
 
 use std::fmt::Write as _;
@@ -37,8 +38,8 @@ use crate::procs::{CpuSnapshot, CpuUse, Server, ADMIN_EMAIL, ADMIN_PASSWORD};
 )]
 struct Args {
     /// Which suite: `ingest` (write throughput), `realtime` (fan-out,
-    /// publish, memory per idle connection) or `drop` (write latency while a
-    /// large collection is dropped).
+    /// publish, memory per idle connection), `drop` or `reindex` (write
+    /// latency while a large collection is dropped or gets an index).
     #[arg(long, value_enum, default_value_t = Suite::Ingest)]
     suite: Suite,
     /// Measured seconds per scenario.
@@ -94,6 +95,7 @@ enum Suite {
     Ingest,
     Realtime,
     Drop,
+    Reindex,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -261,7 +263,7 @@ fn main() -> anyhow::Result<()> {
             .iter()
             .map(realtime::Scenario::name)
             .collect(),
-        Suite::Drop => drop::all_scenarios(&args.drop)
+        Suite::Drop | Suite::Reindex => drop::all_scenarios(&args.drop)
             .iter()
             .map(drop::Scenario::name)
             .collect(),
@@ -361,7 +363,11 @@ fn main() -> anyhow::Result<()> {
             let errors: u64 = outcomes.iter().map(realtime::errors).sum();
             (realtime::markdown(&args, &outcomes, &failures), errors)
         }
-        Suite::Drop => {
+        Suite::Drop | Suite::Reindex => {
+            let job = match args.suite {
+                Suite::Reindex => reindex::Job::Reindex,
+                _ => reindex::Job::Drop,
+            };
             let mut outcomes = Vec::new();
             for (sc, _) in drop::all_scenarios(&args.drop)
                 .into_iter()
@@ -369,7 +375,7 @@ fn main() -> anyhow::Result<()> {
                 .filter(|(_, c)| **c)
             {
                 announce(&sc.name());
-                let attempt = || drop::run(&rt, &args, &server_bin, &data_root, sc, hz);
+                let attempt = || drop::run(&rt, &args, &server_bin, &data_root, sc, hz, job);
                 match with_retries(
                     &args,
                     attempt,
@@ -382,7 +388,10 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             let errors: u64 = outcomes.iter().map(drop::Outcome::failed).sum();
-            (drop::markdown(&args, &outcomes, &failures), errors)
+            (
+                job.reword(drop::markdown(&args, &outcomes, &failures)),
+                errors,
+            )
         }
     };
     println!("{md}");

@@ -12,6 +12,7 @@
 //! | `n`    | collection id u32 BE                                | record count u64 BE        |
 //! | `C`    | collection name                                     | collection envelope        |
 //! | `p`    | collection id u32 BE                                | empty: purge still pending |
+//! | `m`    | collection id u32 BE, field len u8, field           | empty: that field's `i` entries are not the collection's (a reindex under way or undone, or an index removed): remove them |
 //! | `u`    | user id                                             | user envelope              |
 //! | `e`    | normalized email                                    | user id                    |
 //! | `k`    | `next_collection`                                   | u32 BE                     |
@@ -35,6 +36,7 @@ pub const INDEX: u8 = b'i';
 pub const COUNT: u8 = b'n';
 pub const COLLECTION: u8 = b'C';
 pub const PURGE: u8 = b'p';
+pub const STALE_INDEX: u8 = b'm';
 pub const USER: u8 = b'u';
 pub const EMAIL: u8 = b'e';
 pub const TOPIC: u8 = b't';
@@ -142,6 +144,24 @@ pub fn index_field_prefix(collection: u32, field: &str) -> Vec<u8> {
     key.push(name.len() as u8);
     key.extend_from_slice(name);
     key
+}
+
+/// Marks the index entries of `field` as not the collection's: a schema
+/// change adding the index is under way (a crash undoes it), or the index
+/// was removed or its change undone. The entries are removed a chunk at a
+/// time (`chores`), then the marker.
+pub fn stale_index(collection: u32, field: &str) -> Vec<u8> {
+    let mut key = index_field_prefix(collection, field);
+    key[0] = STALE_INDEX;
+    key
+}
+
+/// The collection and field a [`stale_index`] key names.
+pub fn stale_index_field(key: &[u8]) -> Option<(u32, String)> {
+    let collection = u32::from_be_bytes(key.get(1..5)?.try_into().ok()?);
+    let len = usize::from(*key.get(5)?);
+    let field = std::str::from_utf8(key.get(6..6 + len)?).ok()?;
+    Some((collection, field.to_owned()))
 }
 
 /// The index entry for one record's value of one field.
@@ -297,6 +317,13 @@ mod tests {
             let prefix = index_field_prefix(7, "device");
             assert_eq!(index_entry_id(&key, prefix.len()), Some("01ABC"));
         }
+    }
+
+    #[test]
+    fn stale_index_markers_name_their_field() {
+        let key = stale_index(7, "device");
+        assert_eq!(stale_index_field(&key), Some((7, "device".to_owned())));
+        assert!(key.starts_with(&collection_prefix(STALE_INDEX, 7)));
     }
 
     #[test]

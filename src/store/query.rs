@@ -13,6 +13,11 @@
 //! 2. a single sort key on an indexed field (`created` always is) or `id`
 //!    scans in that order from the cursor and stops after `limit` matches;
 //! 3. otherwise every record of the collection is visited.
+//!
+//! "Indexed" means indexed by the version of the collection the request
+//! holds (the catalog's when it began), never by the `i` keys present: a
+//! field being indexed by a pending update, or whose index was removed and
+//! is being cleared, has incomplete or stale entries (`writer::migration`).
 
 use std::cmp::Ordering;
 use std::collections::HashSet;

@@ -1,14 +1,10 @@
-//! Collection definitions: create, update (checked against every stored
-//! record, reindexed when the indexes change) and drop (its records are
-//! purged later, a chunk at a time).
+//! Collection definitions: create and drop (its records are purged later,
+//! a chunk at a time). Updates are migrations: `migration`.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::records::index_entries;
-use super::{Committed, Entry, WriteError, WriterState, MAX_REPORTED_VIOLATIONS};
+use super::{Committed, Entry, WriteError, WriterState};
 use crate::clock;
-use crate::model::collection::FieldErrors;
 use crate::model::{Collection, CollectionDef};
 use crate::store::change::ChangeKind;
 use crate::store::chores::Chore;
@@ -50,65 +46,6 @@ impl WriterState {
         })
     }
 
-    pub(super) fn update_collection(
-        &mut self,
-        def: CollectionDef,
-    ) -> Result<Committed, WriteError> {
-        let old = self
-            .store
-            .catalog()
-            .get(&def.name)
-            .ok_or_else(|| WriteError::CollectionNotFound(def.name.clone()))?;
-        let collection = Collection::compile(
-            old.id,
-            old.version + 1,
-            old.created.clone(),
-            clock::now_rfc3339(),
-            def,
-        )
-        .map_err(WriteError::Invalid)?;
-        let data = self.store.data().clone();
-        let mut batch = sled::Batch::default();
-        let mut violations = FieldErrors::new();
-        let indexes_changed = old.def.indexes != collection.def.indexes;
-        for entry in data.scan_prefix(keys::collection_prefix(keys::RECORD, old.id)) {
-            let (_, value) = entry?;
-            let record = crate::store::decode_record(&value)?;
-            if let Err(errors) = collection.validate(record.data(), false) {
-                for (field, reason) in errors {
-                    if violations.len() < MAX_REPORTED_VIOLATIONS {
-                        violations.insert(format!("records.{}.{field}", record.id()), reason);
-                    }
-                }
-            }
-            if indexes_changed && violations.is_empty() {
-                let old_entries: HashSet<_> = index_entries(&old, &record).into_iter().collect();
-                let new_entries: HashSet<_> =
-                    index_entries(&collection, &record).into_iter().collect();
-                for stale in old_entries.difference(&new_entries) {
-                    batch.remove(stale.as_slice());
-                }
-                for fresh in new_entries.difference(&old_entries) {
-                    batch.insert(fresh.as_slice(), &[]);
-                }
-            }
-        }
-        if !violations.is_empty() {
-            return Err(WriteError::Invalid(violations));
-        }
-        batch.insert(
-            keys::collection(&collection.def.name),
-            encode_collection(&collection),
-        );
-        data.apply_batch(batch)?;
-        let collection = Arc::new(collection);
-        self.store.catalog().put(collection.clone());
-        Ok(Committed {
-            seqs: None,
-            collection: Some(collection),
-        })
-    }
-
     pub(super) fn drop_collection(
         &mut self,
         name: &str,
@@ -137,6 +74,7 @@ impl WriterState {
         self.commit(batch, first_seq)?;
         self.store.catalog().remove(name);
         self.counts.remove(&collection.id);
+        self.cancel_migration(collection.id, name);
         // The records are unreachable from here on (ids are never reused);
         // removing them is housekeeping, done a chunk at a time between
         // write groups, that a crash may interrupt and the next start
@@ -149,7 +87,7 @@ impl WriterState {
     }
 }
 
-fn encode_collection(collection: &Collection) -> Vec<u8> {
+pub(super) fn encode_collection(collection: &Collection) -> Vec<u8> {
     codec::encode(&StoredCollection {
         id: collection.id,
         version: collection.version,

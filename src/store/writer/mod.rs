@@ -21,6 +21,8 @@
 
 mod answers;
 mod collections;
+mod error;
+mod migration;
 mod records;
 mod topics;
 mod users;
@@ -28,6 +30,7 @@ mod users;
 pub(super) use answers::Answer;
 use answers::Answers;
 pub use answers::Settle;
+pub use error::WriteError;
 use records::Staged;
 pub use records::{index_entries, NewRecord, RecordOp};
 use std::collections::{HashMap, HashSet};
@@ -35,13 +38,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::change::{Change, ChangeKind};
 use super::changelog;
-use super::chores::Chores;
+use super::chores::{Chore, Chores};
 use super::client_ids::ClientIds;
 use super::flusher::{FlushJob, Flusher};
 use super::seqs::{Gate, Reservation};
@@ -49,15 +52,12 @@ use super::topics::{Message, StoredTopic};
 use super::{Store, StoreError};
 use crate::clock;
 use crate::config::Durability;
-use crate::model::collection::FieldErrors;
 use crate::model::{Collection, CollectionDef, User, UserChanges};
 
 /// Most requests applied before the group is handed to the flusher.
 const MAX_GROUP: usize = 1024;
 /// Records staged in one sled batch before it is applied.
 const MAX_STAGED_OPS: usize = 2_000;
-/// Schema-change violations reported at most.
-const MAX_REPORTED_VIOLATIONS: usize = 20;
 
 pub enum Mutation {
     /// All or nothing, in order.
@@ -107,54 +107,6 @@ pub struct Committed {
     /// The seqs given to this write's change-log entries, if it made any.
     pub seqs: Option<(u64, u64)>,
     pub collection: Option<Arc<Collection>>,
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum WriteError {
-    #[error("a record with id {0} already exists")]
-    Conflict(String),
-    #[error("record {0} not found")]
-    NotFound(String),
-    #[error("record {id} is at rev {current}")]
-    RevMismatch { id: String, current: u64 },
-    #[error("the collection changed while the request was being prepared")]
-    CollectionChanged,
-    #[error("collection {0} not found")]
-    CollectionNotFound(String),
-    #[error("collection {0} already exists")]
-    CollectionExists(String),
-    #[error("a topic or collection named {0} already exists")]
-    TopicExists(String),
-    #[error("topic {0} not found")]
-    TopicNotFound(String),
-    #[error("user not found")]
-    UserNotFound,
-    #[error("that email is already registered")]
-    EmailTaken,
-    #[error("the last admin cannot be removed, disabled or demoted")]
-    LastAdmin,
-    #[error("existing records do not fit the new schema")]
-    Invalid(FieldErrors),
-    #[error("storage failure: {0}")]
-    Storage(String),
-    /// The fsync failed after the write was applied in memory: a later flush
-    /// may still persist it, so its outcome is unknown.
-    #[error("the write could not be made durable; its outcome is unknown")]
-    NotDurable,
-    #[error("the writer is shutting down")]
-    Unavailable,
-}
-
-impl From<StoreError> for WriteError {
-    fn from(e: StoreError) -> Self {
-        WriteError::Storage(e.to_string())
-    }
-}
-
-impl From<sled::Error> for WriteError {
-    fn from(e: sled::Error) -> Self {
-        WriteError::Storage(e.to_string())
-    }
 }
 
 pub(super) type Reply = oneshot::Sender<Result<Committed, WriteError>>;
@@ -207,6 +159,19 @@ impl Writer {
         flush_ms: u64,
         taps: Option<Taps>,
     ) -> Result<Writer, StoreError> {
+        let chunk = Chores::chunk_from_env();
+        Writer::start_with_chunk(store, durability, flush_ms, taps, chunk)
+    }
+
+    /// [`Writer::start`] with housekeeping in chunks of `chunk` keys or
+    /// records (tests make a small collection take many chunks).
+    pub fn start_with_chunk(
+        store: Store,
+        durability: Durability,
+        flush_ms: u64,
+        taps: Option<Taps>,
+        chunk: usize,
+    ) -> Result<Writer, StoreError> {
         let mut reservation = Reservation::load(&store)?;
         let last_seq = store.last_seq()?.max(reservation.mark());
         // Relaxed mode releases events before their fsync: the first ones
@@ -253,7 +218,7 @@ impl Writer {
             .name("pulsebase-flusher".into())
             .spawn(move || flusher.run(flush_rx))
             .map_err(|e| StoreError::Corrupt(format!("cannot start flusher: {e}")))?;
-        let chores = Chores::pending(&store);
+        let chores = Chores::pending(&store, chunk);
         let state = WriterState {
             store,
             next_seq: last_seq + 1,
@@ -265,6 +230,8 @@ impl Writer {
             tap: publish_tap,
             relaxed: gate.map(|gate| (gate, released)),
             chores,
+            migrations: HashMap::new(),
+            late: Vec::new(),
         };
         let wait_for_flush = durability == Durability::Sync;
         let writer = std::thread::Builder::new()
@@ -386,6 +353,11 @@ struct WriterState {
     relaxed: Option<(Gate, Option<ReleaseTap>)>,
     /// Long housekeeping, done a chunk at a time between write groups.
     chores: Chores,
+    /// Collection updates under way, by collection id (`migration`).
+    migrations: HashMap<u32, migration::Migration>,
+    /// Answers decided outside the request's own turn (a migration's end),
+    /// sent with the next group or chunk.
+    late: Vec<Answer>,
 }
 
 impl WriterState {
@@ -407,7 +379,7 @@ impl WriterState {
                     Ok(request) => Some(request),
                     Err(mpsc::error::TryRecvError::Empty) => {
                         if self.chores.due() {
-                            self.chores.step(&self.store);
+                            self.step_chore(&flusher, wait_for_flush);
                         } else {
                             // Not yet: look for writes again shortly.
                             std::thread::sleep(self.chores.wait().min(Duration::from_micros(500)));
@@ -463,11 +435,21 @@ impl WriterState {
                 }
                 // Everything else reads the store, so what is staged goes first.
                 self.commit_staged(&mut staged, &mut answers);
-                let result = self.apply(*mutation);
-                answers.send(reply, result);
+                if let Mutation::UpdateCollection(def) = *mutation {
+                    // Answered now, or when its migration ends.
+                    if let Some((reply, result)) = self.update_collection(def, reply) {
+                        answers.send(reply, result);
+                    }
+                } else {
+                    let result = self.apply(*mutation);
+                    answers.send(reply, result);
+                }
                 staged = Staged::new(self.next_seq);
             }
             self.commit_staged(&mut staged, &mut answers);
+            for (reply, result) in std::mem::take(&mut self.late) {
+                answers.send(reply, result);
+            }
             let upto = self.next_seq - 1;
             committed.send_replace(upto);
             let mut job = FlushJob {
@@ -495,7 +477,7 @@ impl WriterState {
             }
             self.chores.wrote();
             if self.chores.due() {
-                self.chores.step(&self.store);
+                self.step_chore(&flusher, wait_for_flush);
             }
         }
         // Everything handed out is at most this; the final fsync stores it.
@@ -521,7 +503,11 @@ impl WriterState {
                 actor,
             } => self.apply_records(&collection, ops, actor),
             Mutation::CreateCollection(def) => self.create_collection(def),
-            Mutation::UpdateCollection(def) => self.update_collection(def),
+            // The run loop hands it to `update_collection` instead: its
+            // answer may come later than the group's.
+            Mutation::UpdateCollection(_) => Err(WriteError::Storage(
+                "a collection update reached the wrong path".into(),
+            )),
             Mutation::DropCollection { name, actor } => self.drop_collection(&name, actor),
             Mutation::CreateUser(user) => self.put_user(None, user),
             Mutation::UpdateUser(user) => {
@@ -544,6 +530,42 @@ impl WriterState {
             Mutation::CreateTopic(def) => self.create_topic(def),
             Mutation::DeleteTopic(name) => self.delete_topic(&name),
             Mutation::Publish { message, history } => self.publish(message, history),
+        }
+    }
+
+    /// Does a chunk of the oldest chore; a migration that ended sends its
+    /// answer, after an fsync in sync mode like any write's (the new
+    /// definition must be on disk before the caller hears of it).
+    fn step_chore(&mut self, flusher: &std_mpsc::Sender<FlushJob>, wait_for_flush: bool) {
+        let Some(chore) = self.chores.front() else {
+            return;
+        };
+        let started = Instant::now();
+        let result = match chore {
+            Chore::Migrate(collection) => self.migrate_chunk(collection),
+            other => self.chores.run(&self.store, &other),
+        };
+        self.chores.finished(started, result);
+        if self.late.is_empty() {
+            return;
+        }
+        let mut answers = Answers {
+            wait_for_flush,
+            pending: Vec::new(),
+        };
+        for (reply, result) in std::mem::take(&mut self.late) {
+            answers.send(reply, result);
+        }
+        let job = FlushJob {
+            upto: self.next_seq - 1,
+            answers: answers.pending,
+            mark: self.reservation.mark(),
+            urgent: true,
+        };
+        if let Err(std_mpsc::SendError(job)) = flusher.send(job) {
+            for (reply, _) in job.answers {
+                let _ = reply.send(Err(WriteError::Unavailable));
+            }
         }
     }
 

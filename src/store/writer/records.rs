@@ -83,6 +83,21 @@ impl NewRecord {
         }
     }
 
+    /// The record, decoded back: only a migration needs it on the writer.
+    fn record(&self) -> Result<Record, WriteError> {
+        let stored: StoredRecord = codec::decode(&self.value)?;
+        Record::from_bytes(&stored.json).ok_or_else(|| WriteError::Storage("corrupt record".into()))
+    }
+
+    /// During a migration: checked against the new schema, and the index
+    /// entries of its new fields.
+    fn pending_entries(&self, writer: &WriterState) -> Result<Vec<Vec<u8>>, WriteError> {
+        if !writer.migrating(self.collection_id) {
+            return Ok(Vec::new());
+        }
+        writer.pending_entries(self.collection_id, &self.record()?)
+    }
+
     fn insert_into(self, batch: &mut sled::Batch, seq: u64) {
         for entry in self.index_keys {
             batch.insert(entry, &[]);
@@ -137,8 +152,10 @@ impl WriterState {
         let current = self.current_collection(&prepared_for, false)?;
         let data = self.store.data();
         let mut fresh = HashSet::with_capacity(ops.len());
+        let mut pending = Vec::new();
         for op in &ops {
             if let RecordOp::Create(new) = op {
+                pending.extend(new.pending_entries(self)?);
                 if staged.keys.contains(&new.key)
                     || !fresh.insert(new.key.clone())
                     || (self
@@ -151,6 +168,9 @@ impl WriterState {
             }
         }
         let first_seq = self.next_seq;
+        for entry in pending {
+            staged.batch.insert(entry, &[]);
+        }
         for op in ops {
             if let RecordOp::Create(new) = op {
                 self.client_ids
@@ -245,6 +265,9 @@ impl WriterState {
                         {
                             return Err(WriteError::Conflict(new.id));
                         }
+                        for entry in new.pending_entries(self)? {
+                            batch.insert(entry, &[]);
+                        }
                         self.client_ids
                             .storing(current.id, &new.id, new.client_chose_id);
                         let seq = self.next_seq;
@@ -264,10 +287,14 @@ impl WriterState {
                         let old = stored_record(&data, &key, record.id(), Some(expected_rev))?;
                         let old_record = Record::from_bytes(&old.json)
                             .ok_or_else(|| WriteError::Storage("corrupt record".into()))?;
-                        let old_entries: HashSet<_> =
-                            index_entries(&current, &old_record).into_iter().collect();
-                        let new_entries: HashSet<_> =
-                            index_entries(&current, &record).into_iter().collect();
+                        let old_entries: HashSet<_> = index_entries(&current, &old_record)
+                            .into_iter()
+                            .chain(self.pending_entries_to_remove(current.id, &old_record))
+                            .collect();
+                        let new_entries: HashSet<_> = index_entries(&current, &record)
+                            .into_iter()
+                            .chain(self.pending_entries(current.id, &record)?)
+                            .collect();
                         for entry in old_entries.difference(&new_entries) {
                             batch.remove(entry.as_slice());
                         }
@@ -311,7 +338,10 @@ impl WriterState {
                         }
                         let old = stored_record(&data, &key, &id, expected_rev)?;
                         if let Some(old_record) = Record::from_bytes(&old.json) {
-                            for entry in index_entries(&current, &old_record) {
+                            for entry in index_entries(&current, &old_record)
+                                .into_iter()
+                                .chain(self.pending_entries_to_remove(current.id, &old_record))
+                            {
                                 batch.remove(entry);
                             }
                         }
