@@ -11,14 +11,15 @@
 //!    that orders every write and makes it durable in groups.
 //! 3. [`auth`]: passwords, tokens, sessions, API keys over the store;
 //!    [`error`]: the one error shape every caller gets; [`limits`]: caps
-//!    and rates that hold under abuse.
+//!    and rates that hold under abuse; [`protocol`]: every realtime wire
+//!    message as a type (client actions, server messages, SSE payloads).
 //! 4. [`fanout`]: the hub that delivers changes and messages to exactly
 //!    the subscribers allowed to see them, and replay.
 //! 5. [`state`]: the shared handle (settings, store, writer, auth, fan-out).
 //! 6. [`services`]: what REST and realtime both do, free of either:
 //!    records, topics, collection definitions, credentials.
 //! 7. Transports: [`http`] (the axum router, one file per resource) and
-//!    [`realtime`] (the WebSocket and SSE protocol).
+//!    [`realtime`] (the WebSocket and SSE sessions).
 //! 8. [`server`] (wiring and shutdown), [`retention`], [`demo`], [`cli`];
 //!    [`config`], [`clock`], [`ids`], [`metrics`] and [`assets`] (the
 //!    embedded web files) serve every layer.
@@ -37,6 +38,7 @@ pub mod ids;
 pub mod limits;
 pub mod metrics;
 pub mod model;
+pub mod protocol;
 pub mod realtime;
 pub mod retention;
 pub mod rules;
