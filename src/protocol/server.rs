@@ -123,7 +123,7 @@ pub enum ReplyBody<'a> {
     /// `publish`: the message's seq.
     Published { seq: u64 },
     /// `topics`.
-    Topics { topics: &'a [Value] },
+    Topics { topics: &'a [TopicInfo] },
     /// `create_topic`, `delete_topic`.
     Topic { topic: &'a str },
     /// `auth`: who the connection is now.
@@ -257,6 +257,33 @@ pub enum UnsubscribeReason {
     /// Replay found the history trimmed past its position; `oldest` is the
     /// oldest seq still kept.
     HistoryExpired { oldest: u64 },
+}
+
+/// A topic as the `topics` listing (and `GET /api/topics`) shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TopicInfo {
+    /// A collection's topic (its record topics are not listed).
+    Collection {
+        name: String,
+    },
+    Custom(CustomTopic),
+    /// `_users` and `_connections`, listed for admins.
+    System {
+        name: String,
+    },
+}
+
+/// A custom topic's definition (also the body `POST /api/topics` answers
+/// with).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CustomTopic {
+    pub name: String,
+    pub owner: Option<String>,
+    pub publish: String,
+    pub subscribe: String,
+    pub history: u32,
+    pub created: String,
 }
 
 /// `details` of a `history_expired` refusal of `since`.

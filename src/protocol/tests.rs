@@ -344,10 +344,31 @@ fn ok_replies_carry_what_each_action_answers() {
         ok(id, ReplyBody::Published { seq: 9 }),
         json!({"type": "ok", "id": "1", "seq": 9})
     );
-    let topics = [json!({"name": "readings", "kind": "collection"})];
+    let topics = [
+        TopicInfo::Collection {
+            name: "readings".into(),
+        },
+        TopicInfo::Custom(CustomTopic {
+            name: "chat-1".into(),
+            owner: Some("u1".into()),
+            publish: "@user != null".into(),
+            subscribe: "room = 'r1'".into(),
+            history: 100,
+            created: "2026-11-22T09:00:00.000Z".into(),
+        }),
+        TopicInfo::System {
+            name: "_users".into(),
+        },
+    ];
     assert_eq!(
         ok(id, ReplyBody::Topics { topics: &topics }),
-        json!({"type": "ok", "id": "1", "topics": topics})
+        json!({"type": "ok", "id": "1", "topics": [
+            {"kind": "collection", "name": "readings"},
+            {"kind": "custom", "name": "chat-1", "owner": "u1", "publish": "@user != null",
+                "subscribe": "room = 'r1'", "history": 100,
+                "created": "2026-11-22T09:00:00.000Z"},
+            {"kind": "system", "name": "_users"},
+        ]})
     );
     assert_eq!(
         ok(id, ReplyBody::Topic { topic: "chat-1" }),
