@@ -11,7 +11,8 @@
 //!    that orders every write and makes it durable in groups.
 //! 3. [`auth`]: passwords, tokens, sessions, API keys over the store;
 //!    [`error`]: the one error shape every caller gets; [`limits`]: caps
-//!    and rates that hold under abuse.
+//!    and rates that hold under abuse; [`protocol`]: every realtime wire
+//!    message as a type (client actions, server messages, SSE payloads).
 //! 4. [`fanout`]: the hub that delivers changes and messages to exactly
 //!    the subscribers allowed to see them, and replay.
 //! 5. [`state`]: the shared handle (settings, store, writer, auth, fan-out).
@@ -40,6 +41,7 @@ pub mod ids;
 pub mod limits;
 pub mod metrics;
 pub mod model;
+pub mod protocol;
 pub mod realtime;
 pub mod retention;
 pub mod rules;

@@ -10,7 +10,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::oneshot;
 
@@ -20,6 +20,10 @@ use super::{Close, ConnHandle, ConnId, Frame, FrameKind, Subscription};
 use crate::auth::Principal;
 use crate::clock;
 use crate::model::Collection;
+use crate::protocol::server::{
+    ConnectionName, ConnectionNotice, MessageData, UnsubscribeReason, Unsubscribed,
+};
+use crate::protocol::{self, ServerMessage};
 use crate::store::change::{Change, ChangeKind, USERS_ID};
 use crate::store::topics::Message;
 use crate::store::Store;
@@ -241,7 +245,7 @@ impl Hub {
                     }
                 }
             }
-            Input::TopicDeleted(name) => self.topic_gone(&name, "topic_deleted"),
+            Input::TopicDeleted(name) => self.topic_gone(&name, UnsubscribeReason::TopicDeleted),
             Input::PrincipalRevoked(id) => {
                 let conns: Vec<ConnId> = self
                     .by_principal
@@ -536,7 +540,7 @@ impl Hub {
     }
 
     /// A custom topic is gone: its subscribers hear `topic_deleted`.
-    fn topic_gone(&mut self, name: &str, reason: &'static str) {
+    fn topic_gone(&mut self, name: &str, reason: UnsubscribeReason) {
         self.end_subscriptions(|topic, _| topic == name, reason);
     }
 
@@ -550,7 +554,7 @@ impl Hub {
                 (topic == name || topic.starts_with(&record_prefix))
                     && subscription.collection_id == Some(id)
             },
-            "collection_dropped",
+            UnsubscribeReason::CollectionDropped,
         );
     }
 
@@ -560,7 +564,7 @@ impl Hub {
     fn end_subscriptions(
         &mut self,
         ends: impl Fn(&str, &Subscription) -> bool,
-        reason: &'static str,
+        reason: UnsubscribeReason,
     ) {
         let mut ended: Vec<(String, ConnId)> = Vec::new();
         for (topic, subscribers) in &self.topics {
@@ -577,9 +581,11 @@ impl Hub {
                 continue;
             };
             conn.topics.remove(&topic);
-            let frame = Arc::new(Frame::control(&json!({
-                "type": "unsubscribed", "topic": topic, "reason": reason
-            })));
+            let notice = Unsubscribed {
+                topic: &topic,
+                reason,
+            };
+            let frame = Arc::new(Frame::control(&ServerMessage::Unsubscribed(notice)));
             if !offer(conn, frame) {
                 overflowing.push(conn_id);
             }
@@ -634,18 +640,23 @@ impl Hub {
         if topic == Some(CONNECTIONS_TOPIC) {
             return;
         }
-        let text = json!({
-            "type": "message",
-            "topic": CONNECTIONS_TOPIC,
-            "seq": self.next - 1,
-            "ts": clock::now_rfc3339(),
-            "from": null,
-            "data": {"event": event, "connection": format!("c_{id}"), "user": user, "topic": topic},
+        let ts = clock::now_rfc3339();
+        let text = ServerMessage::Message(protocol::server::Message {
+            topic: CONNECTIONS_TOPIC,
+            seq: self.next - 1,
+            ts: &ts,
+            from: None,
+            data: MessageData::Connection(ConnectionNotice {
+                event,
+                connection: ConnectionName(id),
+                user,
+                topic,
+            }),
         });
         let frame = Arc::new(Frame {
             seq: self.next - 1,
             kind: FrameKind::Message,
-            text: text.to_string().into(),
+            text: text.to_text().into(),
         });
         let mut overflowing = Vec::new();
         for conn_id in subscribers.keys() {

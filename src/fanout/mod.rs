@@ -26,10 +26,11 @@
 //!   live after it).
 //! - [`watcher`] drains sled's subscriber without ever blocking it (a full
 //!   sled subscriber blocks every writer).
-//! - [`render`] decides whether one event reaches one subscriber and turns
-//!   it into JSON; the hub and replay share it.
+//! - [`render`] decides whether one event reaches one subscriber and
+//!   serializes it (as a [`crate::protocol`] message) once for all of them;
+//!   the hub and replay share it.
 //! - [`replay`] streams what a resuming subscriber missed, a page at a time.
-//! - The protocol and the transports are in `realtime`.
+//! - The wire types are in [`crate::protocol`]; the transports in `realtime`.
 
 pub mod backlog;
 pub mod hub;
@@ -47,6 +48,7 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::auth::{Auth, Principal};
+use crate::protocol::ServerMessage;
 use crate::rules::Expr;
 use crate::store::topics::Message;
 use crate::store::writer::Taps;
@@ -91,20 +93,12 @@ impl AsRef<Frame> for Frame {
 }
 
 impl Frame {
-    pub fn control(value: &serde_json::Value) -> Frame {
-        let name = match value.get("type").and_then(|t| t.as_str()) {
-            Some("ok") => "ok",
-            Some("error") => "error",
-            Some("pong") => "pong",
-            Some("welcome") => "welcome",
-            Some("heartbeat") => "heartbeat",
-            Some("unsubscribed") => "unsubscribed",
-            _ => "control",
-        };
+    /// A reply, error or notice: serialized once, named by its `type`.
+    pub fn control(message: &ServerMessage) -> Frame {
         Frame {
             seq: 0,
-            kind: FrameKind::Control(name),
-            text: Utf8Bytes::from(value.to_string()),
+            kind: FrameKind::Control(message.kind()),
+            text: Utf8Bytes::from(message.to_text()),
         }
     }
 }
@@ -131,9 +125,7 @@ impl Close {
         Close {
             code: 4001,
             reason: code,
-            last: Some(Frame::control(&serde_json::json!({
-                "type": "error", "code": code, "message": message
-            }))),
+            last: Some(Frame::control(&ServerMessage::Closing { code, message })),
         }
     }
 }

@@ -6,11 +6,14 @@
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::{Frame, FrameKind, Ops, Subscription};
 use crate::clock;
+use crate::model::collection::EventOp;
 use crate::model::Collection;
+use crate::protocol::server::{Event, EventReason, EventRecord, MessageData};
+use crate::protocol::{self, ServerMessage};
 use crate::rules::EvalContext;
 use crate::store::change::{Change, ChangeKind};
 use crate::store::topics::{Message, Topic};
@@ -127,35 +130,45 @@ impl<'a> ChangeView<'a> {
                     ChangeKind::Create | ChangeKind::Update => &self.after,
                     _ => &self.before,
                 };
-                let reason = (self.change.kind == ChangeKind::Expire).then_some("expired");
-                (self.change.kind.op(), shown(record, admin), reason)
+                let reason =
+                    (self.change.kind == ChangeKind::Expire).then_some(EventReason::Expired);
+                (self.change.kind.event_op(), shown(record, admin), reason)
             }
-            Seen::Entered => ("create", shown(&self.after, admin), Some("entered")),
-            Seen::Left => ("delete", json!({"id": self.change.record_id}), Some("left")),
+            Seen::Entered => (
+                EventOp::Create,
+                shown(&self.after, admin),
+                Some(EventReason::Entered),
+            ),
+            Seen::Left => (
+                EventOp::Delete,
+                Some(EventRecord::Id {
+                    id: &self.change.record_id,
+                }),
+                Some(EventReason::Left),
+            ),
         };
-        let mut event = json!({
-            "type": "event",
-            "topic": topic,
-            "op": op,
-            "seq": self.change.seq,
-            "ts": clock::format_ms(self.change.ts_ms),
-            "record": record,
+        let ts = clock::format_ms(self.change.ts_ms);
+        let event = ServerMessage::Event(Event {
+            topic,
+            op,
+            seq: self.change.seq,
+            ts: &ts,
+            record,
+            reason,
         });
-        if let Some(reason) = reason {
-            event["reason"] = json!(reason);
-        }
         Frame {
             seq: self.change.seq,
             kind: FrameKind::Event,
-            text: Utf8Bytes::from(event.to_string()),
+            text: Utf8Bytes::from(event.to_text()),
         }
     }
 }
 
-fn shown(record: &Option<Sighted>, admin: bool) -> Value {
+/// What a viewer may see of a record, borrowed for serializing.
+fn shown<'r>(record: &'r Option<Sighted>, admin: bool) -> Option<EventRecord<'r>> {
     record
         .as_ref()
-        .map_or(Value::Null, |r| Value::Object(r.as_seen_by(admin).clone()))
+        .map(|r| EventRecord::Fields(r.as_seen_by(admin)))
 }
 
 /// The frames of one change for one topic, each rendered at most once
@@ -208,17 +221,17 @@ pub fn message_reaches(
 
 pub fn render_message(message: &Message) -> Frame {
     let data: Value = serde_json::from_slice(&message.data).unwrap_or(Value::Null);
-    let text = json!({
-        "type": "message",
-        "topic": message.topic,
-        "seq": message.seq,
-        "ts": clock::format_ms(message.ts_ms),
-        "from": message.from,
-        "data": data,
+    let ts = clock::format_ms(message.ts_ms);
+    let text = ServerMessage::Message(protocol::server::Message {
+        topic: &message.topic,
+        seq: message.seq,
+        ts: &ts,
+        from: message.from.as_deref(),
+        data: MessageData::Published(&data),
     });
     Frame {
         seq: message.seq,
         kind: FrameKind::Message,
-        text: Utf8Bytes::from(text.to_string()),
+        text: Utf8Bytes::from(text.to_text()),
     }
 }

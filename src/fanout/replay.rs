@@ -17,12 +17,14 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::render::{self, ChangeView};
 use super::target::Target;
 use super::{Frame, Subscription};
 use crate::clock;
+use crate::protocol::server::{UnsubscribeReason, Unsubscribed};
+use crate::protocol::ServerMessage;
 use crate::store::change::ChangeKind;
 use crate::store::topics::Message;
 use crate::store::{Store, StoreError};
@@ -183,20 +185,16 @@ impl Replay {
     }
 
     fn expire(&mut self, i: usize, oldest: u64, page: &mut Page) {
-        self.end(
-            i,
-            json!({"reason": "history_expired", "oldest": oldest}),
-            page,
-        );
+        self.end(i, UnsubscribeReason::HistoryExpired { oldest }, page);
     }
 
-    fn end(&mut self, i: usize, fields: Value, page: &mut Page) {
+    fn end(&mut self, i: usize, reason: UnsubscribeReason, page: &mut Page) {
         self.open[i] = false;
         let topic = self.subscribed[i].1.topic.clone();
-        let mut notice = json!({"type": "unsubscribed", "topic": topic});
-        if let (Some(notice), Value::Object(fields)) = (notice.as_object_mut(), fields) {
-            notice.extend(fields);
-        }
+        let notice = ServerMessage::Unsubscribed(Unsubscribed {
+            topic: &topic,
+            reason,
+        });
         page.frames.push(Frame::control(&notice));
         page.ended.push(topic);
     }
@@ -227,7 +225,7 @@ impl Replay {
                 continue;
             }
             if change.kind == ChangeKind::DropCollection {
-                self.end(i, json!({"reason": "collection_dropped"}), page);
+                self.end(i, UnsubscribeReason::CollectionDropped, page);
                 continue;
             }
             if record.is_some_and(|id| id != change.record_id)

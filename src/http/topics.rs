@@ -14,11 +14,15 @@ use super::error::ApiResult;
 use super::extract::{client_ip, JsonBody};
 use super::AppState;
 use crate::auth::Principal;
+use crate::protocol::server::{CustomTopic, TopicInfo};
 use crate::services::topics::{self, NewTopic};
 
 /// `GET /api/topics` → the topics the caller may subscribe to.
-pub async fn list_topics(State(state): State<AppState>, principal: Principal) -> Json<Value> {
-    Json(Value::Array(topics::list_topics(&state, &principal)))
+pub async fn list_topics(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Json<Vec<TopicInfo>> {
+    Json(topics::list_topics(&state, &principal))
 }
 
 /// `POST /api/topics {name, publish?, subscribe?, history?}` → 201.
@@ -26,9 +30,9 @@ pub async fn create_topic(
     State(state): State<AppState>,
     principal: Principal,
     JsonBody(body): JsonBody<NewTopic>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<CustomTopic>)> {
     let topic = topics::create_topic(&state, &principal, body).await?;
-    Ok((StatusCode::CREATED, Json(topic.to_json())))
+    Ok((StatusCode::CREATED, Json(topics::custom_topic(&topic))))
 }
 
 /// `DELETE /api/topics/{name}` → 204 for the owner or an admin.

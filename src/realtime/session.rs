@@ -5,14 +5,16 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
 use tokio::task::JoinHandle;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::fanout::replay::{Page, Replay};
 use crate::fanout::{ConnId, Frame, Ops};
+use crate::protocol::client::{Create, Publish, RecordRef, Subscribe, Update};
+use crate::protocol::server::{ErrorReply, Reply, ReplyBody, TopicNames};
+use crate::protocol::{ClientMessage, Request, ServerMessage};
 use crate::rules::Expr;
 use crate::services::records::{self, UpdateKind};
 use crate::services::topics::{self, NewTopic, Since};
@@ -20,48 +22,18 @@ use crate::state::AppState;
 use crate::store::StoreError;
 use crate::visibility::Viewer;
 
-/// A client request. Unknown fields are ignored so newer clients still work.
-#[derive(Debug, Deserialize)]
-pub struct Request {
-    pub id: Option<Value>,
-    pub action: String,
-    pub topic: Option<String>,
-    pub topics: Option<Vec<String>>,
-    #[serde(default)]
-    pub ops: Vec<String>,
-    pub filter: Option<String>,
-    pub since: Option<u64>,
-    /// The epoch `since` belongs to, as `welcome` gave it.
-    pub epoch: Option<String>,
-    pub data: Option<Value>,
-    pub token: Option<String>,
-    pub history: Option<u32>,
-    pub publish: Option<String>,
-    pub subscribe: Option<String>,
-    pub collection: Option<String>,
-    pub record: Option<String>,
-    pub sort: Option<String>,
-    pub limit: Option<usize>,
-    pub cursor: Option<String>,
-    pub fields: Option<String>,
-}
-
-/// A bad request that could not even be parsed still gets an error reply.
-pub fn bad_request(id: Option<Value>, message: &str) -> Frame {
+/// A request that could not even be parsed still gets an error reply.
+pub fn bad_request(id: Option<&Value>, message: &str) -> Frame {
     error_frame(id, &ApiError::bad_request(message))
 }
 
-pub fn error_frame(id: Option<Value>, error: &ApiError) -> Frame {
-    let mut body = json!({
-        "type": "error",
-        "id": id,
-        "code": error.code,
-        "message": error.message,
-    });
-    if let Some(details) = &error.details {
-        body["details"] = details.clone();
-    }
-    Frame::control(&body)
+pub fn error_frame(id: Option<&Value>, error: &ApiError) -> Frame {
+    Frame::control(&ServerMessage::Error(ErrorReply::new(id, error)))
+}
+
+/// The `ok` reply to the request `id`.
+fn ok(id: Option<&Value>, body: ReplyBody) -> Vec<Frame> {
+    vec![Frame::control(&ServerMessage::Ok(Reply { id, body }))]
 }
 
 pub struct Session {
@@ -165,29 +137,28 @@ impl Session {
 
     /// Handles one request; the frames go out in order.
     pub async fn handle(&mut self, request: Request) -> Vec<Frame> {
-        let id = request.id.clone();
-        match self.dispatch(request).await {
+        let Request { id, message } = request;
+        let id = id.as_ref();
+        match self.dispatch(id, message).await {
             Ok(frames) => frames,
             Err(error) => vec![error_frame(id, &error)],
         }
     }
 
-    async fn dispatch(&mut self, request: Request) -> ApiResult<Vec<Frame>> {
-        let id = request.id.clone();
-        let ok = |mut body: Value| {
-            body["type"] = json!("ok");
-            body["id"] = id.clone().unwrap_or(Value::Null);
-            vec![Frame::control(&body)]
-        };
-        if !matches!(request.action.as_str(), "ping" | "auth" | "unsubscribe") {
+    async fn dispatch(
+        &mut self,
+        id: Option<&Value>,
+        message: ClientMessage,
+    ) -> ApiResult<Vec<Frame>> {
+        if message.acts_as_caller() {
             self.refresh_identity()?;
         }
-        match request.action.as_str() {
-            "ping" => Ok(vec![Frame::control(&json!({"type": "pong", "id": id}))]),
-            "subscribe" => self.subscribe(request).await,
-            "unsubscribe" => {
-                let names =
-                    topics::topic_names(request.topic.as_deref(), request.topics.as_deref())?;
+        let (state, principal) = (&self.state, &self.principal);
+        match message {
+            ClientMessage::Ping {} => Ok(vec![Frame::control(&ServerMessage::Pong { id })]),
+            ClientMessage::Subscribe(subscribe) => self.subscribe(id, subscribe).await,
+            ClientMessage::Unsubscribe(names) => {
+                let names = topics::topic_names(names.topic.as_deref(), names.topics.as_deref())?;
                 for name in &names {
                     if self
                         .state
@@ -198,43 +169,33 @@ impl Session {
                         self.topics.remove(name);
                     }
                 }
-                Ok(ok(topic_field(&names)))
+                let topics = TopicNames::of(&names);
+                Ok(ok(id, ReplyBody::Unsubscribed { topics }))
             }
-            "publish" => {
-                let name = request
-                    .topic
-                    .ok_or_else(|| ApiError::bad_request("publish needs a topic"))?;
-                let data = request.data.unwrap_or(Value::Null);
-                let seq = topics::publish(&self.state, &self.principal, &name, data).await?;
-                Ok(ok(json!({"seq": seq})))
+            ClientMessage::Publish(Publish { topic, data }) => {
+                let seq = topics::publish(state, principal, &topic, data).await?;
+                Ok(ok(id, ReplyBody::Published { seq }))
             }
-            "topics" => Ok(ok(
-                json!({"topics": topics::list_topics(&self.state, &self.principal)}),
-            )),
-            "create_topic" => {
-                let name = request
-                    .topic
-                    .ok_or_else(|| ApiError::bad_request("create_topic needs a topic"))?;
+            ClientMessage::Topics {} => {
+                let topics = topics::list_topics(state, principal);
+                Ok(ok(id, ReplyBody::Topics { topics: &topics }))
+            }
+            ClientMessage::CreateTopic(new) => {
                 let new = NewTopic {
-                    name,
-                    publish: request.publish,
-                    subscribe: request.subscribe,
-                    history: request.history.unwrap_or(0),
+                    name: new.topic,
+                    publish: new.publish,
+                    subscribe: new.subscribe,
+                    history: new.history,
                 };
-                let topic = topics::create_topic(&self.state, &self.principal, new).await?;
-                Ok(ok(json!({"topic": topic.def.name})))
+                let topic = topics::create_topic(state, principal, new).await?;
+                let topic = &topic.def.name;
+                Ok(ok(id, ReplyBody::Topic { topic }))
             }
-            "delete_topic" => {
-                let name = request
-                    .topic
-                    .ok_or_else(|| ApiError::bad_request("delete_topic needs a topic"))?;
-                topics::delete_topic(&self.state, &self.principal, &name).await?;
-                Ok(ok(json!({"topic": name})))
+            ClientMessage::DeleteTopic { topic } => {
+                topics::delete_topic(state, principal, &topic).await?;
+                Ok(ok(id, ReplyBody::Topic { topic: &topic }))
             }
-            "auth" => {
-                let token = request
-                    .token
-                    .ok_or_else(|| ApiError::bad_request("auth needs a token"))?;
+            ClientMessage::Auth { token } => {
                 let (principal, expires_ms) = self.state.auth.authenticate_until(&token)?;
                 let sign_in = self.state.auth.sign_in_of(&token);
                 self.principal = principal.clone();
@@ -244,15 +205,60 @@ impl Session {
                 let realtime = &self.state.realtime;
                 realtime.set_sign_in(self.conn, sign_in, &self.state.auth);
                 let user = self.principal.user().map(|u| u.public_json());
-                Ok(ok(json!({"user": user})))
+                Ok(ok(
+                    id,
+                    ReplyBody::Auth {
+                        user: user.as_ref(),
+                    },
+                ))
             }
-            "list" | "get" | "create" | "update" | "delete" => self.records(request).await,
-            other => Err(ApiError::bad_request(format!("unknown action {other:?}"))),
+            // The record actions call the records service REST calls too,
+            // so the access checks and what a viewer sees are the same code.
+            ClientMessage::List(list) => {
+                let params = records::ListParams {
+                    filter: list.filter,
+                    sort: list.sort,
+                    limit: list.limit,
+                    cursor: list.cursor,
+                    fields: list.fields,
+                };
+                let page = records::list(state, principal, &list.collection, params).await?;
+                Ok(ok(id, ReplyBody::Page(&page)))
+            }
+            ClientMessage::Get(RecordRef { collection, record }) => {
+                let record = records::get(state, principal, &collection, &record).await?;
+                Ok(ok(id, ReplyBody::Record { record: &record }))
+            }
+            ClientMessage::Create(Create { collection, data }) => {
+                let data = Value::Object(data.unwrap_or_default());
+                let record =
+                    records::create(state, principal, &collection, vec![data], false).await?;
+                Ok(ok(id, ReplyBody::Record { record: &record }))
+            }
+            ClientMessage::Update(Update {
+                collection,
+                record,
+                data,
+            }) => {
+                let patch = data.unwrap_or_else(|| Value::Object(Map::new()));
+                let kind = UpdateKind::Merge;
+                let record =
+                    records::update(state, principal, &collection, &record, None, patch, kind)
+                        .await?;
+                Ok(ok(id, ReplyBody::Record { record: &record }))
+            }
+            ClientMessage::Delete(RecordRef { collection, record }) => {
+                records::delete(state, principal, &collection, &record, None).await?;
+                Ok(ok(id, ReplyBody::Done {}))
+            }
         }
     }
 
-    async fn subscribe(&mut self, request: Request) -> ApiResult<Vec<Frame>> {
-        let names = topics::topic_names(request.topic.as_deref(), request.topics.as_deref())?;
+    async fn subscribe(&mut self, id: Option<&Value>, request: Subscribe) -> ApiResult<Vec<Frame>> {
+        let names = topics::topic_names(
+            request.names.topic.as_deref(),
+            request.names.topics.as_deref(),
+        )?;
         let ops = Ops::parse(&request.ops).map_err(ApiError::bad_request)?;
         let filter = parse_filter(request.filter.as_deref())?;
         let cost = filter.as_ref().map_or(0, |f| f.cost());
@@ -273,7 +279,7 @@ impl Session {
         }
         let since = request.since.map(|seq| Since {
             seq,
-            epoch: request.epoch.clone(),
+            epoch: request.epoch,
         });
         let current = self.state.realtime.released_seq().await;
         // Everything is checked before anything is subscribed.
@@ -298,89 +304,18 @@ impl Session {
         subscribed.retain(|(_, s)| !self.topics.contains_key(&s.topic));
         self.topics
             .extend(names.iter().map(|name| (name.clone(), cost)));
-        let mut reply = topic_field(&names);
-        reply["type"] = json!("ok");
-        reply["id"] = request.id.clone().unwrap_or(Value::Null);
-        reply["seq"] = json!(upto);
-        reply["epoch"] = json!(self.state.store.epoch());
-        let frames = vec![Frame::control(&reply)];
+        let epoch = self.state.store.epoch();
+        let reply = ReplyBody::Subscribed {
+            topics: TopicNames::of(&names),
+            seq: upto,
+            epoch: &epoch,
+        };
+        let frames = ok(id, reply);
         if let Some(since) = since {
             let replay = Replay::new(subscribed, Viewer::of(&self.principal), since.seq, upto);
             self.replays.push_back(replay);
         }
         Ok(frames)
-    }
-
-    /// list/get/create/update/delete: the records service REST calls too,
-    /// so the access checks and what a viewer sees are the same code.
-    async fn records(&mut self, request: Request) -> ApiResult<Vec<Frame>> {
-        let id = request.id.clone().unwrap_or(Value::Null);
-        let (state, principal) = (&self.state, &self.principal);
-        let collection = request
-            .collection
-            .as_deref()
-            .ok_or_else(|| ApiError::bad_request("name the collection"))?;
-        let record_id = || {
-            request
-                .record
-                .as_deref()
-                .ok_or_else(|| ApiError::bad_request("name the record"))
-        };
-        let body = match request.action.as_str() {
-            "list" => {
-                let params = records::ListParams {
-                    filter: request.filter.clone(),
-                    sort: request.sort.clone(),
-                    limit: request.limit,
-                    cursor: request.cursor.clone(),
-                    fields: request.fields.clone(),
-                };
-                records::list(state, principal, collection, params).await?
-            }
-            "get" => {
-                let record = records::get(state, principal, collection, record_id()?).await?;
-                json!({"record": record})
-            }
-            "create" => {
-                let data = request.data.clone().unwrap_or(json!({}));
-                if !data.is_object() {
-                    return Err(ApiError::bad_request("data must be an object"));
-                }
-                let record =
-                    records::create(state, principal, collection, vec![data], false).await?;
-                json!({"record": record})
-            }
-            "update" => {
-                let data = request.data.clone().unwrap_or(json!({}));
-                let record = records::update(
-                    state,
-                    principal,
-                    collection,
-                    record_id()?,
-                    None,
-                    data,
-                    UpdateKind::Merge,
-                )
-                .await?;
-                json!({"record": record})
-            }
-            _ => {
-                records::delete(state, principal, collection, record_id()?, None).await?;
-                json!({})
-            }
-        };
-        let mut body = body;
-        body["type"] = json!("ok");
-        body["id"] = id;
-        Ok(vec![Frame::control(&body)])
-    }
-}
-
-fn topic_field(names: &[String]) -> Value {
-    if let [one] = names {
-        json!({"topic": one})
-    } else {
-        json!({"topics": names})
     }
 }
 

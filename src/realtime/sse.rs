@@ -13,7 +13,6 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
-use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -24,6 +23,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::fanout::replay::Replay;
 use crate::fanout::{Close, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime};
 use crate::limits::Slot;
+use crate::protocol::ServerMessage;
 use crate::services::credentials::client_ip;
 use crate::services::topics::{self, Since};
 use crate::state::AppState;
@@ -259,19 +259,21 @@ fn events(state: SseState) -> impl Stream<Item = Result<Event, Infallible>> {
             () = super::ws::stopped(&mut s.shutdown) => return None,
             () = sleep_until_opt(expires) => {
                 s.done = true;
-                let frame = Frame::control(&json!({
-                    "type": "error", "code": "token_expired",
-                    "message": "the access token expired; reconnect with a fresh one"
-                }));
+                let frame = Frame::control(&ServerMessage::Closing {
+                    code: "token_expired",
+                    message: "the access token expired; reconnect with a fresh one",
+                });
                 to_event(&frame)
             }
             frame = s.outbox.recv() => match frame {
                 Some(frame) => to_event(&frame),
                 None => return None,
             },
-            _ = s.heartbeat.tick() => Event::default()
-                .event("heartbeat")
-                .data(json!({"type": "heartbeat", "ts": clock::now_rfc3339()}).to_string()),
+            _ = s.heartbeat.tick() => {
+                let ts = clock::now_rfc3339();
+                let beat = ServerMessage::Heartbeat { ts: &ts };
+                Event::default().event(beat.kind()).data(beat.to_text())
+            }
         };
         Some((Ok(event), s))
     })

@@ -18,7 +18,6 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
 use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -29,6 +28,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::fanout::{Close, ConnHandle, Frame};
 use crate::limits::RateLimit;
 use crate::limits::Slot;
+use crate::protocol::server::{ConnectionName, Welcome};
+use crate::protocol::{Rejected, Request, ServerMessage};
 use crate::services::credentials::{client_ip, header_credentials, one_credential};
 use crate::state::AppState;
 
@@ -154,13 +155,14 @@ async fn run(
     let mut expires_at = session.expires_ms;
     let mut expiry = std::pin::pin!(tokio::time::sleep_until(expiry_instant(expires_at)));
 
-    let welcome = json!({
-        "type": "welcome",
-        "connection": format!("c_{conn}"),
-        "user": session.principal.user().map(|u| u.public_json()),
-        "heartbeat": heartbeat.as_secs(),
-        "seq": state.realtime.released_seq().await,
-        "epoch": state.store.epoch(),
+    let user = session.principal.user().map(|u| u.public_json());
+    let epoch = state.store.epoch();
+    let welcome = ServerMessage::Welcome(Welcome {
+        connection: ConnectionName(conn),
+        user: user.as_ref(),
+        heartbeat: heartbeat.as_secs(),
+        seq: state.realtime.released_seq().await,
+        epoch: &epoch,
     });
     let mut close = if write(&mut socket, [Frame::control(&welcome)]).await {
         None
@@ -226,14 +228,12 @@ async fn run(
                             // connection's task several KiB larger.
                             Box::pin(handle_text(&mut session, &text)).await
                         } else {
-                            let id = serde_json::from_str::<serde_json::Value>(&text)
-                                .ok()
-                                .and_then(|v| v.get("id").cloned());
+                            let id = Request::id_of(&text);
                             let error = ApiError::rate_limited(
                                 format!("at most {limit} messages per second"),
                                 1,
                             );
-                            vec![session::error_frame(id, &error)]
+                            vec![session::error_frame(id.as_ref(), &error)]
                         };
                         if !write(&mut socket, frames).await {
                             break;
@@ -253,7 +253,8 @@ async fn run(
                     tracing::debug!(conn, "peer stopped answering pings");
                     break;
                 }
-                let beat = Frame::control(&json!({"type": "heartbeat", "ts": clock::now_rfc3339()}));
+                let ts = clock::now_rfc3339();
+                let beat = Frame::control(&ServerMessage::Heartbeat { ts: &ts });
                 if !write(&mut socket, [beat]).await
                     || !send_timed(&mut socket, Message::Ping(Default::default())).await
                 {
@@ -289,14 +290,9 @@ async fn run(
 }
 
 async fn handle_text(session: &mut Session, text: &str) -> Vec<Frame> {
-    match serde_json::from_str::<session::Request>(text) {
+    match Request::parse(text) {
         Ok(request) => session.handle(request).await,
-        Err(e) => {
-            let id = serde_json::from_str::<serde_json::Value>(text)
-                .ok()
-                .and_then(|v| v.get("id").cloned());
-            vec![session::bad_request(id, &format!("bad request: {e}"))]
-        }
+        Err(Rejected { id, message }) => vec![session::bad_request(id.as_ref(), &message)],
     }
 }
 

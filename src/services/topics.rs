@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::access::{Action, Caller};
 use crate::auth::Principal;
@@ -12,6 +12,9 @@ use crate::clock;
 use crate::error::{ApiError, ApiResult};
 use crate::fanout::hub::{CONNECTIONS_TOPIC, USERS_TOPIC};
 pub use crate::fanout::target::Target;
+use crate::protocol::server::{
+    self, CustomTopic, FilterBudgetDetails, HistoryExpiredDetails, TopicInfo,
+};
 use crate::rules::Expr;
 use crate::state::AppState;
 use crate::store::topics::{Message, StoredTopic, Topic};
@@ -94,7 +97,10 @@ pub fn check_filter_budget(total: usize) -> ApiResult<()> {
         return Err(ApiError::bad_request(format!(
             "the filters of this connection would cost {total} steps per event; at most {FILTER_BUDGET}"
         ))
-        .with_details(json!({"cost": total, "budget": FILTER_BUDGET})));
+        .with_details(server::details(&FilterBudgetDetails {
+            cost: total,
+            budget: FILTER_BUDGET,
+        })));
     }
     Ok(())
 }
@@ -139,7 +145,12 @@ pub fn check_since(
 ) -> ApiResult<()> {
     let epoch = state.store.epoch();
     let expired = |oldest: u64, why: String| {
-        Err(ApiError::history_expired(why).with_details(json!({"oldest": oldest, "epoch": epoch})))
+        Err(
+            ApiError::history_expired(why).with_details(server::details(&HistoryExpiredDetails {
+                oldest,
+                epoch: &epoch,
+            })),
+        )
     };
     if since.epoch.as_deref().is_some_and(|e| e != epoch) {
         return expired(
@@ -184,12 +195,14 @@ pub fn check_since(
 }
 
 /// The topics a caller may subscribe to.
-pub fn list_topics(state: &AppState, principal: &Principal) -> Vec<Value> {
+pub fn list_topics(state: &AppState, principal: &Principal) -> Vec<TopicInfo> {
     let caller = Caller::new(principal);
     let mut topics = Vec::new();
     for collection in state.store.catalog().all() {
         if caller.may_ever(&collection, Action::List) {
-            topics.push(json!({"name": collection.def.name, "kind": "collection"}));
+            topics.push(TopicInfo::Collection {
+                name: collection.def.name.clone(),
+            });
         }
     }
     for topic in state.store.topics().all() {
@@ -198,15 +211,28 @@ pub fn list_topics(state: &AppState, principal: &Principal) -> Vec<Value> {
                 .subscribe
                 .can_be_true_for(caller.viewer.user.as_ref(), &caller.now)
         {
-            topics.push(topic.to_json());
+            topics.push(TopicInfo::Custom(custom_topic(&topic)));
         }
     }
     if caller.is_admin() {
         for name in [USERS_TOPIC, CONNECTIONS_TOPIC] {
-            topics.push(json!({"name": name, "kind": "system"}));
+            topics.push(TopicInfo::System { name: name.into() });
         }
     }
     topics
+}
+
+/// A custom topic's definition as clients see it.
+pub fn custom_topic(topic: &Topic) -> CustomTopic {
+    let def = &topic.def;
+    CustomTopic {
+        name: def.name.clone(),
+        owner: def.owner.clone(),
+        publish: def.publish.clone(),
+        subscribe: def.subscribe.clone(),
+        history: def.history,
+        created: def.created.clone(),
+    }
 }
 
 /// What a new custom topic needs.
@@ -345,6 +371,8 @@ pub async fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
     use crate::services::testing::{state_with_records, stop};
 
     /// Creates a topic anyone may use, keeping `history` messages, and

@@ -37,15 +37,6 @@ impl ChangeKind {
             ChangeKind::Delete | ChangeKind::Expire | ChangeKind::DropCollection => EventOp::Delete,
         }
     }
-
-    pub fn op(self) -> &'static str {
-        match self {
-            ChangeKind::Create => "create",
-            ChangeKind::Update => "update",
-            ChangeKind::Delete | ChangeKind::Expire => "delete",
-            ChangeKind::DropCollection => "drop",
-        }
-    }
 }
 
 /// A change-log entry. Stored under the key `c` + seq, so the seq is not

@@ -39,18 +39,6 @@ impl Topic {
             subscribe,
         })
     }
-
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "name": self.def.name,
-            "kind": "custom",
-            "owner": self.def.owner,
-            "publish": self.def.publish,
-            "subscribe": self.def.subscribe,
-            "history": self.def.history,
-            "created": self.def.created,
-        })
-    }
 }
 
 /// A message published on a custom topic, as stored in its history and as
