@@ -16,14 +16,14 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::{keys, Store, StoreError};
+use super::{keys, Batch, Store, StoreError};
 
 /// Keys removed per chunk: about a millisecond of work.
 pub const CHUNK: usize = 500;
 /// Time left to writes after a chunk, as a multiple of the chunk's own.
-const YIELD_FACTOR: u32 = 9;
+pub(crate) const YIELD_FACTOR: u32 = 9;
 /// No write for this long: the writer is idle and chunks run back to back.
-const IDLE_AFTER: Duration = Duration::from_millis(200);
+pub(crate) const IDLE_AFTER: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Chore {
@@ -125,20 +125,20 @@ fn purge_chunk(store: &Store, collection: u32) -> Result<bool, StoreError> {
     let data = store.data();
     for tag in [keys::RECORD, keys::INDEX] {
         let prefix = keys::collection_prefix(tag, collection);
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         let mut removed = 0;
         for key in data.scan_prefix(&prefix).keys().take(CHUNK) {
             batch.remove(key?);
             removed += 1;
         }
         if removed > 0 {
-            data.apply_batch(batch)?;
+            store.apply(batch)?;
             return Ok(false);
         }
     }
-    let mut batch = sled::Batch::default();
+    let mut batch = Batch::default();
     batch.remove(keys::count(collection));
     batch.remove(keys::purge(collection));
-    data.apply_batch(batch)?;
+    store.apply(batch)?;
     Ok(true)
 }

@@ -13,7 +13,7 @@ use crate::model::{Collection, CollectionDef};
 use crate::store::change::ChangeKind;
 use crate::store::chores::Chore;
 use crate::store::codec::{self, StoredCollection};
-use crate::store::keys;
+use crate::store::{keys, Batch};
 
 impl WriterState {
     pub(super) fn create_collection(
@@ -34,13 +34,13 @@ impl WriterState {
         let now = clock::now_rfc3339();
         let collection =
             Collection::compile(id, 1, now.clone(), now, def).map_err(WriteError::Invalid)?;
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         batch.insert(keys::NEXT_COLLECTION_ID, &(id + 1).to_be_bytes());
         batch.insert(
             keys::collection(&collection.def.name),
             encode_collection(&collection),
         );
-        self.store.data().apply_batch(batch)?;
+        self.store.apply(batch)?;
         let collection = Arc::new(collection);
         self.counts.insert(id, 0);
         self.store.catalog().put(collection.clone());
@@ -68,7 +68,7 @@ impl WriterState {
         )
         .map_err(WriteError::Invalid)?;
         let data = self.store.data().clone();
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         let mut violations = FieldErrors::new();
         let indexes_changed = old.def.indexes != collection.def.indexes;
         for entry in data.scan_prefix(keys::collection_prefix(keys::RECORD, old.id)) {
@@ -100,7 +100,7 @@ impl WriterState {
             keys::collection(&collection.def.name),
             encode_collection(&collection),
         );
-        data.apply_batch(batch)?;
+        self.store.apply(batch)?;
         let collection = Arc::new(collection);
         self.store.catalog().put(collection.clone());
         Ok(Committed {
@@ -120,7 +120,7 @@ impl WriterState {
             .get(name)
             .ok_or_else(|| WriteError::CollectionNotFound(name.to_owned()))?;
         let first_seq = self.next_seq;
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         batch.remove(keys::collection(name));
         batch.insert(keys::purge(collection.id), &[]);
         self.change(
