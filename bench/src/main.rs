@@ -8,6 +8,7 @@
 //! drop suite (write latency while a large collection is dropped) in
 //! `drop.rs`. See bench/README.md.
 
+mod backup;
 mod drop;
 mod drop_report;
 mod load;
@@ -37,8 +38,9 @@ use crate::procs::{CpuSnapshot, CpuUse, Server, ADMIN_EMAIL, ADMIN_PASSWORD};
 )]
 struct Args {
     /// Which suite: `ingest` (write throughput), `realtime` (fan-out,
-    /// publish, memory per idle connection) or `drop` (write latency while a
-    /// large collection is dropped).
+    /// publish, memory per idle connection), `drop` (write latency while a
+    /// large collection is dropped) or `backup` (write latency while a live
+    /// backup is taken; it takes the drop suite's options).
     #[arg(long, value_enum, default_value_t = Suite::Ingest)]
     suite: Suite,
     /// Measured seconds per scenario.
@@ -94,6 +96,7 @@ enum Suite {
     Ingest,
     Realtime,
     Drop,
+    Backup,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -261,7 +264,7 @@ fn main() -> anyhow::Result<()> {
             .iter()
             .map(realtime::Scenario::name)
             .collect(),
-        Suite::Drop => drop::all_scenarios(&args.drop)
+        Suite::Drop | Suite::Backup => drop::all_scenarios(&args.drop)
             .iter()
             .map(drop::Scenario::name)
             .collect(),
@@ -383,6 +386,29 @@ fn main() -> anyhow::Result<()> {
             }
             let errors: u64 = outcomes.iter().map(drop::Outcome::failed).sum();
             (drop::markdown(&args, &outcomes, &failures), errors)
+        }
+        Suite::Backup => {
+            let mut outcomes = Vec::new();
+            for (sc, _) in drop::all_scenarios(&args.drop)
+                .into_iter()
+                .zip(&chosen)
+                .filter(|(_, c)| **c)
+            {
+                announce(&sc.name());
+                let attempt = || backup::run(&rt, &args, &server_bin, &data_root, sc, hz);
+                match with_retries(
+                    &args,
+                    attempt,
+                    backup::Outcome::other_cpu,
+                    backup::Outcome::failed,
+                    |o| backup::print_line(o, &args),
+                ) {
+                    Ok((o, _)) => outcomes.push(o),
+                    Err(e) => failures.push((sc.name(), e)),
+                }
+            }
+            let errors: u64 = outcomes.iter().map(backup::Outcome::failed).sum();
+            (backup::markdown(&args, &outcomes, &failures), errors)
         }
     };
     println!("{md}");
