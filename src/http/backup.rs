@@ -48,9 +48,11 @@ pub async fn download(State(state): State<AppState>, Admin(who): Admin) -> ApiRe
     let started = std::time::Instant::now();
     let store = state.store.clone();
     let options = live::Options::new(&data);
+    let shutdown = state.shutdown.clone();
     let (file, summary, stats) = tokio::task::spawn_blocking(move || {
         // No fsync: the scratch copy only has to outlive this request.
-        let (summary, stats) = live::write(&store, &mut file, &options)?;
+        let go_on = || !*shutdown.borrow();
+        let (summary, stats) = live::write(&store, &mut file, &options, go_on)?;
         let mut file = file.file;
         file.seek(SeekFrom::Start(0))?;
         Ok::<_, BackupError>((file, summary, stats))

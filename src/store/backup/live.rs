@@ -96,21 +96,25 @@ pub struct Stats {
 }
 
 /// Writes a backup of `store`, which a writer may be changing, to `out`.
+/// `go_on` is asked after each chunk: a shutdown must not wait for a
+/// backup that may take minutes.
 pub fn write(
     store: &Store,
     out: impl Write,
     options: &Options,
+    go_on: impl Fn() -> bool,
 ) -> Result<(Summary, Stats), BackupError> {
-    write_with(store, out, options, |_| {})
+    write_with(store, out, options, |_| go_on())
 }
 
 /// [`write`], calling `after_chunk(chunks done)` after each chunk of
-/// `data` (tests hold the copy there).
+/// `data`, which stops the backup by answering false (tests hold the copy
+/// there).
 pub(crate) fn write_with(
     store: &Store,
     out: impl Write,
     options: &Options,
-    mut after_chunk: impl FnMut(u64),
+    mut after_chunk: impl FnMut(u64) -> bool,
 ) -> Result<(Summary, Stats), BackupError> {
     let copying = &store.copying;
     let _one = copying
@@ -159,7 +163,7 @@ fn copy_data<W: Write>(
     file: &mut FileWriter<W>,
     chunk: usize,
     stats: &mut Stats,
-    after_chunk: &mut impl FnMut(u64),
+    after_chunk: &mut impl FnMut(u64) -> bool,
 ) -> Result<(), BackupError> {
     let mut after: Option<IVec> = None;
     let mut pace = Pace {
@@ -200,7 +204,9 @@ fn copy_data<W: Write>(
             file.entry(key, value)?;
         }
         stats.chunks += 1;
-        after_chunk(stats.chunks);
+        if !after_chunk(stats.chunks) {
+            return Err(BackupError::Target("the server is shutting down".into()));
+        }
         pace.took(started.elapsed());
         if done {
             return Ok(());

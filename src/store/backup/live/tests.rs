@@ -48,7 +48,7 @@ fn start_backup(
 ) -> (
     mpsc::Receiver<u64>,
     mpsc::Sender<()>,
-    std::thread::JoinHandle<Vec<u8>>,
+    std::thread::JoinHandle<Result<Vec<u8>, BackupError>>,
 ) {
     let (chunk_tx, chunks) = mpsc::channel();
     let (go, go_rx) = mpsc::channel::<()>();
@@ -59,9 +59,9 @@ fn start_backup(
             let _ = chunk_tx.send(n);
             // A test that is done lets the rest run through.
             let _ = go_rx.recv_timeout(Duration::from_secs(30));
-        })
-        .expect("live backup");
-        bytes
+            true
+        })?;
+        Ok(bytes)
     });
     (chunks, go, thread)
 }
@@ -149,7 +149,7 @@ async fn a_write_submitted_during_a_backup_commits_before_the_backup_ends() {
     );
     assert!(written.is_ok(), "the write waited for the backup");
     drop(go);
-    let bytes = backup.join().expect("backup thread");
+    let bytes = backup.join().expect("backup thread").expect("live backup");
     assert!(
         restored_data(&bytes) == before,
         "the backup is the tree as it began"
@@ -263,7 +263,7 @@ async fn a_backup_is_the_tree_as_it_began_whatever_is_written_meanwhile() {
             }
             let _ = go.send(());
         }
-        let bytes = backup.join().expect("backup thread");
+        let bytes = backup.join().expect("backup thread").expect("live backup");
         let restored = restored_data(&bytes);
         assert_eq!(restored.len(), before.len(), "memory bound {memory}");
         assert!(
@@ -295,4 +295,29 @@ fn user() -> crate::model::User {
         password_hash: String::new(),
         generation: 0,
     }
+}
+
+/// Old values that cannot be kept (here: no scratch dir for them) fail the
+/// backup, never the write that was saving them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_that_cannot_keep_old_values_fails_and_the_write_goes_through() {
+    let (dir, store, writer) = store_with(json!({"name": "c"}), (0..100).map(|_| json!({}))).await;
+    let collection = store.catalog().get("c").expect("c");
+    let (chunks, go, backup) = start_backup(&store, options(&dir.path().join("missing"), 5, 0));
+    assert_eq!(next_chunk(&chunks).await, Some(1));
+    write(&writer, &collection, vec![delete("r0090")]).await;
+    drop(go);
+    let error = backup
+        .join()
+        .expect("backup thread")
+        .expect_err("no room for old values");
+    assert!(error.to_string().contains("scratch file"), "{error}");
+    assert!(store
+        .get_record(collection.id, "r0090")
+        .expect("read")
+        .is_none());
+    // The next backup starts afresh.
+    let mut bytes = Vec::new();
+    write_with(&store, &mut bytes, &options(dir.path(), 5, 0), |_| true).expect("backup");
+    writer.shutdown().await;
 }
