@@ -108,6 +108,7 @@ EOF
 fi
 
 mkdir -p bench/out
+uptime_start=$(uptime)
 tables=$(mktemp)
 section=$(mktemp)
 trap 'rm -f "$tables" "$section"' EXIT
@@ -152,6 +153,7 @@ elif [ "$suite" = backup ]; then
             echo "- Compared with (\"before\"): \`$before_bin\`${before_label:+ ($before_label)}, built outside this run"
         fi
         echo "- Load: \`/proc/loadavg\` at the start and end of each run is in the table, \`top\` snapshots in \`bench/out/backup.log\`"
+        echo "- \`uptime\` before the runs: \`$uptime_start\`; after: \`$(uptime)\`"
         echo
         cat "$tables"
     } > "$section"
