@@ -26,6 +26,7 @@ use super::AppState;
 pub use crate::store::backup::live::DISK_RESERVE;
 use crate::store::backup::live::{self, ensure_room};
 use crate::store::backup::BackupError;
+
 /// Free space is looked at again after this many bytes of copy.
 const CHECK_EVERY: u64 = 4 << 20;
 
