@@ -13,6 +13,8 @@ use crate::store::topics::{Message, StoredTopic};
 use crate::store::writer::{Mutation, NewRecord, RecordOp, Writer};
 
 type Tree = Vec<(Vec<u8>, Vec<u8>)>;
+/// The backup thread: the file's bytes, or why it failed.
+type Backup = std::thread::JoinHandle<Result<Vec<u8>, BackupError>>;
 
 fn dump(tree: &sled::Tree) -> Tree {
     tree.iter()
@@ -45,11 +47,7 @@ fn options(dir: &Path, chunk: usize, memory: usize) -> Options {
 fn start_backup(
     store: &Store,
     options: Options,
-) -> (
-    mpsc::Receiver<u64>,
-    mpsc::Sender<()>,
-    std::thread::JoinHandle<Result<Vec<u8>, BackupError>>,
-) {
+) -> (mpsc::Receiver<u64>, mpsc::Sender<()>, Backup) {
     let (chunk_tx, chunks) = mpsc::channel();
     let (go, go_rx) = mpsc::channel::<()>();
     let store = store.clone();
