@@ -31,7 +31,20 @@ fn restored_data(bytes: &[u8]) -> Tree {
     let file = dir.path().join("b.pbbackup");
     std::fs::write(&file, bytes).expect("write");
     crate::store::backup::restore(&file, &dir.path().join("r")).expect("restore");
-    let store = Store::open(&dir.path().join("r/db")).expect("open");
+    // sled lets go of its lock a little after restore's handle drops.
+    let path = dir.path().join("r/db");
+    let mut tries = 0;
+    let store = loop {
+        match Store::open(&path) {
+            Ok(store) => break store,
+            Err(e) if tries < 100 => {
+                tries += 1;
+                tracing::debug!(error = %e, "restored store still locked");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("open the restored store: {e}"),
+        }
+    };
     dump(&store.data)
 }
 
