@@ -75,6 +75,35 @@ impl Outcome {
     }
 }
 
+/// Every chosen run of the suite: the Markdown and the failed writes;
+/// runs that could not run go to `failures`.
+pub fn suite(
+    rt: &tokio::runtime::Runtime,
+    args: &Args,
+    (server_bin, data_root, hz): (&Path, &Path, u64),
+    chosen: &[bool],
+    announce: &mut impl FnMut(&str),
+    failures: &mut Vec<(String, String)>,
+) -> (String, u64) {
+    let mut outcomes = Vec::new();
+    for (sc, _) in drop::all_scenarios(&args.drop)
+        .into_iter()
+        .zip(chosen)
+        .filter(|(_, c)| **c)
+    {
+        announce(&sc.name());
+        let attempt = || run(rt, args, server_bin, data_root, sc, hz);
+        match crate::with_retries(args, attempt, Outcome::other_cpu, Outcome::failed, |o| {
+            print_line(o, args)
+        }) {
+            Ok((o, _)) => outcomes.push(o),
+            Err(e) => failures.push((sc.name(), e)),
+        }
+    }
+    let errors = outcomes.iter().map(Outcome::failed).sum();
+    (markdown(args, &outcomes, failures), errors)
+}
+
 pub fn run(
     rt: &tokio::runtime::Runtime,
     args: &Args,

@@ -387,29 +387,14 @@ fn main() -> anyhow::Result<()> {
             let errors: u64 = outcomes.iter().map(drop::Outcome::failed).sum();
             (drop::markdown(&args, &outcomes, &failures), errors)
         }
-        Suite::Backup => {
-            let mut outcomes = Vec::new();
-            for (sc, _) in drop::all_scenarios(&args.drop)
-                .into_iter()
-                .zip(&chosen)
-                .filter(|(_, c)| **c)
-            {
-                announce(&sc.name());
-                let attempt = || backup::run(&rt, &args, &server_bin, &data_root, sc, hz);
-                match with_retries(
-                    &args,
-                    attempt,
-                    backup::Outcome::other_cpu,
-                    backup::Outcome::failed,
-                    |o| backup::print_line(o, &args),
-                ) {
-                    Ok((o, _)) => outcomes.push(o),
-                    Err(e) => failures.push((sc.name(), e)),
-                }
-            }
-            let errors: u64 = outcomes.iter().map(backup::Outcome::failed).sum();
-            (backup::markdown(&args, &outcomes, &failures), errors)
-        }
+        Suite::Backup => backup::suite(
+            &rt,
+            &args,
+            (&server_bin, &data_root, hz),
+            &chosen,
+            &mut announce,
+            &mut failures,
+        ),
     };
     println!("{md}");
     if let Some(path) = &args.markdown {
