@@ -5,6 +5,7 @@
 #   bash bench/run.sh --suite realtime [options]   # fan-out, publish, idle memory
 #   bash bench/run.sh --suite drop [options]       # write latency while a big collection is dropped
 #   bash bench/run.sh --suite reindex [options]    # write latency while a big collection gets an index
+#   bash bench/run.sh --suite backup [options]     # write latency while a live backup is taken
 #
 # Builds the release server and load generator, runs every scenario of the
 # suite (each on a fresh server and data dir, loopback only) and writes the
@@ -108,6 +109,7 @@ EOF
 fi
 
 mkdir -p bench/out
+uptime_start=$(uptime)
 tables=$(mktemp)
 section=$(mktemp)
 trap 'rm -f "$tables" "$section"' EXIT
@@ -140,6 +142,19 @@ if [ "$suite" = drop ] || [ "$suite" = reindex ]; then
             echo "- Compared with (\"before\"): \`$before_bin\`${before_label:+ ($before_label)}, built outside this run"
         fi
         echo "- Load: \`/proc/loadavg\` at the start and end of each run is in the table, \`top\` snapshots in \`bench/out/$suite.log\`"
+        echo
+        cat "$tables"
+    } > "$section"
+elif [ "$suite" = backup ]; then
+    {
+        echo "## Backup"
+        echo
+        run_facts
+        if [ -n "$before_bin" ]; then
+            echo "- Compared with (\"before\"): \`$before_bin\`${before_label:+ ($before_label)}, built outside this run"
+        fi
+        echo "- Load: \`/proc/loadavg\` at the start and end of each run is in the table, \`top\` snapshots in \`bench/out/backup.log\`"
+        echo "- \`uptime\` before the runs: \`$uptime_start\`; after: \`$(uptime)\`"
         echo
         cat "$tables"
     } > "$section"

@@ -189,7 +189,7 @@ pub fn loadavg() -> String {
 }
 
 /// The head of `top -bn1` to the log: who else was using the machine.
-fn log_top(when: &str) {
+pub(crate) fn log_top(when: &str) {
     let text = std::process::Command::new("top")
         .arg("-bn1")
         .output()
@@ -257,7 +257,11 @@ pub fn run(
     Ok(out)
 }
 
-async fn create_collection(addr: SocketAddr, auth: &str, name: &str) -> anyhow::Result<()> {
+pub(crate) async fn create_collection(
+    addr: SocketAddr,
+    auth: &str,
+    name: &str,
+) -> anyhow::Result<()> {
     load::request_ok(
         addr,
         Method::POST,
@@ -279,7 +283,7 @@ async fn create_collection(addr: SocketAddr, auth: &str, name: &str) -> anyhow::
 }
 
 /// `records.<name>` of `GET /api/stats` (null once the collection is gone).
-async fn records_of(addr: SocketAddr, auth: &str, name: &str) -> anyhow::Result<Value> {
+pub(crate) async fn records_of(addr: SocketAddr, auth: &str, name: &str) -> anyhow::Result<Value> {
     let stats = load::request_ok(addr, Method::GET, "/api/stats", Some(auth), None).await?;
     Ok(stats["records"][name].clone())
 }
@@ -298,7 +302,7 @@ fn reading(seq: u64) -> String {
 }
 
 /// Loads `big` in arrays of LOAD_BATCH, LOAD_CONNECTIONS requests at a time.
-async fn load_big(addr: SocketAddr, auth: &str, records: u64) -> anyhow::Result<()> {
+pub(crate) async fn load_big(addr: SocketAddr, auth: &str, records: u64) -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..LOAD_CONNECTIONS {
@@ -363,14 +367,14 @@ async fn send(
 }
 
 /// What one writer connection hands back.
-struct Written {
-    samples: Vec<Sample>,
-    first_error: Option<String>,
+pub(crate) struct Written {
+    pub(crate) samples: Vec<Sample>,
+    pub(crate) first_error: Option<String>,
 }
 
 /// One connection of the shared open-loop schedule; reconnects after a
 /// transport error or a timeout.
-async fn write_paced(
+pub(crate) async fn write_paced(
     addr: SocketAddr,
     auth: HeaderValue,
     rate: u32,

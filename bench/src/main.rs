@@ -8,6 +8,7 @@
 //! drop and reindex suites (write latency while a large collection is
 //! dropped or indexed) in `drop.rs` and `reindex.rs`. See bench/README.md.
 
+mod backup;
 mod drop;
 mod drop_report;
 mod load;
@@ -39,7 +40,9 @@ use crate::procs::{CpuSnapshot, CpuUse, Server, ADMIN_EMAIL, ADMIN_PASSWORD};
 struct Args {
     /// Which suite: `ingest` (write throughput), `realtime` (fan-out,
     /// publish, memory per idle connection), `drop` or `reindex` (write
-    /// latency while a large collection is dropped or gets an index).
+    /// latency while a large collection is dropped or gets an index) or
+    /// `backup` (write latency while a live backup is taken; it takes the
+    /// drop suite's options).
     #[arg(long, value_enum, default_value_t = Suite::Ingest)]
     suite: Suite,
     /// Measured seconds per scenario.
@@ -96,6 +99,7 @@ enum Suite {
     Realtime,
     Drop,
     Reindex,
+    Backup,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -263,7 +267,7 @@ fn main() -> anyhow::Result<()> {
             .iter()
             .map(realtime::Scenario::name)
             .collect(),
-        Suite::Drop | Suite::Reindex => drop::all_scenarios(&args.drop)
+        Suite::Drop | Suite::Reindex | Suite::Backup => drop::all_scenarios(&args.drop)
             .iter()
             .map(drop::Scenario::name)
             .collect(),
@@ -393,6 +397,14 @@ fn main() -> anyhow::Result<()> {
                 errors,
             )
         }
+        Suite::Backup => backup::suite(
+            &rt,
+            &args,
+            (&server_bin, &data_root, hz),
+            &chosen,
+            &mut announce,
+            &mut failures,
+        ),
     };
     println!("{md}");
     if let Some(path) = &args.markdown {

@@ -1,17 +1,18 @@
-//! `GET /api/backup` (admins): a consistent snapshot of the whole database,
+//! `GET /api/backup` (admins): a consistent backup of the whole database,
 //! streamed as a file `pulsebase restore` reads.
 //!
-//! The snapshot is written first to a temporary file in the data dir, on
-//! the writer thread (writes wait only for that local copy, not for the
-//! download), then streamed from it. The file is unlinked as soon as it is
-//! open, so nothing is left behind by a crash or a dropped download.
+//! The backup is written first to a temporary file in the data dir, then
+//! streamed from it. It is taken a chunk at a time while writes go on (see
+//! `store::backup::live`): writes are not held for the copy. The file is
+//! unlinked as soon as it is open, so nothing is left behind by a crash or
+//! a dropped download.
 //!
 //! The copy never takes the disk's last [`DISK_RESERVE`] bytes: sled
 //! refuses every write after one failed flush until the process restarts,
 //! so a backup must not be what fills the disk.
 
 use std::io::{self, Seek as _, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -22,17 +23,17 @@ use tokio_util::io::ReaderStream;
 use super::error::{ApiError, ApiResult};
 use super::extract::Admin;
 use super::AppState;
-use crate::store::backup::{self, BackupError};
+pub use crate::store::backup::live::DISK_RESERVE;
+use crate::store::backup::live::{self, ensure_room};
+use crate::store::backup::BackupError;
 
-/// Free space the scratch copy leaves on the data dir's disk.
-pub const DISK_RESERVE: u64 = 64 << 20;
 /// Free space is looked at again after this many bytes of copy.
 const CHECK_EVERY: u64 = 4 << 20;
 
 pub async fn download(State(state): State<AppState>, Admin(who): Admin) -> ApiResult<Response> {
     let data = state.settings.data.clone();
     let scratch = data.join(format!(".backup-{}.tmp", crate::ids::generate()));
-    ensure_room(&data).map_err(|e| unavailable(&e.into()))?;
+    ensure_room(&data, DISK_RESERVE).map_err(|e| unavailable(&e.into()))?;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -42,29 +43,33 @@ pub async fn download(State(state): State<AppState>, Admin(who): Admin) -> ApiRe
     let _ = std::fs::remove_file(&scratch);
     let mut file = Reserved {
         file,
-        dir: data,
+        dir: data.clone(),
         unchecked: 0,
     };
     let started = std::time::Instant::now();
-    let (file, summary) = state
-        .writer
-        .exclusive(move |store| {
-            // No fsync: the scratch copy only has to outlive this request,
-            // and writes wait for as long as this closure runs.
-            let summary = backup::write_snapshot(store, &mut file)?;
-            let mut file = file.file;
-            file.seek(SeekFrom::Start(0))?;
-            Ok::<_, BackupError>((file, summary))
-        })
-        .await
-        .map_err(ApiError::from)?
-        .map_err(|e| unavailable(&e))?;
+    let store = state.store.clone();
+    let options = live::Options::new(&data);
+    let shutdown = state.shutdown.clone();
+    let (file, summary, stats) = tokio::task::spawn_blocking(move || {
+        // No fsync: the scratch copy only has to outlive this request.
+        let go_on = || !*shutdown.borrow();
+        let (summary, stats) = live::write(&store, &mut file, &options, go_on)?;
+        let mut file = file.file;
+        file.seek(SeekFrom::Start(0))?;
+        Ok::<_, BackupError>((file, summary, stats))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| unavailable(&e))?;
     let size = file.metadata().map_err(ApiError::internal)?.len();
     tracing::info!(
         admin = %who.id().unwrap_or_default(),
         entries = summary.entries,
         bytes = size,
-        writes_paused_ms = started.elapsed().as_millis() as u64,
+        took_ms = started.elapsed().as_millis() as u64,
+        chunks = stats.chunks,
+        longest_hold_ms = stats.longest_hold.as_millis() as u64,
+        saved_for_backup = stats.saved,
         "backup taken"
     );
     let name = format!(
@@ -93,21 +98,6 @@ fn unavailable(error: &BackupError) -> ApiError {
     ApiError::unavailable(format!("the backup could not be written: {error}"))
 }
 
-fn ensure_room(dir: &Path) -> io::Result<()> {
-    let free = fs2::available_space(dir)?;
-    if free < DISK_RESERVE {
-        return Err(io::Error::new(
-            io::ErrorKind::StorageFull,
-            format!(
-                "only {} MiB free on the data disk; a backup leaves at least {} MiB free for the database",
-                free >> 20,
-                DISK_RESERVE >> 20
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// The scratch file, stopping before the disk runs low.
 struct Reserved {
     file: std::fs::File,
@@ -118,7 +108,7 @@ struct Reserved {
 impl Write for Reserved {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.unchecked >= CHECK_EVERY {
-            ensure_room(&self.dir)?;
+            ensure_room(&self.dir, DISK_RESERVE)?;
             self.unchecked = 0;
         }
         let n = self.file.write(buf)?;

@@ -5,13 +5,13 @@
 //! the retention task trims its bottom. No other code touches these keys.
 
 use super::change::Change;
-use super::{keys, Store, StoreError};
+use super::{keys, Batch, Store, StoreError};
 
 const EPOCH_KEY: &str = "epoch";
 
 /// Adds a change to a write's batch under its seq, with its entry in its
 /// collection's index; the seq is the key, not part of the value.
-pub(super) fn append(batch: &mut sled::Batch, seq: u64, collection_id: u32, encoded: &[u8]) {
+pub(super) fn append(batch: &mut Batch, seq: u64, collection_id: u32, encoded: &[u8]) {
     batch.insert(&keys::change(seq)[..], encoded);
     batch.insert(&keys::change_by_collection(collection_id, seq)[..], &[]);
 }
@@ -60,7 +60,7 @@ impl Store {
         if self.data.contains_key(keys::CHANGELOG_INDEXED)? {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         let mut indexed = 0_u64;
         for change in self.changes_after(0) {
             let change = change?;
@@ -70,11 +70,11 @@ impl Store {
             );
             indexed += 1;
             if indexed % 10_000 == 0 {
-                self.data.apply_batch(std::mem::take(&mut batch))?;
+                self.apply(std::mem::take(&mut batch))?;
             }
         }
         batch.insert(keys::CHANGELOG_INDEXED, &[]);
-        self.data.apply_batch(batch)?;
+        self.apply(batch)?;
         self.flush()?;
         if indexed > 0 {
             tracing::info!(indexed, "change log indexed by collection");
@@ -202,7 +202,7 @@ impl Store {
         let cutoff_ms = crate::clock::now_ms() - min_age_ms;
         let mut removed = 0;
         loop {
-            let mut batch = sled::Batch::default();
+            let mut batch = Batch::default();
             let mut in_batch = 0;
             let mut done = true;
             for entry in self
@@ -228,7 +228,7 @@ impl Store {
                 done = false;
             }
             if in_batch > 0 {
-                self.data.apply_batch(batch)?;
+                self.apply(batch)?;
                 removed += in_batch as u64;
             }
             if done {

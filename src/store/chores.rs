@@ -23,7 +23,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::{keys, Store, StoreError};
+use super::{keys, Batch, Store, StoreError};
 
 /// Keys removed (or records walked) per chunk: about a millisecond of work.
 pub const CHUNK: usize = 500;
@@ -31,9 +31,9 @@ pub const CHUNK: usize = 500;
 /// on a small collection still takes many chunks.
 pub const CHUNK_ENV: &str = "PULSEBASE_CHORE_CHUNK";
 /// Time left to writes after a chunk, as a multiple of the chunk's own.
-const YIELD_FACTOR: u32 = 9;
+pub(crate) const YIELD_FACTOR: u32 = 9;
 /// No write for this long: the writer is idle and chunks run back to back.
-const IDLE_AFTER: Duration = Duration::from_millis(200);
+pub(crate) const IDLE_AFTER: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Chore {
@@ -189,21 +189,21 @@ fn purge_chunk(store: &Store, collection: u32, chunk: usize) -> Result<bool, Sto
     // `m` markers too: the index entries they name go with the rest.
     for tag in [keys::RECORD, keys::INDEX, keys::STALE_INDEX] {
         let prefix = keys::collection_prefix(tag, collection);
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         let mut removed = 0;
         for key in data.scan_prefix(&prefix).keys().take(chunk) {
             batch.remove(key?);
             removed += 1;
         }
         if removed > 0 {
-            data.apply_batch(batch)?;
+            store.apply(batch)?;
             return Ok(false);
         }
     }
-    let mut batch = sled::Batch::default();
+    let mut batch = Batch::default();
     batch.remove(keys::count(collection));
     batch.remove(keys::purge(collection));
-    data.apply_batch(batch)?;
+    store.apply(batch)?;
     Ok(true)
 }
 
@@ -217,7 +217,7 @@ fn drop_index_chunk(
     chunk: usize,
 ) -> Result<bool, StoreError> {
     let data = store.data();
-    let mut batch = sled::Batch::default();
+    let mut batch = Batch::default();
     let mut removed = 0;
     for key in data
         .scan_prefix(keys::index_field_prefix(collection, field))
@@ -230,7 +230,7 @@ fn drop_index_chunk(
     if removed == 0 {
         batch.remove(keys::stale_index(collection, field));
     }
-    data.apply_batch(batch)?;
+    store.apply(batch)?;
     Ok(removed == 0)
 }
 

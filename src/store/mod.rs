@@ -8,6 +8,8 @@
 
 pub mod api_keys;
 pub mod backup;
+mod batch;
+pub use batch::Batch;
 pub mod change;
 pub mod changelog;
 pub use changelog::CHANGELOG_MIN_AGE_MS;
@@ -101,6 +103,8 @@ pub struct Store {
     /// of this one.
     epoch: Arc<RwLock<String>>,
     files: Arc<fsync::StorageFiles>,
+    /// A running live backup's saved old values (see `batch`).
+    copying: Arc<backup::live::Copying>,
 }
 
 impl Store {
@@ -123,6 +127,7 @@ impl Store {
             topics: topics::Topics::default(),
             epoch: Arc::default(),
             files: Arc::new(files),
+            copying: Arc::default(),
         };
         store.load_catalog()?;
         store.load_topics()?;

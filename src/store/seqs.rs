@@ -91,9 +91,7 @@ impl Reservation {
     }
 
     fn write(&mut self, store: &Store, mark: u64) -> Result<(), StoreError> {
-        store
-            .data()
-            .insert(keys::SEQ_RESERVED, &mark.to_be_bytes())?;
+        store.put(keys::SEQ_RESERVED, &mark.to_be_bytes())?;
         self.written = mark;
         Ok(())
     }

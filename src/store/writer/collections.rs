@@ -9,7 +9,7 @@ use crate::model::{Collection, CollectionDef};
 use crate::store::change::ChangeKind;
 use crate::store::chores::Chore;
 use crate::store::codec::{self, StoredCollection};
-use crate::store::keys;
+use crate::store::{keys, Batch};
 
 impl WriterState {
     pub(super) fn create_collection(
@@ -30,13 +30,13 @@ impl WriterState {
         let now = clock::now_rfc3339();
         let collection =
             Collection::compile(id, 1, now.clone(), now, def).map_err(WriteError::Invalid)?;
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         batch.insert(keys::NEXT_COLLECTION_ID, &(id + 1).to_be_bytes());
         batch.insert(
             keys::collection(&collection.def.name),
             encode_collection(&collection),
         );
-        self.store.data().apply_batch(batch)?;
+        self.store.apply(batch)?;
         let collection = Arc::new(collection);
         self.counts.insert(id, 0);
         self.store.catalog().put(collection.clone());
@@ -57,7 +57,7 @@ impl WriterState {
             .get(name)
             .ok_or_else(|| WriteError::CollectionNotFound(name.to_owned()))?;
         let first_seq = self.next_seq;
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         batch.remove(keys::collection(name));
         batch.insert(keys::purge(collection.id), &[]);
         self.change(

@@ -43,7 +43,7 @@ use crate::clock;
 use crate::model::collection::FieldErrors;
 use crate::model::{Collection, CollectionDef, Record};
 use crate::store::chores::Chore;
-use crate::store::{keys, StoreError};
+use crate::store::{keys, Batch, StoreError};
 
 /// Schema-change violations reported at most.
 const MAX_REPORTED_VIOLATIONS: usize = 20;
@@ -161,11 +161,11 @@ impl WriterState {
                 Err(e) => Err((migration.reply, e)),
             };
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         for field in &migration.added {
             batch.insert(keys::stale_index(old.id, field), &[]);
         }
-        if let Err(e) = data.apply_batch(batch) {
+        if let Err(e) = self.store.apply(batch) {
             return Err((migration.reply, e.into()));
         }
         self.migrations.insert(old.id, migration);
@@ -177,7 +177,7 @@ impl WriterState {
     /// the removed fields' entries for removal, in one batch.
     fn switch(&mut self, migration: &Migration) -> Result<(), WriteError> {
         let id = migration.new.id;
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         batch.insert(
             keys::collection(&migration.new.def.name),
             super::collections::encode_collection(&migration.new),
@@ -188,7 +188,7 @@ impl WriterState {
         for field in &migration.removed {
             batch.insert(keys::stale_index(id, field), &[]);
         }
-        self.store.data().apply_batch(batch)?;
+        self.store.apply(batch)?;
         self.store.catalog().put(migration.new.clone());
         for field in &migration.removed {
             self.chores.push(Chore::DropIndex(id, field.clone()));
@@ -237,7 +237,7 @@ impl WriterState {
         let id = migration.new.id;
         let end = keys::prefix_end(&keys::collection_prefix(keys::RECORD, id));
         let data = self.store.data();
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         let mut seen = 0;
         for entry in data
             .range(migration.cursor.clone()..end)
@@ -264,7 +264,7 @@ impl WriterState {
                 }
             }
         }
-        data.apply_batch(batch)?;
+        self.store.apply(batch)?;
         Ok(seen < self.chores.chunk() || migration.violations.len() >= MAX_REPORTED_VIOLATIONS)
     }
 

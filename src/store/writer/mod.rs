@@ -49,7 +49,7 @@ use super::client_ids::ClientIds;
 use super::flusher::{FlushJob, Flusher};
 use super::seqs::{Gate, Reservation};
 use super::topics::{Message, StoredTopic};
-use super::{Store, StoreError};
+use super::{Batch, Store, StoreError};
 use crate::clock;
 use crate::config::Durability;
 use crate::model::{Collection, CollectionDef, User, UserChanges};
@@ -111,13 +111,8 @@ pub struct Committed {
 
 pub(super) type Reply = oneshot::Sender<Result<Committed, WriteError>>;
 
-/// Work run on the writer thread between two write groups, with no write
-/// in flight (a backup).
-type Exclusive = Box<dyn FnOnce(&Store) + Send>;
-
 enum Request {
     Write(Box<Mutation>, Reply),
-    Exclusive(Exclusive),
     Settle(Settle, Reply),
     Shutdown,
 }
@@ -268,25 +263,6 @@ impl Writer {
         Ok(())
     }
 
-    /// Runs `work` on the writer thread once every write submitted before it
-    /// is applied, and before any later one: it sees the `data` tree exactly
-    /// between two writes. Writes wait meanwhile, so keep it short (a backup
-    /// goes to a local file, not to the network).
-    pub async fn exclusive<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Store) -> T + Send + 'static,
-    ) -> Result<T, WriteError> {
-        let (reply, answer) = oneshot::channel();
-        let job: Exclusive = Box::new(move |store| {
-            let _ = reply.send(work(store));
-        });
-        self.tx
-            .send(Request::Exclusive(job))
-            .await
-            .map_err(|_| WriteError::Unavailable)?;
-        answer.await.map_err(|_| WriteError::Unavailable)
-    }
-
     /// Whether an fsync has failed (a full or broken disk). Writes are
     /// refused from then on until the server restarts.
     pub fn storage_failed(&self) -> bool {
@@ -408,11 +384,6 @@ impl WriterState {
             for request in group {
                 let (mutation, reply) = match request {
                     Request::Write(mutation, reply) => (mutation, reply),
-                    Request::Exclusive(work) => {
-                        self.commit_staged(&mut staged, &mut answers);
-                        work(&self.store);
-                        continue;
-                    }
                     Request::Settle(how, reply) => {
                         urgent |= how == Settle::Always;
                         answers.settle(how, reply);
@@ -487,8 +458,6 @@ impl WriterState {
         // Later requests find the channel closed and get `Unavailable`.
         requests.close();
         while let Ok(request) = requests.try_recv() {
-            // A dropped exclusive job drops its reply: the caller hears
-            // Unavailable.
             if let Request::Write(_, reply) | Request::Settle(_, reply) = request {
                 let _ = reply.send(Err(WriteError::Unavailable));
             }
@@ -570,7 +539,7 @@ impl WriterState {
     }
 
     /// Appends a change-log entry to `batch` under the next seq.
-    fn change(&mut self, batch: &mut sled::Batch, entry: Entry<'_>) -> u64 {
+    fn change(&mut self, batch: &mut Batch, entry: Entry<'_>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         let change = Change {
@@ -590,8 +559,8 @@ impl WriterState {
 
     /// Applies a batch or, if it fails, gives back the seqs it took so the
     /// log stays without holes.
-    fn commit(&mut self, batch: sled::Batch, first_seq: u64) -> Result<(), WriteError> {
-        if let Err(e) = self.store.data().apply_batch(batch) {
+    fn commit(&mut self, batch: Batch, first_seq: u64) -> Result<(), WriteError> {
+        if let Err(e) = self.store.apply(batch) {
             self.next_seq = first_seq;
             return Err(e.into());
         }

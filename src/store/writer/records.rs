@@ -13,7 +13,7 @@ use crate::clock;
 use crate::model::{Collection, Record};
 use crate::store::change::{Change, ChangeKind};
 use crate::store::codec::{self, StoredRecord};
-use crate::store::{changelog, keys};
+use crate::store::{changelog, keys, Batch};
 
 pub enum RecordOp {
     Create(NewRecord),
@@ -98,7 +98,7 @@ impl NewRecord {
         writer.pending_entries(self.collection_id, &self.record()?)
     }
 
-    fn insert_into(self, batch: &mut sled::Batch, seq: u64) {
+    fn insert_into(self, batch: &mut Batch, seq: u64) {
         for entry in self.index_keys {
             batch.insert(entry, &[]);
         }
@@ -110,7 +110,7 @@ impl NewRecord {
 /// Consecutive create-only writes of one group share one sled batch: fewer,
 /// larger batches cost the writer much less than one per request.
 pub(super) struct Staged {
-    pub(super) batch: sled::Batch,
+    pub(super) batch: Batch,
     pub(super) first_seq: u64,
     pub(super) replies: Vec<(Reply, Committed)>,
     /// Record keys created by this stage, for duplicate ids across requests.
@@ -123,7 +123,7 @@ pub(super) struct Staged {
 impl Staged {
     pub(super) fn new(first_seq: u64) -> Staged {
         Staged {
-            batch: sled::Batch::default(),
+            batch: Batch::default(),
             first_seq,
             replies: Vec::new(),
             keys: HashSet::new(),
@@ -203,7 +203,7 @@ impl WriterState {
         for (collection, count) in &done.counts {
             batch.insert(keys::count(*collection), &count.to_be_bytes());
         }
-        match self.store.data().apply_batch(batch) {
+        match self.store.apply(batch) {
             Ok(()) => {
                 self.counts.extend(done.counts);
                 for (reply, committed) in done.replies {
@@ -249,7 +249,7 @@ impl WriterState {
         let data = self.store.data().clone();
         let name = (current.id, current.def.name.as_str());
         let first_seq = self.next_seq;
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         let mut delta: i64 = 0;
         let mut touched = HashSet::new();
         let result = (|| {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use super::{Committed, WriteError, WriterState};
 use crate::store::codec;
-use crate::store::keys;
 use crate::store::topics::{Message, StoredTopic, Topic};
+use crate::store::{keys, Batch};
 
 impl WriterState {
     pub(super) fn create_topic(&mut self, def: StoredTopic) -> Result<Committed, WriteError> {
@@ -17,8 +17,7 @@ impl WriterState {
         let topic = Topic::compile(def)
             .map_err(|(part, e)| WriteError::Invalid([(part.to_owned(), e)].into()))?;
         self.store
-            .data()
-            .insert(keys::topic(&name), codec::encode(&topic.def))?;
+            .put(keys::topic(&name), codec::encode(&topic.def))?;
         self.store.topics().put(Arc::new(topic));
         Ok(Committed::default())
     }
@@ -28,13 +27,13 @@ impl WriterState {
             return Err(WriteError::TopicNotFound(name.to_owned()));
         }
         let data = self.store.data();
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         batch.remove(keys::topic(name));
         batch.remove(keys::history_trimmed(name));
         for key in data.scan_prefix(keys::history_prefix(name)).keys() {
             batch.remove(key?);
         }
-        data.apply_batch(batch)?;
+        self.store.apply(batch)?;
         self.store.topics().remove(name);
         self.history_counts.remove(name);
         Ok(Committed::default())
@@ -58,7 +57,7 @@ impl WriterState {
                 Some(count) => *count,
                 None => data.scan_prefix(&prefix).count() as u64,
             };
-            let mut batch = sled::Batch::default();
+            let mut batch = Batch::default();
             batch.insert(keys::history(&message.topic, seq), codec::encode(&message));
             let excess = (count + 1).saturating_sub(u64::from(history));
             let mut dropped = None;
@@ -73,7 +72,7 @@ impl WriterState {
                     &dropped.to_be_bytes(),
                 );
             }
-            data.apply_batch(batch)?;
+            self.store.apply(batch)?;
             self.history_counts
                 .insert(message.topic.clone(), count + 1 - excess);
         }

@@ -5,7 +5,7 @@ use super::{Committed, Entry, WriteError, WriterState};
 use crate::model::User;
 use crate::store::change::{ChangeKind, USERS_ID};
 use crate::store::codec;
-use crate::store::keys;
+use crate::store::{keys, Batch};
 
 impl WriterState {
     pub(super) fn existing_user(&self, id: &str) -> Result<User, WriteError> {
@@ -37,7 +37,7 @@ impl WriterState {
         user: User,
     ) -> Result<Committed, WriteError> {
         let data = self.store.data().clone();
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         let email_changed = old.as_ref().is_none_or(|o| o.email != user.email);
         if email_changed && data.contains_key(keys::email(&user.email))? {
             return Err(WriteError::EmailTaken);
@@ -87,7 +87,7 @@ impl WriterState {
         if self.is_last_admin(&old)? {
             return Err(WriteError::LastAdmin);
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         batch.remove(keys::user(id));
         batch.remove(keys::email(&old.email));
         let first_seq = self.next_seq;

@@ -1,39 +1,31 @@
 //! Backups: every tree of the database in one file, and restoring that file
 //! into an empty data dir.
 //!
-//! A live backup is taken on the writer thread between two write groups
-//! (see [`super::writer::Writer::snapshot`]), so the `data` tree (records,
-//! indexes, counts, change log) is exactly the state after some write and
-//! before the next: every write acknowledged before the backup began is in
-//! it, and no write is in it by half. The `meta` and `auth` trees (settings,
+//! A backup holds the `data` tree (records, indexes, counts, collections,
+//! users, the change log) exactly as it was at one moment between two
+//! writes: every write acknowledged before the backup began is in it, and
+//! no write is in it by half. The `meta` and `auth` trees (settings,
 //! sessions, API keys) change one key at a time outside the writer; each
 //! key is copied whole.
 //!
-//! Format, version 1 (integers little-endian):
+//! - Offline (no server): [`write_snapshot`] copies every tree in one go.
+//! - Live (`GET /api/backup`): [`live::write`] copies `data` a chunk at a
+//!   time while writes go on, and keeps it a copy of one moment with the
+//!   old values writes save for it ([`preimages`]).
 //!
-//! ```text
-//! "PULSEBASE-BACKUP" u32 version
-//! then, per tree:  0x01 u16 name-len name
-//!                  0x02 u32 key-len key u32 value-len value   (per entry)
-//! 0xFF u64 entry-count [32 bytes SHA-256 of every byte before them]
-//! ```
-//!
-//! The checksum is checked before a restore writes anything, so a truncated
-//! or damaged file is refused whole.
+//! The file format is in [`format`].
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
-
-use sha2::{Digest, Sha256};
 
 use super::{Store, StoreError};
 
-const MAGIC: &[u8; 16] = b"PULSEBASE-BACKUP";
-const VERSION: u32 = 1;
-const TREE: u8 = 0x01;
-const ENTRY: u8 = 0x02;
-const END: u8 = 0xFF;
+mod format;
+pub mod live;
+pub mod preimages;
+
+use format::{read_backup, FileWriter};
 /// The one file a restore target may already hold: an operator's config.
 const ALLOWED_IN_TARGET: &str = "pulsebase.toml";
 /// Entries per sled batch while restoring.
@@ -61,41 +53,20 @@ pub struct Summary {
     pub trees: Vec<(String, u64)>,
 }
 
-/// Writes every tree of `store` to `out`. The caller keeps writers out
-/// while this runs (the writer thread, or an offline store).
+/// Writes every tree of `store` to `out` in one go. Only for a store no
+/// one writes to (offline); a running server uses [`live::write`].
 pub fn write_snapshot(store: &Store, out: impl Write) -> Result<Summary, BackupError> {
-    let mut out = Hashing::new(BufWriter::with_capacity(1 << 20, out));
-    out.write_all(MAGIC)?;
-    out.write_all(&VERSION.to_le_bytes())?;
-    let mut summary = Summary::default();
+    let mut file = FileWriter::new(out)?;
     let mut names = store.db.tree_names();
     names.sort();
     for name in names {
-        let tree = store.db.open_tree(&name)?;
-        let name_len = u16::try_from(name.len())
-            .map_err(|_| BackupError::Invalid("tree name too long".into()))?;
-        out.write_all(&[TREE])?;
-        out.write_all(&name_len.to_le_bytes())?;
-        out.write_all(&name)?;
-        let mut count = 0;
-        for entry in tree.iter() {
+        file.tree(&name)?;
+        for entry in store.db.open_tree(&name)?.iter() {
             let (key, value) = entry?;
-            out.write_all(&[ENTRY])?;
-            write_bytes(&mut out, &key)?;
-            write_bytes(&mut out, &value)?;
-            count += 1;
+            file.entry(&key, &value)?;
         }
-        summary.entries += count;
-        summary
-            .trees
-            .push((String::from_utf8_lossy(&name).into_owned(), count));
     }
-    out.write_all(&[END])?;
-    out.write_all(&summary.entries.to_le_bytes())?;
-    let (mut inner, digest) = out.finish();
-    inner.write_all(&digest)?;
-    inner.flush()?;
-    Ok(summary)
+    Ok(file.finish()?)
 }
 
 /// A backup of a data dir no server is using. sled locks its files, so a
@@ -243,151 +214,6 @@ fn check_target(data: &Path) -> Result<(), BackupError> {
             Ok(())
         }
         Err(e) => Err(e.into()),
-    }
-}
-
-/// Walks a backup, calling `each(tree, key, value)` per entry, and checks
-/// the count and checksum at the end. Entries are handed out before the
-/// checksum is known: callers that must not act on a bad file verify first.
-fn read_backup(
-    input: impl Read,
-    mut each: impl FnMut(&str, &[u8], &[u8]) -> Result<(), BackupError>,
-) -> Result<Summary, BackupError> {
-    let mut input = Hashing::new(input);
-    let mut magic = [0; 16];
-    read_exact(&mut input, &mut magic, "the header")?;
-    if &magic != MAGIC {
-        return Err(BackupError::Invalid(
-            "it does not start with PULSEBASE-BACKUP".into(),
-        ));
-    }
-    let version = u32::from_le_bytes(read_array(&mut input, "the version")?);
-    if version != VERSION {
-        return Err(BackupError::Invalid(format!(
-            "format version {version}; this pulsebase reads version {VERSION}"
-        )));
-    }
-    let mut summary = Summary::default();
-    let mut tree: Option<String> = None;
-    let (mut key, mut value) = (Vec::new(), Vec::new());
-    loop {
-        let [tag] = read_array(&mut input, "the next entry")?;
-        match tag {
-            TREE => {
-                let len = u16::from_le_bytes(read_array(&mut input, "a tree name")?);
-                let mut name = vec![0; usize::from(len)];
-                read_exact(&mut input, &mut name, "a tree name")?;
-                let name = String::from_utf8(name)
-                    .map_err(|_| BackupError::Invalid("a tree name is not UTF-8".into()))?;
-                summary.trees.push((name.clone(), 0));
-                tree = Some(name);
-            }
-            ENTRY => {
-                let Some(tree) = tree.as_deref() else {
-                    return Err(BackupError::Invalid("an entry before any tree".into()));
-                };
-                read_bytes(&mut input, &mut key)?;
-                read_bytes(&mut input, &mut value)?;
-                each(tree, &key, &value)?;
-                summary.entries += 1;
-                if let Some((_, count)) = summary.trees.last_mut() {
-                    *count += 1;
-                }
-            }
-            END => break,
-            other => {
-                return Err(BackupError::Invalid(format!(
-                    "unknown record tag {other:#x}"
-                )));
-            }
-        }
-    }
-    let count = u64::from_le_bytes(read_array(&mut input, "the entry count")?);
-    let (mut rest, digest) = input.finish();
-    let mut stored = [0; 32];
-    read_exact(&mut rest, &mut stored, "the checksum")?;
-    if count != summary.entries || stored[..] != digest[..] {
-        return Err(BackupError::Invalid("the checksum does not match".into()));
-    }
-    if rest.read(&mut [0; 1])? != 0 {
-        return Err(BackupError::Invalid("bytes after the checksum".into()));
-    }
-    Ok(summary)
-}
-
-fn write_bytes(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(bytes.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "value over 4 GiB"))?;
-    out.write_all(&len.to_le_bytes())?;
-    out.write_all(bytes)
-}
-
-fn read_bytes(input: &mut impl Read, into: &mut Vec<u8>) -> Result<(), BackupError> {
-    let len = u32::from_le_bytes(read_array(input, "a length")?) as usize;
-    into.clear();
-    // Read in steps rather than trusting the length for one allocation: a
-    // damaged length must not ask for gigabytes.
-    let got = input.take(len as u64).read_to_end(into)?;
-    if got != len {
-        return Err(BackupError::Invalid(
-            "the file ends early (truncated?)".into(),
-        ));
-    }
-    Ok(())
-}
-
-fn read_array<const N: usize>(input: &mut impl Read, what: &str) -> Result<[u8; N], BackupError> {
-    let mut buf = [0; N];
-    read_exact(input, &mut buf, what)?;
-    Ok(buf)
-}
-
-fn read_exact(input: &mut impl Read, buf: &mut [u8], what: &str) -> Result<(), BackupError> {
-    input.read_exact(buf).map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            BackupError::Invalid(format!("the file ends early, in {what} (truncated?)"))
-        } else {
-            BackupError::Io(e)
-        }
-    })
-}
-
-/// A reader or writer that hashes every byte passing through it.
-struct Hashing<T> {
-    inner: T,
-    hash: Sha256,
-}
-
-impl<T> Hashing<T> {
-    fn new(inner: T) -> Self {
-        Hashing {
-            inner,
-            hash: Sha256::new(),
-        }
-    }
-
-    fn finish(self) -> (T, [u8; 32]) {
-        (self.inner, self.hash.finalize().into())
-    }
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
     }
 }
 
