@@ -179,6 +179,19 @@ mod tests {
         (error.code, error.message)
     }
 
+    /// The tokens of a fresh sign-in of a new plain user.
+    async fn signed_in(state: &AppState) -> TokenPair {
+        let user = insert(
+            state,
+            "u@example.com",
+            "password-123".to_owned(),
+            Profile::default(),
+        )
+        .await
+        .unwrap();
+        start(state, user).await.unwrap().tokens
+    }
+
     fn setup_with(code: &str, password: &str) -> Setup {
         Setup {
             code: code.to_owned(),
@@ -231,15 +244,7 @@ mod tests {
     #[tokio::test]
     async fn a_reused_refresh_token_ends_its_session() {
         let (_dir, state) = state_with_records(0).await;
-        let user = insert(
-            &state,
-            "u@example.com",
-            "password-123".to_owned(),
-            Profile::default(),
-        )
-        .await
-        .unwrap();
-        let first = start(&state, user).await.unwrap().tokens;
+        let first = signed_in(&state).await;
         let second = refresh(&state, &first.refresh_token).await.unwrap().tokens;
         assert!(state.auth.authenticate(&second.token).is_ok());
         let reused = refresh(&state, &first.refresh_token).await;
@@ -263,15 +268,7 @@ mod tests {
         use futures_util::FutureExt as _;
 
         let (_dir, state) = state_with_records(0).await;
-        let user = insert(
-            &state,
-            "u@example.com",
-            "password-123".to_owned(),
-            Profile::default(),
-        )
-        .await
-        .unwrap();
-        let tokens = start(&state, user).await.unwrap().tokens;
+        let tokens = signed_in(&state).await;
         let session = state.auth.sign_in_of(&tokens.token).unwrap();
         // Polled once, then dropped.
         let _ = sign_out(&state, &tokens.refresh_token).now_or_never();
