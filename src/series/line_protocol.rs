@@ -29,6 +29,8 @@ mod write;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_client;
 
 pub use write::{write_point, WriteError};
 
