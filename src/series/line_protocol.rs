@@ -261,8 +261,9 @@ impl<'a> LineParser<'a, '_> {
     }
 
     /// Reads up to the first unescaped stop byte; borrows unless an escape
-    /// had to be removed.
-    fn token(&mut self, stop: fn(u8) -> bool, escapable: fn(u8) -> bool) -> Cow<'a, str> {
+    /// had to be removed. `stop` is generic so that each caller's test is
+    /// inlined into this per-byte loop rather than called through a pointer.
+    fn token(&mut self, stop: impl Fn(u8) -> bool, escapable: fn(u8) -> bool) -> Cow<'a, str> {
         let start = self.pos;
         let mut escaped = false;
         while let Some(b) = self.peek() {
