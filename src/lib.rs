@@ -6,6 +6,8 @@
 //!    users, API keys, the principal a request acts as), [`visibility`]
 //!    (the one decision of what a viewer sees of a record), [`access`]
 //!    (who may write what; the permits writes and admin services require).
+//!    [`series`] (the block codec of series collections: readings packed
+//!    column by column, with a summary per block; not wired in yet).
 //! 2. [`store`]: the only code that touches sled. Key layouts, versioned
 //!    envelopes, listing, the change log, and the single [`store::writer`]
 //!    that orders every write and makes it durable in groups.
@@ -45,6 +47,7 @@ pub mod protocol;
 pub mod realtime;
 pub mod retention;
 pub mod rules;
+pub mod series;
 pub mod server;
 pub mod services;
 pub mod state;
