@@ -6,8 +6,9 @@
 //!    users, API keys, the principal a request acts as), [`visibility`]
 //!    (the one decision of what a viewer sees of a record), [`access`]
 //!    (who may write what; the permits writes and admin services require),
-//!    [`series`] (series collections: today the InfluxDB line protocol
-//!    parser, free of storage and transports).
+//!    [`series`] (series collections, not wired in yet: the block codec
+//!    and the InfluxDB line protocol parser, free of storage and
+//!    transports).
 //! 2. [`store`]: the only code that touches sled. Key layouts, versioned
 //!    envelopes, listing, the change log, and the single [`store::writer`]
 //!    that orders every write and makes it durable in groups.

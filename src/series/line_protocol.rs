@@ -1,8 +1,8 @@
 //! InfluxDB line protocol (the v2 reference), parsed into [`Point`]s that
 //! borrow from the request body: a name or value is copied only when it
-//! holds an escape sequence. This is the parser layer only; SPEC §10 maps a
+//! holds an escape sequence. This is the parser layer only; the endpoint maps a
 //! point to a reading (tags and fields become fields of the same names, the
-//! timestamp `time`, the measurement `measurement`) at the endpoint.
+//! timestamp `time`, the measurement `measurement`).
 //!
 //! ```text
 //! weather,device=gw-1,site=a temp=21.5,humidity=40i 1764748800000000000

@@ -1,3 +1,25 @@
-//! Series collections (SPEC §10): readings in time order; `line_protocol` parses InfluxDB line protocol.
+//! Series collections (`kind: "series"`, in progress): sensor readings
+//! stored as packed blocks. A write group's readings of one collection
+//! become one immutable, column-encoded block plus a small [`Summary`] kept
+//! beside it, so queries and aggregates can skip or answer whole blocks;
+//! [`line_protocol`] parses and writes InfluxDB line protocol.
+//!
+//! This layer is pure: bytes in, values out. It knows nothing of sled, the
+//! writer or HTTP (not wired in yet; see docs/architecture.md).
 
+mod block;
+mod columns;
 pub mod line_protocol;
+mod summary;
+mod wire;
+
+#[cfg(test)]
+mod measure;
+#[cfg(test)]
+mod tests;
+
+pub use block::{
+    decode, encode, BlockReader, DecodeError, EncodeError, FieldColumn, Reading, Value,
+    FORMAT_VERSION, PCO_LEVEL,
+};
+pub use summary::{FieldStats, LastReading, SeriesSummary, Summary, SummaryError, SUMMARY_VERSION};
