@@ -1,13 +1,13 @@
 //! Line protocol written by the official InfluxDB Python client (see
-//! tests/data/line_protocol/generate.py): every line parses to what the
+//! src/series/line_protocol/testdata/generate.py): every line parses to what the
 //! client was given.
 
 use serde_json::Value;
 
 use super::*;
 
-const LINES: &str = include_str!("../../../tests/data/line_protocol/influxdb_client.lp");
-const EXPECTED: &str = include_str!("../../../tests/data/line_protocol/expected.json");
+const LINES: &str = include_str!("testdata/influxdb_client.lp");
+const EXPECTED: &str = include_str!("testdata/expected.json");
 
 fn expected_value(v: &Value) -> FieldValue<'static> {
     let value = &v["value"];
