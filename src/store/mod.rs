@@ -531,7 +531,7 @@ pub(crate) mod tests {
         writer.shutdown().await;
     }
 
-    fn plain_user() -> crate::model::User {
+    pub(crate) fn plain_user() -> crate::model::User {
         crate::model::User {
             id: "u1".into(),
             email: "a@b.c".into(),

@@ -263,7 +263,7 @@ async fn a_backup_is_the_tree_as_it_began_whatever_is_written_meanwhile() {
                 }
                 5 => {
                     writer
-                        .submit(Mutation::CreateUser(user()))
+                        .submit(Mutation::CreateUser(crate::store::tests::plain_user()))
                         .await
                         .expect("user");
                 }
@@ -291,21 +291,6 @@ async fn a_backup_is_the_tree_as_it_began_whatever_is_written_meanwhile() {
 
 fn def(value: serde_json::Value) -> CollectionDef {
     serde_json::from_value(value).expect("collection definition")
-}
-
-fn user() -> crate::model::User {
-    crate::model::User {
-        id: "u1".into(),
-        email: "a@b.c".into(),
-        name: String::new(),
-        roles: vec![],
-        groups: vec![],
-        tenant: None,
-        disabled: false,
-        created: String::new(),
-        password_hash: String::new(),
-        generation: 0,
-    }
 }
 
 /// Old values that cannot be kept (here: no scratch dir for them) fail the
