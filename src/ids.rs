@@ -29,6 +29,31 @@ pub fn is_generated_shape(id: &str) -> bool {
         && id.bytes().all(|b| CROCKFORD.contains(&b))
 }
 
+/// A reading's id: its seq in 13 base32 digits (`0-9a-v`), so id order is
+/// seq order and the id locates the block that holds the reading.
+pub fn reading_id(seq: u64) -> String {
+    const DIGITS: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
+    (0..13)
+        .rev()
+        .map(|i| char::from(DIGITS[((seq >> (i * 5)) & 31) as usize]))
+        .collect()
+}
+
+/// The seq of a [`reading_id`], if `id` is one.
+pub fn reading_seq(id: &str) -> Option<u64> {
+    if id.len() != 13 {
+        return None;
+    }
+    id.bytes().try_fold(0u64, |seq, b| {
+        let digit = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'v' => b - b'a' + 10,
+            _ => return None,
+        };
+        seq.checked_mul(32)?.checked_add(u64::from(digit))
+    })
+}
+
 /// `^[A-Za-z0-9_-]{1,64}$`: the client-supplied id alphabet.
 pub fn is_valid_record_id(id: &str) -> bool {
     !id.is_empty()
@@ -50,6 +75,17 @@ pub fn is_valid_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reading_ids_sort_like_their_seqs_and_read_back() {
+        let ids: Vec<String> = [0, 1, 31, 32, 1 << 40, u64::MAX].map(reading_id).into();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        for (id, seq) in ids.iter().zip([0, 1, 31, 32, 1 << 40, u64::MAX]) {
+            assert_eq!(reading_seq(id), Some(seq));
+        }
+        assert_eq!(reading_seq("0000000000000w"), None);
+        assert_eq!(reading_seq("ABC"), None);
+    }
 
     #[test]
     fn generated_ids_increase() {

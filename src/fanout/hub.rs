@@ -48,6 +48,8 @@ pub enum Input {
     /// is reached, and resume.
     Shed {
         seq: u64,
+        /// The last seq the shed entry covered (a block covers several).
+        through: u64,
         shed: Shed,
         stored: bool,
     },
@@ -113,7 +115,8 @@ enum Pending {
     Nothing,
     Change(Change),
     Message(Message, bool),
-    Shed(Shed, bool),
+    /// Whose subscribers, whether stored, and the last seq it covered.
+    Shed(Shed, bool, u64),
 }
 
 struct Conn {
@@ -198,9 +201,15 @@ impl Hub {
                         .insert(message.seq, Pending::Message(message, stored));
                 }
             }
-            Input::Shed { seq, shed, stored } => {
+            Input::Shed {
+                seq,
+                through,
+                shed,
+                stored,
+            } => {
                 if seq >= self.next {
-                    self.pending.insert(seq, Pending::Shed(shed, stored));
+                    self.pending
+                        .insert(seq, Pending::Shed(shed, stored, through));
                 }
             }
             Input::Unreadable(seq) => {
@@ -299,11 +308,15 @@ impl Hub {
             if *entry.key() != self.next {
                 break;
             }
-            let needs_disk = match entry.get() {
-                Pending::Change(_) | Pending::Nothing => true,
-                Pending::Message(_, stored) | Pending::Shed(_, stored) => *stored,
+            // A block of readings covers several seqs, all made durable
+            // by the same fsync.
+            let (needs_disk, last) = match entry.get() {
+                Pending::Change(change) => (true, change.through.max(self.next)),
+                Pending::Nothing => (true, self.next),
+                Pending::Message(_, stored) => (*stored, self.next),
+                Pending::Shed(_, stored, through) => (*stored, (*through).max(self.next)),
             };
-            if needs_disk && self.next > self.watermark {
+            if needs_disk && last > self.watermark {
                 break;
             }
             match entry.remove() {
@@ -315,10 +328,10 @@ impl Hub {
                     self.deliver_message(&message);
                     self.backlog.release(backlog::message_size(&message));
                 }
-                Pending::Shed(shed, _) => self.shed(&shed),
+                Pending::Shed(shed, _, _) => self.shed(&shed),
                 Pending::Nothing => {}
             }
-            self.next += 1;
+            self.next = last + 1;
         }
     }
 
@@ -341,7 +354,18 @@ impl Hub {
         let Some(collection) = self.store.catalog().by_id(change.collection_id) else {
             return;
         };
+        if change.kind == ChangeKind::Truncate {
+            if self.topics.contains_key(&change.collection) {
+                let frame = Arc::new(render::render_truncate(change, &change.collection));
+                self.fan_out(&change.collection, |_, _| Some(frame.clone()));
+            }
+            return;
+        }
         if !collection.emits(change.kind.event_op()) {
+            return;
+        }
+        if change.kind == ChangeKind::Append {
+            self.deliver_readings(change, &collection);
             return;
         }
         let record_topic = format!("{}/{}", change.collection, change.record_id);
@@ -353,6 +377,39 @@ impl Hub {
         let view = ChangeView::new(change, Some(&collection));
         self.fan_out_change(&view, &change.collection, Some(&collection));
         self.fan_out_change(&view, &record_topic, Some(&collection));
+    }
+
+    /// Expands a block into one `create` per reading, each judged and
+    /// rendered like a record's. The block is read only when someone
+    /// listens to the collection or one of its readings.
+    fn deliver_readings(&mut self, change: &Change, collection: &Collection) {
+        let name = &change.collection;
+        let record_prefix = format!("{name}/");
+        let whole = self.topics.contains_key(name);
+        let single = self.topics.keys().any(|t| t.starts_with(&record_prefix));
+        if !whole && !single {
+            return;
+        }
+        let readings = match self
+            .store
+            .readings_between(collection.id, change.seq, change.through)
+        {
+            Ok(readings) => readings,
+            Err(e) => {
+                tracing::error!(seq = change.seq, error = %e, "unreadable block of readings");
+                return;
+            }
+        };
+        for (reading, fields) in render::readings_of(change, collection, readings) {
+            let view = ChangeView::reading(&reading, collection, fields);
+            if whole {
+                self.fan_out_change(&view, name, Some(collection));
+            }
+            if single {
+                let topic = format!("{record_prefix}{}", reading.record_id);
+                self.fan_out_change(&view, &topic, Some(collection));
+            }
+        }
     }
 
     fn fan_out_change(&mut self, view: &ChangeView, topic: &str, collection: Option<&Collection>) {

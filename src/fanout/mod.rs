@@ -255,6 +255,7 @@ impl Wiring {
                 } else {
                     hub::Input::Shed {
                         seq: message.seq,
+                        through: message.seq,
                         shed: hub::Shed::Topic(message.topic),
                         stored,
                     }

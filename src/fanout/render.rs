@@ -15,15 +15,19 @@ use crate::model::Collection;
 use crate::protocol::server::{Event, EventReason, EventRecord, MessageData};
 use crate::protocol::{self, ServerMessage};
 use crate::rules::EvalContext;
+use crate::series::Reading;
 use crate::store::change::{Change, ChangeKind};
 use crate::store::topics::{Message, Topic};
 use crate::visibility::{self, Sighted, Viewer};
 
 pub fn op_of(kind: ChangeKind) -> Ops {
     match kind {
-        ChangeKind::Create => Ops::CREATE,
+        ChangeKind::Create | ChangeKind::Append => Ops::CREATE,
         ChangeKind::Update => Ops::UPDATE,
-        ChangeKind::Delete | ChangeKind::Expire | ChangeKind::DropCollection => Ops::DELETE,
+        ChangeKind::Delete
+        | ChangeKind::Expire
+        | ChangeKind::DropCollection
+        | ChangeKind::Truncate => Ops::DELETE,
     }
 }
 
@@ -78,6 +82,21 @@ impl<'a> ChangeView<'a> {
         }
     }
 
+    /// One reading of a block as the `create` change it is to subscribers:
+    /// `change` is the reading's own (see [`readings_of`]).
+    pub fn reading(
+        change: &'a Change,
+        collection: &Collection,
+        fields: Map<String, Value>,
+    ) -> ChangeView<'a> {
+        ChangeView {
+            change,
+            before: None,
+            after: Some(Sighted::owned(collection, fields)),
+            now: clock::now_rfc3339(),
+        }
+    }
+
     /// How this change shows to this subscription of this viewer, if at all.
     pub fn seen(
         &self,
@@ -112,7 +131,8 @@ impl<'a> ChangeView<'a> {
                 (true, false) => Some(Seen::Left),
                 (false, false) => None,
             },
-            ChangeKind::DropCollection => None,
+            // Expanded or rendered by the hub and replay before this point.
+            ChangeKind::DropCollection | ChangeKind::Append | ChangeKind::Truncate => None,
         }?;
         let op = match seen {
             Seen::Change => op_of(self.change.kind),
@@ -161,6 +181,49 @@ impl<'a> ChangeView<'a> {
             kind: FrameKind::Event,
             text: Utf8Bytes::from(event.to_text()),
         }
+    }
+}
+
+/// The readings of an `Append` change as one `create` change each, with
+/// the reading as the API shows it: live delivery and replay both expand
+/// blocks here, so both judge each reading like a record.
+pub fn readings_of(
+    block: &Change,
+    collection: &Collection,
+    readings: Vec<Reading>,
+) -> Vec<(Change, Map<String, Value>)> {
+    readings
+        .into_iter()
+        .map(|reading| {
+            let fields = collection.reading_json(&reading);
+            let change = Change {
+                seq: reading.seq,
+                kind: ChangeKind::Create,
+                collection_id: block.collection_id,
+                collection: block.collection.clone(),
+                record_id: crate::ids::reading_id(reading.seq),
+                after: None,
+                before: None,
+                ts_ms: reading.created,
+                actor: block.actor.clone(),
+                through: reading.seq,
+            };
+            (change, fields)
+        })
+        .collect()
+}
+
+/// The `expired` notice of a `Truncate` change.
+pub fn render_truncate(change: &Change, topic: &str) -> Frame {
+    let text = ServerMessage::Expired {
+        topic,
+        before: &change.record_id,
+        seq: change.seq,
+    };
+    Frame {
+        seq: change.seq,
+        kind: FrameKind::Control("expired"),
+        text: Utf8Bytes::from(text.to_text()),
     }
 }
 

@@ -130,10 +130,15 @@ impl Replay {
             }
         }
         let now = clock::now_rfc3339();
+        // A block of readings covers seqs past its own.
+        let mut reached = end;
         for (seq, at_seq) in entries.range(..=end) {
             for entry in at_seq {
                 match entry {
-                    Entry::Change => self.change(store, *seq, &mut page)?,
+                    Entry::Change => {
+                        let through = self.change(store, *seq, &mut page)?;
+                        reached = reached.max(through);
+                    }
                     Entry::Message(i, message) => {
                         let (Target::Custom(topic), subscription) = &self.subscribed[*i] else {
                             continue;
@@ -155,7 +160,7 @@ impl Replay {
                 }
             }
         }
-        self.next = end.saturating_add(1);
+        self.next = reached.saturating_add(1);
         Ok(page)
     }
 
@@ -199,7 +204,8 @@ impl Replay {
         page.ended.push(topic);
     }
 
-    fn change(&mut self, store: &Store, seq: u64, page: &mut Page) -> Result<(), StoreError> {
+    /// Replays the change at `seq`; returns the last seq it covered.
+    fn change(&mut self, store: &Store, seq: u64, page: &mut Page) -> Result<u64, StoreError> {
         let Some(change) = store.change_at(seq)? else {
             // Trimmed between reading the index and the entry.
             let oldest = store.changelog_trimmed()? + 1;
@@ -212,9 +218,18 @@ impl Replay {
                     self.expire(i, oldest, page);
                 }
             }
-            return Ok(());
+            return Ok(seq);
         };
         let mut view = None;
+        // Only the readings this replay has not reached yet.
+        let readings = match change.kind {
+            ChangeKind::Append => Some(store.readings_between(
+                change.collection_id,
+                change.seq.max(self.next),
+                change.through,
+            )?),
+            _ => None,
+        };
         for i in 0..self.subscribed.len() {
             let (collection, record) = match &self.subscribed[i].0 {
                 Target::Record(c, id) => (c.clone(), Some(id.clone())),
@@ -228,9 +243,35 @@ impl Replay {
                 self.end(i, UnsubscribeReason::CollectionDropped, page);
                 continue;
             }
-            if record.is_some_and(|id| id != change.record_id)
-                || !collection.emits(change.kind.event_op())
-            {
+            if change.kind == ChangeKind::Truncate {
+                if record.is_none() {
+                    let topic = &self.subscribed[i].1.topic;
+                    page.frames.push(render::render_truncate(&change, topic));
+                }
+                continue;
+            }
+            if !collection.emits(change.kind.event_op()) {
+                continue;
+            }
+            if change.kind == ChangeKind::Append {
+                let readings = match &readings {
+                    Some(readings) => readings.clone(),
+                    None => Vec::new(),
+                };
+                let subscription = &self.subscribed[i].1;
+                for (reading, fields) in render::readings_of(&change, &collection, readings) {
+                    if record.as_ref().is_some_and(|id| *id != reading.record_id) {
+                        continue;
+                    }
+                    let view = ChangeView::reading(&reading, &collection, fields);
+                    if let Some(seen) = view.seen(Some(&collection), subscription, &self.viewer) {
+                        page.frames
+                            .push(view.render(&subscription.topic, seen, self.viewer.admin));
+                    }
+                }
+                continue;
+            }
+            if record.is_some_and(|id| id != change.record_id) {
                 continue;
             }
             let subscription = &self.subscribed[i].1;
@@ -240,7 +281,7 @@ impl Replay {
                     .push(view.render(&subscription.topic, seen, self.viewer.admin));
             }
         }
-        Ok(())
+        Ok(change.through)
     }
 }
 

@@ -38,8 +38,8 @@ pub fn spawn(
                     continue;
                 };
                 match Change::decode(&value) {
-                    Ok(mut change) => {
-                        change.seq = seq;
+                    Ok(change) => {
+                        let change = change.at(seq);
                         let size = backlog::change_size(&change);
                         let input = if change.collection_id == USERS_ID
                             || change.kind == ChangeKind::DropCollection
@@ -51,6 +51,7 @@ pub fn spawn(
                         } else {
                             Input::Shed {
                                 seq,
+                                through: change.through,
                                 shed: Shed::Collection(change.collection_id),
                                 stored: true,
                             }

@@ -10,6 +10,7 @@ pub mod hyper_errors;
 pub mod keys;
 pub mod metrics;
 pub mod records;
+pub mod series;
 pub mod settings;
 pub mod stats;
 pub mod topics;
@@ -86,8 +87,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/api/collections/{name}/records",
-            get(records::list_records).post(records::create_records),
+            get(records::list_records)
+                .post(records::create_records)
+                .delete(series::delete_before),
         )
+        .route("/api/collections/{name}/latest", get(series::latest))
+        .route("/api/v2/write", post(series::write_lines))
         .route(
             "/api/collections/{name}/records/{id}",
             get(records::get_record)

@@ -5,7 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::Json;
 use serde_json::Value;
 
@@ -13,6 +13,7 @@ use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::auth::Principal;
 use crate::services::records::{self, ListParams, UpdateKind};
+use crate::services::series::{self, IngestOptions, SeriesListParams};
 
 /// The items of a create request: one object, a JSON array, or NDJSON.
 fn parse_items(headers: &HeaderMap, body: &[u8]) -> ApiResult<(Vec<Value>, bool)> {
@@ -67,16 +68,48 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
         .ok_or_else(|| ApiError::bad_request("If-Match must be a record rev, e.g. If-Match: 3"))
 }
 
+/// Whether `name` is a series collection: its readings go to
+/// `services::series`, which shares these routes.
+fn is_series(state: &AppState, name: &str) -> bool {
+    state
+        .store
+        .catalog()
+        .get(name)
+        .is_some_and(|c| c.is_series())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateParams {
+    #[serde(rename = "return")]
+    give_back: Option<String>,
+}
+
 pub async fn create_records(
     State(state): State<AppState>,
     principal: Principal,
     Path(name): Path<String>,
     headers: HeaderMap,
+    params: Result<Query<CreateParams>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    let Query(params) = params?;
     let body = body?;
     let (items, is_batch) = parse_items(&headers, &body)?;
-    let created = records::create(&state, &principal, &name, items, is_batch).await?;
+    let created = if is_series(&state, &name) {
+        let return_items = match params.give_back.as_deref() {
+            None | Some("count") => false,
+            Some("items") => true,
+            Some(_) => return Err(ApiError::bad_request("return must be items or count")),
+        };
+        let options = IngestOptions {
+            idempotency_key: super::series::idempotency_key(&headers)?,
+            return_items,
+        };
+        series::ingest(&state, &principal, &name, items, options).await?
+    } else {
+        records::create(&state, &principal, &name, items, is_batch).await?
+    };
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -84,12 +117,16 @@ pub async fn list_records(
     State(state): State<AppState>,
     principal: Principal,
     Path(name): Path<String>,
-    params: Result<Query<ListParams>, QueryRejection>,
+    uri: Uri,
 ) -> ApiResult<Json<Value>> {
-    let Query(params) = params?;
-    Ok(Json(
-        records::list(&state, &principal, &name, params).await?,
-    ))
+    let list = if is_series(&state, &name) {
+        let Query(params) = Query::<SeriesListParams>::try_from_uri(&uri)?;
+        series::list(&state, &principal, &name, params).await?
+    } else {
+        let Query(params) = Query::<ListParams>::try_from_uri(&uri)?;
+        records::list(&state, &principal, &name, params).await?
+    };
+    Ok(Json(list))
 }
 
 pub async fn get_record(

@@ -14,6 +14,8 @@ use serde_json::{Map, Value};
 use crate::clock;
 use crate::rules::Expr;
 
+pub use super::series::SeriesShape;
+
 /// Fields every record carries and only the server writes.
 pub const SYSTEM_FIELDS: [&str; 5] = ["id", "created", "updated", "owner", "rev"];
 
@@ -35,10 +37,39 @@ pub struct CollectionDef {
     pub indexes: Vec<String>,
     #[serde(default)]
     pub retention: Option<Retention>,
+    /// `series`: readings stored as packed blocks (see `model::series`).
+    #[serde(default, skip_serializing_if = "Kind::is_records")]
+    pub kind: Kind,
+    /// Series collections: the string field naming each reading's source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<String>,
+    /// Series collections: the datetime field giving each reading's time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    #[default]
+    Records,
+    Series,
+}
+
+impl Kind {
+    fn is_records(&self) -> bool {
+        *self == Kind::Records
+    }
 }
 
 fn all_ops() -> Vec<EventOp> {
     vec![EventOp::Create, EventOp::Update, EventOp::Delete]
+}
+
+impl CollectionDef {
+    pub fn is_series(&self) -> bool {
+        self.kind == Kind::Series
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
@@ -66,6 +97,10 @@ pub struct Retention {
     pub max_age: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_records: Option<u64>,
+    /// Series collections: blocks are dropped, oldest first, past this size
+    /// (`512MiB`, `2GiB`, or a number of bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -126,6 +161,8 @@ pub struct Collection {
     pub rules: CompiledRules,
     pub protected: HashSet<String>,
     pub max_age: Option<Duration>,
+    /// What a series collection adds; `None` for records.
+    pub series: Option<SeriesShape>,
 }
 
 impl Collection {
@@ -135,7 +172,7 @@ impl Collection {
         version: u64,
         created: String,
         updated: String,
-        def: CollectionDef,
+        mut def: CollectionDef,
     ) -> Result<Collection, FieldErrors> {
         let mut errors = FieldErrors::new();
         if !crate::ids::is_valid_name(&def.name) {
@@ -204,6 +241,17 @@ impl Collection {
                 errors.insert("retention.max_records".into(), "must be at least 1".into());
             }
         }
+        let series = match def.kind {
+            Kind::Records => {
+                super::series::refuse_series_options(&def, &mut errors);
+                None
+            }
+            Kind::Series => {
+                let shape = super::series::compile(&def, &mut errors);
+                def.events.retain(|op| *op == EventOp::Create);
+                shape
+            }
+        };
         let mut compile = |which: &str, source: &Option<String>| -> Option<Expr> {
             let source = source.as_ref()?;
             match Expr::parse(source) {
@@ -233,6 +281,7 @@ impl Collection {
             def,
             rules,
             max_age,
+            series,
         })
     }
 
@@ -313,7 +362,7 @@ pub fn is_field_name(name: &str) -> bool {
 
 /// Returns a normalized replacement when the stored form differs from the
 /// input (datetimes), `None` when the value is fine as it is.
-fn check_value(field: &FieldDef, value: &Value) -> Result<Option<Value>, String> {
+pub(super) fn check_value(field: &FieldDef, value: &Value) -> Result<Option<Value>, String> {
     let mut normalized = None;
     match (field.kind, value) {
         (FieldType::String, Value::String(text)) => {

@@ -5,6 +5,7 @@ pub mod api_key;
 pub mod collection;
 pub mod principal;
 pub mod record;
+pub mod series;
 pub mod user;
 
 pub use api_key::ApiKey;

@@ -41,6 +41,14 @@ pub enum ServerMessage<'a> {
     Message(Message<'a>),
     /// A subscription the server ended.
     Unsubscribed(Unsubscribed<'a>),
+    /// A series collection's readings before `before` were dropped
+    /// (retention, or an admin): one message instead of one delete per
+    /// reading.
+    Expired {
+        topic: &'a str,
+        before: &'a str,
+        seq: u64,
+    },
 }
 
 impl ServerMessage<'_> {
@@ -55,6 +63,7 @@ impl ServerMessage<'_> {
             ServerMessage::Event(_) => "event",
             ServerMessage::Message(_) => "message",
             ServerMessage::Unsubscribed(_) => "unsubscribed",
+            ServerMessage::Expired { .. } => "expired",
         }
     }
 

@@ -173,6 +173,13 @@ pub struct Lines<'a> {
     limits: Limits,
 }
 
+impl Lines<'_> {
+    /// The 1-based number of the line the last point came from.
+    pub fn line(&self) -> usize {
+        self.line
+    }
+}
+
 impl<'a> Iterator for Lines<'a> {
     type Item = Result<Point<'a>, LineError>;
 

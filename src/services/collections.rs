@@ -70,6 +70,23 @@ pub async fn update(
     merge_patch(&mut merged, patch);
     merged.insert("name".into(), Value::String(name.to_owned()));
     let def = parse_def(Value::Object(merged))?;
+    // Stored readings were laid out by these three: they stay.
+    let mut fixed = FieldErrors::new();
+    for (part, same) in [
+        ("kind", def.kind == current.def.kind),
+        ("series", def.series == current.def.series),
+        ("time", def.time == current.def.time),
+    ] {
+        if !same {
+            fixed.insert(
+                part.into(),
+                "cannot change once the collection exists".into(),
+            );
+        }
+    }
+    if !fixed.is_empty() {
+        return Err(ApiError::validation("invalid collection", &fixed));
+    }
     committed(state.writer.submit(Mutation::UpdateCollection(def)).await?)
 }
 

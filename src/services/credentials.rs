@@ -32,7 +32,8 @@ pub fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpA
     peer.ip()
 }
 
-/// Every credential the headers present: each `Authorization: Bearer` and
+/// Every credential the headers present: each `Authorization: Bearer` (or
+/// `Token`) and
 /// each `X-Api-Key`. An `Authorization` of another scheme is 401: it cannot
 /// be ignored, or a caller would act as someone it did not mean to be.
 pub fn header_credentials(headers: &HeaderMap) -> Result<Vec<&str>, ApiError> {
@@ -41,9 +42,12 @@ pub fn header_credentials(headers: &HeaderMap) -> Result<Vec<&str>, ApiError> {
         let text = value
             .to_str()
             .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+        // `Token` is InfluxDB's scheme: its agents and client libraries
+        // send the API key that way.
         let token = text
             .strip_prefix("Bearer ")
             .or_else(|| text.strip_prefix("bearer "))
+            .or_else(|| text.strip_prefix("Token "))
             .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?;
         credentials.push(token.trim());
     }

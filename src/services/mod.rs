@@ -13,6 +13,7 @@ pub mod collections;
 pub mod credentials;
 pub mod keys;
 pub mod records;
+pub mod series;
 pub mod settings;
 pub mod stats;
 pub mod topics;

@@ -125,6 +125,10 @@ pub async fn create(
     if is_batch && items.is_empty() {
         return Err(ApiError::bad_request("the batch is empty"));
     }
+    if collection(state, name)?.is_series() {
+        let options = super::series::IngestOptions::default();
+        return super::series::ingest(state, principal, name, items, options).await;
+    }
     let caller = Caller::new(principal);
     // Refuse before validating, so a caller who can never create learns
     // nothing about the schema.
@@ -242,6 +246,17 @@ pub async fn list(
 ) -> ApiResult<Value> {
     let principal = principal.clone();
     let collection = collection(state, name)?;
+    if collection.is_series() {
+        let params = super::series::SeriesListParams {
+            filter: params.filter,
+            sort: params.sort,
+            limit: params.limit,
+            cursor: params.cursor,
+            fields: params.fields,
+            ..Default::default()
+        };
+        return super::series::list(state, &principal, name, params).await;
+    }
     let filter = parse_filter(params.filter.as_deref())?;
     let sort = parse_sort(params.sort.as_deref().unwrap_or("")).map_err(ApiError::bad_request)?;
     let after = params
@@ -289,13 +304,26 @@ pub async fn list(
     Ok(json!({"items": items, "next_cursor": page.next_cursor}))
 }
 
-/// Loads a record the caller may view; anything else is 404.
+/// Loads a record the caller may view; anything else is 404. Readings of
+/// a series collection cannot be changed or deleted one by one, so the
+/// update and delete paths that start here are 405 for them.
 fn viewable(
     state: &AppState,
     collection: &Collection,
     caller: &Caller,
     id: &str,
 ) -> ApiResult<Record> {
+    if collection.is_series() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!(
+                "{} is a series collection: readings cannot be changed or deleted one by one \
+                 (an admin may drop old ones with DELETE /api/collections/{}/records?before=TIME)",
+                collection.def.name, collection.def.name
+            ),
+        ));
+    }
     let record = state
         .store
         .get_record(collection.id, id)?
@@ -329,6 +357,9 @@ pub async fn get(
     id: &str,
 ) -> ApiResult<Value> {
     let collection = collection(state, name)?;
+    if collection.is_series() {
+        return super::series::get(state, principal, name, id).await;
+    }
     let caller = Caller::new(principal);
     let record = viewable(state, &collection, &caller, id)?;
     Ok(Value::Object(seen_by(&caller, &collection, &record)))

@@ -14,8 +14,10 @@ pub const USERS_ID: u32 = 0;
 /// that exists, so it is never replayed into one.
 pub const GONE_ID: u32 = u32::MAX;
 
-/// Envelope version of [`Change`]; version 1 named the collection only.
-const FORMAT: u8 = 2;
+/// Envelope version of [`Change`]; version 1 named the collection only,
+/// version 2 had no `through`.
+const FORMAT: u8 = 3;
+const FORMAT_V2: u8 = 2;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -26,15 +28,24 @@ pub enum ChangeKind {
     Expire,
     /// A whole collection was dropped with its records.
     DropCollection,
+    /// Readings appended to a series collection: one block, the seqs
+    /// `seq..=through`, one `create` event per reading.
+    Append,
+    /// A series collection's readings before `record_id` (a time, RFC 3339)
+    /// were dropped, by retention or by an admin.
+    Truncate,
 }
 
 impl ChangeKind {
     /// The kind of event a collection's `events` list names for this change.
     pub fn event_op(self) -> EventOp {
         match self {
-            ChangeKind::Create => EventOp::Create,
+            ChangeKind::Create | ChangeKind::Append => EventOp::Create,
             ChangeKind::Update => EventOp::Update,
-            ChangeKind::Delete | ChangeKind::Expire | ChangeKind::DropCollection => EventOp::Delete,
+            ChangeKind::Delete
+            | ChangeKind::Expire
+            | ChangeKind::DropCollection
+            | ChangeKind::Truncate => EventOp::Delete,
         }
     }
 }
@@ -63,6 +74,24 @@ pub struct Change {
     pub ts_ms: i64,
     /// Who made the change: a user id, or `None` for the system.
     pub actor: Option<String>,
+    /// The last seq this entry covers: `seq` itself except for an
+    /// [`ChangeKind::Append`], which covers one seq per reading. Set by the
+    /// writer with `seq`, and stored (unlike `seq`) because nothing else
+    /// tells where the block's range ends.
+    pub through: u64,
+}
+
+/// A change as version 2 stored it.
+#[derive(Deserialize)]
+struct ChangeV2 {
+    kind: ChangeKind,
+    collection_id: u32,
+    collection: String,
+    record_id: String,
+    after: Option<Vec<u8>>,
+    before: Option<Vec<u8>>,
+    ts_ms: i64,
+    actor: Option<String>,
 }
 
 /// A change as version 1 stored it.
@@ -97,9 +126,38 @@ impl Change {
                 before: old.before,
                 ts_ms: old.ts_ms,
                 actor: old.actor,
+                through: 0,
+            });
+        }
+        if bytes.first() == Some(&FORMAT_V2) {
+            let old: ChangeV2 = codec::decode_as(FORMAT_V2, bytes)?;
+            return Ok(Change {
+                seq: 0,
+                kind: old.kind,
+                collection_id: old.collection_id,
+                collection: old.collection,
+                record_id: old.record_id,
+                after: old.after,
+                before: old.before,
+                ts_ms: old.ts_ms,
+                actor: old.actor,
+                through: 0,
             });
         }
         codec::decode_as(FORMAT, bytes)
+    }
+
+    /// Sets the entry's seq as read from its key; `through` follows it
+    /// unless the entry covers a range.
+    pub fn at(mut self, seq: u64) -> Change {
+        self.seq = seq;
+        self.through = self.through.max(seq);
+        self
+    }
+
+    /// How many seqs the entry covers.
+    pub fn span(&self) -> u64 {
+        self.through.saturating_sub(self.seq) + 1
     }
 
     /// Whether these bytes are a version 1 entry.

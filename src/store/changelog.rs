@@ -83,7 +83,8 @@ impl Store {
     }
 
     /// Seqs of a collection's changes with `after < seq <= upto`, in order,
-    /// at most `limit`.
+    /// at most `limit`; first, the entry of a block of readings that
+    /// starts at or before `after` and ends past it.
     pub fn collection_changes(
         &self,
         collection: u32,
@@ -96,26 +97,33 @@ impl Store {
         }
         let start = keys::change_by_collection(collection, after.saturating_add(1));
         let end = keys::change_by_collection(collection, upto);
-        self.data
-            .range(start..=end)
-            .keys()
-            .take(limit)
-            .map(|key| {
-                keys::change_by_collection_seq(&key?)
-                    .ok_or_else(|| StoreError::Corrupt("change index key".into()))
-            })
-            .collect()
+        let seq_of = |key: sled::IVec| {
+            keys::change_by_collection_seq(&key)
+                .ok_or_else(|| StoreError::Corrupt("change index key".into()))
+        };
+        let mut seqs = Vec::with_capacity(limit.min(1024));
+        // A resume from inside a block of readings starts with that block.
+        let before = keys::change_by_collection(collection, 0)..start;
+        if let Some(key) = self.data.range(before).keys().next_back() {
+            let seq = seq_of(key?)?;
+            if self.change_at(seq)?.is_some_and(|c| c.through > after) {
+                seqs.push(seq);
+            }
+        }
+        for key in self.data.range(start..=end).keys() {
+            if seqs.len() >= limit {
+                break;
+            }
+            seqs.push(seq_of(key?)?);
+        }
+        Ok(seqs)
     }
 
     /// The change-log entry at `seq`, if it is still kept.
     pub fn change_at(&self, seq: u64) -> Result<Option<Change>, StoreError> {
         match self.data.get(keys::change(seq))? {
             None => Ok(None),
-            Some(value) => {
-                let mut change = Change::decode(&value)?;
-                change.seq = seq;
-                Ok(Some(change))
-            }
+            Some(value) => Ok(Some(Change::decode(&value)?.at(seq))),
         }
     }
 
@@ -138,15 +146,17 @@ impl Store {
         Ok(())
     }
 
-    /// The newest change-log seq (0 when the log is empty).
+    /// The newest change-log seq (0 when the log is empty): the end of the
+    /// newest entry's range, which is more than its key's seq for a block
+    /// of readings.
     pub fn last_seq(&self) -> Result<u64, StoreError> {
-        Ok(self
-            .data
-            .scan_prefix([keys::CHANGE])
-            .next_back()
-            .transpose()?
-            .and_then(|(key, _)| keys::change_seq(&key))
-            .unwrap_or(0))
+        let Some(newest) = self.data.scan_prefix([keys::CHANGE]).next_back() else {
+            return Ok(0);
+        };
+        let (key, value) = newest?;
+        let seq = keys::change_seq(&key).unwrap_or(0);
+        // An unreadable entry still holds its own seq.
+        Ok(Change::decode(&value).map_or(seq, |change| change.at(seq).through))
     }
 
     /// The oldest retained change-log seq (0 when the log is empty).
@@ -179,9 +189,7 @@ impl Store {
 
 fn decode_change((key, value): (sled::IVec, sled::IVec)) -> Result<Change, StoreError> {
     let seq = keys::change_seq(&key).ok_or_else(|| StoreError::Corrupt("change key".into()))?;
-    let mut change = Change::decode(&value)?;
-    change.seq = seq;
-    Ok(change)
+    Ok(Change::decode(&value)?.at(seq))
 }
 
 /// Change-log entries younger than this are kept whatever their number.

@@ -187,7 +187,14 @@ impl Chores {
 fn purge_chunk(store: &Store, collection: u32, chunk: usize) -> Result<bool, StoreError> {
     let data = store.data();
     // `m` markers too: the index entries they name go with the rest.
-    for tag in [keys::RECORD, keys::INDEX, keys::STALE_INDEX] {
+    for tag in [
+        keys::RECORD,
+        keys::INDEX,
+        keys::STALE_INDEX,
+        keys::BLOCK,
+        keys::SUMMARY,
+        keys::IDEMPOTENCY,
+    ] {
         let prefix = keys::collection_prefix(tag, collection);
         let mut batch = Batch::default();
         let mut removed = 0;

@@ -107,6 +107,7 @@ mod tests {
             before: Some(b"{}".to_vec()),
             ts_ms: 1,
             actor: Some("u1".into()),
+            through: 0,
         };
         assert_eq!(Change::decode(&change.encode()).unwrap(), change);
     }
@@ -123,6 +124,7 @@ mod tests {
             before: None,
             ts_ms: 0,
             actor: None,
+            through: 0,
         };
         assert_eq!(Change::decode(&change.encode()).unwrap().seq, 0);
     }

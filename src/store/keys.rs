@@ -22,6 +22,9 @@
 //! | `t`    | topic name                                          | custom topic envelope      |
 //! | `h`    | topic name, 0x00, seq u64 BE                        | message envelope (history) |
 //! | `H`    | topic name                                          | u64 BE: newest seq dropped |
+//! | `b`    | collection id u32 BE, first seq u64 BE              | a block of readings (`series`) |
+//! | `s`    | collection id u32 BE, first seq u64 BE              | block length u32 BE, then the block's summary |
+//! | `I`    | collection id u32 BE, caller len u8, caller, key    | an ingest's `Idempotency-Key`: its answer |
 //!
 //! Integers are big-endian so byte order is numeric order. `value*` is the
 //! order-preserving encoding below, so an index range scan returns records in
@@ -42,6 +45,9 @@ pub const EMAIL: u8 = b'e';
 pub const TOPIC: u8 = b't';
 pub const HISTORY: u8 = b'h';
 pub const HISTORY_TRIMMED: u8 = b'H';
+pub const BLOCK: u8 = b'b';
+pub const SUMMARY: u8 = b's';
+pub const IDEMPOTENCY: u8 = b'I';
 pub const NEXT_COLLECTION_ID: &[u8] = b"knext_collection";
 pub const SEQ_RESERVED: &[u8] = b"kseq_reserved";
 pub const CHANGELOG_TRIMMED: &[u8] = b"kchangelog_trimmed";
@@ -102,6 +108,39 @@ pub fn collection_prefix(tag: u8, collection: u32) -> Vec<u8> {
     key.push(tag);
     key.extend_from_slice(&collection.to_be_bytes());
     key
+}
+
+/// A block of a series collection's readings, keyed by its first seq:
+/// blocks of one collection never overlap in seqs, so the block holding a
+/// seq is the last one whose key is at or below it.
+pub fn block(collection: u32, first_seq: u64) -> Vec<u8> {
+    let mut key = collection_prefix(BLOCK, collection);
+    key.extend_from_slice(&first_seq.to_be_bytes());
+    key
+}
+
+/// The summary kept beside the [`block`] of the same first seq.
+pub fn summary(collection: u32, first_seq: u64) -> Vec<u8> {
+    let mut key = block(collection, first_seq);
+    key[0] = SUMMARY;
+    key
+}
+
+/// The first seq in a [`block`] or [`summary`] key.
+pub fn block_seq(key: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = key.get(5..13)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
+/// An ingest request's `Idempotency-Key`, per collection and caller, so
+/// one caller's key can never answer for another's request.
+pub fn idempotency(collection: u32, caller: &str, key: &str) -> Vec<u8> {
+    let mut out = collection_prefix(IDEMPOTENCY, collection);
+    let caller = &caller.as_bytes()[..caller.len().min(255)];
+    out.push(caller.len() as u8);
+    out.extend_from_slice(caller);
+    out.extend_from_slice(key.as_bytes());
+    out
 }
 
 pub fn record(collection: u32, id: &str) -> Vec<u8> {

@@ -21,6 +21,7 @@ mod fsync;
 pub mod keys;
 pub mod query;
 mod seqs;
+pub mod series;
 pub mod sessions;
 pub mod topics;
 pub mod writer;

@@ -41,6 +41,7 @@ impl WriterState {
         self.counts.insert(id, 0);
         self.store.catalog().put(collection.clone());
         Ok(Committed {
+            repeated: false,
             seqs: None,
             collection: Some(collection),
         })
@@ -81,6 +82,7 @@ impl WriterState {
         // resumes.
         self.chores.push(Chore::Purge(collection.id));
         Ok(Committed {
+            repeated: false,
             seqs: self.seqs_since(first_seq),
             collection: Some(collection),
         })

@@ -154,6 +154,7 @@ impl WriterState {
                 Ok(()) => Ok(Some((
                     migration.reply,
                     Committed {
+                        repeated: false,
                         seqs: None,
                         collection: Some(new),
                     },
@@ -221,6 +222,7 @@ impl WriterState {
         match self.switch(&migration) {
             Ok(()) => {
                 let committed = Committed {
+                    repeated: false,
                     seqs: None,
                     collection: Some(migration.new.clone()),
                 };

@@ -24,6 +24,7 @@ mod collections;
 mod error;
 mod migration;
 mod records;
+mod series;
 mod topics;
 mod users;
 
@@ -33,6 +34,7 @@ pub use answers::Settle;
 pub use error::WriteError;
 use records::Staged;
 pub use records::{index_entries, NewRecord, RecordOp};
+pub use series::{Append, Truncation};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
@@ -86,6 +88,13 @@ pub enum Mutation {
     DeleteUser(String),
     CreateTopic(StoredTopic),
     DeleteTopic(String),
+    /// Readings for a series collection, all or nothing.
+    Append(Append),
+    /// Drops a series collection's old readings.
+    Truncate {
+        collection: Arc<Collection>,
+        truncation: Truncation,
+    },
     /// A message on a custom topic: it takes the next seq like a change.
     /// With `history > 0` it is kept (and the topic's oldest dropped beyond
     /// that); otherwise it never touches the disk.
@@ -107,6 +116,8 @@ pub struct Committed {
     /// The seqs given to this write's change-log entries, if it made any.
     pub seqs: Option<(u64, u64)>,
     pub collection: Option<Arc<Collection>>,
+    /// An append answered from its `Idempotency-Key`: written before.
+    pub repeated: bool,
 }
 
 pub(super) type Reply = oneshot::Sender<Result<Committed, WriteError>>;
@@ -394,6 +405,13 @@ impl WriterState {
                         continue;
                     }
                 };
+                if let Mutation::Append(append) = *mutation {
+                    self.stage_append(&mut staged, &mut answers, append, reply);
+                    if staged.readings >= series::MAX_BLOCK_READINGS {
+                        self.commit_staged(&mut staged, &mut answers);
+                    }
+                    continue;
+                }
                 if mutation.is_create_only() {
                     match self.stage_creates(&mut staged, *mutation) {
                         Ok(done) => staged.replies.push((reply, done)),
@@ -499,6 +517,14 @@ impl WriterState {
             Mutation::CreateTopic(def) => self.create_topic(def),
             Mutation::DeleteTopic(name) => self.delete_topic(&name),
             Mutation::Publish { message, history } => self.publish(message, history),
+            Mutation::Truncate {
+                collection,
+                truncation,
+            } => self.truncate_series(&collection, truncation, None),
+            // The run loop stages appends instead.
+            Mutation::Append(_) => Err(WriteError::Storage(
+                "an append reached the wrong path".into(),
+            )),
         }
     }
 
@@ -552,6 +578,7 @@ impl WriterState {
             before: entry.before,
             ts_ms: clock::now_ms(),
             actor: entry.actor.clone(),
+            through: 0,
         };
         changelog::append(batch, seq, change.collection_id, &change.encode());
         seq

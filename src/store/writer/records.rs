@@ -70,6 +70,7 @@ impl NewRecord {
             before: None,
             ts_ms: clock::now_ms(),
             actor: actor.map(str::to_owned),
+            through: 0,
         }
         .encode();
         NewRecord {
@@ -118,6 +119,11 @@ pub(super) struct Staged {
     /// Record counts after this stage, per collection.
     pub(super) counts: HashMap<u32, u64>,
     pub(super) ops: usize,
+    /// Appends to series collections, one entry per collection
+    /// (`writer::series`), numbered when the stage is committed.
+    pub(super) series: Vec<super::series::SeriesStage>,
+    pub(super) readings: usize,
+    pub(super) idempotency: HashSet<Vec<u8>>,
 }
 
 impl Staged {
@@ -129,6 +135,9 @@ impl Staged {
             keys: HashSet::new(),
             counts: HashMap::new(),
             ops: 0,
+            series: Vec::new(),
+            readings: 0,
+            idempotency: HashSet::new(),
         }
     }
 }
@@ -187,6 +196,7 @@ impl WriterState {
             .or_insert_with(|| self.counts.get(&current.id).copied().unwrap_or(0));
         *count += self.next_seq - first_seq;
         Ok(Committed {
+            repeated: false,
             seqs: self.seqs_since(first_seq),
             collection: Some(current),
         })
@@ -195,9 +205,21 @@ impl WriterState {
     /// Applies the staged batch; its writers hear back after the fsync
     /// (sync) or now (relaxed), or get the storage error.
     pub(super) fn commit_staged(&mut self, staged: &mut Staged, answers: &mut Answers) {
+        let appended = self.seal_series(staged);
         let done = std::mem::replace(staged, Staged::new(self.next_seq));
-        if done.replies.is_empty() {
+        if done.replies.is_empty() && appended.is_empty() {
             return;
+        }
+        let mut replies = done.replies;
+        let mut failed = Vec::new();
+        for (reply, result) in appended {
+            match result {
+                Ok(committed) => replies.push((reply, committed)),
+                Err(e) => failed.push((reply, e)),
+            }
+        }
+        for (reply, e) in failed {
+            answers.send(reply, Err(e));
         }
         let mut batch = done.batch;
         for (collection, count) in &done.counts {
@@ -206,14 +228,14 @@ impl WriterState {
         match self.store.apply(batch) {
             Ok(()) => {
                 self.counts.extend(done.counts);
-                for (reply, committed) in done.replies {
+                for (reply, committed) in replies {
                     answers.send(reply, Ok(committed));
                 }
             }
             Err(e) => {
                 // Nothing of the stage was written: give its seqs back.
                 self.next_seq = done.first_seq;
-                for (reply, _) in done.replies {
+                for (reply, _) in replies {
                     answers.send(reply, Err(WriteError::Storage(e.to_string())));
                 }
             }
@@ -380,6 +402,7 @@ impl WriterState {
         self.commit(batch, first_seq)?;
         self.counts.insert(current.id, new_count);
         Ok(Committed {
+            repeated: false,
             seqs: self.seqs_since(first_seq),
             collection: Some(current),
         })

@@ -81,6 +81,7 @@ impl WriterState {
             tap(message, stored);
         }
         Ok(Committed {
+            repeated: false,
             seqs: Some((seq, seq)),
             collection: None,
         })

@@ -77,6 +77,7 @@ impl WriterState {
         self.commit(batch, first_seq)?;
         self.track_admin(&user.id, Some(&user));
         Ok(Committed {
+            repeated: false,
             seqs: self.seqs_since(first_seq),
             collection: None,
         })
@@ -105,6 +106,7 @@ impl WriterState {
         self.commit(batch, first_seq)?;
         self.track_admin(id, None);
         Ok(Committed {
+            repeated: false,
             seqs: self.seqs_since(first_seq),
             collection: None,
         })

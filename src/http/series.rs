@@ -1,0 +1,116 @@
+//! What only series collections have over HTTP: `latest`, `aggregate`,
+//! dropping old readings, and InfluxDB's `/api/v2/write`. Ingest, listing
+//! and one reading share the record routes (`http::records` hands series
+//! collections to `services::series`).
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::{ApiError, ApiResult};
+use super::extract::Admin;
+use super::AppState;
+use crate::auth::Principal;
+use crate::series::line_protocol::Precision;
+use crate::services::series::{self, LatestParams};
+
+/// The `Idempotency-Key` header, if any.
+pub fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    headers
+        .get("idempotency-key")
+        .map(|value| {
+            value
+                .to_str()
+                .map(|v| v.trim().to_owned())
+                .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))
+        })
+        .transpose()
+}
+
+pub async fn latest(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+    params: Result<Query<LatestParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(params) = params?;
+    Ok(Json(
+        series::latest(&state, &principal, &name, params).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteParams {
+    before: Option<String>,
+}
+
+/// `DELETE /api/collections/{c}/records?before=TIME` (series, admins).
+pub async fn delete_before(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(name): Path<String>,
+    params: Result<Query<DeleteParams>, QueryRejection>,
+) -> ApiResult<StatusCode> {
+    let Query(params) = params?;
+    let before = params.before.ok_or_else(|| {
+        ApiError::bad_request("say which readings to drop: ?before=TIME (RFC 3339 or ms)")
+    })?;
+    series::delete_before(&state, &admin, &name, &before).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct WriteParams {
+    bucket: Option<String>,
+    precision: Option<String>,
+    // InfluxDB clients send their organisation; one server has one.
+    #[allow(dead_code)]
+    org: Option<String>,
+    #[allow(dead_code)]
+    #[serde(rename = "orgID")]
+    org_id: Option<String>,
+}
+
+/// `POST /api/v2/write?bucket=C&precision=ns|us|ms|s`: 204 like InfluxDB.
+pub async fn write_lines(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    params: Result<Query<WriteParams>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<StatusCode> {
+    let Query(params) = params?;
+    let bucket = params
+        .bucket
+        .ok_or_else(|| ApiError::bad_request("say which collection: ?bucket=NAME"))?;
+    let precision = match params.precision.as_deref() {
+        None => Precision::default(),
+        Some(text) => Precision::from_query(text)
+            .ok_or_else(|| ApiError::bad_request("precision must be ns, us, ms or s"))?,
+    };
+    let body = decompressed(&headers, body?)?;
+    let key = idempotency_key(&headers)?;
+    series::ingest_lines(&state, &principal, &bucket, body, precision, key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// InfluxDB clients may gzip their batches.
+fn decompressed(headers: &HeaderMap, body: Bytes) -> ApiResult<Bytes> {
+    let encoding = headers
+        .get(axum::http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    match encoding.as_str() {
+        "identity" | "" => Ok(body),
+        other => Err(ApiError::unsupported_media_type(format!(
+            "Content-Encoding {other} is not supported; send the lines uncompressed"
+        ))),
+    }
+}

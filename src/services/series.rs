@@ -1,0 +1,414 @@
+//! Series collections: ingest, one reading, listing by time, the newest
+//! reading per source, and dropping old data, free of any transport.
+//! REST, the line-protocol endpoint and anything else that writes readings
+//! call [`ingest`], so the schema, the create rule and `Idempotency-Key`
+//! are one code path; every read goes through [`crate::visibility`] like a
+//! record's.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use crate::access::{Action, AdminPermit, Caller};
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::model::record::drop_system_fields;
+use crate::model::Collection;
+use crate::series::line_protocol::{self, FieldValue};
+use crate::series::Reading;
+use crate::state::AppState;
+use crate::store::writer::{Append, Mutation, Truncation};
+use crate::visibility::{self, Reach, Sighted};
+
+mod query;
+
+pub use query::{latest, list, LatestParams, SeriesListParams};
+
+/// Bad items reported at most for one batch.
+const MAX_REPORTED_ITEMS: usize = 100;
+/// Batches larger than this are checked on a blocking thread, so a big
+/// upload does not hold an async worker.
+const INLINE_ITEMS: usize = 64;
+/// `Idempotency-Key`s longer than this are refused.
+const MAX_KEY_LEN: usize = 200;
+
+pub fn series_collection(state: &AppState, name: &str) -> ApiResult<Arc<Collection>> {
+    let collection = state
+        .store
+        .catalog()
+        .get(name)
+        .ok_or_else(|| ApiError::not_found(format!("collection {name} not found")))?;
+    if !collection.is_series() {
+        return Err(ApiError::bad_request(format!(
+            "{name} is not a series collection"
+        )));
+    }
+    Ok(collection)
+}
+
+/// What an ingest asks for besides its readings.
+#[derive(Debug, Default, Clone)]
+pub struct IngestOptions {
+    pub idempotency_key: Option<String>,
+    /// Answer with the stored readings (`?return=items`).
+    pub return_items: bool,
+}
+
+/// Checks one item and turns it into a reading.
+fn prepare(
+    collection: &Collection,
+    caller: &Caller,
+    item: Value,
+    received_ms: i64,
+) -> Result<Reading, ApiError> {
+    let Value::Object(mut data) = item else {
+        return Err(ApiError::bad_request("each reading must be a JSON object"));
+    };
+    if !matches!(data.get("id"), None | Some(Value::Null)) {
+        return Err(ApiError::validation(
+            "invalid reading",
+            &[(
+                "id".to_owned(),
+                "readings get their id from the server; to retry safely, send an Idempotency-Key"
+                    .to_owned(),
+            )]
+            .into(),
+        ));
+    }
+    let owner = match data.get("owner") {
+        Some(Value::String(owner)) if caller.is_admin() => Some(owner.clone()),
+        Some(Value::Null) if caller.is_admin() => None,
+        Some(_) if caller.is_admin() => {
+            return Err(ApiError::validation(
+                "invalid reading",
+                &[("owner".to_owned(), "must be a string or null".to_owned())].into(),
+            ))
+        }
+        _ => caller.principal.id(),
+    };
+    drop_system_fields(&mut data);
+    let reading = collection
+        .reading_from(data, owner, received_ms)
+        .map_err(|errors| ApiError::validation("invalid reading", &errors))?;
+    if !caller.is_admin() {
+        let record = collection.reading_json(&reading);
+        if caller
+            .authorize(collection, Action::Create, &record)
+            .is_none()
+        {
+            return Err(ApiError::forbidden(
+                "the create rule does not allow this reading",
+            ));
+        }
+    }
+    Ok(reading)
+}
+
+/// Checks every item; all or nothing, with each bad item's reasons.
+fn prepare_all(
+    collection: &Collection,
+    principal: &Principal,
+    items: Vec<Value>,
+) -> ApiResult<Vec<Reading>> {
+    let caller = Caller::new(principal);
+    let received_ms = crate::clock::now_ms();
+    let total = items.len();
+    let mut readings = Vec::with_capacity(total);
+    let mut bad = BTreeMap::new();
+    for (index, item) in items.into_iter().enumerate() {
+        match prepare(collection, &caller, item, received_ms) {
+            Ok(reading) => readings.push(reading),
+            Err(e) if e.is_forbidden() => {
+                return Err(ApiError::forbidden(format!("item {index}: {}", e.message)))
+            }
+            Err(e) if total == 1 => return Err(e),
+            Err(e) => {
+                if bad.len() < MAX_REPORTED_ITEMS {
+                    bad.insert(
+                        index.to_string(),
+                        e.details.unwrap_or(Value::String(e.message)),
+                    );
+                } else {
+                    break;
+                }
+            }
+        }
+    }
+    if !bad.is_empty() {
+        return Err(ApiError::validation_details(
+            format!(
+                "{} of {total} readings are invalid; none were written",
+                bad.len()
+            ),
+            json!({ "items": bad }),
+        ));
+    }
+    Ok(readings)
+}
+
+/// Appends readings, all or nothing: 201 `{"count", "first_seq",
+/// "last_seq"}` (and `items` when asked). A request repeating an earlier
+/// one's `Idempotency-Key` gets the earlier answer and writes nothing.
+pub async fn ingest(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    items: Vec<Value>,
+    options: IngestOptions,
+) -> ApiResult<Value> {
+    let readings = series_collection(state, name)?;
+    let caller = Caller::new(principal);
+    if !caller.may_ever(&readings, Action::Create) {
+        return Err(ApiError::forbidden("you may not add readings here"));
+    }
+    let max_batch = state.live.get().max_batch;
+    if items.len() > max_batch {
+        return Err(ApiError::payload_too_large(format!(
+            "a batch holds at most {max_batch} readings"
+        )));
+    }
+    if items.is_empty() {
+        return Err(ApiError::bad_request("the batch is empty"));
+    }
+    let idempotency = match options.idempotency_key {
+        Some(key) if key.is_empty() || key.len() > MAX_KEY_LEN => {
+            return Err(ApiError::bad_request(format!(
+                "Idempotency-Key must be 1 to {MAX_KEY_LEN} characters"
+            )))
+        }
+        Some(key) => Some((principal.id().unwrap_or_default(), key)),
+        None => None,
+    };
+    let collection = readings;
+    let prepared = if items.len() <= INLINE_ITEMS {
+        prepare_all(&collection, principal, items)?
+    } else {
+        let (collection, principal) = (collection.clone(), principal.clone());
+        tokio::task::spawn_blocking(move || prepare_all(&collection, &principal, items))
+            .await
+            .map_err(ApiError::internal)??
+    };
+    append(
+        state,
+        principal,
+        collection,
+        prepared,
+        idempotency,
+        options.return_items,
+    )
+    .await
+}
+
+/// Appends readings already checked against `collection`'s schema and
+/// create rule (the line-protocol endpoint builds them itself).
+pub async fn append(
+    state: &AppState,
+    principal: &Principal,
+    collection: Arc<Collection>,
+    readings: Vec<Reading>,
+    idempotency: Option<(String, String)>,
+    return_items: bool,
+) -> ApiResult<Value> {
+    let mut kept = return_items.then(|| readings.clone());
+    let mutation = Mutation::Append(Append {
+        collection: collection.clone(),
+        readings,
+        actor: principal.id(),
+        idempotency,
+    });
+    let committed = state.writer.submit(mutation).await?;
+    let (first, last) = committed.seqs.unwrap_or((1, 0));
+    let mut answer = json!({
+        "count": last + 1 - first,
+        "first_seq": first,
+        "last_seq": last,
+    });
+    if let Some(mut items) = kept.take() {
+        if committed.repeated {
+            let store = state.store.clone();
+            let id = collection.id;
+            items = tokio::task::spawn_blocking(move || store.readings_between(id, first, last))
+                .await
+                .map_err(ApiError::internal)??;
+        } else {
+            for (seq, reading) in (first..).zip(items.iter_mut()) {
+                reading.seq = seq;
+            }
+        }
+        let caller = Caller::new(principal);
+        answer["items"] = items
+            .iter()
+            .map(|r| Value::Object(seen_by(&caller, &collection, r)))
+            .collect();
+    }
+    Ok(answer)
+}
+
+/// What the caller sees of a reading it may view.
+fn seen_by(caller: &Caller, collection: &Collection, reading: &Reading) -> Map<String, Value> {
+    let full = collection.reading_json(reading);
+    Sighted::new(collection, &full)
+        .as_seen_by(caller.is_admin())
+        .clone()
+}
+
+/// One reading the caller may view; anything else is `not_found`.
+pub async fn get(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    id: &str,
+) -> ApiResult<Value> {
+    let collection = series_collection(state, name)?;
+    let not_found = || ApiError::not_found(format!("record {id} not found"));
+    let seq = crate::ids::reading_seq(id).ok_or_else(not_found)?;
+    let store = state.store.clone();
+    let collection_id = collection.id;
+    let reading = tokio::task::spawn_blocking(move || store.reading(collection_id, seq))
+        .await
+        .map_err(ApiError::internal)??
+        .ok_or_else(not_found)?;
+    let caller = Caller::new(principal);
+    let full = collection.reading_json(&reading);
+    let sighted = Sighted::new(&collection, &full);
+    if !visibility::sees(
+        &caller.viewer,
+        &collection,
+        Reach::Record,
+        &sighted,
+        None,
+        &caller.now,
+    ) {
+        return Err(not_found());
+    }
+    Ok(Value::Object(sighted.as_seen_by(caller.is_admin()).clone()))
+}
+
+/// `DELETE /records?before=TIME`: drops every reading older than `before`
+/// (admins only); subscribers get one `expired` notice.
+pub async fn delete_before(
+    state: &AppState,
+    _admin: &AdminPermit,
+    name: &str,
+    before: &str,
+) -> ApiResult<()> {
+    let collection = series_collection(state, name)?;
+    let before_ms = query::parse_time(before).ok_or_else(|| {
+        ApiError::bad_request("before must be an RFC 3339 time or milliseconds since the epoch")
+    })?;
+    let mutation = Mutation::Truncate {
+        collection,
+        truncation: Truncation {
+            before_ms: Some(before_ms),
+            exact: true,
+            max_bytes: None,
+        },
+    };
+    state.writer.submit(mutation).await?;
+    Ok(())
+}
+
+/// `POST /api/v2/write`: InfluxDB line protocol into a series collection,
+/// all or nothing. Tags and fields become fields of the same names, the
+/// timestamp the time field, the measurement the field `measurement` when
+/// the collection defines one. A bad line is 400 with its number.
+pub async fn ingest_lines(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    body: bytes::Bytes,
+    precision: line_protocol::Precision,
+    idempotency_key: Option<String>,
+) -> ApiResult<()> {
+    let collection = series_collection(state, name)?;
+    let limits = line_protocol::Limits {
+        max_lines: state.live.get().max_batch,
+        ..line_protocol::Limits::default()
+    };
+    let owned = collection.clone();
+    let (items, lines) =
+        tokio::task::spawn_blocking(move || points_as_items(&owned, &body, precision, &limits))
+            .await
+            .map_err(ApiError::internal)??;
+    let options = IngestOptions {
+        idempotency_key,
+        return_items: false,
+    };
+    match ingest(state, principal, name, items, options).await {
+        Ok(_) => Ok(()),
+        Err(mut e) => {
+            // Item numbers are points; the caller counts lines. A batch of
+            // one point was refused without an item number.
+            if lines.len() == 1 && e.details.as_ref().is_some_and(|d| d.get("items").is_none()) {
+                let why = e.details.take().unwrap_or(Value::Null);
+                e.details = Some(json!({ "lines": { lines[0].to_string(): why } }));
+                return Err(e);
+            }
+            if let Some(Value::Object(bad)) = e.details.as_mut().and_then(|d| d.get_mut("items")) {
+                let by_line: Map<String, Value> = std::mem::take(bad)
+                    .into_iter()
+                    .map(|(index, why)| {
+                        let line = index.parse::<usize>().ok().and_then(|i| lines.get(i));
+                        (line.map_or(index, |l| l.to_string()), why)
+                    })
+                    .collect();
+                e.details = Some(json!({ "lines": by_line }));
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The points of a batch as JSON items, with each one's line number.
+fn points_as_items(
+    collection: &Collection,
+    body: &[u8],
+    precision: line_protocol::Precision,
+    limits: &line_protocol::Limits,
+) -> ApiResult<(Vec<Value>, Vec<usize>)> {
+    let Some(shape) = &collection.series else {
+        return Err(ApiError::bad_request("not a series collection"));
+    };
+    let keeps_measurement = collection.def.fields.contains_key("measurement");
+    let mut items = Vec::new();
+    let mut numbers = Vec::new();
+    let mut lines = line_protocol::parse_lines(body, precision, limits);
+    while let Some(point) = lines.next() {
+        let point = point.map_err(|e| {
+            ApiError::bad_request(e.to_string())
+                .with_details(json!({"line": e.line, "column": e.column}))
+        })?;
+        let mut item = Map::new();
+        if keeps_measurement {
+            item.insert(
+                "measurement".into(),
+                Value::String(point.measurement.into_owned()),
+            );
+        }
+        for (key, value) in point.tags {
+            item.insert(key.into_owned(), Value::String(value.into_owned()));
+        }
+        for (key, value) in point.fields {
+            let value = match value {
+                FieldValue::Float(f) => {
+                    serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+                }
+                FieldValue::Integer(i) => Value::from(i),
+                FieldValue::UInteger(u) => Value::from(u),
+                FieldValue::Boolean(b) => Value::Bool(b),
+                FieldValue::String(s) => Value::String(s.into_owned()),
+            };
+            item.insert(key.into_owned(), value);
+        }
+        if let (Some(field), Some(ms)) = (&shape.time_field, point.time_ms) {
+            item.insert(field.clone(), Value::from(ms));
+        }
+        items.push(Value::Object(item));
+        numbers.push(lines.line());
+    }
+    if items.is_empty() {
+        return Err(ApiError::bad_request("no points in the body"));
+    }
+    Ok((items, numbers))
+}

@@ -1,0 +1,422 @@
+//! Reading series collections by time: a page of readings in time order,
+//! and the newest reading of each source. Both read block summaries first
+//! and decode only the blocks that can matter, and both judge every
+//! reading through [`visibility::sees`] like a record.
+
+use std::collections::{BTreeMap, BinaryHeap, HashSet};
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::series_collection;
+use crate::access::Caller;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::model::record::project;
+use crate::model::Collection;
+use crate::rules::Expr;
+use crate::series::{LastReading, Reading};
+use crate::services::records::parse_filter;
+use crate::state::AppState;
+use crate::store::series::BlockInfo;
+use crate::store::{Store, StoreError};
+use crate::visibility::{self, Reach, Sighted, Viewer};
+
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 1000;
+
+/// RFC 3339, or milliseconds since the epoch.
+pub fn parse_time(text: &str) -> Option<i64> {
+    let text = text.trim();
+    text.parse::<i64>()
+        .ok()
+        .or_else(|| crate::clock::parse_ms(text))
+}
+
+fn time_param(name: &str, text: Option<&str>) -> ApiResult<Option<i64>> {
+    text.map(|t| {
+        parse_time(t).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{name} must be an RFC 3339 time or milliseconds since the epoch"
+            ))
+        })
+    })
+    .transpose()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesListParams {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub filter: Option<String>,
+    pub sort: Option<String>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+    pub fields: Option<String>,
+}
+
+/// Position of a reading in time order: time, then seq.
+type Position = (i64, u64);
+
+fn decode_cursor(text: &str) -> Option<Position> {
+    let (time, seq) = text.strip_prefix('t')?.split_once('_')?;
+    Some((time.parse().ok()?, seq.parse().ok()?))
+}
+
+fn encode_cursor((time, seq): Position) -> String {
+    format!("t{time}_{seq}")
+}
+
+/// What a scan keeps of a reading: its position and what the caller sees.
+struct Kept {
+    key: Position,
+    descending: bool,
+    fields: Map<String, Value>,
+}
+
+impl Ord for Kept {
+    /// The heap's top is the kept reading furthest along the page's order,
+    /// the first to go when a better one comes.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let order = self.key.cmp(&other.key);
+        if self.descending {
+            order.reverse()
+        } else {
+            order
+        }
+    }
+}
+
+impl PartialOrd for Kept {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Kept {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for Kept {}
+
+/// Who reads and what they asked for, shared by the scans.
+struct Reader<'a> {
+    collection: &'a Collection,
+    viewer: &'a Viewer,
+    now: &'a str,
+    filter: Option<&'a Expr>,
+}
+
+impl Reader<'_> {
+    /// The reading as the caller sees it, if they may list it and it
+    /// passes the filter.
+    fn sees(&self, reading: &Reading) -> Option<Map<String, Value>> {
+        let full = self.collection.reading_json(reading);
+        let sighted = Sighted::new(self.collection, &full);
+        visibility::sees(
+            self.viewer,
+            self.collection,
+            Reach::Collection,
+            &sighted,
+            self.filter,
+            self.now,
+        )
+        .then(|| sighted.as_seen_by(self.viewer.admin).clone())
+    }
+}
+
+fn decode_block(
+    store: &Store,
+    collection: u32,
+    info: &BlockInfo,
+) -> Result<Vec<Reading>, StoreError> {
+    match store.series_block(collection, info.first_seq)? {
+        Some(bytes) => crate::series::decode(&bytes)
+            .map_err(|e| StoreError::Corrupt(format!("series block: {e}"))),
+        // Dropped since its summary was read.
+        None => Ok(Vec::new()),
+    }
+}
+
+/// A page of the readings the caller may list, in time order.
+pub async fn list(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    params: SeriesListParams,
+) -> ApiResult<Value> {
+    let collection = series_collection(state, name)?;
+    let from = time_param("from", params.from.as_deref())?.unwrap_or(i64::MIN);
+    let to = time_param("to", params.to.as_deref())?.unwrap_or(i64::MAX);
+    let descending = match params.sort.as_deref().map(str::trim) {
+        None | Some("" | "time" | "+time") => false,
+        Some("-time") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "series collections sort by time: sort=time or sort=-time, not {other}"
+            )))
+        }
+    };
+    let after = params
+        .cursor
+        .as_deref()
+        .map(|c| decode_cursor(c).ok_or_else(|| ApiError::bad_request("invalid cursor")))
+        .transpose()?;
+    let filter = parse_filter(params.filter.as_deref())?;
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let wanted: Option<Vec<String>> = params.fields.map(|f| {
+        f.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    let store = state.store.clone();
+    let principal = principal.clone();
+    let (items, next) = tokio::task::spawn_blocking(move || {
+        let caller = Caller::new(&principal);
+        if visibility::rules_for(&caller.viewer, &collection, Reach::Collection).is_none() {
+            return Err(ApiError::forbidden("you may not list this collection"));
+        }
+        let reader = Reader {
+            collection: &collection,
+            viewer: &caller.viewer,
+            now: &caller.now,
+            filter: filter.as_ref(),
+        };
+        let page = scan_page(&store, &reader, (from, to), after, descending, limit)?;
+        Ok::<_, ApiError>(page)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|mut fields| {
+            if let Some(wanted) = &wanted {
+                project(&mut fields, wanted);
+            }
+            Value::Object(fields)
+        })
+        .collect();
+    Ok(json!({"items": items, "next_cursor": next}))
+}
+
+/// A page's readings as the caller sees them, and the cursor after it.
+type Page = (Vec<Map<String, Value>>, Option<String>);
+
+/// Reads blocks in the order of the page (by their earliest time going
+/// up, their latest going down) and stops once no further block can hold
+/// a reading that beats the page's last.
+fn scan_page(
+    store: &Store,
+    reader: &Reader,
+    (from, to): (i64, i64),
+    after: Option<Position>,
+    descending: bool,
+    limit: usize,
+) -> Result<Page, ApiError> {
+    let collection_id = reader.collection.id;
+    let mut blocks = store.series_blocks_between(collection_id, from, to)?;
+    if descending {
+        blocks.sort_by_key(|b| std::cmp::Reverse(b.summary.max_time));
+    } else {
+        blocks.sort_by_key(|b| b.summary.min_time);
+    }
+    let beyond = |key: Position| match after {
+        None => true,
+        Some(cursor) if descending => key < cursor,
+        Some(cursor) => key > cursor,
+    };
+    // One more than the page, to know whether there is a next one.
+    let mut heap: BinaryHeap<Kept> = BinaryHeap::new();
+    for info in &blocks {
+        if heap.len() > limit {
+            let worst = heap.peek().map(|k| k.key.0).unwrap_or_default();
+            let done = if descending {
+                info.summary.max_time < worst
+            } else {
+                info.summary.min_time > worst
+            };
+            if done {
+                break;
+            }
+        }
+        for reading in decode_block(store, collection_id, info)? {
+            let key = (reading.time, reading.seq);
+            if reading.time < from || reading.time >= to || !beyond(key) {
+                continue;
+            }
+            if heap.len() > limit {
+                let worst = heap.peek().map(|k| k.key);
+                let better = worst.is_some_and(|w| if descending { key > w } else { key < w });
+                if !better {
+                    continue;
+                }
+            }
+            let Some(fields) = reader.sees(&reading) else {
+                continue;
+            };
+            heap.push(Kept {
+                key,
+                descending,
+                fields,
+            });
+            if heap.len() > limit + 1 {
+                heap.pop();
+            }
+        }
+    }
+    let mut kept = heap.into_sorted_vec();
+    let next = (kept.len() > limit).then(|| {
+        kept.truncate(limit);
+        kept.last().map(|k| encode_cursor(k.key))
+    });
+    let next = next.flatten();
+    Ok((kept.into_iter().map(|k| k.fields).collect(), next))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatestParams {
+    pub group: Option<String>,
+    pub filter: Option<String>,
+    pub fields: Option<String>,
+}
+
+/// The newest reading (by time, then seq) of each source the caller may
+/// list: from the summaries' last readings, decoding blocks only for a
+/// source whose newest reading the caller may not see or the filter drops.
+pub async fn latest(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    params: LatestParams,
+) -> ApiResult<Value> {
+    let collection = series_collection(state, name)?;
+    let series_field = collection
+        .series
+        .as_ref()
+        .map(|s| s.series_field.clone())
+        .unwrap_or_default();
+    if let Some(group) = params.group.as_deref().map(str::trim) {
+        if !group.is_empty() && group != series_field {
+            return Err(ApiError::bad_request(format!(
+                "latest groups readings by their source: group={series_field}"
+            )));
+        }
+    }
+    let filter = parse_filter(params.filter.as_deref())?;
+    let wanted: Option<Vec<String>> = params.fields.map(|f| {
+        f.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    let store = state.store.clone();
+    let principal = principal.clone();
+    let items = tokio::task::spawn_blocking(move || {
+        let caller = Caller::new(&principal);
+        if visibility::rules_for(&caller.viewer, &collection, Reach::Collection).is_none() {
+            return Err(ApiError::forbidden("you may not list this collection"));
+        }
+        let reader = Reader {
+            collection: &collection,
+            viewer: &caller.viewer,
+            now: &caller.now,
+            filter: filter.as_ref(),
+        };
+        newest_per_source(&store, &reader)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|mut fields| {
+            if let Some(wanted) = &wanted {
+                project(&mut fields, wanted);
+            }
+            Value::Object(fields)
+        })
+        .collect();
+    Ok(json!({ "items": items }))
+}
+
+fn newest_per_source(store: &Store, reader: &Reader) -> ApiResult<Vec<Map<String, Value>>> {
+    let collection_id = reader.collection.id;
+    let blocks: Vec<BlockInfo> = store
+        .series_blocks(collection_id)
+        .collect::<Result<_, _>>()?;
+    // Each source's newest reading as the summaries know it.
+    let mut newest: BTreeMap<String, Reading> = BTreeMap::new();
+    for info in &blocks {
+        for source in &info.summary.series {
+            let last = &source.last;
+            let candidate = (last.time, last.seq);
+            let known = newest.get(&source.name).map(|r| (r.time, r.seq));
+            if known.is_none_or(|k| candidate > k) {
+                newest.insert(source.name.clone(), last_reading(&source.name, last));
+            }
+        }
+    }
+    let mut out: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    let mut missing: HashSet<String> = HashSet::new();
+    for (source, reading) in &newest {
+        match reader.sees(reading) {
+            Some(fields) => {
+                out.insert(source.clone(), fields);
+            }
+            None => {
+                missing.insert(source.clone());
+            }
+        }
+    }
+    if !missing.is_empty() {
+        // The newest the caller may see, block by block from the newest.
+        let mut by_newest = blocks;
+        by_newest.sort_by_key(|b| std::cmp::Reverse(b.summary.max_time));
+        let mut found: BTreeMap<String, (Position, Map<String, Value>)> = BTreeMap::new();
+        for info in &by_newest {
+            let holds_missing = info
+                .summary
+                .series
+                .iter()
+                .any(|s| missing.contains(&s.name));
+            if !holds_missing {
+                continue;
+            }
+            // A source found already cannot get a newer reading from a
+            // block that ends before it.
+            for reading in decode_block(store, collection_id, info)? {
+                if !missing.contains(&reading.series) {
+                    continue;
+                }
+                let key = (reading.time, reading.seq);
+                if found.get(&reading.series).is_some_and(|(k, _)| *k >= key) {
+                    continue;
+                }
+                if let Some(fields) = reader.sees(&reading) {
+                    found.insert(reading.series.clone(), (key, fields));
+                }
+            }
+        }
+        out.extend(
+            found
+                .into_iter()
+                .map(|(source, (_, fields))| (source, fields)),
+        );
+    }
+    Ok(out.into_values().collect())
+}
+
+fn last_reading(source: &str, last: &LastReading) -> Reading {
+    Reading {
+        seq: last.seq,
+        time: last.time,
+        created: last.created,
+        owner: last.owner.clone(),
+        series: source.to_owned(),
+        fields: last.fields.clone(),
+    }
+}

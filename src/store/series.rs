@@ -1,0 +1,174 @@
+//! Reading series collections: blocks of readings (`b` keys) and the
+//! summaries beside them (`s` keys), see `keys`. The writer makes them
+//! (`writer::series`); everything here only reads.
+//!
+//! A summary is small, so queries scan summaries first and fetch only the
+//! blocks whose time range they need; a seq (a reading's id) finds its
+//! block with one reverse range lookup, since a collection's blocks never
+//! overlap in seqs.
+
+use sled::IVec;
+
+use super::{keys, Store, StoreError};
+use crate::series::{self, Reading, Summary};
+
+/// A block's summary with what the scan needs to fetch it.
+#[derive(Debug, Clone)]
+pub struct BlockInfo {
+    pub first_seq: u64,
+    /// The encoded block's size in bytes.
+    pub bytes: u64,
+    pub summary: Summary,
+}
+
+/// The `s` value: the block's length, then its summary.
+pub(super) fn summary_value(block_len: usize, summary: &Summary) -> Vec<u8> {
+    let mut value = (block_len as u32).to_be_bytes().to_vec();
+    value.extend_from_slice(&summary.to_bytes());
+    value
+}
+
+fn decode_info(key: &[u8], value: &[u8]) -> Result<BlockInfo, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("series summary: {what}"));
+    let first_seq = keys::block_seq(key).ok_or_else(|| corrupt("key"))?;
+    let (len, rest) = value.split_at_checked(4).ok_or_else(|| corrupt("short"))?;
+    let bytes = u32::from_be_bytes(len.try_into().map_err(|_| corrupt("length"))?);
+    let summary = Summary::from_bytes(rest).map_err(|e| corrupt(&e.to_string()))?;
+    Ok(BlockInfo {
+        first_seq,
+        bytes: u64::from(bytes),
+        summary,
+    })
+}
+
+fn corrupt_block(e: series::DecodeError) -> StoreError {
+    StoreError::Corrupt(format!("series block: {e}"))
+}
+
+impl Store {
+    /// Every block's summary of a collection, in seq order.
+    pub fn series_blocks(
+        &self,
+        collection: u32,
+    ) -> impl Iterator<Item = Result<BlockInfo, StoreError>> + use<> {
+        self.data
+            .scan_prefix(keys::collection_prefix(keys::SUMMARY, collection))
+            .map(|entry| {
+                let (key, value) = entry?;
+                decode_info(&key, &value)
+            })
+    }
+
+    /// The summaries of blocks holding readings with `from <= time < to`.
+    pub fn series_blocks_between(
+        &self,
+        collection: u32,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<BlockInfo>, StoreError> {
+        let mut out = Vec::new();
+        for info in self.series_blocks(collection) {
+            let info = info?;
+            if info.summary.overlaps(from, to) {
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A block's bytes, if it is still there (retention or a merge may
+    /// have removed it since its summary was read).
+    pub fn series_block(
+        &self,
+        collection: u32,
+        first_seq: u64,
+    ) -> Result<Option<IVec>, StoreError> {
+        Ok(self.data.get(keys::block(collection, first_seq))?)
+    }
+
+    /// The block holding `seq`, as its first seq and bytes.
+    fn block_holding(&self, collection: u32, seq: u64) -> Result<Option<(u64, IVec)>, StoreError> {
+        let start = keys::block(collection, 0);
+        let end = keys::block(collection, seq);
+        let Some(entry) = self.data.range(start..=end).next_back() else {
+            return Ok(None);
+        };
+        let (key, value) = entry?;
+        let first = keys::block_seq(&key).ok_or_else(|| StoreError::Corrupt("block key".into()))?;
+        Ok(Some((first, value)))
+    }
+
+    /// One reading by seq.
+    pub fn reading(&self, collection: u32, seq: u64) -> Result<Option<Reading>, StoreError> {
+        let Some((_, bytes)) = self.block_holding(collection, seq)? else {
+            return Ok(None);
+        };
+        let reader = series::BlockReader::open(&bytes).map_err(corrupt_block)?;
+        let seqs = reader.seqs().map_err(corrupt_block)?;
+        let Some(index) = seqs.iter().position(|s| *s == seq) else {
+            return Ok(None);
+        };
+        let readings = reader.readings().map_err(corrupt_block)?;
+        Ok(readings.into_iter().nth(index))
+    }
+
+    /// The readings with `first <= seq <= through`, in seq order: what one
+    /// change-log entry of kind `Append` covers. Blocks merged since hold
+    /// more; blocks dropped since hold nothing.
+    pub fn readings_between(
+        &self,
+        collection: u32,
+        first: u64,
+        through: u64,
+    ) -> Result<Vec<Reading>, StoreError> {
+        let start = match self.block_holding(collection, first)? {
+            Some((block_first, _)) => block_first,
+            None => first,
+        };
+        let mut out = Vec::new();
+        let range = keys::block(collection, start)..=keys::block(collection, through);
+        for entry in self.data.range(range) {
+            let (_, bytes) = entry?;
+            let readings = series::decode(&bytes).map_err(corrupt_block)?;
+            out.extend(
+                readings
+                    .into_iter()
+                    .filter(|r| (first..=through).contains(&r.seq)),
+            );
+        }
+        out.sort_by_key(|r| r.seq);
+        Ok(out)
+    }
+
+    /// Bytes of a collection's blocks and their number.
+    pub fn series_size(&self, collection: u32) -> Result<(u64, u64), StoreError> {
+        let mut bytes = 0;
+        let mut blocks = 0;
+        for info in self.series_blocks(collection) {
+            bytes += info?.bytes;
+            blocks += 1;
+        }
+        Ok((bytes, blocks))
+    }
+
+    /// The stored answer of an ingest with this `Idempotency-Key`, if any.
+    pub fn idempotent_answer(
+        &self,
+        collection: u32,
+        caller: &str,
+        key: &str,
+    ) -> Result<Option<IdempotentAnswer>, StoreError> {
+        match self.data.get(keys::idempotency(collection, caller, key))? {
+            None => Ok(None),
+            Some(value) => Ok(Some(super::codec::decode(&value)?)),
+        }
+    }
+}
+
+/// What an ingest with an `Idempotency-Key` answered: its seqs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdempotentAnswer {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub created_ms: i64,
+}
