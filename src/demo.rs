@@ -1,10 +1,11 @@
 //! `serve --demo`: a `readings` collection and a few simulated gateways
 //! writing into it, so a new user sees live data in the first minute.
 //!
-//! The definitions ship in `data/demo/` and are compiled in. The devices
-//! write through the same handler as `POST /api/collections/readings/records`,
-//! as an in-memory API key with the `device` role, so rules, validation,
-//! the change log and realtime all see ordinary writes.
+//! The definitions ship in `data/demo/` and are compiled in; `readings` is
+//! a series collection. The devices write through the same service as
+//! `POST /api/collections/readings/records`, as an in-memory API key with
+//! the `device` role, so rules, validation, the change log and realtime
+//! all see ordinary writes: one batch per tick, one reading per device.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,23 +86,26 @@ pub async fn simulate(state: AppState, collection: String, mut stop: watch::Rece
             _ = stop.wait_for(|stopped| *stopped) => return,
             _ = ticker.tick() => {}
         }
-        for device in &mut devices {
-            step(device);
-            let reading = json!({
-                "device": device.device, "site": device.site,
-                "temp": round1(device.temp), "humidity": round1(device.humidity),
-                "battery": round1(device.battery),
-            });
-            match write(&state, &principal, &collection, &reading).await {
-                Ok(()) => {}
-                // The collection was dropped, reshaped or is the user's own:
-                // every later reading would be refused too.
-                Err(e) if e.status.is_client_error() => {
-                    tracing::warn!(%collection, error = %e.message, "the demo devices stop: their readings are refused");
-                    return;
-                }
-                Err(e) => tracing::warn!(error = %e.message, "a simulated reading was not written"),
+        let readings: Vec<Value> = devices
+            .iter_mut()
+            .map(|device| {
+                step(device);
+                json!({
+                    "device": device.device, "site": device.site,
+                    "temp": round1(device.temp), "humidity": round1(device.humidity),
+                    "battery": round1(device.battery),
+                })
+            })
+            .collect();
+        match write(&state, &principal, &collection, readings).await {
+            Ok(()) => {}
+            // The collection was dropped, reshaped or is the user's own:
+            // every later reading would be refused too.
+            Err(e) if e.status.is_client_error() => {
+                tracing::warn!(%collection, error = %e.message, "the demo devices stop: their readings are refused");
+                return;
             }
+            Err(e) => tracing::warn!(error = %e.message, "simulated readings were not written"),
         }
     }
 }
@@ -110,9 +114,9 @@ async fn write(
     state: &AppState,
     principal: &Principal,
     collection: &str,
-    reading: &Value,
+    readings: Vec<Value>,
 ) -> Result<(), crate::error::ApiError> {
-    records::create(state, principal, collection, vec![reading.clone()], false)
+    records::create(state, principal, collection, readings, true)
         .await
         .map(|_| ())
 }

@@ -2,15 +2,19 @@
 //! `max_records`, oldest first, through the ordinary write path, so each
 //! removal is a change-log `delete` with reason `expired`. The same loop
 //! trims the change log to `changelog_retain` entries or 24 hours, whichever
-//! keeps more, and forgets expired sign-in sessions.
+//! keeps more, and forgets expired sign-in sessions and day-old ingest
+//! `Idempotency-Key`s. Series collections drop whole blocks instead
+//! (`max_age`, `max_bytes`), each round in one write with one `expired`
+//! notice.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::model::Collection;
 use crate::state::AppState;
-use crate::store::writer::{Mutation, RecordOp};
+use crate::store::writer::{Mutation, RecordOp, Truncation};
 
 const INTERVAL: Duration = Duration::from_secs(2);
 /// Removals per write, so retention never holds the writer for long.
@@ -19,6 +23,9 @@ const CHUNK: usize = 1000;
 const ROUND: usize = 50_000;
 /// Expired refresh tokens and old revoke markers go every half hour.
 const SESSION_PRUNE_ROUNDS: u64 = 900;
+/// Ingest `Idempotency-Key`s older than a day go every ten minutes.
+const IDEMPOTENCY_PRUNE_ROUNDS: u64 = 300;
+const IDEMPOTENCY_KEEP_MS: i64 = 24 * 3600 * 1000;
 
 pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut rounds: u64 = 0;
@@ -49,11 +56,21 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
             Ok(Err(e)) => tracing::warn!(error = %e, "change-log trim failed"),
             Err(e) => tracing::warn!(error = %e, "change-log trim task failed"),
         }
+        if rounds % IDEMPOTENCY_PRUNE_ROUNDS == 1 {
+            if let Err(e) = forget_idempotency_keys(&state).await {
+                tracing::warn!(error = %e, "forgetting old Idempotency-Keys failed");
+            }
+        }
         for collection in state.store.catalog().all() {
             if collection.def.retention.is_none() {
                 continue;
             }
-            if let Err(e) = enforce(&state, &collection).await {
+            let enforced = if collection.is_series() {
+                enforce_series(&state, &collection).await
+            } else {
+                enforce(&state, &collection).await
+            };
+            if let Err(e) = enforced {
                 tracing::warn!(collection = %collection.def.name, error = %e, "retention round failed");
             }
             if *stop.borrow() {
@@ -63,7 +80,53 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn enforce(state: &AppState, collection: &std::sync::Arc<Collection>) -> anyhow::Result<()> {
+/// A series collection drops whole blocks: those whose newest reading is
+/// past `max_age`, then the oldest while its blocks hold more than
+/// `max_bytes`. The writer is asked only when something is due.
+async fn enforce_series(state: &AppState, collection: &Arc<Collection>) -> anyhow::Result<()> {
+    let Some(shape) = &collection.series else {
+        return Ok(());
+    };
+    let before_ms = collection
+        .max_age
+        .map(|age| crate::clock::now_ms() - age.as_millis() as i64);
+    let store = state.store.clone();
+    let id = collection.id;
+    let max_bytes = shape.max_bytes;
+    let due = tokio::task::spawn_blocking(move || store.series_due(id, before_ms, max_bytes)).await??;
+    if !due {
+        return Ok(());
+    }
+    let truncation = Truncation {
+        before_ms,
+        exact: false,
+        max_bytes,
+    };
+    state
+        .writer
+        .submit(Mutation::Truncate {
+            collection: collection.clone(),
+            truncation,
+        })
+        .await?;
+    tracing::info!(collection = %collection.def.name, "retention dropped old blocks");
+    Ok(())
+}
+
+async fn forget_idempotency_keys(state: &AppState) -> anyhow::Result<()> {
+    let store = state.store.clone();
+    let before = crate::clock::now_ms() - IDEMPOTENCY_KEEP_MS;
+    let keys = tokio::task::spawn_blocking(move || store.idempotency_keys_before(before)).await??;
+    for chunk in keys.chunks(CHUNK) {
+        state
+            .writer
+            .submit(Mutation::ForgetIdempotencyKeys(chunk.to_vec()))
+            .await?;
+    }
+    Ok(())
+}
+
+async fn enforce(state: &AppState, collection: &Arc<Collection>) -> anyhow::Result<()> {
     let store = state.store.clone();
     let target = collection.clone();
     let ids = tokio::task::spawn_blocking(move || expired_ids(&store, &target)).await??;

@@ -30,7 +30,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&settings.data)
         .with_context(|| format!("cannot create data dir {}", settings.data.display()))?;
-    Store::open(&settings.data.join("db")).map_err(|e| {
+    let cache_bytes = settings.cache_mb.saturating_mul(1 << 20);
+    Store::open_with_cache(&settings.data.join("db"), cache_bytes).map_err(|e| {
         anyhow::anyhow!(
             "cannot open the database in {}: {e} (is another pulsebase using this data dir?)",
             settings.data.display()

@@ -86,8 +86,9 @@ async fn a_new_user_signs_in_with_the_printed_admin_and_watches_live_readings() 
     )
     .await;
     assert_eq!(status, 200);
+    assert_eq!(collection["kind"], "series", "{collection}");
     assert_eq!(
-        collection["retention"]["max_records"], 100000,
+        collection["retention"]["max_bytes"], "64MiB",
         "{collection}"
     );
     assert_eq!(collection["rules"]["view"], "@user != null", "{collection}");

@@ -26,6 +26,7 @@ pub const STARTUP_ONLY: &[&str] = &[
     "max_body_bytes",
     "trust_proxy",
     "metrics_token",
+    "cache_mb",
 ];
 
 /// A `metrics_token` shorter than this is refused: it guards the metrics
@@ -124,6 +125,9 @@ pub struct ServeArgs {
     /// Largest request body in bytes [default: 16777216]
     #[arg(long, env = "PULSEBASE_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Storage cache in MiB; a 64 MB gateway may set 8 [default: 64]
+    #[arg(long, env = "PULSEBASE_CACHE_MB")]
+    pub cache_mb: Option<u64>,
     /// Most records in one batch create [default: 10000]
     #[arg(long, env = "PULSEBASE_MAX_BATCH")]
     pub max_batch: Option<usize>,
@@ -204,6 +208,7 @@ const FILE_STARTUP_KEYS: &[&str] = &[
     "max_body_bytes",
     "trust_proxy",
     "metrics_token",
+    "cache_mb",
 ];
 
 /// The startup-only keys of the optional `pulsebase.toml`; every key mirrors
@@ -217,6 +222,7 @@ struct FileSettings {
     max_body_bytes: Option<usize>,
     trust_proxy: Option<bool>,
     metrics_token: Option<String>,
+    cache_mb: Option<u64>,
     #[serde(skip)]
     tunables: Vec<(&'static str, Value)>,
 }
@@ -238,6 +244,8 @@ pub struct Settings {
     pub trust_proxy: bool,
     /// Who besides admins may scrape `/metrics` (a bearer token).
     pub metrics_token: Option<String>,
+    /// sled's page cache, in MiB.
+    pub cache_mb: u64,
     /// The runtime settings as the start gave them; [`Live`] adds runtime
     /// changes on top.
     pub tunables: Tunables,
@@ -331,6 +339,7 @@ impl Settings {
             )? as usize,
             trust_proxy: args.trust_proxy.or(file.trust_proxy).unwrap_or(false),
             metrics_token: metrics_token(args.metrics_token.clone().or(file.metrics_token))?,
+            cache_mb: positive("cache_mb", args.cache_mb.or(file.cache_mb).unwrap_or(64))?,
             tunables,
             sources,
             admin_email: non_empty_env("PULSEBASE_ADMIN_EMAIL"),
@@ -368,6 +377,7 @@ fn unreachable_defaults(data: &Path) -> Settings {
         max_body_bytes: 16 << 20,
         trust_proxy: false,
         metrics_token: None,
+        cache_mb: 64,
         tunables: Tunables::default(),
         sources: BTreeMap::new(),
         admin_email: None,

@@ -13,7 +13,8 @@
 //! whose schema or indexes change (`writer::migration`, which the writer
 //! runs itself because it answers the request), and the removal of index
 //! entries that are not the collection's (an index removed, or a change
-//! adding one undone or interrupted by a crash).
+//! adding one undone or interrupted by a crash), and the merging of a
+//! series collection's small blocks from quiet periods.
 //!
 //! Each chunk is its own sled batch. A chore's work is idempotent and its
 //! marker stays until it is finished, so a crash in the middle resumes it
@@ -46,6 +47,9 @@ pub enum Chore {
     /// Remove one field's index entries of a collection, then its `m`
     /// marker.
     DropIndex(u32, String),
+    /// Merge a series collection's newest small blocks into one
+    /// (`series::merge_tail`).
+    MergeSeries(u32),
 }
 
 impl Chore {
@@ -54,6 +58,7 @@ impl Chore {
             Chore::Purge(_) => "purge",
             Chore::Migrate(_) => "migrate",
             Chore::DropIndex(..) => "drop_index",
+            Chore::MergeSeries(_) => "merge_series",
         }
     }
 }
@@ -138,6 +143,13 @@ impl Chores {
         self.queue.push_back(chore);
     }
 
+    /// Queues `chore` unless it is queued already.
+    pub fn push_once(&mut self, chore: Chore) {
+        if !self.queue.contains(&chore) {
+            self.queue.push_back(chore);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
@@ -156,6 +168,7 @@ impl Chores {
                 drop_index_chunk(store, *collection, field, self.chunk)
             }
             Chore::Migrate(_) => Ok(true),
+            Chore::MergeSeries(collection) => store.merge_tail(*collection).map(|_| true),
         }
     }
 

@@ -91,6 +91,9 @@ impl Catalog {
     }
 }
 
+/// sled's page cache when nothing says otherwise: `cache_mb`'s default.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
@@ -110,10 +113,17 @@ pub struct Store {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens with sled's page cache capped at `cache_bytes` (`cache_mb`).
+    /// sled counts only its page cache against it; its write buffers and
+    /// pulsebase's own queues come on top (docs/configuration.md).
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
-            .cache_capacity(256 * 1024 * 1024)
+            .cache_capacity(cache_bytes)
             // The writer decides when to fsync (group commit); sled's own
             // timer would only add unaccounted flushes.
             .flush_every_ms(None)

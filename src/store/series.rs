@@ -12,6 +12,15 @@ use sled::IVec;
 use super::{keys, Store, StoreError};
 use crate::series::{self, Reading, Summary};
 
+/// A block with fewer readings than this is small: quiet periods make
+/// them, and the writer queues a merge (`Chore::MergeSeries`).
+pub const SMALL_BLOCK: u64 = 1024;
+/// A merge makes blocks of at most this many readings.
+const MERGED_BLOCK: u64 = 8192;
+/// Fewer small blocks than this at the tail are left for later, so a
+/// reading is rewritten a few times at most, not once per new block.
+const MERGE_AT_LEAST: usize = 8;
+
 /// A block's summary with what the scan needs to fetch it.
 #[derive(Debug, Clone)]
 pub struct BlockInfo {
@@ -140,6 +149,46 @@ impl Store {
         Ok(out)
     }
 
+    /// Merges the collection's newest run of small blocks into one, in one
+    /// batch; true if it merged. Blocks are merged only with their
+    /// neighbours in seq order, so blocks never overlap in seqs and a seq
+    /// still finds its block with one lookup.
+    pub fn merge_tail(&self, collection: u32) -> Result<bool, StoreError> {
+        let mut run: Vec<BlockInfo> = Vec::new();
+        let mut readings = 0;
+        let prefix = keys::collection_prefix(keys::SUMMARY, collection);
+        for entry in self.data.scan_prefix(prefix).rev() {
+            let (key, value) = entry?;
+            let info = decode_info(&key, &value)?;
+            let count = info.summary.count;
+            if count >= SMALL_BLOCK || readings + count > MERGED_BLOCK {
+                break;
+            }
+            readings += count;
+            run.push(info);
+        }
+        if run.len() < MERGE_AT_LEAST {
+            return Ok(false);
+        }
+        let mut merged = Vec::with_capacity(readings as usize);
+        let mut batch = super::Batch::default();
+        for info in run.iter().rev() {
+            let Some(bytes) = self.series_block(collection, info.first_seq)? else {
+                return Ok(false);
+            };
+            merged.extend(series::decode(&bytes).map_err(corrupt_block)?);
+            batch.remove(keys::block(collection, info.first_seq));
+            batch.remove(keys::summary(collection, info.first_seq));
+        }
+        let (block, summary) = series::encode(&merged)
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode merged block: {e}")))?;
+        let first = summary.min_seq;
+        batch.insert(keys::summary(collection, first), summary_value(block.len(), &summary));
+        batch.insert(keys::block(collection, first), block);
+        self.apply(batch)?;
+        Ok(true)
+    }
+
     /// Bytes of a collection's blocks and their number.
     pub fn series_size(&self, collection: u32) -> Result<(u64, u64), StoreError> {
         let mut bytes = 0;
@@ -149,6 +198,38 @@ impl Store {
             blocks += 1;
         }
         Ok((bytes, blocks))
+    }
+
+    /// Whether retention has something to drop: a block wholly before
+    /// `before_ms`, or blocks over `max_bytes` in all.
+    pub fn series_due(
+        &self,
+        collection: u32,
+        before_ms: Option<i64>,
+        max_bytes: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let mut total = 0;
+        for info in self.series_blocks(collection) {
+            let info = info?;
+            if before_ms.is_some_and(|before| info.summary.max_time < before) {
+                return Ok(true);
+            }
+            total += info.bytes;
+        }
+        Ok(max_bytes.is_some_and(|max| total > max))
+    }
+
+    /// `Idempotency-Key` entries of every collection stored before `before_ms`.
+    pub fn idempotency_keys_before(&self, before_ms: i64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut old = Vec::new();
+        for entry in self.data.scan_prefix([keys::IDEMPOTENCY]) {
+            let (key, value) = entry?;
+            let answer: IdempotentAnswer = super::codec::decode(&value)?;
+            if answer.created_ms < before_ms {
+                old.push(key.to_vec());
+            }
+        }
+        Ok(old)
     }
 
     /// The stored answer of an ingest with this `Idempotency-Key`, if any.

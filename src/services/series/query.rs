@@ -56,6 +56,25 @@ pub struct SeriesListParams {
     pub fields: Option<String>,
 }
 
+/// Readings are listed in time order, oldest or (`-`) newest first. The
+/// sort may name `time`, the collection's time field, or `created` or
+/// `id` (which follow the same order closely enough for a list view:
+/// late readings aside, they arrive in time order).
+fn sort_direction(collection: &Collection, sort: Option<&str>) -> ApiResult<bool> {
+    let text = sort.map(str::trim).unwrap_or("");
+    let (descending, name) = match text.strip_prefix('-') {
+        Some(name) => (true, name),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let time_field = collection.series.as_ref().and_then(|s| s.time_field.as_deref());
+    if ["", "time", "created", "id"].contains(&name) || Some(name) == time_field {
+        return Ok(descending);
+    }
+    Err(ApiError::bad_request(format!(
+        "series collections list in time order: sort=time or sort=-time, not {text}"
+    )))
+}
+
 /// Position of a reading in time order: time, then seq.
 type Position = (i64, u64);
 
@@ -151,15 +170,7 @@ pub async fn list(
     let collection = series_collection(state, name)?;
     let from = time_param("from", params.from.as_deref())?.unwrap_or(i64::MIN);
     let to = time_param("to", params.to.as_deref())?.unwrap_or(i64::MAX);
-    let descending = match params.sort.as_deref().map(str::trim) {
-        None | Some("" | "time" | "+time") => false,
-        Some("-time") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "series collections sort by time: sort=time or sort=-time, not {other}"
-            )))
-        }
-    };
+    let descending = sort_direction(&collection, params.sort.as_deref())?;
     let after = params
         .cursor
         .as_deref()

@@ -90,6 +90,8 @@ pub enum Mutation {
     DeleteTopic(String),
     /// Readings for a series collection, all or nothing.
     Append(Append),
+    /// Forgets ingest `Idempotency-Key`s (keys of the `I` prefix only).
+    ForgetIdempotencyKeys(Vec<Vec<u8>>),
     /// Drops a series collection's old readings.
     Truncate {
         collection: Arc<Collection>,
@@ -521,6 +523,7 @@ impl WriterState {
                 collection,
                 truncation,
             } => self.truncate_series(&collection, truncation, None),
+            Mutation::ForgetIdempotencyKeys(keys) => self.forget_idempotency_keys(keys),
             // The run loop stages appends instead.
             Mutation::Append(_) => Err(WriteError::Storage(
                 "an append reached the wrong path".into(),

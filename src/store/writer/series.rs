@@ -12,7 +12,8 @@ use crate::clock;
 use crate::model::Collection;
 use crate::series::{self, Reading};
 use crate::store::change::{Change, ChangeKind};
-use crate::store::series::{summary_value, BlockInfo, IdempotentAnswer};
+use crate::store::chores::Chore;
+use crate::store::series::{summary_value, BlockInfo, IdempotentAnswer, SMALL_BLOCK};
 use crate::store::{changelog, codec, keys, Batch};
 
 /// Readings staged before the stage is committed: one block holds at most
@@ -140,6 +141,9 @@ impl WriterState {
             };
             self.next_seq = through + 1;
             let collection = &stage.collection;
+            if (readings.len() as u64) < SMALL_BLOCK {
+                self.chores.push_once(Chore::MergeSeries(collection.id));
+            }
             let batch = &mut staged.batch;
             batch.insert(
                 keys::summary(collection.id, first),
@@ -203,6 +207,15 @@ pub struct Truncation {
 }
 
 impl WriterState {
+    pub(super) fn forget_idempotency_keys(&mut self, old: Vec<Vec<u8>>) -> Result<Committed, WriteError> {
+        let mut batch = Batch::default();
+        for key in old.into_iter().filter(|k| k.first() == Some(&keys::IDEMPOTENCY)) {
+            batch.remove(key);
+        }
+        self.store.apply(batch)?;
+        Ok(Committed::default())
+    }
+
     /// Drops old blocks in one batch with one `Truncate` change-log entry
     /// (subscribers get one `expired` notice). Nothing dropped: no entry.
     pub(super) fn truncate_series(
