@@ -93,7 +93,8 @@ async fn enforce_series(state: &AppState, collection: &Arc<Collection>) -> anyho
     let store = state.store.clone();
     let id = collection.id;
     let max_bytes = shape.max_bytes;
-    let due = tokio::task::spawn_blocking(move || store.series_due(id, before_ms, max_bytes)).await??;
+    let due =
+        tokio::task::spawn_blocking(move || store.series_due(id, before_ms, max_bytes)).await??;
     if !due {
         return Ok(());
     }

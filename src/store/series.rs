@@ -183,7 +183,10 @@ impl Store {
         let (block, summary) = series::encode(&merged)
             .map_err(|e| StoreError::Corrupt(format!("cannot encode merged block: {e}")))?;
         let first = summary.min_seq;
-        batch.insert(keys::summary(collection, first), summary_value(block.len(), &summary));
+        batch.insert(
+            keys::summary(collection, first),
+            summary_value(block.len(), &summary),
+        );
         batch.insert(keys::block(collection, first), block);
         self.apply(batch)?;
         Ok(true)

@@ -66,7 +66,10 @@ fn sort_direction(collection: &Collection, sort: Option<&str>) -> ApiResult<bool
         Some(name) => (true, name),
         None => (false, text.strip_prefix('+').unwrap_or(text)),
     };
-    let time_field = collection.series.as_ref().and_then(|s| s.time_field.as_deref());
+    let time_field = collection
+        .series
+        .as_ref()
+        .and_then(|s| s.time_field.as_deref());
     if ["", "time", "created", "id"].contains(&name) || Some(name) == time_field {
         return Ok(descending);
     }

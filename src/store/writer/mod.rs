@@ -25,6 +25,8 @@ mod error;
 mod migration;
 mod records;
 mod series;
+#[cfg(test)]
+mod series_tests;
 mod topics;
 mod users;
 

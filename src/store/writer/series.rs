@@ -207,9 +207,15 @@ pub struct Truncation {
 }
 
 impl WriterState {
-    pub(super) fn forget_idempotency_keys(&mut self, old: Vec<Vec<u8>>) -> Result<Committed, WriteError> {
+    pub(super) fn forget_idempotency_keys(
+        &mut self,
+        old: Vec<Vec<u8>>,
+    ) -> Result<Committed, WriteError> {
         let mut batch = Batch::default();
-        for key in old.into_iter().filter(|k| k.first() == Some(&keys::IDEMPOTENCY)) {
+        for key in old
+            .into_iter()
+            .filter(|k| k.first() == Some(&keys::IDEMPOTENCY))
+        {
             batch.remove(key);
         }
         self.store.apply(batch)?;

@@ -1,0 +1,190 @@
+//! The writer's side of series collections, on a real store: blocks per
+//! write group, seq ranges in the change log, idempotency, merging and
+//! truncation.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::{Append, Mutation, Truncation, Writer};
+use crate::model::{Collection, CollectionDef};
+use crate::series::{Reading, Value};
+use crate::store::change::ChangeKind;
+use crate::store::Store;
+
+async fn series_store() -> (tempfile::TempDir, Store, Writer, Arc<Collection>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let writer =
+        Writer::start(store.clone(), crate::config::Durability::Relaxed, 10, None).unwrap();
+    let def: CollectionDef = serde_json::from_value(json!({
+        "name": "r", "kind": "series", "series": "device",
+        "fields": {"device": {"type": "string"}, "temp": {"type": "number"}}
+    }))
+    .unwrap();
+    let collection = writer
+        .submit(Mutation::CreateCollection(def))
+        .await
+        .unwrap()
+        .collection
+        .unwrap();
+    (dir, store, writer, collection)
+}
+
+fn readings(times: impl IntoIterator<Item = i64>) -> Vec<Reading> {
+    times
+        .into_iter()
+        .map(|time| Reading {
+            seq: 0,
+            time,
+            created: time,
+            owner: None,
+            series: format!("d{}", time % 3),
+            fields: BTreeMap::from([("temp".to_owned(), Value::Number(time as f64))]),
+        })
+        .collect()
+}
+
+async fn append(
+    writer: &Writer,
+    collection: &Arc<Collection>,
+    times: impl IntoIterator<Item = i64>,
+    key: Option<&str>,
+) -> (u64, u64, bool) {
+    let committed = writer
+        .submit(Mutation::Append(Append {
+            collection: collection.clone(),
+            readings: readings(times),
+            actor: None,
+            idempotency: key.map(|k| ("caller".to_owned(), k.to_owned())),
+        }))
+        .await
+        .unwrap();
+    let (first, last) = committed.seqs.unwrap();
+    (first, last, committed.repeated)
+}
+
+#[tokio::test]
+async fn an_append_is_one_block_and_one_change_covering_its_seqs() {
+    let (_dir, store, writer, collection) = series_store().await;
+    let (first, last, _) = append(&writer, &collection, 0..100, None).await;
+    assert_eq!(last - first, 99);
+    let blocks: Vec<_> = store
+        .series_blocks(collection.id)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(blocks[0].summary.count, 100);
+    let change = store.change_at(first).unwrap().unwrap();
+    assert_eq!((change.kind, change.through), (ChangeKind::Append, last));
+    assert!(
+        store.change_at(first + 1).unwrap().is_none(),
+        "one entry, not one per reading"
+    );
+    assert_eq!(store.last_seq().unwrap(), last);
+    let some = store
+        .readings_between(collection.id, first + 10, first + 12)
+        .unwrap();
+    assert_eq!(
+        some.iter().map(|r| r.time).collect::<Vec<_>>(),
+        [10, 11, 12]
+    );
+    assert_eq!(
+        store.reading(collection.id, last).unwrap().unwrap().time,
+        99
+    );
+    writer.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_writes_nothing_and_answers_the_same_seqs() {
+    let (_dir, store, writer, collection) = series_store().await;
+    let once = append(&writer, &collection, 0..5, Some("k")).await;
+    let again = append(&writer, &collection, 0..5, Some("k")).await;
+    assert_eq!((once.0, once.1), (again.0, again.1));
+    assert!(!once.2 && again.2);
+    assert_eq!(store.record_count(collection.id).unwrap(), 5);
+    assert_eq!(store.last_seq().unwrap(), once.1);
+    writer.shutdown().await;
+}
+
+#[tokio::test]
+async fn small_blocks_merge_into_one_and_every_seq_still_finds_its_reading() {
+    let (_dir, store, writer, collection) = series_store().await;
+    let mut seqs = Vec::new();
+    for i in 0..12 {
+        let (first, ..) = append(&writer, &collection, [i], None).await;
+        seqs.push(first);
+    }
+    // The writer merges in the background once 8 small blocks wait at the
+    // tail; a merged block is small too and joins the next merge.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let blocks = store.series_blocks(collection.id).count();
+        if blocks <= 5 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{blocks} blocks still"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for (time, seq) in seqs.iter().enumerate() {
+        assert_eq!(
+            store.reading(collection.id, *seq).unwrap().unwrap().time,
+            time as i64
+        );
+    }
+    let all = store
+        .readings_between(collection.id, seqs[0], seqs[11])
+        .unwrap();
+    assert_eq!(all.len(), 12);
+    writer.shutdown().await;
+}
+
+#[tokio::test]
+async fn truncation_drops_whole_blocks_or_cuts_exactly_and_logs_one_entry() {
+    let (_dir, store, writer, collection) = series_store().await;
+    append(&writer, &collection, 0..10, None).await;
+    append(&writer, &collection, 10..20, None).await;
+    append(&writer, &collection, 20..30, None).await;
+    let truncate = |truncation| Mutation::Truncate {
+        collection: collection.clone(),
+        truncation,
+    };
+    // Whole blocks only: 15 falls inside the second block, which stays.
+    let whole = Truncation {
+        before_ms: Some(15),
+        ..Truncation::default()
+    };
+    let (seq, _) = writer.submit(truncate(whole)).await.unwrap().seqs.unwrap();
+    assert_eq!(
+        store.change_at(seq).unwrap().unwrap().kind,
+        ChangeKind::Truncate
+    );
+    assert_eq!(store.record_count(collection.id).unwrap(), 20);
+    // Exactly: the second block is rewritten with 15..20.
+    let exact = Truncation {
+        before_ms: Some(15),
+        exact: true,
+        max_bytes: None,
+    };
+    writer.submit(truncate(exact)).await.unwrap();
+    assert_eq!(store.record_count(collection.id).unwrap(), 15);
+    let left: Vec<i64> = store
+        .series_blocks(collection.id)
+        .map(Result::unwrap)
+        .map(|b| b.summary.min_time)
+        .collect();
+    assert_eq!(left, [15, 20]);
+    // By size: the oldest go first.
+    let by_size = Truncation {
+        max_bytes: Some(1),
+        ..Truncation::default()
+    };
+    writer.submit(truncate(by_size)).await.unwrap();
+    assert_eq!(store.series_size(collection.id).unwrap(), (0, 0));
+    writer.shutdown().await;
+}
