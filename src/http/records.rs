@@ -15,6 +15,10 @@ use crate::auth::Principal;
 use crate::services::records::{self, ListParams, UpdateKind};
 use crate::services::series::{self, IngestOptions, SeriesListParams};
 
+/// Bodies larger than this are parsed on a blocking thread, so a large
+/// batch does not hold an async worker (a millisecond or more).
+const PARSE_INLINE_BYTES: usize = 16 * 1024;
+
 /// The items of a create request: one object, a JSON array, or NDJSON.
 fn parse_items(headers: &HeaderMap, body: &[u8]) -> ApiResult<(Vec<Value>, bool)> {
     let content_type = headers
@@ -95,7 +99,14 @@ pub async fn create_records(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let Query(params) = params?;
     let body = body?;
-    let (items, is_batch) = parse_items(&headers, &body)?;
+    let (items, is_batch) = if body.len() > PARSE_INLINE_BYTES {
+        let headers = headers.clone();
+        tokio::task::spawn_blocking(move || parse_items(&headers, &body))
+            .await
+            .map_err(ApiError::internal)??
+    } else {
+        parse_items(&headers, &body)?
+    };
     let created = if is_series(&state, &name) {
         let return_items = match params.give_back.as_deref() {
             None | Some("count") => false,
