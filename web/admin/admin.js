@@ -7,6 +7,7 @@ import { signin, setup } from "./pages/signin.js";
 import { dashboard } from "./pages/dashboard.js";
 import { collections } from "./pages/collections.js";
 import { records } from "./pages/records.js";
+import { chart } from "./pages/chart.js";
 import { users } from "./pages/users.js";
 import { keys } from "./pages/keys.js";
 import { topics } from "./pages/topics.js";
@@ -14,7 +15,7 @@ import { liveConsole } from "./pages/console.js";
 import { settings } from "./pages/settings.js";
 
 const app = document.getElementById("app");
-const views = { signin, setup, dashboard, collections, records, users, keys, topics, console: liveConsole, settings };
+const views = { signin, setup, dashboard, collections, records, chart, users, keys, topics, console: liveConsole, settings };
 let leaveView = null;
 
 function route() {

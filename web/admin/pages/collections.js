@@ -59,6 +59,7 @@ function listRow(c, remove) {
       { class: "actions" },
       h("a", { href: `#/collections/${path}`, class: "edit-link" }, "Edit"),
       h("a", { href: `#/records/${path}`, class: "records-link" }, "Records"),
+      c.kind === "series" ? h("a", { href: `#/chart/${path}`, class: "chart-link" }, "Chart") : null,
       h("button", { type: "button", class: "secondary", onclick: () => remove(c.name) }, "Delete"),
     ),
   );

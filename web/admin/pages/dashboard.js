@@ -1,7 +1,12 @@
-// Live figures from /api/stats, polled every second, charted over the last minute.
+// Live figures from /api/stats, polled every second, charted over the last
+// minute; and, when there is a series collection, its readings live.
 
 import { pb, h, message, formatBytes, rerender } from "../ui.js";
 import { PulsebaseError } from "../../sdk/pulsebase.js";
+import { seriesCollections, numericFields, autoBucket } from "../series.js";
+import { seriesChart } from "../chart.js";
+
+const SERIES_SPAN = 15 * 60_000;
 
 const HISTORY = 60;
 
@@ -49,6 +54,7 @@ export function dashboard(app) {
     h("section", { class: "panel" }, h("h2", {}, "Records per collection"), h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "collection"), h("th", {}, "records"))), records)),
     error,
   );
+  const readings = seriesPanel(error);
   let previous = null;
   let stopped = false;
   const tick = async () => {
@@ -86,5 +92,32 @@ export function dashboard(app) {
   return () => {
     stopped = true;
     clearInterval(timer);
+    readings.stop();
+  };
+}
+
+/**
+ * The first series collection's first two number fields per series (in the
+ * demo: temperature and humidity per gateway), over the last 15 minutes and
+ * then live. Placed above the error line; nothing when there is none.
+ */
+function seriesPanel(error) {
+  let chart = null;
+  let stopped = false;
+  seriesCollections().then((list) => {
+    const collection = list.find((c) => numericFields(c).length);
+    if (stopped || !collection) return;
+    const path = encodeURIComponent(collection.name);
+    const fields = numericFields(collection).slice(0, 2);
+    chart = seriesChart(collection, { fields, range: { last: SERIES_SPAN }, bucket: autoBucket(SERIES_SPAN), height: 200, compact: true, id: "dashboard-chart" });
+    const link = h("a", { href: `#/chart/${path}/${new URLSearchParams({ fields: fields.join(","), range: "15m" }).toString().replace(/%2C/g, ",")}`, id: "dashboard-chart-link" }, "open chart");
+    const title = h("h2", {}, `${collection.name}: ${fields.join(" and ")}, last 15 minutes`, link);
+    error.before(h("section", { class: "panel", id: "dashboard-series" }, title, chart.element));
+  }, (e) => (error.textContent = message(e)));
+  return {
+    stop() {
+      stopped = true;
+      if (chart) chart.destroy();
+    },
   };
 }

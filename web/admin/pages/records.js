@@ -1,8 +1,11 @@
 // Records of one collection: browse (filter, sort, page), create, edit and
 // delete. Rows follow the collection's realtime events in place, so a busy
-// collection never re-fetches its page per write.
+// collection never re-fetches its page per write. Readings of a series
+// collection cannot be edited or deleted one by one (the server answers
+// 405), so their rows have no buttons; old ones are dropped by time.
 
 import { pb, h, message, go } from "../ui.js";
+import { isSeries } from "../series.js";
 
 const SYSTEM = ["id", "created", "updated", "owner", "rev"];
 const PAGE_SIZES = [10, 25, 50, 100, 200];
@@ -176,6 +179,7 @@ function recordBrowser(collection, error, live) {
       if (datetimes.has(c) && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d/.test(text)) return h("td", { title: text }, `${text.slice(0, 10)} ${text.slice(11, 19)}`);
       return text.length > MAX_CELL ? h("td", { title: text }, `${text.slice(0, MAX_CELL - 1)}…`) : h("td", {}, text);
     });
+    if (isSeries(collection)) return h("tr", { "data-id": record.id }, cells, h("td", {}));
     const actions = h("td", { class: "actions" }, h("button", { type: "button", class: "secondary edit", onclick: () => editor.edit(record) }, "Edit"), h("button", { type: "button", class: "secondary delete", onclick: () => remove(record.id) }, "Delete"));
     return h("tr", { "data-id": record.id }, cells, actions);
   }
@@ -228,7 +232,40 @@ function recordBrowser(collection, error, live) {
     empty,
     h("div", { class: "pager" }, first, prev, next, pageLabel),
   );
-  return { elements: [query, list, editor.form], onEvent: (event) => (buffered ? buffered.push(event) : apply(event)), load };
+  const tools = isSeries(collection) ? [dropOldReadings(collection, () => reload(() => (view.starts = [null])))] : [];
+  return { elements: [query, list, editor.form, ...tools], onEvent: (event) => (buffered ? buffered.push(event) : apply(event)), load };
+}
+
+/** `DELETE …/records?before=TIME`: the one way to remove readings from a series collection. */
+function dropOldReadings(collection, reload) {
+  const before = h("input", { type: "datetime-local", id: "drop-before", name: "before", step: 1, required: true });
+  const result = h("p", { class: "hint", id: "drop-status", role: "status" });
+  const failure = h("p", { class: "error", role: "alert", id: "drop-error" });
+  const form = h(
+    "form",
+    { class: "panel", id: "drop-form" },
+    h("h2", {}, "Drop old readings"),
+    h("p", { class: "hint" }, "Readings cannot be changed or deleted one by one; every reading older than this time (yours, not UTC) is removed, for good. ", h("a", { href: `#/chart/${encodeURIComponent(collection.name)}`, id: "records-chart-link" }, "Chart these readings")),
+    h("div", { class: "row" }, h("div", {}, h("label", { for: "drop-before" }, "Older than"), before)),
+    h("button", { type: "submit", class: "secondary", id: "drop-submit" }, "Drop readings"),
+    failure,
+    result,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    failure.textContent = result.textContent = "";
+    const time = new Date(before.value);
+    if (Number.isNaN(time.getTime())) return void (failure.textContent = "Choose a time.");
+    if (!confirm(`Drop every reading in ${collection.name} older than ${time.toISOString()}?`)) return;
+    try {
+      await pb.request("DELETE", `/api/collections/${encodeURIComponent(collection.name)}/records`, undefined, { query: { before: time.toISOString() } });
+      result.textContent = `Dropped the readings older than ${time.toISOString()}.`;
+      reload();
+    } catch (e) {
+      failure.textContent = message(e, { details: true });
+    }
+  });
+  return form;
 }
 
 /** The create / edit form: the record's own fields as JSON. */
