@@ -48,6 +48,9 @@
 //! process, torn batches, log holes, record/log/count disagreement and
 //! recovery bugs, but not a missing fsync: that needs a power cut or a VM
 //! kill.
+//!
+//! `series` checks series readings the same way: they are appended as
+//! blocks and replayed to subscribers reading by reading.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -55,6 +58,7 @@ mod common;
 mod data;
 mod offline;
 mod online;
+mod series;
 mod writes;
 
 use data::*;

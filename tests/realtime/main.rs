@@ -1,5 +1,6 @@
 //! Realtime delivery over real sockets: who sees which events,
-//! ops and filters, record topics, deletes, custom topics, resume, limits.
+//! ops and filters, record topics, deletes, custom topics, resume, limits,
+//! series readings.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,6 +11,7 @@ mod admin;
 mod connection;
 mod delivery;
 mod resume;
+mod series;
 mod topics;
 
 use std::time::Duration;
