@@ -375,6 +375,46 @@ impl<'a> BlockReader<'a> {
         Ok(out)
     }
 
+    /// The series column as its dictionary and one 0-based dictionary
+    /// index per reading: a caller that works per distinct series (an
+    /// aggregate grouping by it) resolves each name once per block instead
+    /// of allocating a string per reading.
+    pub fn series_indexed(&self) -> Result<(Vec<&'a str>, Vec<u32>), DecodeError> {
+        dict_indexed(self.system(SERIES)?, self.n)
+    }
+
+    /// One field's columns with their values unboxed (one entry per value
+    /// type the field holds in this block), for scans that would otherwise
+    /// build a [`Value`] per reading.
+    pub fn field_typed(&self, name: &str) -> Result<Vec<TypedColumn<'a>>, DecodeError> {
+        let mut out = Vec::new();
+        for &(kind, _, bytes) in self.columns.iter().filter(|(_, n, _)| *n == Some(name)) {
+            let mut cur = Cursor::new(bytes);
+            let present = cur.bytes()?;
+            if present.len() != self.n.div_ceil(8) {
+                return Err(DecodeError::Corrupt("presence bitmap size"));
+            }
+            let rows = present_rows(present, self.n);
+            let rest = cur.rest();
+            let values = match kind {
+                NUMBER => TypedValues::Number(decode_nums(rest, rows.len())?),
+                INT => TypedValues::Int(decode_nums(rest, rows.len())?),
+                TEXT => {
+                    let (dict, indices) = dict_indexed(rest, rows.len())?;
+                    TypedValues::Text { dict, indices }
+                }
+                _ => {
+                    if rest.len() != rows.len().div_ceil(8) {
+                        return Err(DecodeError::Corrupt("bool bitmap size"));
+                    }
+                    TypedValues::Bool((0..rows.len()).map(|i| bit(rest, i)).collect())
+                }
+            };
+            out.push(TypedColumn { rows, values });
+        }
+        Ok(out)
+    }
+
     /// Every reading, all columns decoded.
     pub fn readings(&self) -> Result<Vec<Reading>, DecodeError> {
         let seqs = self.seqs()?;
@@ -410,4 +450,66 @@ impl<'a> BlockReader<'a> {
             )
             .collect())
     }
+}
+
+/// The values of one (field, value type) column: `rows[i]` holds the i-th
+/// value, rows ascending.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypedColumn<'a> {
+    pub rows: Vec<u32>,
+    pub values: TypedValues<'a>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TypedValues<'a> {
+    Number(Vec<f64>),
+    Int(Vec<i64>),
+    /// A 0-based index into `dict` per value.
+    Text {
+        dict: Vec<&'a str>,
+        indices: Vec<u32>,
+    },
+    Bool(Vec<bool>),
+}
+
+/// A dictionary column whose every value is present, with its indices
+/// made 0-based; a missing value is corruption here.
+fn dict_indexed(bytes: &[u8], n: usize) -> Result<(Vec<&str>, Vec<u32>), DecodeError> {
+    let mut cur = Cursor::new(bytes);
+    let size = cur.count()?;
+    let mut dict = Vec::with_capacity(size);
+    for _ in 0..size {
+        dict.push(cur.str()?);
+    }
+    let mut indices: Vec<u32> = decode_nums(cur.rest(), n)?;
+    for i in &mut indices {
+        if *i == 0 || *i as usize > dict.len() {
+            return Err(DecodeError::Corrupt("dictionary index out of range"));
+        }
+        *i -= 1;
+    }
+    Ok((dict, indices))
+}
+
+/// The set rows of a presence bitmap below `n`, ascending; a whole byte
+/// at a time, because dense fields are the common case.
+fn present_rows(map: &[u8], n: usize) -> Vec<u32> {
+    let mut rows = Vec::with_capacity(n);
+    for (i, &byte) in map.iter().enumerate() {
+        let base = (i * 8) as u32;
+        if byte == 0xff {
+            rows.extend(base..base + 8);
+        } else {
+            for b in 0..8 {
+                if byte & (1 << b) != 0 {
+                    rows.push(base + b);
+                }
+            }
+        }
+    }
+    // Bits past `n` in the last byte are padding; a corrupt block may set them.
+    while rows.last().is_some_and(|&r| r as usize >= n) {
+        rows.pop();
+    }
+    rows
 }

@@ -1,0 +1,280 @@
+//! The columnar path: a block's needed columns decoded once, unboxed,
+//! then one tight loop over its rows.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::state::{GroupVal, Val};
+use super::{Aggregator, BlockReader, DecodeError, TypedValues};
+
+impl Aggregator {
+    /// Adds a block's readings, those with `keep[row]` true when a mask is
+    /// given (rows past the mask's end are not kept), decoding only the
+    /// columns the query reads.
+    pub fn add_block(
+        &mut self,
+        block: &BlockReader<'_>,
+        keep: Option<&[bool]>,
+    ) -> Result<(), DecodeError> {
+        if self.overflow {
+            return Ok(());
+        }
+        let n = block.len();
+        let times = block.times()?;
+        let mut gids = self.block_groups(block)?;
+        let seqs = if self.plan.picks.is_empty() {
+            Vec::new()
+        } else {
+            block.seqs()?
+        };
+        let nums = self
+            .plan
+            .nums
+            .iter()
+            .map(|name| self.numeric_column(block, name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let present = self
+            .plan
+            .present
+            .iter()
+            .map(|name| self.presence_column(block, name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let picks = self
+            .plan
+            .picks
+            .iter()
+            .map(|name| self.pick_column(block, name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let floor = i64::MIN + self.query.bucket_ms;
+        let bounded = self.query.from.is_some() || self.query.to.is_some();
+        for row in 0..n {
+            if keep.is_some_and(|k| k.get(row) != Some(&true)) {
+                continue;
+            }
+            let time = times[row];
+            if time < floor || (bounded && !self.in_range(time)) {
+                continue;
+            }
+            let gid = match &mut gids {
+                BlockGroups::One(id) => {
+                    if *id == UNRESOLVED {
+                        *id = self.group_id(Vec::new());
+                    }
+                    *id
+                }
+                BlockGroups::ByRow { rows, ids, keys } => {
+                    let local = rows[row] as usize;
+                    if ids[local] == UNRESOLVED {
+                        ids[local] = self.resolve(keys, local);
+                    }
+                    ids[local]
+                }
+            };
+            let Some(slot) = self.slot_for(gid, time) else {
+                continue;
+            };
+            self.slots.counts[slot] += 1;
+            for (f, column) in nums.iter().enumerate() {
+                self.slots.num(slot, f).add(column[row]);
+            }
+            for (f, column) in present.iter().enumerate() {
+                if column[row] {
+                    self.slots.mark_present(slot, f);
+                }
+            }
+            for (f, column) in picks.iter().enumerate() {
+                if let Some(value) = column.at(row) {
+                    self.slots.pick(slot, f, time, seqs[row], || value.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Each row's local group id, per block: a block's distinct group
+    /// keys are resolved to group ids once, not once per reading, and only
+    /// when a kept reading has them (a group must not appear, empty, from
+    /// readings the caller filtered out).
+    fn block_groups<'a>(&self, block: &BlockReader<'a>) -> Result<BlockGroups<'a>, DecodeError> {
+        let group = &self.query.group;
+        if group.is_empty() {
+            return Ok(BlockGroups::One(UNRESOLVED));
+        }
+        if group.len() == 1 && group[0] == self.series_field {
+            let (dict, rows) = block.series_indexed()?;
+            return Ok(BlockGroups::ByRow {
+                rows,
+                ids: vec![UNRESOLVED; dict.len()],
+                keys: LocalKeys::Series(dict),
+            });
+        }
+        // A row's local id is its key's position in `keys`, built field by
+        // field.
+        let mut rows = vec![0u32; block.len()];
+        let mut keys: Vec<Vec<GroupVal>> = vec![Vec::new()];
+        for name in group {
+            let values = self.group_values(block, name)?;
+            let mut next: HashMap<(u32, &GroupVal), u32> = HashMap::new();
+            let mut next_keys: Vec<Vec<GroupVal>> = Vec::new();
+            for (row, value) in rows.iter_mut().zip(&values) {
+                *row = *next.entry((*row, value)).or_insert_with(|| {
+                    let mut key = keys[*row as usize].clone();
+                    key.push(value.clone());
+                    next_keys.push(key);
+                    (next_keys.len() - 1) as u32
+                });
+            }
+            keys = next_keys;
+        }
+        Ok(BlockGroups::ByRow {
+            rows,
+            ids: vec![UNRESOLVED; keys.len()],
+            keys: LocalKeys::Keys(keys),
+        })
+    }
+
+    fn resolve(&mut self, keys: &LocalKeys<'_>, local: usize) -> u32 {
+        match keys {
+            LocalKeys::Series(dict) => {
+                let name = dict[local];
+                if let Some(&id) = self.series_groups.get(name) {
+                    return id;
+                }
+                let id = self.group_id(vec![GroupVal::Text(name.into())]);
+                self.series_groups.insert(name.into(), id);
+                id
+            }
+            LocalKeys::Keys(keys) => self.group_id(keys[local].clone()),
+        }
+    }
+
+    fn group_values(
+        &self,
+        block: &BlockReader<'_>,
+        name: &str,
+    ) -> Result<Vec<GroupVal>, DecodeError> {
+        if name == self.series_field {
+            let (dict, rows) = block.series_indexed()?;
+            return Ok(rows
+                .iter()
+                .map(|&i| GroupVal::Text(dict[i as usize].into()))
+                .collect());
+        }
+        Ok(block
+            .field(name)?
+            .iter()
+            .map(|v| GroupVal::of(v.as_ref()))
+            .collect())
+    }
+
+    /// One f64 per row; NaN where the field is missing or not numeric,
+    /// which the accumulator skips like any non-finite value.
+    fn numeric_column(&self, block: &BlockReader<'_>, name: &str) -> Result<Vec<f64>, DecodeError> {
+        let n = block.len();
+        if name == self.series_field {
+            return Ok(vec![f64::NAN; n]);
+        }
+        let mut out: Option<Vec<f64>> = None;
+        for column in block.field_typed(name)? {
+            match column.values {
+                // The common case: a field present in every reading is
+                // already the dense column.
+                TypedValues::Number(values) if values.len() == n && out.is_none() => {
+                    out = Some(values)
+                }
+                TypedValues::Number(values) => {
+                    let dense = out.get_or_insert_with(|| vec![f64::NAN; n]);
+                    for (&row, x) in column.rows.iter().zip(values) {
+                        dense[row as usize] = x;
+                    }
+                }
+                TypedValues::Int(values) => {
+                    let dense = out.get_or_insert_with(|| vec![f64::NAN; n]);
+                    for (&row, i) in column.rows.iter().zip(values) {
+                        dense[row as usize] = i as f64;
+                    }
+                }
+                TypedValues::Text { .. } | TypedValues::Bool(_) => {}
+            }
+        }
+        Ok(out.unwrap_or_else(|| vec![f64::NAN; n]))
+    }
+
+    fn presence_column(
+        &self,
+        block: &BlockReader<'_>,
+        name: &str,
+    ) -> Result<Vec<bool>, DecodeError> {
+        let n = block.len();
+        if name == self.series_field {
+            return Ok(vec![true; n]);
+        }
+        let mut out = vec![false; n];
+        for column in block.field_typed(name)? {
+            for row in column.rows {
+                out[row as usize] = true;
+            }
+        }
+        Ok(out)
+    }
+
+    fn pick_column(&self, block: &BlockReader<'_>, name: &str) -> Result<PickColumn, DecodeError> {
+        let n = block.len();
+        let mut column = PickColumn {
+            rows: vec![None; n],
+        };
+        if name == self.series_field {
+            let (dict, rows) = block.series_indexed()?;
+            let texts: Vec<Val> = dict.iter().map(|s| Val::Text(Arc::from(*s))).collect();
+            for (slot, i) in column.rows.iter_mut().zip(rows) {
+                *slot = Some(texts[i as usize].clone());
+            }
+            return Ok(column);
+        }
+        for typed in block.field_typed(name)? {
+            let values: Vec<Val> = match typed.values {
+                TypedValues::Number(v) => v.into_iter().map(Val::Num).collect(),
+                TypedValues::Int(v) => v.into_iter().map(Val::Int).collect(),
+                TypedValues::Bool(v) => v.into_iter().map(Val::Bool).collect(),
+                TypedValues::Text { dict, indices } => {
+                    let texts: Vec<Val> = dict.iter().map(|s| Val::Text(Arc::from(*s))).collect();
+                    indices.iter().map(|&i| texts[i as usize].clone()).collect()
+                }
+            };
+            for (&row, value) in typed.rows.iter().zip(values) {
+                column.rows[row as usize] = Some(value);
+            }
+        }
+        Ok(column)
+    }
+}
+
+const UNRESOLVED: u32 = u32::MAX;
+
+enum BlockGroups<'a> {
+    /// Ungrouped: the one group's id once resolved.
+    One(u32),
+    /// `ids[rows[row]]` is the row's group id once resolved from
+    /// `keys[rows[row]]`.
+    ByRow {
+        rows: Vec<u32>,
+        ids: Vec<u32>,
+        keys: LocalKeys<'a>,
+    },
+}
+
+enum LocalKeys<'a> {
+    /// The block's series dictionary.
+    Series(Vec<&'a str>),
+    Keys(Vec<Vec<GroupVal>>),
+}
+
+struct PickColumn {
+    rows: Vec<Option<Val>>,
+}
+
+impl PickColumn {
+    fn at(&self, row: usize) -> Option<&Val> {
+        self.rows[row].as_ref()
+    }
+}

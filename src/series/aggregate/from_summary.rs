@@ -1,0 +1,67 @@
+//! Answering a whole block from its summary, without decoding it.
+
+use super::{bucket_start, Aggregator, GroupVal};
+use crate::series::Summary;
+
+impl Aggregator {
+    /// Adds a block from its summary alone when that gives the same
+    /// answer as its readings: the block lies in one bucket inside
+    /// `[from, to)`, the query groups by nothing or by the series field
+    /// only, and asks only for `count()`, `sum`, `avg`, `min` and `max`.
+    /// Returns false, having added nothing, otherwise; the caller then
+    /// decodes the block. Only for blocks the caller does not filter.
+    ///
+    /// Sums then add per-series block sums rather than single values, so
+    /// they may differ from a reading-by-reading sum in the last bits.
+    pub fn add_summary(&mut self, summary: &Summary) -> bool {
+        let plan = &self.plan;
+        let by_series = match self.query.group.as_slice() {
+            [] => false,
+            [one] if *one == self.series_field => true,
+            _ => return false,
+        };
+        if self.overflow
+            || !plan.picks.is_empty()
+            || !plan.present.is_empty()
+            || plan.nums.contains(&self.series_field)
+            || summary.series.is_empty()
+            || !self.in_range(summary.min_time)
+            || !self.in_range(summary.max_time)
+            || bucket_start(summary.min_time, self.query.bucket_ms)
+                != bucket_start(summary.max_time, self.query.bucket_ms)
+        {
+            return false;
+        }
+        for series in &summary.series {
+            let gid = if by_series {
+                match self.series_groups.get(series.name.as_str()) {
+                    Some(&id) => id,
+                    None => {
+                        let id = self.group_id(vec![GroupVal::Text(series.name.as_str().into())]);
+                        self.series_groups.insert(series.name.as_str().into(), id);
+                        id
+                    }
+                }
+            } else {
+                self.group_id(Vec::new())
+            };
+            let Some(slot) = self.slot_for(gid, summary.min_time) else {
+                // Past the bucket cap the query has failed already.
+                return true;
+            };
+            self.slots.counts[slot] += series.count;
+            for (f, name) in self.plan.nums.iter().enumerate() {
+                let stats = series
+                    .fields
+                    .binary_search_by(|s| s.name.as_str().cmp(name))
+                    .ok()
+                    .map(|i| &series.fields[i]);
+                if let Some(s) = stats {
+                    self.slots.nums[slot * self.plan.nums.len() + f]
+                        .merge(s.count, s.sum, s.min, s.max);
+                }
+            }
+        }
+        true
+    }
+}
