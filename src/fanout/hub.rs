@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use tokio::sync::mpsc::error::TrySendError;
@@ -26,6 +27,7 @@ use crate::protocol::server::{
     ConnectionName, ConnectionNotice, MessageData, UnsubscribeReason, Unsubscribed,
 };
 use crate::protocol::{self, ServerMessage};
+use crate::series::{LiveBuckets, Reading};
 use crate::store::change::{Change, ChangeKind, USERS_ID};
 use crate::store::topics::Message;
 use crate::store::Store;
@@ -141,7 +143,14 @@ struct Hub {
     by_principal: HashMap<String, HashMap<ConnId, ()>>,
     delivered: u64,
     slow_closes: u64,
+    /// Open buckets of each `aggregate` subscription, by connection and
+    /// topic (made at its first reading; see [`Hub::close_buckets`]).
+    buckets: HashMap<(ConnId, String), LiveBuckets>,
+    last_bucket_check: Instant,
 }
+
+/// How often closed buckets are looked for.
+const BUCKET_TICK: Duration = Duration::from_millis(200);
 
 pub fn spawn(
     store: Store,
@@ -160,11 +169,28 @@ pub fn spawn(
         by_principal: HashMap::new(),
         delivered: 0,
         slow_closes: 0,
+        buckets: HashMap::new(),
+        last_bucket_check: Instant::now(),
     };
     std::thread::Builder::new()
         .name("pulsebase-hub".into())
         .spawn(move || {
-            while let Ok(input) = inputs.recv() {
+            loop {
+                let input = if hub.buckets.is_empty() {
+                    inputs
+                        .recv()
+                        .map_err(|_| std_mpsc::RecvTimeoutError::Disconnected)
+                } else {
+                    inputs.recv_timeout(BUCKET_TICK)
+                };
+                let input = match input {
+                    Ok(input) => input,
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                        hub.close_buckets();
+                        continue;
+                    }
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+                };
                 if !hub.handle(input) {
                     break;
                 }
@@ -178,6 +204,9 @@ pub fn spawn(
                     }
                 }
                 hub.release();
+                if !hub.buckets.is_empty() && hub.last_bucket_check.elapsed() >= BUCKET_TICK {
+                    hub.close_buckets();
+                }
                 if !open {
                     break;
                 }
@@ -400,13 +429,14 @@ impl Hub {
                 return;
             }
         };
-        for (reading, fields) in render::readings_of(change, collection, readings) {
-            let view = ChangeView::reading(&reading, collection, fields);
+        for (reading, change, fields) in render::readings_of(change, collection, readings) {
+            let view = ChangeView::reading(&change, collection, fields);
             if whole {
+                self.feed_buckets(&view, &reading, name, collection);
                 self.fan_out_change(&view, name, Some(collection));
             }
             if single {
-                let topic = format!("{record_prefix}{}", reading.record_id);
+                let topic = format!("{record_prefix}{}", change.record_id);
                 self.fan_out_change(&view, &topic, Some(collection));
             }
         }
@@ -416,12 +446,78 @@ impl Hub {
         let mut rendered = Rendered::new(view, topic);
         let collection_id = collection.map(|c| c.id);
         self.fan_out(topic, |conn, subscription| {
-            if subscription.collection_id != collection_id {
+            // Bucket subscriptions get buckets, not readings.
+            if subscription.collection_id != collection_id || subscription.aggregate.is_some() {
                 return None;
             }
             let seen = view.seen(collection, subscription, &conn.viewer)?;
             Some(rendered.frame(seen, conn.viewer.admin))
         });
+    }
+
+    /// Adds a reading to the open buckets of each `aggregate` subscription
+    /// of `topic` that may see it.
+    fn feed_buckets(
+        &mut self,
+        view: &ChangeView,
+        reading: &Reading,
+        topic: &str,
+        collection: &Collection,
+    ) {
+        let Some(subscribers) = self.topics.get(topic) else {
+            return;
+        };
+        let series_field = collection
+            .series
+            .as_ref()
+            .map_or("", |s| s.series_field.as_str());
+        for (conn_id, subscription) in subscribers {
+            let Some(spec) = &subscription.aggregate else {
+                continue;
+            };
+            let Some(conn) = self.conns.get(conn_id) else {
+                continue;
+            };
+            if view
+                .seen(Some(collection), subscription, &conn.viewer)
+                .is_none()
+            {
+                continue;
+            }
+            self.buckets
+                .entry((*conn_id, topic.to_owned()))
+                .or_insert_with(|| LiveBuckets::new((**spec).clone(), series_field))
+                .add(reading);
+        }
+    }
+
+    /// Sends every bucket whose end plus grace has passed, and forgets the
+    /// buckets of subscriptions that ended.
+    fn close_buckets(&mut self) {
+        self.last_bucket_check = Instant::now();
+        let topics = &self.topics;
+        self.buckets
+            .retain(|(conn, topic), _| topics.get(topic).is_some_and(|s| s.contains_key(conn)));
+        let now = clock::now_ms();
+        let seq = self.next - 1;
+        let mut frames = Vec::new();
+        for ((conn, topic), live) in &mut self.buckets {
+            for bucket in live.close_due(now) {
+                frames.push((*conn, Arc::new(render::render_bucket(topic, &bucket, seq))));
+            }
+        }
+        let mut overflowing = Vec::new();
+        for (conn_id, frame) in frames {
+            if let Some(conn) = self.conns.get(&conn_id) {
+                if offer(conn, frame) {
+                    self.delivered += 1;
+                } else {
+                    overflowing.push(conn_id);
+                }
+            }
+        }
+        overflowing.dedup();
+        self.close_slow(overflowing);
     }
 
     fn deliver_message(&mut self, message: &Message) {

@@ -50,6 +50,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::auth::{Auth, Principal};
 use crate::protocol::ServerMessage;
 use crate::rules::Expr;
+use crate::series::BucketSpec;
 use crate::store::topics::Message;
 use crate::store::writer::Taps;
 use crate::store::Store;
@@ -188,6 +189,9 @@ pub struct Subscription {
     pub collection_id: Option<u32>,
     pub ops: Ops,
     pub filter: Option<Arc<Expr>>,
+    /// A series collection's readings in closed time buckets instead of
+    /// one event per reading.
+    pub aggregate: Option<Arc<BucketSpec>>,
 }
 
 impl Subscription {

@@ -15,7 +15,7 @@ use crate::model::Collection;
 use crate::protocol::server::{Event, EventReason, EventRecord, MessageData};
 use crate::protocol::{self, ServerMessage};
 use crate::rules::EvalContext;
-use crate::series::Reading;
+use crate::series::{Bucket, Reading};
 use crate::store::change::{Change, ChangeKind};
 use crate::store::topics::{Message, Topic};
 use crate::visibility::{self, Sighted, Viewer};
@@ -191,7 +191,7 @@ pub fn readings_of(
     block: &Change,
     collection: &Collection,
     readings: Vec<Reading>,
-) -> Vec<(Change, Map<String, Value>)> {
+) -> Vec<(Reading, Change, Map<String, Value>)> {
     readings
         .into_iter()
         .map(|reading| {
@@ -208,9 +208,26 @@ pub fn readings_of(
                 actor: block.actor.clone(),
                 through: reading.seq,
             };
-            (change, fields)
+            (reading, change, fields)
         })
         .collect()
+}
+
+/// A closed bucket for an `aggregate` subscription of `topic`.
+pub fn render_bucket(topic: &str, bucket: &Bucket, seq: u64) -> Frame {
+    let t = clock::format_ms(bucket.t);
+    let text = ServerMessage::Bucket {
+        topic,
+        t: &t,
+        group: &bucket.group,
+        values: &bucket.values,
+        seq,
+    };
+    Frame {
+        seq,
+        kind: FrameKind::Control("bucket"),
+        text: Utf8Bytes::from(text.to_text()),
+    }
 }
 
 /// The `expired` notice of a `Truncate` change.

@@ -259,7 +259,12 @@ impl Replay {
                     None => Vec::new(),
                 };
                 let subscription = &self.subscribed[i].1;
-                for (reading, fields) in render::readings_of(&change, &collection, readings) {
+                // Bucket subscriptions resume live: buckets are not replayed
+                // (the `aggregate` endpoint answers for the past).
+                if subscription.aggregate.is_some() {
+                    continue;
+                }
+                for (_, reading, fields) in render::readings_of(&change, &collection, readings) {
                     if record.as_ref().is_some_and(|id| *id != reading.record_id) {
                         continue;
                     }

@@ -29,6 +29,7 @@ impl Target {
             collection_id,
             ops,
             filter,
+            aggregate: None,
         }
     }
 }

@@ -92,6 +92,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(series::delete_before),
         )
         .route("/api/collections/{name}/latest", get(series::latest))
+        .route("/api/collections/{name}/aggregate", get(series::aggregate))
         .route("/api/v2/write", post(series::write_lines))
         .route(
             "/api/collections/{name}/records/{id}",

@@ -3,6 +3,8 @@
 //! and one reading share the record routes (`http::records` hands series
 //! collections to `services::series`).
 
+use std::collections::HashMap;
+
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -40,6 +42,18 @@ pub async fn latest(
     let Query(params) = params?;
     Ok(Json(
         series::latest(&state, &principal, &name, params).await?,
+    ))
+}
+
+pub async fn aggregate(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(params) = params?;
+    Ok(Json(
+        series::aggregate(&state, &principal, &name, params).await?,
     ))
 }
 

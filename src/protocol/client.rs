@@ -85,6 +85,9 @@ pub struct Subscribe {
     pub since: Option<u64>,
     /// The epoch `since` belongs to, as `welcome` gave it.
     pub epoch: Option<String>,
+    /// Buckets instead of readings (series collections):
+    /// `{"bucket": "1m", "agg": ["avg(temp)"], "group": ["device"], "grace": "2s"}`.
+    pub aggregate: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -4,6 +4,7 @@
 //! The types borrow what they show, so rendering an event serializes the
 //! record's fields in place instead of building a JSON tree first.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Serialize, Serializer};
@@ -49,6 +50,15 @@ pub enum ServerMessage<'a> {
         before: &'a str,
         seq: u64,
     },
+    /// A closed time bucket of one group, for an `aggregate` subscription.
+    Bucket {
+        topic: &'a str,
+        t: &'a str,
+        group: &'a Map<String, Value>,
+        values: &'a BTreeMap<String, Value>,
+        /// The newest seq released when the bucket closed.
+        seq: u64,
+    },
 }
 
 impl ServerMessage<'_> {
@@ -64,6 +74,7 @@ impl ServerMessage<'_> {
             ServerMessage::Message(_) => "message",
             ServerMessage::Unsubscribed(_) => "unsubscribed",
             ServerMessage::Expired { .. } => "expired",
+            ServerMessage::Bucket { .. } => "bucket",
         }
     }
 

@@ -35,7 +35,7 @@ fn names(topic: Option<&str>, topics: Option<&[&str]>) -> Topics {
 fn subscribe_parses_with_every_field_and_with_none() {
     let request = parse(
         json!({"id": "1", "action": "subscribe", "topic": "readings",
-        "ops": ["create"], "filter": "temp > 30"}),
+        "ops": ["create"], "filter": "temp > 30", "aggregate": {"bucket": "1m"}}),
     );
     assert_eq!(request.id, Some(json!("1")));
     assert_eq!(
@@ -46,6 +46,7 @@ fn subscribe_parses_with_every_field_and_with_none() {
             filter: Some("temp > 30".into()),
             since: None,
             epoch: None,
+            aggregate: Some(json!({"bucket": "1m"})),
         })
     );
     assert_eq!(
@@ -519,6 +520,38 @@ fn messages_serialize_as_documented() {
         json!({"type": "message", "topic": "_connections", "seq": 12, "ts": "t", "from": null,
             "data": {"event": "subscribe", "connection": "c_3", "user": null,
                 "topic": "readings"}})
+    );
+}
+
+#[test]
+fn series_notices_are_pinned() {
+    assert_eq!(
+        wire(&ServerMessage::Expired {
+            topic: "readings",
+            before: "2026-11-03T08:00:00.000Z",
+            seq: 9012
+        }),
+        json!({"type": "expired", "topic": "readings",
+               "before": "2026-11-03T08:00:00.000Z", "seq": 9012})
+    );
+    let group = json!({"device": "gw-1"});
+    let values = [
+        ("avg(temp)".to_owned(), json!(21.3)),
+        ("count()".to_owned(), json!(60)),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(
+        wire(&ServerMessage::Bucket {
+            topic: "readings",
+            t: "2026-12-03T08:00:00.000Z",
+            group: group.as_object().unwrap(),
+            values: &values,
+            seq: 77
+        }),
+        json!({"type": "bucket", "topic": "readings", "t": "2026-12-03T08:00:00.000Z",
+               "group": {"device": "gw-1"}, "values": {"avg(temp)": 21.3, "count()": 60},
+               "seq": 77})
     );
 }
 

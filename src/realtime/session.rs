@@ -289,7 +289,8 @@ impl Session {
             if let Some(since) = &since {
                 topics::check_since(&self.state, &target, name, since, current)?;
             }
-            let subscription = target.subscription(name, ops, filter.clone());
+            let mut subscription = target.subscription(name, ops, filter.clone());
+            subscription.aggregate = topics::bucket_spec(&target, request.aggregate.as_ref())?;
             subscribed.push((target, subscription));
         }
         let subscriptions = subscribed.iter().map(|(_, s)| s.clone()).collect();

@@ -37,6 +37,7 @@ struct Params {
     token: Option<String>,
     since: Option<u64>,
     epoch: Option<String>,
+    aggregate: Option<serde_json::Value>,
 }
 
 fn parse_params(raw: Option<&str>) -> ApiResult<Params> {
@@ -49,6 +50,7 @@ fn parse_params(raw: Option<&str>) -> ApiResult<Params> {
         token: None,
         since: None,
         epoch: None,
+        aggregate: None,
     };
     for (key, value) in pairs {
         match key.as_str() {
@@ -57,6 +59,12 @@ fn parse_params(raw: Option<&str>) -> ApiResult<Params> {
             "filter" => params.filter = Some(value),
             "token" => params.token = Some(value),
             "epoch" => params.epoch = Some(value),
+            "aggregate" => {
+                params.aggregate =
+                    Some(serde_json::from_str(&value).map_err(|e| {
+                        ApiError::bad_request(format!("aggregate must be JSON: {e}"))
+                    })?)
+            }
             "since" => {
                 params.since = Some(
                     value
@@ -141,7 +149,8 @@ pub async fn sse(
         if let Some(since) = &since {
             topics::check_since(&state, &target, name, since, current)?;
         }
-        let subscription = target.subscription(name, ops, filter.clone());
+        let mut subscription = target.subscription(name, ops, filter.clone());
+        subscription.aggregate = topics::bucket_spec(&target, params.aggregate.as_ref())?;
         subscribed.push((target, subscription));
     }
     let slot = state.realtime.connections.acquire(

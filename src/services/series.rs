@@ -21,8 +21,10 @@ use crate::state::AppState;
 use crate::store::writer::{Append, Mutation, Truncation};
 use crate::visibility::{self, Reach, Sighted};
 
+mod aggregate;
 mod query;
 
+pub use aggregate::aggregate;
 pub use query::{latest, list, LatestParams, SeriesListParams};
 
 /// Bad items reported at most for one batch.
@@ -61,6 +63,7 @@ fn prepare(
     caller: &Caller,
     item: Value,
     received_ms: i64,
+    judge_each: bool,
 ) -> Result<Reading, ApiError> {
     let Value::Object(mut data) = item else {
         return Err(ApiError::bad_request("each reading must be a JSON object"));
@@ -91,7 +94,7 @@ fn prepare(
     let reading = collection
         .reading_from(data, owner, received_ms)
         .map_err(|errors| ApiError::validation("invalid reading", &errors))?;
-    if !caller.is_admin() {
+    if judge_each {
         let record = collection.reading_json(&reading);
         if caller
             .authorize(collection, Action::Create, &record)
@@ -114,10 +117,24 @@ fn prepare_all(
     let caller = Caller::new(principal);
     let received_ms = crate::clock::now_ms();
     let total = items.len();
+    // A create rule about the caller alone (`'device' in @user.roles`) is
+    // decided once for the batch, not once per reading.
+    let judge_each = match Action::Create.rule(collection) {
+        _ if caller.is_admin() => false,
+        Some(rule) if rule.fields().is_empty() => {
+            if !caller.passes(rule, &Map::new()) {
+                return Err(ApiError::forbidden(
+                    "the create rule does not allow these readings",
+                ));
+            }
+            false
+        }
+        _ => true,
+    };
     let mut readings = Vec::with_capacity(total);
     let mut bad = BTreeMap::new();
     for (index, item) in items.into_iter().enumerate() {
-        match prepare(collection, &caller, item, received_ms) {
+        match prepare(collection, &caller, item, received_ms, judge_each) {
             Ok(reading) => readings.push(reading),
             Err(e) if e.is_forbidden() => {
                 return Err(ApiError::forbidden(format!("item {index}: {}", e.message)))

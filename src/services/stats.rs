@@ -12,13 +12,19 @@ pub async fn collect(state: &AppState, _: &AdminPermit) -> ApiResult<Value> {
     let realtime = state.realtime.stats().await;
     let store = state.store.clone();
     // Walking the data files and reading counters touches the disk.
-    let (storage_bytes, collections) = tokio::task::spawn_blocking(move || {
+    let (storage_bytes, collections, series) = tokio::task::spawn_blocking(move || {
         let mut collections = Map::new();
+        let mut series = Map::new();
         for collection in store.catalog().all() {
             let count = store.record_count(collection.id)?;
             collections.insert(collection.def.name.clone(), json!(count));
+            if collection.is_series() {
+                let (bytes, blocks) = store.series_size(collection.id)?;
+                let size = json!({"readings": count, "blocks": blocks, "bytes": bytes});
+                series.insert(collection.def.name.clone(), size);
+            }
         }
-        Ok::<_, crate::store::StoreError>((store.size_on_disk(), collections))
+        Ok::<_, crate::store::StoreError>((store.size_on_disk(), collections, series))
     })
     .await
     .map_err(ApiError::internal)??;
@@ -32,5 +38,6 @@ pub async fn collect(state: &AppState, _: &AdminPermit) -> ApiResult<Value> {
         "backlog_bytes": realtime.backlog_bytes,
         "storage_bytes": storage_bytes,
         "records": collections,
+        "series": series,
     }))
 }

@@ -16,6 +16,7 @@ use crate::protocol::server::{
     self, CustomTopic, FilterBudgetDetails, HistoryExpiredDetails, TopicInfo,
 };
 use crate::rules::Expr;
+use crate::series::BucketSpec;
 use crate::state::AppState;
 use crate::store::topics::{Message, StoredTopic, Topic};
 use crate::store::writer::Mutation;
@@ -91,6 +92,31 @@ pub fn resolve_for_subscribe(
 /// pays for its filter, so one connection cannot make fan-out arbitrarily
 /// slow for everyone. About 100 subscriptions with a 40-step filter each.
 pub const FILTER_BUDGET: usize = 4096;
+
+/// The bucket spec of a subscription that asks for `aggregate`: only a
+/// series collection's own topic has buckets.
+pub fn bucket_spec(
+    target: &Target,
+    aggregate: Option<&Value>,
+) -> ApiResult<Option<Arc<BucketSpec>>> {
+    let Some(aggregate) = aggregate else {
+        return Ok(None);
+    };
+    if !matches!(target, Target::Collection(c) if c.is_series()) {
+        return Err(ApiError::bad_request(
+            "aggregate subscriptions are for series collections",
+        ));
+    }
+    BucketSpec::parse(aggregate)
+        .map(|spec| Some(Arc::new(spec)))
+        .map_err(|errors| {
+            let errors = errors
+                .into_iter()
+                .map(|(k, v)| (format!("aggregate.{k}"), v))
+                .collect();
+            ApiError::validation("invalid aggregate subscription", &errors)
+        })
+}
 
 pub fn check_filter_budget(total: usize) -> ApiResult<()> {
     if total > FILTER_BUDGET {

@@ -1,0 +1,153 @@
+//! `aggregate`: time buckets over what the caller may list. Blocks outside
+//! the range are skipped by their summary; the rest are decoded a column at
+//! a time. When neither the caller's rules nor a filter look at the
+//! readings (an admin, or `@user != null`), whole blocks go to the
+//! aggregator as they are; otherwise each reading is judged by
+//! [`visibility::sees`], like a record, and the block goes with a mask.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Map, Value};
+
+use super::series_collection;
+use crate::access::Caller;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::model::Collection;
+use crate::rules::{EvalContext, Expr};
+use crate::series::{AggregateQuery, Aggregator, BlockReader};
+use crate::services::records::parse_filter;
+use crate::state::AppState;
+use crate::store::Store;
+use crate::visibility::{self, Reach, Sighted, Viewer};
+
+/// `GET /api/collections/{c}/aggregate?from&to&bucket&agg&group&fill&filter`.
+pub async fn aggregate(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    mut params: HashMap<String, String>,
+) -> ApiResult<Value> {
+    let collection = series_collection(state, name)?;
+    let filter = parse_filter(params.remove("filter").as_deref())?;
+    let query = AggregateQuery::parse(&params)
+        .map_err(|errors| ApiError::validation("invalid aggregate query", &errors))?;
+    let store = state.store.clone();
+    let principal = principal.clone();
+    let buckets = tokio::task::spawn_blocking(move || {
+        let caller = Caller::new(&principal);
+        let rules = visibility::rules_for(&caller.viewer, &collection, Reach::Collection)
+            .ok_or_else(|| ApiError::forbidden("you may not list this collection"))?;
+        let judge = Judge::new(
+            &collection,
+            &caller.viewer,
+            &caller.now,
+            rules,
+            filter.as_ref(),
+        );
+        run(&store, &collection, query, &judge)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(json!({ "buckets": buckets }))
+}
+
+/// How readings are judged: all alike, or one by one.
+enum Judge<'a> {
+    /// Every reading passes (`true`) or none does.
+    All(bool),
+    Each {
+        collection: &'a Collection,
+        viewer: &'a Viewer,
+        now: &'a str,
+        filter: Option<&'a Expr>,
+    },
+}
+
+impl<'a> Judge<'a> {
+    fn new(
+        collection: &'a Collection,
+        viewer: &'a Viewer,
+        now: &'a str,
+        rules: Vec<&Expr>,
+        filter: Option<&'a Expr>,
+    ) -> Judge<'a> {
+        let reads_readings = filter.is_some() || rules.iter().any(|rule| !rule.fields().is_empty());
+        if reads_readings {
+            return Judge::Each {
+                collection,
+                viewer,
+                now,
+                filter,
+            };
+        }
+        // Rules about the caller alone: one answer for every reading.
+        let empty = Map::new();
+        let context = EvalContext::new(&empty, viewer.user.as_ref(), now);
+        Judge::All(rules.iter().all(|rule| rule.matches(&context)))
+    }
+}
+
+fn run(
+    store: &Store,
+    collection: &Collection,
+    query: AggregateQuery,
+    judge: &Judge,
+) -> ApiResult<Vec<Value>> {
+    let series_field = collection
+        .series
+        .as_ref()
+        .map(|s| s.series_field.as_str())
+        .unwrap_or_default();
+    let from = query.from.unwrap_or(i64::MIN);
+    let to = query.to.unwrap_or(i64::MAX);
+    let mut aggregator = Aggregator::new(query, series_field);
+    if matches!(judge, Judge::All(false)) {
+        return finish(aggregator);
+    }
+    let corrupt = |e| ApiError::internal(format!("series block: {e}"));
+    for info in store.series_blocks_between(collection.id, from, to)? {
+        let Some(bytes) = store.series_block(collection.id, info.first_seq)? else {
+            continue;
+        };
+        let reader = BlockReader::open(&bytes).map_err(corrupt)?;
+        match judge {
+            Judge::All(_) => aggregator.add_block(&reader, None).map_err(corrupt)?,
+            Judge::Each {
+                collection,
+                viewer,
+                now,
+                filter,
+            } => {
+                let keep: Vec<bool> = reader
+                    .readings()
+                    .map_err(corrupt)?
+                    .iter()
+                    .map(|reading| {
+                        let full = collection.reading_json(reading);
+                        let sighted = Sighted::new(collection, &full);
+                        visibility::sees(
+                            viewer,
+                            collection,
+                            Reach::Collection,
+                            &sighted,
+                            *filter,
+                            now,
+                        )
+                    })
+                    .collect();
+                aggregator
+                    .add_block(&reader, Some(&keep))
+                    .map_err(corrupt)?;
+            }
+        }
+    }
+    finish(aggregator)
+}
+
+fn finish(aggregator: Aggregator) -> ApiResult<Vec<Value>> {
+    let buckets = aggregator
+        .finish()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(buckets.iter().map(|b| b.to_json()).collect())
+}
