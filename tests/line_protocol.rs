@@ -178,7 +178,7 @@ async fn the_influxdb_python_client_writes_exactly_its_points() {
     let expected: Vec<Value> =
         serde_json::from_slice(&std::fs::read(&expected_file).unwrap()).unwrap();
     // 4 precisions x (4 single points + 5,000), and 3 x 1,000 lines.
-    assert_eq!(expected.len(), 4 * (4 + 5_000) + 3 * 1_000);
+    assert_eq!(expected.len(), 4 * (4 + 5_000) + 3 * 1_000 + 1_000);
     let readings = all_readings(&server, &admin, "climate").await;
     assert!(
         readings.iter().all(|r| r["device"] != "rejected"),
@@ -198,4 +198,56 @@ async fn the_influxdb_python_client_writes_exactly_its_points() {
         panic!("stored readings differ from the points sent:\nmissing {missing:?}\nunexpected {extra:?}");
     }
     assert_eq!(readings.len(), expected.len(), "one reading per point");
+}
+
+#[tokio::test]
+async fn a_gzip_body_is_held_to_max_body_bytes_once_inflated() {
+    use std::io::Write as _;
+    let server = TestServer::start_with(common::Options {
+        args: vec!["--max-body-bytes".into(), "1048576".into()],
+        ..common::Options::default()
+    });
+    let admin = server.admin_token().await;
+    server
+        .create_collection(
+            &admin,
+            json!({"name": "climate", "kind": "series", "series": "device",
+                   "fields": {"device": {"type": "string"}, "temp": {"type": "number"}}}),
+        )
+        .await;
+    let gzip = |text: &[u8]| {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(text).unwrap();
+        encoder.finish().unwrap()
+    };
+    let post = |body: Vec<u8>| {
+        client()
+            .post(server.url("/api/v2/write?bucket=climate&precision=ms"))
+            .header("Authorization", format!("Token {admin}"))
+            .header("Content-Encoding", "gzip")
+            .body(body)
+    };
+    // 8 MiB of lines in a few KiB of gzip: refused, not inflated whole.
+    let bomb: Vec<u8> = b"climate,device=d temp=1 1\n".repeat(8 << 20 >> 5);
+    let (status, body) = send(post(gzip(&bomb))).await;
+    assert_eq!(
+        (status, common::error_code(&body)),
+        (413, "payload_too_large"),
+        "{body}"
+    );
+    let (status, body) = send(post(b"not gzip at all".to_vec())).await;
+    assert_eq!(
+        (status, common::error_code(&body)),
+        (400, "bad_request"),
+        "{body}"
+    );
+    let (status, body) = send(post(gzip(b"climate,device=d temp=1.5 1700000000000\n"))).await;
+    assert_eq!(status, 204, "{body}");
+    let (_, page) = send(
+        client()
+            .get(server.url("/api/collections/climate/records"))
+            .bearer_auth(&admin),
+    )
+    .await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "{page}");
 }

@@ -4,6 +4,7 @@
 //! collections to `services::series`).
 
 use std::collections::HashMap;
+use std::io::Read as _;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -107,14 +108,16 @@ pub async fn write_lines(
         Some(text) => Precision::from_query(text)
             .ok_or_else(|| ApiError::bad_request("precision must be ns, us, ms or s"))?,
     };
-    let body = decompressed(&headers, body?)?;
+    let body = decompressed(&headers, body?, state.settings.max_body_bytes).await?;
     let key = idempotency_key(&headers)?;
     series::ingest_lines(&state, &principal, &bucket, body, precision, key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// InfluxDB clients may gzip their batches.
-fn decompressed(headers: &HeaderMap, body: Bytes) -> ApiResult<Bytes> {
+/// InfluxDB clients and Telegraf gzip their batches by default. The
+/// inflated body is held to `max_body_bytes` like a plain one, so a small
+/// gzip bomb gets 413, not the server's memory.
+async fn decompressed(headers: &HeaderMap, body: Bytes, limit: usize) -> ApiResult<Bytes> {
     let encoding = headers
         .get(axum::http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -123,8 +126,25 @@ fn decompressed(headers: &HeaderMap, body: Bytes) -> ApiResult<Bytes> {
         .to_ascii_lowercase();
     match encoding.as_str() {
         "identity" | "" => Ok(body),
+        "gzip" | "x-gzip" => tokio::task::spawn_blocking(move || gunzip(&body, limit))
+            .await
+            .map_err(ApiError::internal)?,
         other => Err(ApiError::unsupported_media_type(format!(
-            "Content-Encoding {other} is not supported; send the lines uncompressed"
+            "Content-Encoding {other} is not supported; send gzip or uncompressed lines"
         ))),
     }
+}
+
+fn gunzip(body: &[u8], limit: usize) -> ApiResult<Bytes> {
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+    flate2::read::GzDecoder::new(body)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| ApiError::bad_request(format!("the gzip body cannot be read: {e}")))?;
+    if out.len() > limit {
+        return Err(ApiError::payload_too_large(
+            "the request body is larger than max_body_bytes once inflated",
+        ));
+    }
+    Ok(out.into())
 }
