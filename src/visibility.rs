@@ -125,6 +125,11 @@ pub fn sees(
         })
 }
 
+/// May `viewer` open this one record (its `view` rule, no filter)?
+pub fn may_view(viewer: &Viewer, collection: &Collection, record: &Sighted, now: &str) -> bool {
+    sees(viewer, collection, Reach::Record, record, None, now)
+}
+
 /// The rules alone, on the whole stored record.
 fn passes_rules(
     viewer: &Viewer,

@@ -266,12 +266,7 @@ pub async fn list(
         .transpose()
         .map_err(ApiError::bad_request)?;
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let wanted: Option<Vec<String>> = params.fields.map(|f| {
-        f.split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect()
-    });
+    let wanted = Wanted::parse(params.fields.as_deref());
     let store = state.store.clone();
     let page = tokio::task::spawn_blocking(move || {
         let caller = Caller::new(&principal);
@@ -291,17 +286,35 @@ pub async fn list(
     })
     .await
     .map_err(ApiError::internal)??;
-    let items: Vec<Value> = page
-        .items
-        .into_iter()
-        .map(|mut fields| {
-            if let Some(wanted) = &wanted {
-                project(&mut fields, wanted);
-            }
-            Value::Object(fields)
-        })
-        .collect();
+    let items = wanted.items(page.items);
     Ok(json!({"items": items, "next_cursor": page.next_cursor}))
+}
+
+/// The `fields` a list asks for: every field when absent.
+pub struct Wanted(Option<Vec<String>>);
+
+impl Wanted {
+    pub fn parse(fields: Option<&str>) -> Wanted {
+        Wanted(fields.map(|f| {
+            f.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        }))
+    }
+
+    /// The items, each cut down to the wanted fields.
+    pub fn items(&self, items: Vec<Map<String, Value>>) -> Vec<Value> {
+        items
+            .into_iter()
+            .map(|mut fields| {
+                if let Some(wanted) = &self.0 {
+                    project(&mut fields, wanted);
+                }
+                Value::Object(fields)
+            })
+            .collect()
+    }
 }
 
 /// Loads a record the caller may view; anything else is 404. Readings of
@@ -329,14 +342,7 @@ fn viewable(
         .get_record(collection.id, id)?
         .ok_or_else(|| record_not_found(id))?;
     let sighted = Sighted::new(collection, &record.fields);
-    if !visibility::sees(
-        &caller.viewer,
-        collection,
-        Reach::Record,
-        &sighted,
-        None,
-        &caller.now,
-    ) {
+    if !visibility::may_view(&caller.viewer, collection, &sighted, &caller.now) {
         return Err(record_not_found(id));
     }
     Ok(record)

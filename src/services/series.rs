@@ -19,7 +19,7 @@ use crate::series::line_protocol::{self, FieldValue};
 use crate::series::Reading;
 use crate::state::AppState;
 use crate::store::writer::{Append, Mutation, Truncation};
-use crate::visibility::{self, Reach, Sighted};
+use crate::visibility::{self, Sighted};
 
 mod aggregate;
 mod query;
@@ -289,14 +289,7 @@ pub async fn get(
     let caller = Caller::new(principal);
     let full = collection.reading_json(&reading);
     let sighted = Sighted::new(&collection, &full);
-    if !visibility::sees(
-        &caller.viewer,
-        &collection,
-        Reach::Record,
-        &sighted,
-        None,
-        &caller.now,
-    ) {
+    if !visibility::may_view(&caller.viewer, &collection, &sighted, &caller.now) {
         return Err(not_found());
     }
     Ok(Value::Object(sighted.as_seen_by(caller.is_admin()).clone()))

@@ -20,7 +20,7 @@ use crate::series::BucketSpec;
 use crate::state::AppState;
 use crate::store::topics::{Message, StoredTopic, Topic};
 use crate::store::writer::Mutation;
-use crate::visibility::{self, Reach, Sighted};
+use crate::visibility::{self, Sighted};
 
 /// Resolves a topic for a subscriber and checks they may subscribe.
 pub fn resolve_for_subscribe(
@@ -50,14 +50,7 @@ pub fn resolve_for_subscribe(
             .get_record(collection.id, id)?
             .ok_or_else(not_found)?;
         let sighted = Sighted::new(&collection, &record.fields);
-        if !visibility::sees(
-            &caller.viewer,
-            &collection,
-            Reach::Record,
-            &sighted,
-            None,
-            &caller.now,
-        ) {
+        if !visibility::may_view(&caller.viewer, &collection, &sighted, &caller.now) {
             return Err(not_found());
         }
         return Ok(Target::Record(collection, record.id().to_owned()));

@@ -4,6 +4,7 @@
 //! reading through [`visibility::sees`] like a record.
 
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -12,11 +13,10 @@ use super::series_collection;
 use crate::access::Caller;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::model::record::project;
 use crate::model::Collection;
 use crate::rules::Expr;
 use crate::series::{LastReading, Reading};
-use crate::services::records::parse_filter;
+use crate::services::records::{parse_filter, Wanted};
 use crate::state::AppState;
 use crate::store::series::BlockInfo;
 use crate::store::{Store, StoreError};
@@ -181,15 +181,30 @@ pub async fn list(
         .transpose()?;
     let filter = parse_filter(params.filter.as_deref())?;
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let wanted: Option<Vec<String>> = params.fields.map(|f| {
-        f.split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect()
-    });
+    let wanted = Wanted::parse(params.fields.as_deref());
+    let (items, next) = read_as(
+        state,
+        principal,
+        collection,
+        filter,
+        move |store, reader| scan_page(store, reader, (from, to), after, descending, limit),
+    )
+    .await?;
+    Ok(json!({"items": wanted.items(items), "next_cursor": next}))
+}
+
+/// Runs `read` on a blocking thread for a caller who may list the
+/// collection, with what it needs to judge each reading.
+async fn read_as<T: Send + 'static>(
+    state: &AppState,
+    principal: &Principal,
+    collection: Arc<Collection>,
+    filter: Option<Expr>,
+    read: impl FnOnce(&Store, &Reader) -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
     let store = state.store.clone();
     let principal = principal.clone();
-    let (items, next) = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let caller = Caller::new(&principal);
         if visibility::rules_for(&caller.viewer, &collection, Reach::Collection).is_none() {
             return Err(ApiError::forbidden("you may not list this collection"));
@@ -200,21 +215,10 @@ pub async fn list(
             now: &caller.now,
             filter: filter.as_ref(),
         };
-        let page = scan_page(&store, &reader, (from, to), after, descending, limit)?;
-        Ok::<_, ApiError>(page)
+        read(&store, &reader)
     })
     .await
-    .map_err(ApiError::internal)??;
-    let items: Vec<Value> = items
-        .into_iter()
-        .map(|mut fields| {
-            if let Some(wanted) = &wanted {
-                project(&mut fields, wanted);
-            }
-            Value::Object(fields)
-        })
-        .collect();
-    Ok(json!({"items": items, "next_cursor": next}))
+    .map_err(ApiError::internal)?
 }
 
 /// A page's readings as the caller sees them, and the cursor after it.
@@ -322,39 +326,9 @@ pub async fn latest(
         }
     }
     let filter = parse_filter(params.filter.as_deref())?;
-    let wanted: Option<Vec<String>> = params.fields.map(|f| {
-        f.split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect()
-    });
-    let store = state.store.clone();
-    let principal = principal.clone();
-    let items = tokio::task::spawn_blocking(move || {
-        let caller = Caller::new(&principal);
-        if visibility::rules_for(&caller.viewer, &collection, Reach::Collection).is_none() {
-            return Err(ApiError::forbidden("you may not list this collection"));
-        }
-        let reader = Reader {
-            collection: &collection,
-            viewer: &caller.viewer,
-            now: &caller.now,
-            filter: filter.as_ref(),
-        };
-        newest_per_source(&store, &reader)
-    })
-    .await
-    .map_err(ApiError::internal)??;
-    let items: Vec<Value> = items
-        .into_iter()
-        .map(|mut fields| {
-            if let Some(wanted) = &wanted {
-                project(&mut fields, wanted);
-            }
-            Value::Object(fields)
-        })
-        .collect();
-    Ok(json!({ "items": items }))
+    let wanted = Wanted::parse(params.fields.as_deref());
+    let items = read_as(state, principal, collection, filter, newest_per_source).await?;
+    Ok(json!({ "items": wanted.items(items) }))
 }
 
 fn newest_per_source(store: &Store, reader: &Reader) -> ApiResult<Vec<Map<String, Value>>> {
