@@ -6,6 +6,7 @@
 #   bash bench/run.sh --suite drop [options]       # write latency while a big collection is dropped
 #   bash bench/run.sh --suite reindex [options]    # write latency while a big collection gets an index
 #   bash bench/run.sh --suite backup [options]     # write latency while a live backup is taken
+#   bash bench/run.sh --suite series [options]     # series collections: ingest, memory, disk, latest, aggregate, fan-out
 #
 # Builds the release server and load generator, runs every scenario of the
 # suite (each on a fresh server and data dir, loopback only) and writes the
@@ -32,6 +33,7 @@ results="$root/bench/RESULTS.md"
 build=1
 peers=0
 have_pb=0
+have_python=0
 suite=ingest
 server_bin=""
 before_bin=""
@@ -51,6 +53,7 @@ while [ $# -gt 0 ]; do
         --server-label) server_label="$2"; args+=("$1" "$2"); shift 2 ;;
         --before-label) before_label="$2"; args+=("$1" "$2"); shift 2 ;;
         --pocketbase|--pocketbase=*) have_pb=1; args+=("$1"); shift ;;
+        --python|--python=*) have_python=1; args+=("$1"); shift ;;
         -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$self"; echo
                    [ -x target/release/pulsebase-bench ] && target/release/pulsebase-bench --help
                    exit 0 ;;
@@ -108,6 +111,23 @@ EOF
     fi
 fi
 
+# DuckDB for the series suite's aggregate comparison: the PyPI package in a
+# venv under target/, like PocketBase above; without it that row says so.
+duckdb_note=""
+if [ "$suite" = series ] && [ "$have_python" = 0 ]; then
+    venv="$root/target/duckdb"
+    if ! "$venv/bin/python" -c "import duckdb" 2>/dev/null; then
+        echo "== installing DuckDB (PyPI package duckdb) into target/duckdb" >&2
+        { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet duckdb; } >&2 2>&1 || true
+    fi
+    if "$venv/bin/python" -c "import duckdb" 2>/dev/null; then
+        args+=(--python "$venv/bin/python")
+        duckdb_note="DuckDB: $("$venv/bin/python" -c 'import duckdb; print(duckdb.__version__)'), from the PyPI package duckdb in target/duckdb, default settings (all cores)."
+    else
+        duckdb_note="DuckDB: not available (the PyPI package duckdb could not be installed), so the aggregate comparison says so."
+    fi
+fi
+
 mkdir -p bench/out
 uptime_start=$(uptime)
 tables=$(mktemp)
@@ -155,6 +175,17 @@ elif [ "$suite" = backup ]; then
         fi
         echo "- Load: \`/proc/loadavg\` at the start and end of each run is in the table, \`top\` snapshots in \`bench/out/backup.log\`"
         echo "- \`uptime\` before the runs: \`$uptime_start\`; after: \`$(uptime)\`"
+        echo
+        cat "$tables"
+    } > "$section"
+elif [ "$suite" = series ]; then
+    {
+        echo "## Series"
+        echo
+        run_facts
+        echo "- Server: \`target/release/pulsebase serve\`, sync durability, fresh data dir per scenario (deleted after it)"
+        [ -n "$pb_note" ] && echo "- $pb_note"
+        [ -n "$duckdb_note" ] && echo "- $duckdb_note"
         echo
         cat "$tables"
     } > "$section"

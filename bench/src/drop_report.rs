@@ -21,9 +21,9 @@ pub struct Figures {
 }
 
 /// Nearest-rank quantile of sorted values.
-fn quantile(sorted: &[u64], q: f64) -> u64 {
+pub(crate) fn quantile<T: Copy + Default>(sorted: &[T], q: f64) -> T {
     if sorted.is_empty() {
-        return 0;
+        return T::default();
     }
     let rank = (q * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
@@ -455,6 +455,6 @@ mod tests {
         assert_eq!(quantile(&v, 0.50), 50);
         assert_eq!(quantile(&v, 0.99), 99);
         assert_eq!(quantile(&[7], 0.99), 7);
-        assert_eq!(quantile(&[], 0.5), 0);
+        assert_eq!(quantile::<u64>(&[], 0.5), 0);
     }
 }

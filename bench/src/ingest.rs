@@ -74,6 +74,8 @@ pub(crate) struct Outcome {
     pub(crate) errors: u64,
     pub(crate) first_error: Option<String>,
     pub(crate) rss_kib: Option<u64>,
+    /// The server's highest RSS since it started (VmHWM), at the end.
+    pub(crate) peak_rss_kib: Option<u64>,
     pub(crate) cpu: CpuUse,
     pub(crate) stop_time: Duration,
     pub(crate) exit: String,
@@ -154,6 +156,7 @@ pub(crate) fn run_pulsebase(
         addr,
         path: "/api/collections/readings/records".into(),
         auth: token,
+        content_type: "application/json",
     };
     let bodies = payload::bodies(
         sc.per_request,
@@ -175,43 +178,7 @@ pub(crate) fn run_pocketbase(
     let dir = procs::fresh_dir(data_root, &sc.name())?;
     let mut server = procs::start_pocketbase(binary, dir)?;
     let addr: SocketAddr = server.addr;
-    let token = rt.block_on(async {
-        let token =
-            load::pocketbase_token(addr, "_superusers", ADMIN_EMAIL, ADMIN_PASSWORD).await?;
-        // The batch API is off by default and capped at 50 requests.
-        load::request_ok(
-            addr,
-            Method::PATCH,
-            "/api/settings",
-            Some(&token),
-            Some(json!({
-                "batch": {"enabled": true, "maxRequests": 1000, "timeout": 60, "maxBodySize": 0}
-            })),
-        )
-        .await?;
-        let rule = "@request.auth.id != ''";
-        load::request_ok(
-            addr,
-            Method::POST,
-            "/api/collections",
-            Some(&token),
-            Some(json!({
-                "name": "readings",
-                "type": "base",
-                "fields": [
-                    {"name": "device", "type": "text", "required": true},
-                    {"name": "temp", "type": "number"},
-                    {"name": "humidity", "type": "number"},
-                    {"name": "ts", "type": "number", "onlyInt": true}
-                ],
-                "createRule": rule,
-                "listRule": rule,
-                "viewRule": rule
-            })),
-        )
-        .await?;
-        anyhow::Ok(token)
-    })?;
+    let token = rt.block_on(pocketbase_readings(addr))?;
     let (path, shape) = if sc.per_request == 1 {
         ("/api/collections/readings/records", BatchShape::JsonArray)
     } else {
@@ -221,6 +188,7 @@ pub(crate) fn run_pocketbase(
         addr,
         path: path.into(),
         auth: token,
+        content_type: "application/json",
     };
     let bodies = payload::bodies(
         sc.per_request,
@@ -229,6 +197,47 @@ pub(crate) fn run_pocketbase(
         0x5eed ^ sc.clients as u64,
     );
     measure(rt, args, &mut server, target, bodies, sc, hz)
+}
+
+/// Signs in to a fresh PocketBase as the superuser, enables batches of up
+/// to 1000 requests and creates `readings` with the fields of a reading
+/// (`site` is used only by the series suite); returns the token.
+pub(crate) async fn pocketbase_readings(addr: SocketAddr) -> anyhow::Result<String> {
+    let token = load::pocketbase_token(addr, "_superusers", ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    // The batch API is off by default and capped at 50 requests.
+    load::request_ok(
+        addr,
+        Method::PATCH,
+        "/api/settings",
+        Some(&token),
+        Some(json!({
+            "batch": {"enabled": true, "maxRequests": 1000, "timeout": 60, "maxBodySize": 0}
+        })),
+    )
+    .await?;
+    let rule = "@request.auth.id != ''";
+    load::request_ok(
+        addr,
+        Method::POST,
+        "/api/collections",
+        Some(&token),
+        Some(json!({
+            "name": "readings",
+            "type": "base",
+            "fields": [
+                {"name": "device", "type": "text", "required": true},
+                {"name": "site", "type": "text"},
+                {"name": "temp", "type": "number"},
+                {"name": "humidity", "type": "number"},
+                {"name": "ts", "type": "number", "onlyInt": true}
+            ],
+            "createRule": rule,
+            "listRule": rule,
+            "viewRule": rule
+        })),
+    )
+    .await?;
+    Ok(token)
 }
 
 pub(crate) fn measure(
@@ -241,7 +250,7 @@ pub(crate) fn measure(
     hz: u64,
 ) -> anyhow::Result<Outcome> {
     let pid = server.pid();
-    let (result, cpu, rss_kib) = rt.block_on(async {
+    let (result, cpu, (rss_kib, peak_rss_kib)) = rt.block_on(async {
         let start = Instant::now();
         let measure_from = start + Duration::from_secs_f64(args.warmup);
         let window = load::Window {
@@ -253,7 +262,7 @@ pub(crate) fn measure(
             let a = CpuSnapshot::take(pid);
             tokio::time::sleep_until(window.end.into()).await;
             let b = CpuSnapshot::take(pid);
-            (a, b, procs::rss_kib(pid))
+            (a, b, (procs::rss_kib(pid), procs::peak_rss_kib(pid)))
         });
         let result = load::run(Arc::new(target), Arc::new(bodies), sc.clients, window).await?;
         let (a, b, rss) = sampler.await?;
@@ -271,6 +280,7 @@ pub(crate) fn measure(
         errors: result.errors,
         first_error: result.first_error,
         rss_kib,
+        peak_rss_kib,
         cpu,
         stop_time,
         exit: server.exit.clone().unwrap_or_default(),

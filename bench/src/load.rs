@@ -92,6 +92,9 @@ pub struct Target {
     pub addr: SocketAddr,
     pub path: String,
     pub auth: String,
+    /// `application/json` for records; series ingest also takes NDJSON and
+    /// line protocol.
+    pub content_type: &'static str,
 }
 
 /// Timing of one run, all relative to one shared start.
@@ -170,6 +173,78 @@ pub async fn run(
     Ok(total)
 }
 
+/// The headers every request to a target carries, built once per client.
+struct Headers {
+    host: HeaderValue,
+    auth: HeaderValue,
+    content_type: HeaderValue,
+}
+
+impl Headers {
+    fn of(target: &Target) -> Headers {
+        Headers {
+            host: HeaderValue::from_str(&target.addr.to_string())
+                .expect("address is a valid header"),
+            auth: HeaderValue::from_str(&target.auth).expect("token is a valid header"),
+            content_type: HeaderValue::from_static(target.content_type),
+        }
+    }
+
+    fn post(&self, target: &Target, body: Bytes) -> Request<Full<Bytes>> {
+        Request::builder()
+            .method(Method::POST)
+            .uri(target.path.as_str())
+            .header(HOST, self.host.clone())
+            .header(AUTHORIZATION, self.auth.clone())
+            .header(CONTENT_TYPE, self.content_type.clone())
+            .body(Full::new(body))
+            .expect("valid request")
+    }
+}
+
+/// Sends every body exactly once over `clients` keep-alive connections
+/// (each takes the next unsent body when its previous answer is in): for
+/// loading a known data set rather than measuring a rate. Fails on the
+/// first non-2xx answer, since the data set would then be incomplete.
+pub async fn send_all(
+    target: Arc<Target>,
+    bodies: Arc<Vec<Bytes>>,
+    clients: usize,
+) -> anyhow::Result<()> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut handles = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let mut sender = connect(target.addr).await?;
+        let (target, bodies, next) = (Arc::clone(&target), Arc::clone(&bodies), Arc::clone(&next));
+        handles.push(tokio::spawn(async move {
+            let headers = Headers::of(&target);
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else {
+                    return anyhow::Ok(());
+                };
+                sender.ready().await?;
+                let resp = sender
+                    .send_request(headers.post(&target, body.clone()))
+                    .await?;
+                let status = resp.status();
+                let answer = resp.into_body().collect().await?.to_bytes();
+                if !status.is_success() {
+                    bail!(
+                        "POST {} -> {status}: {}",
+                        target.path,
+                        String::from_utf8_lossy(&answer)
+                    );
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.await??;
+    }
+    Ok(())
+}
+
 async fn client(
     index: usize,
     mut sender: SendRequest<Full<Bytes>>,
@@ -184,9 +259,7 @@ async fn client(
         errors: 0,
         first_error: None,
     };
-    let host = HeaderValue::from_str(&target.addr.to_string()).expect("address is a valid header");
-    let auth = HeaderValue::from_str(&target.auth).expect("token is a valid header");
-    let json = HeaderValue::from_static("application/json");
+    let headers = Headers::of(&target);
     // Spread the clients over the body pool.
     let mut next = index.wrapping_mul(7919);
     loop {
@@ -195,14 +268,7 @@ async fn client(
         }
         let body = bodies[next % bodies.len()].clone();
         next = next.wrapping_add(1);
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(target.path.as_str())
-            .header(HOST, host.clone())
-            .header(AUTHORIZATION, auth.clone())
-            .header(CONTENT_TYPE, json.clone())
-            .body(Full::new(body))
-            .expect("valid request");
+        let req = headers.post(&target, body);
         if let Err(e) = sender.ready().await {
             out.errors += 1;
             out.first_error

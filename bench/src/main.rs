@@ -8,7 +8,9 @@
 //! realtime suite (fan-out, publish, idle memory) in `realtime/`, the drop,
 //! reindex and backup suites (write latency while a large collection is
 //! dropped or indexed, or a live backup is taken) in `drop.rs`,
-//! `reindex.rs` and `backup.rs`. See bench/README.md.
+//! `reindex.rs` and `backup.rs`, the series suite (series collections:
+//! ingest shapes, memory, disk, latest, aggregate, fan-out) in `series/`.
+//! See bench/README.md.
 
 mod backup;
 mod drop;
@@ -19,6 +21,7 @@ mod payload;
 mod procs;
 mod realtime;
 mod reindex;
+mod series;
 mod wire;
 
 use std::fmt::Write as _;
@@ -46,7 +49,8 @@ struct Args {
     /// publish, memory per idle connection), `drop` or `reindex` (write
     /// latency while a large collection is dropped or gets an index) or
     /// `backup` (write latency while a live backup is taken; it takes the
-    /// drop suite's options).
+    /// drop suite's options) or `series` (series collections: ingest
+    /// shapes, memory, disk, latest, aggregate, fan-out).
     #[arg(long, value_enum, default_value_t = Suite::Ingest)]
     suite: Suite,
     /// Measured seconds per scenario.
@@ -95,6 +99,8 @@ struct Args {
     list: bool,
     #[command(flatten)]
     drop: drop::DropArgs,
+    #[command(flatten)]
+    series: series::SeriesArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -104,6 +110,7 @@ enum Suite {
     Drop,
     Reindex,
     Backup,
+    Series,
 }
 
 /// The scenarios `--only` selects: a token that is a full scenario name
@@ -187,6 +194,10 @@ fn main() -> anyhow::Result<()> {
         Suite::Drop | Suite::Reindex | Suite::Backup => drop::all_scenarios(&args.drop)
             .iter()
             .map(drop::Scenario::name)
+            .collect(),
+        Suite::Series => series::all_scenarios(&args)
+            .iter()
+            .map(series::Scenario::name)
             .collect(),
     };
     let chosen = selected(&names, &args.only);
@@ -315,6 +326,14 @@ fn main() -> anyhow::Result<()> {
             )
         }
         Suite::Backup => backup::suite(
+            &rt,
+            &args,
+            (&server_bin, &data_root, hz),
+            &chosen,
+            &mut announce,
+            &mut failures,
+        ),
+        Suite::Series => series::suite(
             &rt,
             &args,
             (&server_bin, &data_root, hz),

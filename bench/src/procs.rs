@@ -94,6 +94,19 @@ pub fn start_pulsebase(
     flush_ms: u64,
     max_batch: usize,
 ) -> anyhow::Result<Server> {
+    start_pulsebase_env(binary, dir, durability, flush_ms, max_batch, &[])
+}
+
+/// [`start_pulsebase`] with extra environment settings (e.g.
+/// `PULSEBASE_CACHE_MB`), for scenarios that measure a setting.
+pub fn start_pulsebase_env(
+    binary: &Path,
+    dir: PathBuf,
+    durability: &str,
+    flush_ms: u64,
+    max_batch: usize,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Server> {
     let log = fs::File::create(dir.join("server.log"))?;
     let data = dir.join("data");
     let mut child = Command::new(binary)
@@ -109,6 +122,7 @@ pub fn start_pulsebase(
         .env("PULSEBASE_ADMIN_EMAIL", ADMIN_EMAIL)
         .env("PULSEBASE_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("PULSEBASE_LOG", "warn")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)
@@ -217,11 +231,36 @@ pub fn start_pocketbase(binary: &Path, dir: PathBuf) -> anyhow::Result<Server> {
 
 /// VmRSS of a process, in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// VmHWM of a process: the highest RSS since it started, in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Disk space a directory tree takes (allocated blocks, as `du` counts).
+pub fn dir_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// `write_bytes` of /proc/pid/io: bytes sent to the storage layer.

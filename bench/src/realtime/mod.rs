@@ -69,6 +69,9 @@ pub enum Kind {
     Fanout { subscribers: usize, rate: u32 },
     /// Custom-topic messages at `rate`/s (`history: 0`).
     Publish { subscribers: usize, rate: u32 },
+    /// Fan-out of single readings written to a series collection (run by
+    /// the series suite, not listed here).
+    SeriesFanout { subscribers: usize, rate: u32 },
     /// `connections` subscribed, idle connections: memory per connection.
     Idle {
         transport: Transport,
@@ -87,6 +90,9 @@ impl Scenario {
         let kind = match self.kind {
             Kind::Fanout { subscribers, rate } => format!("fanout/s{subscribers}/r{rate}"),
             Kind::Publish { subscribers, rate } => format!("publish/s{subscribers}/r{rate}"),
+            Kind::SeriesFanout { subscribers, rate } => {
+                format!("series-fanout/s{subscribers}/r{rate}")
+            }
             Kind::Idle {
                 transport,
                 connections,
@@ -246,7 +252,9 @@ pub fn run(
         };
         match sc.kind {
             Kind::Idle { connections, .. } => idle(stage, sc, connections, hz).await,
-            Kind::Fanout { subscribers, rate } | Kind::Publish { subscribers, rate } => {
+            Kind::Fanout { subscribers, rate }
+            | Kind::Publish { subscribers, rate }
+            | Kind::SeriesFanout { subscribers, rate } => {
                 flow(stage, args, sc, subscribers, rate, hz).await
             }
         }

@@ -25,21 +25,30 @@ pub(super) async fn stage_pulsebase(server: Server, sc: Scenario) -> anyhow::Res
         load::pulsebase_token(addr, ADMIN_EMAIL, ADMIN_PASSWORD).await?
     );
     // The view rule is checked per subscriber per event, in the hub.
+    let mut collection = json!({
+        "name": "readings",
+        "fields": {
+            "device": {"type": "string", "required": true},
+            "temp": {"type": "number"},
+            "n": {"type": "integer"},
+            "sent": {"type": "integer"}
+        },
+        "rules": {"create": "@user != null", "list": "@user != null", "view": "@user != null"}
+    });
+    if let Kind::SeriesFanout { .. } = sc.kind {
+        // Writes carry no `ts`: a reading without its time field is stamped
+        // with the time the server received it.
+        collection["kind"] = json!("series");
+        collection["series"] = json!("device");
+        collection["time"] = json!("ts");
+        collection["fields"]["ts"] = json!({"type": "datetime"});
+    }
     load::request_ok(
         addr,
         Method::POST,
         "/api/collections",
         Some(&admin),
-        Some(json!({
-            "name": "readings",
-            "fields": {
-                "device": {"type": "string", "required": true},
-                "temp": {"type": "number"},
-                "n": {"type": "integer"},
-                "sent": {"type": "integer"}
-            },
-            "rules": {"create": "@user != null", "list": "@user != null", "view": "@user != null"}
-        })),
+        Some(collection),
     )
     .await?;
     if let Kind::Publish { .. } = sc.kind {
