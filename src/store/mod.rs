@@ -109,6 +109,8 @@ pub struct Store {
     files: Arc<fsync::StorageFiles>,
     /// A running live backup's saved old values (see `batch`).
     copying: Arc<backup::live::Copying>,
+    /// Series collections' newest reading per source (`series`).
+    latest: Arc<series::LatestIndex>,
 }
 
 impl Store {
@@ -139,6 +141,7 @@ impl Store {
             epoch: Arc::default(),
             files: Arc::new(files),
             copying: Arc::default(),
+            latest: Arc::default(),
         };
         store.load_catalog()?;
         store.load_topics()?;

@@ -7,6 +7,9 @@
 //! block with one reverse range lookup, since a collection's blocks never
 //! overlap in seqs.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use sled::IVec;
 
 use super::{keys, Store, StoreError};
@@ -20,6 +23,26 @@ const MERGED_BLOCK: u64 = 8192;
 /// Fewer small blocks than this at the tail are left for later, so a
 /// reading is rewritten a few times at most, not once per new block.
 const MERGE_AT_LEAST: usize = 8;
+
+/// Each series collection's newest reading per source, built from the
+/// summaries the first time it is asked for and then kept up to date by
+/// the writer, so `latest` costs a map walk, not a scan of every summary.
+#[derive(Default)]
+pub struct LatestIndex {
+    by_collection: Mutex<HashMap<u32, HashMap<String, Reading>>>,
+}
+
+impl LatestIndex {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, HashMap<String, Reading>>> {
+        // Each update is one insert: a panic cannot leave a map half-done.
+        self.by_collection.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Whether `candidate` is newer (by time, then seq) than `known`.
+fn newer(candidate: &Reading, known: Option<&Reading>) -> bool {
+    known.is_none_or(|k| (candidate.time, candidate.seq) > (k.time, k.seq))
+}
 
 /// A block's summary with what the scan needs to fetch it.
 #[derive(Debug, Clone)]
@@ -190,6 +213,54 @@ impl Store {
         batch.insert(keys::block(collection, first), block);
         self.apply(batch)?;
         Ok(true)
+    }
+
+    /// The newest reading of each source of a series collection.
+    pub fn latest_readings(&self, collection: u32) -> Result<Vec<Reading>, StoreError> {
+        let mut index = self.latest.lock();
+        if let Some(newest) = index.get(&collection) {
+            return Ok(newest.values().cloned().collect());
+        }
+        // Built under the lock: an append noted meanwhile waits, then
+        // lands on the built map (noting a reading twice changes nothing).
+        let mut newest: HashMap<String, Reading> = HashMap::new();
+        for info in self.series_blocks(collection) {
+            for source in info?.summary.series {
+                let last = source.last;
+                let reading = Reading {
+                    seq: last.seq,
+                    time: last.time,
+                    created: last.created,
+                    owner: last.owner,
+                    series: source.name,
+                    fields: last.fields,
+                };
+                if newer(&reading, newest.get(&reading.series)) {
+                    newest.insert(reading.series.clone(), reading);
+                }
+            }
+        }
+        let readings = newest.values().cloned().collect();
+        index.insert(collection, newest);
+        Ok(readings)
+    }
+
+    /// The writer appended these readings (applied already).
+    pub(crate) fn note_appended(&self, collection: u32, readings: &[Reading]) {
+        let mut index = self.latest.lock();
+        let Some(newest) = index.get_mut(&collection) else {
+            return;
+        };
+        for reading in readings {
+            if newer(reading, newest.get(&reading.series)) {
+                newest.insert(reading.series.clone(), reading.clone());
+            }
+        }
+    }
+
+    /// Readings were dropped: the index is built again when next asked for.
+    pub(crate) fn forget_latest(&self, collection: u32) {
+        self.latest.lock().remove(&collection);
     }
 
     /// Bytes of a collection's blocks and their number.

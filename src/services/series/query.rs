@@ -15,7 +15,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::model::Collection;
 use crate::rules::Expr;
-use crate::series::{LastReading, Reading};
+use crate::series::Reading;
 use crate::services::records::{parse_filter, Wanted};
 use crate::state::AppState;
 use crate::store::series::BlockInfo;
@@ -333,36 +333,23 @@ pub async fn latest(
 
 fn newest_per_source(store: &Store, reader: &Reader) -> ApiResult<Vec<Map<String, Value>>> {
     let collection_id = reader.collection.id;
-    let blocks: Vec<BlockInfo> = store
-        .series_blocks(collection_id)
-        .collect::<Result<_, _>>()?;
-    // Each source's newest reading as the summaries know it.
-    let mut newest: BTreeMap<String, Reading> = BTreeMap::new();
-    for info in &blocks {
-        for source in &info.summary.series {
-            let last = &source.last;
-            let candidate = (last.time, last.seq);
-            let known = newest.get(&source.name).map(|r| (r.time, r.seq));
-            if known.is_none_or(|k| candidate > k) {
-                newest.insert(source.name.clone(), last_reading(&source.name, last));
-            }
-        }
-    }
     let mut out: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     let mut missing: HashSet<String> = HashSet::new();
-    for (source, reading) in &newest {
-        match reader.sees(reading) {
+    for reading in store.latest_readings(collection_id)? {
+        match reader.sees(&reading) {
             Some(fields) => {
-                out.insert(source.clone(), fields);
+                out.insert(reading.series, fields);
             }
             None => {
-                missing.insert(source.clone());
+                missing.insert(reading.series);
             }
         }
     }
     if !missing.is_empty() {
         // The newest the caller may see, block by block from the newest.
-        let mut by_newest = blocks;
+        let mut by_newest: Vec<BlockInfo> = store
+            .series_blocks(collection_id)
+            .collect::<Result<_, _>>()?;
         by_newest.sort_by_key(|b| std::cmp::Reverse(b.summary.max_time));
         let mut found: BTreeMap<String, (Position, Map<String, Value>)> = BTreeMap::new();
         for info in &by_newest {
@@ -374,8 +361,6 @@ fn newest_per_source(store: &Store, reader: &Reader) -> ApiResult<Vec<Map<String
             if !holds_missing {
                 continue;
             }
-            // A source found already cannot get a newer reading from a
-            // block that ends before it.
             for reading in decode_block(store, collection_id, info)? {
                 if !missing.contains(&reading.series) {
                     continue;
@@ -396,15 +381,4 @@ fn newest_per_source(store: &Store, reader: &Reader) -> ApiResult<Vec<Map<String
         );
     }
     Ok(out.into_values().collect())
-}
-
-fn last_reading(source: &str, last: &LastReading) -> Reading {
-    Reading {
-        seq: last.seq,
-        time: last.time,
-        created: last.created,
-        owner: last.owner.clone(),
-        series: source.to_owned(),
-        fields: last.fields.clone(),
-    }
 }

@@ -75,6 +75,7 @@ impl WriterState {
         self.commit(batch, first_seq)?;
         self.store.catalog().remove(name);
         self.counts.remove(&collection.id);
+        self.store.forget_latest(collection.id);
         self.cancel_migration(collection.id, name);
         // The records are unreachable from here on (ids are never reused);
         // removing them is housekeeping, done a chunk at a time between

@@ -207,12 +207,12 @@ impl WriterState {
     pub(super) fn commit_staged(&mut self, staged: &mut Staged, answers: &mut Answers) {
         let appended = self.seal_series(staged);
         let done = std::mem::replace(staged, Staged::new(self.next_seq));
-        if done.replies.is_empty() && appended.is_empty() {
+        if done.replies.is_empty() && appended.answers.is_empty() {
             return;
         }
         let mut replies = done.replies;
         let mut failed = Vec::new();
-        for (reply, result) in appended {
+        for (reply, result) in appended.answers {
             match result {
                 Ok(committed) => replies.push((reply, committed)),
                 Err(e) => failed.push((reply, e)),
@@ -228,6 +228,9 @@ impl WriterState {
         match self.store.apply(batch) {
             Ok(()) => {
                 self.counts.extend(done.counts);
+                for (collection, readings) in &appended.readings {
+                    self.store.note_appended(*collection, readings);
+                }
                 for (reply, committed) in replies {
                     answers.send(reply, Ok(committed));
                 }

@@ -31,6 +31,14 @@ pub struct Append {
     pub idempotency: Option<(String, String)>,
 }
 
+/// What sealing the stage's appends gave: an answer per request, and the
+/// readings by collection, for the latest index once the batch is applied.
+#[derive(Default)]
+pub(super) struct Sealed {
+    pub(super) answers: Vec<(Reply, Result<Committed, WriteError>)>,
+    pub(super) readings: Vec<(u32, Vec<Reading>)>,
+}
+
 /// One collection's appends in the current stage.
 pub(super) struct SeriesStage {
     collection: Arc<Collection>,
@@ -114,11 +122,8 @@ impl WriterState {
     /// Numbers the staged readings, encodes a block per collection and adds
     /// it, its summary, its change-log entry and its keys to the stage's
     /// batch. Returns the answers to send once the batch is applied.
-    pub(super) fn seal_series(
-        &mut self,
-        staged: &mut Staged,
-    ) -> Vec<(Reply, Result<Committed, WriteError>)> {
-        let mut out = Vec::new();
+    pub(super) fn seal_series(&mut self, staged: &mut Staged) -> Sealed {
+        let mut out = Sealed::default();
         let now = clock::now_ms();
         for stage in std::mem::take(&mut staged.series) {
             let first = self.next_seq;
@@ -131,7 +136,7 @@ impl WriterState {
                 Ok(encoded) => encoded,
                 Err(e) => {
                     for (reply, _, _) in stage.requests {
-                        out.push((
+                        out.answers.push((
                             reply,
                             Err(WriteError::Storage(format!("cannot encode readings: {e}"))),
                         ));
@@ -189,8 +194,9 @@ impl WriterState {
                     collection: Some(collection.clone()),
                     repeated: false,
                 };
-                out.push((reply, Ok(committed)));
+                out.answers.push((reply, Ok(committed)));
             }
+            out.readings.push((collection.id, readings));
         }
         out
     }
@@ -312,6 +318,7 @@ impl WriterState {
             },
         );
         self.commit(batch, first_seq)?;
+        self.store.forget_latest(current.id);
         self.counts.insert(current.id, count);
         Ok(Committed {
             seqs: self.seqs_since(first_seq),

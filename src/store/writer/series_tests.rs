@@ -188,3 +188,43 @@ async fn truncation_drops_whole_blocks_or_cuts_exactly_and_logs_one_entry() {
     assert_eq!(store.series_size(collection.id).unwrap(), (0, 0));
     writer.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_latest_index_follows_appends_and_drops() {
+    let (_dir, store, writer, collection) = series_store().await;
+    let newest = |store: &Store| {
+        let mut times: Vec<(String, i64)> = store
+            .latest_readings(collection.id)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.series, r.time))
+            .collect();
+        times.sort();
+        times
+    };
+    append(&writer, &collection, 0..6, None).await;
+    assert_eq!(
+        newest(&store),
+        [("d0".into(), 3), ("d1".into(), 4), ("d2".into(), 5)]
+    );
+    // Built once; later appends update it, late readings do not win.
+    append(&writer, &collection, [9, 1], None).await;
+    assert_eq!(
+        newest(&store),
+        [("d0".into(), 9), ("d1".into(), 4), ("d2".into(), 5)]
+    );
+    let drop_old = Truncation {
+        before_ms: Some(5),
+        exact: true,
+        max_bytes: None,
+    };
+    writer
+        .submit(Mutation::Truncate {
+            collection: collection.clone(),
+            truncation: drop_old,
+        })
+        .await
+        .unwrap();
+    assert_eq!(newest(&store), [("d0".into(), 9), ("d2".into(), 5)]);
+    writer.shutdown().await;
+}
