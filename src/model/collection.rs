@@ -300,11 +300,25 @@ impl Collection {
     /// datetimes in canonical form).
     pub fn validate(
         &self,
-        mut data: Map<String, Value>,
+        data: Map<String, Value>,
         apply_defaults: bool,
     ) -> Result<Map<String, Value>, FieldErrors> {
-        let mut errors = FieldErrors::new();
+        self.validate_except(data, apply_defaults, None, FieldErrors::new())
+    }
+
+    /// [`Collection::validate`] leaving out one field the caller checked
+    /// itself (a series collection's time field), adding to `errors`.
+    pub(super) fn validate_except(
+        &self,
+        mut data: Map<String, Value>,
+        apply_defaults: bool,
+        checked: Option<&str>,
+        mut errors: FieldErrors,
+    ) -> Result<Map<String, Value>, FieldErrors> {
         for (name, field) in &self.def.fields {
+            if Some(name.as_str()) == checked {
+                continue;
+            }
             let present = data.get(name).is_some_and(|v| !v.is_null());
             if !present {
                 if apply_defaults {

@@ -181,22 +181,34 @@ impl Collection {
             return Err([("kind".to_owned(), "not a series collection".to_owned())].into());
         };
         let mut data = data;
-        // The time may also come as milliseconds since the epoch.
-        if let Some(field) = &shape.time_field {
-            if let Some(ms) = data.get(field).and_then(Value::as_i64) {
-                data.insert(field.clone(), Value::String(clock::format_ms(ms)));
+        // The time is read here, once: milliseconds as they are, RFC 3339
+        // parsed once (not normalized to text and parsed back).
+        let mut errors = FieldErrors::new();
+        let time_field = shape.time_field.as_deref();
+        let time = match time_field.map(|f| (f, data.remove(f))) {
+            None | Some((_, None | Some(Value::Null))) => {
+                if let Some(field) = time_field.filter(|f| self.is_required(f)) {
+                    errors.insert(field.to_owned(), "is required".into());
+                }
+                received_ms
             }
-        }
-        let mut data = self.validate(data, true)?;
+            Some((field, Some(value))) => match reading_time(&value) {
+                Some(ms) => ms,
+                None => {
+                    errors.insert(
+                        field.to_owned(),
+                        "must be an RFC 3339 timestamp or milliseconds since the epoch".into(),
+                    );
+                    received_ms
+                }
+            },
+        };
+        let mut data = self.validate_except(data, true, time_field, errors)?;
         let series = match data.remove(&shape.series_field) {
             Some(Value::String(source)) => source,
             // `validate` checked the type; a missing source is refused here
             // even when the definition forgot `required`.
             _ => return Err([(shape.series_field.clone(), "is required".to_owned())].into()),
-        };
-        let time = match shape.time_field.as_ref().and_then(|f| data.remove(f)) {
-            Some(Value::String(text)) => clock::parse_ms(&text).unwrap_or(received_ms),
-            _ => received_ms,
         };
         let mut fields = BTreeMap::new();
         for (name, value) in data {
@@ -223,6 +235,10 @@ impl Collection {
             series,
             fields,
         })
+    }
+
+    fn is_required(&self, name: &str) -> bool {
+        self.def.fields.get(name).is_some_and(|f| f.required)
     }
 
     fn field_type(&self, name: &str) -> Option<FieldType> {
@@ -258,6 +274,15 @@ impl Collection {
             out.insert(name.clone(), cell_json(cell));
         }
         out
+    }
+}
+
+/// A reading's time: whole milliseconds since the epoch, or RFC 3339.
+fn reading_time(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f.floor() as i64)),
+        Value::String(text) => clock::parse_ms(text),
+        _ => None,
     }
 }
 
