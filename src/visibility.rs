@@ -105,6 +105,14 @@ impl<'r> Sighted<'r> {
         }
     }
 
+    /// What a viewer may see, taken rather than copied.
+    pub fn into_seen_by(self, admin: bool) -> Map<String, Value> {
+        match self.public {
+            Some(public) if !admin => public,
+            _ => self.full.into_owned(),
+        }
+    }
+
     pub fn id(&self) -> Option<&str> {
         self.full.get("id").and_then(Value::as_str)
     }

@@ -51,7 +51,7 @@ pub async fn aggregate(
     principal: Principal,
     Path(name): Path<String>,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<series::Buckets>> {
     let Query(params) = params?;
     Ok(Json(
         series::aggregate(&state, &principal, &name, params).await?,

@@ -24,7 +24,7 @@ use crate::visibility::{self, Sighted};
 mod aggregate;
 mod query;
 
-pub use aggregate::aggregate;
+pub use aggregate::{aggregate, Buckets};
 pub use query::{latest, list, LatestParams, SeriesListParams};
 
 /// Bad items reported at most for one batch.

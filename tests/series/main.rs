@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod aggregate;
 mod ingest;
 mod reads;
 

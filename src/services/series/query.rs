@@ -137,7 +137,7 @@ impl Reader<'_> {
     /// passes the filter.
     fn sees(&self, reading: &Reading) -> Option<Map<String, Value>> {
         let full = self.collection.reading_json(reading);
-        let sighted = Sighted::new(self.collection, &full);
+        let sighted = Sighted::owned(self.collection, full);
         visibility::sees(
             self.viewer,
             self.collection,
@@ -146,7 +146,7 @@ impl Reader<'_> {
             self.filter,
             self.now,
         )
-        .then(|| sighted.as_seen_by(self.viewer.admin).clone())
+        .then(|| sighted.into_seen_by(self.viewer.admin))
     }
 }
 
