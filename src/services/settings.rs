@@ -39,6 +39,7 @@ pub fn describe(state: &AppState, _: &AdminPermit) -> Value {
         ("flush_ms", json!(startup.flush_ms)),
         ("max_body_bytes", json!(startup.max_body_bytes)),
         ("trust_proxy", json!(startup.trust_proxy)),
+        ("cache_mb", json!(startup.cache_mb)),
         // Never the token itself: only whether one is set.
         (
             "metrics_token",
