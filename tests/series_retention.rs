@@ -78,9 +78,10 @@ async fn a_day_of_readings_stays_within_max_bytes() {
         }
     }
     let elapsed = started.elapsed().as_secs_f64().max(0.1);
-    // What two seconds of this test's writes take in blocks, generously.
-    let bytes_per_reading = 16.0;
-    let round = (written as f64 / elapsed * 2.0 * bytes_per_reading) as u64;
+    // What a round (2 s, plus a second of slack on a loaded machine) of
+    // this test's writes takes in blocks not merged yet, generously.
+    let bytes_per_reading = 32.0;
+    let round = (written as f64 / elapsed * 3.0 * bytes_per_reading) as u64;
     assert!(
         largest_after_a_round <= MAX_BYTES + round,
         "blocks held {largest_after_a_round} bytes; cap {MAX_BYTES} + one round {round}"
