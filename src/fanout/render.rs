@@ -215,14 +215,7 @@ pub fn readings_of(
 
 /// A closed bucket for an `aggregate` subscription of `topic`.
 pub fn render_bucket(topic: &str, bucket: &Bucket, seq: u64) -> Frame {
-    let t = clock::format_ms(bucket.t);
-    let text = ServerMessage::Bucket {
-        topic,
-        t: &t,
-        group: &bucket.group,
-        values: &bucket.values,
-        seq,
-    };
+    let text = ServerMessage::Bucket { topic, bucket, seq };
     Frame {
         seq,
         kind: FrameKind::Control("bucket"),

@@ -4,7 +4,6 @@
 //! The types borrow what they show, so rendering an event serializes the
 //! record's fields in place instead of building a JSON tree first.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Serialize, Serializer};
@@ -12,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 use crate::model::collection::EventOp;
+use crate::series::Bucket;
 
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -53,9 +53,9 @@ pub enum ServerMessage<'a> {
     /// A closed time bucket of one group, for an `aggregate` subscription.
     Bucket {
         topic: &'a str,
-        t: &'a str,
-        group: &'a Map<String, Value>,
-        values: &'a BTreeMap<String, Value>,
+        /// `t`, `group`, `values`: as the `aggregate` endpoint shows a bucket.
+        #[serde(flatten)]
+        bucket: &'a Bucket,
         /// The newest seq released when the bucket closed.
         seq: u64,
     },

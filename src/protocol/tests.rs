@@ -534,19 +534,20 @@ fn series_notices_are_pinned() {
         json!({"type": "expired", "topic": "readings",
                "before": "2026-11-03T08:00:00.000Z", "seq": 9012})
     );
-    let group = json!({"device": "gw-1"});
-    let values = [
-        ("avg(temp)".to_owned(), json!(21.3)),
-        ("count()".to_owned(), json!(60)),
-    ]
-    .into_iter()
-    .collect();
+    let bucket = crate::series::Bucket {
+        t: 1_796_284_800_000,
+        group: json!({"device": "gw-1"}).as_object().unwrap().clone(),
+        values: [
+            ("avg(temp)".to_owned(), json!(21.3)),
+            ("count()".to_owned(), json!(60)),
+        ]
+        .into_iter()
+        .collect(),
+    };
     assert_eq!(
         wire(&ServerMessage::Bucket {
             topic: "readings",
-            t: "2026-12-03T08:00:00.000Z",
-            group: group.as_object().unwrap(),
-            values: &values,
+            bucket: &bucket,
             seq: 77
         }),
         json!({"type": "bucket", "topic": "readings", "t": "2026-12-03T08:00:00.000Z",

@@ -127,14 +127,16 @@ pub struct Bucket {
     pub values: BTreeMap<String, Json>,
 }
 
-impl Bucket {
-    /// `{"t": "2026-12-03T08:00:00.000Z", "group": {...}, "values": {...}}`
-    pub fn to_json(&self) -> Json {
-        serde_json::json!({
-            "t": crate::clock::format_ms(self.t),
-            "group": self.group,
-            "values": self.values,
-        })
+/// `{"t": "2026-12-03T08:00:00.000Z", "group": {...}, "values": {...}}`:
+/// the one shape of a bucket, in `aggregate` answers and `bucket` messages.
+impl serde::Serialize for Bucket {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut out = serializer.serialize_map(Some(3))?;
+        out.serialize_entry("t", &crate::clock::format_ms(self.t))?;
+        out.serialize_entry("group", &self.group)?;
+        out.serialize_entry("values", &self.values)?;
+        out.end()
     }
 }
 
@@ -195,10 +197,6 @@ impl Aggregator {
             recent: Vec::new(),
             overflow: false,
         }
-    }
-
-    pub fn query(&self) -> &AggregateQuery {
-        &self.query
     }
 
     /// Within `[from, to)`, and not within one bucket of `i64::MIN`,

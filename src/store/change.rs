@@ -155,11 +155,6 @@ impl Change {
         self
     }
 
-    /// How many seqs the entry covers.
-    pub fn span(&self) -> u64 {
-        self.through.saturating_sub(self.seq) + 1
-    }
-
     /// Whether these bytes are a version 1 entry.
     pub fn is_v1(bytes: &[u8]) -> bool {
         bytes.first() == Some(&codec::FORMAT)

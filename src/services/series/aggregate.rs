@@ -5,11 +5,10 @@
 //! aggregator as they are; otherwise each reading is judged by
 //! [`visibility::sees`], like a record, and the block goes with a mask.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use serde::ser::SerializeMap;
-use serde::{Serialize, Serializer};
-use serde_json::{Map, Value};
+use serde::Serialize;
+use serde_json::Map;
 
 use super::series_collection;
 use crate::access::Caller;
@@ -51,36 +50,15 @@ pub async fn aggregate(
     })
     .await
     .map_err(ApiError::internal)??;
-    Ok(Buckets(buckets))
+    Ok(Buckets { buckets })
 }
 
 /// `{"buckets": [...]}`, serialized straight from the buckets: a day of
 /// minute buckets for a hundred sources is 144,000 of them, and a JSON tree
 /// in between cost more than the aggregation.
-pub struct Buckets(pub Vec<Bucket>);
-
-impl Serialize for Buckets {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Shown<'a> {
-            t: String,
-            group: &'a Map<String, Value>,
-            values: &'a BTreeMap<String, Value>,
-        }
-        struct All<'a>(&'a [Bucket]);
-        impl Serialize for All<'_> {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_seq(self.0.iter().map(|b| Shown {
-                    t: crate::clock::format_ms(b.t),
-                    group: &b.group,
-                    values: &b.values,
-                }))
-            }
-        }
-        let mut out = serializer.serialize_map(Some(1))?;
-        out.serialize_entry("buckets", &All(&self.0))?;
-        out.end()
-    }
+#[derive(Serialize)]
+pub struct Buckets {
+    buckets: Vec<Bucket>,
 }
 
 /// How readings are judged: all alike, or one by one.
@@ -138,6 +116,10 @@ fn run(
     }
     let corrupt = |e| ApiError::internal(format!("series block: {e}"));
     for info in store.series_blocks_between(collection.id, from, to)? {
+        // A block inside one bucket may be answered by its summary alone.
+        if matches!(judge, Judge::All(_)) && aggregator.add_summary(&info.summary) {
+            continue;
+        }
         let Some(bytes) = store.series_block(collection.id, info.first_seq)? else {
             continue;
         };
