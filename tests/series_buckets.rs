@@ -197,6 +197,123 @@ async fn dropping_old_readings_sends_one_expired_notice_live_and_on_resume() {
     assert_eq!(replayed["seq"], notice["seq"]);
 }
 
+/// Readings with their own time, so a test can put them in a bucket that
+/// is surely still open (a little in the future) or surely closed.
+fn timed_def() -> Value {
+    let mut def = readings_def();
+    def["rules"] = json!({"list": "true", "view": "true", "create": "@user != null"});
+    def["time"] = json!("ts");
+    def["fields"]["ts"] = json!({"type": "datetime"});
+    def
+}
+
+async fn write_at(server: &TestServer, token: &str, ts: i64, temps: &[f64]) {
+    let body: Vec<Value> = temps
+        .iter()
+        .map(|t| json!({"device": "gw", "temp": t, "ts": ts}))
+        .collect();
+    let (status, answer) = send(
+        client()
+            .post(server.url("/api/collections/readings/records"))
+            .bearer_auth(token)
+            .json(&body),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The first bucket message for the bucket starting at `t`, skipping any
+/// other bucket (a resume may repeat one it had sent).
+async fn bucket_at(ws: &mut Ws, t: i64) -> Value {
+    let start = Value::String(rfc3339_ms(t));
+    loop {
+        let message = (&mut *ws).next_bucket().await;
+        assert_eq!(message["type"], "bucket", "{message}");
+        if message["t"] == start {
+            return message;
+        }
+    }
+}
+
+/// RFC 3339 with milliseconds, as buckets are stamped.
+fn rfc3339_ms(ms: i64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .expect("a time in range");
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    at.format(&format).expect("a formattable time")
+}
+
+#[tokio::test]
+async fn a_new_bucket_subscription_counts_the_readings_stored_before_it() {
+    let server = TestServer::start();
+    let admin = server.admin_token().await;
+    server.create_collection(&admin, timed_def()).await;
+    // A bucket that opens in 2 s: still open whenever the subscription
+    // lands, and closing soon after.
+    let t = (now_ms() / 1000 + 2) * 1000;
+    write_at(&server, &admin, t + 100, &[1.0, 2.0]).await;
+
+    let mut ws = Ws::connect(&server, Some(&admin)).await;
+    let reply = ws
+        .request(json!({"action": "subscribe", "topic": "readings",
+                        "aggregate": serde_json::from_str::<Value>(BUCKETS).unwrap()}))
+        .await;
+    assert_eq!(reply["type"], "ok", "{reply}");
+    write_at(&server, &admin, t + 200, &[4.0]).await;
+
+    let bucket = bucket_at(&mut ws, t).await;
+    assert_eq!(bucket["values"]["count()"], 3, "{bucket}");
+    assert_eq!(bucket["values"]["sum(temp)"], 7.0, "{bucket}");
+    ws.expect_quiet(Duration::from_millis(1500)).await;
+}
+
+#[tokio::test]
+async fn a_resumed_bucket_subscription_gets_the_buckets_that_closed_while_away() {
+    let server = TestServer::start();
+    let admin = server.admin_token().await;
+    server.create_collection(&admin, timed_def()).await;
+    let t = (now_ms() / 1000 + 1) * 1000;
+    let subscribe = |since: Option<u64>| {
+        let mut request = json!({"action": "subscribe", "topic": "readings",
+                                 "aggregate": serde_json::from_str::<Value>(BUCKETS).unwrap()});
+        if let Some(since) = since {
+            request["since"] = json!(since);
+        }
+        request
+    };
+    let mut ws = Ws::connect(&server, Some(&admin)).await;
+    assert_eq!(ws.request(subscribe(None)).await["type"], "ok");
+    write_at(&server, &admin, t + 10, &[1.0, 2.0, 3.0]).await;
+    let first = bucket_at(&mut ws, t).await;
+    assert_eq!(first["values"]["count()"], 3, "{first}");
+    let position = first["seq"].as_u64().unwrap();
+    drop(ws);
+
+    // Away while the next bucket fills and closes.
+    write_at(&server, &admin, t + 1010, &[4.0, 5.0]).await;
+    tokio::time::sleep_until(tokio::time::Instant::now() + wait_past(t + 2000 + 300)).await;
+
+    let mut again = Ws::connect(&server, Some(&admin)).await;
+    let reply = again.request(subscribe(Some(position))).await;
+    assert_eq!(reply["type"], "ok", "{reply}");
+    let missed = bucket_at(&mut again, t + 1000).await;
+    assert_eq!(missed["values"]["count()"], 2, "{missed}");
+    assert_eq!(missed["values"]["sum(temp)"], 9.0, "{missed}");
+}
+
+/// How long from now until `ms` (since the epoch) has passed, plus a margin.
+fn wait_past(ms: i64) -> Duration {
+    Duration::from_millis((ms - now_ms()).max(0) as u64 + 300)
+}
+
 fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {

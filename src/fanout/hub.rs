@@ -5,6 +5,7 @@
 //! each distinct payload once, and `try_send`s it to each outbox. A full
 //! outbox closes that connection (`slow_consumer`); nobody else waits.
 
+mod buckets;
 mod connections;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -64,6 +65,14 @@ pub enum Input {
         conn: ConnId,
         subscriptions: Vec<Subscription>,
         reply: oneshot::Sender<u64>,
+    },
+    /// The stored part of a bucket subscription's buckets, registered at
+    /// `upto` (see `fanout::backfill`).
+    SeedBuckets {
+        conn: ConnId,
+        topic: String,
+        upto: u64,
+        seed: Box<LiveBuckets>,
     },
     Unsubscribe {
         conn: ConnId,
@@ -146,6 +155,9 @@ struct Hub {
     /// Open buckets of each `aggregate` subscription, by connection and
     /// topic (made at its first reading; see [`Hub::close_buckets`]).
     buckets: HashMap<(ConnId, String), LiveBuckets>,
+    /// Bucket subscriptions waiting for their stored readings, with the
+    /// position they were registered at.
+    seeding: HashMap<(ConnId, String), u64>,
     last_bucket_check: Instant,
 }
 
@@ -170,6 +182,7 @@ pub fn spawn(
         delivered: 0,
         slow_closes: 0,
         buckets: HashMap::new(),
+        seeding: HashMap::new(),
         last_bucket_check: Instant::now(),
     };
     std::thread::Builder::new()
@@ -257,11 +270,19 @@ impl Hub {
                 // Release what may go first, so the answered position is as
                 // fresh as it can be.
                 self.release();
+                let position = self.next - 1;
                 for subscription in subscriptions {
+                    self.reset_buckets(conn, &subscription, position);
                     self.subscribe(conn, subscription);
                 }
-                let _ = reply.send(self.next - 1);
+                let _ = reply.send(position);
             }
+            Input::SeedBuckets {
+                conn,
+                topic,
+                upto,
+                seed,
+            } => self.seeded(conn, topic, upto, *seed),
             Input::Unsubscribe { conn, topic, reply } => {
                 let removed = self.unsubscribe(conn, &topic);
                 let _ = reply.send(removed);
@@ -453,71 +474,6 @@ impl Hub {
             let seen = view.seen(collection, subscription, &conn.viewer)?;
             Some(rendered.frame(seen, conn.viewer.admin))
         });
-    }
-
-    /// Adds a reading to the open buckets of each `aggregate` subscription
-    /// of `topic` that may see it.
-    fn feed_buckets(
-        &mut self,
-        view: &ChangeView,
-        reading: &Reading,
-        topic: &str,
-        collection: &Collection,
-    ) {
-        let Some(subscribers) = self.topics.get(topic) else {
-            return;
-        };
-        let series_field = collection
-            .series
-            .as_ref()
-            .map_or("", |s| s.series_field.as_str());
-        for (conn_id, subscription) in subscribers {
-            let Some(spec) = &subscription.aggregate else {
-                continue;
-            };
-            let Some(conn) = self.conns.get(conn_id) else {
-                continue;
-            };
-            if view
-                .seen(Some(collection), subscription, &conn.viewer)
-                .is_none()
-            {
-                continue;
-            }
-            self.buckets
-                .entry((*conn_id, topic.to_owned()))
-                .or_insert_with(|| LiveBuckets::new((**spec).clone(), series_field))
-                .add(reading);
-        }
-    }
-
-    /// Sends every bucket whose end plus grace has passed, and forgets the
-    /// buckets of subscriptions that ended.
-    fn close_buckets(&mut self) {
-        self.last_bucket_check = Instant::now();
-        let topics = &self.topics;
-        self.buckets
-            .retain(|(conn, topic), _| topics.get(topic).is_some_and(|s| s.contains_key(conn)));
-        let now = clock::now_ms();
-        let seq = self.next - 1;
-        let mut frames = Vec::new();
-        for ((conn, topic), live) in &mut self.buckets {
-            for bucket in live.close_due(now) {
-                frames.push((*conn, Arc::new(render::render_bucket(topic, &bucket, seq))));
-            }
-        }
-        let mut overflowing = Vec::new();
-        for (conn_id, frame) in frames {
-            if let Some(conn) = self.conns.get(&conn_id) {
-                if offer(conn, frame) {
-                    self.delivered += 1;
-                } else {
-                    overflowing.push(conn_id);
-                }
-            }
-        }
-        overflowing.dedup();
-        self.close_slow(overflowing);
     }
 
     fn deliver_message(&mut self, message: &Message) {

@@ -32,6 +32,7 @@
 //! - [`replay`] streams what a resuming subscriber missed, a page at a time.
 //! - The wire types are in [`crate::protocol`]; the transports in `realtime`.
 
+pub mod backfill;
 pub mod backlog;
 pub mod hub;
 pub mod render;
@@ -50,7 +51,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::auth::{Auth, Principal};
 use crate::protocol::ServerMessage;
 use crate::rules::Expr;
-use crate::series::BucketSpec;
+use crate::series::{BucketSpec, LiveBuckets};
 use crate::store::topics::Message;
 use crate::store::writer::Taps;
 use crate::store::Store;
@@ -316,6 +317,16 @@ impl Realtime {
             reply,
         });
         answer.await.unwrap_or(0)
+    }
+
+    /// The stored part of a bucket subscription's buckets (see `backfill`).
+    pub fn seed_buckets(&self, conn: ConnId, topic: String, upto: u64, seed: LiveBuckets) {
+        self.send(hub::Input::SeedBuckets {
+            conn,
+            topic,
+            upto,
+            seed: Box::new(seed),
+        });
     }
 
     /// Removes a subscription; answers whether there was one.

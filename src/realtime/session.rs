@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
+use crate::fanout::backfill;
 use crate::fanout::replay::{Page, Replay};
 use crate::fanout::{ConnId, Frame, Ops};
 use crate::protocol::client::{Create, Publish, RecordRef, Subscribe, Update};
@@ -299,6 +300,17 @@ impl Session {
             .realtime
             .subscribe(self.conn, subscriptions)
             .await;
+        // Bucket subscriptions start from the stored readings of their
+        // open buckets, even when made again (the hub starts them over).
+        backfill::start(
+            &self.state.realtime,
+            &self.state.store,
+            self.conn,
+            &Viewer::of(&self.principal),
+            &subscribed,
+            since.as_ref().map(|s| s.seq),
+            upto,
+        );
         // A topic already subscribed gets its new ops and filter but no
         // replay: what it missed was delivered live, and a replay would
         // send it twice.

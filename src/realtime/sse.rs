@@ -20,6 +20,7 @@ use super::ws;
 use crate::auth::Principal;
 use crate::clock;
 use crate::error::{ApiError, ApiResult};
+use crate::fanout::backfill;
 use crate::fanout::replay::Replay;
 use crate::fanout::{Close, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime};
 use crate::limits::Slot;
@@ -180,6 +181,15 @@ pub async fn sse(
     // `Last-Event-ID` resumes them all.
     let subscriptions = subscribed.iter().map(|(_, s)| s.clone()).collect();
     let upto = state.realtime.subscribe(conn, subscriptions).await;
+    backfill::start(
+        &state.realtime,
+        &state.store,
+        conn,
+        &Viewer::of(&principal),
+        &subscribed,
+        since.as_ref().map(|s| s.seq),
+        upto,
+    );
     let replay =
         since.map(|since| Replay::new(subscribed, Viewer::of(&principal), since.seq, upto));
     let heartbeat = settings.heartbeat;

@@ -204,6 +204,41 @@ impl LiveBuckets {
         out
     }
 
+    /// The start of the oldest bucket still open at `now_ms`: a
+    /// subscription made then is seeded with the readings from here on.
+    pub fn open_from(&self, now_ms: i64) -> i64 {
+        let cutoff = now_ms.saturating_sub(self.spec.grace_ms);
+        bucket_start(cutoff, self.spec.bucket_ms).unwrap_or(i64::MIN)
+    }
+
+    /// Folds in buckets built elsewhere from other readings of the same
+    /// subscription (the stored readings a new subscription is seeded
+    /// with), as if each of their readings had been added here. Nothing is
+    /// closed by this; [`LiveBuckets::close_due`] sends them in t order.
+    pub fn absorb(&mut self, earlier: LiveBuckets) {
+        self.late += earlier.late;
+        self.overflow += earlier.overflow;
+        for (key, their_slot) in earlier.open {
+            if key.0.saturating_add(self.spec.bucket_ms) <= self.closed_until {
+                self.late += earlier.slots.counts[their_slot as usize];
+                continue;
+            }
+            let slot = match self.open.get(&key) {
+                Some(&slot) => slot,
+                None if self.open.len() >= MAX_OPEN => {
+                    self.overflow += earlier.slots.counts[their_slot as usize];
+                    continue;
+                }
+                None => {
+                    let slot = self.slots.alloc();
+                    self.open.insert(key, slot);
+                    slot
+                }
+            };
+            self.slots.absorb(slot, &earlier.slots, their_slot);
+        }
+    }
+
     /// Readings dropped because their bucket had closed (or, within one
     /// bucket of `i64::MIN`, has no representable start).
     pub fn late(&self) -> u64 {

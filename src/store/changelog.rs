@@ -127,6 +127,18 @@ impl Store {
         }
     }
 
+    /// When the newest change at or before `seq` was made: about when a
+    /// subscriber that had seen up to `seq` was last up to date (no later).
+    /// `None` when the log no longer reaches back that far.
+    pub fn change_time_through(&self, seq: u64) -> Result<Option<i64>, StoreError> {
+        let range = keys::change(0)..=keys::change(seq);
+        let Some(entry) = self.data.range(range).next_back() else {
+            return Ok(None);
+        };
+        let (_, value) = entry?;
+        Ok(Some(Change::decode(&value)?.ts_ms))
+    }
+
     /// The change log's epoch (see `welcome` in docs/realtime.md).
     pub fn epoch(&self) -> String {
         self.epoch.read().unwrap_or_else(|e| e.into_inner()).clone()

@@ -378,6 +378,31 @@ impl Slots {
         }
     }
 
+    /// Folds slot `from_slot` of `from` (same plan) into `slot`: counts and
+    /// sums add, min/max/first/last keep the winner, so a bucket built in
+    /// two parts answers as if built in one.
+    pub(crate) fn absorb(&mut self, slot: u32, from: &Slots, from_slot: u32) {
+        let (s, o) = (slot as usize, from_slot as usize);
+        let (nn, np, nk) = self.widths;
+        self.counts[s] += from.counts[o];
+        for f in 0..nn {
+            let theirs = from.nums[o * nn + f];
+            self.num(s, f)
+                .merge(theirs.n, theirs.sum, theirs.min, theirs.max);
+        }
+        for f in 0..np {
+            self.present[s * np + f] += from.present[o * np + f];
+        }
+        for f in 0..nk {
+            for pick in [&from.firsts[o * nk + f], &from.lasts[o * nk + f]]
+                .into_iter()
+                .flatten()
+            {
+                self.pick(s, f, pick.time, pick.seq, || pick.value.clone());
+            }
+        }
+    }
+
     pub(crate) fn values(&self, slot: u32, plan: &Plan) -> BTreeMap<String, Json> {
         let s = slot as usize;
         let (nn, np, nk) = self.widths;
