@@ -7,6 +7,7 @@
 
 mod buckets;
 mod connections;
+mod routes;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::mpsc as std_mpsc;
@@ -159,6 +160,7 @@ struct Hub {
     /// position they were registered at.
     seeding: HashMap<(ConnId, String), u64>,
     last_bucket_check: Instant,
+    routes: routes::RouteCache,
 }
 
 /// How often closed buckets are looked for.
@@ -183,6 +185,7 @@ pub fn spawn(
         slow_closes: 0,
         buckets: HashMap::new(),
         seeding: HashMap::new(),
+        routes: routes::RouteCache::default(),
         last_bucket_check: Instant::now(),
     };
     std::thread::Builder::new()
@@ -450,11 +453,13 @@ impl Hub {
                 return;
             }
         };
+        let routes = whole.then(|| self.routes(name, collection));
         for (reading, change, fields) in render::readings_of(change, collection, readings) {
             let view = ChangeView::reading(&change, collection, fields);
-            if whole {
-                self.feed_buckets(&view, &reading, name, collection);
-                self.fan_out_change(&view, name, Some(collection));
+            if let Some(routes) = &routes {
+                self.feed_buckets(&view, &reading, name, collection, &routes.buckets);
+                let among = routes.for_source(&reading.series);
+                self.fan_out_change_among(&view, name, Some(collection), among);
             }
             if single {
                 let topic = format!("{record_prefix}{}", change.record_id);
@@ -464,9 +469,24 @@ impl Hub {
     }
 
     fn fan_out_change(&mut self, view: &ChangeView, topic: &str, collection: Option<&Collection>) {
+        let everyone: Vec<ConnId> = self
+            .topics
+            .get(topic)
+            .map(|subscribers| subscribers.keys().copied().collect())
+            .unwrap_or_default();
+        self.fan_out_change_among(view, topic, collection, everyone.into_iter());
+    }
+
+    fn fan_out_change_among(
+        &mut self,
+        view: &ChangeView,
+        topic: &str,
+        collection: Option<&Collection>,
+        among: impl Iterator<Item = ConnId>,
+    ) {
         let mut rendered = Rendered::new(view, topic);
         let collection_id = collection.map(|c| c.id);
-        self.fan_out(topic, |conn, subscription| {
+        self.fan_out_among(topic, among, |conn, subscription| {
             // Bucket subscriptions get buckets, not readings.
             if subscription.collection_id != collection_id || subscription.aggregate.is_some() {
                 return None;
@@ -502,6 +522,21 @@ impl Hub {
     fn fan_out(
         &mut self,
         topic: &str,
+        frame_for: impl FnMut(&Conn, &Subscription) -> Option<Arc<Frame>>,
+    ) {
+        let everyone: Vec<ConnId> = self
+            .topics
+            .get(topic)
+            .map(|subscribers| subscribers.keys().copied().collect())
+            .unwrap_or_default();
+        self.fan_out_among(topic, everyone.into_iter(), frame_for);
+    }
+
+    /// [`Hub::fan_out`] to some of a topic's subscribers only.
+    fn fan_out_among(
+        &mut self,
+        topic: &str,
+        among: impl Iterator<Item = ConnId>,
         mut frame_for: impl FnMut(&Conn, &Subscription) -> Option<Arc<Frame>>,
     ) {
         let Some(subscribers) = self.topics.get(topic) else {
@@ -509,8 +544,11 @@ impl Hub {
         };
         let mut overflowing = Vec::new();
         let mut delivered = 0;
-        for (conn_id, subscription) in subscribers {
-            let Some(conn) = self.conns.get(conn_id) else {
+        for conn_id in among {
+            // Closed or unsubscribed since `among` was made.
+            let (Some(subscription), Some(conn)) =
+                (subscribers.get(&conn_id), self.conns.get(&conn_id))
+            else {
                 continue;
             };
             let Some(frame) = frame_for(conn, subscription) else {
@@ -519,7 +557,7 @@ impl Hub {
             if offer(conn, frame) {
                 delivered += 1;
             } else {
-                overflowing.push(*conn_id);
+                overflowing.push(conn_id);
             }
         }
         self.delivered += delivered;

@@ -270,6 +270,14 @@ impl Expr {
         eval::outcomes(&self.root, &ctx).may_be_true
     }
 
+    /// The text `field` must equal for this expression to be true, when a
+    /// top-level `&&` conjunct is `field = "literal"` (either way round):
+    /// a record whose `field` is anything else cannot match. Nothing under
+    /// `||` or `!`, and nothing that depends on `@user` or `@now`.
+    pub fn pinned_text(&self, field: &str) -> Option<&str> {
+        plan::pinned_text(&self.root, field)
+    }
+
     /// For an index planner: comparisons every matching record satisfies.
     ///
     /// These are the top-level `&&` conjuncts (parenthesised `&&` groups are

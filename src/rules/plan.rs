@@ -110,3 +110,23 @@ pub(super) fn satisfies(constraint: &Constraint, value: &Value) -> bool {
     };
     compare(op, Val::of(value), Val::of(&constraint.value), &ctx)
 }
+
+pub(super) fn pinned_text<'n>(node: &'n Node, field: &str) -> Option<&'n str> {
+    match node {
+        Node::And(items) => items.iter().find_map(|n| pinned_text(n, field)),
+        Node::Cmp {
+            op: Op::Eq,
+            lhs,
+            rhs,
+        } => match (lhs, rhs) {
+            (Operand::Field(path), Operand::Lit(Value::String(text)))
+            | (Operand::Lit(Value::String(text)), Operand::Field(path))
+                if path.full == field =>
+            {
+                Some(text)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}

@@ -288,3 +288,55 @@ async fn delete_before_sends_one_expired_notice() {
         (Some("expired"), Some(cut))
     );
 }
+
+/// A subscription filtered to one source gets exactly that source's
+/// readings, one with any other filter gets what its filter lets through,
+/// and a changed filter takes effect at once.
+#[tokio::test]
+async fn readings_reach_subscribers_by_their_filter_on_the_source() {
+    let (server, admin, _, _) = readings_server().await;
+    let subscribe_with =
+        |filter: &str| json!({"action": "subscribe", "topic": "readings", "filter": filter});
+    let mut only_a = Ws::connect(&server, Some(&admin)).await;
+    let mut a_or_b = Ws::connect(&server, Some(&admin)).await;
+    let mut moves = Ws::connect(&server, Some(&admin)).await;
+    for (ws, filter) in [
+        (&mut only_a, "device = 'a'"),
+        (&mut a_or_b, "device = 'a' || device = 'b'"),
+        (&mut moves, "device = 'b' && temp >= 0"),
+    ] {
+        let reply = ws.request(subscribe_with(filter)).await;
+        assert_eq!(reply["type"], "ok", "{reply}");
+    }
+    let batch: Vec<Value> = (0..9)
+        .map(|i| {
+            let device = ["a", "b", "c"][i % 3];
+            json!({"device": device, "temp": i})
+        })
+        .collect();
+    let seqs = ingest(&server, &admin, Value::Array(batch.clone())).await;
+    let of = |devices: &[&str]| -> Vec<u64> {
+        seqs.iter()
+            .zip(&batch)
+            .filter(|(_, r)| devices.contains(&r["device"].as_str().unwrap()))
+            .map(|(seq, _)| *seq)
+            .collect()
+    };
+    let last = |seqs: &[u64]| *seqs.last().unwrap();
+    let (a, ab, b) = (of(&["a"]), of(&["a", "b"]), of(&["b"]));
+    assert_eq!(ws_seqs_until(&mut only_a, last(&a)).await, a);
+    assert_eq!(ws_seqs_until(&mut a_or_b, last(&ab)).await, ab);
+    assert_eq!(ws_seqs_until(&mut moves, last(&b)).await, b);
+
+    let reply = moves.request(subscribe_with("device = 'c'")).await;
+    assert_eq!(reply["type"], "ok", "{reply}");
+    let seqs = ingest(&server, &admin, Value::Array(batch.clone())).await;
+    let c: Vec<u64> = seqs
+        .iter()
+        .zip(&batch)
+        .filter(|(_, r)| r["device"] == "c")
+        .map(|(seq, _)| *seq)
+        .collect();
+    assert_eq!(ws_seqs_until(&mut moves, last(&c)).await, c);
+    moves.expect_quiet(Duration::from_millis(300)).await;
+}

@@ -46,6 +46,10 @@ pub(super) struct Tally {
     reads: u64,
     events: u64,
     inboxes: Vec<Inbox>,
+    /// Routed fan-out: subscriber `i` expects only the events `n` with
+    /// `n % devices == i % devices`, and this counts the acknowledged
+    /// ones per device.
+    routed: Option<(u64, Vec<u64>)>,
 }
 
 pub(super) fn new_hist() -> Histogram<u64> {
@@ -93,6 +97,36 @@ impl Tally {
                     closed: None,
                 })
                 .collect(),
+            routed: None,
+        }
+    }
+
+    /// Each subscriber expects only the events of its own device.
+    fn routed(mut self, devices: u64) -> Tally {
+        self.routed = Some((devices, vec![0; devices as usize]));
+        self
+    }
+
+    fn expects(&self, sub: usize, n: u64) -> bool {
+        self.routed
+            .as_ref()
+            .is_none_or(|(devices, _)| n % devices == sub as u64 % devices)
+    }
+
+    /// Acknowledged events subscriber `sub` expects.
+    fn expected(&self, sub: usize) -> u64 {
+        match &self.routed {
+            Some((devices, acked)) => acked[sub % *devices as usize],
+            None => self.acked_count,
+        }
+    }
+
+    fn acknowledged(&mut self, n: u64) {
+        if n < self.capacity && set_bit(&mut self.acked, n) {
+            self.acked_count += 1;
+            if let Some((devices, acked)) = &mut self.routed {
+                acked[(n % *devices) as usize] += 1;
+            }
         }
     }
 
@@ -104,8 +138,11 @@ impl Tally {
         if n >= self.capacity {
             return;
         }
+        let expected = self.expects(sub, n);
         let inbox = &mut self.inboxes[sub];
-        if set_bit(&mut inbox.bits, n) {
+        // An event its filter should have kept out counts as a duplicate:
+        // one delivery too many.
+        if expected && set_bit(&mut inbox.bits, n) {
             inbox.received += 1;
         } else {
             inbox.duplicates += 1;
@@ -121,11 +158,22 @@ impl Tally {
     fn missed(&self) -> u64 {
         self.inboxes
             .iter()
-            .map(|inbox| {
+            .enumerate()
+            .map(|(sub, inbox)| {
                 self.acked
                     .iter()
                     .zip(&inbox.bits)
-                    .map(|(a, b)| u64::from((a & !b).count_ones()))
+                    .enumerate()
+                    .map(|(word, (a, b))| {
+                        let lacking = a & !b;
+                        if self.routed.is_none() {
+                            return u64::from(lacking.count_ones());
+                        }
+                        (0..64)
+                            .filter(|bit| lacking & (1 << bit) != 0)
+                            .filter(|bit| self.expects(sub, word as u64 * 64 + bit))
+                            .count() as u64
+                    })
                     .sum::<u64>()
             })
             .sum()
@@ -154,13 +202,17 @@ pub(super) async fn flow(
     let capacity = (f64::from(rate) * (warmup + duration).as_secs_f64()).ceil() as u64
         + 64
         + per_write(sc.kind);
-    let tally = Rc::new(RefCell::new(Tally::new(
+    let mut tally = Tally::new(
         epoch,
         warmup.as_micros() as u64,
         (warmup + duration).as_micros() as u64,
         capacity,
         subscribers,
-    )));
+    );
+    if routed_device(sc.kind, 0).is_some() {
+        tally = tally.routed(devices(sc.kind));
+    }
+    let tally = Rc::new(RefCell::new(tally));
 
     let finder = Rc::new(StampFinder::new());
     let mut readers = JoinSet::new();
@@ -183,7 +235,7 @@ pub(super) async fn flow(
             path,
             stage.writer_auth.clone(),
             matches!(sc.kind, Kind::Publish { .. }),
-            per_write(sc.kind),
+            (per_write(sc.kind), devices(sc.kind)),
             rate,
             Rc::clone(&next),
             Rc::clone(&tally),
@@ -207,7 +259,8 @@ pub(super) async fn flow(
             let t = tally.borrow();
             t.inboxes
                 .iter()
-                .all(|i| i.closed.is_some() || i.received >= t.acked_count)
+                .enumerate()
+                .all(|(sub, i)| i.closed.is_some() || i.received >= t.expected(sub))
         };
         if done || drain_started.elapsed() > DRAIN_TIMEOUT {
             break;
@@ -308,6 +361,23 @@ pub(super) async fn read_events(
     tally.borrow_mut().inboxes[index].closed = Some(closed);
 }
 
+/// Devices the writes cycle through: event `n` is from `gw-{n % devices}`.
+/// A series collection gets as many as the series suite's ingest data.
+fn devices(kind: Kind) -> u64 {
+    match kind {
+        Kind::SeriesFanout { .. } => 100,
+        _ => 16,
+    }
+}
+
+/// The one device subscriber `index` filters to, in a routed fan-out.
+pub(super) fn routed_device(kind: Kind, index: u64) -> Option<String> {
+    match kind {
+        Kind::SeriesFanout { routed: true, .. } => Some(format!("gw-{}", index % devices(kind))),
+        _ => None,
+    }
+}
+
 /// Readings per request: series ingest at 10,000/s comes in batches, as
 /// devices and gateways send it; single writes could not keep that pace
 /// with an fsync per group.
@@ -328,7 +398,7 @@ pub(super) async fn write_paced(
     path: &'static str,
     auth: String,
     publish: bool,
-    per_write: u64,
+    (per_write, devices): (u64, u64),
     rate: u32,
     next: Rc<Cell<u64>>,
     tally: Rc<RefCell<Tally>>,
@@ -352,7 +422,7 @@ pub(super) async fn write_paced(
         let record = |n: u64| {
             format!(
                 r#"{{"device":"gw-{}","temp":21.5,"n":{n},"sent":{sent_us}}}"#,
-                n % 16
+                n % devices
             )
         };
         let body = if publish {
@@ -389,9 +459,7 @@ pub(super) async fn write_paced(
         match outcome {
             Ok(()) => {
                 for n in n..n + per_write {
-                    if n < t.capacity && set_bit(&mut t.acked, n) {
-                        t.acked_count += 1;
-                    }
+                    t.acknowledged(n);
                 }
                 if done_us >= t.measure_from_us && done_us < t.end_us {
                     t.writes_done += per_write;
@@ -430,5 +498,22 @@ mod tests {
         assert_eq!(tally.missed(), 1 + 2);
         assert_eq!(tally.inboxes[0].duplicates, 1);
         assert_eq!(tally.deliveries, 5);
+    }
+
+    #[test]
+    fn a_routed_subscriber_misses_only_its_own_devices_events() {
+        let mut tally = Tally::new(Instant::now(), 0, u64::MAX, 128, 2).routed(2);
+        for n in [1, 2, 3, 70, 101] {
+            tally.acknowledged(n);
+        }
+        assert_eq!((tally.expected(0), tally.expected(1)), (2, 3));
+        // Subscriber 0 takes even events, 1 odd ones.
+        tally.arrived(0, 2, 0, 10);
+        tally.arrived(1, 1, 0, 10);
+        tally.arrived(1, 101, 0, 10);
+        // An event of the other device: one too many.
+        tally.arrived(0, 3, 0, 10);
+        assert_eq!(tally.missed(), 1 + 1);
+        assert_eq!(tally.inboxes[0].duplicates, 1);
     }
 }

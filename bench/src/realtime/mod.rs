@@ -69,9 +69,15 @@ pub enum Kind {
     Fanout { subscribers: usize, rate: u32 },
     /// Custom-topic messages at `rate`/s (`history: 0`).
     Publish { subscribers: usize, rate: u32 },
-    /// Fan-out of single readings written to a series collection (run by
-    /// the series suite, not listed here).
-    SeriesFanout { subscribers: usize, rate: u32 },
+    /// Fan-out of readings written to a series collection (run by the
+    /// series suite, not listed here). `routed`: each subscriber filters
+    /// to one source (`device = "gw-K"`), as a dashboard of one device
+    /// does, instead of taking every reading.
+    SeriesFanout {
+        subscribers: usize,
+        rate: u32,
+        routed: bool,
+    },
     /// `connections` subscribed, idle connections: memory per connection.
     Idle {
         transport: Transport,
@@ -90,8 +96,13 @@ impl Scenario {
         let kind = match self.kind {
             Kind::Fanout { subscribers, rate } => format!("fanout/s{subscribers}/r{rate}"),
             Kind::Publish { subscribers, rate } => format!("publish/s{subscribers}/r{rate}"),
-            Kind::SeriesFanout { subscribers, rate } => {
-                format!("series-fanout/s{subscribers}/r{rate}")
+            Kind::SeriesFanout {
+                subscribers,
+                rate,
+                routed,
+            } => {
+                let by = if routed { "-by-device" } else { "" };
+                format!("series-fanout{by}/s{subscribers}/r{rate}")
             }
             Kind::Idle {
                 transport,
@@ -254,9 +265,9 @@ pub fn run(
             Kind::Idle { connections, .. } => idle(stage, sc, connections, hz).await,
             Kind::Fanout { subscribers, rate }
             | Kind::Publish { subscribers, rate }
-            | Kind::SeriesFanout { subscribers, rate } => {
-                flow(stage, args, sc, subscribers, rate, hz).await
-            }
+            | Kind::SeriesFanout {
+                subscribers, rate, ..
+            } => flow(stage, args, sc, subscribers, rate, hz).await,
         }
     })
 }

@@ -149,6 +149,7 @@ pub(super) async fn subscribe(
     transport: Transport,
     token: &str,
     topic: &str,
+    filter: Option<&str>,
     buffer: usize,
     poster: &mut Option<SendRequest<Full<Bytes>>>,
 ) -> anyhow::Result<Client> {
@@ -161,8 +162,12 @@ pub(super) async fn subscribe(
                 "expected welcome, got {}",
                 String::from_utf8_lossy(&welcome)
             );
+            let filter = match filter {
+                Some(filter) => format!(r#","filter":{}"#, serde_json::to_string(filter)?),
+                None => String::new(),
+            };
             ws.send_text(&format!(
-                r#"{{"id":"s","action":"subscribe","topic":"{topic}"}}"#
+                r#"{{"id":"s","action":"subscribe","topic":"{topic}"{filter}}}"#
             ))
             .await?;
             loop {
@@ -176,6 +181,7 @@ pub(super) async fn subscribe(
             }
         }
         (Peer::Pulsebase, Transport::Sse) => {
+            anyhow::ensure!(filter.is_none(), "SSE subscribers take no filter here");
             let sse = Sse::open(
                 stage_addr,
                 &format!("/api/realtime/sse?topic={topic}"),
@@ -241,12 +247,15 @@ pub(super) async fn open_subscribers(
             let mut mine = Vec::new();
             for index in (lane..count).step_by(lanes) {
                 let token = &tokens[index % tokens.len()];
+                let filter = routed_device(sc.kind, index as u64)
+                    .map(|device| format!("device = '{device}'"));
                 let client = subscribe(
                     addr,
                     sc.peer,
                     sc.transport(),
                     token,
                     &topic,
+                    filter.as_deref(),
                     buffer,
                     &mut poster,
                 )

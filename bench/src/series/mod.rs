@@ -78,6 +78,7 @@ pub enum Scenario {
     Fanout {
         subscribers: usize,
         rate: u32,
+        routed: bool,
     },
 }
 
@@ -117,7 +118,14 @@ impl Scenario {
             }
             Scenario::Latest { devices } => format!("latest/d{devices}"),
             Scenario::Aggregate => "aggregate".into(),
-            Scenario::Fanout { subscribers, rate } => format!("fanout/s{subscribers}/r{rate}"),
+            Scenario::Fanout {
+                subscribers,
+                rate,
+                routed,
+            } => {
+                let by = if routed { "-by-device" } else { "" };
+                format!("fanout{by}/s{subscribers}/r{rate}")
+            }
         }
     }
 }
@@ -169,10 +177,13 @@ pub fn all_scenarios(args: &Args) -> Vec<Scenario> {
         devices: LATEST_DEVICES,
     });
     out.push(Scenario::Aggregate);
-    out.push(Scenario::Fanout {
-        subscribers: args.series.fanout_subscribers,
-        rate: args.series.fanout_rate,
-    });
+    for routed in [false, true] {
+        out.push(Scenario::Fanout {
+            subscribers: args.series.fanout_subscribers,
+            rate: args.series.fanout_rate,
+            routed,
+        });
+    }
     out
 }
 
@@ -245,10 +256,18 @@ pub fn suite(
                 Scenario::Aggregate => {
                     Outcome::Aggregate(aggregate::run(rt, args, server_bin, data_root)?)
                 }
-                Scenario::Fanout { subscribers, rate } => {
+                Scenario::Fanout {
+                    subscribers,
+                    rate,
+                    routed,
+                } => {
                     let sc = realtime::Scenario {
                         peer: realtime::Peer::Pulsebase,
-                        kind: realtime::Kind::SeriesFanout { subscribers, rate },
+                        kind: realtime::Kind::SeriesFanout {
+                            subscribers,
+                            rate,
+                            routed,
+                        },
                     };
                     Outcome::Fanout(realtime::run(rt, args, server_bin, data_root, sc, hz)?)
                 }

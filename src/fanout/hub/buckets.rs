@@ -51,6 +51,7 @@ impl Hub {
         reading: &Reading,
         topic: &str,
         collection: &Collection,
+        bucket_subscribers: &[ConnId],
     ) {
         let Some(subscribers) = self.topics.get(topic) else {
             return;
@@ -59,7 +60,10 @@ impl Hub {
             .series
             .as_ref()
             .map_or("", |s| s.series_field.as_str());
-        for (conn_id, subscription) in subscribers {
+        for conn_id in bucket_subscribers {
+            let Some(subscription) = subscribers.get(conn_id) else {
+                continue;
+            };
             let Some(spec) = &subscription.aggregate else {
                 continue;
             };

@@ -76,6 +76,7 @@ impl Hub {
         };
         for topic in &conn.topics {
             remove_from(&mut self.topics, topic, id);
+            self.routes.forget(topic);
         }
         if let Some(principal) = &conn.principal_id {
             remove_from(&mut self.by_principal, principal, id);
@@ -89,6 +90,7 @@ impl Hub {
         };
         let topic = subscription.topic.clone();
         conn.topics.insert(topic.clone());
+        self.routes.forget(&topic);
         self.topics
             .entry(topic.clone())
             .or_default()
@@ -104,6 +106,7 @@ impl Hub {
             return false;
         }
         remove_from(&mut self.topics, topic, id);
+        self.routes.forget(topic);
         self.notice(id, "unsubscribe", Some(topic));
         true
     }
@@ -167,6 +170,7 @@ impl Hub {
         let mut overflowing = Vec::new();
         for (topic, conn_id) in ended {
             remove_from(&mut self.topics, &topic, conn_id);
+            self.routes.forget(&topic);
             let Some(conn) = self.conns.get_mut(&conn_id) else {
                 continue;
             };

@@ -191,3 +191,27 @@ fn constraint_satisfaction_follows_expression_semantics() {
     assert_eq!(CmpOp::Le.flipped(), CmpOp::Ge);
     assert_eq!(CmpOp::Eq.flipped(), CmpOp::Eq);
 }
+
+#[test]
+fn pinned_text_is_a_top_level_equality_with_a_text_literal() {
+    let pinned = |src: &str| expr(src).pinned_text("device").map(str::to_owned);
+    assert_eq!(pinned("device = 'gw-1'"), Some("gw-1".into()));
+    assert_eq!(pinned("'gw-1' = device"), Some("gw-1".into()));
+    assert_eq!(pinned("temp > 3 && (ok && device = 'a')"), Some("a".into()));
+    // Anything that lets another source through, or that is not a fixed
+    // text, pins nothing.
+    for src in [
+        "device = 'a' || device = 'b'",
+        "!(device = 'a')",
+        "device != 'a'",
+        "device in ['a']",
+        "device = @user.id",
+        "device = @now",
+        "device = 1",
+        "devices = 'a'",
+        "device.name = 'a'",
+        "true",
+    ] {
+        assert_eq!(pinned(src), None, "{src}");
+    }
+}
