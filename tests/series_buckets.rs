@@ -18,10 +18,14 @@ fn readings_def() -> Value {
 }
 
 async fn write(server: &TestServer, token: &str, temps: &[f64]) {
-    let body: Vec<Value> = temps
+    let body = temps
         .iter()
         .map(|t| json!({"device": "gw", "temp": t}))
         .collect();
+    post(server, token, body).await;
+}
+
+async fn post(server: &TestServer, token: &str, body: Vec<Value>) {
     let (status, answer) = send(
         client()
             .post(server.url("/api/collections/readings/records"))
@@ -208,18 +212,11 @@ fn timed_def() -> Value {
 }
 
 async fn write_at(server: &TestServer, token: &str, ts: i64, temps: &[f64]) {
-    let body: Vec<Value> = temps
+    let body = temps
         .iter()
         .map(|t| json!({"device": "gw", "temp": t, "ts": ts}))
         .collect();
-    let (status, answer) = send(
-        client()
-            .post(server.url("/api/collections/readings/records"))
-            .bearer_auth(token)
-            .json(&body),
-    )
-    .await;
-    assert_eq!(status, 201, "{answer}");
+    post(server, token, body).await;
 }
 
 fn now_ms() -> i64 {
