@@ -133,6 +133,32 @@ pub fn sees(
         })
 }
 
+/// What [`sees`] answers for every record of the collection, when neither
+/// the rules nor the filter read a record's fields (an admin without a
+/// filter, or rules about the viewer alone): judged once, by [`sees`]
+/// itself, on an empty record. `None` when each record must be judged.
+pub fn sees_every(
+    viewer: &Viewer,
+    collection: &Collection,
+    reach: Reach,
+    filter: Option<&Expr>,
+    now: &str,
+) -> Option<bool> {
+    let Some(rules) = rules_for(viewer, collection, reach) else {
+        return Some(false);
+    };
+    let reads_records = rules
+        .iter()
+        .copied()
+        .chain(filter)
+        .any(|expr| !expr.fields().is_empty());
+    if reads_records {
+        return None;
+    }
+    let nothing = Sighted::unprotected(Map::new());
+    Some(sees(viewer, collection, reach, &nothing, filter, now))
+}
+
 /// May `viewer` open this one record (its `view` rule, no filter)?
 pub fn may_view(viewer: &Viewer, collection: &Collection, record: &Sighted, now: &str) -> bool {
     sees(viewer, collection, Reach::Record, record, None, now)
@@ -264,6 +290,39 @@ mod tests {
             NOW
         ));
         assert!(!sees(&user("v"), &c, Reach::Record, &sighted, None, NOW));
+    }
+
+    #[test]
+    fn one_answer_for_every_record_only_when_nothing_reads_a_record() {
+        let c = collection(json!({"name": "c",
+            "rules": {"list": "@user != null", "view": "true"}}));
+        let admin = Viewer {
+            admin: true,
+            user: None,
+        };
+        let anonymous = Viewer::default();
+        let filter = Expr::parse("temp > 5").unwrap();
+        let about_the_caller = Expr::parse("@user.id = 'u'").unwrap();
+        let every = |viewer: &Viewer, filter: Option<&Expr>| {
+            sees_every(viewer, &c, Reach::Collection, filter, NOW)
+        };
+        assert_eq!(every(&admin, None), Some(true));
+        assert_eq!(every(&user("u"), None), Some(true));
+        assert_eq!(every(&anonymous, None), Some(false));
+        assert_eq!(every(&user("u"), Some(&about_the_caller)), Some(true));
+        assert_eq!(every(&user("v"), Some(&about_the_caller)), Some(false));
+        assert_eq!(every(&admin, Some(&filter)), None);
+        let owned = collection(json!({"name": "c",
+            "rules": {"list": "owner = @user.id", "view": "true"}}));
+        assert_eq!(
+            sees_every(&user("u"), &owned, Reach::Collection, None, NOW),
+            None
+        );
+        let unlisted = collection(json!({"name": "c", "rules": {"view": "true"}}));
+        assert_eq!(
+            sees_every(&user("u"), &unlisted, Reach::Collection, None, NOW),
+            Some(false)
+        );
     }
 
     #[test]

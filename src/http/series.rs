@@ -9,10 +9,11 @@ use std::io::Read as _;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::Admin;
@@ -39,11 +40,11 @@ pub async fn latest(
     principal: Principal,
     Path(name): Path<String>,
     params: Result<Query<LatestParams>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let Query(params) = params?;
-    Ok(Json(
-        series::latest(&state, &principal, &name, params).await?,
-    ))
+    // Already JSON: written by the service straight from the readings.
+    let body = series::latest(&state, &principal, &name, params).await?;
+    Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 pub async fn aggregate(

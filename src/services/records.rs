@@ -305,15 +305,15 @@ impl Wanted {
 
     /// The items, each cut down to the wanted fields.
     pub fn items(&self, items: Vec<Map<String, Value>>) -> Vec<Value> {
-        items
-            .into_iter()
-            .map(|mut fields| {
-                if let Some(wanted) = &self.0 {
-                    project(&mut fields, wanted);
-                }
-                Value::Object(fields)
-            })
-            .collect()
+        items.into_iter().map(|fields| self.item(fields)).collect()
+    }
+
+    /// One item cut down to the wanted fields.
+    pub fn item(&self, mut fields: Map<String, Value>) -> Value {
+        if let Some(wanted) = &self.0 {
+            project(&mut fields, wanted);
+        }
+        Value::Object(fields)
     }
 }
 

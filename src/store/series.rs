@@ -7,8 +7,8 @@
 //! block with one reverse range lookup, since a collection's blocks never
 //! overlap in seqs.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use sled::IVec;
 
@@ -27,15 +27,44 @@ const MERGE_AT_LEAST: usize = 8;
 /// Each series collection's newest reading per source, built from the
 /// summaries the first time it is asked for and then kept up to date by
 /// the writer, so `latest` costs a map walk, not a scan of every summary.
+/// Sources are kept in name order, the order `latest` answers in.
 #[derive(Default)]
 pub struct LatestIndex {
-    by_collection: Mutex<HashMap<u32, HashMap<String, Reading>>>,
+    by_collection: Mutex<HashMap<u32, BTreeMap<String, Arc<Newest>>>>,
 }
 
 impl LatestIndex {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, HashMap<String, Reading>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, BTreeMap<String, Arc<Newest>>>> {
         // Each update is one insert: a panic cannot leave a map half-done.
         self.by_collection.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A source's newest reading, and its JSON once a reader has rendered it:
+/// a reading never changes, so its JSON is rendered once, not on every
+/// `latest` call, and a newer reading replaces both together.
+pub struct Newest {
+    reading: Reading,
+    json: OnceLock<Box<str>>,
+}
+
+impl Newest {
+    fn new(reading: Reading) -> Arc<Newest> {
+        Arc::new(Newest {
+            reading,
+            json: OnceLock::new(),
+        })
+    }
+
+    pub fn reading(&self) -> &Reading {
+        &self.reading
+    }
+
+    /// The reading's JSON, rendered by `render` the first time it is asked
+    /// for. Rendered outside the index's lock: the writer never waits on it.
+    pub fn json(&self, render: impl FnOnce(&Reading) -> String) -> &str {
+        self.json
+            .get_or_init(|| render(&self.reading).into_boxed_str())
     }
 }
 
@@ -215,15 +244,17 @@ impl Store {
         Ok(true)
     }
 
-    /// The newest reading of each source of a series collection.
-    pub fn latest_readings(&self, collection: u32) -> Result<Vec<Reading>, StoreError> {
+    /// The newest reading of each source of a series collection, in
+    /// source name order. Shared with the index, not copied: the lock is
+    /// held for a walk of the map, however large the readings.
+    pub fn latest_readings(&self, collection: u32) -> Result<Vec<Arc<Newest>>, StoreError> {
         let mut index = self.latest.lock();
         if let Some(newest) = index.get(&collection) {
             return Ok(newest.values().cloned().collect());
         }
         // Built under the lock: an append noted meanwhile waits, then
         // lands on the built map (noting a reading twice changes nothing).
-        let mut newest: HashMap<String, Reading> = HashMap::new();
+        let mut newest: BTreeMap<String, Reading> = BTreeMap::new();
         for info in self.series_blocks(collection) {
             for source in info?.summary.series {
                 let last = source.last;
@@ -240,6 +271,10 @@ impl Store {
                 }
             }
         }
+        let newest: BTreeMap<String, Arc<Newest>> = newest
+            .into_iter()
+            .map(|(source, reading)| (source, Newest::new(reading)))
+            .collect();
         let readings = newest.values().cloned().collect();
         index.insert(collection, newest);
         Ok(readings)
@@ -252,8 +287,8 @@ impl Store {
             return;
         };
         for reading in readings {
-            if newer(reading, newest.get(&reading.series)) {
-                newest.insert(reading.series.clone(), reading.clone());
+            if newer(reading, newest.get(&reading.series).map(|n| n.reading())) {
+                newest.insert(reading.series.clone(), Newest::new(reading.clone()));
             }
         }
     }

@@ -9,6 +9,7 @@ mod common;
 
 mod aggregate;
 mod ingest;
+mod latest;
 mod reads;
 
 use std::collections::BTreeSet;

@@ -8,14 +8,13 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use serde_json::Map;
 
 use super::series_collection;
 use crate::access::Caller;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::model::Collection;
-use crate::rules::{EvalContext, Expr};
+use crate::rules::Expr;
 use crate::series::{AggregateQuery, Aggregator, BlockReader, Bucket};
 use crate::services::records::parse_filter;
 use crate::state::AppState;
@@ -37,15 +36,10 @@ pub async fn aggregate(
     let principal = principal.clone();
     let buckets = tokio::task::spawn_blocking(move || {
         let caller = Caller::new(&principal);
-        let rules = visibility::rules_for(&caller.viewer, &collection, Reach::Collection)
-            .ok_or_else(|| ApiError::forbidden("you may not list this collection"))?;
-        let judge = Judge::new(
-            &collection,
-            &caller.viewer,
-            &caller.now,
-            rules,
-            filter.as_ref(),
-        );
+        if visibility::rules_for(&caller.viewer, &collection, Reach::Collection).is_none() {
+            return Err(ApiError::forbidden("you may not list this collection"));
+        }
+        let judge = Judge::new(&collection, &caller.viewer, &caller.now, filter.as_ref());
         run(&store, &collection, query, &judge)
     })
     .await
@@ -78,22 +72,19 @@ impl<'a> Judge<'a> {
         collection: &'a Collection,
         viewer: &'a Viewer,
         now: &'a str,
-        rules: Vec<&Expr>,
         filter: Option<&'a Expr>,
     ) -> Judge<'a> {
-        let reads_readings = filter.is_some() || rules.iter().any(|rule| !rule.fields().is_empty());
-        if reads_readings {
-            return Judge::Each {
+        // Rules about the caller alone and no filter on readings: one
+        // answer for every reading.
+        match visibility::sees_every(viewer, collection, Reach::Collection, filter, now) {
+            Some(all) => Judge::All(all),
+            None => Judge::Each {
                 collection,
                 viewer,
                 now,
                 filter,
-            };
+            },
         }
-        // Rules about the caller alone: one answer for every reading.
-        let empty = Map::new();
-        let context = EvalContext::new(&empty, viewer.user.as_ref(), now);
-        Judge::All(rules.iter().all(|rule| rule.matches(&context)))
     }
 }
 

@@ -197,7 +197,7 @@ async fn the_latest_index_follows_appends_and_drops() {
             .latest_readings(collection.id)
             .unwrap()
             .into_iter()
-            .map(|r| (r.series, r.time))
+            .map(|r| (r.reading().series.clone(), r.reading().time))
             .collect();
         times.sort();
         times
