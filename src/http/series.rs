@@ -9,7 +9,8 @@ use std::io::Read as _;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
@@ -51,11 +52,10 @@ pub async fn aggregate(
     principal: Principal,
     Path(name): Path<String>,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> ApiResult<Json<series::Buckets>> {
+) -> ApiResult<Response> {
     let Query(params) = params?;
-    Ok(Json(
-        series::aggregate(&state, &principal, &name, params).await?,
-    ))
+    let answer = series::aggregate(&state, &principal, &name, params).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], answer.json).into_response())
 }
 
 #[derive(Deserialize)]

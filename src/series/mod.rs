@@ -22,7 +22,7 @@ mod measure;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{AggregateError, AggregateQuery, Aggregator, Bucket};
+pub use aggregate::{AggregateError, AggregateQuery, Aggregator, BlockPlan, Bucket, DecodedBlock};
 pub use block::{
     decode, encode, BlockReader, DecodeError, EncodeError, FieldColumn, Reading, TypedColumn,
     TypedValues, Value, FORMAT_VERSION, PCO_LEVEL,

@@ -159,6 +159,28 @@ impl Summary {
             .map_err(|e| SummaryError::Corrupt(e.to_string()))
     }
 
+    /// `(min_time, max_time)` of an encoded summary without decoding the
+    /// rest: a scan over a long range needs only these of most blocks, and
+    /// decoding a summary (a name, statistics and a newest reading per
+    /// source) costs far more. With fixed-width integers the fields before
+    /// `series` lie at fixed offsets.
+    pub fn time_range_of(bytes: &[u8]) -> Result<(i64, i64), SummaryError> {
+        match bytes.first() {
+            Some(&SUMMARY_VERSION) => {}
+            Some(&v) => return Err(SummaryError::Version(v)),
+            None => return Err(SummaryError::Corrupt("empty".into())),
+        }
+        // version u8, min_seq, max_seq, count: 1 + 3 × 8 bytes.
+        let at = |offset: usize| {
+            bytes
+                .get(offset..offset + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(i64::from_le_bytes)
+                .ok_or_else(|| SummaryError::Corrupt("short".into()))
+        };
+        Ok((at(25)?, at(33)?))
+    }
+
     /// Whether any reading of the block may fall in `[from, to)`.
     pub fn overlaps(&self, from: i64, to: i64) -> bool {
         self.min_time < to && self.max_time >= from

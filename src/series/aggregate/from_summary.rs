@@ -1,6 +1,6 @@
 //! Answering a whole block from its summary, without decoding it.
 
-use super::{bucket_start, Aggregator, GroupVal};
+use super::{Aggregator, GroupVal};
 use crate::series::Summary;
 
 impl Aggregator {
@@ -14,21 +14,12 @@ impl Aggregator {
     /// Sums then add per-series block sums rather than single values, so
     /// they may differ from a reading-by-reading sum in the last bits.
     pub fn add_summary(&mut self, summary: &Summary) -> bool {
-        let plan = &self.plan;
-        let by_series = match self.query.group.as_slice() {
-            [] => false,
-            [one] if *one == self.series_field => true,
-            _ => return false,
-        };
+        let by_series = !self.query.group.is_empty();
         if self.overflow
-            || !plan.picks.is_empty()
-            || !plan.present.is_empty()
-            || plan.nums.contains(&self.series_field)
             || summary.series.is_empty()
-            || !self.in_range(summary.min_time)
-            || !self.in_range(summary.max_time)
-            || bucket_start(summary.min_time, self.query.bucket_ms)
-                != bucket_start(summary.max_time, self.query.bucket_ms)
+            || !self
+                .block_plan
+                .summary_may_answer(summary.min_time, summary.max_time)
         {
             return false;
         }
