@@ -33,6 +33,7 @@ mod prop_tests;
 #[cfg(test)]
 mod tests;
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value as Json;
@@ -232,15 +233,15 @@ impl Aggregator {
             return Some(slot as usize);
         }
         let t = bucket_start(time, self.query.bucket_ms)?;
-        let slot = match self.index.get(&(gid, t)) {
-            Some(&slot) => slot,
-            None => {
+        let slot = match self.index.entry((gid, t)) {
+            Entry::Occupied(entry) => *entry.get(),
+            Entry::Vacant(entry) => {
                 if self.heads.len() >= MAX_BUCKETS {
                     self.overflow = true;
                     return None;
                 }
                 let slot = self.slots.alloc();
-                self.index.insert((gid, t), slot);
+                entry.insert(slot);
                 self.heads.push((gid, t));
                 slot
             }

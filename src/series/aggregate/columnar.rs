@@ -70,11 +70,15 @@ impl Aggregator {
         } = block;
         let floor = i64::MIN + self.query.bucket_ms;
         let bounded = self.query.from.is_some() || self.query.to.is_some();
+        // Each row's slot first, then each column at a time into the slots:
+        // tight loops, and still each slot's values in row order.
+        let mut slots = Vec::with_capacity(times.len());
         for (row, &time) in times.iter().enumerate() {
-            if keep.is_some_and(|k| k.get(row) != Some(&true)) {
-                continue;
-            }
-            if time < floor || (bounded && !self.in_range(time)) {
+            if keep.is_some_and(|k| k.get(row) != Some(&true))
+                || time < floor
+                || (bounded && !self.in_range(time))
+            {
+                slots.push(SKIP);
                 continue;
             }
             let gid = match &mut groups {
@@ -92,21 +96,32 @@ impl Aggregator {
                     ids[local]
                 }
             };
-            let Some(slot) = self.slot_for(gid, time) else {
-                continue;
-            };
-            self.slots.counts[slot] += 1;
-            for (f, column) in nums.iter().enumerate() {
-                self.slots.num(slot, f).add(column[row]);
+            match self.slot_for(gid, time) {
+                Some(slot) => {
+                    self.slots.counts[slot] += 1;
+                    slots.push(slot as u32);
+                }
+                None => slots.push(SKIP),
             }
-            for (f, column) in present.iter().enumerate() {
-                if column[row] {
-                    self.slots.mark_present(slot, f);
+        }
+        for (f, column) in nums.iter().enumerate() {
+            self.slots.add_numbers(f, &slots, column);
+        }
+        for (f, column) in present.iter().enumerate() {
+            for (&slot, &here) in slots.iter().zip(column) {
+                if slot != SKIP && here {
+                    self.slots.mark_present(slot as usize, f);
                 }
             }
-            for (f, column) in picks.iter().enumerate() {
+        }
+        for (f, column) in picks.iter().enumerate() {
+            for (row, &slot) in slots.iter().enumerate() {
+                if slot == SKIP {
+                    continue;
+                }
                 if let Some(value) = column.at(row) {
-                    self.slots.pick(slot, f, time, seqs[row], || value.clone());
+                    self.slots
+                        .pick(slot as usize, f, times[row], seqs[row], || value.clone());
                 }
             }
         }
@@ -337,6 +352,8 @@ impl BlockPlan {
 }
 
 const UNRESOLVED: u32 = u32::MAX;
+/// A row that adds to no slot (not kept, out of range, past the cap).
+const SKIP: u32 = u32::MAX;
 
 enum BlockGroups {
     /// Ungrouped: the one group's id once resolved.

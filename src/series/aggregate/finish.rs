@@ -135,27 +135,99 @@ impl Aggregator {
         Ok(out)
     }
 
-    /// Appends `{"buckets":[...]}` to `out`: byte for byte what serializing
+    /// `{"buckets":[...]}`: byte for byte what serializing
     /// `{"buckets": self.finish()?}` gives, without building the buckets.
-    pub fn finish_json(mut self, out: &mut Vec<u8>) -> Result<(), AggregateError> {
+    /// Groups are written on up to `threads` threads, each into its own
+    /// buffer, joined in order.
+    pub fn finish_json(mut self, threads: usize) -> Result<Vec<u8>, AggregateError> {
         let layout = self.layout()?;
-        let fields = self.plan.json_fields();
+        let writer = JsonWriter {
+            agg: &self,
+            fields: self.plan.json_fields(),
+        };
+        const OPEN: &[u8] = b"{\"buckets\":[";
+        let parts = split_by_rows(&layout, threads.max(1));
+        let mut written: Vec<Vec<u8>> = std::thread::scope(|scope| {
+            let writer = &writer;
+            let (first, rest) = parts.split_first().unwrap_or((&EMPTY, &[]));
+            let handles: Vec<_> = rest
+                .iter()
+                .map(|part| scope.spawn(move || writer.write(Vec::new(), part)))
+                .collect();
+            let mut written = vec![writer.write(OPEN.to_vec(), first)];
+            // A writer panics only on a bug; the panic goes on here.
+            written.extend(
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
+            );
+            written
+        });
+        let mut rest = written.split_off(1);
+        let mut out = written.pop().unwrap_or_else(|| OPEN.to_vec());
+        out.reserve(rest.iter().map(Vec::len).sum::<usize>() + rest.len() + 2);
+        let mut any = out.len() > OPEN.len();
+        for part in rest.iter_mut().filter(|part| !part.is_empty()) {
+            if any {
+                out.push(b',');
+            }
+            any = true;
+            out.append(part);
+        }
+        out.extend_from_slice(b"]}");
+        Ok(out)
+    }
+}
+
+const EMPTY: &[(u32, Vec<(i64, Source)>)] = &[];
+
+/// Consecutive runs of groups holding about equal numbers of buckets.
+fn split_by_rows(
+    layout: &[(u32, Vec<(i64, Source)>)],
+    parts: usize,
+) -> Vec<&[(u32, Vec<(i64, Source)>)]> {
+    let total: usize = layout.iter().map(|(_, rows)| rows.len()).sum();
+    // Small answers are not worth a thread.
+    let parts = if total < 10_000 { 1 } else { parts };
+    let mut out = Vec::with_capacity(parts);
+    let mut start = 0;
+    let mut seen = 0;
+    for (i, (_, rows)) in layout.iter().enumerate() {
+        seen += rows.len();
+        if seen * parts >= total * (out.len() + 1) && out.len() + 1 < parts {
+            out.push(&layout[start..=i]);
+            start = i + 1;
+        }
+    }
+    out.push(&layout[start..]);
+    out
+}
+
+struct JsonWriter<'a> {
+    agg: &'a Aggregator,
+    /// `"label":` and output index, in the order the values are written.
+    fields: Vec<(Vec<u8>, usize)>,
+}
+
+impl JsonWriter<'_> {
+    /// `out` followed by the buckets of these groups, comma separated.
+    fn write(&self, mut out: Vec<u8>, groups: &[(u32, Vec<(i64, Source)>)]) -> Vec<u8> {
+        let agg = self.agg;
+        let total: usize = groups.iter().map(|(_, rows)| rows.len()).sum();
         // Bucket starts repeat in every group: each is formatted once.
         let mut times: HashMap<i64, Vec<u8>> = HashMap::new();
-        out.extend_from_slice(b"{\"buckets\":[");
-        let mut first = true;
-        for (gid, rows) in layout {
+        let mut written = 0;
+        for (gid, rows) in groups {
             let mut group = br#","group":"#.to_vec();
             put(
                 &mut group,
-                &super::group_json(&self.query.group, &self.groups[gid as usize]),
+                &super::group_json(&agg.query.group, &agg.groups[*gid as usize]),
             );
             group.extend_from_slice(br#","values":{"#);
-            for (t, source) in rows {
-                if !first {
+            for &(t, source) in rows {
+                if written > 0 {
                     out.push(b',');
                 }
-                first = false;
                 out.extend_from_slice(br#"{"t":"#);
                 let time = times.entry(t).or_insert_with(|| {
                     let mut bytes = Vec::new();
@@ -164,24 +236,34 @@ impl Aggregator {
                 });
                 out.extend_from_slice(time);
                 out.extend_from_slice(&group);
-                for (i, (key, field)) in fields.iter().enumerate() {
+                for (i, (key, field)) in self.fields.iter().enumerate() {
                     if i > 0 {
                         out.push(b',');
                     }
                     out.extend_from_slice(key);
                     match source {
-                        Source::Slot(slot) => self.slots.write_value(slot, &self.plan, *field, out),
-                        Source::Empty(prev) => {
-                            self.plan
-                                .write_filled(*field, &self.query.fill, prev, &self.slots, out)
+                        Source::Slot(slot) => {
+                            agg.slots.write_value(slot, &agg.plan, *field, &mut out)
                         }
+                        Source::Empty(prev) => agg.plan.write_filled(
+                            *field,
+                            &agg.query.fill,
+                            prev,
+                            &agg.slots,
+                            &mut out,
+                        ),
                     }
                 }
                 out.extend_from_slice(b"}}");
+                written += 1;
+                // Sized once from the first buckets, rather than doubling
+                // (and copying) a buffer of many megabytes a dozen times.
+                if written == 64 {
+                    out.reserve((out.len() / 64 + 1) * (total - written) * 9 / 8);
+                }
             }
         }
-        out.extend_from_slice(b"]}");
-        Ok(())
+        out
     }
 }
 

@@ -441,8 +441,7 @@ fn by_blocks(
 /// writes are those the buckets serialize to.
 fn answer(mut make: impl FnMut() -> Aggregator, context: &str) -> (Vec<Bucket>, Vec<u8>) {
     let buckets = make().finish().unwrap();
-    let mut json = Vec::new();
-    make().finish_json(&mut json).unwrap();
+    let json = make().finish_json(1).unwrap();
     let expected = finish::buckets_json(&buckets);
     assert!(
         json == expected,

@@ -342,6 +342,17 @@ impl Slots {
         &mut self.nums[slot * self.widths.0 + field]
     }
 
+    /// Adds each row's value of numeric field `field` to the row's slot;
+    /// `slots[row]` is `u32::MAX` for a row that adds to none.
+    pub(crate) fn add_numbers(&mut self, field: usize, slots: &[u32], values: &[f64]) {
+        let width = self.widths.0;
+        for (&slot, &x) in slots.iter().zip(values) {
+            if slot != u32::MAX {
+                self.nums[slot as usize * width + field].add(x);
+            }
+        }
+    }
+
     #[inline]
     pub(crate) fn mark_present(&mut self, slot: usize, field: usize) {
         self.present[slot * self.widths.1 + field] += 1;

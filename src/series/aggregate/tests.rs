@@ -152,6 +152,56 @@ fn query(bucket: &str, agg: &str, extra: &[(&str, &str)]) -> AggregateQuery {
     AggregateQuery::parse(&p).unwrap()
 }
 
+/// Answers big enough to be written on several threads come out as the
+/// one-thread answer and as the buckets serialize, empty and filled
+/// buckets included.
+#[test]
+fn answers_written_on_several_threads_equal_the_buckets() {
+    let start = 1_796_284_800_000i64;
+    for fill in ["none", "null", "prev", "1.5"] {
+        let q = query(
+            "1m",
+            "avg(temp),max(temp),count(),last(device)",
+            &[
+                ("group", "device"),
+                ("fill", fill),
+                ("from", &start.to_string()),
+                ("to", &(start + 200 * 60_000).to_string()),
+            ],
+        );
+        let make = || {
+            let mut agg = Aggregator::new(q.clone(), "device");
+            let mut seq = 0;
+            for minute in 0..200i64 {
+                for device in 0..101 {
+                    // Some minutes of some devices stay empty.
+                    if (minute * 7 + device) % 5 == 0 {
+                        continue;
+                    }
+                    seq += 1;
+                    let temp = (minute * 31 + device * 17) as f64 / 8.0;
+                    agg.add(&reading(
+                        seq,
+                        start + minute * 60_000 + device,
+                        &format!("d{device}"),
+                        temp,
+                    ));
+                }
+            }
+            agg
+        };
+        let expected = finish::buckets_json(&make().finish().unwrap());
+        assert!(
+            expected.len() > 10_000 * 50,
+            "the answer is big enough to split"
+        );
+        for threads in [1, 2, 3, 7] {
+            let got = make().finish_json(threads).unwrap();
+            assert!(got == expected, "fill {fill}, {threads} threads");
+        }
+    }
+}
+
 #[test]
 fn buckets_floor_before_the_epoch() {
     let mut agg = Aggregator::new(query("1m", "count()", &[]), "device");

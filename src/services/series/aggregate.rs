@@ -105,8 +105,8 @@ enum Prepared {
     Gone,
 }
 
-/// Threads a query decodes on: the cores there are, up to a few (the
-/// aggregator itself runs on one, and other requests want theirs).
+/// Threads a query decodes blocks and writes its answer on: the cores
+/// there are, up to a few (other requests want theirs).
 fn decode_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
@@ -144,11 +144,9 @@ fn run(
             Ok(())
         })?;
     }
-    let mut out = Vec::new();
     aggregator
-        .finish_json(&mut out)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(out)
+        .finish_json(decode_threads())
+        .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 /// Reads what the aggregator needs of one block: its summary alone when
