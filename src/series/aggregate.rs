@@ -170,6 +170,11 @@ pub struct Aggregator {
     group_ids: HashMap<Vec<GroupVal>, u32>,
     /// Group ids by series name, when the query groups by the series only.
     series_groups: HashMap<Box<str>, u32>,
+    /// The last block's series dictionary and the group ids resolved from
+    /// it: consecutive blocks of the same sources usually have the same
+    /// dictionary, which then costs a comparison instead of a lookup per
+    /// source.
+    last_series: (Vec<Box<str>>, Vec<u32>),
     /// Slots by (group, bucket start); looked up only when a group's
     /// readings leave the bucket in `recent`.
     index: HashMap<(u32, i64), u32>,
@@ -197,6 +202,7 @@ impl Aggregator {
             groups: Vec::new(),
             group_ids: HashMap::new(),
             series_groups: HashMap::new(),
+            last_series: (Vec::new(), Vec::new()),
             index: HashMap::new(),
             heads: Vec::new(),
             recent: Vec::new(),

@@ -68,6 +68,18 @@ impl Aggregator {
             present,
             picks,
         } = block;
+        if let BlockGroups::ByRow {
+            ids,
+            keys: LocalKeys::Series(dict),
+            ..
+        } = &mut groups
+        {
+            // Ids resolved for the last block hold for this one; those
+            // still unresolved are resolved when a kept row needs them.
+            if *dict == self.last_series.0 {
+                ids.copy_from_slice(&self.last_series.1);
+            }
+        }
         let floor = i64::MIN + self.query.bucket_ms;
         let bounded = self.query.from.is_some() || self.query.to.is_some();
         // Each row's slot first, then each column at a time into the slots:
@@ -103,6 +115,14 @@ impl Aggregator {
                 }
                 None => slots.push(SKIP),
             }
+        }
+        if let BlockGroups::ByRow {
+            ids,
+            keys: LocalKeys::Series(dict),
+            ..
+        } = groups
+        {
+            self.last_series = (dict, ids);
         }
         for (f, column) in nums.iter().enumerate() {
             self.slots.add_numbers(f, &slots, column);

@@ -202,6 +202,56 @@ fn answers_written_on_several_threads_equal_the_buckets() {
     }
 }
 
+/// Consecutive blocks reuse the series ids of the block before when their
+/// dictionaries are equal, and only then: a reordered dictionary maps
+/// anew, and a source whose rows were all masked out still makes no group.
+#[test]
+fn series_ids_carry_over_only_between_equal_dictionaries() {
+    let q = query("1h", "count(),sum(temp)", &[("group", "device")]);
+    let mut agg = Aggregator::new(q, "device");
+    let blocks: [(&[(&str, f64)], &[bool]); 4] = [
+        (&[("a", 1.0), ("b", 2.0)], &[true, false]),
+        (&[("a", 10.0), ("b", 20.0)], &[false, false]),
+        (&[("b", 100.0), ("a", 200.0)], &[true, true]),
+        (
+            &[("b", 1000.0), ("a", 2000.0), ("c", 5.0)],
+            &[true, true, false],
+        ),
+    ];
+    let mut seq = 0;
+    for (rows, keep) in blocks {
+        let readings: Vec<Reading> = rows
+            .iter()
+            .map(|(device, temp)| {
+                seq += 1;
+                reading(seq, seq as i64, device, *temp)
+            })
+            .collect();
+        let (bytes, _) = encode(&readings).unwrap();
+        agg.add_block(&BlockReader::open(&bytes).unwrap(), Some(keep))
+            .unwrap();
+    }
+    let got: Vec<(Json, Json, Json)> = agg
+        .finish()
+        .unwrap()
+        .into_iter()
+        .map(|b| {
+            (
+                b.group["device"].clone(),
+                b.values["count()"].clone(),
+                b.values["sum(temp)"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (json!("a"), json!(3), json!(2201.0)),
+            (json!("b"), json!(2), json!(1100.0)),
+        ]
+    );
+}
+
 #[test]
 fn buckets_floor_before_the_epoch() {
     let mut agg = Aggregator::new(query("1m", "count()", &[]), "device");
