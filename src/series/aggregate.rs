@@ -232,12 +232,19 @@ impl Aggregator {
     /// The slot of `gid`'s bucket holding `time`, made if new; None when
     /// the bucket cap is reached (then `finish` fails) or the bucket start
     /// is not representable.
-    #[inline]
+    #[inline(always)]
     fn slot_for(&mut self, gid: u32, time: i64) -> Option<usize> {
         let (start, end, slot) = self.recent[gid as usize];
         if time >= start && time < end {
             return Some(slot as usize);
         }
+        self.slot_for_new_bucket(gid, time)
+    }
+
+    /// [`Aggregator::slot_for`] when `time` leaves the group's recent
+    /// bucket: kept out of line so the common case inlines small.
+    #[inline(never)]
+    fn slot_for_new_bucket(&mut self, gid: u32, time: i64) -> Option<usize> {
         let t = bucket_start(time, self.query.bucket_ms)?;
         let slot = match self.index.entry((gid, t)) {
             Entry::Occupied(entry) => *entry.get(),

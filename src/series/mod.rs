@@ -28,4 +28,7 @@ pub use block::{
     TypedValues, Value, FORMAT_VERSION, PCO_LEVEL,
 };
 pub use live::{BucketSpec, LiveBuckets};
-pub use summary::{FieldStats, LastReading, SeriesSummary, Summary, SummaryError, SUMMARY_VERSION};
+pub use summary::{
+    FieldStats, FieldStatsRef, LastReading, SeriesStats, SeriesSummary, Summary, SummaryError,
+    SummaryStats, SUMMARY_VERSION,
+};

@@ -187,6 +187,165 @@ impl Summary {
     }
 }
 
+/// What an aggregate reads of a summary, borrowed from its bytes: counts
+/// and statistics without the newest readings, whose fields (a map of
+/// owned values per source) were most of the cost of a full decode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryStats<'a> {
+    pub min_time: i64,
+    pub max_time: i64,
+    pub series: Vec<SeriesStats<'a>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesStats<'a> {
+    pub name: &'a str,
+    pub count: u64,
+    pub min_time: i64,
+    pub max_time: i64,
+    /// In name order.
+    pub fields: Vec<FieldStatsRef<'a>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FieldStatsRef<'a> {
+    pub name: &'a str,
+    pub count: u64,
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+}
+
+impl Summary {
+    /// The statistics of an encoded summary, read in place.
+    pub fn stats_of(bytes: &[u8]) -> Result<SummaryStats<'_>, SummaryError> {
+        use bincode::Options;
+        match bytes.first() {
+            Some(&SUMMARY_VERSION) => {}
+            Some(&v) => return Err(SummaryError::Version(v)),
+            None => return Err(SummaryError::Corrupt("empty".into())),
+        }
+        let raw: RawStats<'_> = bincode::DefaultOptions::new()
+            .with_fixint_encoding()
+            .with_limit(bytes.len() as u64 * 4 + 1024)
+            .deserialize(bytes)
+            .map_err(|e| SummaryError::Corrupt(e.to_string()))?;
+        Ok(SummaryStats {
+            min_time: raw.min_time,
+            max_time: raw.max_time,
+            series: raw
+                .series
+                .into_iter()
+                .map(|s| SeriesStats {
+                    name: s.name,
+                    count: s.count,
+                    min_time: s.min_time,
+                    max_time: s.max_time,
+                    fields: s.fields,
+                })
+                .collect(),
+        })
+    }
+
+    /// The statistics of a decoded summary, as `stats_of` reads them.
+    pub fn stats(&self) -> SummaryStats<'_> {
+        SummaryStats {
+            min_time: self.min_time,
+            max_time: self.max_time,
+            series: self
+                .series
+                .iter()
+                .map(|s| SeriesStats {
+                    name: &s.name,
+                    count: s.count,
+                    min_time: s.min_time,
+                    max_time: s.max_time,
+                    fields: s
+                        .fields
+                        .iter()
+                        .map(|f| FieldStatsRef {
+                            name: &f.name,
+                            count: f.count,
+                            min: f.min,
+                            max: f.max,
+                            sum: f.sum,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// [`Summary`]'s layout, field for field, borrowing strings and stepping
+/// over each newest reading without keeping it.
+#[derive(Deserialize)]
+struct RawStats<'a> {
+    _version: u8,
+    _min_seq: u64,
+    _max_seq: u64,
+    _count: u64,
+    min_time: i64,
+    max_time: i64,
+    #[serde(borrow)]
+    series: Vec<RawSeries<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawSeries<'a> {
+    name: &'a str,
+    count: u64,
+    min_time: i64,
+    max_time: i64,
+    #[serde(borrow)]
+    fields: Vec<FieldStatsRef<'a>>,
+    #[serde(borrow)]
+    _last: SkipLast<'a>,
+}
+
+/// [`LastReading`]'s layout; its fields are read and dropped one by one.
+#[derive(Deserialize)]
+struct SkipLast<'a> {
+    _seq: u64,
+    _time: i64,
+    _created: i64,
+    #[serde(borrow)]
+    _owner: Option<&'a str>,
+    _fields: SkipFields,
+}
+
+struct SkipFields;
+
+impl<'de> Deserialize<'de> for SkipFields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = SkipFields;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of field values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SkipFields, A::Error> {
+                while map.next_entry::<&'de str, ValueRef<'de>>()?.is_some() {}
+                Ok(SkipFields)
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+/// [`Value`]'s layout (same variants in the same order), borrowed.
+#[derive(Deserialize)]
+#[allow(dead_code)] // read to step over, never looked at
+enum ValueRef<'a> {
+    Number(f64),
+    Int(i64),
+    Text(&'a str),
+    Bool(bool),
+}
+
 fn last_of(r: &Reading) -> LastReading {
     LastReading {
         seq: r.seq,

@@ -321,6 +321,28 @@ fn summary_time_range_reads_the_encoded_bounds() {
     assert!(Summary::time_range_of(&[]).is_err());
 }
 
+/// The statistics read in place from a summary's bytes are those of the
+/// decoded summary, over readings with every value type and owners, so
+/// the newest readings stepped over have every shape.
+#[test]
+fn summary_stats_read_in_place_equal_the_decoded_ones() {
+    for seed in 0..100 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let n = rng.gen_range(1..300);
+        let input = readings(&mut rng, n);
+        let (_, summary) = encode_ok(&input);
+        let bytes = summary.to_bytes();
+        let stats = Summary::stats_of(&bytes).expect("a fresh summary reads");
+        assert_eq!(stats, summary.stats(), "seed {seed}");
+        for len in [0, 1, 40, bytes.len() / 2, bytes.len() - 1] {
+            assert!(
+                Summary::stats_of(&bytes[..len]).is_err(),
+                "seed {seed}, cut at {len}"
+            );
+        }
+    }
+}
+
 #[test]
 fn summary_overlap_uses_from_inclusive_to_exclusive() {
     let mut input = readings(&mut StdRng::seed_from_u64(9), 1);

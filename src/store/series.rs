@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use sled::IVec;
 
 use super::{keys, Store, StoreError};
-use crate::series::{self, Reading, Summary};
+use crate::series::{self, Reading, Summary, SummaryStats};
 
 /// A block with fewer readings than this is small: quiet periods make
 /// them, and the writer queues a merge (`Chore::MergeSeries`).
@@ -64,10 +64,11 @@ pub struct BlockSpan {
 }
 
 impl BlockSpan {
-    pub fn summary(&self) -> Result<Summary, StoreError> {
+    /// The summary's statistics, read in place.
+    pub fn stats(&self) -> Result<SummaryStats<'_>, StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("series summary: {what}"));
         let bytes = self.value.get(4..).ok_or_else(|| corrupt("short"))?;
-        Summary::from_bytes(bytes).map_err(|e| corrupt(&e.to_string()))
+        Summary::stats_of(bytes).map_err(|e| corrupt(&e.to_string()))
     }
 }
 

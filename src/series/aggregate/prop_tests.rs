@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value as Json};
 
 use super::*;
-use crate::series::{encode, Value};
+use crate::series::{encode, Summary, Value};
 
 const SERIES_FIELD: &str = "device";
 const AGGS: [&str; 14] = [
@@ -425,7 +425,9 @@ fn by_blocks(
     for (((bytes, summary), len), decoded) in blocks.iter().zip(lens).zip(decoded) {
         let mask = masked.then(|| &keep[at..at + len]);
         at += len;
-        if mask.is_none() && agg.add_summary(summary) {
+        // The endpoint reads a summary's statistics in place from its bytes.
+        let encoded = summary.to_bytes();
+        if mask.is_none() && agg.add_summary_stats(&Summary::stats_of(&encoded).unwrap()) {
             *from_summary += 1;
         } else if via == Via::AddBlock {
             agg.add_block(&BlockReader::open(bytes).unwrap(), mask)

@@ -16,7 +16,9 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::model::Collection;
 use crate::rules::{EvalContext, Expr};
-use crate::series::{AggregateQuery, Aggregator, BlockPlan, BlockReader, DecodedBlock, Summary};
+use crate::series::{
+    AggregateQuery, Aggregator, BlockPlan, BlockReader, DecodedBlock, SummaryStats,
+};
 use crate::services::records::parse_filter;
 use crate::state::AppState;
 use crate::store::series::BlockSpan;
@@ -98,8 +100,8 @@ impl<'a> Judge<'a> {
 }
 
 /// A block as the aggregator takes it, prepared on any thread.
-enum Prepared {
-    Summary(Summary),
+enum Prepared<'a> {
+    Summary(SummaryStats<'a>),
     Block(DecodedBlock, Option<Vec<bool>>),
     /// Removed since the scan (retention, a merge).
     Gone,
@@ -132,7 +134,7 @@ fn run(
         in_order(spans.len(), decode_threads(), prepare, |block| {
             match block {
                 Prepared::Summary(summary) => {
-                    if !aggregator.add_summary(&summary) {
+                    if !aggregator.add_summary_stats(&summary) {
                         return Err(ApiError::internal(
                             "a summary could not stand for its block",
                         ));
@@ -152,15 +154,15 @@ fn run(
 /// Reads what the aggregator needs of one block: its summary alone when
 /// that answers for it, else the needed columns (and, when readings are
 /// judged one by one, which ones the caller sees).
-fn prepare(
+fn prepare<'a>(
     store: &Store,
     collection_id: u32,
-    span: &BlockSpan,
+    span: &'a BlockSpan,
     plan: &BlockPlan,
     judge: &Judge,
-) -> ApiResult<Prepared> {
+) -> ApiResult<Prepared<'a>> {
     if matches!(judge, Judge::All(_)) && plan.summary_may_answer(span.min_time, span.max_time) {
-        return Ok(Prepared::Summary(span.summary()?));
+        return Ok(Prepared::Summary(span.stats()?));
     }
     let corrupt = |e| ApiError::internal(format!("series block: {e}"));
     let Some(bytes) = store.series_block(collection_id, span.first_seq)? else {
