@@ -217,33 +217,53 @@ pub struct FieldStatsRef<'a> {
 }
 
 impl Summary {
-    /// The statistics of an encoded summary, read in place.
+    /// The statistics of an encoded summary, read in place: names are
+    /// borrowed and each newest reading is stepped over, not built.
     pub fn stats_of(bytes: &[u8]) -> Result<SummaryStats<'_>, SummaryError> {
-        use bincode::Options;
         match bytes.first() {
             Some(&SUMMARY_VERSION) => {}
             Some(&v) => return Err(SummaryError::Version(v)),
             None => return Err(SummaryError::Corrupt("empty".into())),
         }
-        let raw: RawStats<'_> = bincode::DefaultOptions::new()
-            .with_fixint_encoding()
-            .with_limit(bytes.len() as u64 * 4 + 1024)
-            .deserialize(bytes)
-            .map_err(|e| SummaryError::Corrupt(e.to_string()))?;
+        let mut r = Reader { bytes, at: 1 };
+        // min_seq, max_seq, count
+        r.skip(24)?;
+        let min_time = r.i64()?;
+        let max_time = r.i64()?;
+        let n = r.len(40)?;
+        let mut series = Vec::with_capacity(n);
+        for _ in 0..n {
+            let name = r.str()?;
+            let count = r.u64()?;
+            let min_time = r.i64()?;
+            let max_time = r.i64()?;
+            let n_fields = r.len(40)?;
+            let mut fields = Vec::with_capacity(n_fields);
+            for _ in 0..n_fields {
+                fields.push(FieldStatsRef {
+                    name: r.str()?,
+                    count: r.u64()?,
+                    min: f64::from_bits(r.u64()?),
+                    max: f64::from_bits(r.u64()?),
+                    sum: f64::from_bits(r.u64()?),
+                });
+            }
+            r.skip_last()?;
+            series.push(SeriesStats {
+                name,
+                count,
+                min_time,
+                max_time,
+                fields,
+            });
+        }
+        if r.at != bytes.len() {
+            return Err(SummaryError::Corrupt("bytes after the last series".into()));
+        }
         Ok(SummaryStats {
-            min_time: raw.min_time,
-            max_time: raw.max_time,
-            series: raw
-                .series
-                .into_iter()
-                .map(|s| SeriesStats {
-                    name: s.name,
-                    count: s.count,
-                    min_time: s.min_time,
-                    max_time: s.max_time,
-                    fields: s.fields,
-                })
-                .collect(),
+            min_time,
+            max_time,
+            series,
         })
     }
 
@@ -277,73 +297,92 @@ impl Summary {
     }
 }
 
-/// [`Summary`]'s layout, field for field, borrowing strings and stepping
-/// over each newest reading without keeping it.
-#[derive(Deserialize)]
-struct RawStats<'a> {
-    _version: u8,
-    _min_seq: u64,
-    _max_seq: u64,
-    _count: u64,
-    min_time: i64,
-    max_time: i64,
-    #[serde(borrow)]
-    series: Vec<RawSeries<'a>>,
+/// A cursor over a summary's bincode bytes (fixed-width little-endian
+/// integers, u64 lengths, u32 enum tags, u8 option tags and bools), in
+/// the field order of [`Summary`], [`SeriesSummary`] and [`LastReading`].
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
 }
 
-#[derive(Deserialize)]
-struct RawSeries<'a> {
-    name: &'a str,
-    count: u64,
-    min_time: i64,
-    max_time: i64,
-    #[serde(borrow)]
-    fields: Vec<FieldStatsRef<'a>>,
-    #[serde(borrow)]
-    _last: SkipLast<'a>,
-}
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], SummaryError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len());
+        let end = end.ok_or_else(|| SummaryError::Corrupt("truncated".into()))?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
 
-/// [`LastReading`]'s layout; its fields are read and dropped one by one.
-#[derive(Deserialize)]
-struct SkipLast<'a> {
-    _seq: u64,
-    _time: i64,
-    _created: i64,
-    #[serde(borrow)]
-    _owner: Option<&'a str>,
-    _fields: SkipFields,
-}
+    fn skip(&mut self, n: usize) -> Result<(), SummaryError> {
+        self.take(n).map(|_| ())
+    }
 
-struct SkipFields;
+    fn u64(&mut self) -> Result<u64, SummaryError> {
+        let mut b = [0; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(b))
+    }
 
-impl<'de> Deserialize<'de> for SkipFields {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = SkipFields;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a map of field values")
+    fn i64(&mut self) -> Result<i64, SummaryError> {
+        self.u64().map(|v| v as i64)
+    }
+
+    fn u8(&mut self) -> Result<u8, SummaryError> {
+        Ok(self.take(1)?[0])
+    }
+
+    /// A length of items of at least `min_item` bytes each, checked
+    /// against the bytes left so a corrupt one cannot allocate much.
+    fn len(&mut self, min_item: usize) -> Result<usize, SummaryError> {
+        let n = self.u64()?;
+        let left = (self.bytes.len() - self.at) as u64;
+        if n.saturating_mul(min_item as u64) > left {
+            return Err(SummaryError::Corrupt("length past the end".into()));
+        }
+        Ok(n as usize)
+    }
+
+    fn raw_str(&mut self) -> Result<&'a [u8], SummaryError> {
+        let n = self.len(1)?;
+        self.take(n)
+    }
+
+    fn str(&mut self) -> Result<&'a str, SummaryError> {
+        std::str::from_utf8(self.raw_str()?)
+            .map_err(|_| SummaryError::Corrupt("name is not UTF-8".into()))
+    }
+
+    /// Steps over a [`LastReading`]: seq, time, created, owner, fields.
+    fn skip_last(&mut self) -> Result<(), SummaryError> {
+        self.skip(24)?;
+        match self.u8()? {
+            0 => {}
+            1 => {
+                self.raw_str()?;
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<SkipFields, A::Error> {
-                while map.next_entry::<&'de str, ValueRef<'de>>()?.is_some() {}
-                Ok(SkipFields)
+            _ => return Err(SummaryError::Corrupt("owner tag".into())),
+        }
+        let n = self.len(13)?;
+        for _ in 0..n {
+            self.raw_str()?;
+            let mut tag = [0; 4];
+            tag.copy_from_slice(self.take(4)?);
+            // Value's variants in order: Number, Int, Text, Bool.
+            match u32::from_le_bytes(tag) {
+                0 | 1 => self.skip(8)?,
+                2 => {
+                    self.raw_str()?;
+                }
+                3 => self.skip(1)?,
+                _ => return Err(SummaryError::Corrupt("value tag".into())),
             }
         }
-        deserializer.deserialize_map(Visitor)
+        Ok(())
     }
-}
-
-/// [`Value`]'s layout (same variants in the same order), borrowed.
-#[derive(Deserialize)]
-#[allow(dead_code)] // read to step over, never looked at
-enum ValueRef<'a> {
-    Number(f64),
-    Int(i64),
-    Text(&'a str),
-    Bool(bool),
 }
 
 fn last_of(r: &Reading) -> LastReading {
