@@ -20,8 +20,11 @@ pub(crate) enum Source {
     Empty(Option<u32>),
 }
 
-/// Group ids in answer order, each with its buckets in time order.
-type Layout = Vec<(u32, Vec<(i64, Source)>)>;
+/// A group id with its buckets in time order.
+type GroupRows = (u32, Vec<(i64, Source)>);
+
+/// Groups in answer order.
+type Layout = Vec<GroupRows>;
 
 impl Aggregator {
     /// Which buckets the answer holds, ordered by group (by the group
@@ -179,13 +182,10 @@ impl Aggregator {
     }
 }
 
-const EMPTY: &[(u32, Vec<(i64, Source)>)] = &[];
+const EMPTY: &[GroupRows] = &[];
 
 /// Consecutive runs of groups holding about equal numbers of buckets.
-fn split_by_rows(
-    layout: &[(u32, Vec<(i64, Source)>)],
-    parts: usize,
-) -> Vec<&[(u32, Vec<(i64, Source)>)]> {
+fn split_by_rows(layout: &[GroupRows], parts: usize) -> Vec<&[GroupRows]> {
     let total: usize = layout.iter().map(|(_, rows)| rows.len()).sum();
     // Small answers are not worth a thread.
     let parts = if total < 10_000 { 1 } else { parts };
@@ -211,7 +211,7 @@ struct JsonWriter<'a> {
 
 impl JsonWriter<'_> {
     /// `out` followed by the buckets of these groups, comma separated.
-    fn write(&self, mut out: Vec<u8>, groups: &[(u32, Vec<(i64, Source)>)]) -> Vec<u8> {
+    fn write(&self, mut out: Vec<u8>, groups: &[GroupRows]) -> Vec<u8> {
         let agg = self.agg;
         let total: usize = groups.iter().map(|(_, rows)| rows.len()).sum();
         // Bucket starts repeat in every group: each is formatted once.

@@ -209,7 +209,8 @@ fn answers_written_on_several_threads_equal_the_buckets() {
 fn series_ids_carry_over_only_between_equal_dictionaries() {
     let q = query("1h", "count(),sum(temp)", &[("group", "device")]);
     let mut agg = Aggregator::new(q, "device");
-    let blocks: [(&[(&str, f64)], &[bool]); 4] = [
+    type Block<'a> = (&'a [(&'a str, f64)], &'a [bool]);
+    let blocks: [Block; 4] = [
         (&[("a", 1.0), ("b", 2.0)], &[true, false]),
         (&[("a", 10.0), ("b", 20.0)], &[false, false]),
         (&[("b", 100.0), ("a", 200.0)], &[true, true]),
