@@ -56,6 +56,23 @@ impl Viewer {
     }
 }
 
+/// The first of `fields` this viewer may not read: a protected field, for
+/// anyone but an admin. An aggregate over such a field (`max(secret)`, a
+/// group on it, live or not) would show what [`Sighted::as_seen_by`]
+/// hides, so it is refused.
+pub fn unreadable<'f>(
+    viewer: &Viewer,
+    collection: &Collection,
+    fields: impl IntoIterator<Item = &'f str>,
+) -> Option<&'f str> {
+    if viewer.admin {
+        return None;
+    }
+    fields
+        .into_iter()
+        .find(|field| collection.protected.iter().any(|p| p == field))
+}
+
 /// A stored record and what non-admins may see of it, worked out once and
 /// shared by every viewer (fan-out judges one record for many subscribers).
 /// Borrowed for a read, owned by a change on its way to subscribers.

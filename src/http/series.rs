@@ -10,9 +10,8 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 
 use super::error::{ApiError, ApiResult};
@@ -52,11 +51,10 @@ pub async fn aggregate(
     principal: Principal,
     Path(name): Path<String>,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> ApiResult<Json<series::Buckets>> {
+) -> ApiResult<Response> {
     let Query(params) = params?;
-    Ok(Json(
-        series::aggregate(&state, &principal, &name, params).await?,
-    ))
+    let answer = series::aggregate(&state, &principal, &name, params).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], answer.json).into_response())
 }
 
 #[derive(Deserialize)]

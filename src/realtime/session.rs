@@ -291,7 +291,11 @@ impl Session {
                 topics::check_since(&self.state, &target, name, since, current)?;
             }
             let mut subscription = target.subscription(name, ops, filter.clone());
-            subscription.aggregate = topics::bucket_spec(&target, request.aggregate.as_ref())?;
+            subscription.aggregate = topics::bucket_spec(
+                &target,
+                request.aggregate.as_ref(),
+                &Viewer::of(&self.principal),
+            )?;
             subscribed.push((target, subscription));
         }
         let subscriptions = subscribed.iter().map(|(_, s)| s.clone()).collect();

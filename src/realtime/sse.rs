@@ -151,7 +151,8 @@ pub async fn sse(
             topics::check_since(&state, &target, name, since, current)?;
         }
         let mut subscription = target.subscription(name, ops, filter.clone());
-        subscription.aggregate = topics::bucket_spec(&target, params.aggregate.as_ref())?;
+        subscription.aggregate =
+            topics::bucket_spec(&target, params.aggregate.as_ref(), &Viewer::of(&principal))?;
         subscribed.push((target, subscription));
     }
     let slot = state.realtime.connections.acquire(

@@ -23,6 +23,7 @@
 //! from its summary, without decoding it, when the query allows.
 
 mod columnar;
+mod finish;
 mod from_summary;
 mod parse;
 mod state;
@@ -32,10 +33,12 @@ mod prop_tests;
 #[cfg(test)]
 mod tests;
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value as Json;
 
+pub use self::columnar::{BlockPlan, DecodedBlock};
 pub(crate) use self::state::{group_json, group_key, GroupVal, Plan, Slots};
 use super::{BlockReader, DecodeError, Reading, TypedValues};
 
@@ -160,12 +163,18 @@ pub struct Aggregator {
     query: AggregateQuery,
     series_field: String,
     plan: Plan,
+    block_plan: BlockPlan,
     slots: Slots,
     /// Group keys by group id, and back.
     groups: Vec<Vec<GroupVal>>,
     group_ids: HashMap<Vec<GroupVal>, u32>,
     /// Group ids by series name, when the query groups by the series only.
     series_groups: HashMap<Box<str>, u32>,
+    /// The last block's series dictionary and the group ids resolved from
+    /// it: consecutive blocks of the same sources usually have the same
+    /// dictionary, which then costs a comparison instead of a lookup per
+    /// source.
+    last_series: (Vec<Box<str>>, Vec<u32>),
     /// Slots by (group, bucket start); looked up only when a group's
     /// readings leave the bucket in `recent`.
     index: HashMap<(u32, i64), u32>,
@@ -186,12 +195,14 @@ impl Aggregator {
         let plan = Plan::new(&query.aggs);
         Aggregator {
             slots: Slots::new(&plan),
+            block_plan: BlockPlan::new(&query, series_field, &plan),
             plan,
             query,
             series_field: series_field.to_owned(),
             groups: Vec::new(),
             group_ids: HashMap::new(),
             series_groups: HashMap::new(),
+            last_series: (Vec::new(), Vec::new()),
             index: HashMap::new(),
             heads: Vec::new(),
             recent: Vec::new(),
@@ -221,22 +232,29 @@ impl Aggregator {
     /// The slot of `gid`'s bucket holding `time`, made if new; None when
     /// the bucket cap is reached (then `finish` fails) or the bucket start
     /// is not representable.
-    #[inline]
+    #[inline(always)]
     fn slot_for(&mut self, gid: u32, time: i64) -> Option<usize> {
         let (start, end, slot) = self.recent[gid as usize];
         if time >= start && time < end {
             return Some(slot as usize);
         }
+        self.slot_for_new_bucket(gid, time)
+    }
+
+    /// [`Aggregator::slot_for`] when `time` leaves the group's recent
+    /// bucket: kept out of line so the common case inlines small.
+    #[inline(never)]
+    fn slot_for_new_bucket(&mut self, gid: u32, time: i64) -> Option<usize> {
         let t = bucket_start(time, self.query.bucket_ms)?;
-        let slot = match self.index.get(&(gid, t)) {
-            Some(&slot) => slot,
-            None => {
+        let slot = match self.index.entry((gid, t)) {
+            Entry::Occupied(entry) => *entry.get(),
+            Entry::Vacant(entry) => {
                 if self.heads.len() >= MAX_BUCKETS {
                     self.overflow = true;
                     return None;
                 }
                 let slot = self.slots.alloc();
-                self.index.insert((gid, t), slot);
+                entry.insert(slot);
                 self.heads.push((gid, t));
                 slot
             }
@@ -259,93 +277,5 @@ impl Aggregator {
             self.slots
                 .add_reading(slot as u32, &self.plan, r, &self.series_field);
         }
-    }
-
-    /// The buckets, ordered by group (by the group values: null, booleans,
-    /// ints, numbers, text, field by field) and then by `t` ascending.
-    ///
-    /// With a fill other than none, each group gets every bucket from the
-    /// one holding `from` (or, without `from`, the first non-empty bucket
-    /// of the whole query) to the one holding `to - 1` (or the last
-    /// non-empty bucket of the query). An ungrouped query with `from` and
-    /// `to` has its one group even when no reading matched.
-    pub fn finish(mut self) -> Result<Vec<Bucket>, AggregateError> {
-        if self.overflow {
-            return Err(AggregateError::TooManyBuckets);
-        }
-        if self.query.group.is_empty()
-            && self.query.fill != Fill::None
-            && self.query.from.is_some()
-            && self.query.to.is_some()
-        {
-            self.group_id(Vec::new());
-        }
-        let mut by_group: Vec<Vec<(i64, u32)>> = vec![Vec::new(); self.groups.len()];
-        for (slot, &(gid, t)) in self.heads.iter().enumerate() {
-            by_group[gid as usize].push((t, slot as u32));
-        }
-        let mut order: Vec<u32> = (0..self.groups.len() as u32).collect();
-        order.sort_by(|&a, &b| self.groups[a as usize].cmp(&self.groups[b as usize]));
-        let b = self.query.bucket_ms;
-        let range = if self.query.fill == Fill::None {
-            None
-        } else {
-            let first = self.heads.iter().map(|h| h.1).min();
-            let last = self.heads.iter().map(|h| h.1).max();
-            let start = match self.query.from {
-                Some(from) => bucket_start(from, b),
-                None => first,
-            };
-            let end = match self.query.to {
-                Some(to) => to.checked_sub(1).and_then(|t| bucket_start(t, b)),
-                None => last,
-            };
-            match (start, end) {
-                (Some(start), Some(end)) if start <= end => {
-                    let per_group = (i128::from(end) - i128::from(start)) / i128::from(b) + 1;
-                    if per_group * self.groups.len() as i128 > MAX_BUCKETS as i128 {
-                        return Err(AggregateError::TooManyBuckets);
-                    }
-                    Some((start, end))
-                }
-                _ => None,
-            }
-        };
-        let mut out = Vec::new();
-        for gid in order {
-            let mut slots = std::mem::take(&mut by_group[gid as usize]);
-            slots.sort_unstable();
-            let group = group_json(&self.query.group, &self.groups[gid as usize]);
-            let Some((start, end)) = range else {
-                if self.query.fill == Fill::None {
-                    out.extend(slots.into_iter().map(|(t, slot)| Bucket {
-                        t,
-                        group: group.clone(),
-                        values: self.slots.values(slot, &self.plan),
-                    }));
-                }
-                continue;
-            };
-            let mut next = slots.into_iter().peekable();
-            let mut prev: Option<BTreeMap<String, Json>> = None;
-            let mut t = start;
-            loop {
-                let values = match next.next_if(|&(st, _)| st == t) {
-                    Some((_, slot)) => self.slots.values(slot, &self.plan),
-                    None => self.plan.filled(&self.query.fill, prev.as_ref()),
-                };
-                out.push(Bucket {
-                    t,
-                    group: group.clone(),
-                    values: values.clone(),
-                });
-                prev = Some(values);
-                match t.checked_add(b) {
-                    Some(n) if n <= end => t = n,
-                    _ => break,
-                }
-            }
-        }
-        Ok(out)
     }
 }

@@ -22,10 +22,13 @@ mod measure;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{AggregateError, AggregateQuery, Aggregator, Bucket};
+pub use aggregate::{AggregateError, AggregateQuery, Aggregator, BlockPlan, Bucket, DecodedBlock};
 pub use block::{
     decode, encode, BlockReader, DecodeError, EncodeError, FieldColumn, Reading, TypedColumn,
     TypedValues, Value, FORMAT_VERSION, PCO_LEVEL,
 };
 pub use live::{BucketSpec, LiveBuckets};
-pub use summary::{FieldStats, LastReading, SeriesSummary, Summary, SummaryError, SUMMARY_VERSION};
+pub use summary::{
+    FieldStats, FieldStatsRef, LastReading, SeriesStats, SeriesSummary, Summary, SummaryError,
+    SummaryStats, SUMMARY_VERSION,
+};

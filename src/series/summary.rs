@@ -159,9 +159,229 @@ impl Summary {
             .map_err(|e| SummaryError::Corrupt(e.to_string()))
     }
 
+    /// `(min_time, max_time)` of an encoded summary without decoding the
+    /// rest: a scan over a long range needs only these of most blocks, and
+    /// decoding a summary (a name, statistics and a newest reading per
+    /// source) costs far more. With fixed-width integers the fields before
+    /// `series` lie at fixed offsets.
+    pub fn time_range_of(bytes: &[u8]) -> Result<(i64, i64), SummaryError> {
+        match bytes.first() {
+            Some(&SUMMARY_VERSION) => {}
+            Some(&v) => return Err(SummaryError::Version(v)),
+            None => return Err(SummaryError::Corrupt("empty".into())),
+        }
+        // version u8, min_seq, max_seq, count: 1 + 3 × 8 bytes.
+        let at = |offset: usize| {
+            bytes
+                .get(offset..offset + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(i64::from_le_bytes)
+                .ok_or_else(|| SummaryError::Corrupt("short".into()))
+        };
+        Ok((at(25)?, at(33)?))
+    }
+
     /// Whether any reading of the block may fall in `[from, to)`.
     pub fn overlaps(&self, from: i64, to: i64) -> bool {
         self.min_time < to && self.max_time >= from
+    }
+}
+
+/// What an aggregate reads of a summary, borrowed from its bytes: counts
+/// and statistics without the newest readings, whose fields (a map of
+/// owned values per source) were most of the cost of a full decode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryStats<'a> {
+    pub min_time: i64,
+    pub max_time: i64,
+    pub series: Vec<SeriesStats<'a>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesStats<'a> {
+    pub name: &'a str,
+    pub count: u64,
+    pub min_time: i64,
+    pub max_time: i64,
+    /// In name order.
+    pub fields: Vec<FieldStatsRef<'a>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FieldStatsRef<'a> {
+    pub name: &'a str,
+    pub count: u64,
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+}
+
+impl Summary {
+    /// The statistics of an encoded summary, read in place: names are
+    /// borrowed and each newest reading is stepped over, not built.
+    pub fn stats_of(bytes: &[u8]) -> Result<SummaryStats<'_>, SummaryError> {
+        match bytes.first() {
+            Some(&SUMMARY_VERSION) => {}
+            Some(&v) => return Err(SummaryError::Version(v)),
+            None => return Err(SummaryError::Corrupt("empty".into())),
+        }
+        let mut r = Reader { bytes, at: 1 };
+        // min_seq, max_seq, count
+        r.skip(24)?;
+        let min_time = r.i64()?;
+        let max_time = r.i64()?;
+        let n = r.len(40)?;
+        let mut series = Vec::with_capacity(n);
+        for _ in 0..n {
+            let name = r.str()?;
+            let count = r.u64()?;
+            let min_time = r.i64()?;
+            let max_time = r.i64()?;
+            let n_fields = r.len(40)?;
+            let mut fields = Vec::with_capacity(n_fields);
+            for _ in 0..n_fields {
+                fields.push(FieldStatsRef {
+                    name: r.str()?,
+                    count: r.u64()?,
+                    min: f64::from_bits(r.u64()?),
+                    max: f64::from_bits(r.u64()?),
+                    sum: f64::from_bits(r.u64()?),
+                });
+            }
+            r.skip_last()?;
+            series.push(SeriesStats {
+                name,
+                count,
+                min_time,
+                max_time,
+                fields,
+            });
+        }
+        if r.at != bytes.len() {
+            return Err(SummaryError::Corrupt("bytes after the last series".into()));
+        }
+        Ok(SummaryStats {
+            min_time,
+            max_time,
+            series,
+        })
+    }
+
+    /// The statistics of a decoded summary, as `stats_of` reads them.
+    pub fn stats(&self) -> SummaryStats<'_> {
+        SummaryStats {
+            min_time: self.min_time,
+            max_time: self.max_time,
+            series: self
+                .series
+                .iter()
+                .map(|s| SeriesStats {
+                    name: &s.name,
+                    count: s.count,
+                    min_time: s.min_time,
+                    max_time: s.max_time,
+                    fields: s
+                        .fields
+                        .iter()
+                        .map(|f| FieldStatsRef {
+                            name: &f.name,
+                            count: f.count,
+                            min: f.min,
+                            max: f.max,
+                            sum: f.sum,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A cursor over a summary's bincode bytes (fixed-width little-endian
+/// integers, u64 lengths, u32 enum tags, u8 option tags and bools), in
+/// the field order of [`Summary`], [`SeriesSummary`] and [`LastReading`].
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], SummaryError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len());
+        let end = end.ok_or_else(|| SummaryError::Corrupt("truncated".into()))?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+
+    fn skip(&mut self, n: usize) -> Result<(), SummaryError> {
+        self.take(n).map(|_| ())
+    }
+
+    fn u64(&mut self) -> Result<u64, SummaryError> {
+        let mut b = [0; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn i64(&mut self) -> Result<i64, SummaryError> {
+        self.u64().map(|v| v as i64)
+    }
+
+    fn u8(&mut self) -> Result<u8, SummaryError> {
+        Ok(self.take(1)?[0])
+    }
+
+    /// A length of items of at least `min_item` bytes each, checked
+    /// against the bytes left so a corrupt one cannot allocate much.
+    fn len(&mut self, min_item: usize) -> Result<usize, SummaryError> {
+        let n = self.u64()?;
+        let left = (self.bytes.len() - self.at) as u64;
+        if n.saturating_mul(min_item as u64) > left {
+            return Err(SummaryError::Corrupt("length past the end".into()));
+        }
+        Ok(n as usize)
+    }
+
+    fn raw_str(&mut self) -> Result<&'a [u8], SummaryError> {
+        let n = self.len(1)?;
+        self.take(n)
+    }
+
+    fn str(&mut self) -> Result<&'a str, SummaryError> {
+        std::str::from_utf8(self.raw_str()?)
+            .map_err(|_| SummaryError::Corrupt("name is not UTF-8".into()))
+    }
+
+    /// Steps over a [`LastReading`]: seq, time, created, owner, fields.
+    fn skip_last(&mut self) -> Result<(), SummaryError> {
+        self.skip(24)?;
+        match self.u8()? {
+            0 => {}
+            1 => {
+                self.raw_str()?;
+            }
+            _ => return Err(SummaryError::Corrupt("owner tag".into())),
+        }
+        let n = self.len(13)?;
+        for _ in 0..n {
+            self.raw_str()?;
+            let mut tag = [0; 4];
+            tag.copy_from_slice(self.take(4)?);
+            // Value's variants in order: Number, Int, Text, Bool.
+            match u32::from_le_bytes(tag) {
+                0 | 1 => self.skip(8)?,
+                2 => {
+                    self.raw_str()?;
+                }
+                3 => self.skip(1)?,
+                _ => return Err(SummaryError::Corrupt("value tag".into())),
+            }
+        }
+        Ok(())
     }
 }
 

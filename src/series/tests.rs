@@ -299,6 +299,51 @@ fn summary_round_trips_through_bincode_with_its_version_first() {
 }
 
 #[test]
+fn summary_time_range_reads_the_encoded_bounds() {
+    for seed in 0..50 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let n = rng.gen_range(1..50);
+        let mut input = readings(&mut rng, n);
+        // Negative and large times, so a wrong offset or byte order shows.
+        for r in &mut input {
+            r.time = rng.gen_range(-(1i64 << 50)..(1i64 << 50));
+        }
+        let (_, summary) = encode_ok(&input);
+        let bytes = summary.to_bytes();
+        let range = Summary::time_range_of(&bytes).expect("a fresh summary has a range");
+        assert_eq!(range, (summary.min_time, summary.max_time), "seed {seed}");
+        assert!(Summary::time_range_of(&bytes[..40]).is_err());
+    }
+    assert!(matches!(
+        Summary::time_range_of(&[9; 64]),
+        Err(SummaryError::Version(9))
+    ));
+    assert!(Summary::time_range_of(&[]).is_err());
+}
+
+/// The statistics read in place from a summary's bytes are those of the
+/// decoded summary, over readings with every value type and owners, so
+/// the newest readings stepped over have every shape.
+#[test]
+fn summary_stats_read_in_place_equal_the_decoded_ones() {
+    for seed in 0..100 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let n = rng.gen_range(1..300);
+        let input = readings(&mut rng, n);
+        let (_, summary) = encode_ok(&input);
+        let bytes = summary.to_bytes();
+        let stats = Summary::stats_of(&bytes).expect("a fresh summary reads");
+        assert_eq!(stats, summary.stats(), "seed {seed}");
+        for len in [0, 1, 40, bytes.len() / 2, bytes.len() - 1] {
+            assert!(
+                Summary::stats_of(&bytes[..len]).is_err(),
+                "seed {seed}, cut at {len}"
+            );
+        }
+    }
+}
+
+#[test]
 fn summary_overlap_uses_from_inclusive_to_exclusive() {
     let mut input = readings(&mut StdRng::seed_from_u64(9), 1);
     input[0].time = 1000;

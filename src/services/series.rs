@@ -22,6 +22,7 @@ use crate::store::writer::{Append, Mutation, Truncation};
 use crate::visibility::{self, Sighted};
 
 mod aggregate;
+mod in_order;
 mod query;
 
 pub use aggregate::{aggregate, Buckets};

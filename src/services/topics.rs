@@ -20,7 +20,7 @@ use crate::series::BucketSpec;
 use crate::state::AppState;
 use crate::store::topics::{Message, StoredTopic, Topic};
 use crate::store::writer::Mutation;
-use crate::visibility::{self, Sighted};
+use crate::visibility::{self, Sighted, Viewer};
 
 /// Resolves a topic for a subscriber and checks they may subscribe.
 pub fn resolve_for_subscribe(
@@ -91,24 +91,34 @@ pub const FILTER_BUDGET: usize = 4096;
 pub fn bucket_spec(
     target: &Target,
     aggregate: Option<&Value>,
+    viewer: &Viewer,
 ) -> ApiResult<Option<Arc<BucketSpec>>> {
     let Some(aggregate) = aggregate else {
         return Ok(None);
     };
-    if !matches!(target, Target::Collection(c) if c.is_series()) {
-        return Err(ApiError::bad_request(
-            "aggregate subscriptions are for series collections",
-        ));
+    let collection = match target {
+        Target::Collection(c) if c.is_series() => c,
+        _ => {
+            return Err(ApiError::bad_request(
+                "aggregate subscriptions are for series collections",
+            ))
+        }
+    };
+    let spec = BucketSpec::parse(aggregate).map_err(|errors| {
+        let errors = errors
+            .into_iter()
+            .map(|(k, v)| (format!("aggregate.{k}"), v))
+            .collect();
+        ApiError::validation("invalid aggregate subscription", &errors)
+    })?;
+    let fields = spec.aggs.iter().filter_map(|a| a.field.as_deref());
+    let fields = fields.chain(spec.group.iter().map(String::as_str));
+    if let Some(field) = visibility::unreadable(viewer, collection, fields) {
+        return Err(ApiError::forbidden(format!(
+            "`{field}` is a protected field: only admins may aggregate it"
+        )));
     }
-    BucketSpec::parse(aggregate)
-        .map(|spec| Some(Arc::new(spec)))
-        .map_err(|errors| {
-            let errors = errors
-                .into_iter()
-                .map(|(k, v)| (format!("aggregate.{k}"), v))
-                .collect();
-            ApiError::validation("invalid aggregate subscription", &errors)
-        })
+    Ok(Some(Arc::new(spec)))
 }
 
 pub fn check_filter_budget(total: usize) -> ApiResult<()> {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use sled::IVec;
 
 use super::{keys, Store, StoreError};
-use crate::series::{self, Reading, Summary};
+use crate::series::{self, Reading, Summary, SummaryStats};
 
 /// A block with fewer readings than this is small: quiet periods make
 /// them, and the writer queues a merge (`Chore::MergeSeries`).
@@ -82,6 +82,25 @@ pub struct BlockInfo {
     pub summary: Summary,
 }
 
+/// A block's time range, read without decoding its summary.
+#[derive(Debug, Clone)]
+pub struct BlockSpan {
+    pub first_seq: u64,
+    pub min_time: i64,
+    pub max_time: i64,
+    /// The stored `s` value: the block's length, then its summary.
+    value: IVec,
+}
+
+impl BlockSpan {
+    /// The summary's statistics, read in place.
+    pub fn stats(&self) -> Result<SummaryStats<'_>, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("series summary: {what}"));
+        let bytes = self.value.get(4..).ok_or_else(|| corrupt("short"))?;
+        Summary::stats_of(bytes).map_err(|e| corrupt(&e.to_string()))
+    }
+}
+
 /// The `s` value: the block's length, then its summary.
 pub(super) fn summary_value(block_len: usize, summary: &Summary) -> Vec<u8> {
     let mut value = (block_len as u32).to_be_bytes().to_vec();
@@ -132,6 +151,38 @@ impl Store {
             let info = info?;
             if info.summary.overlaps(from, to) {
                 out.push(info);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The blocks holding readings with `from <= time < to`, in seq order,
+    /// with their summaries still encoded: a query decodes only the
+    /// summaries it uses.
+    pub fn series_spans_between(
+        &self,
+        collection: u32,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<BlockSpan>, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("series summary: {what}"));
+        let mut out = Vec::new();
+        for entry in self
+            .data
+            .scan_prefix(keys::collection_prefix(keys::SUMMARY, collection))
+        {
+            let (key, value) = entry?;
+            let first_seq = keys::block_seq(&key).ok_or_else(|| corrupt("key"))?;
+            let summary = value.get(4..).ok_or_else(|| corrupt("short"))?;
+            let (min_time, max_time) =
+                Summary::time_range_of(summary).map_err(|e| corrupt(&e.to_string()))?;
+            if min_time < to && max_time >= from {
+                out.push(BlockSpan {
+                    first_seq,
+                    min_time,
+                    max_time,
+                    value,
+                });
             }
         }
         Ok(out)

@@ -83,3 +83,55 @@ async fn a_bad_query_names_each_bad_parameter() {
     let (status, answer) = send(client().get(fx.server.url(url))).await;
     assert_eq!((status, &answer["buckets"]), (200, &json!([])), "{answer}");
 }
+
+/// A protected field is not aggregated for anyone but an admin, over REST
+/// or in a bucket subscription: `max(secret)` would show what every read
+/// hides.
+#[tokio::test]
+async fn only_admins_aggregate_a_protected_field() {
+    let server = TestServer::start();
+    let admin = server.admin_token().await;
+    let mut definition = readings_definition("readings");
+    definition["fields"]["salary"] = json!({"type": "number"});
+    definition["protected"] = json!(["salary"]);
+    definition["rules"] = json!({"list": "@user != null", "view": "@user != null",
+                                 "create": "@user != null"});
+    server.create_collection(&admin, definition).await;
+    let ann = server.plain_user_token(&admin, "ann@example.com").await;
+    ingest_ok(
+        &server,
+        &ann,
+        "readings",
+        &json!([{"device": "a", "temp": 1, "salary": 90_000, "ts": T0}]),
+    )
+    .await;
+    let url = |query: &str| server.url(&format!("/api/collections/readings/aggregate?{query}"));
+    for query in [
+        "bucket=1m&agg=max(salary)",
+        "bucket=1m&agg=first(salary)",
+        "bucket=1m&agg=count()&group=salary",
+    ] {
+        let (status, answer) = send(client().get(url(query)).bearer_auth(&ann)).await;
+        assert_eq!(status, 403, "{query}: {answer}");
+        assert!(
+            answer["error"]["message"].as_str().unwrap().contains("salary"),
+            "{answer}"
+        );
+        let (status, answer) = send(client().get(url(query)).bearer_auth(&admin)).await;
+        assert_eq!(status, 200, "{query}: {answer}");
+    }
+    let (status, answer) = send(
+        client()
+            .get(url("bucket=1m&agg=max(temp)"))
+            .bearer_auth(&ann),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+
+    let mut ws = common::live::Ws::connect(&server, Some(&ann)).await;
+    let reply = ws
+        .request(json!({"action": "subscribe", "topic": "readings",
+                        "aggregate": {"bucket": "1m", "agg": ["max(salary)"]}}))
+        .await;
+    assert_eq!(reply["code"], "forbidden", "{reply}");
+}

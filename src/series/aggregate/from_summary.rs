@@ -1,7 +1,7 @@
 //! Answering a whole block from its summary, without decoding it.
 
-use super::{bucket_start, Aggregator, GroupVal};
-use crate::series::Summary;
+use super::{Aggregator, GroupVal};
+use crate::series::{Summary, SummaryStats};
 
 impl Aggregator {
     /// Adds a block from its summary alone when that gives the same
@@ -14,31 +14,28 @@ impl Aggregator {
     /// Sums then add per-series block sums rather than single values, so
     /// they may differ from a reading-by-reading sum in the last bits.
     pub fn add_summary(&mut self, summary: &Summary) -> bool {
-        let plan = &self.plan;
-        let by_series = match self.query.group.as_slice() {
-            [] => false,
-            [one] if *one == self.series_field => true,
-            _ => return false,
-        };
+        self.add_summary_stats(&summary.stats())
+    }
+
+    /// [`Aggregator::add_summary`] from statistics read in place
+    /// ([`Summary::stats_of`]).
+    pub fn add_summary_stats(&mut self, summary: &SummaryStats<'_>) -> bool {
+        let by_series = !self.query.group.is_empty();
         if self.overflow
-            || !plan.picks.is_empty()
-            || !plan.present.is_empty()
-            || plan.nums.contains(&self.series_field)
             || summary.series.is_empty()
-            || !self.in_range(summary.min_time)
-            || !self.in_range(summary.max_time)
-            || bucket_start(summary.min_time, self.query.bucket_ms)
-                != bucket_start(summary.max_time, self.query.bucket_ms)
+            || !self
+                .block_plan
+                .summary_may_answer(summary.min_time, summary.max_time)
         {
             return false;
         }
         for series in &summary.series {
             let gid = if by_series {
-                match self.series_groups.get(series.name.as_str()) {
+                match self.series_groups.get(series.name) {
                     Some(&id) => id,
                     None => {
-                        let id = self.group_id(vec![GroupVal::Text(series.name.as_str().into())]);
-                        self.series_groups.insert(series.name.as_str().into(), id);
+                        let id = self.group_id(vec![GroupVal::Text(series.name.into())]);
+                        self.series_groups.insert(series.name.into(), id);
                         id
                     }
                 }
@@ -53,7 +50,7 @@ impl Aggregator {
             for (f, name) in self.plan.nums.iter().enumerate() {
                 let stats = series
                     .fields
-                    .binary_search_by(|s| s.name.as_str().cmp(name))
+                    .binary_search_by(|s| s.name.cmp(name))
                     .ok()
                     .map(|i| &series.fields[i]);
                 if let Some(s) = stats {

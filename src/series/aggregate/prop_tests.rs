@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value as Json};
 
 use super::*;
-use crate::series::{encode, Value};
+use crate::series::{encode, Summary, Value};
 
 const SERIES_FIELD: &str = "device";
 const AGGS: [&str; 14] = [
@@ -354,43 +354,104 @@ fn naive(data: &[Reading], keep: &[bool], q: &AggregateQuery) -> Vec<Bucket> {
     out
 }
 
-fn by_rows(data: &[Reading], keep: &[bool], q: &AggregateQuery) -> Vec<Bucket> {
+fn by_rows(data: &[Reading], keep: &[bool], q: &AggregateQuery) -> Aggregator {
     let mut agg = Aggregator::new(q.clone(), SERIES_FIELD);
     for (r, _) in data.iter().zip(keep).filter(|(_, &k)| k) {
         agg.add(r);
     }
-    agg.finish().unwrap()
+    agg
 }
 
-fn by_blocks(
-    rng: &mut StdRng,
-    from_summary: &mut usize,
-    data: &[Reading],
-    keep: &[bool],
-    masked: bool,
-    q: &AggregateQuery,
-) -> Vec<Bucket> {
-    let mut agg = Aggregator::new(q.clone(), SERIES_FIELD);
+/// Block lengths cutting `n` readings: short blocks often lie in one
+/// bucket, where a summary may answer.
+fn block_lens(rng: &mut StdRng, n: usize) -> Vec<usize> {
+    let mut lens = Vec::new();
     let mut at = 0;
-    while at < data.len() {
-        // Short blocks often lie in one bucket, where a summary may answer.
+    while at < n {
         let len = if rng.gen_bool(0.5) {
             rng.gen_range(1..4)
         } else {
             rng.gen_range(1..80)
         };
-        let end = (at + len).min(data.len());
-        let (bytes, summary) = encode(&data[at..end]).unwrap();
-        let reader = BlockReader::open(&bytes).unwrap();
-        let mask = masked.then(|| &keep[at..end]);
-        if mask.is_some() || !agg.add_summary(&summary) {
-            agg.add_block(&reader, mask).unwrap();
-        } else {
-            *from_summary += 1;
-        }
-        at = end;
+        let len = len.min(n - at);
+        lens.push(len);
+        at += len;
     }
-    agg.finish().unwrap()
+    lens
+}
+
+/// How blocks reach the aggregator.
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    /// `add_block` on this thread.
+    AddBlock,
+    /// Decoded by a `BlockPlan` on another thread, added in order with
+    /// `add_decoded`, as the endpoint does.
+    Decoded,
+}
+
+fn by_blocks(
+    lens: &[usize],
+    from_summary: &mut usize,
+    data: &[Reading],
+    keep: &[bool],
+    masked: bool,
+    q: &AggregateQuery,
+    via: Via,
+) -> Aggregator {
+    let mut agg = Aggregator::new(q.clone(), SERIES_FIELD);
+    let mut at = 0;
+    let blocks: Vec<_> = lens
+        .iter()
+        .map(|len| {
+            let block = encode(&data[at..at + len]).unwrap();
+            at += len;
+            block
+        })
+        .collect();
+    let plan = agg.block_plan().clone();
+    let decoded: Vec<DecodedBlock> = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                blocks
+                    .iter()
+                    .map(|(bytes, _)| plan.decode(&BlockReader::open(bytes).unwrap()).unwrap())
+                    .collect()
+            })
+            .join()
+            .unwrap()
+    });
+    let mut at = 0;
+    for (((bytes, summary), len), decoded) in blocks.iter().zip(lens).zip(decoded) {
+        let mask = masked.then(|| &keep[at..at + len]);
+        at += len;
+        // The endpoint reads a summary's statistics in place from its bytes.
+        let encoded = summary.to_bytes();
+        if mask.is_none() && agg.add_summary_stats(&Summary::stats_of(&encoded).unwrap()) {
+            *from_summary += 1;
+        } else if via == Via::AddBlock {
+            agg.add_block(&BlockReader::open(bytes).unwrap(), mask)
+                .unwrap();
+        } else {
+            agg.add_decoded(decoded, mask);
+        }
+    }
+    agg
+}
+
+/// The answer as buckets, checking on the way that the bytes the endpoint
+/// writes are those the buckets serialize to.
+fn answer(mut make: impl FnMut() -> Aggregator, context: &str) -> (Vec<Bucket>, Vec<u8>) {
+    let buckets = make().finish().unwrap();
+    let json = make().finish_json(1).unwrap();
+    let expected = finish::buckets_json(&buckets);
+    assert!(
+        json == expected,
+        "finish_json differs: {context}\n got {}\nwant {}",
+        String::from_utf8_lossy(&json),
+        String::from_utf8_lossy(&expected)
+    );
+    (buckets, json)
 }
 
 /// The first difference, not two walls of buckets. Floats may differ in
@@ -426,10 +487,33 @@ fn aggregator_matches_naive_computation() {
         let masked = rng.gen_bool(0.5);
         let keep: Vec<bool> = data.iter().map(|_| !masked || rng.gen_bool(0.8)).collect();
         let expected = naive(&data, &keep, &q);
-        let rows = by_rows(&data, &keep, &q);
-        same(&rows, &expected, &format!("rows, seed {seed}, {q:?}"));
-        let blocks = by_blocks(&mut rng, &mut from_summary, &data, &keep, masked, &q);
-        same(&blocks, &expected, &format!("blocks, seed {seed}, {q:?}"));
+        let context = format!("seed {seed}, {q:?}");
+        let (rows, _) = answer(|| by_rows(&data, &keep, &q), &context);
+        same(&rows, &expected, &format!("rows, {context}"));
+        let lens = block_lens(&mut rng, data.len());
+        let mut summaries = 0;
+        let (blocks, json) = answer(
+            || by_blocks(&lens, &mut 0, &data, &keep, masked, &q, Via::AddBlock),
+            &context,
+        );
+        same(&blocks, &expected, &format!("blocks, {context}"));
+        let (_, decoded) = answer(
+            || {
+                by_blocks(
+                    &lens,
+                    &mut summaries,
+                    &data,
+                    &keep,
+                    masked,
+                    &q,
+                    Via::Decoded,
+                )
+            },
+            &context,
+        );
+        // Bit for bit: the same additions in the same order.
+        assert!(json == decoded, "decoded elsewhere differs: {context}");
+        from_summary += summaries / 2;
     }
     assert!(
         from_summary > 100,

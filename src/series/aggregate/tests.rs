@@ -152,6 +152,107 @@ fn query(bucket: &str, agg: &str, extra: &[(&str, &str)]) -> AggregateQuery {
     AggregateQuery::parse(&p).unwrap()
 }
 
+/// Answers big enough to be written on several threads come out as the
+/// one-thread answer and as the buckets serialize, empty and filled
+/// buckets included.
+#[test]
+fn answers_written_on_several_threads_equal_the_buckets() {
+    let start = 1_796_284_800_000i64;
+    for fill in ["none", "null", "prev", "1.5"] {
+        let q = query(
+            "1m",
+            "avg(temp),max(temp),count(),last(device)",
+            &[
+                ("group", "device"),
+                ("fill", fill),
+                ("from", &start.to_string()),
+                ("to", &(start + 200 * 60_000).to_string()),
+            ],
+        );
+        let make = || {
+            let mut agg = Aggregator::new(q.clone(), "device");
+            let mut seq = 0;
+            for minute in 0..200i64 {
+                for device in 0..101 {
+                    // Some minutes of some devices stay empty.
+                    if (minute * 7 + device) % 5 == 0 {
+                        continue;
+                    }
+                    seq += 1;
+                    let temp = (minute * 31 + device * 17) as f64 / 8.0;
+                    agg.add(&reading(
+                        seq,
+                        start + minute * 60_000 + device,
+                        &format!("d{device}"),
+                        temp,
+                    ));
+                }
+            }
+            agg
+        };
+        let expected = finish::buckets_json(&make().finish().unwrap());
+        assert!(
+            expected.len() > 10_000 * 50,
+            "the answer is big enough to split"
+        );
+        for threads in [1, 2, 3, 7] {
+            let got = make().finish_json(threads).unwrap();
+            assert!(got == expected, "fill {fill}, {threads} threads");
+        }
+    }
+}
+
+/// Consecutive blocks reuse the series ids of the block before when their
+/// dictionaries are equal, and only then: a reordered dictionary maps
+/// anew, and a source whose rows were all masked out still makes no group.
+#[test]
+fn series_ids_carry_over_only_between_equal_dictionaries() {
+    let q = query("1h", "count(),sum(temp)", &[("group", "device")]);
+    let mut agg = Aggregator::new(q, "device");
+    type Block<'a> = (&'a [(&'a str, f64)], &'a [bool]);
+    let blocks: [Block; 4] = [
+        (&[("a", 1.0), ("b", 2.0)], &[true, false]),
+        (&[("a", 10.0), ("b", 20.0)], &[false, false]),
+        (&[("b", 100.0), ("a", 200.0)], &[true, true]),
+        (
+            &[("b", 1000.0), ("a", 2000.0), ("c", 5.0)],
+            &[true, true, false],
+        ),
+    ];
+    let mut seq = 0;
+    for (rows, keep) in blocks {
+        let readings: Vec<Reading> = rows
+            .iter()
+            .map(|(device, temp)| {
+                seq += 1;
+                reading(seq, seq as i64, device, *temp)
+            })
+            .collect();
+        let (bytes, _) = encode(&readings).unwrap();
+        agg.add_block(&BlockReader::open(&bytes).unwrap(), Some(keep))
+            .unwrap();
+    }
+    let got: Vec<(Json, Json, Json)> = agg
+        .finish()
+        .unwrap()
+        .into_iter()
+        .map(|b| {
+            (
+                b.group["device"].clone(),
+                b.values["count()"].clone(),
+                b.values["sum(temp)"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (json!("a"), json!(3), json!(2201.0)),
+            (json!("b"), json!(2), json!(1100.0)),
+        ]
+    );
+}
+
 #[test]
 fn buckets_floor_before_the_epoch() {
     let mut agg = Aggregator::new(query("1m", "count()", &[]), "device");

@@ -7,17 +7,19 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
-
+use super::in_order::in_order;
 use super::series_collection;
 use crate::access::Caller;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::model::Collection;
 use crate::rules::Expr;
-use crate::series::{AggregateQuery, Aggregator, BlockReader, Bucket};
+use crate::series::{
+    AggregateQuery, Aggregator, BlockPlan, BlockReader, DecodedBlock, SummaryStats,
+};
 use crate::services::records::parse_filter;
 use crate::state::AppState;
+use crate::store::series::BlockSpan;
 use crate::store::Store;
 use crate::visibility::{self, Reach, Sighted, Viewer};
 
@@ -39,20 +41,26 @@ pub async fn aggregate(
         if visibility::rules_for(&caller.viewer, &collection, Reach::Collection).is_none() {
             return Err(ApiError::forbidden("you may not list this collection"));
         }
+        let fields = query.aggs.iter().filter_map(|a| a.field.as_deref());
+        let fields = fields.chain(query.group.iter().map(String::as_str));
+        if let Some(field) = visibility::unreadable(&caller.viewer, &collection, fields) {
+            return Err(ApiError::forbidden(format!(
+                "`{field}` is a protected field: only admins may aggregate it"
+            )));
+        }
         let judge = Judge::new(&collection, &caller.viewer, &caller.now, filter.as_ref());
         run(&store, &collection, query, &judge)
     })
     .await
     .map_err(ApiError::internal)??;
-    Ok(Buckets { buckets })
+    Ok(Buckets { json: buckets })
 }
 
-/// `{"buckets": [...]}`, serialized straight from the buckets: a day of
-/// minute buckets for a hundred sources is 144,000 of them, and a JSON tree
-/// in between cost more than the aggregation.
-#[derive(Serialize)]
+/// `{"buckets": [...]}` as JSON bytes, written by the aggregator itself: a
+/// day of minute buckets for a hundred sources is 144,000 of them, and
+/// building and serializing a `Bucket` each cost more than the aggregation.
 pub struct Buckets {
-    buckets: Vec<Bucket>,
+    pub json: Vec<u8>,
 }
 
 /// How readings are judged: all alike, or one by one.
@@ -88,12 +96,26 @@ impl<'a> Judge<'a> {
     }
 }
 
+/// A block as the aggregator takes it, prepared on any thread.
+enum Prepared<'a> {
+    Summary(SummaryStats<'a>),
+    Block(DecodedBlock, Option<Vec<bool>>),
+    /// Removed since the scan (retention, a merge).
+    Gone,
+}
+
+/// Threads a query decodes blocks and writes its answer on: the cores
+/// there are, up to a few (other requests want theirs).
+fn decode_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
 fn run(
     store: &Store,
     collection: &Collection,
     query: AggregateQuery,
     judge: &Judge,
-) -> ApiResult<Vec<Bucket>> {
+) -> ApiResult<Vec<u8>> {
     let series_field = collection
         .series
         .as_ref()
@@ -102,55 +124,75 @@ fn run(
     let from = query.from.unwrap_or(i64::MIN);
     let to = query.to.unwrap_or(i64::MAX);
     let mut aggregator = Aggregator::new(query, series_field);
-    if matches!(judge, Judge::All(false)) {
-        return finish(aggregator);
-    }
-    let corrupt = |e| ApiError::internal(format!("series block: {e}"));
-    for info in store.series_blocks_between(collection.id, from, to)? {
-        // A block inside one bucket may be answered by its summary alone.
-        if matches!(judge, Judge::All(_)) && aggregator.add_summary(&info.summary) {
-            continue;
-        }
-        let Some(bytes) = store.series_block(collection.id, info.first_seq)? else {
-            continue;
-        };
-        let reader = BlockReader::open(&bytes).map_err(corrupt)?;
-        match judge {
-            Judge::All(_) => aggregator.add_block(&reader, None).map_err(corrupt)?,
-            Judge::Each {
-                collection,
-                viewer,
-                now,
-                filter,
-            } => {
-                let keep: Vec<bool> = reader
-                    .readings()
-                    .map_err(corrupt)?
-                    .iter()
-                    .map(|reading| {
-                        let full = collection.reading_json(reading);
-                        let sighted = Sighted::new(collection, &full);
-                        visibility::sees(
-                            viewer,
-                            collection,
-                            Reach::Collection,
-                            &sighted,
-                            *filter,
-                            now,
-                        )
-                    })
-                    .collect();
-                aggregator
-                    .add_block(&reader, Some(&keep))
-                    .map_err(corrupt)?;
+    if !matches!(judge, Judge::All(false)) {
+        let spans = store.series_spans_between(collection.id, from, to)?;
+        let plan = aggregator.block_plan().clone();
+        let prepare = |i: usize| prepare(store, collection.id, &spans[i], &plan, judge);
+        in_order(spans.len(), decode_threads(), prepare, |block| {
+            match block {
+                Prepared::Summary(summary) => {
+                    if !aggregator.add_summary_stats(&summary) {
+                        return Err(ApiError::internal(
+                            "a summary could not stand for its block",
+                        ));
+                    }
+                }
+                Prepared::Block(block, keep) => aggregator.add_decoded(block, keep.as_deref()),
+                Prepared::Gone => {}
             }
-        }
+            Ok(())
+        })?;
     }
-    finish(aggregator)
+    aggregator
+        .finish_json(decode_threads())
+        .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-fn finish(aggregator: Aggregator) -> ApiResult<Vec<Bucket>> {
-    aggregator
-        .finish()
-        .map_err(|e| ApiError::bad_request(e.to_string()))
+/// Reads what the aggregator needs of one block: its summary alone when
+/// that answers for it, else the needed columns (and, when readings are
+/// judged one by one, which ones the caller sees).
+fn prepare<'a>(
+    store: &Store,
+    collection_id: u32,
+    span: &'a BlockSpan,
+    plan: &BlockPlan,
+    judge: &Judge,
+) -> ApiResult<Prepared<'a>> {
+    if matches!(judge, Judge::All(_)) && plan.summary_may_answer(span.min_time, span.max_time) {
+        return Ok(Prepared::Summary(span.stats()?));
+    }
+    let corrupt = |e| ApiError::internal(format!("series block: {e}"));
+    let Some(bytes) = store.series_block(collection_id, span.first_seq)? else {
+        return Ok(Prepared::Gone);
+    };
+    let reader = BlockReader::open(&bytes).map_err(corrupt)?;
+    let keep = match judge {
+        Judge::All(_) => None,
+        Judge::Each {
+            collection,
+            viewer,
+            now,
+            filter,
+        } => Some(
+            reader
+                .readings()
+                .map_err(corrupt)?
+                .iter()
+                .map(|reading| {
+                    let full = collection.reading_json(reading);
+                    let sighted = Sighted::new(collection, &full);
+                    visibility::sees(
+                        viewer,
+                        collection,
+                        Reach::Collection,
+                        &sighted,
+                        *filter,
+                        now,
+                    )
+                })
+                .collect(),
+        ),
+    };
+    let block = plan.decode(&reader).map_err(corrupt)?;
+    Ok(Prepared::Block(block, keep))
 }
