@@ -330,7 +330,8 @@ async fn relaxed_mode_fdatasyncs_the_db_file_within_flush_ms() {
     );
 }
 
-/// sled stores a value too large for its log segments (over ~128 KiB) in a
+/// sled stores a page too large for its log segments (over a quarter of a
+/// segment: 16 KiB in a database made now, 128 KiB in an older one) in a
 /// file of its own under `blobs/`, written without any fsync: that file and
 /// its directory entry must be synced before the answer too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

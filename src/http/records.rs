@@ -99,15 +99,8 @@ pub async fn create_records(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let Query(params) = params?;
     let body = body?;
-    let (items, is_batch) = if body.len() > PARSE_INLINE_BYTES {
-        let headers = headers.clone();
-        tokio::task::spawn_blocking(move || parse_items(&headers, &body))
-            .await
-            .map_err(ApiError::internal)??
-    } else {
-        parse_items(&headers, &body)?
-    };
-    let created = if is_series(&state, &name) {
+    let on_blocking_thread = body.len() > PARSE_INLINE_BYTES;
+    if is_series(&state, &name) {
         let return_items = match params.give_back.as_deref() {
             None | Some("count") => false,
             Some("items") => true,
@@ -117,10 +110,28 @@ pub async fn create_records(
             idempotency_key: super::series::idempotency_key(&headers)?,
             return_items,
         };
-        series::ingest(&state, &principal, &name, items, options).await?
+        // Parsed on the same thread as the readings are checked on.
+        let parse = move || parse_items(&headers, &body).map(|(items, _)| items);
+        let created = series::ingest_parsed(
+            &state,
+            &principal,
+            &name,
+            parse,
+            on_blocking_thread,
+            options,
+        )
+        .await?;
+        return Ok((StatusCode::CREATED, Json(created)));
+    }
+    let (items, is_batch) = if on_blocking_thread {
+        let headers = headers.clone();
+        tokio::task::spawn_blocking(move || parse_items(&headers, &body))
+            .await
+            .map_err(ApiError::internal)??
     } else {
-        records::create(&state, &principal, &name, items, is_batch).await?
+        parse_items(&headers, &body)?
     };
+    let created = records::create(&state, &principal, &name, items, is_batch).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 

@@ -15,6 +15,7 @@ mod columns;
 pub mod line_protocol;
 pub mod live;
 mod summary;
+mod summary_codec;
 mod wire;
 
 #[cfg(test)]

@@ -8,8 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use super::block::{Reading, Value};
 
-/// Bumped when the summary's shape changes.
-pub const SUMMARY_VERSION: u8 = 1;
+/// Bumped when the summary's stored form changes (`summary_codec`);
+/// format 1, bincode, is still read.
+pub const SUMMARY_VERSION: u8 = super::summary_codec::FORMAT;
+/// The first stored form: bincode with fixed-width integers.
+const BINCODE_VERSION: u8 = 1;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -139,14 +142,18 @@ impl Summary {
         }
     }
 
-    /// bincode bytes; the version is the first field, so it is the first byte.
+    /// The stored form; its first byte is the format version.
     pub fn to_bytes(&self) -> Vec<u8> {
-        bincode::serialize(self).expect("a summary holds only bincode-friendly types")
+        super::summary_codec::encode(self)
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Summary, SummaryError> {
         match bytes.first() {
-            Some(&SUMMARY_VERSION) => {}
+            Some(&SUMMARY_VERSION) => {
+                return super::summary_codec::decode(bytes)
+                    .map_err(|e| SummaryError::Corrupt(e.to_string()))
+            }
+            Some(&BINCODE_VERSION) => {}
             Some(&v) => return Err(SummaryError::Version(v)),
             None => return Err(SummaryError::Corrupt("empty".into())),
         }
@@ -166,7 +173,11 @@ impl Summary {
     /// `series` lie at fixed offsets.
     pub fn time_range_of(bytes: &[u8]) -> Result<(i64, i64), SummaryError> {
         match bytes.first() {
-            Some(&SUMMARY_VERSION) => {}
+            Some(&SUMMARY_VERSION) => {
+                return super::summary_codec::time_range(bytes)
+                    .map_err(|e| SummaryError::Corrupt(e.to_string()))
+            }
+            Some(&BINCODE_VERSION) => {}
             Some(&v) => return Err(SummaryError::Version(v)),
             None => return Err(SummaryError::Corrupt("empty".into())),
         }
@@ -221,7 +232,11 @@ impl Summary {
     /// borrowed and each newest reading is stepped over, not built.
     pub fn stats_of(bytes: &[u8]) -> Result<SummaryStats<'_>, SummaryError> {
         match bytes.first() {
-            Some(&SUMMARY_VERSION) => {}
+            Some(&SUMMARY_VERSION) => {
+                return super::summary_codec::stats(bytes)
+                    .map_err(|e| SummaryError::Corrupt(e.to_string()))
+            }
+            Some(&BINCODE_VERSION) => {}
             Some(&v) => return Err(SummaryError::Version(v)),
             None => return Err(SummaryError::Corrupt("empty".into())),
         }

@@ -278,24 +278,78 @@ fn summary_equals_a_naive_computation() {
 }
 
 #[test]
-fn summary_round_trips_through_bincode_with_its_version_first() {
-    let input = readings(&mut StdRng::seed_from_u64(8), 100);
-    let (_, summary) = encode_ok(&input);
-    let bytes = summary.to_bytes();
-    assert_eq!(bytes[0], SUMMARY_VERSION);
-    let back = Summary::from_bytes(&bytes).expect("a fresh summary decodes");
-    // NaN never reaches the stats, so plain equality holds.
-    assert_eq!(back, summary);
+fn summary_round_trips_bit_for_bit_with_its_version_first() {
+    for seed in 0..200 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let n = rng.gen_range(1..300);
+        let (_, mut summary) = encode_ok(&readings(&mut rng, n));
+        if seed % 2 == 1 {
+            // Owners are stored by name index, like field names.
+            summary.series[0].last.owner = Some(TEXTS[seed as usize % TEXTS.len()].to_owned());
+        }
+        let bytes = summary.to_bytes();
+        assert_eq!(bytes[0], SUMMARY_VERSION);
+        let back = Summary::from_bytes(&bytes).expect("a fresh summary decodes");
+        // Values compare bit for bit (NaN payloads, -0.0); NaN never reaches
+        // the stats, so plain equality holds.
+        assert_eq!(back, summary, "seed {seed}");
+        for len in 0..bytes.len() {
+            assert!(
+                Summary::from_bytes(&bytes[..len]).is_err(),
+                "seed {seed}: truncated to {len}"
+            );
+        }
+    }
     assert!(matches!(
         Summary::from_bytes(&[9]),
         Err(SummaryError::Version(9))
     ));
-    for len in 0..bytes.len() {
-        assert!(
-            Summary::from_bytes(&bytes[..len]).is_err(),
-            "truncated to {len}"
-        );
-    }
+}
+
+#[test]
+fn summaries_stored_in_the_first_format_still_decode() {
+    let input = readings(&mut StdRng::seed_from_u64(8), 100);
+    let (_, mut summary) = encode_ok(&input);
+    summary.version = 1;
+    let old = bincode::serialize(&summary).expect("bincode");
+    assert_eq!(old[0], 1);
+    assert_eq!(
+        Summary::from_bytes(&old).expect("format 1 decodes"),
+        summary
+    );
+}
+
+/// 1000 readings of 100 sensors (temperature and humidity with one decimal,
+/// a site name): the summary is paid on every block written, several times
+/// over as sled rewrites its leaves.
+#[test]
+fn a_sensor_summary_takes_under_a_hundred_bytes_per_source() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let input: Vec<Reading> = (0..1000u64)
+        .map(|i| {
+            let device = i % 100;
+            let time = 1_732_262_400_000 + (i / 100) as i64 * 1000 + rng.gen_range(0..400);
+            let mut fields = BTreeMap::new();
+            fields.insert("site".to_owned(), Value::Text(format!("s{}", device % 10)));
+            let temp = f64::from(rng.gen_range(150..300)) / 10.0;
+            fields.insert("temp".to_owned(), Value::Number(temp));
+            let humidity = f64::from(rng.gen_range(300..700)) / 10.0;
+            fields.insert("humidity".to_owned(), Value::Number(humidity));
+            Reading {
+                seq: 5_000_000 + i,
+                time,
+                created: 1_732_262_400_500,
+                owner: None,
+                series: format!("gw-{device:03}"),
+                fields,
+            }
+        })
+        .collect();
+    let (_, summary) = encode_ok(&input);
+    let bytes = summary.to_bytes();
+    let per_source = bytes.len() / 100;
+    assert!(per_source < 100, "{per_source} bytes per source");
+    assert_eq!(Summary::from_bytes(&bytes).expect("decodes"), summary);
 }
 
 #[test]
@@ -309,10 +363,14 @@ fn summary_time_range_reads_the_encoded_bounds() {
             r.time = rng.gen_range(-(1i64 << 50)..(1i64 << 50));
         }
         let (_, summary) = encode_ok(&input);
-        let bytes = summary.to_bytes();
-        let range = Summary::time_range_of(&bytes).expect("a fresh summary has a range");
-        assert_eq!(range, (summary.min_time, summary.max_time), "seed {seed}");
-        assert!(Summary::time_range_of(&bytes[..40]).is_err());
+        for bytes in both_formats(&summary) {
+            let range = Summary::time_range_of(&bytes).expect("a fresh summary has a range");
+            assert_eq!(range, (summary.min_time, summary.max_time), "seed {seed}");
+            // Cut inside the time range: format 1 at 40, format 2 (varints)
+            // right after the version.
+            let cut = if bytes[0] == 1 { 40 } else { 2 };
+            assert!(Summary::time_range_of(&bytes[..cut]).is_err());
+        }
     }
     assert!(matches!(
         Summary::time_range_of(&[9; 64]),
@@ -331,16 +389,29 @@ fn summary_stats_read_in_place_equal_the_decoded_ones() {
         let n = rng.gen_range(1..300);
         let input = readings(&mut rng, n);
         let (_, summary) = encode_ok(&input);
-        let bytes = summary.to_bytes();
-        let stats = Summary::stats_of(&bytes).expect("a fresh summary reads");
-        assert_eq!(stats, summary.stats(), "seed {seed}");
-        for len in [0, 1, 40, bytes.len() / 2, bytes.len() - 1] {
-            assert!(
-                Summary::stats_of(&bytes[..len]).is_err(),
-                "seed {seed}, cut at {len}"
-            );
+        for bytes in both_formats(&summary) {
+            let stats = Summary::stats_of(&bytes).expect("a fresh summary reads");
+            assert_eq!(stats, summary.stats(), "seed {seed}, format {}", bytes[0]);
+            for len in [0, 1, bytes.len() / 2, bytes.len() - 1] {
+                assert!(
+                    Summary::stats_of(&bytes[..len]).is_err(),
+                    "seed {seed}, format {}, cut at {len}",
+                    bytes[0]
+                );
+            }
         }
     }
+}
+
+/// A summary as format 2 (written now) and format 1 (bincode, written by
+/// earlier versions and still read).
+fn both_formats(summary: &Summary) -> [Vec<u8>; 2] {
+    let mut old = summary.clone();
+    old.version = 1;
+    [
+        summary.to_bytes(),
+        bincode::serialize(&old).expect("bincode"),
+    ]
 }
 
 #[test]

@@ -77,29 +77,38 @@ impl StorageFiles {
     }
 
     /// fdatasyncs every blob written since the last call, the blobs
-    /// directory if it gained entries, then the `db` file. Call after
-    /// `db.flush()`, which is what makes the log and its blobs complete.
+    /// directory if it gained entries and the `db` file, all at once (no
+    /// order among them matters: `db.flush()` has already written the log
+    /// that points to the blobs, and the caller answers only once all are
+    /// synced). Call after `db.flush()`, which is what makes the log and
+    /// its blobs complete.
     pub fn sync(&self) -> io::Result<()> {
         if self.failed.load(Ordering::SeqCst) {
             return Err(io::Error::other(
                 "an earlier fsync failed; storage stays unusable until restart",
             ));
         }
-        let result = self.sync_blobs().and_then(|_| self.db.sync_data());
+        let result = self.sync_blobs_and(Some(&self.db)).map(drop);
         if result.is_err() {
             self.failed.store(true, Ordering::SeqCst);
         }
         result
     }
 
-    /// Returns how many blob files it synced.
+    #[cfg(test)]
     fn sync_blobs(&self) -> io::Result<usize> {
+        self.sync_blobs_and(None)
+    }
+
+    /// Syncs the blobs written since the last call, and `also` with them;
+    /// returns how many blob files it synced.
+    fn sync_blobs_and(&self, also: Option<&File>) -> io::Result<usize> {
         // Held through the fsyncs: a concurrent flush must not skip a blob
         // this one has listed but not yet synced.
         let mut synced = self.synced_blobs.lock().unwrap_or_else(|e| e.into_inner());
         let mut present = HashMap::with_capacity(synced.len());
         let mut new_entries = false;
-        let mut count = 0;
+        let mut unsynced = Vec::new();
         for entry in std::fs::read_dir(&self.blobs_dir)? {
             let name = entry?.file_name();
             let file = match File::open(self.blobs_dir.join(&name)) {
@@ -112,20 +121,48 @@ impl StorageFiles {
             match synced.get(&name) {
                 Some(&done) if done == len => {}
                 known => {
-                    file.sync_data()?;
-                    count += 1;
+                    unsynced.push(file);
                     new_entries |= known.is_none();
                 }
             }
             present.insert(name, len);
         }
-        if new_entries {
-            self.blobs_dir_handle.sync_all()?;
-        }
+        let count = unsynced.len();
+        let files: Vec<&File> = unsynced.iter().chain(also).collect();
+        sync_together(&files, new_entries.then_some(&self.blobs_dir_handle))?;
         // Forget removed blobs, so the map stays as small as the directory.
         *synced = present;
         Ok(count)
     }
+}
+
+/// fdatasyncs the files (and fsyncs the directory) at the same time: the
+/// file system commits its journal once for syncs that wait together,
+/// where one after the other each waited for a commit of its own.
+fn sync_together(files: &[&File], dir: Option<&File>) -> io::Result<()> {
+    if files.len() + usize::from(dir.is_some()) <= 1 {
+        for file in files {
+            file.sync_data()?;
+        }
+        return dir.map_or(Ok(()), File::sync_all);
+    }
+    std::thread::scope(|scope| {
+        let dir = dir.map(|dir| scope.spawn(move || dir.sync_all()));
+        let files: Vec<_> = files
+            .iter()
+            .map(|&file| scope.spawn(move || file.sync_data()))
+            .collect();
+        let mut result = Ok(());
+        for handle in files.into_iter().chain(dir) {
+            let synced = handle
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("an fsync thread panicked")));
+            if result.is_ok() {
+                result = synced;
+            }
+        }
+        result
+    })
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {

@@ -20,6 +20,7 @@ mod flusher;
 mod fsync;
 pub mod keys;
 pub mod query;
+mod segments;
 mod seqs;
 pub mod series;
 pub mod sessions;
@@ -124,6 +125,7 @@ impl Store {
     pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(path)
+            .segment_size(segments::segment_size(path))
             .mode(sled::Mode::HighThroughput)
             .cache_capacity(cache_bytes)
             // The writer decides when to fsync (group commit); sled's own

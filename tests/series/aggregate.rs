@@ -114,7 +114,10 @@ async fn only_admins_aggregate_a_protected_field() {
         let (status, answer) = send(client().get(url(query)).bearer_auth(&ann)).await;
         assert_eq!(status, 403, "{query}: {answer}");
         assert!(
-            answer["error"]["message"].as_str().unwrap().contains("salary"),
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("salary"),
             "{answer}"
         );
         let (status, answer) = send(client().get(url(query)).bearer_auth(&admin)).await;
