@@ -112,7 +112,7 @@ pub fn seed(
         actor: None,
         through: 0,
     };
-    for info in store.series_blocks_between(collection.id, from, i64::MAX)? {
+    for info in store.series_spans_between(collection.id, from, i64::MAX)? {
         if info.first_seq > upto {
             continue;
         }

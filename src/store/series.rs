@@ -139,23 +139,6 @@ impl Store {
             })
     }
 
-    /// The summaries of blocks holding readings with `from <= time < to`.
-    pub fn series_blocks_between(
-        &self,
-        collection: u32,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<BlockInfo>, StoreError> {
-        let mut out = Vec::new();
-        for info in self.series_blocks(collection) {
-            let info = info?;
-            if info.summary.overlaps(from, to) {
-                out.push(info);
-            }
-        }
-        Ok(out)
-    }
-
     /// The blocks holding readings with `from <= time < to`, in seq order,
     /// with their summaries still encoded: a query decodes only the
     /// summaries it uses.

@@ -178,9 +178,9 @@ impl Reader<'_> {
 fn decode_block(
     store: &Store,
     collection: u32,
-    info: &BlockInfo,
+    first_seq: u64,
 ) -> Result<Vec<Reading>, StoreError> {
-    match store.series_block(collection, info.first_seq)? {
+    match store.series_block(collection, first_seq)? {
         Some(bytes) => crate::series::decode(&bytes)
             .map_err(|e| StoreError::Corrupt(format!("series block: {e}"))),
         // Dropped since its summary was read.
@@ -261,11 +261,12 @@ fn scan_page(
     limit: usize,
 ) -> Result<Page, ApiError> {
     let collection_id = reader.collection.id;
-    let mut blocks = store.series_blocks_between(collection_id, from, to)?;
+    // Time ranges only: a page reads the summaries of every block in range.
+    let mut blocks = store.series_spans_between(collection_id, from, to)?;
     if descending {
-        blocks.sort_by_key(|b| std::cmp::Reverse(b.summary.max_time));
+        blocks.sort_by_key(|b| std::cmp::Reverse(b.max_time));
     } else {
-        blocks.sort_by_key(|b| b.summary.min_time);
+        blocks.sort_by_key(|b| b.min_time);
     }
     let beyond = |key: Position| match after {
         None => true,
@@ -278,15 +279,15 @@ fn scan_page(
         if heap.len() > limit {
             let worst = heap.peek().map(|k| k.key.0).unwrap_or_default();
             let done = if descending {
-                info.summary.max_time < worst
+                info.max_time < worst
             } else {
-                info.summary.min_time > worst
+                info.min_time > worst
             };
             if done {
                 break;
             }
         }
-        for reading in decode_block(store, collection_id, info)? {
+        for reading in decode_block(store, collection_id, info.first_seq)? {
             let key = (reading.time, reading.seq);
             if reading.time < from || reading.time >= to || !beyond(key) {
                 continue;
@@ -454,7 +455,7 @@ fn newest_per_source(store: &Store, reader: &Reader, whole: bool) -> ApiResult<V
             if !holds_missing {
                 continue;
             }
-            for reading in decode_block(store, collection_id, info)? {
+            for reading in decode_block(store, collection_id, info.first_seq)? {
                 if !missing.contains(&reading.series) {
                     continue;
                 }
