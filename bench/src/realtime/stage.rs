@@ -148,8 +148,7 @@ pub(super) async fn subscribe(
     peer: Peer,
     transport: Transport,
     token: &str,
-    topic: &str,
-    filter: Option<&str>,
+    (topic, filter): (&str, Option<&str>),
     buffer: usize,
     poster: &mut Option<SendRequest<Full<Bytes>>>,
 ) -> anyhow::Result<Client> {
@@ -254,8 +253,7 @@ pub(super) async fn open_subscribers(
                     sc.peer,
                     sc.transport(),
                     token,
-                    &topic,
-                    filter.as_deref(),
+                    (&topic, filter.as_deref()),
                     buffer,
                     &mut poster,
                 )
