@@ -243,44 +243,65 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The fields before the name table.
+struct Header {
+    min_seq: u64,
+    max_seq: u64,
+    count: u64,
+    min_time: i64,
+    max_time: i64,
+}
+
+impl<'a> Reader<'a> {
+    fn open(bytes: &'a [u8]) -> Result<(Reader<'a>, Header), DecodeError> {
+        let mut r = Reader {
+            cursor: Cursor::new(bytes),
+            names: Vec::new(),
+        };
+        let version = r.cursor.u8()?;
+        if version != FORMAT {
+            return Err(DecodeError::Version(version));
+        }
+        let min_seq = r.cursor.varint()?;
+        let max_seq = min_seq.wrapping_add(r.cursor.varint()?);
+        let count = r.cursor.varint()?;
+        let min_time = r.z()?;
+        let max_time = min_time.wrapping_add(r.z()?);
+        let header = Header {
+            min_seq,
+            max_seq,
+            count,
+            min_time,
+            max_time,
+        };
+        Ok((r, header))
+    }
+
+    fn read_names(&mut self) -> Result<(), DecodeError> {
+        for _ in 0..self.cursor.count()? {
+            let name = self.cursor.str()?;
+            self.names.push(name);
+        }
+        Ok(())
+    }
+}
+
 /// `(min_time, max_time)` from the header alone.
 pub fn time_range(bytes: &[u8]) -> Result<(i64, i64), DecodeError> {
-    let mut r = Reader {
-        cursor: Cursor::new(bytes),
-        names: Vec::new(),
-    };
-    let version = r.cursor.u8()?;
-    if version != FORMAT {
-        return Err(DecodeError::Version(version));
-    }
-    // min_seq, max_seq - min_seq, count
-    for _ in 0..3 {
-        r.cursor.varint()?;
-    }
-    let min_time = r.z()?;
-    Ok((min_time, min_time.wrapping_add(r.z()?)))
+    let (_, header) = Reader::open(bytes)?;
+    Ok((header.min_time, header.max_time))
 }
 
 /// The statistics, read in place: names borrowed, each newest reading
 /// stepped over rather than built.
 pub fn stats(bytes: &[u8]) -> Result<SummaryStats<'_>, DecodeError> {
-    let mut r = Reader {
-        cursor: Cursor::new(bytes),
-        names: Vec::new(),
-    };
-    let version = r.cursor.u8()?;
-    if version != FORMAT {
-        return Err(DecodeError::Version(version));
-    }
-    for _ in 0..3 {
-        r.cursor.varint()?;
-    }
-    let min_time = r.z()?;
-    let max_time = min_time.wrapping_add(r.z()?);
-    for _ in 0..r.cursor.count()? {
-        let name = r.cursor.str()?;
-        r.names.push(name);
-    }
+    let (
+        mut r,
+        Header {
+            min_time, max_time, ..
+        },
+    ) = Reader::open(bytes)?;
+    r.read_names()?;
     let n_series = r.cursor.count()?;
     let mut series = Vec::with_capacity(n_series);
     for _ in 0..n_series {
@@ -326,23 +347,17 @@ pub fn stats(bytes: &[u8]) -> Result<SummaryStats<'_>, DecodeError> {
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Summary, DecodeError> {
-    let mut r = Reader {
-        cursor: Cursor::new(bytes),
-        names: Vec::new(),
-    };
-    let version = r.cursor.u8()?;
-    if version != FORMAT {
-        return Err(DecodeError::Version(version));
-    }
-    let min_seq = r.cursor.varint()?;
-    let max_seq = min_seq.wrapping_add(r.cursor.varint()?);
-    let count = r.cursor.varint()?;
-    let min_time = r.z()?;
-    let max_time = min_time.wrapping_add(r.z()?);
-    for _ in 0..r.cursor.count()? {
-        let name = r.cursor.str()?;
-        r.names.push(name);
-    }
+    let (
+        mut r,
+        Header {
+            min_seq,
+            max_seq,
+            count,
+            min_time,
+            max_time,
+        },
+    ) = Reader::open(bytes)?;
+    r.read_names()?;
     let n_series = r.cursor.count()?;
     let mut series = Vec::with_capacity(n_series);
     for _ in 0..n_series {
@@ -398,7 +413,7 @@ pub fn decode(bytes: &[u8]) -> Result<Summary, DecodeError> {
         return Err(DecodeError::Corrupt("bytes after the summary"));
     }
     Ok(Summary {
-        version,
+        version: FORMAT,
         min_seq,
         max_seq,
         count,
