@@ -277,6 +277,33 @@ impl<'a> Reader<'a> {
         Ok((r, header))
     }
 
+    /// One source's name, counts, time range and field statistics: what
+    /// both `stats` and `decode` read before its newest reading.
+    fn series_stats(&mut self, block_min_time: i64) -> Result<SeriesStats<'a>, DecodeError> {
+        let name = self.cursor.str()?;
+        let count = self.cursor.varint()?;
+        let min_time = block_min_time.wrapping_add(self.z()?);
+        let max_time = min_time.wrapping_add(self.z()?);
+        let n_fields = self.cursor.count()?;
+        let mut fields = Vec::with_capacity(n_fields);
+        for _ in 0..n_fields {
+            fields.push(FieldStatsRef {
+                name: self.name_ref()?,
+                count: self.cursor.varint()?,
+                min: self.float()?,
+                max: self.float()?,
+                sum: self.float()?,
+            });
+        }
+        Ok(SeriesStats {
+            name,
+            count,
+            min_time,
+            max_time,
+            fields,
+        })
+    }
+
     fn read_names(&mut self) -> Result<(), DecodeError> {
         for _ in 0..self.cursor.count()? {
             let name = self.cursor.str()?;
@@ -305,21 +332,7 @@ pub fn stats(bytes: &[u8]) -> Result<SummaryStats<'_>, DecodeError> {
     let n_series = r.cursor.count()?;
     let mut series = Vec::with_capacity(n_series);
     for _ in 0..n_series {
-        let name = r.cursor.str()?;
-        let count = r.cursor.varint()?;
-        let s_min = min_time.wrapping_add(r.z()?);
-        let s_max = s_min.wrapping_add(r.z()?);
-        let n_fields = r.cursor.count()?;
-        let mut fields = Vec::with_capacity(n_fields);
-        for _ in 0..n_fields {
-            fields.push(FieldStatsRef {
-                name: r.name_ref()?,
-                count: r.cursor.varint()?,
-                min: r.float()?,
-                max: r.float()?,
-                sum: r.float()?,
-            });
-        }
+        series.push(r.series_stats(min_time)?);
         // The newest reading: seq, time, created, owner, then its fields.
         for _ in 0..4 {
             r.cursor.varint()?;
@@ -328,13 +341,6 @@ pub fn stats(bytes: &[u8]) -> Result<SummaryStats<'_>, DecodeError> {
             r.name_ref()?;
             r.skip_value()?;
         }
-        series.push(SeriesStats {
-            name,
-            count,
-            min_time: s_min,
-            max_time: s_max,
-            fields,
-        });
     }
     if !r.cursor.is_empty() {
         return Err(DecodeError::Corrupt("bytes after the summary"));
@@ -361,21 +367,24 @@ pub fn decode(bytes: &[u8]) -> Result<Summary, DecodeError> {
     let n_series = r.cursor.count()?;
     let mut series = Vec::with_capacity(n_series);
     for _ in 0..n_series {
-        let name = r.cursor.str()?.to_owned();
-        let count = r.cursor.varint()?;
-        let s_min = min_time.wrapping_add(r.z()?);
-        let s_max = s_min.wrapping_add(r.z()?);
-        let n_fields = r.cursor.count()?;
-        let mut fields = Vec::with_capacity(n_fields);
-        for _ in 0..n_fields {
-            fields.push(FieldStats {
-                name: r.name()?,
-                count: r.cursor.varint()?,
-                min: r.float()?,
-                max: r.float()?,
-                sum: r.float()?,
-            });
-        }
+        let stats = r.series_stats(min_time)?;
+        let (name, count, s_min, s_max) = (
+            stats.name.to_owned(),
+            stats.count,
+            stats.min_time,
+            stats.max_time,
+        );
+        let fields: Vec<FieldStats> = stats
+            .fields
+            .iter()
+            .map(|f| FieldStats {
+                name: f.name.to_owned(),
+                count: f.count,
+                min: f.min,
+                max: f.max,
+                sum: f.sum,
+            })
+            .collect();
         let seq = min_seq.wrapping_add(r.z()? as u64);
         let time = s_min.wrapping_add(r.z()?);
         let created = time.wrapping_add(r.z()?);
