@@ -40,11 +40,28 @@ pub struct StorageFiles {
     db: File,
     blobs_dir: PathBuf,
     blobs_dir_handle: File,
-    /// Blob files already synced, with the length they had then. A blob is
-    /// written once, but it may still be being written when a flush lists
-    /// the directory (for a later write): a longer file is synced again.
-    synced_blobs: Mutex<HashMap<OsString, u64>>,
+    /// Blob files already synced, with what is known of them.
+    synced_blobs: Mutex<HashMap<OsString, Blob>>,
     failed: AtomicBool,
+}
+
+/// A blob file as the last listing saw it.
+///
+/// sled writes a blob whole, once, and never changes it. It may still be
+/// being written when a flush lists the directory (for a write later than
+/// that flush): sled names the blob by its log reservation and writes the
+/// file before the reservation completes, and `db.flush()` waits for every
+/// reservation made before it started. So a blob seen in one listing is
+/// complete by the next one (the next flush started after it was
+/// reserved): it is checked for growth then, once, and never again. A
+/// flush therefore stats only new and just-seen blobs, not every blob the
+/// database has (that was a fifth of the server's CPU at 100 readings a
+/// request).
+#[derive(Clone, Copy)]
+struct Blob {
+    len: u64,
+    /// Seen whole: no later listing needs to look at it.
+    settled: bool,
 }
 
 impl StorageFiles {
@@ -110,22 +127,32 @@ impl StorageFiles {
         let mut new_entries = false;
         let mut unsynced = Vec::new();
         for entry in std::fs::read_dir(&self.blobs_dir)? {
-            let name = entry?.file_name();
-            let file = match File::open(self.blobs_dir.join(&name)) {
-                Ok(file) => file,
+            let entry = entry?;
+            let name = entry.file_name();
+            let known = synced.remove(&name);
+            if let Some(blob) = known.filter(|blob| blob.settled) {
+                present.insert(name, blob);
+                continue;
+            }
+            // One `fstatat` through the directory; only a blob that needs a
+            // sync is opened.
+            let len = match entry.metadata() {
+                Ok(metadata) => metadata.len(),
                 // Removed by sled meanwhile: nothing left to sync.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            let len = file.metadata()?.len();
-            match synced.get(&name) {
-                Some(&done) if done == len => {}
-                known => {
-                    unsynced.push(file);
-                    new_entries |= known.is_none();
+            if known.map(|blob| blob.len) != Some(len) {
+                match File::open(entry.path()) {
+                    // Synced below at whatever length it has grown to.
+                    Ok(file) => unsynced.push(file),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
                 }
+                new_entries |= known.is_none();
             }
-            present.insert(name, len);
+            let settled = known.is_some();
+            present.insert(name, Blob { len, settled });
         }
         let count = unsynced.len();
         let files: Vec<&File> = unsynced.iter().chain(also).collect();
@@ -176,7 +203,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_blob_is_synced_once_again_if_it_grew_and_forgotten_once_removed() {
+    fn a_blob_is_synced_again_if_it_grew_by_the_next_listing_and_forgotten_once_removed() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("db"), b"log").unwrap();
         std::fs::create_dir(dir.path().join("blobs")).unwrap();
@@ -188,13 +215,36 @@ mod tests {
         let mut blob = File::create(&path).unwrap();
         blob.write_all(b"crc").unwrap();
         assert_eq!(files.sync_blobs().unwrap(), 1);
-        assert_eq!(files.sync_blobs().unwrap(), 0, "nothing new");
         blob.write_all(b"the rest").unwrap();
         assert_eq!(files.sync_blobs().unwrap(), 1, "it grew");
+        assert_eq!(files.sync_blobs().unwrap(), 0, "nothing new");
+
+        // Listed whole on its first listing, and seen the same on the next.
+        let whole = dir.path().join("blobs").join("43");
+        std::fs::write(&whole, b"all of it").unwrap();
+        assert_eq!(files.sync_blobs().unwrap(), 1);
         assert_eq!(files.sync_blobs().unwrap(), 0);
 
         std::fs::remove_file(&path).unwrap();
+        std::fs::remove_file(&whole).unwrap();
         assert_eq!(files.sync_blobs().unwrap(), 0);
         assert!(files.synced_blobs.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_settled_blob_is_not_looked_at_again() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("db"), b"log").unwrap();
+        std::fs::create_dir(dir.path().join("blobs")).unwrap();
+        let files = StorageFiles::open(dir.path()).unwrap();
+        let path = dir.path().join("blobs").join("7");
+        std::fs::write(&path, b"whole").unwrap();
+        assert_eq!(files.sync_blobs().unwrap(), 1);
+        assert_eq!(files.sync_blobs().unwrap(), 0);
+        // sled never changes a blob once a flush has waited for it; were it
+        // to, the growth would go unseen: that is the listing's saving.
+        std::fs::write(&path, b"whole and longer").unwrap();
+        assert_eq!(files.sync_blobs().unwrap(), 0);
+        assert!(files.synced_blobs.lock().unwrap()[std::ffi::OsStr::new("7")].settled);
     }
 }
