@@ -198,19 +198,14 @@ fn kind_of(value: &Value) -> u8 {
 }
 
 fn encode_field(readings: &[Reading], name: &str, kind: u8) -> Result<Vec<u8>, EncodeError> {
-    let present: Vec<&Value> = readings
+    // One look-up per reading serves both the bitmap and the values.
+    let cells: Vec<Option<&Value>> = readings
         .iter()
-        .filter_map(|r| r.fields.get(name).filter(|v| kind_of(v) == kind))
+        .map(|r| r.fields.get(name).filter(|v| kind_of(v) == kind))
         .collect();
+    let present: Vec<&Value> = cells.iter().flatten().copied().collect();
     let mut out = Vec::new();
-    put_bytes(
-        &mut out,
-        &bitmap(
-            readings
-                .iter()
-                .map(|r| r.fields.get(name).is_some_and(|v| kind_of(v) == kind)),
-        ),
-    );
+    put_bytes(&mut out, &bitmap(cells.iter().map(Option::is_some)));
     let values = match kind {
         NUMBER => encode_nums(&collect_values(&present, |v| match v {
             Value::Number(x) => Some(*x),

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use super::seqs::Gate;
 use super::writer::{Answer, ReleaseTap, WriteError};
 use super::Store;
+use crate::series::Reading;
 
 /// A write group handed over by the writer.
 pub(super) struct FlushJob {
@@ -19,6 +20,8 @@ pub(super) struct FlushJob {
     pub upto: u64,
     /// Answers that wait for the fsync (sync mode).
     pub answers: Vec<Answer>,
+    /// Freed here, after the answers (see `Answers::spent`).
+    pub spent: Vec<Vec<Reading>>,
     /// The seq reservation mark written before the group was handed over.
     pub mark: u64,
     /// Events wait for this fsync (relaxed mode, see `seqs`): do not wait
@@ -87,6 +90,7 @@ impl Flusher {
                     };
                     let _ = reply.send(answer);
                 }
+                drop(job.spent);
             }
         }
         if let Err(e) = self.store.flush() {

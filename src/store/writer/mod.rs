@@ -393,6 +393,7 @@ impl WriterState {
             let mut answers = Answers {
                 wait_for_flush,
                 pending: Vec::new(),
+                spent: Vec::new(),
             };
             let mut staged = Staged::new(self.next_seq);
             let mut urgent = false;
@@ -448,6 +449,7 @@ impl WriterState {
             let mut job = FlushJob {
                 upto,
                 answers: answers.pending,
+                spent: answers.spent,
                 mark: self.reservation.mark(),
                 urgent,
             };
@@ -552,6 +554,7 @@ impl WriterState {
         let mut answers = Answers {
             wait_for_flush,
             pending: Vec::new(),
+            spent: Vec::new(),
         };
         for (reply, result) in std::mem::take(&mut self.late) {
             answers.send(reply, result);
@@ -559,6 +562,7 @@ impl WriterState {
         let job = FlushJob {
             upto: self.next_seq - 1,
             answers: answers.pending,
+            spent: answers.spent,
             mark: self.reservation.mark(),
             urgent: true,
         };

@@ -228,8 +228,9 @@ impl WriterState {
         match self.store.apply(batch) {
             Ok(()) => {
                 self.counts.extend(done.counts);
-                for (collection, readings) in &appended.readings {
-                    self.store.note_appended(*collection, readings);
+                for (collection, readings) in appended.readings {
+                    self.store.note_appended(collection, &readings);
+                    answers.spent.push(readings);
                 }
                 for (reply, committed) in replies {
                     answers.send(reply, Ok(committed));
