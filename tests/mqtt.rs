@@ -1,0 +1,407 @@
+//! The MQTT listener as devices meet it: `mosquitto_pub` and Eclipse Paho
+//! (3.1.1 and 5.0, QoS 0 and 1) against the real server over real
+//! sockets, and what they wrote read back over REST.
+
+// A failed unwrap in a test is a test failure with a backtrace.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::mqtt::{clients_available, first, mosquitto_pub, paho, paho_spawn};
+use common::{client, send, Options, TestServer};
+use serde_json::{json, Value};
+
+fn with_mqtt() -> Options {
+    Options {
+        args: vec!["--mqtt".into(), "127.0.0.1:0".into()],
+        ..Options::default()
+    }
+}
+
+/// A series collection `climate` (device from the topic) and a records
+/// collection `notes`, both writable by keys with the role `device`.
+async fn collections(server: &TestServer, admin: &str) {
+    server
+        .create_collection(
+            admin,
+            json!({
+                "name": "climate", "kind": "series", "series": "device",
+                "fields": {
+                    "device": {"type": "string", "required": true},
+                    "temp": {"type": "number", "required": true}
+                },
+                "rules": {"create": "'device' in @user.roles"}
+            }),
+        )
+        .await;
+    server
+        .create_collection(
+            admin,
+            json!({
+                "name": "notes",
+                "fields": {"text": {"type": "string", "required": true}},
+                "rules": {"create": "'device' in @user.roles"}
+            }),
+        )
+        .await;
+}
+
+/// An API key with `roles`: its secret.
+async fn key(server: &TestServer, admin: &str, roles: &[&str]) -> String {
+    let (status, key) = send(
+        client()
+            .post(server.url("/api/keys"))
+            .bearer_auth(admin)
+            .json(&json!({"name": "gateway", "roles": roles})),
+    )
+    .await;
+    assert_eq!(status, 201, "{key}");
+    key["secret"].as_str().unwrap().to_owned()
+}
+
+async fn items(server: &TestServer, admin: &str, collection: &str) -> Vec<Value> {
+    let (status, page) = send(
+        client()
+            .get(server.url(&format!("/api/collections/{collection}/records?limit=1000")))
+            .bearer_auth(admin),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    page["items"].as_array().unwrap().clone()
+}
+
+/// Runs blocking client work off the test's runtime.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work).await.unwrap()
+}
+
+#[tokio::test]
+async fn mosquitto_pub_writes_readings_and_records_in_both_versions_at_qos_0_and_1() {
+    if !clients_available("mosquitto_pub_writes") {
+        return;
+    }
+    let server = TestServer::start_with(with_mqtt());
+    let admin = server.admin_token().await;
+    collections(&server, &admin).await;
+    let secret = key(&server, &admin, &["device"]).await;
+    let port = server.mqtt_port();
+    let sent = blocking(move || {
+        let mut sent = Vec::new();
+        for version in ["mqttv311", "mqttv5"] {
+            for qos in [0u8, 1] {
+                let device = format!("gw-{version}-{qos}");
+                let out = mosquitto_pub(
+                    port,
+                    version,
+                    &secret,
+                    &format!("climate/site-1/{device}"),
+                    qos,
+                    r#"{"temp": 21.5}"#,
+                );
+                assert!(out.status.success(), "{version} qos {qos}: {out:?}");
+                let text = format!("{version} qos {qos}");
+                let out = mosquitto_pub(
+                    port,
+                    version,
+                    &secret,
+                    "notes",
+                    qos,
+                    &json!({ "text": text }).to_string(),
+                );
+                assert!(out.status.success(), "{version} qos {qos}: {out:?}");
+                sent.push((device, text));
+            }
+        }
+        sent
+    })
+    .await;
+    // QoS 0 has no acknowledgement to wait for: poll until it lands.
+    let mut readings = Vec::new();
+    for _ in 0..50 {
+        readings = items(&server, &admin, "climate").await;
+        if readings.len() == sent.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut devices: Vec<&str> = readings
+        .iter()
+        .map(|r| r["device"].as_str().unwrap())
+        .collect();
+    devices.sort_unstable();
+    let mut expected: Vec<&str> = sent.iter().map(|(d, _)| d.as_str()).collect();
+    expected.sort_unstable();
+    assert_eq!(devices, expected, "the topic's last segment is the device");
+    assert!(readings.iter().all(|r| r["temp"] == 21.5), "{readings:?}");
+    let notes = items(&server, &admin, "notes").await;
+    let mut texts: Vec<&str> = notes.iter().map(|r| r["text"].as_str().unwrap()).collect();
+    texts.sort_unstable();
+    let mut expected: Vec<&str> = sent.iter().map(|(_, t)| t.as_str()).collect();
+    expected.sort_unstable();
+    assert_eq!(texts, expected);
+}
+
+#[tokio::test]
+async fn paho_writes_json_arrays_and_line_protocol_acked_once_stored() {
+    if !clients_available("paho_writes") {
+        return;
+    }
+    let server = TestServer::start_with(with_mqtt());
+    let admin = server.admin_token().await;
+    collections(&server, &admin).await;
+    let secret = key(&server, &admin, &["device"]).await;
+    for version in [3, 5] {
+        let plan = json!({
+            "port": server.mqtt_port(), "version": version,
+            "client_id": format!("paho-{version}"), "password": secret,
+            "publish": [
+                {"topic": "climate/gw-array", "qos": 1,
+                 "payload": r#"[{"temp": 1}, {"temp": 2, "device": "named"}]"#},
+                {"topic": "climate/gw-lines", "qos": 1,
+                 "payload": "m temp=3\nm,device=tagged temp=4"},
+                {"topic": "notes/anything", "qos": 1,
+                 "payload": r#"[{"text": "a"}, {"text": "b"}]"#},
+            ],
+        });
+        let lines = blocking(move || paho(&plan)).await;
+        assert_eq!(first(&lines, "connack"), 0, "{lines:?}");
+        let acks: Vec<&Value> = lines.iter().filter_map(|l| l.get("rc")).collect();
+        assert_eq!(acks, [0, 0, 0], "{version}: {lines:?}");
+    }
+    let readings = items(&server, &admin, "climate").await;
+    let mut seen: Vec<(String, i64)> = readings
+        .iter()
+        .map(|r| {
+            (
+                r["device"].as_str().unwrap().to_owned(),
+                r["temp"].as_f64().unwrap() as i64,
+            )
+        })
+        .collect();
+    seen.sort_unstable();
+    let once = [
+        ("gw-array", 1),
+        ("gw-lines", 3),
+        ("named", 2),
+        ("tagged", 4),
+    ];
+    let mut expected: Vec<(String, i64)> = once
+        .iter()
+        .chain(once.iter())
+        .map(|(d, t)| ((*d).to_owned(), *t))
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(
+        seen, expected,
+        "a reading's own device wins over the topic's"
+    );
+    assert_eq!(items(&server, &admin, "notes").await.len(), 4);
+}
+
+#[tokio::test]
+async fn a_wrong_or_missing_password_is_refused_with_each_versions_code() {
+    if !clients_available("wrong_password") {
+        return;
+    }
+    let server = TestServer::start_with(with_mqtt());
+    let port = server.mqtt_port();
+    let connack = |version: u8, password: Option<&str>| {
+        let plan = json!({
+            "port": port, "version": version, "client_id": "who",
+            "password": password,
+        });
+        async move {
+            let lines = blocking(move || paho(&plan)).await;
+            first(&lines, "connack").clone()
+        }
+    };
+    // 5.0: 0x86 bad user name or password, 0x87 not authorized.
+    assert_eq!(connack(5, Some("pbk_not-a-key")).await, 0x86);
+    assert_eq!(connack(5, Some("not.a.token")).await, 0x86);
+    assert_eq!(connack(5, None).await, 0x87);
+    // 3.1.1: return codes 4 and 5, which Paho reports as the 5.0 codes
+    // of the same meaning, and mosquitto_pub in words.
+    assert_eq!(connack(3, Some("pbk_not-a-key")).await, 0x86);
+    assert_eq!(connack(3, None).await, 0x87);
+    let refusal = |password: &'static str| async move {
+        let out =
+            blocking(move || mosquitto_pub(port, "mqttv311", password, "notes", 1, "{}")).await;
+        assert!(!out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let said = refusal("wrong").await;
+    assert!(said.contains("bad user name or password"), "{said}");
+    let said = refusal("").await;
+    assert!(said.contains("not authori"), "{said}");
+}
+
+#[tokio::test]
+async fn anonymous_clients_connect_only_with_mqtt_anonymous() {
+    if !clients_available("anonymous") {
+        return;
+    }
+    let mut options = with_mqtt();
+    options
+        .args
+        .extend(["--mqtt-anonymous".into(), "true".into()]);
+    let server = TestServer::start_with(options);
+    let admin = server.admin_token().await;
+    collections(&server, &admin).await;
+    let plan = json!({
+        "port": server.mqtt_port(), "version": 5, "client_id": "anon",
+        "password": null,
+        "publish": [{"topic": "notes", "qos": 1, "payload": r#"{"text": "hi"}"#}],
+    });
+    let lines = blocking(move || paho(&plan)).await;
+    assert_eq!(first(&lines, "connack"), 0, "{lines:?}");
+    // Connected, but the create rule still applies to an anonymous caller.
+    assert_eq!(first(&lines, "rc"), 0x87, "{lines:?}");
+    assert!(items(&server, &admin, "notes").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_forbidden_write_is_refused_with_not_authorized_or_on_the_errors_topic() {
+    if !clients_available("forbidden_write") {
+        return;
+    }
+    let server = TestServer::start_with(with_mqtt());
+    let admin = server.admin_token().await;
+    collections(&server, &admin).await;
+    let viewer = key(&server, &admin, &["viewer"]).await;
+    let port = server.mqtt_port();
+    let publish = json!([
+        {"topic": "climate/gw-1", "qos": 1, "payload": r#"{"temp": 20}"#},
+        {"topic": "notes", "qos": 1, "payload": r#"{"text": "no"}"#},
+    ]);
+    let plan = json!({
+        "port": port, "version": 5, "client_id": "viewer-5",
+        "password": viewer, "publish": publish,
+    });
+    let lines = blocking(move || paho(&plan)).await;
+    let acks: Vec<&Value> = lines.iter().filter_map(|l| l.get("rc")).collect();
+    assert_eq!(acks, [0x87, 0x87], "{lines:?}");
+
+    let plan = json!({
+        "port": port, "version": 3, "client_id": "viewer-3",
+        "password": viewer, "publish": publish, "subscribe_errors": true,
+        "errors_expected": 2,
+    });
+    let lines = blocking(move || paho(&plan)).await;
+    assert_eq!(first(&lines, "suback"), &json!([0]), "{lines:?}");
+    let errors: Vec<&Value> = lines.iter().filter_map(|l| l.get("error")).collect();
+    assert_eq!(errors.len(), 2, "{lines:?}");
+    for error in errors {
+        assert_eq!(error["error"]["code"], "forbidden", "{error}");
+        assert!(error["error"]["message"].is_string(), "{error}");
+    }
+    assert!(items(&server, &admin, "climate").await.is_empty());
+    assert!(items(&server, &admin, "notes").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_payload_failing_validation_is_refused_and_nothing_is_written() {
+    if !clients_available("failing_validation") {
+        return;
+    }
+    let server = TestServer::start_with(with_mqtt());
+    let admin = server.admin_token().await;
+    collections(&server, &admin).await;
+    let secret = key(&server, &admin, &["device"]).await;
+    let port = server.mqtt_port();
+    let publish = json!([
+        // A batch with one bad reading writes none of them.
+        {"topic": "climate/gw-1", "qos": 1, "payload": r#"[{"temp": 1}, {"temp": "hot"}]"#},
+        {"topic": "notes", "qos": 1, "payload": r#"{"text": 5}"#},
+        {"topic": "notes", "qos": 1, "payload": "not json"},
+        {"topic": "climate/gw-1", "qos": 1, "payload": "m temp="},
+    ]);
+    let plan = json!({
+        "port": port, "version": 5, "client_id": "bad-5",
+        "password": secret, "publish": publish,
+    });
+    let lines = blocking(move || paho(&plan)).await;
+    let acks: Vec<&Value> = lines.iter().filter_map(|l| l.get("rc")).collect();
+    assert_eq!(acks, [0x99, 0x99, 0x99, 0x99], "{lines:?}");
+
+    let plan = json!({
+        "port": port, "version": 3, "client_id": "bad-3",
+        "password": secret, "publish": publish, "subscribe_errors": true,
+        "errors_expected": 4,
+    });
+    let lines = blocking(move || paho(&plan)).await;
+    let codes: Vec<&Value> = lines
+        .iter()
+        .filter_map(|l| l.get("error"))
+        .map(|e| &e["error"]["code"])
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "validation_failed",
+            "validation_failed",
+            "bad_request",
+            "bad_request"
+        ],
+        "{lines:?}"
+    );
+    assert!(items(&server, &admin, "climate").await.is_empty());
+    assert!(items(&server, &admin, "notes").await.is_empty());
+}
+
+/// A PUBACK means stored: the server is killed with SIGKILL as soon as
+/// acknowledgements arrive, and every acknowledged reading is there after
+/// the restart.
+#[tokio::test]
+async fn every_pubacked_reading_survives_kill_9() {
+    if !clients_available("pubacked_survives") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start_in(dir.path(), with_mqtt());
+    let admin = server.admin_token().await;
+    collections(&server, &admin).await;
+    let secret = key(&server, &admin, &["device"]).await;
+    let publish: Vec<Value> = (0..200)
+        .map(|i| json!({"topic": "climate/gw-9", "qos": 1, "payload": format!(r#"{{"temp": {i}}}"#)}))
+        .collect();
+    let plan = json!({
+        "port": server.mqtt_port(), "version": 5, "client_id": "durable",
+        "password": secret, "publish": publish,
+    });
+    let pid = server.pid();
+    let acked = blocking(move || {
+        let (mut child, lines) = paho_spawn(&plan);
+        let mut acked = Vec::new();
+        for line in lines {
+            if line["rc"] == 0 {
+                acked.push(line["ack"].as_i64().unwrap());
+                if acked.len() == 5 {
+                    // No flush, no goodbye.
+                    let _ = std::process::Command::new("kill")
+                        .args(["-9", &pid.to_string()])
+                        .status();
+                }
+            }
+        }
+        let _ = child.wait();
+        acked
+    })
+    .await;
+    server.kill();
+    assert!(acked.len() >= 5, "acked before the kill: {acked:?}");
+    let server = TestServer::start_in(dir.path(), with_mqtt());
+    let admin = server.admin_token().await;
+    let stored: Vec<i64> = items(&server, &admin, "climate")
+        .await
+        .iter()
+        .map(|r| r["temp"].as_f64().unwrap() as i64)
+        .collect();
+    for temp in &acked {
+        assert!(
+            stored.contains(temp),
+            "reading {temp} was PUBACKed but is not stored (stored: {stored:?})"
+        );
+    }
+}
