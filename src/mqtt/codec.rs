@@ -416,7 +416,18 @@ impl Outbound<'_> {
                 payload: payload.clone(),
                 properties: None,
             }),
-            Outbound::Disconnect(reason) => v5::Packet::Disconnect(v5::Disconnect::new(*reason)),
+            // Always with a reason string: without properties the crate
+            // (0.25.1) writes a remaining length of 1 and then 2 bytes,
+            // and with empty ones it writes a bare DISCONNECT (reason 0).
+            Outbound::Disconnect(reason) => v5::Packet::Disconnect(v5::Disconnect {
+                reason_code: *reason,
+                properties: Some(v5::DisconnectProperties {
+                    session_expiry_interval: None,
+                    reason_string: Some(format!("{reason:?}")),
+                    user_properties: Vec::new(),
+                    server_reference: None,
+                }),
+            }),
         };
         packet
             .write(out, None)

@@ -222,3 +222,32 @@ fn byte_soup_never_panics() {
         let _ = feed(&bytes, &mut rng);
     }
 }
+
+#[test]
+fn a_servers_disconnect_is_one_whole_packet_with_its_reason() {
+    for reason in [
+        v5::DisconnectReasonCode::KeepAliveTimeout,
+        v5::DisconnectReasonCode::MalformedPacket,
+        v5::DisconnectReasonCode::ServerShuttingDown,
+    ] {
+        let mut out = BytesMut::new();
+        Outbound::Disconnect(reason)
+            .encode(Version::V5, &mut out)
+            .unwrap();
+        assert_eq!(out[0], 0xE0);
+        assert_eq!(out.len(), 2 + out[1] as usize, "{out:x?}");
+        assert_eq!(out[2], reason as u8);
+        let mut back = out.clone();
+        let read = v5::Packet::read(&mut back, None).unwrap();
+        assert!(
+            matches!(read, v5::Packet::Disconnect(d) if d.reason_code == reason),
+            "{out:x?}"
+        );
+        // 3.1.1 has no server DISCONNECT: the connection just closes.
+        out.clear();
+        Outbound::Disconnect(reason)
+            .encode(Version::V311, &mut out)
+            .unwrap();
+        assert!(out.is_empty());
+    }
+}
