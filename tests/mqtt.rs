@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::mqtt::{clients_available, first, mosquitto_pub, paho, paho_spawn};
+use common::mqtt::{acks, clients_available, first, mosquitto_pub, paho, paho_spawn};
 use common::{client, send, Options, TestServer};
 use serde_json::{json, Value};
 
@@ -167,8 +167,7 @@ async fn paho_writes_json_arrays_and_line_protocol_acked_once_stored() {
         });
         let lines = blocking(move || paho(&plan)).await;
         assert_eq!(first(&lines, "connack"), 0, "{lines:?}");
-        let acks: Vec<&Value> = lines.iter().filter_map(|l| l.get("rc")).collect();
-        assert_eq!(acks, [0, 0, 0], "{version}: {lines:?}");
+        assert_eq!(acks(&lines), [Some(0); 3], "{version}: {lines:?}");
     }
     let readings = items(&server, &admin, "climate").await;
     let mut seen: Vec<(String, i64)> = readings
@@ -257,7 +256,7 @@ async fn anonymous_clients_connect_only_with_mqtt_anonymous() {
     let lines = blocking(move || paho(&plan)).await;
     assert_eq!(first(&lines, "connack"), 0, "{lines:?}");
     // Connected, but the create rule still applies to an anonymous caller.
-    assert_eq!(first(&lines, "rc"), 0x87, "{lines:?}");
+    assert_eq!(acks(&lines), [Some(0x87)], "{lines:?}");
     assert!(items(&server, &admin, "notes").await.is_empty());
 }
 
@@ -280,8 +279,7 @@ async fn a_forbidden_write_is_refused_with_not_authorized_or_on_the_errors_topic
         "password": viewer, "publish": publish,
     });
     let lines = blocking(move || paho(&plan)).await;
-    let acks: Vec<&Value> = lines.iter().filter_map(|l| l.get("rc")).collect();
-    assert_eq!(acks, [0x87, 0x87], "{lines:?}");
+    assert_eq!(acks(&lines), [Some(0x87); 2], "{lines:?}");
 
     let plan = json!({
         "port": port, "version": 3, "client_id": "viewer-3",
@@ -322,8 +320,7 @@ async fn a_payload_failing_validation_is_refused_and_nothing_is_written() {
         "password": secret, "publish": publish,
     });
     let lines = blocking(move || paho(&plan)).await;
-    let acks: Vec<&Value> = lines.iter().filter_map(|l| l.get("rc")).collect();
-    assert_eq!(acks, [0x99, 0x99, 0x99, 0x99], "{lines:?}");
+    assert_eq!(acks(&lines), [Some(0x99); 4], "{lines:?}");
 
     let plan = json!({
         "port": port, "version": 3, "client_id": "bad-3",
@@ -371,22 +368,30 @@ async fn every_pubacked_reading_survives_kill_9() {
         "password": secret, "publish": publish,
     });
     let pid = server.pid();
-    let acked = blocking(move || {
+    let acked: Vec<i64> = blocking(move || {
         let (mut child, lines) = paho_spawn(&plan);
-        let mut acked = Vec::new();
+        let mut seen = Vec::new();
+        let mut acked = 0;
         for line in lines {
             if line["rc"] == 0 {
-                acked.push(line["ack"].as_i64().unwrap());
-                if acked.len() == 5 {
+                acked += 1;
+                if acked == 5 {
                     // No flush, no goodbye.
                     let _ = std::process::Command::new("kill")
                         .args(["-9", &pid.to_string()])
                         .status();
                 }
             }
+            seen.push(line);
         }
         let _ = child.wait();
-        acked
+        // Index i carries the temperature i.
+        acks(&seen)
+            .iter()
+            .enumerate()
+            .filter(|(_, rc)| **rc == Some(0))
+            .map(|(i, _)| i as i64)
+            .collect()
     })
     .await;
     server.kill();
@@ -404,4 +409,113 @@ async fn every_pubacked_reading_survives_kill_9() {
             "reading {temp} was PUBACKed but is not stored (stored: {stored:?})"
         );
     }
+}
+
+/// A 5.0 CONNECT as bytes, for what no well-behaved client sends.
+fn raw_connect(keep_alive: u16, password: &str) -> Vec<u8> {
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 0xC2];
+    body.extend(keep_alive.to_be_bytes());
+    body.push(0); // no properties
+    for field in ["raw", "device", password] {
+        body.extend((field.len() as u16).to_be_bytes());
+        body.extend(field.as_bytes());
+    }
+    let mut packet = vec![0x10];
+    let mut len = body.len();
+    loop {
+        let byte = (len % 128) as u8;
+        len /= 128;
+        packet.push(if len > 0 { byte | 0x80 } else { byte });
+        if len == 0 {
+            break;
+        }
+    }
+    packet.extend(body);
+    packet
+}
+
+/// The reason code of the DISCONNECT `bytes` are, whole and alone.
+fn disconnect_reason(bytes: &[u8]) -> u8 {
+    assert_eq!(bytes.first(), Some(&0xE0), "not a DISCONNECT: {bytes:x?}");
+    assert_eq!(bytes.len(), 2 + bytes[1] as usize, "{bytes:x?}");
+    bytes[2]
+}
+
+/// Connects raw, sends `connect` then `then`, and reads until the server
+/// closes: what it sent, and how long that took.
+async fn raw_session(port: u16, connect: &[u8], then: &[u8]) -> (Vec<u8>, Duration) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    stream.write_all(connect).await.unwrap();
+    stream.write_all(then).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut got))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    (got, started.elapsed())
+}
+
+#[tokio::test]
+async fn silence_past_one_and_a_half_keep_alives_and_bad_packets_close_only_that_client() {
+    if !clients_available("keep_alive") {
+        return;
+    }
+    let server = TestServer::start_with(with_mqtt());
+    let admin = server.admin_token().await;
+    collections(&server, &admin).await;
+    let secret = key(&server, &admin, &["device"]).await;
+    let port = server.mqtt_port();
+    const CONNACK_OK: [u8; 3] = [0x20, 0x00, 0x00];
+
+    // Keep-alive 1 s: a PINGREQ is answered, then silence closes it with
+    // DISCONNECT 0x8D (keep alive timeout) after about 1.5 s.
+    let (got, took) = raw_session(port, &raw_connect(1, &secret), &[0xC0, 0x00]).await;
+    assert_eq!(got[0], 0x20, "CONNACK first: {got:x?}");
+    assert_eq!(got[2..4], CONNACK_OK[1..], "{got:x?}");
+    let after_connack = 2 + got[1] as usize;
+    assert_eq!(
+        got[after_connack..after_connack + 2],
+        [0xD0, 0x00],
+        "PINGRESP: {got:x?}"
+    );
+    assert_eq!(
+        disconnect_reason(&got[after_connack + 2..]),
+        0x8D,
+        "keep alive timeout: {got:x?}"
+    );
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(4),
+        "closed after {took:?}"
+    );
+
+    // A remaining length that never ends: 0x81 malformed packet.
+    let bad = [0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
+    let (got, _) = raw_session(port, &raw_connect(30, &secret), &bad).await;
+    let after_connack = 2 + got[1] as usize;
+    assert_eq!(disconnect_reason(&got[after_connack..]), 0x81, "{got:x?}");
+
+    // Larger than max_message_bytes allows: 0x95, refused from the header.
+    let big = [0x30, 0x80, 0x80, 0x10]; // remaining length 262,144
+    let (got, _) = raw_session(port, &raw_connect(30, &secret), &big).await;
+    let after_connack = 2 + got[1] as usize;
+    assert_eq!(disconnect_reason(&got[after_connack..]), 0x95, "{got:x?}");
+
+    // Nobody else noticed.
+    let out = blocking(move || {
+        mosquitto_pub(
+            port,
+            "mqttv5",
+            &secret,
+            "notes",
+            1,
+            r#"{"text": "still here"}"#,
+        )
+    })
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(items(&server, &admin, "notes").await.len(), 1);
 }

@@ -80,6 +80,25 @@ pub fn paho_spawn(plan: &Value) -> (Child, impl Iterator<Item = Value>) {
     (child, lines)
 }
 
+/// The PUBACK reason codes of a plan's publishes, in the plan's order
+/// (`None`: not acknowledged).
+pub fn acks(lines: &[Value]) -> Vec<Option<u64>> {
+    let mut by_mid = std::collections::HashMap::new();
+    for line in lines {
+        if let (Some(mid), Some(rc)) = (line["mid"].as_u64(), line["rc"].as_u64()) {
+            by_mid.insert(mid, rc);
+        }
+    }
+    let mut sent: Vec<(u64, u64)> = lines
+        .iter()
+        .filter_map(|line| Some((line["sent"].as_u64()?, line["mid"].as_u64()?)))
+        .collect();
+    sent.sort_unstable();
+    sent.into_iter()
+        .map(|(_, mid)| by_mid.get(&mid).copied())
+        .collect()
+}
+
 /// The value of the first line that has `key`.
 pub fn first<'a>(lines: &'a [Value], key: &str) -> &'a Value {
     lines
