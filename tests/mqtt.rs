@@ -519,3 +519,51 @@ async fn silence_past_one_and_a_half_keep_alives_and_bad_packets_close_only_that
     assert!(out.status.success(), "{out:?}");
     assert_eq!(items(&server, &admin, "notes").await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_publish_to_a_custom_topic_is_a_message_under_its_publish_rule() {
+    if !clients_available("custom_topic") {
+        return;
+    }
+    let server = TestServer::start_with(with_mqtt());
+    let admin = server.admin_token().await;
+    let (status, body) = send(
+        client()
+            .post(server.url("/api/topics"))
+            .bearer_auth(&admin)
+            .json(&json!({"name": "alerts", "subscribe": "true",
+                          "publish": "'device' in @user.roles"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let device = key(&server, &admin, &["device"]).await;
+    let viewer = key(&server, &admin, &["viewer"]).await;
+    let mut ws = common::live::Ws::connect(&server, Some(&admin)).await;
+    let reply = ws
+        .request(json!({"action": "subscribe", "topic": "alerts"}))
+        .await;
+    assert_eq!(reply["type"], "ok", "{reply}");
+    let port = server.mqtt_port();
+
+    let out =
+        blocking(move || mosquitto_pub(port, "mqttv311", &device, "alerts", 1, r#"{"level": 3}"#))
+            .await;
+    assert!(out.status.success(), "{out:?}");
+    let message = loop {
+        let frame = ws.next().await;
+        if frame["type"] == "message" {
+            break frame;
+        }
+    };
+    assert_eq!(message["topic"], "alerts", "{message}");
+    assert_eq!(message["data"], json!({"level": 3}), "{message}");
+
+    let plan = json!({
+        "port": port, "version": 5, "client_id": "viewer",
+        "password": viewer,
+        "publish": [{"topic": "alerts", "qos": 1, "payload": r#"{"level": 9}"#}],
+    });
+    let lines = blocking(move || paho(&plan)).await;
+    assert_eq!(acks(&lines), [Some(0x87)], "{lines:?}");
+    ws.expect_quiet(Duration::from_millis(500)).await;
+}
