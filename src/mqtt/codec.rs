@@ -46,7 +46,7 @@ pub enum Inbound {
     },
     Unsubscribe {
         pkid: u16,
-        count: usize,
+        filters: Vec<String>,
     },
     PingReq,
     Disconnect,
@@ -189,7 +189,7 @@ fn from_v4(packet: v4::Packet) -> Result<Inbound, DecodeError> {
         },
         v4::Packet::Unsubscribe(unsubscribe) => Inbound::Unsubscribe {
             pkid: unsubscribe.pkid,
-            count: unsubscribe.topics.len(),
+            filters: unsubscribe.topics,
         },
         v4::Packet::PingReq => Inbound::PingReq,
         v4::Packet::Disconnect => Inbound::Disconnect,
@@ -222,7 +222,7 @@ fn from_v5(packet: v5::Packet) -> Result<Inbound, DecodeError> {
         },
         v5::Packet::Unsubscribe(unsubscribe) => Inbound::Unsubscribe {
             pkid: unsubscribe.pkid,
-            count: unsubscribe.filters.len(),
+            filters: unsubscribe.filters,
         },
         v5::Packet::PingReq(_) => Inbound::PingReq,
         v5::Packet::Disconnect(_) => Inbound::Disconnect,

@@ -240,6 +240,9 @@ impl Session {
                     }
                 },
                 Some(done) = self.pending.next() => {
+                    // While its window is full the client is not read: its
+                    // silence then is the server's, and does not count.
+                    heard = Instant::now();
                     self.acknowledge(done);
                     None
                 }
@@ -305,9 +308,14 @@ impl Session {
                 self.errors_subscribed |= granted.contains(&true);
                 self.send(&Outbound::SubAck { pkid, granted });
             }
-            Inbound::Unsubscribe { pkid, count } => {
-                self.errors_subscribed = false;
-                self.send(&Outbound::UnsubAck { pkid, count });
+            Inbound::Unsubscribe { pkid, filters } => {
+                if filters.contains(&errors_topic(&self.client_id)) {
+                    self.errors_subscribed = false;
+                }
+                self.send(&Outbound::UnsubAck {
+                    pkid,
+                    count: filters.len(),
+                });
             }
             Inbound::PingReq => self.send(&Outbound::PingResp),
             Inbound::Disconnect => return Some(End::Left),
