@@ -3,7 +3,7 @@
 Driven by tests/mqtt.rs. argv[1] is a JSON plan:
   {"port": 1883, "version": 5 | 3, "client_id": "...", "password": "..." | null,
    "subscribe_errors": false, "publish": [{"topic", "payload", "qos"}],
-   "errors_expected": 0}
+   "errors_expected": 0, "inflight": 20}
 Prints one JSON object per line, flushed at once (a test may kill the
 server as soon as it reads an ack):
   {"connack": <reason code value>}
@@ -42,6 +42,8 @@ client = mqtt.Client(
     client_id=plan["client_id"],
     protocol=protocol,
 )
+# Paho's default is 20 publishes awaiting PUBACK; the server offers 64.
+client.max_inflight_messages_set(plan.get("inflight", 20))
 if plan.get("password") is not None:
     client.username_pw_set("device", plan["password"])
 
