@@ -635,3 +635,46 @@ async fn many_devices_publishing_at_qos_1_share_group_commits() {
     );
     eprintln!("{groups} fsync groups for {} publishes", DEVICES * EACH);
 }
+
+#[tokio::test]
+async fn a_client_over_the_connection_cap_is_told_the_server_is_unavailable() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    if !clients_available("connection_cap") {
+        return;
+    }
+    let mut options = with_mqtt();
+    options
+        .args
+        .extend(["--max-connections-per-ip".into(), "1".into()]);
+    let server = TestServer::start_with(options);
+    let admin = server.admin_token().await;
+    let secret = key(&server, &admin, &["device"]).await;
+    let port = server.mqtt_port();
+    let mut first_client = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    first_client
+        .write_all(&raw_connect(30, &secret))
+        .await
+        .unwrap();
+    let mut connack = [0u8; 4];
+    first_client.read_exact(&mut connack).await.unwrap();
+    assert_eq!(connack[..1], [0x20], "{connack:x?}");
+    let connect = |secret: String| {
+        let plan = json!({"port": port, "version": 5, "client_id": "second",
+                          "password": secret});
+        blocking(move || first(&paho(&plan), "connack").clone())
+    };
+    // 0x88: server unavailable.
+    assert_eq!(connect(secret.clone()).await, 0x88);
+    drop(first_client);
+    let mut code = Value::Null;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        code = connect(secret.clone()).await;
+        if code == 0 {
+            break;
+        }
+    }
+    assert_eq!(code, 0, "the place was not given back");
+}

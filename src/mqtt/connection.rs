@@ -29,6 +29,8 @@ use crate::state::AppState;
 pub const WINDOW: u16 = 64;
 /// How long a new connection has to send its CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one over the connection caps has, to be refused in words.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a closed connection's writes get to finish.
 const DRAIN: Duration = Duration::from_secs(10);
 /// Room for the fixed header and topic on top of `max_message_bytes`,
@@ -58,24 +60,35 @@ pub async fn run(state: AppState, mut stream: TcpStream, peer: SocketAddr) {
         .get()
         .max_message_bytes
         .saturating_add(HEADER_ROOM);
+    // The same caps as WebSocket and SSE connections, counted together,
+    // and taken before the CONNECT: a connection that never sends one
+    // holds a place meanwhile. One refused gets a short while to say
+    // which version it speaks, to be told so in its words.
+    let limits = state.live.get();
+    let admitted = state.realtime.connections.acquire(
+        peer.ip(),
+        limits.max_connections,
+        limits.max_connections_per_ip,
+    );
+    let wait = if admitted.is_ok() {
+        CONNECT_TIMEOUT
+    } else {
+        REFUSAL_TIMEOUT
+    };
     let mut framer = Framer::new(max_packet);
     let mut buf = BytesMut::with_capacity(4096);
-    let hello = match tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        read_hello(&mut stream, &mut buf, &mut framer),
-    )
-    .await
-    {
-        Ok(Ok(hello)) => hello,
-        Ok(Err(why)) => {
-            tracing::debug!(%peer, %why, "mqtt: no CONNECT");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "mqtt: no CONNECT in time");
-            return;
-        }
-    };
+    let hello =
+        match tokio::time::timeout(wait, read_hello(&mut stream, &mut buf, &mut framer)).await {
+            Ok(Ok(hello)) => hello,
+            Ok(Err(why)) => {
+                tracing::debug!(%peer, %why, "mqtt: no CONNECT");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "mqtt: no CONNECT in time");
+                return;
+            }
+        };
     let Some(version) = framer.version() else {
         return;
     };
@@ -85,18 +98,9 @@ pub async fn run(state: AppState, mut stream: TcpStream, peer: SocketAddr) {
     } else {
         hello.client_id.clone()
     };
-    // The same caps as WebSocket and SSE connections, counted together.
-    let limits = state.live.get();
-    let admitted = state
-        .realtime
-        .connections
-        .acquire(
-            peer.ip(),
-            limits.max_connections,
-            limits.max_connections_per_ip,
-        )
-        .map_err(|_| Refusal::Unavailable);
-    let found = admitted.and_then(|slot| Ok((slot, authenticate(&state, &hello)?)));
+    let found = admitted
+        .map_err(|_| Refusal::Unavailable)
+        .and_then(|slot| Ok((slot, authenticate(&state, &hello)?)));
     let (slot, (principal, expires_ms)) = match found {
         Ok(found) => found,
         Err(refusal) => {
@@ -134,9 +138,10 @@ pub async fn run(state: AppState, mut stream: TcpStream, peer: SocketAddr) {
     });
     let keep_alive =
         (hello.keep_alive > 0).then(|| Duration::from_millis(u64::from(hello.keep_alive) * 1500));
-    let expires = expires_ms.map(|ms| {
+    // An expiry too far to represent is never.
+    let expires = expires_ms.and_then(|ms| {
         let left = ms.saturating_sub(crate::clock::now_ms()).max(0);
-        Instant::now() + Duration::from_millis(left as u64)
+        Instant::now().checked_add(Duration::from_millis(left as u64))
     });
     session
         .serve(stream, framer, buf, keep_alive, expires)
