@@ -678,3 +678,74 @@ async fn a_client_over_the_connection_cap_is_told_the_server_is_unavailable() {
     }
     assert_eq!(code, 0, "the place was not given back");
 }
+
+/// A 5.0 QoS 1 PUBLISH as bytes.
+fn raw_publish(topic: &str, pkid: u16, payload: &str) -> Vec<u8> {
+    let mut body = (topic.len() as u16).to_be_bytes().to_vec();
+    body.extend(topic.as_bytes());
+    body.extend(pkid.to_be_bytes());
+    body.push(0); // no properties
+    body.extend(payload.as_bytes());
+    assert!(body.len() < 128, "one length byte");
+    let mut packet = vec![0x32, body.len() as u8];
+    packet.extend(body);
+    packet
+}
+
+#[tokio::test]
+async fn a_revoked_key_writes_no_more_on_a_connection_it_opened() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    if !clients_available("revoked_key") {
+        return;
+    }
+    let server = TestServer::start_with(with_mqtt());
+    let admin = server.admin_token().await;
+    collections(&server, &admin).await;
+    let (status, key) = send(
+        client()
+            .post(server.url("/api/keys"))
+            .bearer_auth(&admin)
+            .json(&json!({"name": "gateway", "roles": ["device"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{key}");
+    let secret = key["secret"].as_str().unwrap();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.mqtt_port()))
+        .await
+        .unwrap();
+    stream.write_all(&raw_connect(30, secret)).await.unwrap();
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).await.unwrap();
+    let mut connack = vec![0u8; head[1] as usize];
+    stream.read_exact(&mut connack).await.unwrap();
+    assert_eq!((head[0], connack[1]), (0x20, 0), "{connack:x?}");
+    stream
+        .write_all(&raw_publish("notes", 1, r#"{"text": "before"}"#))
+        .await
+        .unwrap();
+    let mut puback = [0u8; 4];
+    stream.read_exact(&mut puback).await.unwrap();
+    assert_eq!(puback, [0x40, 0x02, 0x00, 0x01], "PUBACK success");
+
+    let url = server.url(&format!("/api/keys/{}", key["id"].as_str().unwrap()));
+    let (status, _) = send(client().delete(&url).bearer_auth(&admin)).await;
+    assert_eq!(status, 204);
+    // The credential is checked again at most once a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    stream
+        .write_all(&raw_publish("notes", 2, r#"{"text": "after"}"#))
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    assert_eq!(disconnect_reason(&rest), 0x87, "not authorized: {rest:x?}");
+    let texts: Vec<Value> = items(&server, &admin, "notes")
+        .await
+        .iter()
+        .map(|r| r["text"].clone())
+        .collect();
+    assert_eq!(texts, ["before"]);
+}

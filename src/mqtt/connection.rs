@@ -31,6 +31,8 @@ pub const WINDOW: u16 = 64;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one over the connection caps has, to be refused in words.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a connection's credential is checked again, at most.
+const RECHECK: Duration = Duration::from_secs(1);
 /// How long a closed connection's writes get to finish.
 const DRAIN: Duration = Duration::from_secs(10);
 /// Room for the fixed header and topic on top of `max_message_bytes`,
@@ -118,7 +120,15 @@ pub async fn run(state: AppState, mut stream: TcpStream, peer: SocketAddr) {
             return;
         }
     };
+    let credential = hello
+        .password
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned);
     let mut session = Session {
+        credential,
+        checked: Instant::now(),
         _slot: slot,
         state,
         principal,
@@ -191,6 +201,11 @@ fn authenticate(state: &AppState, hello: &Hello) -> Result<(Principal, Option<i6
 }
 
 struct Session {
+    /// The CONNECT password, checked again now and then (`None`:
+    /// anonymous).
+    credential: Option<String>,
+    /// When it was last checked.
+    checked: Instant,
     /// This connection's place under `max_connections`.
     _slot: crate::limits::Slot,
     state: AppState,
@@ -340,6 +355,9 @@ impl Session {
             // CONNACK offered QoS 1 at most.
             return Some(End::Close(DisconnectReasonCode::QoSNotSupported));
         }
+        if let Some(end) = self.recheck() {
+            return Some(end);
+        }
         let state = self.state.clone();
         let principal = self.principal.clone();
         let peer = self.peer.ip();
@@ -349,6 +367,29 @@ impl Session {
             Done { pkid, result }
         }));
         None
+    }
+
+    /// Checks the credential again, at most once per [`RECHECK`]: a
+    /// revoked key, a disabled user or an ended sign-in writes no more
+    /// (the connection closes), and changed roles apply, as on the next
+    /// REST request.
+    fn recheck(&mut self) -> Option<End> {
+        let credential = self.credential.as_deref()?;
+        if self.checked.elapsed() < RECHECK {
+            return None;
+        }
+        match self.state.auth.authenticate(credential) {
+            Ok(principal) => {
+                self.principal = principal;
+                self.checked = Instant::now();
+                None
+            }
+            Err(AuthError::InvalidToken | AuthError::Expired | AuthError::RefreshReused) => {
+                Some(End::Close(DisconnectReasonCode::NotAuthorized))
+            }
+            // Storage trouble: the write itself will answer for it.
+            Err(_) => None,
+        }
     }
 
     /// The PUBACK of a finished write (after it is durable), and a refusal
