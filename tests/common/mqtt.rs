@@ -6,7 +6,9 @@
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 
-use serde_json::Value;
+use serde_json::{json, Value};
+
+use super::{client, send, Options, TestServer};
 
 fn python() -> String {
     std::env::var("PULSEBASE_PYTHON").unwrap_or_else(|_| "python3".to_owned())
@@ -105,4 +107,71 @@ pub fn first<'a>(lines: &'a [Value], key: &str) -> &'a Value {
         .iter()
         .find_map(|line| line.get(key))
         .unwrap_or_else(|| panic!("no {key} in {lines:?}"))
+}
+
+/// Server options with an MQTT listener on a free port.
+pub fn with_mqtt() -> Options {
+    Options {
+        args: vec!["--mqtt".into(), "127.0.0.1:0".into()],
+        ..Options::default()
+    }
+}
+
+/// A series collection `climate` (device from the topic) and a records
+/// collection `notes`, both writable by keys with the role `device`.
+pub async fn collections(server: &TestServer, admin: &str) {
+    server
+        .create_collection(
+            admin,
+            json!({
+                "name": "climate", "kind": "series", "series": "device",
+                "fields": {
+                    "device": {"type": "string", "required": true},
+                    "temp": {"type": "number", "required": true}
+                },
+                "rules": {"create": "'device' in @user.roles"}
+            }),
+        )
+        .await;
+    server
+        .create_collection(
+            admin,
+            json!({
+                "name": "notes",
+                "fields": {"text": {"type": "string", "required": true}},
+                "rules": {"create": "'device' in @user.roles"}
+            }),
+        )
+        .await;
+}
+
+/// An API key with `roles`: its secret.
+pub async fn key(server: &TestServer, admin: &str, roles: &[&str]) -> String {
+    let (status, key) = send(
+        client()
+            .post(server.url("/api/keys"))
+            .bearer_auth(admin)
+            .json(&json!({"name": "gateway", "roles": roles})),
+    )
+    .await;
+    assert_eq!(status, 201, "{key}");
+    key["secret"].as_str().expect("a key secret").to_owned()
+}
+
+pub async fn items(server: &TestServer, admin: &str, collection: &str) -> Vec<Value> {
+    let (status, page) = send(
+        client()
+            .get(server.url(&format!("/api/collections/{collection}/records?limit=1000")))
+            .bearer_auth(admin),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    page["items"].as_array().expect("a list answer").clone()
+}
+
+/// Runs blocking client work off the test's runtime.
+pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("client work panicked")
 }
