@@ -121,7 +121,18 @@ async fn silence_past_one_and_a_half_keep_alives_and_bad_packets_close_only_that
     let after_connack = 2 + got[1] as usize;
     assert_eq!(disconnect_reason(&got[after_connack..]), 0x95, "{got:x?}");
 
-    // Nobody else noticed.
+    // QoS 2 is not offered: 0x9B. A second CONNECT: 0x82 protocol error.
+    let mut exactly_once = raw_publish("notes", 1, r#"{"text": "x"}"#);
+    exactly_once[0] = 0x34;
+    let (got, _) = raw_session(port, &raw_connect(30, &secret), &exactly_once).await;
+    let after_connack = 2 + got[1] as usize;
+    assert_eq!(disconnect_reason(&got[after_connack..]), 0x9B, "{got:x?}");
+    let again = raw_connect(30, &secret);
+    let (got, _) = raw_session(port, &raw_connect(30, &secret), &again).await;
+    let after_connack = 2 + got[1] as usize;
+    assert_eq!(disconnect_reason(&got[after_connack..]), 0x82, "{got:x?}");
+
+    // Nobody else noticed, and nothing was written.
     let out = blocking(move || {
         mosquitto_pub(
             port,
