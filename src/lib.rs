@@ -24,8 +24,8 @@
 //!    and out, credentials. They take the state, a principal or permit and plain
 //!    input, and answer domain values or an [`error::ApiError`].
 //! 7. Transports: [`http`] (the axum router, one file per resource: extract,
-//!    call a service, render) and [`realtime`] (the WebSocket and SSE
-//!    protocol).
+//!    call a service, render), [`realtime`] (the WebSocket and SSE
+//!    protocol) and [`mqtt`] (MQTT 3.1.1 and 5.0 over TCP).
 //! 8. [`server`] (wiring and shutdown), [`retention`], [`demo`], [`cli`];
 //!    [`config`], [`clock`], [`ids`], [`metrics`] and [`assets`] (the
 //!    embedded web files) serve every layer.
@@ -44,6 +44,7 @@ pub mod ids;
 pub mod limits;
 pub mod metrics;
 pub mod model;
+pub mod mqtt;
 pub mod protocol;
 pub mod realtime;
 pub mod retention;

@@ -88,6 +88,14 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot listen on {}", settings.http))?;
     let addr = listener.local_addr()?;
+    let mqtt_listener = match settings.mqtt {
+        Some(mqtt) => Some(
+            TcpListener::bind(mqtt)
+                .await
+                .with_context(|| format!("cannot listen for MQTT on {mqtt}"))?,
+        ),
+        None => None,
+    };
     let demo = settings.demo;
     let printed_code = setup_code.clone();
 
@@ -113,6 +121,14 @@ pub async fn run(
         )))
     } else {
         None
+    };
+    let mqtt = match mqtt_listener {
+        Some(listener) => {
+            // Not "listening on": scripts wait for that line, which comes last.
+            println!("mqtt clients connect to {}", listener.local_addr()?);
+            Some(tokio::spawn(crate::mqtt::serve(state.clone(), listener)))
+        }
+        None => None,
     };
     announce(addr, printed_code.as_deref());
 
@@ -148,6 +164,10 @@ pub async fn run(
         () = deadline => tracing::warn!("in-flight requests did not finish in time; closing them"),
     }
     let _ = stop_tx.send(true);
+    // MQTT sessions finish their writes before the writer stops.
+    if let Some(mqtt) = mqtt {
+        let _ = mqtt.await;
+    }
     let _ = retention.await;
     if let Some(simulator) = simulator {
         let _ = simulator.await;

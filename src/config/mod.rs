@@ -27,6 +27,8 @@ pub const STARTUP_ONLY: &[&str] = &[
     "trust_proxy",
     "metrics_token",
     "cache_mb",
+    "mqtt",
+    "mqtt_anonymous",
 ];
 
 /// A `metrics_token` shorter than this is refused: it guards the metrics
@@ -158,6 +160,12 @@ pub struct ServeArgs {
     /// Open realtime connections from one client address [default: 1000]
     #[arg(long, env = "PULSEBASE_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<u64>,
+    /// MQTT listen address, e.g. 127.0.0.1:1883 [default: off]
+    #[arg(long, env = "PULSEBASE_MQTT")]
+    pub mqtt: Option<String>,
+    /// Let MQTT clients connect without a password, as anonymous callers [default: false]
+    #[arg(long, env = "PULSEBASE_MQTT_ANONYMOUS")]
+    pub mqtt_anonymous: Option<bool>,
     /// Demo mode: a `readings` collection and simulated devices writing to it
     #[arg(long, env = "PULSEBASE_DEMO")]
     pub demo: bool,
@@ -209,6 +217,8 @@ const FILE_STARTUP_KEYS: &[&str] = &[
     "trust_proxy",
     "metrics_token",
     "cache_mb",
+    "mqtt",
+    "mqtt_anonymous",
 ];
 
 /// The startup-only keys of the optional `pulsebase.toml`; every key mirrors
@@ -223,6 +233,8 @@ struct FileSettings {
     trust_proxy: Option<bool>,
     metrics_token: Option<String>,
     cache_mb: Option<u64>,
+    mqtt: Option<String>,
+    mqtt_anonymous: Option<bool>,
     #[serde(skip)]
     tunables: Vec<(&'static str, Value)>,
 }
@@ -255,6 +267,11 @@ pub struct Settings {
     pub admin_password: Option<String>,
     /// `--demo`: the demo collection and simulated devices (start only).
     pub demo: bool,
+    /// Where MQTT clients connect (`None`: no MQTT listener).
+    pub mqtt: Option<SocketAddr>,
+    /// Whether MQTT clients without a password are let in, as anonymous
+    /// callers.
+    pub mqtt_anonymous: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -294,6 +311,16 @@ impl Settings {
             value: http_text.clone(),
             expected: "an address like 127.0.0.1:7070",
         })?;
+        let mqtt = match args.mqtt.clone().or(file.mqtt) {
+            // An empty value (an unset variable in a unit file) means off.
+            Some(text) if text.is_empty() => None,
+            Some(text) => Some(text.parse().map_err(|_| SettingsError::Invalid {
+                setting: "mqtt",
+                value: text.clone(),
+                expected: "an address like 127.0.0.1:1883",
+            })?),
+            None => None,
+        };
         let durability_text = args
             .durability
             .clone()
@@ -345,6 +372,8 @@ impl Settings {
             admin_email: non_empty_env("PULSEBASE_ADMIN_EMAIL"),
             admin_password: non_empty_env("PULSEBASE_ADMIN_PASSWORD"),
             demo: args.demo,
+            mqtt,
+            mqtt_anonymous: args.mqtt_anonymous.or(file.mqtt_anonymous).unwrap_or(false),
             data,
         })
     }
@@ -383,6 +412,8 @@ fn unreachable_defaults(data: &Path) -> Settings {
         admin_email: None,
         admin_password: None,
         demo: false,
+        mqtt: None,
+        mqtt_anonymous: false,
     }
 }
 
@@ -474,6 +505,35 @@ mod tests {
         assert_eq!(settings.tunables.heartbeat, Duration::from_secs(10));
         assert_eq!(settings.sources["heartbeat"], Source::File);
         assert!(!settings.sources.contains_key("outbox"));
+    }
+
+    #[test]
+    fn mqtt_is_off_until_given_an_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ServeArgs {
+            data: Some(dir.path().to_owned()),
+            ..ServeArgs::default()
+        };
+        let settings = Settings::resolve(&args).unwrap();
+        assert_eq!(settings.mqtt, None);
+        assert!(!settings.mqtt_anonymous);
+        std::fs::write(
+            dir.path().join("pulsebase.toml"),
+            "mqtt = \"0.0.0.0:1883\"\nmqtt_anonymous = true\n",
+        )
+        .unwrap();
+        let settings = Settings::resolve(&args).unwrap();
+        assert_eq!(
+            settings.mqtt.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:1883")
+        );
+        assert!(settings.mqtt_anonymous);
+        let args = ServeArgs {
+            mqtt: Some("1883".into()),
+            ..args
+        };
+        let err = Settings::resolve(&args).unwrap_err().to_string();
+        assert!(err.contains("mqtt"), "{err}");
     }
 
     #[test]

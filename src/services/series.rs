@@ -398,6 +398,56 @@ pub async fn ingest_lines(
     }
 }
 
+/// A device's message for a series collection (MQTT): a JSON object, a
+/// JSON array of them, or line protocol, told apart by the first byte.
+/// Readings that do not name their source get `source` (the device the
+/// message came from). Written by [`ingest`], like every other path.
+pub async fn ingest_message(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    payload: bytes::Bytes,
+    source: Option<String>,
+) -> ApiResult<Value> {
+    let collection = series_collection(state, name)?;
+    let limits = line_protocol::Limits {
+        max_lines: state.live.get().max_batch,
+        ..line_protocol::Limits::default()
+    };
+    let parse = move || {
+        let mut items = match payload.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') | Some(b'[') => match serde_json::from_slice::<Value>(&payload) {
+                Ok(Value::Array(items)) => items,
+                Ok(item) => vec![item],
+                Err(e) => return Err(ApiError::bad_request(format!("invalid JSON: {e}"))),
+            },
+            _ => {
+                let precision = line_protocol::Precision::default();
+                points_as_items(&collection, &payload, precision, &limits)?.0
+            }
+        };
+        if let (Some(source), Some(shape)) = (source, &collection.series) {
+            for item in &mut items {
+                if let Value::Object(fields) = item {
+                    fields
+                        .entry(shape.series_field.clone())
+                        .or_insert_with(|| Value::String(source.clone()));
+                }
+            }
+        }
+        Ok(items)
+    };
+    ingest_parsed(
+        state,
+        principal,
+        name,
+        parse,
+        false,
+        IngestOptions::default(),
+    )
+    .await
+}
+
 /// The points of a batch as JSON items, with each one's line number.
 fn points_as_items(
     collection: &Collection,

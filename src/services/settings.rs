@@ -40,6 +40,8 @@ pub fn describe(state: &AppState, _: &AdminPermit) -> Value {
         ("max_body_bytes", json!(startup.max_body_bytes)),
         ("trust_proxy", json!(startup.trust_proxy)),
         ("cache_mb", json!(startup.cache_mb)),
+        ("mqtt", json!(startup.mqtt.map(|addr| addr.to_string()))),
+        ("mqtt_anonymous", json!(startup.mqtt_anonymous)),
         // Never the token itself: only whether one is set.
         (
             "metrics_token",

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod live;
+pub mod mqtt;
 pub mod node;
 
 use std::io::{BufRead, BufReader};
@@ -109,6 +110,16 @@ impl TestServer {
             banner,
             _dir: None,
         }
+    }
+
+    /// The MQTT port, when the server was started with `--mqtt`.
+    pub fn mqtt_port(&self) -> u16 {
+        self.banner
+            .iter()
+            .find_map(|line| line.strip_prefix("mqtt clients connect to "))
+            .and_then(|addr| addr.trim().rsplit(':').next())
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("no MQTT listener in {:?}", self.banner))
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,438 @@
+//! One MQTT client: CONNECT and its credential, then one task with a
+//! `select!` over the socket, the publishes in flight, the keep-alive
+//! timer, the credential's expiry and shutdown.
+//!
+//! Publishes are not serialized: each one's write is awaited beside the
+//! others (up to [`WINDOW`] per connection, which is what a 5.0 client is
+//! told as its receive maximum), so one fsync group carries the writes of
+//! every client that published meanwhile. Acknowledgements go out in the
+//! order the publishes came, as MQTT asks.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_util::stream::{FuturesOrdered, StreamExt as _};
+use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::codec::{DecodeError, Framer, Hello, Inbound, Outbound, Publish, Refusal, Version};
+use crate::auth::{AuthError, Principal};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Publishes in flight per connection before its socket is read again.
+pub const WINDOW: u16 = 64;
+/// How long a new connection has to send its CONNECT.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one over the connection caps has, to be refused in words.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a connection's credential is checked again, at most.
+const RECHECK: Duration = Duration::from_secs(1);
+/// How long a closed connection's writes get to finish.
+const DRAIN: Duration = Duration::from_secs(10);
+/// Room for the fixed header and topic on top of `max_message_bytes`,
+/// which bounds the payload like a WebSocket message's.
+const HEADER_ROOM: usize = 1024;
+
+/// The topic a client may subscribe to for its refused writes (3.1.1 has
+/// no reason codes).
+pub fn errors_topic(client_id: &str) -> String {
+    format!("_errors/{client_id}")
+}
+
+/// The result of one publish's write, for its acknowledgement.
+struct Done {
+    /// `None` for QoS 0: nothing to acknowledge.
+    pkid: Option<u16>,
+    result: Result<(), ApiError>,
+}
+
+type Write = Pin<Box<dyn Future<Output = Done> + Send>>;
+
+/// Serves one client until it leaves, breaks the protocol or the server
+/// stops.
+pub async fn run(state: AppState, mut stream: TcpStream, peer: SocketAddr) {
+    let max_packet = state
+        .live
+        .get()
+        .max_message_bytes
+        .saturating_add(HEADER_ROOM);
+    // The same caps as WebSocket and SSE connections, counted together,
+    // and taken before the CONNECT: a connection that never sends one
+    // holds a place meanwhile. One refused gets a short while to say
+    // which version it speaks, to be told so in its words.
+    let limits = state.live.get();
+    let admitted = state.realtime.connections.acquire(
+        peer.ip(),
+        limits.max_connections,
+        limits.max_connections_per_ip,
+    );
+    let wait = if admitted.is_ok() {
+        CONNECT_TIMEOUT
+    } else {
+        REFUSAL_TIMEOUT
+    };
+    let mut framer = Framer::new(max_packet);
+    let mut buf = BytesMut::with_capacity(4096);
+    let hello =
+        match tokio::time::timeout(wait, read_hello(&mut stream, &mut buf, &mut framer)).await {
+            Ok(Ok(hello)) => hello,
+            Ok(Err(why)) => {
+                tracing::debug!(%peer, %why, "mqtt: no CONNECT");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "mqtt: no CONNECT in time");
+                return;
+            }
+        };
+    let Some(version) = framer.version() else {
+        return;
+    };
+    let assigned = hello.client_id.is_empty();
+    let client_id = if assigned {
+        format!("pulsebase-{}", crate::ids::generate())
+    } else {
+        hello.client_id.clone()
+    };
+    let found = admitted
+        .map_err(|_| Refusal::Unavailable)
+        .and_then(|slot| Ok((slot, authenticate(&state, &hello)?)));
+    let (slot, (principal, expires_ms)) = match found {
+        Ok(found) => found,
+        Err(refusal) => {
+            let mut out = BytesMut::new();
+            let refused = Outbound::ConnAck {
+                refusal: Some(refusal),
+                receive_maximum: WINDOW,
+                max_packet,
+                assigned_id: None,
+            };
+            if refused.encode(version, &mut out).is_ok() {
+                let _ = stream.write_all(&out).await;
+            }
+            tracing::debug!(%peer, ?refusal, "mqtt: CONNECT refused");
+            return;
+        }
+    };
+    let credential = hello
+        .password
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned);
+    let mut session = Session {
+        credential,
+        checked: Instant::now(),
+        _slot: slot,
+        state,
+        principal,
+        peer,
+        version,
+        client_id,
+        errors_subscribed: false,
+        out: BytesMut::new(),
+        pending: FuturesOrdered::new(),
+    };
+    let assigned_id = assigned.then(|| session.client_id.clone());
+    session.send(&Outbound::ConnAck {
+        refusal: None,
+        receive_maximum: WINDOW,
+        max_packet,
+        assigned_id: assigned_id.as_deref(),
+    });
+    let keep_alive =
+        (hello.keep_alive > 0).then(|| Duration::from_millis(u64::from(hello.keep_alive) * 1500));
+    // An expiry too far to represent is never.
+    let expires = expires_ms.and_then(|ms| {
+        let left = ms.saturating_sub(crate::clock::now_ms()).max(0);
+        Instant::now().checked_add(Duration::from_millis(left as u64))
+    });
+    session
+        .serve(stream, framer, buf, keep_alive, expires)
+        .await;
+}
+
+/// Reads until the CONNECT is whole.
+async fn read_hello(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    framer: &mut Framer,
+) -> Result<Hello, String> {
+    loop {
+        match framer.next(buf) {
+            Ok(Some(Inbound::Connect(hello))) => return Ok(hello),
+            Ok(Some(_)) => return Err("the first packet must be CONNECT".into()),
+            Ok(None) => {}
+            Err(e) => return Err(format!("{e:?}")),
+        }
+        match stream.read_buf(buf).await {
+            Ok(0) => return Err("closed".into()),
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// The CONNECT password as an API key or access token, checked by the
+/// same code as an HTTP `Authorization` header.
+fn authenticate(state: &AppState, hello: &Hello) -> Result<(Principal, Option<i64>), Refusal> {
+    match hello.password.as_deref().map(str::trim) {
+        None | Some("") if state.settings.mqtt_anonymous => Ok((Principal::Anonymous, None)),
+        None | Some("") => Err(Refusal::NotAuthorized),
+        Some(credential) => state
+            .auth
+            .authenticate_until(credential)
+            .map_err(|e| match e {
+                AuthError::InvalidToken | AuthError::Expired | AuthError::RefreshReused => {
+                    Refusal::BadCredentials
+                }
+                other => {
+                    tracing::warn!(error = %other, "mqtt: cannot check a CONNECT");
+                    Refusal::Unavailable
+                }
+            }),
+    }
+}
+
+struct Session {
+    /// The CONNECT password, checked again now and then (`None`:
+    /// anonymous).
+    credential: Option<String>,
+    /// When it was last checked.
+    checked: Instant,
+    /// This connection's place under `max_connections`.
+    _slot: crate::limits::Slot,
+    state: AppState,
+    principal: Principal,
+    peer: SocketAddr,
+    version: Version,
+    client_id: String,
+    /// Whether the client subscribed to its `_errors/<client id>`.
+    errors_subscribed: bool,
+    /// Bytes to write before the next wait.
+    out: BytesMut,
+    pending: FuturesOrdered<Write>,
+}
+
+/// Why a session ends.
+enum End {
+    /// The client left (DISCONNECT or closed socket).
+    Left,
+    /// Tell a 5.0 client why (3.1.1 clients are just closed).
+    Close(DisconnectReasonCode),
+}
+
+impl Session {
+    async fn serve(
+        mut self,
+        stream: TcpStream,
+        mut framer: Framer,
+        mut buf: BytesMut,
+        keep_alive: Option<Duration>,
+        expires: Option<Instant>,
+    ) {
+        let (mut reader, mut writer) = stream.into_split();
+        let mut shutdown = self.state.shutdown.clone();
+        let mut heard = Instant::now();
+        // What was read with the CONNECT may already hold packets.
+        let mut end = self.handle_all(&mut framer, &mut buf);
+        while end.is_none() {
+            if !self.out.is_empty() {
+                if writer.write_all(&self.out).await.is_err() {
+                    return;
+                }
+                self.out.clear();
+            }
+            let silence = keep_alive.map(|k| heard + k);
+            let window_open = self.pending.len() < usize::from(WINDOW);
+            end = tokio::select! {
+                read = reader.read_buf(&mut buf), if window_open => match read {
+                    Ok(0) | Err(_) => Some(End::Left),
+                    Ok(_) => {
+                        heard = Instant::now();
+                        self.handle_all(&mut framer, &mut buf)
+                    }
+                },
+                Some(done) = self.pending.next() => {
+                    // While its window is full the client is not read: its
+                    // silence then is the server's, and does not count.
+                    heard = Instant::now();
+                    self.acknowledge(done);
+                    None
+                }
+                () = sleep_until(silence) => {
+                    Some(End::Close(DisconnectReasonCode::KeepAliveTimeout))
+                }
+                () = sleep_until(expires) => {
+                    Some(End::Close(DisconnectReasonCode::NotAuthorized))
+                }
+                () = super::stopped(&mut shutdown) => {
+                    Some(End::Close(DisconnectReasonCode::ServerShuttingDown))
+                }
+            };
+        }
+        if let Some(End::Close(reason)) = end {
+            self.send(&Outbound::Disconnect(reason));
+        }
+        let _ = writer.write_all(&self.out).await;
+        let _ = writer.shutdown().await;
+        // A device that publishes at QoS 0 and disconnects at once (as
+        // `mosquitto_pub` does) still means its message: writes already
+        // received are finished, not dropped with the connection.
+        let drained = async { while self.pending.next().await.is_some() {} };
+        if tokio::time::timeout(DRAIN, drained).await.is_err() {
+            tracing::warn!(client = %self.client_id, "mqtt: writes of a closed connection did not finish in time");
+        }
+    }
+
+    /// Handles every whole packet in `buf`; `Some` when the session ends.
+    fn handle_all(&mut self, framer: &mut Framer, buf: &mut BytesMut) -> Option<End> {
+        loop {
+            match framer.next(buf) {
+                Ok(Some(packet)) => {
+                    if let Some(end) = self.handle(packet) {
+                        return Some(end);
+                    }
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::debug!(peer = %self.peer, error = ?e, "mqtt: unreadable packet");
+                    return Some(End::Close(match e {
+                        DecodeError::TooLarge => DisconnectReasonCode::PacketTooLarge,
+                        DecodeError::Protocol(_) | DecodeError::UnsupportedVersion => {
+                            DisconnectReasonCode::ProtocolError
+                        }
+                        DecodeError::Malformed(_) => DisconnectReasonCode::MalformedPacket,
+                    }));
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, packet: Inbound) -> Option<End> {
+        match packet {
+            Inbound::Connect(_) => {
+                return Some(End::Close(DisconnectReasonCode::ProtocolError));
+            }
+            Inbound::Publish(publish) => return self.publish(publish),
+            Inbound::Subscribe { pkid, filters } => {
+                // Only the client's own error topic, for now.
+                let own = errors_topic(&self.client_id);
+                let granted: Vec<bool> = filters.iter().map(|f| *f == own).collect();
+                self.errors_subscribed |= granted.contains(&true);
+                self.send(&Outbound::SubAck { pkid, granted });
+            }
+            Inbound::Unsubscribe { pkid, filters } => {
+                if filters.contains(&errors_topic(&self.client_id)) {
+                    self.errors_subscribed = false;
+                }
+                self.send(&Outbound::UnsubAck {
+                    pkid,
+                    count: filters.len(),
+                });
+            }
+            Inbound::PingReq => self.send(&Outbound::PingResp),
+            Inbound::Disconnect => return Some(End::Left),
+            Inbound::Ignored => {}
+        }
+        None
+    }
+
+    fn publish(&mut self, publish: Publish) -> Option<End> {
+        let Publish {
+            topic,
+            payload,
+            qos,
+            pkid,
+        } = publish;
+        if qos > 1 {
+            // CONNACK offered QoS 1 at most.
+            return Some(End::Close(DisconnectReasonCode::QoSNotSupported));
+        }
+        if let Some(end) = self.recheck() {
+            return Some(end);
+        }
+        let state = self.state.clone();
+        let principal = self.principal.clone();
+        let peer = self.peer.ip();
+        let pkid = (qos == 1).then_some(pkid);
+        self.pending.push_back(Box::pin(async move {
+            let result = super::publish::apply(&state, &principal, peer, &topic, payload).await;
+            Done { pkid, result }
+        }));
+        None
+    }
+
+    /// Checks the credential again, at most once per [`RECHECK`]: a
+    /// revoked key, a disabled user or an ended sign-in writes no more
+    /// (the connection closes), and changed roles apply, as on the next
+    /// REST request.
+    fn recheck(&mut self) -> Option<End> {
+        let credential = self.credential.as_deref()?;
+        if self.checked.elapsed() < RECHECK {
+            return None;
+        }
+        match self.state.auth.authenticate(credential) {
+            Ok(principal) => {
+                self.principal = principal;
+                self.checked = Instant::now();
+                None
+            }
+            Err(AuthError::InvalidToken | AuthError::Expired | AuthError::RefreshReused) => {
+                Some(End::Close(DisconnectReasonCode::NotAuthorized))
+            }
+            // Storage trouble: the write itself will answer for it.
+            Err(_) => None,
+        }
+    }
+
+    /// The PUBACK of a finished write (after it is durable), and a refusal
+    /// told the way the client's version allows.
+    fn acknowledge(&mut self, done: Done) {
+        let error = done.result.err();
+        if let Some(pkid) = done.pkid {
+            let refused = match (&error, self.version) {
+                (Some(e), Version::V5) => {
+                    Some((super::publish::reason(e), e.message.as_str(), e.code))
+                }
+                _ => None,
+            };
+            self.send(&Outbound::PubAck { pkid, refused });
+        }
+        let Some(error) = error else {
+            return;
+        };
+        tracing::debug!(client = %self.client_id, code = error.code, "mqtt: write refused");
+        let told = self.version == Version::V5 && done.pkid.is_some();
+        if !told && self.errors_subscribed {
+            let topic = errors_topic(&self.client_id);
+            let payload = match serde_json::to_vec(&error.body()) {
+                Ok(bytes) => bytes::Bytes::from(bytes),
+                Err(_) => return,
+            };
+            self.send(&Outbound::Publish {
+                topic: &topic,
+                payload,
+            });
+        }
+    }
+
+    fn send(&mut self, packet: &Outbound<'_>) {
+        if let Err(e) = packet.encode(self.version, &mut self.out) {
+            tracing::warn!(error = %e, "mqtt: cannot encode a packet");
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,64 @@
+//! MQTT 3.1.1 and 5.0 over TCP, in the same process and runtime as HTTP
+//! (docs/mqtt.md). A transport beside [`crate::http`] and
+//! [`crate::realtime`]: it authenticates with [`crate::auth`] and writes
+//! through [`crate::services`], so rules, validation and durability are
+//! the ones REST has.
+//!
+//! - [`codec`]: framing over the codec crate, one view of both versions;
+//! - [`connection`]: one client's session (CONNECT, publishes in flight,
+//!   keep-alive);
+//! - [`publish`]: where a PUBLISH goes and how a refusal is told.
+
+pub mod codec;
+pub mod connection;
+pub mod publish;
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::state::AppState;
+
+/// How long connections get to finish their writes after shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Accepts clients until the server stops, then waits (with a deadline)
+/// for their sessions, which watch the same signal and close themselves.
+pub async fn serve(state: AppState, listener: TcpListener) {
+    let mut shutdown = state.shutdown.clone();
+    let mut sessions = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    // Small acknowledgements must not wait for the
+                    // peer's delayed ACK.
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(error = %e, "mqtt: cannot set TCP_NODELAY");
+                    }
+                    sessions.spawn(connection::run(state.clone(), stream, peer));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(error = %e, "mqtt: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            () = stopped(&mut shutdown) => break,
+        }
+    }
+    drop(listener);
+    let drained = async { while sessions.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
+        tracing::warn!("mqtt sessions did not finish in time; closing them");
+        sessions.abort_all();
+    }
+}
+
+/// Completes once the server is stopping.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stopped| *stopped).await;
+}

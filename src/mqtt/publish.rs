@@ -1,0 +1,129 @@
+//! Where a PUBLISH goes: `C` or `C/rest/of/topic` writes into the
+//! collection `C` through the same services as REST (records, or readings
+//! whose source defaults to the topic's last segment); any other first
+//! segment is a custom topic, published under its `publish` rule. A
+//! refusal is the service's own [`ApiError`], which [`reason`] turns into
+//! a PUBACK reason code.
+
+use std::net::IpAddr;
+
+use axum::http::StatusCode;
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::codec::PubAckReason;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::services::{records, series, topics};
+use crate::state::AppState;
+
+/// Writes or publishes one message; `Ok` once it is as durable as a 2xx
+/// of the same request over REST.
+pub async fn apply(
+    state: &AppState,
+    principal: &Principal,
+    peer: IpAddr,
+    topic: &str,
+    payload: Bytes,
+) -> ApiResult<()> {
+    let (name, rest) = match topic.split_once('/') {
+        Some((name, rest)) => (name, Some(rest)),
+        None => (topic, None),
+    };
+    if name.is_empty() {
+        return Err(ApiError::bad_request(
+            "the topic must start with a collection or topic name",
+        ));
+    }
+    let Some(collection) = state.store.catalog().get(name) else {
+        return publish_message(state, principal, peer, name, &payload).await;
+    };
+    if collection.is_series() {
+        // `readings/site-3/gw-7`: the device is the last segment.
+        let source = rest
+            .and_then(|rest| rest.rsplit('/').next())
+            .filter(|segment| !segment.is_empty())
+            .map(str::to_owned);
+        series::ingest_message(state, principal, name, payload, source).await?;
+        return Ok(());
+    }
+    let (items, is_batch) = match json(&payload)? {
+        Value::Array(items) => (items, true),
+        item => (vec![item], false),
+    };
+    records::create(state, principal, name, items, is_batch).await?;
+    Ok(())
+}
+
+/// A custom topic's message: the payload is its JSON `data`, at the same
+/// rate per caller as `POST /api/topics/{t}/messages`.
+async fn publish_message(
+    state: &AppState,
+    principal: &Principal,
+    peer: IpAddr,
+    name: &str,
+    payload: &[u8],
+) -> ApiResult<()> {
+    let caller = match principal.id() {
+        Some(id) => id,
+        None => format!("address {peer}"),
+    };
+    state
+        .realtime
+        .publish_rates
+        .allow(&caller, state.live.get().message_rate)?;
+    topics::publish(state, principal, name, json(payload)?).await?;
+    Ok(())
+}
+
+fn json(payload: &[u8]) -> ApiResult<Value> {
+    serde_json::from_slice(payload)
+        .map_err(|e| ApiError::bad_request(format!("the payload is not JSON: {e}")))
+}
+
+/// The MQTT 5 PUBACK reason for a refused write.
+pub fn reason(error: &ApiError) -> PubAckReason {
+    match error.status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => PubAckReason::NotAuthorized,
+        StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            PubAckReason::PayloadFormatInvalid
+        }
+        StatusCode::NOT_FOUND => PubAckReason::TopicNameInvalid,
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => {
+            PubAckReason::QuotaExceeded
+        }
+        StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED => {
+            PubAckReason::ImplementationSpecificError
+        }
+        _ => PubAckReason::UnspecifiedError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_map_to_the_reason_codes_a_device_can_act_on() {
+        let cases = [
+            (ApiError::forbidden("no"), PubAckReason::NotAuthorized),
+            (ApiError::unauthorized("no"), PubAckReason::NotAuthorized),
+            (
+                ApiError::validation_details("bad", Value::Null),
+                PubAckReason::PayloadFormatInvalid,
+            ),
+            (ApiError::not_found("no"), PubAckReason::TopicNameInvalid),
+            (
+                ApiError::rate_limited("slow down", 1),
+                PubAckReason::QuotaExceeded,
+            ),
+            (
+                ApiError::unavailable("disk"),
+                PubAckReason::UnspecifiedError,
+            ),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(reason(&error), expected, "{}", error.code);
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! MQTT clients no one here wrote, driven from tests: `mosquitto_pub`
+//! (Debian's `mosquitto-clients`) and Eclipse Paho for Python (`paho-mqtt`
+//! 2.1.0, tests/mqtt/paho_client.py). `.ci/run` installs both; elsewhere a
+//! test without them says SKIPPED, except under CI, where that fails.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::{json, Value};
+
+use super::{client, send, Options, TestServer};
+
+fn python() -> String {
+    std::env::var("PULSEBASE_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+/// Whether both clients are here; under CI a missing one fails the test.
+pub fn clients_available(test: &str) -> bool {
+    let paho = Command::new(python())
+        .args(["-c", "import paho.mqtt"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mosquitto = Command::new("mosquitto_pub").arg("--help").output().is_ok();
+    if paho && mosquitto {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: mosquitto_pub ({mosquitto}) and paho-mqtt ({paho}) must be installed under CI"
+    );
+    eprintln!("{test}: SKIPPED (needs mosquitto-clients and paho-mqtt)");
+    false
+}
+
+/// `mosquitto_pub` once: `version` is "mqttv311" or "mqttv5".
+pub fn mosquitto_pub(
+    port: u16,
+    version: &str,
+    password: &str,
+    topic: &str,
+    qos: u8,
+    payload: &str,
+) -> Output {
+    Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", version])
+        .args(["-i", "mosquitto-test", "-u", "device", "-P", password])
+        .args(["-t", topic, "-q", &qos.to_string(), "-m", payload])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run mosquitto_pub")
+}
+
+fn paho_command(plan: &Value) -> Command {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mqtt/paho_client.py");
+    let mut command = Command::new(python());
+    command
+        .arg(script)
+        .arg(plan.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    command
+}
+
+/// Runs a Paho plan to its end; answers every line it printed.
+pub fn paho(plan: &Value) -> Vec<Value> {
+    let output = paho_command(plan).output().expect("run the paho client");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("paho said: {line}")))
+        .collect()
+}
+
+/// Starts a Paho plan; its lines come as they are printed.
+pub fn paho_spawn(plan: &Value) -> (Child, impl Iterator<Item = Value>) {
+    let mut child = paho_command(plan).spawn().expect("start the paho client");
+    let stdout = child.stdout.take().expect("paho stdout");
+    let lines = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .map(|line| serde_json::from_str(&line).unwrap_or(Value::Null));
+    (child, lines)
+}
+
+/// The PUBACK reason codes of a plan's publishes, in the plan's order
+/// (`None`: not acknowledged).
+pub fn acks(lines: &[Value]) -> Vec<Option<u64>> {
+    let mut by_mid = std::collections::HashMap::new();
+    for line in lines {
+        if let (Some(mid), Some(rc)) = (line["mid"].as_u64(), line["rc"].as_u64()) {
+            by_mid.insert(mid, rc);
+        }
+    }
+    let mut sent: Vec<(u64, u64)> = lines
+        .iter()
+        .filter_map(|line| Some((line["sent"].as_u64()?, line["mid"].as_u64()?)))
+        .collect();
+    sent.sort_unstable();
+    sent.into_iter()
+        .map(|(_, mid)| by_mid.get(&mid).copied())
+        .collect()
+}
+
+/// The value of the first line that has `key`.
+pub fn first<'a>(lines: &'a [Value], key: &str) -> &'a Value {
+    lines
+        .iter()
+        .find_map(|line| line.get(key))
+        .unwrap_or_else(|| panic!("no {key} in {lines:?}"))
+}
+
+/// Server options with an MQTT listener on a free port.
+pub fn with_mqtt() -> Options {
+    Options {
+        args: vec!["--mqtt".into(), "127.0.0.1:0".into()],
+        ..Options::default()
+    }
+}
+
+/// A series collection `climate` (device from the topic) and a records
+/// collection `notes`, both writable by keys with the role `device`.
+pub async fn collections(server: &TestServer, admin: &str) {
+    server
+        .create_collection(
+            admin,
+            json!({
+                "name": "climate", "kind": "series", "series": "device",
+                "fields": {
+                    "device": {"type": "string", "required": true},
+                    "temp": {"type": "number", "required": true}
+                },
+                "rules": {"create": "'device' in @user.roles"}
+            }),
+        )
+        .await;
+    server
+        .create_collection(
+            admin,
+            json!({
+                "name": "notes",
+                "fields": {"text": {"type": "string", "required": true}},
+                "rules": {"create": "'device' in @user.roles"}
+            }),
+        )
+        .await;
+}
+
+/// An API key with `roles`: its secret.
+pub async fn key(server: &TestServer, admin: &str, roles: &[&str]) -> String {
+    let (status, key) = send(
+        client()
+            .post(server.url("/api/keys"))
+            .bearer_auth(admin)
+            .json(&json!({"name": "gateway", "roles": roles})),
+    )
+    .await;
+    assert_eq!(status, 201, "{key}");
+    key["secret"].as_str().expect("a key secret").to_owned()
+}
+
+pub async fn items(server: &TestServer, admin: &str, collection: &str) -> Vec<Value> {
+    let (status, page) = send(
+        client()
+            .get(server.url(&format!("/api/collections/{collection}/records?limit=1000")))
+            .bearer_auth(admin),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    page["items"].as_array().expect("a list answer").clone()
+}
+
+/// Runs blocking client work off the test's runtime.
+pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("client work panicked")
+}

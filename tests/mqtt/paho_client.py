@@ -1,0 +1,113 @@
+"""A device as the Eclipse Paho Python client (paho-mqtt 2.1.0) makes one.
+
+Driven by tests/mqtt.rs. argv[1] is a JSON plan:
+  {"port": 1883, "version": 5 | 3, "client_id": "...", "password": "..." | null,
+   "subscribe_errors": false, "publish": [{"topic", "payload", "qos"}],
+   "errors_expected": 0, "inflight": 20}
+Prints one JSON object per line, flushed at once (a test may kill the
+server as soon as it reads an ack):
+  {"connack": <reason code value>}
+  {"sent": <index into publish>, "mid": <its message id>}
+  {"mid": <message id>, "rc": <PUBACK reason code value>}
+  {"error": <the JSON published on _errors/<client id>>}
+  {"done": true}
+"""
+
+import json
+import os
+import sys
+import threading
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+# Whatever happens, a test is never left waiting on this client.
+watchdog = threading.Timer(60, lambda: os._exit(3))
+watchdog.daemon = True
+watchdog.start()
+
+plan = json.loads(sys.argv[1])
+lock = threading.Lock()
+
+
+def say(obj):
+    with lock:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+
+protocol = mqtt.MQTTv5 if plan["version"] == 5 else mqtt.MQTTv311
+client = mqtt.Client(
+    callback_api_version=CallbackAPIVersion.VERSION2,
+    client_id=plan["client_id"],
+    protocol=protocol,
+)
+# Paho's default is 20 publishes awaiting PUBACK; the server offers 64.
+client.max_inflight_messages_set(plan.get("inflight", 20))
+if plan.get("password") is not None:
+    client.username_pw_set("device", plan["password"])
+
+connected = threading.Event()
+subscribed = threading.Event()
+acked = set()
+all_acked = threading.Event()
+errors = []
+errors_done = threading.Event()
+to_ack = sum(1 for p in plan.get("publish", []) if p["qos"] > 0)
+
+
+def on_connect(client, userdata, flags, reason_code, properties):
+    say({"connack": reason_code.value})
+    connected.set()
+
+
+def on_subscribe(client, userdata, mid, reason_codes, properties):
+    say({"suback": [rc.value for rc in reason_codes]})
+    subscribed.set()
+
+
+def on_publish(client, userdata, mid, reason_code, properties):
+    # Paho calls this holding its own lock, possibly before publish()
+    # has returned the mid: the test pairs mids with "sent" lines itself.
+    say({"mid": mid, "rc": reason_code.value})
+    acked.add(mid)
+    if len(acked) == to_ack:
+        all_acked.set()
+
+
+def on_disconnect(client, userdata, flags, reason_code, properties):
+    # A lost connection acknowledges nothing more: stop waiting.
+    all_acked.set()
+    errors_done.set()
+
+
+def on_message(client, userdata, message):
+    errors.append(json.loads(message.payload))
+    say({"error": json.loads(message.payload)})
+    if len(errors) >= plan.get("errors_expected", 0):
+        errors_done.set()
+
+
+client.on_connect = on_connect
+client.on_subscribe = on_subscribe
+client.on_publish = on_publish
+client.on_message = on_message
+client.on_disconnect = on_disconnect
+client.connect("127.0.0.1", plan["port"], keepalive=30)
+client.loop_start()
+if not connected.wait(10):
+    say({"connack": None})
+    sys.exit(1)
+if plan.get("subscribe_errors"):
+    client.subscribe("_errors/" + plan["client_id"], qos=0)
+    subscribed.wait(10)
+for index, publish in enumerate(plan.get("publish", [])):
+    info = client.publish(publish["topic"], publish["payload"], qos=publish["qos"])
+    say({"sent": index, "mid": info.mid})
+if to_ack:
+    all_acked.wait(20)
+if plan.get("errors_expected", 0):
+    errors_done.wait(10)
+client.disconnect()
+client.loop_stop()
+say({"done": True})
