@@ -34,15 +34,17 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
 pub struct StorageFiles {
-    db: File,
+    db: Arc<File>,
     blobs_dir: PathBuf,
-    blobs_dir_handle: File,
+    blobs_dir_handle: Arc<File>,
     /// Blob files already synced, with what is known of them.
     synced_blobs: Mutex<HashMap<OsString, Blob>>,
     failed: AtomicBool,
+    helpers: SyncHelpers,
 }
 
 /// A blob file as the last listing saw it.
@@ -70,14 +72,15 @@ impl StorageFiles {
     /// file, the snapshot's rename, any blob left from before, and the
     /// directory entries of `dir` itself and of everything in it.
     pub fn open(dir: &Path) -> io::Result<StorageFiles> {
-        let db = File::open(dir.join("db"))?;
+        let db = Arc::new(File::open(dir.join("db"))?);
         let blobs_dir = dir.join("blobs");
         let files = StorageFiles {
             db,
-            blobs_dir_handle: File::open(&blobs_dir)?,
+            blobs_dir_handle: Arc::new(File::open(&blobs_dir)?),
             blobs_dir,
             synced_blobs: Mutex::new(HashMap::new()),
             failed: AtomicBool::new(false),
+            helpers: SyncHelpers::start(SYNC_HELPERS)?,
         };
         match File::open(dir.join("conf")) {
             Ok(conf) => conf.sync_all()?,
@@ -119,7 +122,7 @@ impl StorageFiles {
 
     /// Syncs the blobs written since the last call, and `also` with them;
     /// returns how many blob files it synced.
-    fn sync_blobs_and(&self, also: Option<&File>) -> io::Result<usize> {
+    fn sync_blobs_and(&self, also: Option<&Arc<File>>) -> io::Result<usize> {
         // Held through the fsyncs: a concurrent flush must not skip a blob
         // this one has listed but not yet synced.
         let mut synced = self.synced_blobs.lock().unwrap_or_else(|e| e.into_inner());
@@ -145,7 +148,7 @@ impl StorageFiles {
             if known.map(|blob| blob.len) != Some(len) {
                 match File::open(entry.path()) {
                     // Synced below at whatever length it has grown to.
-                    Ok(file) => unsynced.push(file),
+                    Ok(file) => unsynced.push(Arc::new(file)),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(e),
                 }
@@ -155,41 +158,108 @@ impl StorageFiles {
             present.insert(name, Blob { len, settled });
         }
         let count = unsynced.len();
-        let files: Vec<&File> = unsynced.iter().chain(also).collect();
-        sync_together(&files, new_entries.then_some(&self.blobs_dir_handle))?;
+        let mut syncs: Vec<(Arc<File>, Sync)> = unsynced
+            .into_iter()
+            .chain(also.cloned())
+            .map(|file| (file, Sync::Data))
+            .collect();
+        if new_entries {
+            syncs.push((self.blobs_dir_handle.clone(), Sync::All));
+        }
+        self.helpers.sync_together(syncs)?;
         // Forget removed blobs, so the map stays as small as the directory.
         *synced = present;
         Ok(count)
     }
 }
 
-/// fdatasyncs the files (and fsyncs the directory) at the same time: the
-/// file system commits its journal once for syncs that wait together,
-/// where one after the other each waited for a commit of its own.
-fn sync_together(files: &[&File], dir: Option<&File>) -> io::Result<()> {
-    if files.len() + usize::from(dir.is_some()) <= 1 {
-        for file in files {
-            file.sync_data()?;
+/// Threads kept beside the flusher to sync files alongside it.
+const SYNC_HELPERS: usize = 3;
+
+#[derive(Clone, Copy)]
+enum Sync {
+    /// `fdatasync`: a file's data and the size that reaches it.
+    Data,
+    /// `fsync`: a directory's entries.
+    All,
+}
+
+impl Sync {
+    fn run(self, file: &File) -> io::Result<()> {
+        match self {
+            Sync::Data => file.sync_data(),
+            Sync::All => file.sync_all(),
         }
-        return dir.map_or(Ok(()), File::sync_all);
     }
-    std::thread::scope(|scope| {
-        let dir = dir.map(|dir| scope.spawn(move || dir.sync_all()));
-        let files: Vec<_> = files
-            .iter()
-            .map(|&file| scope.spawn(move || file.sync_data()))
-            .collect();
-        let mut result = Ok(());
-        for handle in files.into_iter().chain(dir) {
-            let synced = handle
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("an fsync thread panicked")));
+}
+
+type SyncJob = (Arc<File>, Sync, mpsc::Sender<io::Result<()>>);
+
+/// Threads that sync files at the same time as the caller: the file
+/// system commits its journal once for syncs that wait together, where
+/// one after the other each waited for a commit of its own. They live as
+/// long as the store: a thread per file per flush meant about 70 new
+/// threads a second at full ingest, each leaving its allocator heap
+/// behind. They stop when the store is dropped (the channel closes).
+struct SyncHelpers {
+    jobs: Mutex<mpsc::Sender<SyncJob>>,
+}
+
+impl SyncHelpers {
+    fn start(threads: usize) -> io::Result<SyncHelpers> {
+        let (jobs, queue) = mpsc::channel::<SyncJob>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..threads {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("pulsebase-fsync-{n}"))
+                .spawn(move || loop {
+                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok((file, sync, done)) = next else {
+                        return;
+                    };
+                    let _ = done.send(sync.run(&file));
+                })?;
+        }
+        Ok(SyncHelpers {
+            jobs: Mutex::new(jobs),
+        })
+    }
+
+    /// Runs every sync, the first on this thread and the rest on the
+    /// helpers, and waits for all of them; the first error wins.
+    fn sync_together(&self, mut syncs: Vec<(Arc<File>, Sync)>) -> io::Result<()> {
+        let Some((first, first_sync)) = syncs.pop() else {
+            return Ok(());
+        };
+        let (done, results) = mpsc::channel();
+        let mut handed = 0;
+        {
+            let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            for (file, sync) in syncs {
+                if let Err(mpsc::SendError((file, sync, _))) = jobs.send((file, sync, done.clone()))
+                {
+                    // No helper left (one panicked): sync it here.
+                    sync.run(&file)?;
+                    continue;
+                }
+                handed += 1;
+            }
+        }
+        // Only the helpers' copies are left: were one to die holding a
+        // job, its copy drops and `recv` fails instead of waiting forever.
+        drop(done);
+        let mut result = first_sync.run(&first);
+        for _ in 0..handed {
+            let synced = results
+                .recv()
+                .unwrap_or_else(|_| Err(io::Error::other("an fsync helper stopped")));
             if result.is_ok() {
                 result = synced;
             }
         }
         result
-    })
+    }
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
