@@ -260,7 +260,6 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use super::*;
     use crate::store::change;
@@ -306,7 +305,7 @@ mod tests {
         }
         store.flush().unwrap();
         drop(store);
-        let store = open_again(&dir.path().join("db"));
+        let store = Store::open(&dir.path().join("db")).unwrap();
         let ids: Vec<u32> = store
             .changes_after(0)
             .map(|c| c.unwrap().collection_id)
@@ -317,17 +316,6 @@ mod tests {
             !change::Change::is_v1(&raw),
             "rewritten in the current version"
         );
-    }
-
-    /// sled lets go of its lock a little after the last handle drops.
-    fn open_again(path: &Path) -> Store {
-        for _ in 0..100 {
-            if let Ok(store) = Store::open(path) {
-                return store;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Store::open(path).unwrap()
     }
 
     #[tokio::test]

@@ -19,6 +19,7 @@ pub mod codec;
 mod flusher;
 mod fsync;
 pub mod keys;
+mod lock;
 pub mod query;
 mod segments;
 mod seqs;
@@ -26,6 +27,8 @@ pub mod series;
 pub mod sessions;
 pub mod topics;
 pub mod writer;
+
+pub use lock::is_lock_held;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -123,15 +126,15 @@ impl Store {
     /// sled counts only its page cache against it; its write buffers and
     /// pulsebase's own queues come on top (docs/configuration.md).
     pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .segment_size(segments::segment_size(path))
             .mode(sled::Mode::HighThroughput)
             .cache_capacity(cache_bytes)
             // The writer decides when to fsync (group commit); sled's own
             // timer would only add unaccounted flushes.
-            .flush_every_ms(None)
-            .open()?;
+            .flush_every_ms(None);
+        let db = lock::open_waiting(&config)?;
         let files = fsync::StorageFiles::open(path).map_err(sled::Error::Io)?;
         let store = Store {
             data: db.open_tree("data")?,

@@ -79,17 +79,15 @@ pub fn backup_offline(data: &Path, file: &Path) -> Result<Summary, BackupError> 
             data.display()
         )));
     }
-    let store = Store::open(&db_path).map_err(|e| match e {
-        // sled reports its lock as an `Other` error with this text.
-        StoreError::Sled(sled::Error::Io(io))
-            if io.to_string().contains("could not acquire lock") =>
-        {
+    let store = Store::open(&db_path).map_err(|e| {
+        if crate::store::is_lock_held(&e) {
             BackupError::Target(format!(
                 "{} is in use by a running server: back it up with --url",
                 data.display()
             ))
+        } else {
+            BackupError::Store(e)
         }
-        other => BackupError::Store(other),
     })?;
     write_atomically(file, |out| write_snapshot(&store, out))
 }
