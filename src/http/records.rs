@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::auth::Principal;
+use crate::services::items::{self, Framing};
 use crate::services::records::{self, ListParams, UpdateKind};
 use crate::services::series::{self, IngestOptions, SeriesListParams};
 
@@ -19,8 +20,9 @@ use crate::services::series::{self, IngestOptions, SeriesListParams};
 /// batch does not hold an async worker (a millisecond or more).
 const PARSE_INLINE_BYTES: usize = 16 * 1024;
 
-/// The items of a create request: one object, a JSON array, or NDJSON.
-fn parse_items(headers: &HeaderMap, body: &[u8]) -> ApiResult<(Vec<Value>, bool)> {
+/// How a create request frames its items: one object, a JSON array, or
+/// NDJSON.
+fn framing(headers: &HeaderMap) -> ApiResult<Framing> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -31,31 +33,22 @@ fn parse_items(headers: &HeaderMap, body: &[u8]) -> ApiResult<(Vec<Value>, bool)
         .trim()
         .to_ascii_lowercase();
     match content_type.as_str() {
-        "application/json" => {
-            let value: Value = serde_json::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
-            match value {
-                Value::Array(items) => Ok((items, true)),
-                single => Ok((vec![single], false)),
-            }
-        }
-        "application/x-ndjson" => {
-            let mut items = Vec::new();
-            for (number, line) in body.split(|b| *b == b'\n').enumerate() {
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                let value = serde_json::from_slice(line).map_err(|e| {
-                    ApiError::bad_request(format!("invalid JSON on line {}: {e}", number + 1))
-                })?;
-                items.push(value);
-            }
-            Ok((items, true))
-        }
+        "application/json" => Ok(Framing::Json),
+        "application/x-ndjson" => Ok(Framing::NdJson),
         _ => Err(ApiError::unsupported_media_type(
             "expected Content-Type: application/json or application/x-ndjson",
         )),
     }
+}
+
+/// Every item of a records create request, and whether it was a batch.
+fn parse_items(framing: Framing, body: &[u8]) -> ApiResult<(Vec<Value>, bool)> {
+    let mut items = Vec::new();
+    let is_batch = items::for_each(body, framing, &mut |item| {
+        items.push(item);
+        Ok(())
+    })?;
+    Ok((items, is_batch))
 }
 
 /// `If-Match: <rev>` (quotes allowed, as for an ETag).
@@ -99,6 +92,7 @@ pub async fn create_records(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let Query(params) = params?;
     let body = body?;
+    let framing = framing(&headers)?;
     let on_blocking_thread = body.len() > PARSE_INLINE_BYTES;
     if is_series(&state, &name) {
         let return_items = match params.give_back.as_deref() {
@@ -110,8 +104,9 @@ pub async fn create_records(
             idempotency_key: super::series::idempotency_key(&headers)?,
             return_items,
         };
-        // Parsed on the same thread as the readings are checked on.
-        let parse = move || parse_items(&headers, &body).map(|(items, _)| items);
+        // Parsed on the same thread as the readings are checked on, each
+        // item checked as soon as it is read.
+        let parse = move |sink: series::ItemSink| items::for_each(&body, framing, sink).map(|_| ());
         let created = series::ingest_parsed(
             &state,
             &principal,
@@ -124,12 +119,11 @@ pub async fn create_records(
         return Ok((StatusCode::CREATED, Json(created)));
     }
     let (items, is_batch) = if on_blocking_thread {
-        let headers = headers.clone();
-        tokio::task::spawn_blocking(move || parse_items(&headers, &body))
+        tokio::task::spawn_blocking(move || parse_items(framing, &body))
             .await
             .map_err(ApiError::internal)??
     } else {
-        parse_items(&headers, &body)?
+        parse_items(framing, &body)?
     };
     let created = records::create(&state, &principal, &name, items, is_batch).await?;
     Ok((StatusCode::CREATED, Json(created)))

@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod collections;
 pub mod credentials;
+pub mod items;
 pub mod keys;
 pub mod records;
 pub mod series;

@@ -17,6 +17,7 @@ use crate::model::record::drop_system_fields;
 use crate::model::Collection;
 use crate::series::line_protocol::{self, FieldValue};
 use crate::series::Reading;
+use crate::services::items;
 use crate::state::AppState;
 use crate::store::writer::{Append, Mutation, Truncation};
 use crate::visibility::{self, Sighted};
@@ -109,61 +110,124 @@ fn prepare(
     Ok(reading)
 }
 
-/// Checks every item; all or nothing, with each bad item's reasons.
-fn prepare_all(
-    collection: &Collection,
-    principal: &Principal,
-    items: Vec<Value>,
-) -> ApiResult<Vec<Reading>> {
-    let caller = Caller::new(principal);
-    let received_ms = crate::clock::now_ms();
-    let total = items.len();
-    // A create rule about the caller alone (`'device' in @user.roles`) is
-    // decided once for the batch, not once per reading.
-    let judge_each = match Action::Create.rule(collection) {
-        _ if caller.is_admin() => false,
-        Some(rule) if rule.fields().is_empty() => {
-            if !caller.passes(rule, &Map::new()) {
-                return Err(ApiError::forbidden(
-                    "the create rule does not allow these readings",
-                ));
+/// A batch being checked item by item as its parser hands them over: all
+/// or nothing, with each bad item's reasons.
+struct Checking<'a> {
+    collection: &'a Collection,
+    caller: Caller<'a>,
+    received_ms: i64,
+    /// Whether the create rule needs each reading (else it was decided
+    /// once for the batch).
+    judge_each: bool,
+    max_batch: usize,
+    seen: usize,
+    readings: Vec<Reading>,
+    bad: BTreeMap<String, Value>,
+    /// The first refusal in full: a batch of one answers with it as it is.
+    first_refusal: Option<ApiError>,
+}
+
+impl<'a> Checking<'a> {
+    fn new(
+        collection: &'a Collection,
+        principal: &'a Principal,
+        max_batch: usize,
+    ) -> ApiResult<Checking<'a>> {
+        let caller = Caller::new(principal);
+        // A create rule about the caller alone (`'device' in @user.roles`)
+        // is decided once for the batch, not once per reading.
+        let judge_each = match Action::Create.rule(collection) {
+            _ if caller.is_admin() => false,
+            Some(rule) if rule.fields().is_empty() => {
+                if !caller.passes(rule, &Map::new()) {
+                    return Err(ApiError::forbidden(
+                        "the create rule does not allow these readings",
+                    ));
+                }
+                false
             }
-            false
+            _ => true,
+        };
+        Ok(Checking {
+            collection,
+            caller,
+            received_ms: crate::clock::now_ms(),
+            judge_each,
+            max_batch,
+            seen: 0,
+            readings: Vec::new(),
+            bad: BTreeMap::new(),
+            first_refusal: None,
+        })
+    }
+
+    /// Checks the next item. An error stops the batch at once (too many
+    /// items, a forbidden reading); an invalid reading is noted and the
+    /// rest are still checked, to report them together.
+    fn push(&mut self, item: Value) -> ApiResult<()> {
+        let index = self.seen;
+        self.seen += 1;
+        if self.seen > self.max_batch {
+            return Err(ApiError::payload_too_large(format!(
+                "a batch holds at most {} readings",
+                self.max_batch
+            )));
         }
-        _ => true,
-    };
-    let mut readings = Vec::with_capacity(total);
-    let mut bad = BTreeMap::new();
-    for (index, item) in items.into_iter().enumerate() {
-        match prepare(collection, &caller, item, received_ms, judge_each) {
-            Ok(reading) => readings.push(reading),
+        if self.bad.len() >= MAX_REPORTED_ITEMS {
+            // The batch is refused already; only counting is left.
+            return Ok(());
+        }
+        let checked = prepare(
+            self.collection,
+            &self.caller,
+            item,
+            self.received_ms,
+            self.judge_each,
+        );
+        match checked {
+            Ok(reading) if self.bad.is_empty() => self.readings.push(reading),
+            // Nothing will be written: keep no more readings.
+            Ok(_) => self.readings = Vec::new(),
             Err(e) if e.is_forbidden() => {
                 return Err(ApiError::forbidden(format!("item {index}: {}", e.message)))
             }
-            Err(e) if total == 1 => return Err(e),
             Err(e) => {
-                if bad.len() < MAX_REPORTED_ITEMS {
-                    bad.insert(
-                        index.to_string(),
-                        e.details.unwrap_or(Value::String(e.message)),
-                    );
-                } else {
-                    break;
-                }
+                self.readings = Vec::new();
+                let reasons = e
+                    .details
+                    .clone()
+                    .unwrap_or(Value::String(e.message.clone()));
+                self.bad.insert(index.to_string(), reasons);
+                self.first_refusal.get_or_insert(e);
             }
         }
+        Ok(())
     }
-    if !bad.is_empty() {
-        return Err(ApiError::validation_details(
-            format!(
-                "{} of {total} readings are invalid; none were written",
-                bad.len()
-            ),
-            json!({ "items": bad }),
-        ));
+
+    fn finish(self) -> ApiResult<Vec<Reading>> {
+        let total = self.seen;
+        if total == 0 {
+            return Err(ApiError::bad_request("the batch is empty"));
+        }
+        if self.bad.is_empty() {
+            return Ok(self.readings);
+        }
+        match self.first_refusal {
+            Some(refusal) if total == 1 => Err(refusal),
+            _ => Err(ApiError::validation_details(
+                format!(
+                    "{} of {total} readings are invalid; none were written",
+                    self.bad.len()
+                ),
+                json!({ "items": self.bad }),
+            )),
+        }
     }
-    Ok(readings)
 }
+
+/// Hands each item of a batch to the check as it is parsed (see
+/// [`crate::services::items`]).
+pub type ItemSink<'a> = &'a mut dyn FnMut(Value) -> ApiResult<()>;
 
 /// Appends readings, all or nothing: 201 `{"count", "first_seq",
 /// "last_seq"}` (and `items` when asked). A request repeating an earlier
@@ -176,26 +240,19 @@ pub async fn ingest(
     options: IngestOptions,
 ) -> ApiResult<Value> {
     let on_blocking_thread = items.len() > INLINE_ITEMS;
-    ingest_parsed(
-        state,
-        principal,
-        name,
-        move || Ok(items),
-        on_blocking_thread,
-        options,
-    )
-    .await
+    let parse = move |sink: ItemSink| items.into_iter().try_for_each(sink);
+    ingest_parsed(state, principal, name, parse, on_blocking_thread, options).await
 }
 
-/// [`ingest`] of items that `parse` gives (a request body's parser). With
-/// `on_blocking_thread`, parsing and checking run as one task on a blocking
-/// thread: the JSON of each item is freed by the thread that made it, and
-/// a batch holds one thread, not two in turn.
+/// [`ingest`] of the items `parse` hands to its sink one by one (a request
+/// body's parser): each is checked as soon as it is parsed, and its JSON
+/// freed. With `on_blocking_thread`, parsing and checking run as one task
+/// on a blocking thread, so a batch holds one thread, not two in turn.
 pub async fn ingest_parsed(
     state: &AppState,
     principal: &Principal,
     name: &str,
-    parse: impl FnOnce() -> ApiResult<Vec<Value>> + Send + 'static,
+    parse: impl FnOnce(ItemSink) -> ApiResult<()> + Send + 'static,
     on_blocking_thread: bool,
     options: IngestOptions,
 ) -> ApiResult<Value> {
@@ -216,16 +273,9 @@ pub async fn ingest_parsed(
     let max_batch = state.live.get().max_batch;
     let (checked_for, caller_principal) = (collection.clone(), principal.clone());
     let prepare = move || {
-        let items = parse()?;
-        if items.len() > max_batch {
-            return Err(ApiError::payload_too_large(format!(
-                "a batch holds at most {max_batch} readings"
-            )));
-        }
-        if items.is_empty() {
-            return Err(ApiError::bad_request("the batch is empty"));
-        }
-        prepare_all(&checked_for, &caller_principal, items)
+        let mut checking = Checking::new(&checked_for, &caller_principal, max_batch)?;
+        parse(&mut |item| checking.push(item))?;
+        checking.finish()
     };
     let prepared = if on_blocking_thread {
         tokio::task::spawn_blocking(prepare)
@@ -414,28 +464,29 @@ pub async fn ingest_message(
         max_lines: state.live.get().max_batch,
         ..line_protocol::Limits::default()
     };
-    let parse = move || {
-        let mut items = match payload.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'{') | Some(b'[') => match serde_json::from_slice::<Value>(&payload) {
-                Ok(Value::Array(items)) => items,
-                Ok(item) => vec![item],
-                Err(e) => return Err(ApiError::bad_request(format!("invalid JSON: {e}"))),
-            },
-            _ => {
-                let precision = line_protocol::Precision::default();
-                points_as_items(&collection, &payload, precision, &limits)?.0
-            }
-        };
-        if let (Some(source), Some(shape)) = (source, &collection.series) {
-            for item in &mut items {
-                if let Value::Object(fields) = item {
-                    fields
-                        .entry(shape.series_field.clone())
-                        .or_insert_with(|| Value::String(source.clone()));
+    let parse = move |sink: ItemSink| {
+        let series_field = collection.series.as_ref().map(|s| s.series_field.clone());
+        // Readings that do not name their source are the device's.
+        let mut with_source = |mut item: Value| {
+            if let (Some(source), Some(field), Value::Object(fields)) =
+                (&source, &series_field, &mut item)
+            {
+                if !fields.contains_key(field) {
+                    fields.insert(field.clone(), Value::String(source.clone()));
                 }
             }
+            sink(item)
+        };
+        match payload.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') | Some(b'[') => {
+                items::for_each(&payload, items::Framing::Json, &mut with_source).map(|_| ())
+            }
+            _ => {
+                let precision = line_protocol::Precision::default();
+                let (points, _) = points_as_items(&collection, &payload, precision, &limits)?;
+                points.into_iter().try_for_each(with_source)
+            }
         }
-        Ok(items)
     };
     ingest_parsed(
         state,
