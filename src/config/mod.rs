@@ -5,6 +5,7 @@
 //! is still unset. The settings in [`tunables`] can also change at runtime.
 
 pub mod tunables;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,9 @@ pub const STARTUP_ONLY: &[&str] = &[
     "cache_mb",
     "mqtt",
     "mqtt_anonymous",
+    "cors_origins",
+    "public",
+    "public_spa",
 ];
 
 /// A `metrics_token` shorter than this is refused: it guards the metrics
@@ -166,6 +170,16 @@ pub struct ServeArgs {
     /// Let MQTT clients connect without a password, as anonymous callers [default: false]
     #[arg(long, env = "PULSEBASE_MQTT_ANONYMOUS")]
     pub mqtt_anonymous: Option<bool>,
+    /// Origins browsers may call the API from, comma-separated, e.g.
+    /// https://app.example.com (empty: none) [default: *]
+    #[arg(long, env = "PULSEBASE_CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
+    /// A directory of your app's files, served at / [default: none]
+    #[arg(long, env = "PULSEBASE_PUBLIC")]
+    pub public: Option<PathBuf>,
+    /// Serve public/index.html for unknown paths (apps that route in the browser) [default: false]
+    #[arg(long, env = "PULSEBASE_PUBLIC_SPA")]
+    pub public_spa: Option<bool>,
     /// Demo mode: a `readings` collection and simulated devices writing to it
     #[arg(long, env = "PULSEBASE_DEMO")]
     pub demo: bool,
@@ -219,6 +233,9 @@ const FILE_STARTUP_KEYS: &[&str] = &[
     "cache_mb",
     "mqtt",
     "mqtt_anonymous",
+    "cors_origins",
+    "public",
+    "public_spa",
 ];
 
 /// The startup-only keys of the optional `pulsebase.toml`; every key mirrors
@@ -235,6 +252,9 @@ struct FileSettings {
     cache_mb: Option<u64>,
     mqtt: Option<String>,
     mqtt_anonymous: Option<bool>,
+    cors_origins: Option<web::OriginsValue>,
+    public: Option<PathBuf>,
+    public_spa: Option<bool>,
     #[serde(skip)]
     tunables: Vec<(&'static str, Value)>,
 }
@@ -272,6 +292,8 @@ pub struct Settings {
     /// Whether MQTT clients without a password are let in, as anonymous
     /// callers.
     pub mqtt_anonymous: bool,
+    /// CORS and the app's own files.
+    pub web: web::Web,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -374,6 +396,15 @@ impl Settings {
             demo: args.demo,
             mqtt,
             mqtt_anonymous: args.mqtt_anonymous.or(file.mqtt_anonymous).unwrap_or(false),
+            web: web::Web::resolve(web::Given {
+                cors_origins: args
+                    .cors_origins
+                    .clone()
+                    .map(web::OriginsValue::One)
+                    .or(file.cors_origins),
+                public: args.public.clone().or(file.public),
+                public_spa: args.public_spa.or(file.public_spa),
+            })?,
             data,
         })
     }
@@ -414,6 +445,7 @@ fn unreachable_defaults(data: &Path) -> Settings {
         demo: false,
         mqtt: None,
         mqtt_anonymous: false,
+        web: web::Web::default(),
     }
 }
 

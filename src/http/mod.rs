@@ -4,11 +4,13 @@ pub mod assets;
 pub mod auth;
 pub mod backup;
 pub mod collections;
+pub mod cors;
 pub mod error;
 pub mod extract;
 pub mod hyper_errors;
 pub mod keys;
 pub mod metrics;
+pub mod public;
 pub mod records;
 pub mod series;
 pub mod settings;
@@ -22,7 +24,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -32,16 +34,38 @@ use error::ApiError;
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.settings.max_body_bytes;
-    Router::new()
-        .route("/api/health", get(health))
-        .route("/api/stats", get(stats::get_stats))
-        .route("/metrics", get(metrics::scrape))
-        .route("/api/backup", get(backup::download))
-        .route("/sdk/{*path}", get(assets::sdk))
-        .route("/", get(assets::to_admin))
+    let site = Router::new()
+        .route("/", get(public::root))
         .route("/admin", get(assets::to_admin))
         .route("/admin/", get(assets::admin_index))
         .route("/admin/{*path}", get(assets::admin))
+        .route("/metrics", get(metrics::scrape))
+        .fallback(public::fallback)
+        .method_not_allowed_fallback(method_not_allowed);
+    api_routes()
+        // Unknown API paths answer in the API's words, with CORS headers
+        // like the rest, not with a file of `public`.
+        .route("/api/{*rest}", any(not_found))
+        // Before the CORS layer, which must also see the requests no
+        // method takes: a preflight is an OPTIONS.
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(cors::layer(&state.settings.web.cors_origins))
+        .merge(site)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(utf8_path))
+        .layer(axum::middleware::from_fn(error::in_error_shape))
+        .layer(axum::middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// The API, the SSE stream and the JavaScript client: what pages of other
+/// origins may call (`cors_origins`).
+fn api_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/api/stats", get(stats::get_stats))
+        .route("/api/backup", get(backup::download))
+        .route("/sdk/{*path}", get(assets::sdk))
         .route("/api/setup", get(auth::setup_state).post(auth::setup))
         .route("/api/auth/signin", post(auth::signin))
         .route("/api/auth/signup", post(auth::signup))
@@ -101,13 +125,6 @@ pub fn router(state: AppState) -> Router {
                 .put(records::replace_record)
                 .delete(records::delete_record),
         )
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(axum::middleware::from_fn(utf8_path))
-        .layer(axum::middleware::from_fn(error::in_error_shape))
-        .layer(axum::middleware::from_fn(log_request))
-        .with_state(state)
 }
 
 /// The standard methods by name, anything else as `other`: a client can
@@ -173,7 +190,7 @@ async fn utf8_path(request: Request, next: Next) -> Response {
 }
 
 /// `%XX` escapes decoded; anything else (a stray `%` included) as is.
-fn percent_decode(path: &str) -> Vec<u8> {
+pub(crate) fn percent_decode(path: &str) -> Vec<u8> {
     let bytes = path.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
