@@ -13,7 +13,7 @@ use super::error::ApiResult;
 use super::extract::JsonBody;
 use super::AppState;
 use crate::auth::Principal;
-use crate::services::accounts::{self, Credentials, Session, Setup, SignUp};
+use crate::services::accounts::{self, Credentials, PasswordChange, Session, Setup, SignUp};
 
 fn session_body(session: Session) -> Json<Value> {
     let Session { user, tokens } = session;
@@ -65,6 +65,21 @@ pub async fn signup(
 /// `GET /api/auth/me`.
 pub async fn me(principal: Principal) -> ApiResult<Json<Value>> {
     Ok(Json(accounts::me(&principal)?.public_json()))
+}
+
+/// `POST /api/auth/password`: changes the caller's own password; the
+/// answer is a new session, every other one ends.
+pub async fn change_password(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    principal: Principal,
+    JsonBody(body): JsonBody<PasswordChange>,
+) -> ApiResult<Json<Value>> {
+    let address = super::extract::client_ip(&state, peer, &headers);
+    Ok(session_body(
+        accounts::change_password(&state, &principal, address, body).await?,
+    ))
 }
 
 #[derive(Deserialize)]

@@ -72,6 +72,7 @@ fn api_routes() -> Router<AppState> {
         .route("/api/auth/refresh", post(auth::refresh))
         .route("/api/auth/signout", post(auth::signout))
         .route("/api/auth/me", get(auth::me))
+        .route("/api/auth/password", post(auth::change_password))
         .route(
             "/api/settings",
             get(settings::get_settings).patch(settings::update_settings),

@@ -8,12 +8,21 @@ use std::net::IpAddr;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::users::{insert, Profile};
+use super::users::{apply, insert, password_hash, Profile};
 use crate::auth::{Principal, TokenPair};
 use crate::error::{ApiError, ApiResult};
 use crate::model::user::normalize_email;
-use crate::model::User;
+use crate::model::{User, UserChanges};
 use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    /// The current password, proving the caller is the user and not just
+    /// someone holding their token.
+    pub password: String,
+    pub new_password: String,
+}
 
 /// A signed-in user and the session's tokens.
 pub struct Session {
@@ -153,6 +162,47 @@ pub fn me(principal: &Principal) -> ApiResult<&User> {
     principal
         .user()
         .ok_or_else(|| ApiError::unauthorized("not signed in"))
+}
+
+/// Changes the caller's own password, once the current one is checked
+/// (wrong tries are throttled like sign-ins). Every token the user holds
+/// stops working, this caller's too; the answer is a new session, so the
+/// caller stays signed in and every other sign-in is signed out.
+pub async fn change_password(
+    state: &AppState,
+    principal: &Principal,
+    address: IpAddr,
+    change: PasswordChange,
+) -> ApiResult<Session> {
+    let caller = me(principal)?;
+    let address = address.to_string();
+    let throttle = &state.auth.throttle;
+    if let Err(seconds) = throttle.check(&caller.email, &address) {
+        return Err(ApiError::rate_limited(
+            "too many wrong passwords; try again later",
+            seconds,
+        ));
+    }
+    // As stored now: the token's copy may predate another change.
+    let stored = state.store.get_user(&caller.id)?;
+    let hash = stored.as_ref().map(|u| u.password_hash.clone());
+    if !state.auth.passwords.verify(change.password, hash).await {
+        throttle.record_failure(&caller.email, &address);
+        return Err(ApiError::validation(
+            "wrong password",
+            &[(
+                "password".to_owned(),
+                "is not your current password".to_owned(),
+            )]
+            .into(),
+        ));
+    }
+    let changes = UserChanges {
+        password_hash: Some(password_hash(state, "new_password", change.new_password).await?),
+        ..UserChanges::default()
+    };
+    let user = apply(state, &caller.id, changes).await?;
+    start(state, user).await
 }
 
 /// A new pair in the same session; the old refresh token stops working.

@@ -243,15 +243,30 @@ pub async fn update(
         changes.groups = Some(groups);
     }
     if let Some(password) = patch.password {
-        check_policy(&password).map_err(|e| invalid("password", e.to_string()))?;
-        let hash = state
-            .auth
-            .passwords
-            .hash(password)
-            .await
-            .map_err(ApiError::internal)?;
-        changes.password_hash = Some(hash);
+        changes.password_hash = Some(password_hash(state, "password", password).await?);
     }
+    apply(state, id, changes).await
+}
+
+/// The hash of a new password that meets the policy (else a validation
+/// error naming `field`).
+pub(super) async fn password_hash(
+    state: &AppState,
+    field: &str,
+    password: String,
+) -> ApiResult<String> {
+    check_policy(&password).map_err(|e| invalid(field, e.to_string()))?;
+    state
+        .auth
+        .passwords
+        .hash(password)
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// Has the writer apply checked changes to the user as stored; the answer
+/// is the user as they left it.
+pub(super) async fn apply(state: &AppState, id: &str, changes: UserChanges) -> ApiResult<User> {
     let (applied, edited) = tokio::sync::oneshot::channel();
     state
         .writer
