@@ -164,6 +164,7 @@ mod tests {
             created: String::new(),
             password_hash: String::new(),
             generation: 0,
+            verified: false,
         }))
     }
 

@@ -6,16 +6,17 @@
 //!    users, API keys, the principal a request acts as), [`visibility`]
 //!    (the one decision of what a viewer sees of a record), [`access`]
 //!    (who may write what; the permits writes and admin services require),
-//!    [`series`] (series collections, not wired in yet: the block codec
-//!    and the InfluxDB line protocol parser, free of storage and
-//!    transports).
+//!    [`series`] (series collections: the block codec, summaries,
+//!    aggregation and the InfluxDB line protocol parser, free of storage
+//!    and transports).
 //! 2. [`store`]: the only code that touches sled. Key layouts, versioned
 //!    envelopes, listing, the change log, and the single [`store::writer`]
 //!    that orders every write and makes it durable in groups.
 //! 3. [`auth`]: passwords, tokens, sessions, API keys over the store;
 //!    [`error`]: the one error shape every caller gets; [`limits`]: caps
 //!    and rates that hold under abuse; [`protocol`]: every realtime wire
-//!    message as a type (client actions, server messages, SSE payloads).
+//!    message as a type (client actions, server messages, SSE payloads);
+//!    [`mail`]: account mail over SMTP.
 //! 4. [`fanout`]: the hub that delivers changes and messages to exactly
 //!    the subscribers allowed to see them, and replay.
 //! 5. [`state`]: the shared handle (settings, store, writer, auth, fan-out).
@@ -42,6 +43,7 @@ pub mod fanout;
 pub mod http;
 pub mod ids;
 pub mod limits;
+pub mod mail;
 pub mod metrics;
 pub mod model;
 pub mod mqtt;

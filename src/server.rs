@@ -99,8 +99,15 @@ pub async fn run(
     let demo = settings.demo;
     let printed_code = setup_code.clone();
 
+    let listening = format!("http://{}", reachable(addr));
+    if settings.mail.smtp_url.is_some() && settings.mail.app_url.is_none() {
+        tracing::info!(%listening, "links in account mail lead here; set app_url if users reach the server by another address");
+    }
+    let mailer =
+        crate::mail::Mailer::from_settings(&settings.mail, &listening)?.map(std::sync::Arc::new);
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = AppState::new(Shared {
+        mailer,
         settings,
         live,
         store,
@@ -293,6 +300,7 @@ pub async fn create_admin(
         created: crate::clock::now_rfc3339(),
         password_hash,
         generation: 0,
+        verified: false,
     };
     match writer.submit(Mutation::CreateUser(user.clone())).await {
         Ok(_) => Ok(user),

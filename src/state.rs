@@ -29,6 +29,8 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// The one-time first-admin code, while no admin exists.
     pub setup_code: Mutex<Option<String>>,
+    /// Account mail (`None`: no `smtp_url`, so none is sent).
+    pub mailer: Option<Arc<crate::mail::Mailer>>,
 }
 
 impl std::ops::Deref for AppState {

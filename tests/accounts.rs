@@ -112,3 +112,213 @@ async fn changing_ones_password_signs_out_every_other_session() {
     .await;
     assert_eq!(status, 401);
 }
+
+/// The token in a mailed link (`.../#/reset-password/<token>`).
+fn token_in(mail: &Value, route: &str) -> String {
+    let body = mail["body"].as_str().unwrap();
+    let at = body
+        .find(&format!("#/{route}/"))
+        .unwrap_or_else(|| panic!("no {route} link in {body}"));
+    body[at + route.len() + 3..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn mail_server(test: &str) -> Option<(common::smtp::SmtpSink, TestServer)> {
+    let sink = common::smtp::SmtpSink::start(test)?;
+    let server = TestServer::start_with(common::Options {
+        args: vec![
+            "--smtp-url".into(),
+            format!("smtp://127.0.0.1:{}", sink.port),
+            "--smtp-from".into(),
+            "Example App <no-reply@app.example>".into(),
+            "--app-url".into(),
+            "https://app.example/".into(),
+        ],
+        ..common::Options::default()
+    });
+    Some((sink, server))
+}
+
+const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const QUIET: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn post(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
+    send(client().post(server.url(path)).json(&body)).await
+}
+
+#[tokio::test]
+async fn a_forgotten_password_is_reset_through_a_mailed_link_once() {
+    let Some((sink, server)) = mail_server("reset") else {
+        return;
+    };
+    let admin = server.admin_token().await;
+    server
+        .create_user(
+            &admin,
+            json!({"email": "u@example.com", "password": "old-password"}),
+        )
+        .await;
+    let (_, session) = sign_in(&server, "u@example.com", "old-password").await;
+
+    // Unknown and known addresses get the same answer; only one gets mail.
+    let (status, _) = post(
+        &server,
+        "/api/auth/request-reset",
+        json!({"email": "nobody@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert!(
+        sink.next_mail(QUIET).is_none(),
+        "mail to an unknown address"
+    );
+    let (status, _) = post(
+        &server,
+        "/api/auth/request-reset",
+        json!({"email": " U@Example.com"}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let mail = sink.next_mail(WAIT).expect("the reset mail");
+    assert_eq!(mail["to"], json!(["u@example.com"]));
+    assert_eq!(mail["from"], "no-reply@app.example");
+    assert!(mail["body"]
+        .as_str()
+        .unwrap()
+        .contains("https://app.example/admin/#/reset-password/"));
+    let token = token_in(&mail, "reset-password");
+    // A second request within the minute sends nothing more.
+    post(
+        &server,
+        "/api/auth/request-reset",
+        json!({"email": "u@example.com"}),
+    )
+    .await;
+    assert!(
+        sink.next_mail(QUIET).is_none(),
+        "a second mail within a minute"
+    );
+
+    // A weak password spends nothing; the link then works once.
+    let (status, weak) = post(
+        &server,
+        "/api/auth/reset",
+        json!({"token": token, "password": "short"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(weak["error"]["details"]["password"].is_string(), "{weak}");
+    let (status, body) = post(
+        &server,
+        "/api/auth/reset",
+        json!({"token": token, "password": "new-password"}),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, again) = post(
+        &server,
+        "/api/auth/reset",
+        json!({"token": token, "password": "other-password"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(again["error"]["details"]["token"].is_string(), "{again}");
+    let (status, forged) = post(
+        &server,
+        "/api/auth/reset",
+        json!({"token": "pr_forged", "password": "other-password"}),
+    )
+    .await;
+    assert_eq!((status, error_code(&forged)), (400, "validation_failed"));
+
+    assert_eq!(me_status(&server, &session["token"]).await, 401);
+    assert_eq!(
+        sign_in(&server, "u@example.com", "old-password").await.0,
+        401
+    );
+    let (status, fresh) = sign_in(&server, "u@example.com", "new-password").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        fresh["user"]["verified"], true,
+        "the link reached the inbox"
+    );
+}
+
+#[tokio::test]
+async fn an_address_is_verified_through_a_mailed_link() {
+    let Some((sink, server)) = mail_server("verify") else {
+        return;
+    };
+    let admin = server.admin_token().await;
+    server
+        .create_user(
+            &admin,
+            json!({"email": "v@example.com", "password": "a-password"}),
+        )
+        .await;
+    let (_, session) = sign_in(&server, "v@example.com", "a-password").await;
+    assert_eq!(session["user"]["verified"], false);
+    let token = session["token"].as_str().unwrap();
+    let ask = || {
+        send(
+            client()
+                .post(server.url("/api/auth/request-verification"))
+                .bearer_auth(token),
+        )
+    };
+    assert_eq!(ask().await.0, 202);
+    let mail = sink.next_mail(WAIT).expect("the verification mail");
+    assert_eq!(mail["to"], json!(["v@example.com"]));
+    let link = token_in(&mail, "verify");
+    let (status, _) = ask().await;
+    assert_eq!(status, 429, "one mail a minute");
+
+    // A reset link is not a verification link.
+    let (status, _) = post(
+        &server,
+        "/api/auth/reset",
+        json!({"token": link, "password": "x-password"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = post(&server, "/api/auth/verify", json!({"token": link})).await;
+    assert_eq!(status, 400, "the wrong-purpose try spent the token");
+
+    // A fresh link (after the minute would pass; here through a new user).
+    server
+        .create_user(
+            &admin,
+            json!({"email": "w@example.com", "password": "a-password"}),
+        )
+        .await;
+    let (_, w) = sign_in(&server, "w@example.com", "a-password").await;
+    let (status, _) = send(
+        client()
+            .post(server.url("/api/auth/request-verification"))
+            .bearer_auth(w["token"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let link = token_in(&sink.next_mail(WAIT).expect("mail for w"), "verify");
+    let (status, user) = post(&server, "/api/auth/verify", json!({"token": link})).await;
+    assert_eq!((status, &user["verified"]), (200, &json!(true)), "{user}");
+    let (status, _) = post(&server, "/api/auth/verify", json!({"token": link})).await;
+    assert_eq!(status, 400, "single use");
+    // The sign-in is untouched by verifying.
+    assert_eq!(me_status(&server, &w["token"]).await, 200);
+}
+
+#[tokio::test]
+async fn without_smtp_the_mail_endpoints_say_so() {
+    let server = TestServer::start();
+    let (status, body) = post(
+        &server,
+        "/api/auth/request-reset",
+        json!({"email": "a@example.com"}),
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (503, "unavailable"));
+}

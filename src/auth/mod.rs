@@ -139,6 +139,7 @@ impl Auth {
         let forgotten = self
             .store
             .prune_sessions(crate::clock::now_ms(), marker_ttl.as_millis() as i64)?;
+        self.store.prune_mail_tokens(crate::clock::now_ms())?;
         let mut revoked = self.revoked.write().unwrap_or_else(|e| e.into_inner());
         for session in &forgotten {
             revoked.remove(session);

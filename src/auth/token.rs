@@ -135,6 +135,7 @@ mod tests {
             created: String::new(),
             password_hash: String::new(),
             generation: 2,
+            verified: false,
         }
     }
 

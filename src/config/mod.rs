@@ -4,6 +4,7 @@
 //! clap resolves flag-over-env; the TOML file and the defaults fill whatever
 //! is still unset. The settings in [`tunables`] can also change at runtime.
 
+pub mod mail;
 pub mod tunables;
 pub mod web;
 
@@ -33,6 +34,9 @@ pub const STARTUP_ONLY: &[&str] = &[
     "cors_origins",
     "public",
     "public_spa",
+    "smtp_url",
+    "smtp_from",
+    "app_url",
 ];
 
 /// A `metrics_token` shorter than this is refused: it guards the metrics
@@ -180,6 +184,16 @@ pub struct ServeArgs {
     /// Serve public/index.html for unknown paths (apps that route in the browser) [default: false]
     #[arg(long, env = "PULSEBASE_PUBLIC_SPA")]
     pub public_spa: Option<bool>,
+    /// SMTP server for password-reset and verification mail, e.g.
+    /// smtps://user:password@smtp.example.com [default: none, no mail]
+    #[arg(long, env = "PULSEBASE_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Sender of that mail [default: pulsebase <no-reply@localhost>]
+    #[arg(long, env = "PULSEBASE_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+    /// Where links in mail lead, e.g. https://app.example.com [default: http://<http>]
+    #[arg(long, env = "PULSEBASE_APP_URL")]
+    pub app_url: Option<String>,
     /// Demo mode: a `readings` collection and simulated devices writing to it
     #[arg(long, env = "PULSEBASE_DEMO")]
     pub demo: bool,
@@ -236,6 +250,9 @@ const FILE_STARTUP_KEYS: &[&str] = &[
     "cors_origins",
     "public",
     "public_spa",
+    "smtp_url",
+    "smtp_from",
+    "app_url",
 ];
 
 /// The startup-only keys of the optional `pulsebase.toml`; every key mirrors
@@ -255,6 +272,9 @@ struct FileSettings {
     cors_origins: Option<web::OriginsValue>,
     public: Option<PathBuf>,
     public_spa: Option<bool>,
+    smtp_url: Option<String>,
+    smtp_from: Option<String>,
+    app_url: Option<String>,
     #[serde(skip)]
     tunables: Vec<(&'static str, Value)>,
 }
@@ -294,6 +314,8 @@ pub struct Settings {
     pub mqtt_anonymous: bool,
     /// CORS and the app's own files.
     pub web: web::Web,
+    /// Mail for password resets and email verification.
+    pub mail: mail::Mail,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -405,6 +427,11 @@ impl Settings {
                 public: args.public.clone().or(file.public),
                 public_spa: args.public_spa.or(file.public_spa),
             })?,
+            mail: mail::Mail::resolve(mail::Given {
+                smtp_url: args.smtp_url.clone().or(file.smtp_url),
+                smtp_from: args.smtp_from.clone().or(file.smtp_from),
+                app_url: args.app_url.clone().or(file.app_url),
+            })?,
             data,
         })
     }
@@ -446,6 +473,7 @@ fn unreachable_defaults(data: &Path) -> Settings {
         mqtt: None,
         mqtt_anonymous: false,
         web: web::Web::default(),
+        mail: mail::Mail::default(),
     }
 }
 
@@ -510,100 +538,4 @@ fn read_file_settings(data: &Path) -> Result<FileSettings, SettingsError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn flags_win_over_file_and_file_over_defaults() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("pulsebase.toml"),
-            "durability = \"relaxed\"\nflush_ms = 250\nmax_batch = 5\nheartbeat = \"10s\"\n",
-        )
-        .unwrap();
-        let args = ServeArgs {
-            data: Some(dir.path().to_owned()),
-            max_batch: Some(7),
-            ..ServeArgs::default()
-        };
-        let settings = Settings::resolve(&args).unwrap();
-        assert_eq!(settings.durability, Durability::Relaxed);
-        assert_eq!(settings.flush_ms, 250);
-        assert_eq!(settings.tunables.max_batch, 7);
-        assert_eq!(settings.sources["max_batch"], Source::Startup);
-        assert_eq!(settings.tunables.token_ttl, Duration::from_secs(3600));
-        assert_eq!(settings.http.to_string(), "127.0.0.1:7070");
-        assert_eq!(settings.tunables.heartbeat, Duration::from_secs(10));
-        assert_eq!(settings.sources["heartbeat"], Source::File);
-        assert!(!settings.sources.contains_key("outbox"));
-    }
-
-    #[test]
-    fn mqtt_is_off_until_given_an_address() {
-        let dir = tempfile::tempdir().unwrap();
-        let args = ServeArgs {
-            data: Some(dir.path().to_owned()),
-            ..ServeArgs::default()
-        };
-        let settings = Settings::resolve(&args).unwrap();
-        assert_eq!(settings.mqtt, None);
-        assert!(!settings.mqtt_anonymous);
-        std::fs::write(
-            dir.path().join("pulsebase.toml"),
-            "mqtt = \"0.0.0.0:1883\"\nmqtt_anonymous = true\n",
-        )
-        .unwrap();
-        let settings = Settings::resolve(&args).unwrap();
-        assert_eq!(
-            settings.mqtt.map(|a| a.to_string()).as_deref(),
-            Some("0.0.0.0:1883")
-        );
-        assert!(settings.mqtt_anonymous);
-        let args = ServeArgs {
-            mqtt: Some("1883".into()),
-            ..args
-        };
-        let err = Settings::resolve(&args).unwrap_err().to_string();
-        assert!(err.contains("mqtt"), "{err}");
-    }
-
-    #[test]
-    fn bad_values_are_named() {
-        let args = ServeArgs {
-            durability: Some("fast".into()),
-            data: Some(PathBuf::from("/nonexistent-pulsebase")),
-            ..ServeArgs::default()
-        };
-        let err = Settings::resolve(&args).unwrap_err().to_string();
-        assert!(err.contains("durability"), "{err}");
-    }
-
-    #[test]
-    fn unknown_file_keys_are_rejected() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("pulsebase.toml"), "durabilty = \"sync\"\n").unwrap();
-        let args = ServeArgs {
-            data: Some(dir.path().to_owned()),
-            ..ServeArgs::default()
-        };
-        let err = Settings::resolve(&args).unwrap_err().to_string();
-        assert!(err.contains("unknown setting `durabilty`"), "{err}");
-        // Every key is offered, the runtime ones included.
-        for key in ["durability", "max_batch", "heartbeat", "metrics_token"] {
-            assert!(err.contains(key), "{key} missing from: {err}");
-        }
-    }
-
-    #[test]
-    fn bad_runtime_settings_in_the_file_are_named() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("pulsebase.toml"), "outbox = 0\n").unwrap();
-        let args = ServeArgs {
-            data: Some(dir.path().to_owned()),
-            ..ServeArgs::default()
-        };
-        let err = Settings::resolve(&args).unwrap_err().to_string();
-        assert!(err.contains("outbox"), "{err}");
-    }
-}
+mod tests;

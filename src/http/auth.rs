@@ -13,6 +13,7 @@ use super::error::ApiResult;
 use super::extract::JsonBody;
 use super::AppState;
 use crate::auth::Principal;
+use crate::services::account_mail::{self, Reset, ResetRequest, Verification};
 use crate::services::accounts::{self, Credentials, PasswordChange, Session, Setup, SignUp};
 
 fn session_body(session: Session) -> Json<Value> {
@@ -105,4 +106,42 @@ pub async fn signout(
 ) -> ApiResult<StatusCode> {
     accounts::sign_out(&state, &body.refresh_token).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/auth/request-reset`: 202 whatever the address; a reset link
+/// goes to it if it has an account.
+pub async fn request_reset(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<ResetRequest>,
+) -> ApiResult<StatusCode> {
+    account_mail::request_reset(&state, body)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// `POST /api/auth/reset`: a new password through a mailed link.
+pub async fn reset(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Reset>,
+) -> ApiResult<StatusCode> {
+    account_mail::reset(&state, body).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/auth/request-verification`: a link to the caller's address.
+pub async fn request_verification(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<StatusCode> {
+    account_mail::request_verification(&state, &principal).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// `POST /api/auth/verify`: the address of a mailed link is verified.
+pub async fn verify(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Verification>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        account_mail::verify(&state, body).await?.public_json(),
+    ))
 }

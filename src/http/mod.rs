@@ -73,6 +73,13 @@ fn api_routes() -> Router<AppState> {
         .route("/api/auth/signout", post(auth::signout))
         .route("/api/auth/me", get(auth::me))
         .route("/api/auth/password", post(auth::change_password))
+        .route("/api/auth/request-reset", post(auth::request_reset))
+        .route("/api/auth/reset", post(auth::reset))
+        .route(
+            "/api/auth/request-verification",
+            post(auth::request_verification),
+        )
+        .route("/api/auth/verify", post(auth::verify))
         .route(
             "/api/settings",
             get(settings::get_settings).patch(settings::update_settings),

@@ -18,6 +18,9 @@ pub struct User {
     /// Bumped when the user is disabled or their password or roles change;
     /// tokens carry the generation they were issued under.
     pub generation: u64,
+    /// Whether the user proved they read mail at `email` (a verification
+    /// or password-reset link). A new email is unverified again.
+    pub verified: bool,
 }
 
 impl User {
@@ -34,6 +37,7 @@ impl User {
             "groups": self.groups,
             "tenant": self.tenant,
             "disabled": self.disabled,
+            "verified": self.verified,
             "created": self.created,
         })
     }
@@ -63,6 +67,7 @@ pub struct UserChanges {
     pub tenant: Option<Option<String>>,
     pub disabled: Option<bool>,
     pub password_hash: Option<String>,
+    pub verified: Option<bool>,
 }
 
 impl UserChanges {
@@ -71,6 +76,9 @@ impl UserChanges {
     pub fn apply(self, user: &mut User) {
         let mut revoke = false;
         if let Some(email) = self.email {
+            if email != user.email {
+                user.verified = false;
+            }
             user.email = email;
         }
         if let Some(name) = self.name {
@@ -93,6 +101,9 @@ impl UserChanges {
         if let Some(hash) = self.password_hash {
             user.password_hash = hash;
             revoke = true;
+        }
+        if let Some(verified) = self.verified {
+            user.verified = verified;
         }
         if revoke {
             user.generation += 1;
@@ -134,6 +145,7 @@ mod tests {
             created: String::new(),
             password_hash: "h".into(),
             generation: 3,
+            verified: false,
         }
     }
 

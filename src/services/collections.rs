@@ -156,6 +156,7 @@ mod tests {
             created: String::new(),
             password_hash: String::new(),
             generation: 0,
+            verified: false,
         };
         access::admin(Principal::User(Arc::new(admin))).unwrap()
     }

@@ -8,6 +8,7 @@
 //! which only the access check makes: a transport cannot reach them without
 //! having checked.
 
+pub mod account_mail;
 pub mod accounts;
 pub mod collections;
 pub mod credentials;

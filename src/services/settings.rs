@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::access::AdminPermit;
 use crate::config::tunables::TUNABLES;
+use crate::config::web::CorsOrigins;
 use crate::config::Durability;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -47,6 +48,19 @@ pub fn describe(state: &AppState, _: &AdminPermit) -> Value {
             "metrics_token",
             json!(startup.metrics_token.as_ref().map(|_| "(set)")),
         ),
+        cors_origins(&startup.web.cors_origins),
+        (
+            "public",
+            json!(startup.web.public.as_ref().map(|p| p.display().to_string())),
+        ),
+        ("public_spa", json!(startup.web.public_spa)),
+        // The URL holds the SMTP password.
+        (
+            "smtp_url",
+            json!(startup.mail.smtp_url.as_ref().map(|_| "(set)")),
+        ),
+        ("smtp_from", json!(startup.mail.from)),
+        ("app_url", json!(startup.mail.app_url)),
     ];
     for (name, value) in fixed {
         out.insert(
@@ -83,4 +97,12 @@ pub async fn update(
     }
     tracing::info!("settings changed");
     Ok(describe(state, admin))
+}
+
+fn cors_origins(origins: &CorsOrigins) -> (&'static str, Value) {
+    let value = match origins {
+        CorsOrigins::Any => json!("*"),
+        CorsOrigins::Only(list) => json!(list),
+    };
+    ("cors_origins", value)
 }

@@ -37,6 +37,7 @@ pub async fn state_with_records(records: usize) -> (tempfile::TempDir, AppState)
         realtime,
         shutdown,
         setup_code: Mutex::new(None),
+        mailer: None,
     });
     (dir, state)
 }

@@ -86,6 +86,7 @@ pub(super) async fn insert(
         created: crate::clock::now_rfc3339(),
         password_hash,
         generation: 0,
+        verified: false,
     };
     state
         .writer
@@ -198,6 +199,8 @@ pub struct UserPatch {
     pub tenant: Option<Option<String>>,
     pub disabled: Option<bool>,
     pub password: Option<String>,
+    /// An admin may vouch for (or withdraw) an address.
+    pub verified: Option<bool>,
 }
 
 mod double_option {
@@ -224,6 +227,7 @@ pub async fn update(
     let mut changes = UserChanges {
         name: patch.name,
         disabled: patch.disabled,
+        verified: patch.verified,
         tenant: patch.tenant.map(no_empty_tenant),
         ..UserChanges::default()
     };

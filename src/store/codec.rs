@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
+use crate::model::User;
 
 /// Format version of every envelope written by this build.
 pub const FORMAT: u8 = 1;
@@ -59,10 +60,58 @@ pub struct StoredCollection {
     pub def_json: Vec<u8>,
 }
 
+/// Users moved to format 2 when they gained `verified`.
+const USER_FORMAT: u8 = 2;
+
+pub fn encode_user(user: &User) -> Vec<u8> {
+    encode_as(USER_FORMAT, user)
+}
+
+/// A stored user of either format: one written before `verified` existed
+/// reads as unverified.
+pub fn decode_user(bytes: &[u8]) -> Result<User, StoreError> {
+    match bytes.first() {
+        Some(&FORMAT) => decode_as::<UserV1>(FORMAT, bytes).map(UserV1::upgraded),
+        _ => decode_as(USER_FORMAT, bytes),
+    }
+}
+
+/// A user as format 1 stored it.
+#[derive(Deserialize)]
+struct UserV1 {
+    id: String,
+    email: String,
+    name: String,
+    roles: Vec<String>,
+    groups: Vec<String>,
+    tenant: Option<String>,
+    disabled: bool,
+    created: String,
+    password_hash: String,
+    generation: u64,
+}
+
+impl UserV1 {
+    fn upgraded(self) -> User {
+        User {
+            id: self.id,
+            email: self.email,
+            name: self.name,
+            roles: self.roles,
+            groups: self.groups,
+            tenant: self.tenant,
+            disabled: self.disabled,
+            created: self.created,
+            password_hash: self.password_hash,
+            generation: self.generation,
+            verified: false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::User;
     use crate::store::change::{Change, ChangeKind};
 
     fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(value: T) {
@@ -84,7 +133,7 @@ mod tests {
             updated: "u".into(),
             def_json: b"{}".to_vec(),
         });
-        round_trip(User {
+        let user = User {
             id: "u1".into(),
             email: "a@b.c".into(),
             name: String::new(),
@@ -95,7 +144,9 @@ mod tests {
             created: "c".into(),
             password_hash: "h".into(),
             generation: 4,
-        });
+            verified: true,
+        };
+        assert_eq!(decode_user(&encode_user(&user)).unwrap(), user);
         // The seq lives in the key, not the value.
         let change = Change {
             seq: 0,
@@ -110,6 +161,32 @@ mod tests {
             through: 0,
         };
         assert_eq!(Change::decode(&change.encode()).unwrap(), change);
+    }
+
+    /// The bytes format 1 wrote for a user, before `verified`.
+    #[test]
+    fn a_user_stored_before_verification_existed_reads_as_unverified() {
+        #[derive(Serialize)]
+        struct Old<'a>(
+            &'a str,
+            &'a str,
+            &'a str,
+            Vec<String>,
+            Vec<String>,
+            Option<String>,
+        );
+        let mut bytes = encode(&Old("u1", "a@b.c", "A", vec!["x".into()], vec![], None));
+        bincode::serialize_into(&mut bytes, &(true, "c", "h", 7u64)).unwrap();
+        let user = decode_user(&bytes).unwrap();
+        assert_eq!(
+            (
+                user.id.as_str(),
+                user.disabled,
+                user.generation,
+                user.verified
+            ),
+            ("u1", true, 7, false)
+        );
     }
 
     #[test]

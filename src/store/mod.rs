@@ -20,6 +20,7 @@ mod flusher;
 mod fsync;
 pub mod keys;
 mod lock;
+pub mod mail_tokens;
 pub mod query;
 mod segments;
 mod seqs;
@@ -198,7 +199,7 @@ impl Store {
 
     pub fn get_user(&self, id: &str) -> Result<Option<User>, StoreError> {
         match self.data.get(keys::user(id))? {
-            Some(bytes) => codec::decode(&bytes).map(Some),
+            Some(bytes) => codec::decode_user(&bytes).map(Some),
             None => Ok(None),
         }
     }
@@ -213,7 +214,7 @@ impl Store {
     pub fn users(&self) -> Result<Vec<User>, StoreError> {
         self.data
             .scan_prefix([keys::USER])
-            .map(|entry| codec::decode(&entry?.1))
+            .map(|entry| codec::decode_user(&entry?.1))
             .collect()
     }
 
@@ -562,6 +563,7 @@ pub(crate) mod tests {
             created: String::new(),
             password_hash: String::new(),
             generation: 0,
+            verified: false,
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod live;
 pub mod mqtt;
 pub mod node;
+pub mod smtp;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

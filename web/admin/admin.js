@@ -13,9 +13,12 @@ import { keys } from "./pages/keys.js";
 import { topics } from "./pages/topics.js";
 import { liveConsole } from "./pages/console.js";
 import { settings } from "./pages/settings.js";
+import { resetPassword, verifyEmail } from "./pages/account.js";
 
 const app = document.getElementById("app");
-const views = { signin, setup, dashboard, collections, records, chart, users, keys, topics, console: liveConsole, settings };
+const views = { signin, setup, dashboard, collections, records, chart, users, keys, topics, console: liveConsole, settings, "reset-password": resetPassword, verify: verifyEmail };
+// Pages for anyone, signed in or not: the token in the mailed link is the proof.
+const publicViews = new Set([setup, resetPassword, verifyEmail]);
 let leaveView = null;
 
 function route() {
@@ -28,7 +31,7 @@ function route() {
   document.getElementById("who").textContent = signedIn ? pb.user.email : "";
   for (const link of document.querySelectorAll("#nav a")) link.classList.toggle("active", link.dataset.view === (name || "dashboard"));
   let view = views[name] || dashboard;
-  if (!signedIn && view !== setup) view = signin;
+  if (!signedIn && !publicViews.has(view)) view = signin;
   app.replaceChildren();
   leaveView = view(app, ...params) || null;
 }

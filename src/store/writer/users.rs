@@ -54,7 +54,7 @@ impl WriterState {
             return Err(WriteError::Conflict(user.id));
         }
         batch.insert(keys::email(&user.email), user.id.as_bytes());
-        batch.insert(keys::user(&user.id), codec::encode(&user));
+        batch.insert(keys::user(&user.id), codec::encode_user(&user));
         let first_seq = self.next_seq;
         let kind = if old.is_some() {
             ChangeKind::Update
