@@ -20,13 +20,22 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::codec::{DecodeError, Framer, Hello, Inbound, Outbound, Publish, Refusal, Version};
+use super::codec::{
+    DecodeError, Filter, Framer, Hello, Inbound, Outbound, Publish, Refusal, SubCode, Version,
+};
+use super::subscriptions::{Registration, Subscriptions};
 use crate::auth::{AuthError, Principal};
 use crate::error::ApiError;
+use crate::fanout::Close;
 use crate::state::AppState;
 
 /// Publishes in flight per connection before its socket is read again.
 pub const WINDOW: u16 = 64;
+/// QoS 1 deliveries awaiting the client's PUBACK, at most (fewer when a
+/// 5.0 client asks for fewer with its receive maximum). While they are
+/// all out, the hub's frames wait in the outbox; a full outbox closes
+/// the connection as a slow consumer.
+pub const OUT_WINDOW: u16 = 32;
 /// How long a new connection has to send its CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one over the connection caps has, to be refused in words.
@@ -109,6 +118,7 @@ pub async fn run(state: AppState, mut stream: TcpStream, peer: SocketAddr) {
             let mut out = BytesMut::new();
             let refused = Outbound::ConnAck {
                 refusal: Some(refusal),
+                session_present: false,
                 receive_maximum: WINDOW,
                 max_packet,
                 assigned_id: None,
@@ -126,6 +136,12 @@ pub async fn run(state: AppState, mut stream: TcpStream, peer: SocketAddr) {
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(str::to_owned);
+    let sign_in = credential.as_deref().and_then(|c| state.auth.sign_in_of(c));
+    let registration = Registration::connect(&state, &principal, sign_in);
+    let out_window = hello
+        .receive_maximum
+        .unwrap_or(OUT_WINDOW)
+        .clamp(1, OUT_WINDOW);
     let mut session = Session {
         credential,
         checked: Instant::now(),
@@ -138,10 +154,16 @@ pub async fn run(state: AppState, mut stream: TcpStream, peer: SocketAddr) {
         errors_subscribed: false,
         out: BytesMut::new(),
         pending: FuturesOrdered::new(),
+        registration,
+        subscriptions: Subscriptions::default(),
+        inflight: std::collections::BTreeMap::new(),
+        next_pkid: 0,
+        out_window,
     };
     let assigned_id = assigned.then(|| session.client_id.clone());
     session.send(&Outbound::ConnAck {
         refusal: None,
+        session_present: false,
         receive_maximum: WINDOW,
         max_packet,
         assigned_id: assigned_id.as_deref(),
@@ -218,6 +240,15 @@ struct Session {
     /// Bytes to write before the next wait.
     out: BytesMut,
     pending: FuturesOrdered<Write>,
+    /// The connection in the realtime hub: its outbox and close signal.
+    registration: Registration,
+    subscriptions: Subscriptions,
+    /// QoS 1 deliveries awaiting PUBACK: packet id → the frame's seq.
+    inflight: std::collections::BTreeMap<u16, u64>,
+    /// The last packet id handed out.
+    next_pkid: u16,
+    /// How many QoS 1 deliveries may await PUBACK at once.
+    out_window: u16,
 }
 
 /// Why a session ends.
@@ -241,7 +272,7 @@ impl Session {
         let mut shutdown = self.state.shutdown.clone();
         let mut heard = Instant::now();
         // What was read with the CONNECT may already hold packets.
-        let mut end = self.handle_all(&mut framer, &mut buf);
+        let mut end = self.handle_all(&mut framer, &mut buf).await;
         while end.is_none() {
             if !self.out.is_empty() {
                 if writer.write_all(&self.out).await.is_err() {
@@ -251,14 +282,24 @@ impl Session {
             }
             let silence = keep_alive.map(|k| heard + k);
             let window_open = self.pending.len() < usize::from(WINDOW);
+            let out_open = self.inflight.len() < usize::from(self.out_window);
             end = tokio::select! {
                 read = reader.read_buf(&mut buf), if window_open => match read {
                     Ok(0) | Err(_) => Some(End::Left),
                     Ok(_) => {
                         heard = Instant::now();
-                        self.handle_all(&mut framer, &mut buf)
+                        self.handle_all(&mut framer, &mut buf).await
                     }
                 },
+                frame = self.registration.outbox.recv(), if out_open => match frame {
+                    Some(frame) => {
+                        self.deliver(&frame);
+                        None
+                    }
+                    // The hub let go of the connection: it says why.
+                    None => Some(self.hub_closed()),
+                },
+                _ = self.registration.closed.changed() => Some(self.hub_closed()),
                 Some(done) = self.pending.next() => {
                     // While its window is full the client is not read: its
                     // silence then is the server's, and does not count.
@@ -292,11 +333,11 @@ impl Session {
     }
 
     /// Handles every whole packet in `buf`; `Some` when the session ends.
-    fn handle_all(&mut self, framer: &mut Framer, buf: &mut BytesMut) -> Option<End> {
+    async fn handle_all(&mut self, framer: &mut Framer, buf: &mut BytesMut) -> Option<End> {
         loop {
             match framer.next(buf) {
                 Ok(Some(packet)) => {
-                    if let Some(end) = self.handle(packet) {
+                    if let Some(end) = self.handle(packet).await {
                         return Some(end);
                     }
                 }
@@ -315,33 +356,129 @@ impl Session {
         }
     }
 
-    fn handle(&mut self, packet: Inbound) -> Option<End> {
+    async fn handle(&mut self, packet: Inbound) -> Option<End> {
         match packet {
             Inbound::Connect(_) => {
                 return Some(End::Close(DisconnectReasonCode::ProtocolError));
             }
             Inbound::Publish(publish) => return self.publish(publish),
-            Inbound::Subscribe { pkid, filters } => {
-                // Only the client's own error topic, for now.
-                let own = errors_topic(&self.client_id);
-                let granted: Vec<bool> = filters.iter().map(|f| *f == own).collect();
-                self.errors_subscribed |= granted.contains(&true);
-                self.send(&Outbound::SubAck { pkid, granted });
-            }
+            Inbound::Subscribe {
+                pkid,
+                filters,
+                properties,
+            } => self.subscribe(pkid, filters, &properties).await,
             Inbound::Unsubscribe { pkid, filters } => {
-                if filters.contains(&errors_topic(&self.client_id)) {
-                    self.errors_subscribed = false;
+                let own = errors_topic(&self.client_id);
+                for filter in &filters {
+                    if *filter == own {
+                        self.errors_subscribed = false;
+                    } else {
+                        let realtime = &self.state.realtime;
+                        let conn = self.registration.conn;
+                        self.subscriptions.unsubscribe(realtime, conn, filter).await;
+                    }
                 }
                 self.send(&Outbound::UnsubAck {
                     pkid,
                     count: filters.len(),
                 });
             }
+            Inbound::PubAck(pkid) => {
+                self.inflight.remove(&pkid);
+            }
             Inbound::PingReq => self.send(&Outbound::PingResp),
             Inbound::Disconnect => return Some(End::Left),
             Inbound::Ignored => {}
         }
         None
+    }
+
+    /// Grants what the same rules let a WebSocket subscribe to; the
+    /// client's own `_errors/<client id>` is granted at QoS 0.
+    async fn subscribe(
+        &mut self,
+        pkid: u16,
+        filters: Vec<Filter>,
+        properties: &[(String, String)],
+    ) {
+        let own = errors_topic(&self.client_id);
+        let (errors, others): (Vec<_>, Vec<_>) = filters
+            .iter()
+            .cloned()
+            .enumerate()
+            .partition(|(_, f)| f.path == own);
+        self.errors_subscribed |= !errors.is_empty();
+        let requested: Vec<Filter> = others.iter().map(|(_, f)| f.clone()).collect();
+        let subscribed = if requested.is_empty() {
+            None
+        } else {
+            // The caller as it is now, as for a WebSocket subscribe.
+            if let Some(End::Close(_)) = self.recheck() {
+                self.send(&Outbound::SubAck {
+                    pkid,
+                    codes: vec![SubCode::NotAuthorized; filters.len()],
+                    reason: Some("the credential is no longer valid"),
+                });
+                return;
+            }
+            let conn = self.registration.conn;
+            Some(
+                self.subscriptions
+                    .subscribe(&self.state, &self.principal, conn, &requested, properties)
+                    .await,
+            )
+        };
+        let mut codes = vec![SubCode::Granted(0); filters.len()];
+        if let Some(subscribed) = &subscribed {
+            for ((index, _), code) in others.iter().zip(&subscribed.codes) {
+                codes[*index] = *code;
+            }
+        }
+        let reason = subscribed.as_ref().and_then(|s| s.reason.as_deref());
+        let mut out = BytesMut::new();
+        let ack = Outbound::SubAck {
+            pkid,
+            codes,
+            reason,
+        };
+        if let Err(e) = ack.encode(self.version, &mut out) {
+            tracing::warn!(error = %e, "mqtt: cannot encode a SUBACK");
+        }
+        self.out.extend_from_slice(&out);
+    }
+
+    /// How the session ends when the hub closed it (slow consumer,
+    /// revoked identity, shutdown).
+    fn hub_closed(&self) -> End {
+        let close = self.registration.closed.borrow();
+        End::Close(disconnect_reason(close.as_ref()))
+    }
+
+    /// Sends one frame from the hub as a PUBLISH.
+    fn deliver(&mut self, frame: &crate::fanout::Frame) {
+        let Some((topic, payload, qos)) = self.subscriptions.delivery(frame) else {
+            return;
+        };
+        let pkid = if qos == 1 { self.next_pkid() } else { 0 };
+        if qos == 1 {
+            self.inflight.insert(pkid, frame.seq);
+        }
+        self.send(&Outbound::Publish {
+            topic: &topic,
+            payload,
+            qos,
+            pkid,
+        });
+    }
+
+    /// The next packet id not awaiting a PUBACK (never 0).
+    fn next_pkid(&mut self) -> u16 {
+        loop {
+            self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
+            if !self.inflight.contains_key(&self.next_pkid) {
+                return self.next_pkid;
+            }
+        }
     }
 
     fn publish(&mut self, publish: Publish) -> Option<End> {
@@ -419,6 +556,8 @@ impl Session {
             self.send(&Outbound::Publish {
                 topic: &topic,
                 payload,
+                qos: 0,
+                pkid: 0,
             });
         }
     }
@@ -427,6 +566,16 @@ impl Session {
         if let Err(e) = packet.encode(self.version, &mut self.out) {
             tracing::warn!(error = %e, "mqtt: cannot encode a packet");
         }
+    }
+}
+
+/// A 5.0 DISCONNECT reason for why the hub closed the connection.
+fn disconnect_reason(close: Option<&Close>) -> DisconnectReasonCode {
+    match close.map_or(1001, |c| c.code) {
+        // The outbox overflowed: reconnect (a persistent session resumes).
+        4008 => DisconnectReasonCode::QuotaExceeded,
+        4001 => DisconnectReasonCode::NotAuthorized,
+        _ => DisconnectReasonCode::ServerShuttingDown,
     }
 }
 

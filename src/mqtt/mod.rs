@@ -11,7 +11,9 @@
 
 pub mod codec;
 pub mod connection;
+pub mod filters;
 pub mod publish;
+pub mod subscriptions;
 
 use std::time::Duration;
 

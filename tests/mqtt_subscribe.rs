@@ -1,0 +1,213 @@
+//! MQTT subscribers as devices meet them: `mosquitto_sub` (3.1.1 and 5.0)
+//! and Eclipse Paho (5.0, with a `filter` user property) against the real
+//! server, fed by REST writes and topic messages. What they receive must be
+//! what a WebSocket subscriber with the same credential receives, and
+//! nothing a rule hides.
+
+// A failed unwrap in a test is a test failure with a backtrace.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::mqtt::{blocking, clients_available, key, message, paho_spawn, topic, with_mqtt, Sub};
+use common::TestServer;
+use serde_json::{json, Value};
+
+/// A records collection `notes` every key may list, whose records a
+/// non-admin sees only when `public`, and `secrets`, only for role `boss`.
+async fn notes(server: &TestServer, admin: &str) {
+    server
+        .create_collection(
+            admin,
+            json!({
+                "name": "notes",
+                "fields": {"text": {"type": "string", "required": true},
+                           "public": {"type": "boolean"}},
+                "rules": {"list": "@user != null", "view": "public = true"}
+            }),
+        )
+        .await;
+    server
+        .create_collection(
+            admin,
+            json!({
+                "name": "secrets",
+                "fields": {"text": {"type": "string"}},
+                "rules": {"list": "'boss' in @user.roles", "view": "'boss' in @user.roles"}
+            }),
+        )
+        .await;
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn mosquitto_sub_gets_the_websocket_event_and_never_a_hidden_record() {
+    if !clients_available("mosquitto_sub_events") {
+        return;
+    }
+    let server = TestServer::start_with(with_mqtt());
+    let admin = server.admin_token().await;
+    notes(&server, &admin).await;
+    let viewer = key(&server, &admin, &["viewer"]).await;
+    let port = server.mqtt_port();
+    for (version, refused) in [("mqttv311", 0x80), ("mqttv5", 0x87)] {
+        let mut ws = common::live::Ws::connect(&server, Some(&viewer)).await;
+        let reply = ws
+            .request(json!({"action": "subscribe", "topic": "notes"}))
+            .await;
+        assert_eq!(reply["type"], "ok", "{reply}");
+        let secret = viewer.clone();
+        let (mut sub, codes) = blocking(move || {
+            Sub::start(
+                port,
+                version,
+                &secret,
+                &["secrets/#", "notes/#"],
+                &["-q", "1"],
+            )
+        })
+        .await;
+        assert_eq!(
+            codes,
+            [refused, 1],
+            "{version}: secrets refused, notes at QoS 1"
+        );
+
+        let hidden = json!({"text": format!("hidden {version}"), "public": false});
+        server
+            .create_record(&admin, "secrets", json!({"text": "s"}))
+            .await;
+        server.create_record(&admin, "notes", hidden).await;
+        let shown = json!({"text": format!("shown {version}"), "public": true});
+        let record = server.create_record(&admin, "notes", shown).await;
+
+        let event = loop {
+            let frame = ws.next().await;
+            if frame["type"] == "event" {
+                break frame;
+            }
+        };
+        let (qos, name, payload, quiet) = blocking(move || {
+            let (qos, name, payload) = sub.message(WAIT).expect("an event");
+            let quiet = sub.message(Duration::from_millis(500));
+            (qos, name, payload, quiet)
+        })
+        .await;
+        // The hidden record was written first: had it leaked, it would be
+        // the first message.
+        assert_eq!(payload, event, "{version}: the WebSocket's JSON, as it is");
+        assert_eq!(payload["record"]["text"], format!("shown {version}"));
+        assert_eq!(name, format!("notes/{}", record["id"].as_str().unwrap()));
+        assert_eq!(qos, 1, "{version}");
+        assert_eq!(quiet, None, "{version}: nothing else");
+    }
+}
+
+#[tokio::test]
+async fn paho_v5_filters_with_the_filter_user_property_at_qos_1() {
+    if !clients_available("paho_filter") {
+        return;
+    }
+    let server = TestServer::start_with(with_mqtt());
+    let admin = server.admin_token().await;
+    notes(&server, &admin).await;
+    let viewer = key(&server, &admin, &["viewer"]).await;
+    let plan = json!({
+        "port": server.mqtt_port(), "version": 5, "client_id": "filtered",
+        "password": viewer,
+        "subscribe": [{"topic": "notes", "qos": 2}, {"topic": "nowhere/#", "qos": 0}],
+        "user_properties": {"filter": "text = 'b'", "ops": "create"},
+        "messages_expected": 1, "wait": 3,
+    });
+    let (mut child, mut lines) = paho_spawn(&plan);
+    let suback = blocking(move || {
+        let line = lines.find(|l| l.get("suback").is_some()).unwrap();
+        (line, lines)
+    })
+    .await;
+    let (line, lines) = suback;
+    // QoS 2 asked, 1 granted; an unknown name is an invalid filter.
+    assert_eq!(line["suback"], json!([1, 0x8F]), "{line}");
+    for text in ["a", "b"] {
+        let body = json!({"text": text, "public": true});
+        server.create_record(&admin, "notes", body).await;
+    }
+    let got: Vec<Value> = blocking(move || {
+        let got = lines.filter(|l| l.get("message").is_some()).collect();
+        let _ = child.wait();
+        got
+    })
+    .await;
+    assert_eq!(got.len(), 1, "only the record the filter matches: {got:?}");
+    let message = &got[0]["message"];
+    assert_eq!(message["payload"]["record"]["text"], "b", "{message}");
+    assert_eq!(message["payload"]["op"], "create", "{message}");
+    assert_eq!(message["qos"], 1, "{message}");
+}
+
+#[tokio::test]
+async fn wildcards_match_the_custom_topics_the_subscriber_may_read() {
+    if !clients_available("wildcards") {
+        return;
+    }
+    let server = TestServer::start_with(with_mqtt());
+    let admin = server.admin_token().await;
+    for name in ["alerts", "chat"] {
+        topic(&server, &admin, json!({"name": name, "subscribe": "true"})).await;
+    }
+    let private = json!({"name": "private", "subscribe": "'boss' in @user.roles"});
+    topic(&server, &admin, private).await;
+    let viewer = key(&server, &admin, &["viewer"]).await;
+    let port = server.mqtt_port();
+    for (version, filter) in [("mqttv311", "+"), ("mqttv5", "#")] {
+        let secret = viewer.clone();
+        let (mut sub, codes) =
+            blocking(move || Sub::start(port, version, &secret, &[filter], &[])).await;
+        assert_eq!(codes, [0], "{version} {filter}");
+        message(&server, &admin, "private", json!({"n": 0})).await;
+        message(&server, &admin, "alerts", json!({"n": 1})).await;
+        message(&server, &admin, "chat", json!({"n": 2})).await;
+        let got = blocking(move || {
+            let mut got = Vec::new();
+            while let Some((_, name, payload)) = sub.message(Duration::from_millis(1500)) {
+                got.push((name, payload["data"]["n"].as_i64().unwrap()));
+            }
+            got
+        })
+        .await;
+        assert_eq!(
+            got,
+            [("alerts".to_owned(), 1), ("chat".to_owned(), 2)],
+            "{version} {filter}: not `private`"
+        );
+    }
+}
+
+#[tokio::test]
+async fn filters_that_name_nothing_here_are_refused_as_invalid() {
+    if !clients_available("invalid_filters") {
+        return;
+    }
+    let server = TestServer::start_with(with_mqtt());
+    let admin = server.admin_token().await;
+    topic(
+        &server,
+        &admin,
+        json!({"name": "alerts", "subscribe": "true"}),
+    )
+    .await;
+    let viewer = key(&server, &admin, &["viewer"]).await;
+    let port = server.mqtt_port();
+    // Deeper than any name delivered here, below a custom topic (one
+    // level), and a name that is neither a collection nor a topic.
+    let filters = ["alerts/x/y", "+/+", "alerts/x", "nosuch/#"];
+    for (version, code) in [("mqttv5", 0x8F), ("mqttv311", 0x80)] {
+        let secret = viewer.clone();
+        let (_sub, codes) =
+            blocking(move || Sub::start(port, version, &secret, &filters, &[])).await;
+        assert_eq!(codes, [code; 4], "{version}");
+    }
+}
