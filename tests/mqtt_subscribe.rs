@@ -12,7 +12,7 @@ mod common;
 use std::time::Duration;
 
 use common::mqtt::{blocking, clients_available, key, message, paho_spawn, topic, with_mqtt, Sub};
-use common::TestServer;
+use common::{client, send, TestServer};
 use serde_json::{json, Value};
 
 /// A records collection `notes` every key may list, whose records a
@@ -210,4 +210,74 @@ async fn filters_that_name_nothing_here_are_refused_as_invalid() {
             blocking(move || Sub::start(port, version, &secret, &filters, &[])).await;
         assert_eq!(codes, [code; 4], "{version}");
     }
+}
+
+#[tokio::test]
+async fn mqtt_clients_are_connections_with_their_transport_in_notices_stats_and_metrics() {
+    if !clients_available("transport") {
+        return;
+    }
+    let server = TestServer::start_with(with_mqtt());
+    let admin = server.admin_token().await;
+    topic(
+        &server,
+        &admin,
+        json!({"name": "alerts", "subscribe": "true"}),
+    )
+    .await;
+    let viewer = key(&server, &admin, &["viewer"]).await;
+    let mut ws = common::live::Ws::connect(&server, Some(&admin)).await;
+    let reply = ws
+        .request(json!({"action": "subscribe", "topic": "_connections"}))
+        .await;
+    assert_eq!(reply["type"], "ok", "{reply}");
+    let port = server.mqtt_port();
+    let (sub, codes) =
+        blocking(move || Sub::start(port, "mqttv5", &viewer, &["alerts"], &[])).await;
+    assert_eq!(codes, [0]);
+    let mut notices = Vec::new();
+    while notices.len() < 2 {
+        let frame = ws.next().await;
+        if frame["topic"] == "_connections" {
+            notices.push(frame["data"].clone());
+        }
+    }
+    assert_eq!(notices[0]["event"], "connect", "{notices:?}");
+    assert_eq!(notices[1]["event"], "subscribe", "{notices:?}");
+    assert_eq!(notices[1]["topic"], "alerts", "{notices:?}");
+    assert!(
+        notices.iter().all(|n| n["transport"] == "mqtt"),
+        "{notices:?}"
+    );
+
+    let (status, stats) = send(client().get(server.url("/api/stats")).bearer_auth(&admin)).await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(
+        stats["transports"],
+        json!({"websocket": 1, "sse": 0, "mqtt": 1}),
+        "{stats}"
+    );
+    assert_eq!(stats["connections"], 2, "{stats}");
+    let metrics = client()
+        .get(server.url("/metrics"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("pulsebase_realtime_transport_connections{transport=\"mqtt\"} 1"),
+        "{metrics}"
+    );
+    drop(sub);
+    let gone = loop {
+        let frame = ws.next().await;
+        if frame["topic"] == "_connections" {
+            break frame["data"].clone();
+        }
+    };
+    assert_eq!(gone["event"], "disconnect", "{gone}");
+    assert_eq!(gone["transport"], "mqtt", "{gone}");
 }

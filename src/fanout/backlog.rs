@@ -136,6 +136,7 @@ mod tests {
         }));
         realtime.connect(ConnHandle {
             id: conn,
+            transport: crate::fanout::Transport::WebSocket,
             principal: admin,
             sign_in: None,
             outbox,

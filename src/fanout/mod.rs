@@ -132,9 +132,29 @@ impl Close {
     }
 }
 
+/// How a connection reaches the server, as `_connections` and the stats
+/// name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    WebSocket,
+    Sse,
+    Mqtt,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::WebSocket => "websocket",
+            Transport::Sse => "sse",
+            Transport::Mqtt => "mqtt",
+        }
+    }
+}
+
 /// What the hub keeps of a connection.
 pub struct ConnHandle {
     pub id: ConnId,
+    pub transport: Transport,
     pub principal: Principal,
     /// The sign-in session of the access token it authenticated with last;
     /// ending that sign-in closes the connection.

@@ -16,7 +16,9 @@ use super::codec::{Filter, SubCode};
 use super::filters::{self, Invalid, Named};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::fanout::{Close, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime, Subscription};
+use crate::fanout::{
+    Close, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime, Subscription, Transport,
+};
 use crate::services::records;
 use crate::services::topics::{self, Target};
 use crate::state::AppState;
@@ -41,6 +43,7 @@ impl Registration {
         let (close, closed) = watch::channel(None);
         state.realtime.connect(ConnHandle {
             id: conn,
+            transport: Transport::Mqtt,
             principal: principal.clone(),
             // Ending this sign-in closes the connection, as a WebSocket.
             sign_in: sign_in.clone(),

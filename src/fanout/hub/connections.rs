@@ -81,7 +81,8 @@ impl Hub {
         if let Some(principal) = &conn.principal_id {
             remove_from(&mut self.by_principal, principal, id);
         }
-        self.notice_for(id, conn.principal_id.as_deref(), event, None);
+        let transport = conn.handle.transport;
+        self.notice_for(id, conn.principal_id.as_deref(), transport, event, None);
     }
 
     pub(super) fn subscribe(&mut self, id: ConnId, subscription: Subscription) {
@@ -221,8 +222,12 @@ impl Hub {
     }
 
     pub(super) fn notice(&mut self, id: ConnId, event: &'static str, topic: Option<&str>) {
-        let principal = self.conns.get(&id).and_then(|c| c.principal_id.clone());
-        self.notice_for(id, principal.as_deref(), event, topic);
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
+        let principal = conn.principal_id.clone();
+        let transport = conn.handle.transport;
+        self.notice_for(id, principal.as_deref(), transport, event, topic);
     }
 
     /// A message on `_connections` for its (admin) subscribers. It carries
@@ -231,6 +236,7 @@ impl Hub {
         &mut self,
         id: ConnId,
         user: Option<&str>,
+        transport: Transport,
         event: &str,
         topic: Option<&str>,
     ) {
@@ -251,6 +257,7 @@ impl Hub {
                 connection: ConnectionName(id),
                 user,
                 topic,
+                transport: transport.name(),
             }),
         });
         let frame = Arc::new(Frame {
