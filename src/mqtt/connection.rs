@@ -1,6 +1,7 @@
 //! One MQTT client: CONNECT and its credential, then one task with a
-//! `select!` over the socket, the publishes in flight, the keep-alive
-//! timer, the credential's expiry and shutdown.
+//! `select!` over the socket, the publishes in flight, the hub's outbox
+//! (deliveries, see `outgoing`), a persistent session's replay and saves,
+//! the keep-alive timer, the credential's expiry and shutdown.
 //!
 //! Publishes are not serialized: each one's write is awaited beside the
 //! others (up to [`WINDOW`] per connection, which is what a 5.0 client is
@@ -20,14 +21,14 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::codec::{
-    DecodeError, Filter, Framer, Hello, Inbound, Outbound, Publish, Refusal, SubCode, Version,
-};
+use super::codec::{DecodeError, Framer, Hello, Inbound, Outbound, Publish, Refusal, Version};
+use super::resume::{Keeper, Replaying};
 use super::subscriptions::{Registration, Subscriptions};
 use crate::auth::{AuthError, Principal};
 use crate::error::ApiError;
-use crate::fanout::Close;
 use crate::state::AppState;
+
+mod outgoing;
 
 /// Publishes in flight per connection before its socket is read again.
 pub const WINDOW: u16 = 64;
@@ -142,7 +143,11 @@ pub async fn run(state: AppState, mut stream: TcpStream, peer: SocketAddr) {
         .receive_maximum
         .unwrap_or(OUT_WINDOW)
         .clamp(1, OUT_WINDOW);
+    let keeper = Keeper::new(&state, &hello, version, &principal);
     let mut session = Session {
+        keeper,
+        replaying: Replaying::default(),
+        delivered: 0,
         credential,
         checked: Instant::now(),
         _slot: slot,
@@ -160,10 +165,11 @@ pub async fn run(state: AppState, mut stream: TcpStream, peer: SocketAddr) {
         next_pkid: 0,
         out_window,
     };
+    let session_present = session.take_up(&hello).await;
     let assigned_id = assigned.then(|| session.client_id.clone());
     session.send(&Outbound::ConnAck {
         refusal: None,
-        session_present: false,
+        session_present,
         receive_maximum: WINDOW,
         max_packet,
         assigned_id: assigned_id.as_deref(),
@@ -249,6 +255,12 @@ struct Session {
     next_pkid: u16,
     /// How many QoS 1 deliveries may await PUBACK at once.
     out_window: u16,
+    /// The persistent session, if the client asked for one.
+    keeper: Keeper,
+    /// What a taken-up session missed, sent before live deliveries.
+    replaying: Replaying,
+    /// The seq of the last frame handed to the client.
+    delivered: u64,
 }
 
 /// Why a session ends.
@@ -274,6 +286,12 @@ impl Session {
         // What was read with the CONNECT may already hold packets.
         let mut end = self.handle_all(&mut framer, &mut buf).await;
         while end.is_none() {
+            while self.inflight.len() < usize::from(self.out_window) {
+                let Some(frame) = self.replaying.next_frame() else {
+                    break;
+                };
+                self.deliver(&frame);
+            }
             if !self.out.is_empty() {
                 if writer.write_all(&self.out).await.is_err() {
                     return;
@@ -283,6 +301,8 @@ impl Session {
             let silence = keep_alive.map(|k| heard + k);
             let window_open = self.pending.len() < usize::from(WINDOW);
             let out_open = self.inflight.len() < usize::from(self.out_window);
+            let live = out_open && !self.replaying.active();
+            let save_at = self.keeper.next_save(self.position());
             end = tokio::select! {
                 read = reader.read_buf(&mut buf), if window_open => match read {
                     Ok(0) | Err(_) => Some(End::Left),
@@ -291,7 +311,26 @@ impl Session {
                         self.handle_all(&mut framer, &mut buf).await
                     }
                 },
-                frame = self.registration.outbox.recv(), if out_open => match frame {
+                page = self.replaying.read_page(&self.state.store), if self.replaying.needs_page() => {
+                    match page {
+                        Ok(ended) => {
+                            for topic in ended {
+                                self.state.realtime.unsubscribe(self.registration.conn, topic).await;
+                            }
+                            None
+                        }
+                        Err(e) => {
+                            tracing::warn!(client = %self.client_id, error = %e, "mqtt: a replay failed");
+                            Some(End::Close(DisconnectReasonCode::UnspecifiedError))
+                        }
+                    }
+                }
+                () = sleep_until(save_at) => {
+                    let position = self.position();
+                    self.keeper.save(&self.state, &self.subscriptions, position, false).await;
+                    None
+                }
+                frame = self.registration.outbox.recv(), if live => match frame {
                     Some(frame) => {
                         self.deliver(&frame);
                         None
@@ -323,6 +362,10 @@ impl Session {
         }
         let _ = writer.write_all(&self.out).await;
         let _ = writer.shutdown().await;
+        let position = self.position();
+        self.keeper
+            .save(&self.state, &self.subscriptions, position, true)
+            .await;
         // A device that publishes at QoS 0 and disconnects at once (as
         // `mosquitto_pub` does) still means its message: writes already
         // received are finished, not dropped with the connection.
@@ -382,6 +425,10 @@ impl Session {
                     pkid,
                     count: filters.len(),
                 });
+                let position = self.position();
+                self.keeper
+                    .save(&self.state, &self.subscriptions, position, true)
+                    .await;
             }
             Inbound::PubAck(pkid) => {
                 self.inflight.remove(&pkid);
@@ -391,94 +438,6 @@ impl Session {
             Inbound::Ignored => {}
         }
         None
-    }
-
-    /// Grants what the same rules let a WebSocket subscribe to; the
-    /// client's own `_errors/<client id>` is granted at QoS 0.
-    async fn subscribe(
-        &mut self,
-        pkid: u16,
-        filters: Vec<Filter>,
-        properties: &[(String, String)],
-    ) {
-        let own = errors_topic(&self.client_id);
-        let (errors, others): (Vec<_>, Vec<_>) = filters
-            .iter()
-            .cloned()
-            .enumerate()
-            .partition(|(_, f)| f.path == own);
-        self.errors_subscribed |= !errors.is_empty();
-        let requested: Vec<Filter> = others.iter().map(|(_, f)| f.clone()).collect();
-        let subscribed = if requested.is_empty() {
-            None
-        } else {
-            // The caller as it is now, as for a WebSocket subscribe.
-            if let Some(End::Close(_)) = self.recheck() {
-                self.send(&Outbound::SubAck {
-                    pkid,
-                    codes: vec![SubCode::NotAuthorized; filters.len()],
-                    reason: Some("the credential is no longer valid"),
-                });
-                return;
-            }
-            let conn = self.registration.conn;
-            Some(
-                self.subscriptions
-                    .subscribe(&self.state, &self.principal, conn, &requested, properties)
-                    .await,
-            )
-        };
-        let mut codes = vec![SubCode::Granted(0); filters.len()];
-        if let Some(subscribed) = &subscribed {
-            for ((index, _), code) in others.iter().zip(&subscribed.codes) {
-                codes[*index] = *code;
-            }
-        }
-        let reason = subscribed.as_ref().and_then(|s| s.reason.as_deref());
-        let mut out = BytesMut::new();
-        let ack = Outbound::SubAck {
-            pkid,
-            codes,
-            reason,
-        };
-        if let Err(e) = ack.encode(self.version, &mut out) {
-            tracing::warn!(error = %e, "mqtt: cannot encode a SUBACK");
-        }
-        self.out.extend_from_slice(&out);
-    }
-
-    /// How the session ends when the hub closed it (slow consumer,
-    /// revoked identity, shutdown).
-    fn hub_closed(&self) -> End {
-        let close = self.registration.closed.borrow();
-        End::Close(disconnect_reason(close.as_ref()))
-    }
-
-    /// Sends one frame from the hub as a PUBLISH.
-    fn deliver(&mut self, frame: &crate::fanout::Frame) {
-        let Some((topic, payload, qos)) = self.subscriptions.delivery(frame) else {
-            return;
-        };
-        let pkid = if qos == 1 { self.next_pkid() } else { 0 };
-        if qos == 1 {
-            self.inflight.insert(pkid, frame.seq);
-        }
-        self.send(&Outbound::Publish {
-            topic: &topic,
-            payload,
-            qos,
-            pkid,
-        });
-    }
-
-    /// The next packet id not awaiting a PUBACK (never 0).
-    fn next_pkid(&mut self) -> u16 {
-        loop {
-            self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
-            if !self.inflight.contains_key(&self.next_pkid) {
-                return self.next_pkid;
-            }
-        }
     }
 
     fn publish(&mut self, publish: Publish) -> Option<End> {
@@ -566,16 +525,6 @@ impl Session {
         if let Err(e) = packet.encode(self.version, &mut self.out) {
             tracing::warn!(error = %e, "mqtt: cannot encode a packet");
         }
-    }
-}
-
-/// A 5.0 DISCONNECT reason for why the hub closed the connection.
-fn disconnect_reason(close: Option<&Close>) -> DisconnectReasonCode {
-    match close.map_or(1001, |c| c.code) {
-        // The outbox overflowed: reconnect (a persistent session resumes).
-        4008 => DisconnectReasonCode::QuotaExceeded,
-        4001 => DisconnectReasonCode::NotAuthorized,
-        _ => DisconnectReasonCode::ServerShuttingDown,
     }
 }
 

@@ -22,6 +22,7 @@ use crate::fanout::{
 use crate::services::records;
 use crate::services::topics::{self, Target};
 use crate::state::AppState;
+use crate::store::mqtt_sessions::StoredFilter;
 
 /// The connection's place in the hub; leaving it (drop) ends every
 /// subscription, so a dropped session leaves nothing behind.
@@ -73,6 +74,31 @@ impl Drop for Registration {
 struct Grant {
     qos: u8,
     topics: Vec<String>,
+    /// The `filter` and `ops` properties it came with, kept for a
+    /// persistent session.
+    props: Props,
+}
+
+/// The `filter` and `ops` user properties of a SUBSCRIBE, as sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Props {
+    pub filter: Option<String>,
+    pub ops: Option<String>,
+}
+
+impl Props {
+    pub fn of(properties: &[(String, String)]) -> Props {
+        let find = |key: &str| {
+            properties
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        Props {
+            filter: find("filter"),
+            ops: find("ops"),
+        }
+    }
 }
 
 /// A realtime topic one or more filters stand for.
@@ -123,12 +149,23 @@ impl Subscriptions {
         self.filters.is_empty()
     }
 
-    /// The filters held and their QoS, to be kept for a persistent session.
-    pub fn filters(&self) -> impl Iterator<Item = (&str, u8)> {
-        self.filters.iter().map(|(f, g)| (f.as_str(), g.qos))
+    /// The filters held, to be kept for a persistent session.
+    pub fn stored(&self) -> Vec<StoredFilter> {
+        let mut stored: Vec<StoredFilter> = self
+            .filters
+            .iter()
+            .map(|(path, grant)| StoredFilter {
+                path: path.clone(),
+                qos: grant.qos,
+                filter: grant.props.filter.clone(),
+                ops: grant.props.ops.clone(),
+            })
+            .collect();
+        stored.sort_by(|a, b| a.path.cmp(&b.path));
+        stored
     }
 
-    /// Subscribes `filters` with the `filter` and `ops` of the packet
+    /// Subscribes `requested`, each filter with its `filter` and `ops`
     /// (5.0 user properties). Each filter is answered on its own; the
     /// realtime topics of all granted ones are registered at one position.
     pub async fn subscribe(
@@ -136,8 +173,7 @@ impl Subscriptions {
         state: &AppState,
         principal: &Principal,
         conn: ConnId,
-        requested: &[Filter],
-        properties: &[(String, String)],
+        requested: &[(Filter, Props)],
     ) -> Subscribed {
         let mut out = Subscribed {
             codes: Vec::with_capacity(requested.len()),
@@ -145,18 +181,18 @@ impl Subscriptions {
             added: Vec::new(),
             upto: 0,
         };
-        let options = match options(properties) {
-            Ok(options) => options,
-            Err(e) => {
-                out.codes = vec![code_of(&e); requested.len()];
-                out.reason = Some(e.message.clone());
-                return out;
-            }
-        };
         let max = state.live.get().max_subscriptions;
         let mut changed: Vec<String> = Vec::new();
-        for filter in requested {
+        for (filter, props) in requested {
             let qos = filter.qos.min(1);
+            let options = match options(props) {
+                Ok(options) => options,
+                Err(e) => {
+                    out.codes.push(code_of(&e));
+                    out.reason.get_or_insert_with(|| e.message.clone());
+                    continue;
+                }
+            };
             if let Err(why) = filters::parse(&filter.path) {
                 out.codes.push(SubCode::TopicFilterInvalid);
                 out.reason.get_or_insert_with(|| invalid(&filter.path, why));
@@ -192,8 +228,14 @@ impl Subscriptions {
                 held.target = target;
                 changed.push(name);
             }
-            self.filters
-                .insert(filter.path.clone(), Grant { qos, topics: names });
+            self.filters.insert(
+                filter.path.clone(),
+                Grant {
+                    qos,
+                    topics: names,
+                    props: props.clone(),
+                },
+            );
             self.requalify();
             out.codes.push(SubCode::Granted(qos));
         }
@@ -353,14 +395,10 @@ struct Options {
     filter: Option<Arc<crate::rules::Expr>>,
 }
 
-fn options(properties: &[(String, String)]) -> ApiResult<Options> {
-    let find = |key: &str| {
-        properties
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
-    let ops: Vec<String> = find("ops")
+fn options(props: &Props) -> ApiResult<Options> {
+    let ops: Vec<String> = props
+        .ops
+        .as_deref()
         .map(|ops| {
             ops.split(',')
                 .map(|op| op.trim().to_owned())
@@ -369,7 +407,7 @@ fn options(properties: &[(String, String)]) -> ApiResult<Options> {
         })
         .unwrap_or_default();
     let ops = Ops::parse(&ops).map_err(ApiError::bad_request)?;
-    let filter = records::parse_filter(find("filter"))?.map(Arc::new);
+    let filter = records::parse_filter(props.filter.as_deref())?.map(Arc::new);
     Ok(Options { ops, filter })
 }
 

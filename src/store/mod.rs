@@ -20,6 +20,7 @@ mod flusher;
 mod fsync;
 pub mod keys;
 mod lock;
+pub mod mqtt_sessions;
 pub mod query;
 mod segments;
 mod seqs;

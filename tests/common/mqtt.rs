@@ -180,6 +180,9 @@ pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'stat
 pub struct Sub {
     child: Child,
     lines: std::sync::mpsc::Receiver<String>,
+    /// Messages printed before the line waited for (a resumed session's
+    /// may come before the SUBACK).
+    early: std::collections::VecDeque<String>,
 }
 
 impl Sub {
@@ -218,7 +221,11 @@ impl Sub {
                 }
             }
         });
-        let mut sub = Sub { child, lines };
+        let mut sub = Sub {
+            child,
+            lines,
+            early: Default::default(),
+        };
         let line = sub
             .next_line(|l| l.starts_with("Subscribed (mid:"))
             .unwrap_or_else(|| panic!("no SUBACK for {filters:?}"));
@@ -241,6 +248,9 @@ impl Sub {
             if wanted(&line) {
                 return Some(line);
             }
+            if line.starts_with("MSG ") {
+                self.early.push_back(line);
+            }
         }
     }
 
@@ -249,8 +259,13 @@ impl Sub {
     pub fn message(&mut self, wait: std::time::Duration) -> Option<(u8, String, Value)> {
         let deadline = std::time::Instant::now() + wait;
         loop {
-            let left = deadline.checked_duration_since(std::time::Instant::now())?;
-            let line = self.lines.recv_timeout(left).ok()?;
+            let line = match self.early.pop_front() {
+                Some(line) => line,
+                None => {
+                    let left = deadline.checked_duration_since(std::time::Instant::now())?;
+                    self.lines.recv_timeout(left).ok()?
+                }
+            };
             let Some(rest) = line.strip_prefix("MSG ") else {
                 continue;
             };
