@@ -364,3 +364,77 @@ async fn a_persistent_session_gets_what_it_missed_across_kill_9() {
     };
     assert_eq!(got, texts(&["two", "three", "four"]), "3.1.1");
 }
+
+/// A QoS 1 subscriber that never acknowledges fills its in-flight window,
+/// then its outbox: it is closed as a slow consumer (5.0: DISCONNECT
+/// 0x97), and its persistent session resumes with everything, the
+/// unacknowledged ones included, in order.
+#[tokio::test]
+async fn a_subscriber_that_does_not_acknowledge_is_closed_as_slow_and_resumes() {
+    if !clients_available("slow_consumer") {
+        return;
+    }
+    let mut options = with_mqtt();
+    options.args.extend(["--outbox".into(), "16".into()]);
+    let server = TestServer::start_with(options);
+    let admin = server.admin_token().await;
+    notes(&server, &admin).await;
+    let viewer = key(&server, &admin, &["viewer"]).await;
+    let plan = |manual_ack: bool, expected: usize| {
+        json!({
+            "port": server.mqtt_port(), "version": 5, "client_id": "stuck", "password": viewer,
+            "clean": false, "session_expiry": 3600, "manual_ack": manual_ack,
+            "subscribe": [{"topic": "notes", "qos": 1}],
+            "messages_expected": expected, "wait": 15,
+        })
+    };
+    let (mut child, lines) = paho_spawn(&plan(true, 1000));
+    let (suback, lines) = blocking(move || {
+        let mut lines = lines;
+        let line = lines.find(|l| l.get("suback").is_some()).unwrap();
+        (line, lines)
+    })
+    .await;
+    assert_eq!(suback["suback"], json!([1]));
+    const N: usize = 80;
+    for i in 0..N {
+        let body = json!({"text": i.to_string(), "public": true});
+        server.create_record(&admin, "notes", body).await;
+    }
+    let (received, disconnect) = blocking(move || {
+        let mut received = 0;
+        let mut disconnect = None;
+        for line in lines {
+            if line.get("message").is_some() {
+                received += 1;
+            }
+            if let Some(rc) = line.get("disconnect") {
+                disconnect = Some(rc.clone());
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        (received, disconnect)
+    })
+    .await;
+    assert_eq!(
+        disconnect,
+        Some(json!(0x97)),
+        "quota exceeded: slow consumer"
+    );
+    assert_eq!(received, 32, "the in-flight window, then nothing more");
+
+    let lines = blocking({
+        let plan = plan(false, N);
+        move || common::mqtt::paho(&plan)
+    })
+    .await;
+    let texts: Vec<String> = lines
+        .iter()
+        .filter_map(|l| l.get("message"))
+        .map(|m| m["payload"]["record"]["text"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = (0..N).map(|i| i.to_string()).collect();
+    assert_eq!(texts, expected, "all of them, in order, once");
+}

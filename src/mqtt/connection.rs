@@ -43,6 +43,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a connection's credential is checked again, at most.
 const RECHECK: Duration = Duration::from_secs(1);
+/// A write to the client that takes longer means it stopped reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closed connection's writes get to finish.
 const DRAIN: Duration = Duration::from_secs(10);
 /// Room for the fixed header and topic on top of `max_message_bytes`,
@@ -293,8 +295,13 @@ impl Session {
                 self.deliver(&frame);
             }
             if !self.out.is_empty() {
-                if writer.write_all(&self.out).await.is_err() {
-                    return;
+                // A peer that stops reading must not hold the session
+                // (and its place in the hub) forever.
+                let written = tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&self.out));
+                if !matches!(written.await, Ok(Ok(()))) {
+                    self.out.clear();
+                    end = Some(End::Left);
+                    break;
                 }
                 self.out.clear();
             }
@@ -360,7 +367,7 @@ impl Session {
         if let Some(End::Close(reason)) = end {
             self.send(&Outbound::Disconnect(reason));
         }
-        let _ = writer.write_all(&self.out).await;
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&self.out)).await;
         let _ = writer.shutdown().await;
         let position = self.position();
         self.keeper

@@ -5,7 +5,8 @@ Driven by tests/mqtt.rs. argv[1] is a JSON plan:
    "subscribe_errors": false, "publish": [{"topic", "payload", "qos"}],
    "errors_expected": 0, "inflight": 20,
    "subscribe": [{"topic", "qos"}], "user_properties": {"filter": "..."},
-   "messages_expected": 0, "clean": true, "session_expiry": null}
+   "messages_expected": 0, "clean": true, "session_expiry": null,
+   "manual_ack": false (true: never PUBACK what arrives), "wait": 20}
 Prints one JSON object per line, flushed at once (a test may kill the
 server as soon as it reads an ack):
   {"connack": <reason code value>}
@@ -14,6 +15,7 @@ server as soon as it reads an ack):
   {"error": <the JSON published on _errors/<client id>>}
   {"suback": [<reason code values>]}
   {"message": {"topic", "qos", "payload": <JSON>}} for anything else received
+  {"disconnect": <reason code value>}
   {"done": true}
 """
 
@@ -49,6 +51,8 @@ client = mqtt.Client(
 )
 # Paho's default is 20 publishes awaiting PUBACK; the server offers 64.
 client.max_inflight_messages_set(plan.get("inflight", 20))
+# A client that never acknowledges what it receives (a stuck consumer).
+client.manual_ack_set(plan.get("manual_ack", False))
 if plan.get("password") is not None:
     client.username_pw_set("device", plan["password"])
 from paho.mqtt.properties import Properties
@@ -85,6 +89,7 @@ def on_publish(client, userdata, mid, reason_code, properties):
 
 
 def on_disconnect(client, userdata, flags, reason_code, properties):
+    say({"disconnect": reason_code.value})
     # A lost connection acknowledges nothing more: stop waiting.
     all_acked.set()
     errors_done.set()
