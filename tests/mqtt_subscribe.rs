@@ -438,3 +438,61 @@ async fn a_subscriber_that_does_not_acknowledge_is_closed_as_slow_and_resumes() 
     let expected: Vec<String> = (0..N).map(|i| i.to_string()).collect();
     assert_eq!(texts, expected, "all of them, in order, once");
 }
+
+/// A custom topic that keeps history has a retained message: its newest
+/// one, sent after the SUBACK with the retain flag if the subscriber may
+/// see it; live messages follow without the flag.
+#[tokio::test]
+async fn subscribing_gets_the_newest_kept_message_of_a_custom_topic_as_retained() {
+    if !clients_available("retained") {
+        return;
+    }
+    let server = TestServer::start_with(with_mqtt());
+    let admin = server.admin_token().await;
+    let status = json!({"name": "status", "subscribe": "true", "history": 5});
+    topic(&server, &admin, status).await;
+    let private = json!({"name": "private", "subscribe": "'boss' in @user.roles", "history": 5});
+    topic(&server, &admin, private).await;
+    topic(
+        &server,
+        &admin,
+        json!({"name": "plain", "subscribe": "true"}),
+    )
+    .await;
+    for (name, n) in [("status", 1), ("status", 2), ("private", 9), ("plain", 7)] {
+        message(&server, &admin, name, json!({ "n": n })).await;
+    }
+    let viewer = key(&server, &admin, &["viewer"]).await;
+    let plan = json!({
+        "port": server.mqtt_port(), "version": 5, "client_id": "retained",
+        "password": viewer, "subscribe": [{"topic": "#", "qos": 1}],
+        "messages_expected": 2, "wait": 5,
+    });
+    let (mut child, lines) = paho_spawn(&plan);
+    let (suback, lines) = blocking(move || {
+        let mut lines = lines;
+        let line = lines.find(|l| l.get("suback").is_some()).unwrap();
+        (line, lines)
+    })
+    .await;
+    assert_eq!(suback["suback"], json!([1]));
+    message(&server, &admin, "status", json!({"n": 3})).await;
+    let got: Vec<Value> = blocking(move || {
+        let got = lines.filter_map(|l| l.get("message").cloned()).collect();
+        let _ = child.wait();
+        got
+    })
+    .await;
+    let seen: Vec<(&Value, &Value, &Value)> = got
+        .iter()
+        .map(|m| (&m["topic"], &m["payload"]["data"]["n"], &m["retain"]))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (&json!("status"), &json!(2), &json!(true)),
+            (&json!("status"), &json!(3), &json!(false)),
+        ],
+        "{got:?}"
+    );
+}

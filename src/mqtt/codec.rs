@@ -346,6 +346,8 @@ pub enum Outbound<'a> {
         payload: Bytes,
         qos: u8,
         pkid: u16,
+        /// A topic's retained message, sent on SUBSCRIBE.
+        retain: bool,
     },
     /// 5.0 only: why the server closes the connection.
     Disconnect(v5::DisconnectReasonCode),
@@ -395,10 +397,11 @@ impl Outbound<'_> {
                 payload,
                 qos,
                 pkid,
+                retain,
             } => v4::Packet::Publish(v4::Publish {
                 dup: false,
                 qos: v4_qos(*qos),
-                retain: false,
+                retain: *retain,
                 topic: (*topic).to_owned(),
                 pkid: *pkid,
                 payload: payload.clone(),
@@ -497,10 +500,11 @@ impl Outbound<'_> {
                 payload,
                 qos,
                 pkid,
+                retain,
             } => v5::Packet::Publish(v5::Publish {
                 dup: false,
                 qos: v5_qos(*qos),
-                retain: false,
+                retain: *retain,
                 topic: Bytes::copy_from_slice(topic.as_bytes()),
                 pkid: *pkid,
                 payload: payload.clone(),

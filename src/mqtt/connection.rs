@@ -150,6 +150,7 @@ pub async fn run(state: AppState, mut stream: TcpStream, peer: SocketAddr) {
         keeper,
         replaying: Replaying::default(),
         delivered: 0,
+        retained: Default::default(),
         credential,
         checked: Instant::now(),
         _slot: slot,
@@ -263,6 +264,8 @@ struct Session {
     replaying: Replaying,
     /// The seq of the last frame handed to the client.
     delivered: u64,
+    /// Retained messages to send after a SUBACK, before anything else.
+    retained: std::collections::VecDeque<crate::fanout::Frame>,
 }
 
 /// Why a session ends.
@@ -289,10 +292,13 @@ impl Session {
         let mut end = self.handle_all(&mut framer, &mut buf).await;
         while end.is_none() {
             while self.inflight.len() < usize::from(self.out_window) {
-                let Some(frame) = self.replaying.next_frame() else {
+                if let Some(frame) = self.retained.pop_front() {
+                    self.deliver_retained(&frame);
+                } else if let Some(frame) = self.replaying.next_frame() {
+                    self.deliver(&frame);
+                } else {
                     break;
-                };
-                self.deliver(&frame);
+                }
             }
             if !self.out.is_empty() {
                 // A peer that stops reading must not hold the session
@@ -308,7 +314,7 @@ impl Session {
             let silence = keep_alive.map(|k| heard + k);
             let window_open = self.pending.len() < usize::from(WINDOW);
             let out_open = self.inflight.len() < usize::from(self.out_window);
-            let live = out_open && !self.replaying.active();
+            let live = out_open && self.retained.is_empty() && !self.replaying.active();
             let save_at = self.keeper.next_save(self.position());
             end = tokio::select! {
                 read = reader.read_buf(&mut buf), if window_open => match read {
@@ -524,6 +530,7 @@ impl Session {
                 payload,
                 qos: 0,
                 pkid: 0,
+                retain: false,
             });
         }
     }

@@ -14,7 +14,7 @@ server as soon as it reads an ack):
   {"mid": <message id>, "rc": <PUBACK reason code value>}
   {"error": <the JSON published on _errors/<client id>>}
   {"suback": [<reason code values>]}
-  {"message": {"topic", "qos", "payload": <JSON>}} for anything else received
+  {"message": {"topic", "qos", "retain", "payload": <JSON>}} for anything else received
   {"disconnect": <reason code value>}
   {"done": true}
 """
@@ -100,7 +100,8 @@ def on_message(client, userdata, message):
     if not message.topic.startswith("_errors/"):
         payload = json.loads(message.payload)
         messages.append(payload)
-        say({"message": {"topic": message.topic, "qos": message.qos, "payload": payload}})
+        say({"message": {"topic": message.topic, "qos": message.qos,
+                         "retain": bool(message.retain), "payload": payload}})
         if len(messages) >= plan.get("messages_expected", 0):
             messages_done.set()
         return

@@ -6,10 +6,15 @@ use bytes::BytesMut;
 use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
 
 use super::{errors_topic, End, Session};
+use crate::clock;
+use crate::fanout::render;
 use crate::fanout::{Close, Frame};
 use crate::mqtt::codec::{Filter, Hello, Outbound, SubCode};
 use crate::mqtt::resume::Replaying;
-use crate::mqtt::subscriptions::Props;
+use crate::mqtt::subscriptions::{Props, Subscribed};
+use crate::services::topics::Target;
+use crate::visibility::Viewer;
+use serde_json::{Map, Value};
 
 impl Session {
     /// Grants what the same rules let a WebSocket subscribe to; the
@@ -80,6 +85,10 @@ impl Session {
             tracing::warn!(error = %e, "mqtt: cannot encode a SUBACK");
         }
         self.out.extend_from_slice(&out);
+        // After the SUBACK, as MQTT has it.
+        if let Some(subscribed) = &subscribed {
+            self.queue_retained(subscribed).await;
+        }
     }
 
     /// How the session ends when the hub closed it (slow consumer,
@@ -125,22 +134,72 @@ impl Session {
         }
     }
 
-    /// Sends one frame from the hub as a PUBLISH.
+    /// Sends one frame from the hub (or a replay) as a PUBLISH.
     pub(super) fn deliver(&mut self, frame: &Frame) {
         self.delivered = self.delivered.max(frame.seq);
+        self.publish_frame(frame, false);
+    }
+
+    /// Sends a topic's retained message: it says nothing of the session's
+    /// position, which its (older) seq must not move back.
+    pub(super) fn deliver_retained(&mut self, frame: &Frame) {
+        self.publish_frame(frame, true);
+    }
+
+    fn publish_frame(&mut self, frame: &Frame, retain: bool) {
         let Some((topic, payload, qos)) = self.subscriptions.delivery(frame) else {
             return;
         };
         let pkid = if qos == 1 { self.next_pkid() } else { 0 };
         if qos == 1 {
-            self.inflight.insert(pkid, frame.seq);
+            let seq = if retain { u64::MAX } else { frame.seq };
+            self.inflight.insert(pkid, seq);
         }
         self.send(&Outbound::Publish {
             topic: &topic,
             payload,
             qos,
             pkid,
+            retain,
         });
+    }
+
+    /// Queues the retained message of each custom topic a SUBSCRIBE
+    /// named: the topic's newest kept message (topics created with
+    /// `history` keep theirs), if the subscriber may see it, judged as the
+    /// hub judges a live message.
+    async fn queue_retained(&mut self, subscribed: &Subscribed) {
+        let viewer = Viewer::of(&self.principal);
+        let now = clock::now_rfc3339();
+        for (target, subscription) in &subscribed.added {
+            let Target::Custom(topic) = target else {
+                continue;
+            };
+            if topic.def.history == 0 {
+                continue;
+            }
+            let store = self.state.store.clone();
+            let name = subscription.topic.clone();
+            let upto = subscribed.upto;
+            let found = tokio::task::spawn_blocking(move || store.last_message(&name, upto)).await;
+            let message = match found {
+                Ok(Ok(Some(message))) => message,
+                Ok(Ok(None)) => continue,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "mqtt: cannot read a retained message");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "mqtt: cannot read a retained message");
+                    continue;
+                }
+            };
+            let data: Map<String, Value> =
+                serde_json::from_slice(&message.data).unwrap_or_default();
+            if render::message_reaches(topic, &data, subscription, &viewer, &now) {
+                self.retained.push_back(render::render_message(&message));
+            }
+        }
     }
 
     /// The next packet id not awaiting a PUBACK (never 0).
