@@ -328,6 +328,7 @@ impl Session {
                     match page {
                         Ok(ended) => {
                             for topic in ended {
+                                self.subscriptions.forget(&topic);
                                 self.state.realtime.unsubscribe(self.registration.conn, topic).await;
                             }
                             None

@@ -269,6 +269,25 @@ impl Subscriptions {
         self.requalify();
     }
 
+    /// The hub ended a subscription (its topic deleted, its collection
+    /// dropped, a replay that cannot go on): forgets the topic. The
+    /// filters that named it stay, naming what remains.
+    pub fn forget(&mut self, topic: &str) {
+        self.topics.remove(topic);
+        for grant in self.filters.values_mut() {
+            grant.topics.retain(|t| t != topic);
+        }
+    }
+
+    /// The topic an `unsubscribed` notice from the hub ends.
+    pub fn ended_by(frame: &Frame) -> Option<String> {
+        if frame.kind != FrameKind::Control("unsubscribed") {
+            return None;
+        }
+        let head: Head = serde_json::from_str(frame.text.as_str()).ok()?;
+        Some(head.topic.into_owned())
+    }
+
     /// Forgets the topics of `grant` that no other filter (nor `keep`)
     /// names; answers them.
     fn release(&mut self, grant: &Grant, keep: &[String]) -> Vec<String> {
@@ -428,5 +447,41 @@ fn code_of(error: &ApiError) -> SubCode {
         "bad_request" if error.message.starts_with("the filters of") => SubCode::QuotaExceeded,
         "bad_request" => SubCode::BadRequest,
         _ => SubCode::Unspecified,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::server::{UnsubscribeReason, Unsubscribed};
+    use crate::protocol::ServerMessage;
+
+    #[test]
+    fn an_unsubscribed_notice_names_the_topic_it_ends() {
+        let notice = ServerMessage::Unsubscribed(Unsubscribed {
+            topic: "chat-1",
+            reason: UnsubscribeReason::TopicDeleted,
+        });
+        let frame = Frame::control(&notice);
+        assert_eq!(Subscriptions::ended_by(&frame), Some("chat-1".to_owned()));
+        let pong = Frame::control(&ServerMessage::Pong { id: None });
+        assert_eq!(Subscriptions::ended_by(&pong), None);
+    }
+
+    #[test]
+    fn forgetting_a_topic_keeps_the_filters_that_named_it() {
+        let mut subscriptions = Subscriptions::default();
+        let grant = |topics: &[&str]| Grant {
+            qos: 1,
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            props: Props::default(),
+        };
+        subscriptions.filters.insert("#".into(), grant(&["a", "b"]));
+        subscriptions.filters.insert("a".into(), grant(&["a"]));
+        subscriptions.forget("a");
+        assert_eq!(subscriptions.filters["#"].topics, ["b"]);
+        assert!(subscriptions.filters["a"].topics.is_empty());
+        let paths: Vec<String> = subscriptions.stored().into_iter().map(|f| f.path).collect();
+        assert_eq!(paths, ["#", "a"]);
     }
 }

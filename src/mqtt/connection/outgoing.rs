@@ -11,7 +11,7 @@ use crate::fanout::render;
 use crate::fanout::{Close, Frame};
 use crate::mqtt::codec::{Filter, Hello, Outbound, SubCode};
 use crate::mqtt::resume::Replaying;
-use crate::mqtt::subscriptions::{Props, Subscribed};
+use crate::mqtt::subscriptions::{Props, Subscribed, Subscriptions};
 use crate::services::topics::Target;
 use crate::visibility::Viewer;
 use serde_json::{Map, Value};
@@ -137,6 +137,10 @@ impl Session {
     /// Sends one frame from the hub (or a replay) as a PUBLISH.
     pub(super) fn deliver(&mut self, frame: &Frame) {
         self.delivered = self.delivered.max(frame.seq);
+        if let Some(topic) = Subscriptions::ended_by(frame) {
+            self.subscriptions.forget(&topic);
+            return;
+        }
         self.publish_frame(frame, false);
     }
 
