@@ -213,6 +213,32 @@ async fn filters_that_name_nothing_here_are_refused_as_invalid() {
 }
 
 #[tokio::test]
+async fn max_subscriptions_counts_the_topics_filters_name_and_refuses_as_quota_exceeded() {
+    if !clients_available("max_subscriptions") {
+        return;
+    }
+    let mut options = with_mqtt();
+    options
+        .args
+        .extend(["--max-subscriptions".into(), "2".into()]);
+    let server = TestServer::start_with(options);
+    let admin = server.admin_token().await;
+    for name in ["a1", "a2", "a3"] {
+        topic(&server, &admin, json!({"name": name, "subscribe": "true"})).await;
+    }
+    let viewer = key(&server, &admin, &["viewer"]).await;
+    let port = server.mqtt_port();
+    // `a1/#` names the topic `a1` already held: still two.
+    let filters = ["a1", "a2", "a1/#", "a3", "+"];
+    for (version, quota) in [("mqttv5", 0x97), ("mqttv311", 0x80)] {
+        let secret = viewer.clone();
+        let (_sub, codes) =
+            blocking(move || Sub::start(port, version, &secret, &filters, &[])).await;
+        assert_eq!(codes, [0, 0, 0, quota, quota], "{version}");
+    }
+}
+
+#[tokio::test]
 async fn mqtt_clients_are_connections_with_their_transport_in_notices_stats_and_metrics() {
     if !clients_available("transport") {
         return;
