@@ -371,6 +371,7 @@ impl Session {
                 }
             };
         }
+        self.registration.leave();
         if let Some(End::Close(reason)) = end {
             self.send(&Outbound::Disconnect(reason));
         }

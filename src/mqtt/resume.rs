@@ -186,11 +186,10 @@ impl Keeper {
             s.put_mqtt_session(&client_id, &session, durable)
         })
         .await;
+        // A failed save is tried again after SAVE_EVERY, not at once.
+        self.saved_at = Instant::now();
         match saved {
-            Ok(()) => {
-                self.saved = position;
-                self.saved_at = Instant::now();
-            }
+            Ok(()) => self.saved = position,
             Err(e) => {
                 tracing::warn!(client = %self.client_id, error = %e, "mqtt: cannot save a session")
             }

@@ -63,6 +63,14 @@ impl Registration {
     }
 }
 
+impl Registration {
+    /// Leaves the hub now: a closed connection still finishing its writes
+    /// must not fill its outbox and count as a slow consumer.
+    pub fn leave(&self) {
+        self.realtime.disconnect(self.conn);
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         self.realtime.disconnect(self.conn);
