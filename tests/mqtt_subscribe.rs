@@ -522,3 +522,31 @@ async fn subscribing_gets_the_newest_kept_message_of_a_custom_topic_as_retained(
         "{got:?}"
     );
 }
+
+/// One connection per client id: a second one takes the session over and
+/// the first is closed (5.0: DISCONNECT 0x8E session taken over).
+#[tokio::test]
+async fn a_second_connection_with_the_same_client_id_takes_the_session_over() {
+    if !clients_available("takeover") {
+        return;
+    }
+    let server = TestServer::start_with(with_mqtt());
+    let admin = server.admin_token().await;
+    topic(
+        &server,
+        &admin,
+        json!({"name": "alerts", "subscribe": "true"}),
+    )
+    .await;
+    let viewer = key(&server, &admin, &["viewer"]).await;
+    let port = server.mqtt_port();
+    let reason = blocking(move || {
+        let same = ["-i", "same-device"];
+        let (mut first, _) = Sub::start(port, "mqttv5", &viewer, &["alerts"], &same);
+        let (_second, codes) = Sub::start(port, "mqttv5", &viewer, &["alerts"], &same);
+        assert_eq!(codes, [0]);
+        first.disconnect_reason()
+    })
+    .await;
+    assert_eq!(reason, Some(0x8E));
+}

@@ -137,6 +137,7 @@ mod tests {
         realtime.connect(ConnHandle {
             id: conn,
             transport: crate::fanout::Transport::WebSocket,
+            client_id: None,
             principal: admin,
             sign_in: None,
             outbox,

@@ -140,7 +140,7 @@ pub async fn run(state: AppState, mut stream: TcpStream, peer: SocketAddr) {
         .filter(|p| !p.is_empty())
         .map(str::to_owned);
     let sign_in = credential.as_deref().and_then(|c| state.auth.sign_in_of(c));
-    let registration = Registration::connect(&state, &principal, sign_in);
+    let registration = Registration::connect(&state, &principal, sign_in, &client_id);
     let out_window = hello
         .receive_maximum
         .unwrap_or(OUT_WINDOW)

@@ -38,6 +38,7 @@ impl Registration {
         state: &AppState,
         principal: &Principal,
         sign_in: Option<String>,
+        client_id: &str,
     ) -> Registration {
         let conn = state.realtime.next_conn_id();
         let (outbox_tx, outbox) = mpsc::channel(state.live.get().outbox);
@@ -45,6 +46,7 @@ impl Registration {
         state.realtime.connect(ConnHandle {
             id: conn,
             transport: Transport::Mqtt,
+            client_id: Some(client_id.to_owned()),
             principal: principal.clone(),
             // Ending this sign-in closes the connection, as a WebSocket.
             sign_in: sign_in.clone(),

@@ -167,6 +167,7 @@ pub async fn sse(
     state.realtime.connect(ConnHandle {
         id: conn,
         transport: Transport::Sse,
+        client_id: None,
         principal: principal.clone(),
         sign_in: sign_in.clone(),
         outbox: outbox_tx,

@@ -134,6 +134,7 @@ async fn run(
     state.realtime.connect(ConnHandle {
         id: conn,
         transport: Transport::WebSocket,
+        client_id: None,
         principal: principal.clone(),
         sign_in: sign_in.clone(),
         outbox: outbox_tx,

@@ -277,10 +277,14 @@ impl Sub {
         }
     }
 
-    /// Whether the client disconnected (its debug output says so).
-    pub fn disconnected(&mut self) -> bool {
-        self.next_line(|l| l.contains("sending DISCONNECT") || l.contains("Connection lost"))
-            .is_some()
+    /// The reason code of the DISCONNECT the server sent (5.0), if one
+    /// comes within 20 s.
+    pub fn disconnect_reason(&mut self) -> Option<u64> {
+        let line = self.next_line(|l| l.starts_with("Received DISCONNECT ("))?;
+        line.trim_start_matches("Received DISCONNECT (")
+            .trim_end_matches(')')
+            .parse()
+            .ok()
     }
 }
 

@@ -52,6 +52,19 @@ impl Hub {
 
     pub(super) fn connect(&mut self, handle: ConnHandle) {
         let id = handle.id;
+        if let Some(client_id) = &handle.client_id {
+            // MQTT: one connection per client id; the newest wins. Connects
+            // are rare next to events: a scan, not another index.
+            let older: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.handle.client_id.as_ref() == Some(client_id))
+                .map(|(id, _)| *id)
+                .collect();
+            for conn in older {
+                self.close(conn, Close::taken_over());
+            }
+        }
         let principal_id = handle.principal.id();
         if let Some(principal) = &principal_id {
             self.by_principal

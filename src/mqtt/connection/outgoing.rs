@@ -223,6 +223,7 @@ fn disconnect_reason(close: Option<&Close>) -> DisconnectReasonCode {
         // The outbox overflowed: reconnect (a persistent session resumes).
         4008 => DisconnectReasonCode::QuotaExceeded,
         4001 => DisconnectReasonCode::NotAuthorized,
+        4009 => DisconnectReasonCode::SessionTakenOver,
         _ => DisconnectReasonCode::ServerShuttingDown,
     }
 }
