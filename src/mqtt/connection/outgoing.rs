@@ -93,8 +93,13 @@ impl Session {
 
     /// How the session ends when the hub closed it (slow consumer,
     /// revoked identity, shutdown).
-    pub(super) fn hub_closed(&self) -> End {
-        let close = self.registration.closed.borrow();
+    pub(super) fn hub_closed(&mut self) -> End {
+        let close = self.registration.closed.borrow().clone();
+        if close.as_ref().is_some_and(|c| c.code == 4009) {
+            // The newer connection owns the stored session now: this one
+            // must not write its older filters and position over it.
+            self.keeper.disown();
+        }
         End::Close(disconnect_reason(close.as_ref()))
     }
 
