@@ -121,7 +121,11 @@ pub const GAUGES: &[(&str, &str)] = &[
     ),
     (
         "pulsebase_realtime_connections",
-        "Open WebSocket and SSE connections",
+        "Open WebSocket, SSE and MQTT connections",
+    ),
+    (
+        "pulsebase_realtime_transport_connections",
+        "Open connections by transport (websocket, sse, mqtt)",
     ),
     (
         "pulsebase_realtime_subscriptions",

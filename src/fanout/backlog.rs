@@ -136,6 +136,8 @@ mod tests {
         }));
         realtime.connect(ConnHandle {
             id: conn,
+            transport: crate::fanout::Transport::WebSocket,
+            client_id: None,
             principal: admin,
             sign_in: None,
             outbox,

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use super::backlog::{self, Backlog};
 use super::render::{self, ChangeView, Rendered};
-use super::{Close, ConnHandle, ConnId, Frame, FrameKind, Subscription};
+use super::{Close, ConnHandle, ConnId, Frame, FrameKind, Subscription, Transport};
 use crate::auth::Principal;
 use crate::clock;
 use crate::model::Collection;
@@ -103,6 +103,10 @@ pub enum Input {
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct HubStats {
     pub connections: u64,
+    /// Of `connections`: over WebSocket, SSE and MQTT.
+    pub websocket_connections: u64,
+    pub sse_connections: u64,
+    pub mqtt_connections: u64,
     pub subscriptions: u64,
     /// Events and messages handed to outboxes since start.
     pub events_delivered: u64,
@@ -340,10 +344,20 @@ impl Hub {
                 });
                 let (outbox_depth, outbox_max) =
                     queued.fold((0, 0), |(sum, max), n| (sum + n, max.max(n)));
+                let count = |transport: Transport| {
+                    let on = self
+                        .conns
+                        .values()
+                        .filter(|c| c.handle.transport == transport);
+                    on.count() as u64
+                };
                 let _ = reply.send(HubStats {
                     outbox_depth,
                     outbox_max,
                     connections: self.conns.len() as u64,
+                    websocket_connections: count(Transport::WebSocket),
+                    sse_connections: count(Transport::Sse),
+                    mqtt_connections: count(Transport::Mqtt),
                     subscriptions: self.conns.values().map(|c| c.topics.len() as u64).sum(),
                     events_delivered: self.delivered,
                     slow_consumer_closes: self.slow_closes,

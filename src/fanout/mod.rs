@@ -123,6 +123,15 @@ impl Close {
         }
     }
 
+    /// Another connection with the same MQTT client id came.
+    pub fn taken_over() -> Close {
+        Close {
+            code: 4009,
+            reason: "session_taken_over",
+            last: None,
+        }
+    }
+
     pub fn unauthorized(code: &'static str, message: &str) -> Close {
         Close {
             code: 4001,
@@ -132,9 +141,32 @@ impl Close {
     }
 }
 
+/// How a connection reaches the server, as `_connections` and the stats
+/// name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    WebSocket,
+    Sse,
+    Mqtt,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::WebSocket => "websocket",
+            Transport::Sse => "sse",
+            Transport::Mqtt => "mqtt",
+        }
+    }
+}
+
 /// What the hub keeps of a connection.
 pub struct ConnHandle {
     pub id: ConnId,
+    pub transport: Transport,
+    /// An MQTT client id: a new connection with the same one takes the
+    /// session over and the older connection is closed.
+    pub client_id: Option<String>,
     pub principal: Principal,
     /// The sign-in session of the access token it authenticated with last;
     /// ending that sign-in closes the connection.

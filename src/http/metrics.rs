@@ -94,6 +94,15 @@ async fn sample(state: &AppState) -> Result<(), ApiError> {
         debug_assert!(names::GAUGES.iter().any(|(n, _)| *n == name));
         metrics::gauge!(name).set(value as f64);
     }
+    let transports = [
+        ("websocket", realtime.websocket_connections),
+        ("sse", realtime.sse_connections),
+        ("mqtt", realtime.mqtt_connections),
+    ];
+    for (transport, count) in transports {
+        metrics::gauge!("pulsebase_realtime_transport_connections", "transport" => transport)
+            .set(count as f64);
+    }
     for (collection, count) in records {
         metrics::gauge!("pulsebase_records", "collection" => collection).set(count as f64);
     }

@@ -24,6 +24,20 @@ pub struct Hello {
     pub keep_alive: u16,
     /// The password of the CONNECT (the username is free: a device name).
     pub password: Option<String>,
+    /// 3.1.1 clean session, 5.0 clean start.
+    pub clean_start: bool,
+    /// 5.0 session expiry interval in seconds; 3.1.1 has none (a session
+    /// that is not clean then lasts until it is cleaned).
+    pub session_expiry: Option<u32>,
+    /// 5.0: how many QoS 1 messages the client takes unacknowledged.
+    pub receive_maximum: Option<u16>,
+}
+
+/// One filter of a SUBSCRIBE and the QoS asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    pub path: String,
+    pub qos: u8,
 }
 
 /// A PUBLISH, whichever version.
@@ -42,7 +56,9 @@ pub enum Inbound {
     Publish(Publish),
     Subscribe {
         pkid: u16,
-        filters: Vec<String>,
+        filters: Vec<Filter>,
+        /// 5.0 user properties, for the whole packet (`filter`, `ops`).
+        properties: Vec<(String, String)>,
     },
     Unsubscribe {
         pkid: u16,
@@ -50,7 +66,9 @@ pub enum Inbound {
     },
     PingReq,
     Disconnect,
-    /// Acknowledgements of messages this server never sends at QoS 1 or 2,
+    /// The client acknowledged a QoS 1 message the server sent.
+    PubAck(u16),
+    /// Acknowledgements of messages this server never sends at QoS 2,
     /// and packets only a server sends: nothing to do.
     Ignored,
 }
@@ -176,6 +194,9 @@ fn from_v4(packet: v4::Packet) -> Result<Inbound, DecodeError> {
             client_id: connect.client_id,
             keep_alive: connect.keep_alive,
             password: connect.login.map(|login| login.password),
+            clean_start: connect.clean_session,
+            session_expiry: None,
+            receive_maximum: None,
         }),
         v4::Packet::Publish(publish) => Inbound::Publish(Publish {
             topic: publish.topic,
@@ -185,13 +206,22 @@ fn from_v4(packet: v4::Packet) -> Result<Inbound, DecodeError> {
         }),
         v4::Packet::Subscribe(subscribe) => Inbound::Subscribe {
             pkid: subscribe.pkid,
-            filters: subscribe.filters.into_iter().map(|f| f.path).collect(),
+            filters: subscribe
+                .filters
+                .into_iter()
+                .map(|f| Filter {
+                    path: f.path,
+                    qos: f.qos as u8,
+                })
+                .collect(),
+            properties: Vec::new(),
         },
         v4::Packet::Unsubscribe(unsubscribe) => Inbound::Unsubscribe {
             pkid: unsubscribe.pkid,
             filters: unsubscribe.topics,
         },
         v4::Packet::PingReq => Inbound::PingReq,
+        v4::Packet::PubAck(ack) => Inbound::PubAck(ack.pkid),
         v4::Packet::Disconnect => Inbound::Disconnect,
         _ => Inbound::Ignored,
     })
@@ -203,6 +233,12 @@ fn from_v5(packet: v5::Packet) -> Result<Inbound, DecodeError> {
             client_id: connect.client_id,
             keep_alive: connect.keep_alive,
             password: login.map(|login| login.password),
+            clean_start: connect.clean_start,
+            session_expiry: connect
+                .properties
+                .as_ref()
+                .and_then(|p| p.session_expiry_interval),
+            receive_maximum: connect.properties.as_ref().and_then(|p| p.receive_maximum),
         }),
         v5::Packet::Publish(publish) => {
             // Topic aliases are not offered (CONNACK says 0), so a topic
@@ -218,13 +254,25 @@ fn from_v5(packet: v5::Packet) -> Result<Inbound, DecodeError> {
         }
         v5::Packet::Subscribe(subscribe) => Inbound::Subscribe {
             pkid: subscribe.pkid,
-            filters: subscribe.filters.into_iter().map(|f| f.path).collect(),
+            filters: subscribe
+                .filters
+                .into_iter()
+                .map(|f| Filter {
+                    path: f.path,
+                    qos: f.qos as u8,
+                })
+                .collect(),
+            properties: subscribe
+                .properties
+                .map(|p| p.user_properties)
+                .unwrap_or_default(),
         },
         v5::Packet::Unsubscribe(unsubscribe) => Inbound::Unsubscribe {
             pkid: unsubscribe.pkid,
             filters: unsubscribe.filters,
         },
         v5::Packet::PingReq(_) => Inbound::PingReq,
+        v5::Packet::PubAck(ack) => Inbound::PubAck(ack.pkid),
         v5::Packet::Disconnect(_) => Inbound::Disconnect,
         _ => Inbound::Ignored,
     })
@@ -244,11 +292,32 @@ pub enum Refusal {
 /// Why a PUBLISH was refused (MQTT 5 PUBACK reason codes).
 pub use v5::PubAckReason;
 
+/// The answer to one filter of a SUBSCRIBE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubCode {
+    /// Granted at this QoS (0 or 1).
+    Granted(u8),
+    /// A rule does not let this client subscribe.
+    NotAuthorized,
+    /// Not a filter, or one that names nothing here.
+    TopicFilterInvalid,
+    /// Over `max_subscriptions` or the filter budget.
+    QuotaExceeded,
+    /// A `filter` or `ops` property that does not parse, or a filter that
+    /// matches nothing delivered here.
+    BadRequest,
+    /// Anything else (storage trouble, a filter expression that does not
+    /// parse).
+    Unspecified,
+}
+
 /// What the listener sends.
 #[derive(Debug)]
 pub enum Outbound<'a> {
     ConnAck {
         refusal: Option<Refusal>,
+        /// Whether a stored session was taken up.
+        session_present: bool,
         /// Offered to 5.0 clients: the in-flight window and packet limit.
         receive_maximum: u16,
         max_packet: usize,
@@ -262,18 +331,23 @@ pub enum Outbound<'a> {
     },
     SubAck {
         pkid: u16,
-        /// Per filter: granted (at QoS 0) or not.
-        granted: Vec<bool>,
+        codes: Vec<SubCode>,
+        /// 5.0: why the refused ones were (the first refusal's message).
+        reason: Option<&'a str>,
     },
     UnsubAck {
         pkid: u16,
         count: usize,
     },
     PingResp,
-    /// A message to the client, at QoS 0.
+    /// A message to the client: at QoS 0 (`pkid` 0) or 1.
     Publish {
         topic: &'a str,
         payload: Bytes,
+        qos: u8,
+        pkid: u16,
+        /// A topic's retained message, sent on SUBSCRIBE.
+        retain: bool,
     },
     /// 5.0 only: why the server closes the connection.
     Disconnect(v5::DisconnectReasonCode),
@@ -291,38 +365,45 @@ impl Outbound<'_> {
 
     fn encode_v4(&self, out: &mut BytesMut) -> Result<(), String> {
         let packet = match self {
-            Outbound::ConnAck { refusal, .. } => {
+            Outbound::ConnAck {
+                refusal,
+                session_present,
+                ..
+            } => {
                 let code = match refusal {
                     None => v4::ConnectReturnCode::Success,
                     Some(Refusal::BadCredentials) => v4::ConnectReturnCode::BadUserNamePassword,
                     Some(Refusal::NotAuthorized) => v4::ConnectReturnCode::NotAuthorized,
                     Some(Refusal::Unavailable) => v4::ConnectReturnCode::ServiceUnavailable,
                 };
-                v4::Packet::ConnAck(v4::ConnAck::new(code, false))
+                v4::Packet::ConnAck(v4::ConnAck::new(code, *session_present))
             }
             // 3.1.1 has no reason codes: a refusal is told on `_errors/`.
             Outbound::PubAck { pkid, .. } => v4::Packet::PubAck(v4::PubAck::new(*pkid)),
-            Outbound::SubAck { pkid, granted } => v4::Packet::SubAck(v4::SubAck::new(
+            Outbound::SubAck { pkid, codes, .. } => v4::Packet::SubAck(v4::SubAck::new(
                 *pkid,
-                granted
+                codes
                     .iter()
-                    .map(|&ok| {
-                        if ok {
-                            v4::SubscribeReasonCode::Success(rumqttc::mqttbytes::QoS::AtMostOnce)
-                        } else {
-                            v4::SubscribeReasonCode::Failure
-                        }
+                    .map(|code| match code {
+                        SubCode::Granted(qos) => v4::SubscribeReasonCode::Success(v4_qos(*qos)),
+                        _ => v4::SubscribeReasonCode::Failure,
                     })
                     .collect(),
             )),
             Outbound::UnsubAck { pkid, .. } => v4::Packet::UnsubAck(v4::UnsubAck::new(*pkid)),
             Outbound::PingResp => v4::Packet::PingResp,
-            Outbound::Publish { topic, payload } => v4::Packet::Publish(v4::Publish {
+            Outbound::Publish {
+                topic,
+                payload,
+                qos,
+                pkid,
+                retain,
+            } => v4::Packet::Publish(v4::Publish {
                 dup: false,
-                qos: rumqttc::mqttbytes::QoS::AtMostOnce,
-                retain: false,
+                qos: v4_qos(*qos),
+                retain: *retain,
                 topic: (*topic).to_owned(),
-                pkid: 0,
+                pkid: *pkid,
                 payload: payload.clone(),
             }),
             Outbound::Disconnect(_) => return Ok(()),
@@ -337,6 +418,7 @@ impl Outbound<'_> {
         let packet = match self {
             Outbound::ConnAck {
                 refusal,
+                session_present,
                 receive_maximum,
                 max_packet,
                 assigned_id,
@@ -357,7 +439,7 @@ impl Outbound<'_> {
                     topic_alias_max: Some(0),
                     shared_subscription_available: Some(0),
                     subscription_identifiers_available: Some(0),
-                    wildcard_subscription_available: Some(0),
+                    wildcard_subscription_available: None,
                     session_expiry_interval: None,
                     assigned_client_identifier: assigned_id.map(str::to_owned),
                     reason_string: None,
@@ -369,7 +451,7 @@ impl Outbound<'_> {
                     authentication_data: None,
                 });
                 v5::Packet::ConnAck(v5::ConnAck {
-                    session_present: false,
+                    session_present: *session_present,
                     code,
                     properties,
                 })
@@ -385,21 +467,27 @@ impl Outbound<'_> {
                 }
                 v5::Packet::PubAck(ack)
             }
-            Outbound::SubAck { pkid, granted } => v5::Packet::SubAck(v5::SubAck {
+            Outbound::SubAck {
+                pkid,
+                codes,
+                reason,
+            } => v5::Packet::SubAck(v5::SubAck {
                 pkid: *pkid,
-                return_codes: granted
+                return_codes: codes
                     .iter()
-                    .map(|&ok| {
-                        if ok {
-                            v5::SubscribeReasonCode::Success(
-                                rumqttc::v5::mqttbytes::QoS::AtMostOnce,
-                            )
-                        } else {
-                            v5::SubscribeReasonCode::ImplementationSpecific
-                        }
+                    .map(|code| match code {
+                        SubCode::Granted(qos) => v5::SubscribeReasonCode::Success(v5_qos(*qos)),
+                        SubCode::NotAuthorized => v5::SubscribeReasonCode::NotAuthorized,
+                        SubCode::TopicFilterInvalid => v5::SubscribeReasonCode::TopicFilterInvalid,
+                        SubCode::QuotaExceeded => v5::SubscribeReasonCode::QuotaExceeded,
+                        SubCode::BadRequest => v5::SubscribeReasonCode::ImplementationSpecific,
+                        SubCode::Unspecified => v5::SubscribeReasonCode::Unspecified,
                     })
                     .collect(),
-                properties: None,
+                properties: reason.map(|reason| v5::SubAckProperties {
+                    reason_string: Some(reason.to_owned()),
+                    user_properties: Vec::new(),
+                }),
             }),
             Outbound::UnsubAck { pkid, count } => v5::Packet::UnsubAck(v5::UnsubAck {
                 pkid: *pkid,
@@ -407,12 +495,18 @@ impl Outbound<'_> {
                 properties: None,
             }),
             Outbound::PingResp => v5::Packet::PingResp(v5::PingResp),
-            Outbound::Publish { topic, payload } => v5::Packet::Publish(v5::Publish {
+            Outbound::Publish {
+                topic,
+                payload,
+                qos,
+                pkid,
+                retain,
+            } => v5::Packet::Publish(v5::Publish {
                 dup: false,
-                qos: rumqttc::v5::mqttbytes::QoS::AtMostOnce,
-                retain: false,
+                qos: v5_qos(*qos),
+                retain: *retain,
                 topic: Bytes::copy_from_slice(topic.as_bytes()),
-                pkid: 0,
+                pkid: *pkid,
                 payload: payload.clone(),
                 properties: None,
             }),
@@ -433,6 +527,22 @@ impl Outbound<'_> {
             .write(out, None)
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+}
+
+fn v4_qos(qos: u8) -> rumqttc::mqttbytes::QoS {
+    if qos == 0 {
+        rumqttc::mqttbytes::QoS::AtMostOnce
+    } else {
+        rumqttc::mqttbytes::QoS::AtLeastOnce
+    }
+}
+
+fn v5_qos(qos: u8) -> rumqttc::v5::mqttbytes::QoS {
+    if qos == 0 {
+        rumqttc::v5::mqttbytes::QoS::AtMostOnce
+    } else {
+        rumqttc::v5::mqttbytes::QoS::AtLeastOnce
     }
 }
 

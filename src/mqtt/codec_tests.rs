@@ -160,6 +160,7 @@ fn refusals_are_told_in_each_versions_words() {
     let mut out = BytesMut::new();
     let refused = Outbound::ConnAck {
         refusal: Some(Refusal::BadCredentials),
+        session_present: false,
         receive_maximum: 8,
         max_packet: MAX,
         assigned_id: None,

@@ -1,6 +1,7 @@
 //! One MQTT client: CONNECT and its credential, then one task with a
-//! `select!` over the socket, the publishes in flight, the keep-alive
-//! timer, the credential's expiry and shutdown.
+//! `select!` over the socket, the publishes in flight, the hub's outbox
+//! (deliveries, see `outgoing`), a persistent session's replay and saves,
+//! the keep-alive timer, the credential's expiry and shutdown.
 //!
 //! Publishes are not serialized: each one's write is awaited beside the
 //! others (up to [`WINDOW`] per connection, which is what a 5.0 client is
@@ -21,18 +22,29 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::codec::{DecodeError, Framer, Hello, Inbound, Outbound, Publish, Refusal, Version};
+use super::resume::{Keeper, Replaying};
+use super::subscriptions::{Registration, Subscriptions};
 use crate::auth::{AuthError, Principal};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+mod outgoing;
+
 /// Publishes in flight per connection before its socket is read again.
 pub const WINDOW: u16 = 64;
+/// QoS 1 deliveries awaiting the client's PUBACK, at most (fewer when a
+/// 5.0 client asks for fewer with its receive maximum). While they are
+/// all out, the hub's frames wait in the outbox; a full outbox closes
+/// the connection as a slow consumer.
+pub const OUT_WINDOW: u16 = 32;
 /// How long a new connection has to send its CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one over the connection caps has, to be refused in words.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a connection's credential is checked again, at most.
 const RECHECK: Duration = Duration::from_secs(1);
+/// A write to the client that takes longer means it stopped reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closed connection's writes get to finish.
 const DRAIN: Duration = Duration::from_secs(10);
 /// Room for the fixed header and topic on top of `max_message_bytes`,
@@ -109,6 +121,7 @@ pub async fn run(state: AppState, mut stream: TcpStream, peer: SocketAddr) {
             let mut out = BytesMut::new();
             let refused = Outbound::ConnAck {
                 refusal: Some(refusal),
+                session_present: false,
                 receive_maximum: WINDOW,
                 max_packet,
                 assigned_id: None,
@@ -126,7 +139,18 @@ pub async fn run(state: AppState, mut stream: TcpStream, peer: SocketAddr) {
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(str::to_owned);
+    let sign_in = credential.as_deref().and_then(|c| state.auth.sign_in_of(c));
+    let registration = Registration::connect(&state, &principal, sign_in, &client_id);
+    let out_window = hello
+        .receive_maximum
+        .unwrap_or(OUT_WINDOW)
+        .clamp(1, OUT_WINDOW);
+    let keeper = Keeper::new(&state, &hello, version, &principal);
     let mut session = Session {
+        keeper,
+        replaying: Replaying::default(),
+        delivered: 0,
+        retained: Default::default(),
         credential,
         checked: Instant::now(),
         _slot: slot,
@@ -138,10 +162,17 @@ pub async fn run(state: AppState, mut stream: TcpStream, peer: SocketAddr) {
         errors_subscribed: false,
         out: BytesMut::new(),
         pending: FuturesOrdered::new(),
+        registration,
+        subscriptions: Subscriptions::default(),
+        inflight: std::collections::BTreeMap::new(),
+        next_pkid: 0,
+        out_window,
     };
+    let session_present = session.take_up(&hello).await;
     let assigned_id = assigned.then(|| session.client_id.clone());
     session.send(&Outbound::ConnAck {
         refusal: None,
+        session_present,
         receive_maximum: WINDOW,
         max_packet,
         assigned_id: assigned_id.as_deref(),
@@ -218,6 +249,23 @@ struct Session {
     /// Bytes to write before the next wait.
     out: BytesMut,
     pending: FuturesOrdered<Write>,
+    /// The connection in the realtime hub: its outbox and close signal.
+    registration: Registration,
+    subscriptions: Subscriptions,
+    /// QoS 1 deliveries awaiting PUBACK: packet id → the frame's seq.
+    inflight: std::collections::BTreeMap<u16, u64>,
+    /// The last packet id handed out.
+    next_pkid: u16,
+    /// How many QoS 1 deliveries may await PUBACK at once.
+    out_window: u16,
+    /// The persistent session, if the client asked for one.
+    keeper: Keeper,
+    /// What a taken-up session missed, sent before live deliveries.
+    replaying: Replaying,
+    /// The seq of the last frame handed to the client.
+    delivered: u64,
+    /// Retained messages to send after a SUBACK, before anything else.
+    retained: std::collections::VecDeque<crate::fanout::Frame>,
 }
 
 /// Why a session ends.
@@ -241,24 +289,70 @@ impl Session {
         let mut shutdown = self.state.shutdown.clone();
         let mut heard = Instant::now();
         // What was read with the CONNECT may already hold packets.
-        let mut end = self.handle_all(&mut framer, &mut buf);
+        let mut end = self.handle_all(&mut framer, &mut buf).await;
         while end.is_none() {
+            while self.inflight.len() < usize::from(self.out_window) {
+                if let Some(frame) = self.retained.pop_front() {
+                    self.deliver_retained(&frame);
+                } else if let Some(frame) = self.replaying.next_frame() {
+                    self.deliver(&frame);
+                } else {
+                    break;
+                }
+            }
             if !self.out.is_empty() {
-                if writer.write_all(&self.out).await.is_err() {
-                    return;
+                // A peer that stops reading must not hold the session
+                // (and its place in the hub) forever.
+                let written = tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&self.out));
+                if !matches!(written.await, Ok(Ok(()))) {
+                    self.out.clear();
+                    end = Some(End::Left);
+                    break;
                 }
                 self.out.clear();
             }
             let silence = keep_alive.map(|k| heard + k);
             let window_open = self.pending.len() < usize::from(WINDOW);
+            let out_open = self.inflight.len() < usize::from(self.out_window);
+            let live = out_open && self.retained.is_empty() && !self.replaying.active();
+            let save_at = self.keeper.next_save(self.position());
             end = tokio::select! {
                 read = reader.read_buf(&mut buf), if window_open => match read {
                     Ok(0) | Err(_) => Some(End::Left),
                     Ok(_) => {
                         heard = Instant::now();
-                        self.handle_all(&mut framer, &mut buf)
+                        self.handle_all(&mut framer, &mut buf).await
                     }
                 },
+                page = self.replaying.read_page(&self.state.store), if self.replaying.needs_page() => {
+                    match page {
+                        Ok(ended) => {
+                            for topic in ended {
+                                self.subscriptions.forget(&topic);
+                                self.state.realtime.unsubscribe(self.registration.conn, topic).await;
+                            }
+                            None
+                        }
+                        Err(e) => {
+                            tracing::warn!(client = %self.client_id, error = %e, "mqtt: a replay failed");
+                            Some(End::Close(DisconnectReasonCode::UnspecifiedError))
+                        }
+                    }
+                }
+                () = sleep_until(save_at) => {
+                    let position = self.position();
+                    self.keeper.save(&self.state, &self.subscriptions, position, false).await;
+                    None
+                }
+                frame = self.registration.outbox.recv(), if live => match frame {
+                    Some(frame) => {
+                        self.deliver(&frame);
+                        None
+                    }
+                    // The hub let go of the connection: it says why.
+                    None => Some(self.hub_closed()),
+                },
+                _ = self.registration.closed.changed() => Some(self.hub_closed()),
                 Some(done) = self.pending.next() => {
                     // While its window is full the client is not read: its
                     // silence then is the server's, and does not count.
@@ -277,11 +371,16 @@ impl Session {
                 }
             };
         }
+        self.registration.leave();
         if let Some(End::Close(reason)) = end {
             self.send(&Outbound::Disconnect(reason));
         }
-        let _ = writer.write_all(&self.out).await;
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&self.out)).await;
         let _ = writer.shutdown().await;
+        let position = self.position();
+        self.keeper
+            .save(&self.state, &self.subscriptions, position, true)
+            .await;
         // A device that publishes at QoS 0 and disconnects at once (as
         // `mosquitto_pub` does) still means its message: writes already
         // received are finished, not dropped with the connection.
@@ -292,11 +391,11 @@ impl Session {
     }
 
     /// Handles every whole packet in `buf`; `Some` when the session ends.
-    fn handle_all(&mut self, framer: &mut Framer, buf: &mut BytesMut) -> Option<End> {
+    async fn handle_all(&mut self, framer: &mut Framer, buf: &mut BytesMut) -> Option<End> {
         loop {
             match framer.next(buf) {
                 Ok(Some(packet)) => {
-                    if let Some(end) = self.handle(packet) {
+                    if let Some(end) = self.handle(packet).await {
                         return Some(end);
                     }
                 }
@@ -315,27 +414,39 @@ impl Session {
         }
     }
 
-    fn handle(&mut self, packet: Inbound) -> Option<End> {
+    async fn handle(&mut self, packet: Inbound) -> Option<End> {
         match packet {
             Inbound::Connect(_) => {
                 return Some(End::Close(DisconnectReasonCode::ProtocolError));
             }
             Inbound::Publish(publish) => return self.publish(publish),
-            Inbound::Subscribe { pkid, filters } => {
-                // Only the client's own error topic, for now.
-                let own = errors_topic(&self.client_id);
-                let granted: Vec<bool> = filters.iter().map(|f| *f == own).collect();
-                self.errors_subscribed |= granted.contains(&true);
-                self.send(&Outbound::SubAck { pkid, granted });
-            }
+            Inbound::Subscribe {
+                pkid,
+                filters,
+                properties,
+            } => self.subscribe(pkid, filters, &properties).await,
             Inbound::Unsubscribe { pkid, filters } => {
-                if filters.contains(&errors_topic(&self.client_id)) {
-                    self.errors_subscribed = false;
+                let own = errors_topic(&self.client_id);
+                for filter in &filters {
+                    if *filter == own {
+                        self.errors_subscribed = false;
+                    } else {
+                        let realtime = &self.state.realtime;
+                        let conn = self.registration.conn;
+                        self.subscriptions.unsubscribe(realtime, conn, filter).await;
+                    }
                 }
                 self.send(&Outbound::UnsubAck {
                     pkid,
                     count: filters.len(),
                 });
+                let position = self.position();
+                self.keeper
+                    .save(&self.state, &self.subscriptions, position, true)
+                    .await;
+            }
+            Inbound::PubAck(pkid) => {
+                self.inflight.remove(&pkid);
             }
             Inbound::PingReq => self.send(&Outbound::PingResp),
             Inbound::Disconnect => return Some(End::Left),
@@ -419,6 +530,9 @@ impl Session {
             self.send(&Outbound::Publish {
                 topic: &topic,
                 payload,
+                qos: 0,
+                pkid: 0,
+                retain: false,
             });
         }
     }

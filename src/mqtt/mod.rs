@@ -6,12 +6,21 @@
 //!
 //! - [`codec`]: framing over the codec crate, one view of both versions;
 //! - [`connection`]: one client's session (CONNECT, publishes in flight,
-//!   keep-alive);
-//! - [`publish`]: where a PUBLISH goes and how a refusal is told.
+//!   keep-alive; deliveries in its `outgoing` half);
+//! - [`publish`]: where a PUBLISH goes and how a refusal is told;
+//! - [`filters`]: MQTT topic filters and the realtime topics they name;
+//! - [`subscriptions`]: a client's filters as subscriptions of the
+//!   realtime hub ([`crate::fanout`]), which renders what each may see,
+//!   and a rendered frame as a PUBLISH;
+//! - [`resume`]: persistent sessions, kept in the store and replayed from
+//!   the change log.
 
 pub mod codec;
 pub mod connection;
+pub mod filters;
 pub mod publish;
+pub mod resume;
+pub mod subscriptions;
 
 use std::time::Duration;
 

@@ -257,6 +257,8 @@ pub struct ConnectionNotice<'a> {
     pub connection: ConnectionName,
     pub user: Option<&'a str>,
     pub topic: Option<&'a str>,
+    /// `websocket`, `sse` or `mqtt`.
+    pub transport: &'a str,
 }
 
 #[derive(Debug, Serialize)]

@@ -513,13 +513,14 @@ fn messages_serialize_as_documented() {
             connection: ConnectionName(3),
             user: None,
             topic: Some("readings"),
+            transport: "mqtt",
         }),
     });
     assert_eq!(
         wire(&notice),
         json!({"type": "message", "topic": "_connections", "seq": 12, "ts": "t", "from": null,
             "data": {"event": "subscribe", "connection": "c_3", "user": null,
-                "topic": "readings"}})
+                "topic": "readings", "transport": "mqtt"}})
     );
 }
 

@@ -22,7 +22,7 @@ use crate::clock;
 use crate::error::{ApiError, ApiResult};
 use crate::fanout::backfill;
 use crate::fanout::replay::Replay;
-use crate::fanout::{Close, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime};
+use crate::fanout::{Close, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime, Transport};
 use crate::limits::Slot;
 use crate::protocol::ServerMessage;
 use crate::services::credentials::client_ip;
@@ -166,6 +166,8 @@ pub async fn sse(
     let (close_tx, closed) = watch::channel(None);
     state.realtime.connect(ConnHandle {
         id: conn,
+        transport: Transport::Sse,
+        client_id: None,
         principal: principal.clone(),
         sign_in: sign_in.clone(),
         outbox: outbox_tx,

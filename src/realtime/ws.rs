@@ -25,7 +25,7 @@ use super::session::{self, Session};
 use crate::auth::{Auth, Principal};
 use crate::clock;
 use crate::error::{ApiError, ApiResult};
-use crate::fanout::{Close, ConnHandle, Frame};
+use crate::fanout::{Close, ConnHandle, Frame, Transport};
 use crate::limits::RateLimit;
 use crate::limits::Slot;
 use crate::protocol::server::{ConnectionName, Welcome};
@@ -150,6 +150,8 @@ async fn run(
     let (close_tx, mut closed) = watch::channel::<Option<Close>>(None);
     state.realtime.connect(ConnHandle {
         id: conn,
+        transport: Transport::WebSocket,
+        client_id: None,
         principal: principal.clone(),
         sign_in: sign_in.clone(),
         outbox: outbox_tx,

@@ -32,6 +32,11 @@ pub async fn collect(state: &AppState, _: &AdminPermit) -> ApiResult<Value> {
         "seq": *state.writer.committed_seq().borrow(),
         "released_seq": realtime.seq,
         "connections": realtime.connections,
+        "transports": {
+            "websocket": realtime.websocket_connections,
+            "sse": realtime.sse_connections,
+            "mqtt": realtime.mqtt_connections,
+        },
         "subscriptions": realtime.subscriptions,
         "events_delivered": realtime.events_delivered,
         "slow_consumer_closes": realtime.slow_consumer_closes,

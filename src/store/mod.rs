@@ -21,6 +21,7 @@ mod fsync;
 pub mod keys;
 mod lock;
 pub mod mail_tokens;
+pub mod mqtt_sessions;
 pub mod query;
 mod segments;
 mod seqs;

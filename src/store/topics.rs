@@ -131,6 +131,22 @@ impl Store {
             .collect()
     }
 
+    /// A topic's newest kept message with `seq <= upto` (what an MQTT
+    /// subscriber gets as the topic's retained message).
+    pub fn last_message(&self, topic: &str, upto: u64) -> Result<Option<Message>, StoreError> {
+        let start = keys::history(topic, 0);
+        let end = keys::history(topic, upto);
+        let Some(entry) = self.data.range(start..=end).next_back() else {
+            return Ok(None);
+        };
+        let (key, value) = entry?;
+        let mut message: Message = codec::decode(&value)?;
+        message.seq =
+            keys::history_seq(&key).ok_or_else(|| StoreError::Corrupt("history key".into()))?;
+        message.topic = topic.to_owned();
+        Ok(Some(message))
+    }
+
     /// The newest seq a topic's history has dropped (0 if none): a resume
     /// from before it may have missed messages.
     pub fn history_trimmed(&self, topic: &str) -> Result<u64, StoreError> {

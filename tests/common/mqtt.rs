@@ -175,3 +175,146 @@ pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'stat
         .await
         .expect("client work panicked")
 }
+
+/// A running `mosquitto_sub -d`: its stdout lines as they come.
+pub struct Sub {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Messages printed before the line waited for (a resumed session's
+    /// may come before the SUBACK).
+    early: std::collections::VecDeque<String>,
+}
+
+impl Sub {
+    /// Subscribes to `filters` (`version` "mqttv311" or "mqttv5") with
+    /// the extra arguments; answers once the SUBACK came, with its codes.
+    pub fn start(
+        port: u16,
+        version: &str,
+        password: &str,
+        filters: &[&str],
+        extra: &[&str],
+    ) -> (Sub, Vec<u64>) {
+        // Line-buffered: a pipe would otherwise hold its output until exit.
+        let mut command = Command::new("stdbuf");
+        command
+            .args(["-oL", "mosquitto_sub"])
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", version])
+            .args(["-u", "device", "-P", password, "-d", "-W", "30"])
+            .args(["-F", "MSG %q %t %p"])
+            .args(extra);
+        for filter in filters {
+            command.args(["-t", filter]);
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start mosquitto_sub");
+        let stdout = child.stdout.take().expect("mosquitto_sub stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut sub = Sub {
+            child,
+            lines,
+            early: Default::default(),
+        };
+        let line = sub
+            .next_line(|l| l.starts_with("Subscribed (mid:"))
+            .unwrap_or_else(|| panic!("no SUBACK for {filters:?}"));
+        // "Subscribed (mid: 1): 1, 128"
+        let codes = line
+            .rsplit("):")
+            .next()
+            .unwrap_or_default()
+            .split(',')
+            .map(|c| c.trim().parse().expect("a SUBACK code"))
+            .collect();
+        (sub, codes)
+    }
+
+    fn next_line(&mut self, wanted: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            let line = self.lines.recv_timeout(left).ok()?;
+            if wanted(&line) {
+                return Some(line);
+            }
+            if line.starts_with("MSG ") {
+                self.early.push_back(line);
+            }
+        }
+    }
+
+    /// The next message: (QoS, topic name, payload), or `None` if none
+    /// comes within `wait`.
+    pub fn message(&mut self, wait: std::time::Duration) -> Option<(u8, String, Value)> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let line = match self.early.pop_front() {
+                Some(line) => line,
+                None => {
+                    let left = deadline.checked_duration_since(std::time::Instant::now())?;
+                    self.lines.recv_timeout(left).ok()?
+                }
+            };
+            let Some(rest) = line.strip_prefix("MSG ") else {
+                continue;
+            };
+            let mut parts = rest.splitn(3, ' ');
+            let qos = parts.next()?.parse().ok()?;
+            let topic = parts.next()?.to_owned();
+            let payload = serde_json::from_str(parts.next()?).expect("a JSON payload");
+            return Some((qos, topic, payload));
+        }
+    }
+
+    /// The reason code of the DISCONNECT the server sent (5.0), if one
+    /// comes within 20 s.
+    pub fn disconnect_reason(&mut self) -> Option<u64> {
+        let line = self.next_line(|l| l.starts_with("Received DISCONNECT ("))?;
+        line.trim_start_matches("Received DISCONNECT (")
+            .trim_end_matches(')')
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Creates a custom topic as `token`.
+pub async fn topic(server: &TestServer, token: &str, body: Value) {
+    let (status, answer) = send(
+        client()
+            .post(server.url("/api/topics"))
+            .bearer_auth(token)
+            .json(&body),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+}
+
+/// Publishes `data` on a custom topic over REST.
+pub async fn message(server: &TestServer, token: &str, topic: &str, data: Value) {
+    let (status, answer) = send(
+        client()
+            .post(server.url(&format!("/api/topics/{topic}/messages")))
+            .bearer_auth(token)
+            .json(&json!({ "data": data })),
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+}

@@ -52,6 +52,19 @@ impl Hub {
 
     pub(super) fn connect(&mut self, handle: ConnHandle) {
         let id = handle.id;
+        if let Some(client_id) = &handle.client_id {
+            // MQTT: one connection per client id; the newest wins. Connects
+            // are rare next to events: a scan, not another index.
+            let older: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.handle.client_id.as_ref() == Some(client_id))
+                .map(|(id, _)| *id)
+                .collect();
+            for conn in older {
+                self.close(conn, Close::taken_over());
+            }
+        }
         let principal_id = handle.principal.id();
         if let Some(principal) = &principal_id {
             self.by_principal
@@ -81,7 +94,8 @@ impl Hub {
         if let Some(principal) = &conn.principal_id {
             remove_from(&mut self.by_principal, principal, id);
         }
-        self.notice_for(id, conn.principal_id.as_deref(), event, None);
+        let transport = conn.handle.transport;
+        self.notice_for(id, conn.principal_id.as_deref(), transport, event, None);
     }
 
     pub(super) fn subscribe(&mut self, id: ConnId, subscription: Subscription) {
@@ -221,8 +235,12 @@ impl Hub {
     }
 
     pub(super) fn notice(&mut self, id: ConnId, event: &'static str, topic: Option<&str>) {
-        let principal = self.conns.get(&id).and_then(|c| c.principal_id.clone());
-        self.notice_for(id, principal.as_deref(), event, topic);
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
+        let principal = conn.principal_id.clone();
+        let transport = conn.handle.transport;
+        self.notice_for(id, principal.as_deref(), transport, event, topic);
     }
 
     /// A message on `_connections` for its (admin) subscribers. It carries
@@ -231,6 +249,7 @@ impl Hub {
         &mut self,
         id: ConnId,
         user: Option<&str>,
+        transport: Transport,
         event: &str,
         topic: Option<&str>,
     ) {
@@ -251,6 +270,7 @@ impl Hub {
                 connection: ConnectionName(id),
                 user,
                 topic,
+                transport: transport.name(),
             }),
         });
         let frame = Arc::new(Frame {

@@ -1,0 +1,234 @@
+//! The outgoing half of a session: SUBSCRIBE and its SUBACK, taking up a
+//! stored session, and the hub's frames as PUBLISH packets within the
+//! in-flight window, with the position a persistent session resumes from.
+
+use bytes::BytesMut;
+use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
+
+use super::{errors_topic, End, Session};
+use crate::clock;
+use crate::fanout::render;
+use crate::fanout::{Close, Frame};
+use crate::mqtt::codec::{Filter, Hello, Outbound, SubCode};
+use crate::mqtt::resume::Replaying;
+use crate::mqtt::subscriptions::{Props, Subscribed, Subscriptions};
+use crate::services::topics::Target;
+use crate::visibility::Viewer;
+use serde_json::{Map, Value};
+
+impl Session {
+    /// Grants what the same rules let a WebSocket subscribe to; the
+    /// client's own `_errors/<client id>` is granted at QoS 0.
+    pub(super) async fn subscribe(
+        &mut self,
+        pkid: u16,
+        filters: Vec<Filter>,
+        properties: &[(String, String)],
+    ) {
+        let own = errors_topic(&self.client_id);
+        let (errors, others): (Vec<_>, Vec<_>) = filters
+            .iter()
+            .cloned()
+            .enumerate()
+            .partition(|(_, f)| f.path == own);
+        self.errors_subscribed |= !errors.is_empty();
+        let requested: Vec<Filter> = others.iter().map(|(_, f)| f.clone()).collect();
+        let subscribed = if requested.is_empty() {
+            None
+        } else {
+            // The caller as it is now, as for a WebSocket subscribe.
+            if let Some(End::Close(_)) = self.recheck() {
+                self.send(&Outbound::SubAck {
+                    pkid,
+                    codes: vec![SubCode::NotAuthorized; filters.len()],
+                    reason: Some("the credential is no longer valid"),
+                });
+                return;
+            }
+            let conn = self.registration.conn;
+            let props = Props::of(properties);
+            let requested: Vec<_> = requested.into_iter().map(|f| (f, props.clone())).collect();
+            Some(
+                self.subscriptions
+                    .subscribe(&self.state, &self.principal, conn, &requested)
+                    .await,
+            )
+        };
+        let mut codes = vec![SubCode::Granted(0); filters.len()];
+        if let Some(subscribed) = &subscribed {
+            for ((index, _), code) in others.iter().zip(&subscribed.codes) {
+                codes[*index] = *code;
+            }
+        }
+        if let Some(subscribed) = &subscribed {
+            // A session that had nothing to wait for starts at the
+            // position its topics were registered at.
+            let idle = self.inflight.is_empty()
+                && !self.replaying.active()
+                && self.registration.outbox.is_empty();
+            if idle {
+                self.delivered = self.delivered.max(subscribed.upto);
+            }
+            let position = self.position();
+            self.keeper
+                .save(&self.state, &self.subscriptions, position, true)
+                .await;
+        }
+        let reason = subscribed.as_ref().and_then(|s| s.reason.as_deref());
+        let mut out = BytesMut::new();
+        let ack = Outbound::SubAck {
+            pkid,
+            codes,
+            reason,
+        };
+        if let Err(e) = ack.encode(self.version, &mut out) {
+            tracing::warn!(error = %e, "mqtt: cannot encode a SUBACK");
+        }
+        self.out.extend_from_slice(&out);
+        // After the SUBACK, as MQTT has it.
+        if let Some(subscribed) = &subscribed {
+            self.queue_retained(subscribed).await;
+        }
+    }
+
+    /// How the session ends when the hub closed it (slow consumer,
+    /// revoked identity, shutdown).
+    pub(super) fn hub_closed(&mut self) -> End {
+        let close = self.registration.closed.borrow().clone();
+        if close.as_ref().is_some_and(|c| c.code == 4009) {
+            // The newer connection owns the stored session now: this one
+            // must not write its older filters and position over it.
+            self.keeper.disown();
+        }
+        End::Close(disconnect_reason(close.as_ref()))
+    }
+
+    /// Takes up a stored session (see `resume`); answers whether one was.
+    pub(super) async fn take_up(&mut self, hello: &Hello) -> bool {
+        let conn = self.registration.conn;
+        let taken = self
+            .keeper
+            .take_up(
+                &self.state,
+                hello,
+                &self.principal,
+                conn,
+                &mut self.subscriptions,
+            )
+            .await;
+        match taken {
+            Ok(Some(resumed)) => {
+                self.delivered = resumed.position;
+                self.replaying = Replaying::start(resumed.replay);
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(client = %self.client_id, error = %e, "mqtt: cannot read a stored session");
+                false
+            }
+        }
+    }
+
+    /// The seq up to which everything was handed to the client and, at
+    /// QoS 1, acknowledged.
+    pub(super) fn position(&self) -> u64 {
+        match self.inflight.values().min() {
+            Some(oldest) => self.delivered.min(oldest.saturating_sub(1)),
+            None => self.delivered,
+        }
+    }
+
+    /// Sends one frame from the hub (or a replay) as a PUBLISH.
+    pub(super) fn deliver(&mut self, frame: &Frame) {
+        self.delivered = self.delivered.max(frame.seq);
+        if let Some(topic) = Subscriptions::ended_by(frame) {
+            self.subscriptions.forget(&topic);
+            return;
+        }
+        self.publish_frame(frame, false);
+    }
+
+    /// Sends a topic's retained message: it says nothing of the session's
+    /// position, which its (older) seq must not move back.
+    pub(super) fn deliver_retained(&mut self, frame: &Frame) {
+        self.publish_frame(frame, true);
+    }
+
+    fn publish_frame(&mut self, frame: &Frame, retain: bool) {
+        let Some((topic, payload, qos)) = self.subscriptions.delivery(frame) else {
+            return;
+        };
+        let pkid = if qos == 1 { self.next_pkid() } else { 0 };
+        if qos == 1 {
+            let seq = if retain { u64::MAX } else { frame.seq };
+            self.inflight.insert(pkid, seq);
+        }
+        self.send(&Outbound::Publish {
+            topic: &topic,
+            payload,
+            qos,
+            pkid,
+            retain,
+        });
+    }
+
+    /// Queues the retained message of each custom topic a SUBSCRIBE
+    /// named: the topic's newest kept message (topics created with
+    /// `history` keep theirs), if the subscriber may see it, judged as the
+    /// hub judges a live message.
+    async fn queue_retained(&mut self, subscribed: &Subscribed) {
+        let viewer = Viewer::of(&self.principal);
+        let now = clock::now_rfc3339();
+        for (target, subscription) in &subscribed.added {
+            let Target::Custom(topic) = target else {
+                continue;
+            };
+            if topic.def.history == 0 {
+                continue;
+            }
+            let store = self.state.store.clone();
+            let name = subscription.topic.clone();
+            let upto = subscribed.upto;
+            let found = tokio::task::spawn_blocking(move || store.last_message(&name, upto)).await;
+            let message = match found {
+                Ok(Ok(Some(message))) => message,
+                Ok(Ok(None)) => continue,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "mqtt: cannot read a retained message");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "mqtt: cannot read a retained message");
+                    continue;
+                }
+            };
+            let data: Map<String, Value> =
+                serde_json::from_slice(&message.data).unwrap_or_default();
+            if render::message_reaches(topic, &data, subscription, &viewer, &now) {
+                self.retained.push_back(render::render_message(&message));
+            }
+        }
+    }
+
+    /// The next packet id not awaiting a PUBACK (never 0).
+    pub(super) fn next_pkid(&mut self) -> u16 {
+        loop {
+            self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
+            if !self.inflight.contains_key(&self.next_pkid) {
+                return self.next_pkid;
+            }
+        }
+    }
+}
+
+/// A 5.0 DISCONNECT reason for why the hub closed the connection.
+fn disconnect_reason(close: Option<&Close>) -> DisconnectReasonCode {
+    match close.map_or(1001, |c| c.code) {
+        // The outbox overflowed: reconnect (a persistent session resumes).
+        4008 => DisconnectReasonCode::QuotaExceeded,
+        4001 => DisconnectReasonCode::NotAuthorized,
+        4009 => DisconnectReasonCode::SessionTakenOver,
+        _ => DisconnectReasonCode::ServerShuttingDown,
+    }
+}
