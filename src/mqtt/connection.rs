@@ -16,8 +16,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_util::stream::{FuturesOrdered, StreamExt as _};
 use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::time::Instant;
 
 use super::codec::{DecodeError, Framer, Hello, Inbound, Outbound, Publish, Refusal, Version};
@@ -54,14 +53,23 @@ struct Done {
 
 type Write = Pin<Box<dyn Future<Output = Done> + Send>>;
 
-/// Serves one client until it leaves, breaks the protocol or the server
-/// stops.
-pub async fn run(state: AppState, mut stream: TcpStream, peer: SocketAddr) {
-    let max_packet = state
+/// The largest packet a client may send.
+pub fn max_packet(state: &AppState) -> usize {
+    state
         .live
         .get()
         .max_message_bytes
-        .saturating_add(HEADER_ROOM);
+        .saturating_add(HEADER_ROOM)
+}
+
+/// Serves one client until it leaves, breaks the protocol or the server
+/// stops. `stream` is a TCP connection or an upgraded WebSocket
+/// ([`super::ws_io`]).
+pub async fn run<S>(state: AppState, mut stream: S, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let max_packet = max_packet(&state);
     // The same caps as WebSocket and SSE connections, counted together,
     // and taken before the CONNECT: a connection that never sends one
     // holds a place meanwhile. One refused gets a short while to say
@@ -114,7 +122,7 @@ pub async fn run(state: AppState, mut stream: TcpStream, peer: SocketAddr) {
                 assigned_id: None,
             };
             if refused.encode(version, &mut out).is_ok() {
-                let _ = stream.write_all(&out).await;
+                let _ = write_out(&mut stream, &out).await;
             }
             tracing::debug!(%peer, ?refusal, "mqtt: CONNECT refused");
             return;
@@ -160,7 +168,7 @@ pub async fn run(state: AppState, mut stream: TcpStream, peer: SocketAddr) {
 
 /// Reads until the CONNECT is whole.
 async fn read_hello(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
     framer: &mut Framer,
 ) -> Result<Hello, String> {
@@ -231,20 +239,20 @@ enum End {
 impl Session {
     async fn serve(
         mut self,
-        stream: TcpStream,
+        stream: impl AsyncRead + AsyncWrite + Send,
         mut framer: Framer,
         mut buf: BytesMut,
         keep_alive: Option<Duration>,
         expires: Option<Instant>,
     ) {
-        let (mut reader, mut writer) = stream.into_split();
+        let (mut reader, mut writer) = tokio::io::split(stream);
         let mut shutdown = self.state.shutdown.clone();
         let mut heard = Instant::now();
         // What was read with the CONNECT may already hold packets.
         let mut end = self.handle_all(&mut framer, &mut buf);
         while end.is_none() {
             if !self.out.is_empty() {
-                if writer.write_all(&self.out).await.is_err() {
+                if write_out(&mut writer, &self.out).await.is_err() {
                     return;
                 }
                 self.out.clear();
@@ -280,7 +288,7 @@ impl Session {
         if let Some(End::Close(reason)) = end {
             self.send(&Outbound::Disconnect(reason));
         }
-        let _ = writer.write_all(&self.out).await;
+        let _ = write_out(&mut writer, &self.out).await;
         let _ = writer.shutdown().await;
         // A device that publishes at QoS 0 and disconnects at once (as
         // `mosquitto_pub` does) still means its message: writes already
@@ -428,6 +436,12 @@ impl Session {
             tracing::warn!(error = %e, "mqtt: cannot encode a packet");
         }
     }
+}
+
+/// Writes and flushes (a WebSocket sends a message on flush).
+async fn write_out(out: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> std::io::Result<()> {
+    out.write_all(bytes).await?;
+    out.flush().await
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

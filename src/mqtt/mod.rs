@@ -1,4 +1,5 @@
-//! MQTT 3.1.1 and 5.0 over TCP, in the same process and runtime as HTTP
+//! MQTT 3.1.1 and 5.0 over TCP and over WebSocket (`/mqtt` on the HTTP
+//! port), in the same process and runtime as HTTP
 //! (docs/mqtt.md). A transport beside [`crate::http`] and
 //! [`crate::realtime`]: it authenticates with [`crate::auth`] and writes
 //! through [`crate::services`], so rules, validation and durability are
@@ -7,11 +8,15 @@
 //! - [`codec`]: framing over the codec crate, one view of both versions;
 //! - [`connection`]: one client's session (CONNECT, publishes in flight,
 //!   keep-alive);
-//! - [`publish`]: where a PUBLISH goes and how a refusal is told.
+//! - [`publish`]: where a PUBLISH goes and how a refusal is told;
+//! - [`websocket`] and [`ws_io`]: the `/mqtt` route, and the upgraded
+//!   socket as the byte stream a session reads.
 
 pub mod codec;
 pub mod connection;
 pub mod publish;
+pub mod websocket;
+pub mod ws_io;
 
 use std::time::Duration;
 
