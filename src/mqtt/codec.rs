@@ -24,6 +24,18 @@ pub struct Hello {
     pub keep_alive: u16,
     /// The password of the CONNECT (the username is free: a device name).
     pub password: Option<String>,
+    /// What to publish if the connection ends unexpectedly.
+    pub will: Option<Will>,
+}
+
+/// The Will of a CONNECT. Its 5.0 properties (the delay interval among
+/// them) are not kept: the message goes out at once (docs/mqtt.md).
+#[derive(Debug, Clone)]
+pub struct Will {
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: u8,
+    pub retain: bool,
 }
 
 /// A PUBLISH, whichever version.
@@ -50,6 +62,9 @@ pub enum Inbound {
     },
     PingReq,
     Disconnect,
+    /// A 5.0 DISCONNECT with reason 0x04: leaving, and the Will is to be
+    /// published all the same.
+    DisconnectWithWill,
     /// Acknowledgements of messages this server never sends at QoS 1 or 2,
     /// and packets only a server sends: nothing to do.
     Ignored,
@@ -102,10 +117,16 @@ impl Framer {
             }
             Some(Version::V5) => {
                 // A DISCONNECT with reason 0 and no properties may be sent
-                // with no body at all, which the crate refuses.
+                // with no body at all, which the crate refuses; one with a
+                // reason and no properties may omit their length, which the
+                // crate takes for a packet not yet whole.
                 if buf.starts_with(&[0xE0, 0x00]) {
                     let _ = buf.split_to(2);
                     return Ok(Some(Inbound::Disconnect));
+                }
+                if let [0xE0, 0x01, reason, ..] = buf[..] {
+                    let _ = buf.split_to(3);
+                    return Ok(Some(disconnect_v5(reason)));
                 }
                 let packet = match v5::Packet::read(buf, Some(self.max_u32())) {
                     Ok(packet) => packet,
@@ -176,6 +197,12 @@ fn from_v4(packet: v4::Packet) -> Result<Inbound, DecodeError> {
             client_id: connect.client_id,
             keep_alive: connect.keep_alive,
             password: connect.login.map(|login| login.password),
+            will: connect.last_will.map(|will| Will {
+                topic: will.topic,
+                payload: will.message,
+                qos: will.qos as u8,
+                retain: will.retain,
+            }),
         }),
         v4::Packet::Publish(publish) => Inbound::Publish(Publish {
             topic: publish.topic,
@@ -199,10 +226,21 @@ fn from_v4(packet: v4::Packet) -> Result<Inbound, DecodeError> {
 
 fn from_v5(packet: v5::Packet) -> Result<Inbound, DecodeError> {
     Ok(match packet {
-        v5::Packet::Connect(connect, _will, login) => Inbound::Connect(Hello {
+        v5::Packet::Connect(connect, will, login) => Inbound::Connect(Hello {
             client_id: connect.client_id,
             keep_alive: connect.keep_alive,
             password: login.map(|login| login.password),
+            will: match will {
+                Some(will) => Some(Will {
+                    topic: String::from_utf8(will.topic.to_vec()).map_err(|_| {
+                        DecodeError::Malformed("the Will topic is not UTF-8".into())
+                    })?,
+                    payload: will.message,
+                    qos: will.qos as u8,
+                    retain: will.retain,
+                }),
+                None => None,
+            },
         }),
         v5::Packet::Publish(publish) => {
             // Topic aliases are not offered (CONNACK says 0), so a topic
@@ -225,9 +263,18 @@ fn from_v5(packet: v5::Packet) -> Result<Inbound, DecodeError> {
             filters: unsubscribe.filters,
         },
         v5::Packet::PingReq(_) => Inbound::PingReq,
-        v5::Packet::Disconnect(_) => Inbound::Disconnect,
+        v5::Packet::Disconnect(d) => disconnect_v5(d.reason_code as u8),
         _ => Inbound::Ignored,
     })
+}
+
+/// A 5.0 DISCONNECT by its reason code: 0x04 asks for the Will.
+fn disconnect_v5(reason: u8) -> Inbound {
+    if reason == v5::DisconnectReasonCode::DisconnectWithWillMessage as u8 {
+        Inbound::DisconnectWithWill
+    } else {
+        Inbound::Disconnect
+    }
 }
 
 /// Why a CONNECT is refused.

@@ -19,7 +19,9 @@ use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::time::Instant;
 
-use super::codec::{DecodeError, Framer, Hello, Inbound, Outbound, Publish, Refusal, Version};
+use super::codec::{
+    DecodeError, Framer, Hello, Inbound, Outbound, Publish, Refusal, Version, Will,
+};
 use crate::auth::{AuthError, Principal};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -144,6 +146,7 @@ where
         version,
         client_id,
         errors_subscribed: false,
+        will: hello.will,
         out: BytesMut::new(),
         pending: FuturesOrdered::new(),
     };
@@ -223,6 +226,8 @@ struct Session {
     client_id: String,
     /// Whether the client subscribed to its `_errors/<client id>`.
     errors_subscribed: bool,
+    /// Published if the session ends unexpectedly ([`End::publishes_will`]).
+    will: Option<Will>,
     /// Bytes to write before the next wait.
     out: BytesMut,
     pending: FuturesOrdered<Write>,
@@ -230,10 +235,25 @@ struct Session {
 
 /// Why a session ends.
 enum End {
-    /// The client left (DISCONNECT or closed socket).
-    Left,
+    /// The client sent DISCONNECT (a 5.0 one may ask for its Will).
+    Left { will: bool },
+    /// The socket closed or failed without a DISCONNECT.
+    Lost,
     /// Tell a 5.0 client why (3.1.1 clients are just closed).
     Close(DisconnectReasonCode),
+}
+
+impl End {
+    /// Whether the end was unexpected, as MQTT means it: anything but a
+    /// DISCONNECT, except the server's own shutdown (the device did not
+    /// fail; it reconnects once the server is back).
+    fn publishes_will(&self) -> bool {
+        match self {
+            End::Left { will } => *will,
+            End::Lost => true,
+            End::Close(reason) => *reason != DisconnectReasonCode::ServerShuttingDown,
+        }
+    }
 }
 
 impl Session {
@@ -252,16 +272,18 @@ impl Session {
         let mut end = self.handle_all(&mut framer, &mut buf);
         while end.is_none() {
             if !self.out.is_empty() {
-                if write_out(&mut writer, &self.out).await.is_err() {
-                    return;
-                }
+                let written = write_out(&mut writer, &self.out).await;
                 self.out.clear();
+                if written.is_err() {
+                    end = Some(End::Lost);
+                    break;
+                }
             }
             let silence = keep_alive.map(|k| heard + k);
             let window_open = self.pending.len() < usize::from(WINDOW);
             end = tokio::select! {
                 read = reader.read_buf(&mut buf), if window_open => match read {
-                    Ok(0) | Err(_) => Some(End::Left),
+                    Ok(0) | Err(_) => Some(End::Lost),
                     Ok(_) => {
                         heard = Instant::now();
                         self.handle_all(&mut framer, &mut buf)
@@ -285,8 +307,8 @@ impl Session {
                 }
             };
         }
-        if let Some(End::Close(reason)) = end {
-            self.send(&Outbound::Disconnect(reason));
+        if let Some(End::Close(reason)) = &end {
+            self.send(&Outbound::Disconnect(*reason));
         }
         let _ = write_out(&mut writer, &self.out).await;
         let _ = writer.shutdown().await;
@@ -296,6 +318,24 @@ impl Session {
         let drained = async { while self.pending.next().await.is_some() {} };
         if tokio::time::timeout(DRAIN, drained).await.is_err() {
             tracing::warn!(client = %self.client_id, "mqtt: writes of a closed connection did not finish in time");
+        }
+        // After the client's own publishes: the Will is its last word.
+        if let Some(will) = self
+            .will
+            .take()
+            .filter(|_| end.is_some_and(|e| e.publishes_will()))
+        {
+            let credential = self.credential.as_deref();
+            let principal = self.principal.clone();
+            super::will::publish(
+                &self.state,
+                credential,
+                principal,
+                self.peer.ip(),
+                &self.client_id,
+                will,
+            )
+            .await;
         }
     }
 
@@ -346,7 +386,8 @@ impl Session {
                 });
             }
             Inbound::PingReq => self.send(&Outbound::PingResp),
-            Inbound::Disconnect => return Some(End::Left),
+            Inbound::Disconnect => return Some(End::Left { will: false }),
+            Inbound::DisconnectWithWill => return Some(End::Left { will: true }),
             Inbound::Ignored => {}
         }
         None

@@ -9,6 +9,7 @@
 //! - [`connection`]: one client's session (CONNECT, publishes in flight,
 //!   keep-alive);
 //! - [`publish`]: where a PUBLISH goes and how a refusal is told;
+//! - [`will`]: the message published when a client goes away unexpectedly;
 //! - [`websocket`] and [`ws_io`]: the `/mqtt` route, and the upgraded
 //!   socket as the byte stream a session reads.
 
@@ -16,6 +17,7 @@ pub mod codec;
 pub mod connection;
 pub mod publish;
 pub mod websocket;
+pub mod will;
 pub mod ws_io;
 
 use std::time::Duration;
