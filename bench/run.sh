@@ -135,7 +135,9 @@ if [ "$suite" = mqtt ]; then
     mosquitto_bin=$(command -v mosquitto || echo /usr/sbin/mosquitto)
     if [ -x "$mosquitto_bin" ]; then
         args+=(--mosquitto "$mosquitto_bin")
-        mosquitto_note="Mosquitto: $("$mosquitto_bin" -h 2>/dev/null | head -n 1 | sed 's/^mosquitto version //'), the Debian package, persistence on (generated config, data dir per scenario)."
+        # `mosquitto -h` prints its version and exits 3.
+        version=$({ "$mosquitto_bin" -h 2>/dev/null || true; } | head -n 1 | sed 's/^mosquitto version //')
+        mosquitto_note="Mosquitto: $version, the Debian package, persistence on (generated config, data dir per scenario)."
     else
         echo "Mosquitto is not installed (apt-get install -y mosquitto); its scenarios will fail" >&2
         mosquitto_note="Mosquitto: not installed, so its scenarios failed and are listed as such."

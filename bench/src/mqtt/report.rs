@@ -113,8 +113,8 @@ pub fn markdown(args: &Args, outcomes: &[Outcome], failures: &[(String, String)]
     let _ = writeln!(
         md,
         "\n### Memory per idle MQTT connection\n\n\
-         {} connections (CONNECT accepted, keep-alive off), then 2 s to settle; VmRSS of the broker \
-         before and after.\n",
+         {} connections (CONNECT accepted, keep-alive off); VmRSS of the broker once it stops \
+         moving (two readings 1 s apart within 256 KiB), before and after.\n",
         m.mqtt_idle
     );
     md.push_str("| broker | RSS before | RSS after | per connection |\n|---|--:|--:|--:|\n");

@@ -136,10 +136,7 @@ async fn publisher(
 /// RSS before and after `n` idle connections, in KiB.
 pub async fn idle(broker: &Running, n: usize) -> anyhow::Result<(u64, u64)> {
     let pid = broker.server.pid();
-    // The same settling time before as after, so start-up allocations
-    // the allocator is still returning do not count against connections.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = procs::rss_kib(pid).context("no RSS")?;
+    let before = settled_rss(pid).await?;
     let mut conns = Vec::with_capacity(n);
     // A few hundred handshakes at a time, not 10,000 at once.
     let (addr, password) = (broker.mqtt, broker.password.clone());
@@ -156,11 +153,26 @@ pub async fn idle(broker: &Running, n: usize) -> anyhow::Result<(u64, u64)> {
             conns.push(handle.await??);
         }
     }
-    // Let the server settle (allocator caches, lazily grown buffers).
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = procs::rss_kib(pid).context("no RSS")?;
+    let after = settled_rss(pid).await?;
     drop(conns);
     Ok((before, after))
+}
+
+/// VmRSS once it stops moving: the allocator returns start-up memory
+/// (pulsebase's set-up requests) for seconds after, which would otherwise
+/// count against the connections. Two readings 1 s apart within 256 KiB,
+/// or the last one after 15 s.
+async fn settled_rss(pid: u32) -> anyhow::Result<u64> {
+    let mut last = procs::rss_kib(pid).context("no RSS")?;
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = procs::rss_kib(pid).context("no RSS")?;
+        if now.abs_diff(last) < 256 {
+            return Ok(now);
+        }
+        last = now;
+    }
+    Ok(last)
 }
 
 /// Why a fan-out could not run.
