@@ -10,6 +10,8 @@ mod common;
 
 use common::mqtt::{acks, blocking, clients_available, collections, first, items, key, with_mqtt};
 use common::mqtt_session::{connect_v311, paho_session, MqttWs, CONNACK_OK, PINGREQ, PINGRESP};
+use std::time::Duration;
+
 use common::{client, send, TestServer};
 use serde_json::json;
 
@@ -129,4 +131,37 @@ async fn mqtt_over_websocket_is_not_served_when_mqtt_is_off() {
     let on = TestServer::start_with(with_mqtt());
     let (status, _) = send(client().get(on.url("/mqtt"))).await;
     assert_eq!(status, 400, "a plain GET is told to upgrade");
+}
+
+#[tokio::test]
+async fn websocket_clients_meet_the_same_caps_and_keep_alive_as_tcp() {
+    let mut options = with_mqtt();
+    options
+        .env
+        .push(("PULSEBASE_MAX_CONNECTIONS_PER_IP".into(), "1".into()));
+    let server = TestServer::start_with(options);
+    let admin = server.admin_token().await;
+    let secret = key(&server, &admin, &["device"]).await;
+
+    let mut first = MqttWs::connect(&server, "mqtt").await;
+    first.send(&connect_v311("first", 1, &secret, None)).await;
+    assert_eq!(first.read(4).await.unwrap(), CONNACK_OK);
+    let silent_since = std::time::Instant::now();
+
+    // Over the per-address cap: refused in the client's words (3.1.1
+    // CONNACK 3, server unavailable), then closed.
+    let mut second = MqttWs::connect(&server, "mqtt").await;
+    second
+        .send(&connect_v311("second", 30, &secret, None))
+        .await;
+    assert_eq!(second.read(4).await.unwrap(), [0x20, 0x02, 0x00, 0x03]);
+    assert!(second.closed().await);
+
+    // Keep-alive 1 s and silence: closed after 1.5 s, and its place freed.
+    assert!(first.closed().await, "a silent client must be closed");
+    let waited = silent_since.elapsed();
+    assert!(waited >= Duration::from_millis(1400), "{waited:?}");
+    let mut third = MqttWs::connect(&server, "mqtt").await;
+    third.send(&connect_v311("third", 30, &secret, None)).await;
+    assert_eq!(third.read(4).await.unwrap(), CONNACK_OK);
 }
