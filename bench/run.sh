@@ -7,6 +7,7 @@
 #   bash bench/run.sh --suite reindex [options]    # write latency while a big collection gets an index
 #   bash bench/run.sh --suite backup [options]     # write latency while a live backup is taken
 #   bash bench/run.sh --suite series [options]     # series collections: ingest, memory, disk, latest, aggregate, fan-out
+#   bash bench/run.sh --suite mqtt [options]       # MQTT beside Mosquitto: QoS 1 ingest, idle memory, QoS 0 fan-out
 #
 # Builds the release server and load generator, runs every scenario of the
 # suite (each on a fresh server and data dir, loopback only) and writes the
@@ -128,6 +129,24 @@ if [ "$suite" = series ] && [ "$have_python" = 0 ]; then
     fi
 fi
 
+# Mosquitto for the MQTT suite: the Debian package, not installed here.
+mosquitto_note=""
+if [ "$suite" = mqtt ]; then
+    mosquitto_bin=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+    if [ -x "$mosquitto_bin" ]; then
+        args+=(--mosquitto "$mosquitto_bin")
+        # `mosquitto -h` prints its version and exits 3.
+        version=$({ "$mosquitto_bin" -h 2>/dev/null || true; } | head -n 1 | sed 's/^mosquitto version //')
+        mosquitto_note="Mosquitto: $version, the Debian package, persistence on (generated config, data dir per scenario)."
+    else
+        echo "Mosquitto is not installed (apt-get install -y mosquitto); its scenarios will fail" >&2
+        mosquitto_note="Mosquitto: not installed, so its scenarios failed and are listed as such."
+    fi
+    # 10,000 idle connections: one descriptor each in the generator and
+    # in the broker (which inherits this limit).
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+fi
+
 mkdir -p bench/out
 uptime_start=$(uptime)
 tables=$(mktemp)
@@ -186,6 +205,17 @@ elif [ "$suite" = series ]; then
         echo "- Server: \`target/release/pulsebase serve\`, sync durability, fresh data dir per scenario (deleted after it)"
         [ -n "$pb_note" ] && echo "- $pb_note"
         [ -n "$duckdb_note" ] && echo "- $duckdb_note"
+        echo
+        cat "$tables"
+    } > "$section"
+elif [ "$suite" = mqtt ]; then
+    {
+        echo "## MQTT"
+        echo
+        run_facts
+        echo "- pulsebase: \`target/release/pulsebase serve\` with \`PULSEBASE_MQTT\` on a free loopback port, sync durability (a PUBACK after the fsync), fresh data dir per scenario"
+        [ -n "$mosquitto_note" ] && echo "- $mosquitto_note"
+        echo "- File descriptors: \`ulimit -n\` $(ulimit -n)"
         echo
         cat "$tables"
     } > "$section"

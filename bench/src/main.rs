@@ -9,7 +9,9 @@
 //! reindex and backup suites (write latency while a large collection is
 //! dropped or indexed, or a live backup is taken) in `drop.rs`,
 //! `reindex.rs` and `backup.rs`, the series suite (series collections:
-//! ingest shapes, memory, disk, latest, aggregate, fan-out) in `series/`.
+//! ingest shapes, memory, disk, latest, aggregate, fan-out) in `series/`,
+//! the MQTT suite (pulsebase beside Mosquitto: QoS 1 ingest, memory per
+//! idle connection, QoS 0 fan-out) in `mqtt/`.
 //! See bench/README.md.
 
 mod backup;
@@ -17,6 +19,7 @@ mod drop;
 mod drop_report;
 mod ingest;
 mod load;
+mod mqtt;
 mod payload;
 mod procs;
 mod realtime;
@@ -50,7 +53,9 @@ struct Args {
     /// latency while a large collection is dropped or gets an index) or
     /// `backup` (write latency while a live backup is taken; it takes the
     /// drop suite's options) or `series` (series collections: ingest
-    /// shapes, memory, disk, latest, aggregate, fan-out).
+    /// shapes, memory, disk, latest, aggregate, fan-out) or `mqtt`
+    /// (pulsebase beside Mosquitto: QoS 1 ingest, idle connection memory,
+    /// QoS 0 fan-out).
     #[arg(long, value_enum, default_value_t = Suite::Ingest)]
     suite: Suite,
     /// Measured seconds per scenario.
@@ -101,6 +106,8 @@ struct Args {
     drop: drop::DropArgs,
     #[command(flatten)]
     series: series::SeriesArgs,
+    #[command(flatten)]
+    mqtt: mqtt::MqttArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -111,6 +118,7 @@ enum Suite {
     Reindex,
     Backup,
     Series,
+    Mqtt,
 }
 
 /// The scenarios `--only` selects: a token that is a full scenario name
@@ -198,6 +206,10 @@ fn main() -> anyhow::Result<()> {
         Suite::Series => series::all_scenarios(&args)
             .iter()
             .map(series::Scenario::name)
+            .collect(),
+        Suite::Mqtt => mqtt::all_scenarios(&args)
+            .iter()
+            .map(mqtt::Scenario::name)
             .collect(),
     };
     let chosen = selected(&names, &args.only);
@@ -334,6 +346,14 @@ fn main() -> anyhow::Result<()> {
             &mut failures,
         ),
         Suite::Series => series::suite(
+            &rt,
+            &args,
+            (&server_bin, &data_root, hz),
+            &chosen,
+            &mut announce,
+            &mut failures,
+        ),
+        Suite::Mqtt => mqtt::suite(
             &rt,
             &args,
             (&server_bin, &data_root, hz),

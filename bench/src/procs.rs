@@ -168,7 +168,7 @@ pub fn start_pulsebase_env(
 }
 
 /// A free loopback port (bound, read and released; PocketBase needs one).
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }

@@ -40,6 +40,9 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/", get(assets::admin_index))
         .route("/admin/{*path}", get(assets::admin))
         .route("/metrics", get(metrics::scrape))
+        // MQTT over WebSocket, when the MQTT listener is on: before the
+        // files of `public`, like the other routes of the server.
+        .merge(crate::mqtt::websocket::routes(&state))
         .fallback(public::fallback)
         .method_not_allowed_fallback(method_not_allowed);
     api_routes()

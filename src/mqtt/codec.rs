@@ -31,6 +31,18 @@ pub struct Hello {
     pub session_expiry: Option<u32>,
     /// 5.0: how many QoS 1 messages the client takes unacknowledged.
     pub receive_maximum: Option<u16>,
+    /// What to publish if the connection ends unexpectedly.
+    pub will: Option<Will>,
+}
+
+/// The Will of a CONNECT. Its 5.0 properties (the delay interval among
+/// them) are not kept: the message goes out at once (docs/mqtt.md).
+#[derive(Debug, Clone)]
+pub struct Will {
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: u8,
+    pub retain: bool,
 }
 
 /// One filter of a SUBSCRIBE and the QoS asked for it.
@@ -68,6 +80,9 @@ pub enum Inbound {
     Disconnect,
     /// The client acknowledged a QoS 1 message the server sent.
     PubAck(u16),
+    /// A 5.0 DISCONNECT with reason 0x04: leaving, and the Will is to be
+    /// published all the same.
+    DisconnectWithWill,
     /// Acknowledgements of messages this server never sends at QoS 2,
     /// and packets only a server sends: nothing to do.
     Ignored,
@@ -120,10 +135,16 @@ impl Framer {
             }
             Some(Version::V5) => {
                 // A DISCONNECT with reason 0 and no properties may be sent
-                // with no body at all, which the crate refuses.
+                // with no body at all, which the crate refuses; one with a
+                // reason and no properties may omit their length, which the
+                // crate takes for a packet not yet whole.
                 if buf.starts_with(&[0xE0, 0x00]) {
                     let _ = buf.split_to(2);
                     return Ok(Some(Inbound::Disconnect));
+                }
+                if let [0xE0, 0x01, reason, ..] = buf[..] {
+                    let _ = buf.split_to(3);
+                    return Ok(Some(disconnect_v5(reason)));
                 }
                 let packet = match v5::Packet::read(buf, Some(self.max_u32())) {
                     Ok(packet) => packet,
@@ -197,6 +218,12 @@ fn from_v4(packet: v4::Packet) -> Result<Inbound, DecodeError> {
             clean_start: connect.clean_session,
             session_expiry: None,
             receive_maximum: None,
+            will: connect.last_will.map(|will| Will {
+                topic: will.topic,
+                payload: will.message,
+                qos: will.qos as u8,
+                retain: will.retain,
+            }),
         }),
         v4::Packet::Publish(publish) => Inbound::Publish(Publish {
             topic: publish.topic,
@@ -229,7 +256,7 @@ fn from_v4(packet: v4::Packet) -> Result<Inbound, DecodeError> {
 
 fn from_v5(packet: v5::Packet) -> Result<Inbound, DecodeError> {
     Ok(match packet {
-        v5::Packet::Connect(connect, _will, login) => Inbound::Connect(Hello {
+        v5::Packet::Connect(connect, will, login) => Inbound::Connect(Hello {
             client_id: connect.client_id,
             keep_alive: connect.keep_alive,
             password: login.map(|login| login.password),
@@ -239,6 +266,17 @@ fn from_v5(packet: v5::Packet) -> Result<Inbound, DecodeError> {
                 .as_ref()
                 .and_then(|p| p.session_expiry_interval),
             receive_maximum: connect.properties.as_ref().and_then(|p| p.receive_maximum),
+            will: match will {
+                Some(will) => Some(Will {
+                    topic: String::from_utf8(will.topic.to_vec()).map_err(|_| {
+                        DecodeError::Malformed("the Will topic is not UTF-8".into())
+                    })?,
+                    payload: will.message,
+                    qos: will.qos as u8,
+                    retain: will.retain,
+                }),
+                None => None,
+            },
         }),
         v5::Packet::Publish(publish) => {
             // Topic aliases are not offered (CONNACK says 0), so a topic
@@ -273,9 +311,18 @@ fn from_v5(packet: v5::Packet) -> Result<Inbound, DecodeError> {
         },
         v5::Packet::PingReq(_) => Inbound::PingReq,
         v5::Packet::PubAck(ack) => Inbound::PubAck(ack.pkid),
-        v5::Packet::Disconnect(_) => Inbound::Disconnect,
+        v5::Packet::Disconnect(d) => disconnect_v5(d.reason_code as u8),
         _ => Inbound::Ignored,
     })
+}
+
+/// A 5.0 DISCONNECT by its reason code: 0x04 asks for the Will.
+fn disconnect_v5(reason: u8) -> Inbound {
+    if reason == v5::DisconnectReasonCode::DisconnectWithWillMessage as u8 {
+        Inbound::DisconnectWithWill
+    } else {
+        Inbound::Disconnect
+    }
 }
 
 /// Why a CONNECT is refused.

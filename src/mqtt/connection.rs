@@ -17,13 +17,14 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_util::stream::{FuturesOrdered, StreamExt as _};
 use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::time::Instant;
 
-use super::codec::{DecodeError, Framer, Hello, Inbound, Outbound, Publish, Refusal, Version};
 use super::resume::{Keeper, Replaying};
 use super::subscriptions::{Registration, Subscriptions};
+use super::codec::{
+    DecodeError, Framer, Hello, Inbound, Outbound, Publish, Refusal, Version, Will,
+};
 use crate::auth::{AuthError, Principal};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -66,14 +67,23 @@ struct Done {
 
 type Write = Pin<Box<dyn Future<Output = Done> + Send>>;
 
-/// Serves one client until it leaves, breaks the protocol or the server
-/// stops.
-pub async fn run(state: AppState, mut stream: TcpStream, peer: SocketAddr) {
-    let max_packet = state
+/// The largest packet a client may send.
+pub fn max_packet(state: &AppState) -> usize {
+    state
         .live
         .get()
         .max_message_bytes
-        .saturating_add(HEADER_ROOM);
+        .saturating_add(HEADER_ROOM)
+}
+
+/// Serves one client until it leaves, breaks the protocol or the server
+/// stops. `stream` is a TCP connection or an upgraded WebSocket
+/// ([`super::ws_io`]).
+pub async fn run<S>(state: AppState, mut stream: S, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let max_packet = max_packet(&state);
     // The same caps as WebSocket and SSE connections, counted together,
     // and taken before the CONNECT: a connection that never sends one
     // holds a place meanwhile. One refused gets a short while to say
@@ -127,7 +137,7 @@ pub async fn run(state: AppState, mut stream: TcpStream, peer: SocketAddr) {
                 assigned_id: None,
             };
             if refused.encode(version, &mut out).is_ok() {
-                let _ = stream.write_all(&out).await;
+                let _ = write_out(&mut stream, &out).await;
             }
             tracing::debug!(%peer, ?refusal, "mqtt: CONNECT refused");
             return;
@@ -160,6 +170,7 @@ pub async fn run(state: AppState, mut stream: TcpStream, peer: SocketAddr) {
         version,
         client_id,
         errors_subscribed: false,
+        will: hello.will.clone(),
         out: BytesMut::new(),
         pending: FuturesOrdered::new(),
         registration,
@@ -191,7 +202,7 @@ pub async fn run(state: AppState, mut stream: TcpStream, peer: SocketAddr) {
 
 /// Reads until the CONNECT is whole.
 async fn read_hello(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
     framer: &mut Framer,
 ) -> Result<Hello, String> {
@@ -246,6 +257,8 @@ struct Session {
     client_id: String,
     /// Whether the client subscribed to its `_errors/<client id>`.
     errors_subscribed: bool,
+    /// Published if the session ends unexpectedly ([`End::publishes_will`]).
+    will: Option<Will>,
     /// Bytes to write before the next wait.
     out: BytesMut,
     pending: FuturesOrdered<Write>,
@@ -270,22 +283,37 @@ struct Session {
 
 /// Why a session ends.
 enum End {
-    /// The client left (DISCONNECT or closed socket).
-    Left,
+    /// The client sent DISCONNECT (a 5.0 one may ask for its Will).
+    Left { will: bool },
+    /// The socket closed or failed without a DISCONNECT.
+    Lost,
     /// Tell a 5.0 client why (3.1.1 clients are just closed).
     Close(DisconnectReasonCode),
+}
+
+impl End {
+    /// Whether the end was unexpected, as MQTT means it: anything but a
+    /// DISCONNECT, except the server's own shutdown (the device did not
+    /// fail; it reconnects once the server is back).
+    fn publishes_will(&self) -> bool {
+        match self {
+            End::Left { will } => *will,
+            End::Lost => true,
+            End::Close(reason) => *reason != DisconnectReasonCode::ServerShuttingDown,
+        }
+    }
 }
 
 impl Session {
     async fn serve(
         mut self,
-        stream: TcpStream,
+        stream: impl AsyncRead + AsyncWrite + Send,
         mut framer: Framer,
         mut buf: BytesMut,
         keep_alive: Option<Duration>,
         expires: Option<Instant>,
     ) {
-        let (mut reader, mut writer) = stream.into_split();
+        let (mut reader, mut writer) = tokio::io::split(stream);
         let mut shutdown = self.state.shutdown.clone();
         let mut heard = Instant::now();
         // What was read with the CONNECT may already hold packets.
@@ -301,15 +329,12 @@ impl Session {
                 }
             }
             if !self.out.is_empty() {
-                // A peer that stops reading must not hold the session
-                // (and its place in the hub) forever.
-                let written = tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&self.out));
-                if !matches!(written.await, Ok(Ok(()))) {
-                    self.out.clear();
-                    end = Some(End::Left);
+                let written = write_out(&mut writer, &self.out).await;
+                self.out.clear();
+                if written.is_err() {
+                    end = Some(End::Lost);
                     break;
                 }
-                self.out.clear();
             }
             let silence = keep_alive.map(|k| heard + k);
             let window_open = self.pending.len() < usize::from(WINDOW);
@@ -318,7 +343,7 @@ impl Session {
             let save_at = self.keeper.next_save(self.position());
             end = tokio::select! {
                 read = reader.read_buf(&mut buf), if window_open => match read {
-                    Ok(0) | Err(_) => Some(End::Left),
+                    Ok(0) | Err(_) => Some(End::Lost),
                     Ok(_) => {
                         heard = Instant::now();
                         self.handle_all(&mut framer, &mut buf).await
@@ -372,10 +397,10 @@ impl Session {
             };
         }
         self.registration.leave();
-        if let Some(End::Close(reason)) = end {
-            self.send(&Outbound::Disconnect(reason));
+        if let Some(End::Close(reason)) = &end {
+            self.send(&Outbound::Disconnect(*reason));
         }
-        let _ = tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&self.out)).await;
+        let _ = write_out(&mut writer, &self.out).await;
         let _ = writer.shutdown().await;
         let position = self.position();
         self.keeper
@@ -387,6 +412,24 @@ impl Session {
         let drained = async { while self.pending.next().await.is_some() {} };
         if tokio::time::timeout(DRAIN, drained).await.is_err() {
             tracing::warn!(client = %self.client_id, "mqtt: writes of a closed connection did not finish in time");
+        }
+        // After the client's own publishes: the Will is its last word.
+        if let Some(will) = self
+            .will
+            .take()
+            .filter(|_| end.is_some_and(|e| e.publishes_will()))
+        {
+            let credential = self.credential.as_deref();
+            let principal = self.principal.clone();
+            super::will::publish(
+                &self.state,
+                credential,
+                principal,
+                self.peer.ip(),
+                &self.client_id,
+                will,
+            )
+            .await;
         }
     }
 
@@ -449,7 +492,8 @@ impl Session {
                 self.inflight.remove(&pkid);
             }
             Inbound::PingReq => self.send(&Outbound::PingResp),
-            Inbound::Disconnect => return Some(End::Left),
+            Inbound::Disconnect => return Some(End::Left { will: false }),
+            Inbound::DisconnectWithWill => return Some(End::Left { will: true }),
             Inbound::Ignored => {}
         }
         None
@@ -542,6 +586,24 @@ impl Session {
             tracing::warn!(error = %e, "mqtt: cannot encode a packet");
         }
     }
+}
+
+/// Writes and flushes (a WebSocket sends a message on flush).
+/// Writes and flushes within [`WRITE_TIMEOUT`]: a peer that stops reading
+/// must not hold the session (and its place in the hub) forever.
+async fn write_out(out: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> std::io::Result<()> {
+    let written = async {
+        out.write_all(bytes).await?;
+        out.flush().await
+    };
+    tokio::time::timeout(WRITE_TIMEOUT, written)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client did not read in time",
+            ))
+        })
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -1,4 +1,5 @@
-//! MQTT 3.1.1 and 5.0 over TCP, in the same process and runtime as HTTP
+//! MQTT 3.1.1 and 5.0 over TCP and over WebSocket (`/mqtt` on the HTTP
+//! port), in the same process and runtime as HTTP
 //! (docs/mqtt.md). A transport beside [`crate::http`] and
 //! [`crate::realtime`]: it authenticates with [`crate::auth`] and writes
 //! through [`crate::services`], so rules, validation and durability are
@@ -13,7 +14,10 @@
 //!   realtime hub ([`crate::fanout`]), which renders what each may see,
 //!   and a rendered frame as a PUBLISH;
 //! - [`resume`]: persistent sessions, kept in the store and replayed from
-//!   the change log.
+//!   the change log;
+//! - [`will`]: the message published when a client goes away unexpectedly;
+//! - [`websocket`] and [`ws_io`]: the `/mqtt` route, and the upgraded
+//!   socket as the byte stream a session reads.
 
 pub mod codec;
 pub mod connection;
@@ -21,6 +25,9 @@ pub mod filters;
 pub mod publish;
 pub mod resume;
 pub mod subscriptions;
+pub mod websocket;
+pub mod will;
+pub mod ws_io;
 
 use std::time::Duration;
 

@@ -42,8 +42,9 @@ async fn upgrade_mqtt(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let upgrade = upgrade
-        .map_err(|_| ApiError::bad_request("expected a WebSocket upgrade for MQTT over WebSocket"))?;
+    let upgrade = upgrade.map_err(|_| {
+        ApiError::bad_request("expected a WebSocket upgrade for MQTT over WebSocket")
+    })?;
     // Counted against the per-address cap by the client's address, as a
     // realtime WebSocket is (behind a trusted proxy, the forwarded one).
     let peer = SocketAddr::new(client_ip(&state, peer, &headers), peer.port());

@@ -5,6 +5,7 @@
 
 pub mod live;
 pub mod mqtt;
+pub mod mqtt_session;
 pub mod node;
 pub mod smtp;
 

@@ -1,0 +1,281 @@
+//! The three scenarios' load, the same against either broker: QoS 1
+//! ingest with a window of publishes in flight per client, idle
+//! connections held open, and QoS 0 fan-out of one topic.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use super::client::{self, Conn, Packet};
+use super::servers::Running;
+use crate::procs::{self, CpuSnapshot, CpuUse};
+
+/// What a timed scenario counted over its measured window.
+#[derive(Clone, Debug, Default)]
+pub struct Timed {
+    pub secs: f64,
+    /// Ingest: PUBACKs; fan-out: PUBLISHes received by subscribers.
+    pub counted: u64,
+    /// Fan-out: PUBLISHes sent by the publisher in the window.
+    pub sent: u64,
+    pub cpu: CpuUse,
+    pub errors: u64,
+    /// Ingest into pulsebase: (acknowledged over the whole run, stored).
+    pub stored: Option<(u64, u64)>,
+}
+
+/// `clients` connections publishing QoS 1 readings, each keeping
+/// `window` unacknowledged; PUBACKs in the measured window are counted.
+pub async fn ingest(
+    broker: &Running,
+    clients: usize,
+    window: u16,
+    warmup: Duration,
+    measure: Duration,
+    hz: u64,
+) -> anyhow::Result<Timed> {
+    let acked = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let conn = Conn::open(
+            broker.mqtt,
+            &format!("bench-{c}"),
+            broker.password.as_deref(),
+        )
+        .await?;
+        tasks.push(tokio::spawn(publisher(
+            conn,
+            c,
+            window,
+            acked.clone(),
+            stop.clone(),
+        )));
+    }
+    tokio::time::sleep(warmup).await;
+    let (a, n0) = (
+        CpuSnapshot::take(broker.server.pid()),
+        acked.load(Ordering::Relaxed),
+    );
+    tokio::time::sleep(measure).await;
+    let (b, n1) = (
+        CpuSnapshot::take(broker.server.pid()),
+        acked.load(Ordering::Relaxed),
+    );
+    stop.store(true, Ordering::Relaxed);
+    let mut errors = 0;
+    for task in tasks {
+        if !matches!(task.await, Ok(Ok(()))) {
+            errors += 1;
+        }
+    }
+    let hz_secs = b.at.zip(a.at).map_or(0.0, |(b, a)| (b - a).as_secs_f64());
+    let stored = match &broker.http {
+        Some((addr, token)) => Some((
+            acked.load(Ordering::Relaxed),
+            super::servers::stored_readings(*addr, token).await?,
+        )),
+        None => None,
+    };
+    Ok(Timed {
+        secs: hz_secs,
+        counted: n1 - n0,
+        sent: 0,
+        cpu: procs::cpu_use(&a, &b, hz),
+        errors,
+        stored,
+    })
+}
+
+/// One client's loop: top the window up in one write, read the acks.
+/// After `stop`, sends nothing more and waits for what is in flight.
+async fn publisher(
+    mut conn: Conn,
+    c: usize,
+    window: u16,
+    acked: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let topic = format!("readings/dev-{c}");
+    let mut in_flight: u16 = 0;
+    let mut pkid: u16 = 0;
+    let mut out = Vec::with_capacity(usize::from(window) * 64);
+    let mut n: u64 = 0;
+    loop {
+        if !stop.load(Ordering::Relaxed) {
+            out.clear();
+            while in_flight < window {
+                pkid = pkid.checked_add(1).unwrap_or(1);
+                n += 1;
+                let payload = format!(r#"{{"temp":{}}}"#, n % 400);
+                client::publish(&mut out, &topic, payload.as_bytes(), 1, pkid);
+                in_flight += 1;
+            }
+            if !out.is_empty() {
+                conn.send(&out).await?;
+            }
+        } else if in_flight == 0 {
+            return Ok(());
+        }
+        tokio::time::timeout(Duration::from_secs(30), conn.fill())
+            .await
+            .context("no PUBACK within 30 s")??;
+        let mut got = 0;
+        conn.drain(|p| {
+            if matches!(p, Packet::PubAck { .. }) {
+                got += 1;
+            }
+        })?;
+        in_flight = in_flight.saturating_sub(got);
+        acked.fetch_add(u64::from(got), Ordering::Relaxed);
+    }
+}
+
+/// RSS before and after `n` idle connections, in KiB.
+pub async fn idle(broker: &Running, n: usize) -> anyhow::Result<(u64, u64)> {
+    let pid = broker.server.pid();
+    let before = settled_rss(pid).await?;
+    let mut conns = Vec::with_capacity(n);
+    // A few hundred handshakes at a time, not 10,000 at once.
+    let (addr, password) = (broker.mqtt, broker.password.clone());
+    for first in (0..n).step_by(200) {
+        let handles: Vec<_> = (first..n.min(first + 200))
+            .map(|i| {
+                let password = password.clone();
+                tokio::spawn(async move {
+                    Conn::open(addr, &format!("idle-{i}"), password.as_deref()).await
+                })
+            })
+            .collect();
+        for handle in handles {
+            conns.push(handle.await??);
+        }
+    }
+    let after = settled_rss(pid).await?;
+    drop(conns);
+    Ok((before, after))
+}
+
+/// VmRSS once it stops moving: the allocator returns start-up memory
+/// (pulsebase's set-up requests) for seconds after, which would otherwise
+/// count against the connections. Two readings 1 s apart within 256 KiB,
+/// or the last one after 15 s.
+async fn settled_rss(pid: u32) -> anyhow::Result<u64> {
+    let mut last = procs::rss_kib(pid).context("no RSS")?;
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = procs::rss_kib(pid).context("no RSS")?;
+        if now.abs_diff(last) < 256 {
+            return Ok(now);
+        }
+        last = now;
+    }
+    Ok(last)
+}
+
+/// Why a fan-out could not run.
+pub enum Fanout {
+    Ran(Timed),
+    /// The broker refused the SUBSCRIBE (its SUBACK code).
+    Refused(u8),
+}
+
+/// `subscribers` connections subscribed to `alerts` at QoS 0 and one
+/// publisher sending `rate` messages/s at QoS 0; counts what arrives.
+pub async fn fanout(
+    broker: &Running,
+    subscribers: usize,
+    rate: u32,
+    warmup: Duration,
+    measure: Duration,
+    hz: u64,
+) -> anyhow::Result<Fanout> {
+    let received = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for s in 0..subscribers {
+        let mut conn =
+            Conn::open(broker.mqtt, &format!("sub-{s}"), broker.password.as_deref()).await?;
+        conn.send(&client::subscribe(1, "alerts")).await?;
+        match conn.next().await? {
+            Packet::SubAck { codes } if codes.first().is_some_and(|&c| c < 0x80) => {}
+            Packet::SubAck { codes } => {
+                return Ok(Fanout::Refused(codes.first().copied().unwrap_or(0x80)))
+            }
+            other => anyhow::bail!("expected SUBACK, got {other:?}"),
+        }
+        let received = received.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                if conn.fill().await.is_err() {
+                    return;
+                }
+                let mut got = 0;
+                if conn
+                    .drain(|p| got += u64::from(p == Packet::Publish))
+                    .is_err()
+                {
+                    return;
+                }
+                received.fetch_add(got, Ordering::Relaxed);
+            }
+        }));
+    }
+    let mut publisher = Conn::open(broker.mqtt, "fanout-pub", broker.password.as_deref()).await?;
+    let sent = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let total = warmup + measure;
+    let pacer = {
+        let sent = sent.clone();
+        let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut out = Vec::new();
+            let mut n = 0u64;
+            while started.elapsed() < total {
+                tick.tick().await;
+                out.clear();
+                n += 1;
+                client::publish(
+                    &mut out,
+                    "alerts",
+                    format!(r#"{{"n":{n}}}"#).as_bytes(),
+                    0,
+                    0,
+                );
+                publisher.send(&out).await?;
+                sent.fetch_add(1, Ordering::Relaxed);
+                // Anything the server says back (nothing at QoS 0) is dropped.
+                publisher.drain(|_| {})?;
+            }
+            anyhow::Ok(())
+        })
+    };
+    tokio::time::sleep(warmup).await;
+    let a = CpuSnapshot::take(broker.server.pid());
+    let (r0, s0) = (
+        received.load(Ordering::Relaxed),
+        sent.load(Ordering::Relaxed),
+    );
+    tokio::time::sleep(measure).await;
+    let b = CpuSnapshot::take(broker.server.pid());
+    let (r1, s1) = (
+        received.load(Ordering::Relaxed),
+        sent.load(Ordering::Relaxed),
+    );
+    let errors = u64::from(!matches!(pacer.await, Ok(Ok(()))));
+    for task in tasks {
+        task.abort();
+    }
+    let secs = b.at.zip(a.at).map_or(0.0, |(b, a)| (b - a).as_secs_f64());
+    Ok(Fanout::Ran(Timed {
+        secs,
+        counted: r1 - r0,
+        sent: s1 - s0,
+        cpu: procs::cpu_use(&a, &b, hz),
+        errors,
+        stored: None,
+    }))
+}
