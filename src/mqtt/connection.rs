@@ -20,11 +20,11 @@ use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::time::Instant;
 
-use super::resume::{Keeper, Replaying};
-use super::subscriptions::{Registration, Subscriptions};
 use super::codec::{
     DecodeError, Framer, Hello, Inbound, Outbound, Publish, Refusal, Version, Will,
 };
+use super::resume::{Keeper, Replaying};
+use super::subscriptions::{Registration, Subscriptions};
 use crate::auth::{AuthError, Principal};
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -42,6 +42,7 @@ async fn upgrade_mqtt(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    crate::services::credentials::check_websocket_origin(&state, &headers)?;
     let upgrade = upgrade.map_err(|_| {
         ApiError::bad_request("expected a WebSocket upgrade for MQTT over WebSocket")
     })?;

@@ -80,23 +80,7 @@ pub async fn websocket(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params?;
-    let header_text = |name| {
-        headers
-            .get(name)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-    };
-    let (origin, host) = (header_text(header::ORIGIN), header_text(header::HOST));
-    if !state
-        .settings
-        .web
-        .cors_origins
-        .allow_websocket(origin, host)
-    {
-        return Err(ApiError::forbidden(format!(
-            "origin {} is not in cors_origins",
-            origin.unwrap_or_default()
-        )));
-    }
+    crate::services::credentials::check_websocket_origin(&state, &headers)?;
     let protocols: Vec<HeaderValue> = upgrade
         .as_ref()
         .map(|u| u.requested_protocols().cloned().collect())

@@ -4,12 +4,36 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::http::header::AUTHORIZATION;
-use axum::http::HeaderMap;
+use axum::http::header::{self, AUTHORIZATION};
+use axum::http::{HeaderMap, HeaderValue};
 
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// Browsers apply no CORS to WebSocket handshakes, so with a list of
+/// `cors_origins` a handshake from a page of another origin is refused
+/// here (realtime and MQTT WebSockets alike).
+pub fn check_websocket_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let origin = text(header::ORIGIN);
+    if state
+        .settings
+        .web
+        .cors_origins
+        .allow_websocket(origin, text(header::HOST))
+    {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "origin {} is not in cors_origins",
+        origin.unwrap_or_default()
+    )))
+}
 
 /// The address a client is counted by (sign-in throttling, realtime
 /// connection caps, publish rates). Behind a reverse proxy every peer is
