@@ -39,6 +39,12 @@ pub const STARTUP_ONLY: &[&str] = &[
     "app_url",
 ];
 
+/// The startup settings `pulsebase.toml` may hold ([`FileSettings`]'
+/// keys): all but the data dir, which is where the file is.
+fn file_startup_keys() -> impl Iterator<Item = &'static str> {
+    STARTUP_ONLY.iter().copied().filter(|key| *key != "data")
+}
+
 /// A `metrics_token` shorter than this is refused: it guards the metrics
 /// from anyone who can reach the port.
 pub const MIN_METRICS_TOKEN_LEN: usize = 16;
@@ -235,25 +241,6 @@ impl ServeArgs {
             .collect()
     }
 }
-
-/// [`FileSettings`]' keys, for the error that names an unknown one.
-const FILE_STARTUP_KEYS: &[&str] = &[
-    "http",
-    "durability",
-    "flush_ms",
-    "max_body_bytes",
-    "trust_proxy",
-    "metrics_token",
-    "cache_mb",
-    "mqtt",
-    "mqtt_anonymous",
-    "cors_origins",
-    "public",
-    "public_spa",
-    "smtp_url",
-    "smtp_from",
-    "app_url",
-];
 
 /// The startup-only keys of the optional `pulsebase.toml`; every key mirrors
 /// a flag. The runtime settings are read from the same file separately.
@@ -520,9 +507,9 @@ fn read_file_settings(data: &Path) -> Result<FileSettings, SettingsError> {
     // runtime ones (taken out above) were not allowed.
     if let Some(unknown) = table
         .keys()
-        .find(|key| !FILE_STARTUP_KEYS.contains(&key.as_str()))
+        .find(|key| !file_startup_keys().any(|k| k == key.as_str()))
     {
-        let mut known: Vec<&str> = FILE_STARTUP_KEYS.to_vec();
+        let mut known: Vec<&str> = file_startup_keys().collect();
         known.extend(tunables::TUNABLES.iter().map(|t| t.name));
         known.sort_unstable();
         return Err(file_error(format!(

@@ -55,11 +55,7 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
         return ApiError::not_found("no such file").into_response();
     };
     let etag = file.etag;
-    let fresh = headers
-        .get(IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag));
-    let mut response = if fresh {
+    let mut response = if is_fresh(headers, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let mut response = file.data.into_owned().into_response();
@@ -68,11 +64,25 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
         }
         response
     };
+    revalidated(&mut response, &etag);
+    response
+}
+
+/// Whether the client's copy (`If-None-Match`) is the one tagged `etag`.
+pub(super) fn is_fresh(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag))
+}
+
+/// Tags a file's answer and has browsers revalidate it every time (a 304
+/// is cheap), so a changed file is seen at once although its URL is not.
+pub(super) fn revalidated(response: &mut Response, etag: &str) {
     let h = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&etag) {
+    if let Ok(value) = HeaderValue::from_str(etag) {
         h.insert(ETAG, value);
     }
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    response
 }

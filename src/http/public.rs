@@ -12,9 +12,7 @@ use std::time::UNIX_EPOCH;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::{
-    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH, X_CONTENT_TYPE_OPTIONS,
-};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio_util::io::ReaderStream;
@@ -133,11 +131,7 @@ fn content_type(path: &Path) -> String {
 
 async fn send(path: &Path, metadata: &std::fs::Metadata, headers: &HeaderMap) -> Response {
     let etag = etag(metadata);
-    let fresh = headers
-        .get(IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag));
-    let mut response = if fresh {
+    let mut response = if super::assets::is_fresh(headers, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let file = match tokio::fs::File::open(path).await {
@@ -156,13 +150,7 @@ async fn send(path: &Path, metadata: &std::fs::Metadata, headers: &HeaderMap) ->
         h.insert(CONTENT_LENGTH, HeaderValue::from(metadata.len()));
         response
     };
-    let h = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&etag) {
-        h.insert(ETAG, value);
-    }
-    // Revalidate every time (a 304 is cheap): a deployed change shows at once.
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    super::assets::revalidated(&mut response, &etag);
     response
 }
 
