@@ -1,9 +1,9 @@
 //! MQTT 3.1.1 and 5.0 over TCP and over WebSocket (`/mqtt` on the HTTP
 //! port), in the same process and runtime as HTTP
-//! (docs/mqtt.md). A transport beside [`crate::http`] and
-//! [`crate::realtime`]: it authenticates with [`crate::auth`] and writes
-//! through [`crate::services`], so rules, validation and durability are
-//! the ones REST has.
+//! (docs/mqtt.md). A transport beside `http` (which mounts its `/mqtt`
+//! route) and `realtime`: it authenticates with [`crate::auth`] and
+//! writes through [`crate::services`], so rules, validation and
+//! durability are the ones REST has.
 //!
 //! - [`codec`]: framing over the codec crate, one view of both versions;
 //! - [`connection`]: one client's session (CONNECT, publishes in flight,
