@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::ffi::OsStr;
+
 use common::{client, TestServer};
 
 #[tokio::test]
@@ -57,6 +59,13 @@ async fn the_binary_serves_the_client_it_was_built_with() {
 #[test]
 fn the_javascript_client_passes_its_tests_against_the_real_server() {
     common::node::run_node_tests(&["tests/sdk/pulsebase.test.mjs"], &[]);
+}
+
+/// Plain `node`, as a user runs it: on Node 18 and 20 there is no
+/// WebSocket then, and realtime must work over SSE read with `fetch`.
+#[test]
+fn realtime_works_in_node_without_flags_over_fetch_sse() {
+    common::node::run_plain_node_tests(OsStr::new("node"), &["tests/sdk/fetch-sse.test.mjs"], &[]);
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Runs a `node --test` file against the real binary and fails the Rust
 //! test, with Node's report, when any JavaScript test fails or none ran.
 
+use std::ffi::OsStr;
 use std::process::Command;
 
 /// Node 22 has `WebSocket` built in; Node 20 needs a flag for it.
@@ -32,10 +33,20 @@ fn node_args() -> Vec<&'static str> {
 /// to the binary under test and `env` added. Files run one at a time, so
 /// each has the two cores to itself.
 pub fn run_node_tests(files: &[&str], env: &[(&str, &str)]) {
+    run_tests_in(OsStr::new("node"), &node_args(), files, env);
+}
+
+/// As `run_node_tests`, but with the given `node` (a path, or a name on
+/// PATH) and no flags at all: what a user who just runs `node app.js` gets.
+pub fn run_plain_node_tests(node: &OsStr, files: &[&str], env: &[(&str, &str)]) {
+    run_tests_in(node, &[], files, env);
+}
+
+fn run_tests_in(node: &OsStr, flags: &[&str], files: &[&str], env: &[(&str, &str)]) {
     let root = env!("CARGO_MANIFEST_DIR");
-    let mut command = Command::new("node");
+    let mut command = Command::new(node);
     command
-        .args(node_args())
+        .args(flags)
         .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
         .args(files)
         .current_dir(root)
@@ -48,7 +59,8 @@ pub fn run_node_tests(files: &[&str], env: &[(&str, &str)]) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "node --test {files:?} failed ({}):\n{stdout}\n{stderr}",
+        "{} --test {files:?} failed ({}):\n{stdout}\n{stderr}",
+        node.to_string_lossy(),
         output.status
     );
     // A run that found no tests also exits 0.
