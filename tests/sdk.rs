@@ -147,6 +147,24 @@ fn the_client_works_in_each_supported_node_major() {
     }
 }
 
+/// Deno and Bun, from the npm registry, where their projects publish
+/// their Linux builds.
+const DENO: (&str, &str) = ("@deno/linux-x64-glibc", "2.9.6");
+const BUN: (&str, &str) = ("@oven/bun-linux-x64", "1.3.9");
+
+#[test]
+fn the_client_works_in_deno_and_bun() {
+    let deno = common::node::npm_package(DENO.0, DENO.1).join("deno");
+    let bun = common::node::npm_package(BUN.0, BUN.1).join("bin/bun");
+    common::node::run_node_tests(
+        &["tests/sdk/runtimes.test.mjs"],
+        &[
+            ("PULSEBASE_DENO", deno.to_str().unwrap()),
+            ("PULSEBASE_BUN", bun.to_str().unwrap()),
+        ],
+    );
+}
+
 #[test]
 fn the_package_version_is_the_servers() {
     let manifest =

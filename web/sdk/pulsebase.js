@@ -1,8 +1,11 @@
+/* @ts-self-types="./pulsebase.d.ts" */
 // pulsebase JavaScript client: auth, records, topics and realtime.
 //
 // One file, no dependencies, an ES module for browsers
 // (`<script type="module">`, served at /sdk/pulsebase.js), Node 18+, Deno
 // and Bun. It stays one file so that copying it is a complete install.
+// The directive on the first line points Deno, which imports by URL, at
+// the declarations served beside it (/sdk/pulsebase.d.ts).
 // Without a global WebSocket (Node 18 and 20 without
 // `--experimental-websocket`) realtime runs over SSE: an EventSource where
 // there is one, else a `fetch` whose body is read as a stream.
