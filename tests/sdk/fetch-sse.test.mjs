@@ -97,3 +97,57 @@ test("with no usable transport, ready rejects with a clear error instead of hang
     globalThis.fetch = saved;
   }
 });
+
+test("over fetch SSE a refreshed token reopens the stream before the old one expires", LIMIT, async (t) => {
+  const server = await new Server(["--token-ttl", "3s"]).start();
+  t.after(() => server.stop());
+  await notesCollection(await adminClient(server));
+  const pb = await adminClient(server, NO_SOCKET);
+  const seen = [];
+  const errors = [];
+  pb.realtime.on("error", (e) => errors.push(e.code || e.message));
+  await pb.collection("notes").subscribe({}, (event) => seen.push(event.record.n)).ready;
+  const firstToken = pb.token;
+  // Past the first token's expiry: the server ends a stream whose token
+  // expired, so events still arriving prove the stream was reopened.
+  await new Promise((r) => setTimeout(r, 4500));
+  assert.notEqual(pb.token, firstToken, "the token was refreshed");
+  const writer = await adminClient(server);
+  await writer.collection("notes").create({ n: 7 });
+  await waitFor(() => seen.includes(7), "an event after the first token expired");
+  assert.deepEqual(errors, []);
+  assert.equal(pb.realtime.state, "open");
+  pb.realtime.close();
+});
+
+test("over fetch SSE a token that expired while the server was down is refreshed on reconnect", LIMIT, async (t) => {
+  const server = await new Server(["--token-ttl", "3s"]).start();
+  t.after(() => server.stop());
+  await notesCollection(await adminClient(server));
+  const answers = [];
+  const recording = async (url, init) => {
+    const response = await fetch(url, init);
+    answers.push(`${new URL(url).pathname} ${response.status}`);
+    return response;
+  };
+  const pb = await adminClient(server, { ...NO_SOCKET, fetch: recording, backoff: { initial: 100, max: 500 } });
+  const seen = [];
+  await pb.collection("notes").subscribe({}, (event) => seen.push(event.record.n)).ready;
+  // One event first: over SSE it gives the subscription its resume point
+  // (the stream says nothing of where a subscription starts).
+  const writer = await adminClient(server);
+  await writer.collection("notes").create({ n: 1 });
+  await waitFor(() => seen.includes(1), "the first event");
+  await server.kill();
+  // The refresh due meanwhile fails (nothing listens): the stream comes
+  // back with an expired token, is refused with 401, and must refresh.
+  await new Promise((r) => setTimeout(r, 4000));
+  await server.start();
+  await writer.signIn(ADMIN.email, ADMIN.password);
+  await writer.collection("notes").create({ n: 9 });
+  await waitFor(() => seen.includes(9), "an event after the reconnect", 20_000);
+  const refused = answers.indexOf("/api/realtime/sse 401");
+  assert.ok(refused >= 0, `the expired token was refused: ${answers}`);
+  assert.deepEqual(answers.slice(refused + 1, refused + 3), ["/api/auth/refresh 200", "/api/realtime/sse 200"]);
+  pb.realtime.close();
+});
