@@ -85,6 +85,14 @@ test("with no usable transport, ready rejects with a clear error instead of hang
   assert.equal(errors.length, 1);
   assert.equal(ws.realtime.state, "closed");
 
+  // A fetch whose bodies cannot be read as a stream (some polyfills).
+  const unstreamed = new Pulsebase(url, { WebSocket: null, EventSource: null, fetch: async () => ({ ok: true, status: 200, body: null }) });
+  await assert.rejects(
+    unstreamed.realtime.subscribe("notes", {}, () => {}).ready,
+    (e) => e.code === "transport_unavailable" && /stream/.test(e.message),
+  );
+  assert.equal(unstreamed.realtime.state, "closed");
+
   const saved = globalThis.fetch;
   globalThis.fetch = undefined;
   try {

@@ -733,6 +733,10 @@ export class Realtime {
   /** A fetch stream answered with an HTTP error instead of events. */
   async _streamRefused(error) {
     for (const sub of this._subs.values()) sub.live = false;
+    if (error.code === "transport_unavailable") {
+      this._giveUp(error);
+      return;
+    }
     if (error.status === 401) {
       // An expired token: a refresh tells whether the session goes on.
       if (!this.client.session || !this.client.session.refresh_token) {
