@@ -5,6 +5,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// Node 22 has `WebSocket` built in; Node 20 needs a flag for it.
 fn node_args() -> Vec<&'static str> {
@@ -45,6 +46,13 @@ pub fn run_plain_node_tests(node: &OsStr, files: &[&str], env: &[(&str, &str)]) 
 }
 
 fn run_tests_in(node: &OsStr, flags: &[&str], files: &[&str], env: &[(&str, &str)]) {
+    // One suite at a time, even when the Rust tests calling this run in
+    // parallel: their timing-sensitive tests (token expiry, restarts) need
+    // the two cores.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let root = env!("CARGO_MANIFEST_DIR");
     let mut command = Command::new(node);
     command
