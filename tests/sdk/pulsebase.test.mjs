@@ -5,96 +5,18 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { createInterface } from "node:readline";
+import { readFileSync } from "node:fs";
 
 import { Pulsebase, PulsebaseError, backoffDelay } from "../../web/sdk/pulsebase.js";
+import { ADMIN, Server, adminClient, notesCollection, waitFor } from "./harness.mjs";
 
-const BIN = process.env.PULSEBASE_BIN;
-const ADMIN = { email: "admin@example.com", password: "admin-password" };
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** A real server on a fixed port and data dir, so it can be killed and restarted. */
-class Server {
-  constructor(args = []) {
-    this.dir = mkdtempSync(join(tmpdir(), "pulsebase-sdk-"));
-    this.args = args;
-    this.child = null;
-  }
-
-  async start() {
-    if (!this.port) this.port = await freePort();
-    this.url = `http://127.0.0.1:${this.port}`;
-    this.child = spawn(BIN, ["serve", "--http", `127.0.0.1:${this.port}`, "--data", join(this.dir, "data"), ...this.args], {
-      env: { ...process.env, PULSEBASE_ADMIN_EMAIL: ADMIN.email, PULSEBASE_ADMIN_PASSWORD: ADMIN.password, PULSEBASE_LOG: "warn" },
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    const lines = createInterface({ input: this.child.stdout });
-    await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error("server did not start")), 30_000);
-      lines.on("line", (line) => {
-        if (line.includes("listening on http://")) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      this.child.once("exit", (code) => reject(new Error(`server exited with ${code}`)));
-    });
-    return this;
-  }
-
-  /** kill -9: no goodbye to clients, no flush beyond what was acknowledged. */
-  async kill() {
-    const exited = new Promise((resolve) => this.child.once("exit", resolve));
-    this.child.kill("SIGKILL");
-    await exited;
-  }
-
-  async stop() {
-    if (this.child && this.child.exitCode === null && this.child.signalCode === null) await this.kill();
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
-
-function waitFor(predicate, what, ms = 15_000) {
-  return new Promise((resolve, reject) => {
-    const started = Date.now();
-    const tick = () => {
-      if (predicate()) return resolve();
-      if (Date.now() - started > ms) return reject(new Error(`timed out waiting for ${what}`));
-      setTimeout(tick, 20);
-    };
-    tick();
-  });
-}
-
-async function adminClient(server, options = {}) {
-  const pb = new Pulsebase(server.url, { backoff: { initial: 100, max: 1000 }, ...options });
-  await pb.signIn(ADMIN.email, ADMIN.password);
-  return pb;
-}
-
-async function notesCollection(pb) {
-  await pb.request("POST", "/api/collections", {
-    name: "notes",
-    fields: { n: { type: "integer" } },
-    rules: { list: "@user != null", view: "@user != null", create: "@user != null" },
-  });
-}
+test("the TypeScript declarations declare exactly what the module exports", async () => {
+  const module = await import("../../web/sdk/pulsebase.js");
+  const types = readFileSync(new URL("../../web/sdk/pulsebase.d.ts", import.meta.url), "utf8");
+  const declared = [...types.matchAll(/^export (?:declare )?(?:class|function|const) (\w+)/gm)].map((m) => m[1]);
+  if (/^export default /m.test(types)) declared.push("default");
+  assert.deepEqual(declared.sort(), Object.keys(module).sort());
+});
 
 test("backoff delays grow exponentially, stay under the cap and are jittered", () => {
   const backoff = { initial: 100, max: 2000 };

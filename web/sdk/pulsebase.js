@@ -1,9 +1,14 @@
+/* @ts-self-types="./pulsebase.d.ts" */
 // pulsebase JavaScript client: auth, records, topics and realtime.
 //
 // One file, no dependencies, an ES module for browsers
-// (`<script type="module">`, served at /sdk/pulsebase.js) and Node 18+
-// (Node 20 needs `--experimental-websocket` for the WebSocket transport;
-// without it the client falls back to SSE where an EventSource exists).
+// (`<script type="module">`, served at /sdk/pulsebase.js), Node 18+, Deno
+// and Bun. It stays one file so that copying it is a complete install.
+// The directive on the first line points Deno, which imports by URL, at
+// the declarations served beside it (/sdk/pulsebase.d.ts).
+// Without a global WebSocket (Node 18 and 20 without
+// `--experimental-websocket`) realtime runs over SSE: an EventSource where
+// there is one, else a `fetch` whose body is read as a stream.
 //
 //   import { Pulsebase } from "/sdk/pulsebase.js";
 //   const pb = new Pulsebase("http://127.0.0.1:7070");
@@ -17,12 +22,12 @@
 // seq seen per topic (no gap, no duplicate), and a token refresh before
 // expiry that is handed to the open socket with the `auth` action.
 
-/** An error answer from the server, in the contract's error shape. */
 /** Request options carrying `If-Match: <rev>` when `ifMatch` is given. */
 function ifMatch({ ifMatch: rev } = {}) {
   return rev == null ? {} : { headers: { "If-Match": String(rev) } };
 }
 
+/** An error answer from the server, in the contract's error shape. */
 export class PulsebaseError extends Error {
   constructor(status, code, message, details) {
     super(message || code);
@@ -69,7 +74,12 @@ export class Pulsebase {
     const origin = typeof location !== "undefined" ? location.origin : "";
     this.baseUrl = (baseUrl || origin).replace(/\/+$/, "");
     this.options = options;
-    this._fetch = options.fetch || globalThis.fetch.bind(globalThis);
+    // Looked up lazily: a runtime without fetch gets a clear error on the
+    // first request rather than a TypeError here.
+    this._fetch = options.fetch || ((...args) => {
+      if (typeof globalThis.fetch !== "function") throw new Error("pulsebase: no global fetch; pass options.fetch");
+      return globalThis.fetch(...args);
+    });
     this._storage = options.storage || memoryStorage();
     this._storageKey = options.storageKey || "pulsebase.session";
     this._authListeners = new Set();
@@ -288,8 +298,9 @@ export class Realtime {
     this.client = client;
     const opts = client.options;
     this.backoff = { ...DEFAULT_BACKOFF, ...(opts.backoff || {}) };
-    this._WebSocket = opts.WebSocket || globalThis.WebSocket;
-    this._EventSource = opts.EventSource || globalThis.EventSource;
+    // `null` in the options means "do not use one", even if a global exists.
+    this._WebSocket = "WebSocket" in opts ? opts.WebSocket : globalThis.WebSocket;
+    this._EventSource = "EventSource" in opts ? opts.EventSource : globalThis.EventSource;
     const wanted = opts.transport || "auto";
     this.transport = wanted === "auto" ? (this._WebSocket ? "ws" : "sse") : wanted;
     this.state = "closed";
@@ -399,6 +410,12 @@ export class Realtime {
     this._wanted = true;
     clearTimeout(this._timer);
     this._timer = null;
+    const missing = this._missingTransport();
+    if (missing) {
+      // Retrying cannot help: say so instead of leaving `ready` pending.
+      this._giveUp(new PulsebaseError(0, "transport_unavailable", missing));
+      return;
+    }
     this._setState("connecting");
     if (this.transport === "ws") this._openSocket();
     else this._reopenStream();
@@ -420,6 +437,35 @@ export class Realtime {
     }
     this._failPending(new Error("closed"));
     this._setState("closed");
+  }
+
+  /** Why the chosen transport cannot run here, or null. */
+  _missingTransport() {
+    if (this.transport === "ws") {
+      if (this._WebSocket) return null;
+      return "pulsebase: the WebSocket transport needs a global WebSocket (Node 22+, `node --experimental-websocket` on Node 20) or options.WebSocket; transport \"sse\" works without one";
+    }
+    if (this.transport !== "sse") return `pulsebase: unknown transport ${JSON.stringify(this.transport)} (use "auto", "ws" or "sse")`;
+    if (this._EventSource || typeof this.client.options.fetch === "function" || typeof globalThis.fetch === "function") return null;
+    return "pulsebase: realtime needs a WebSocket, an EventSource or fetch with streaming bodies; none is available";
+  }
+
+  /** Stops for good after an error no reconnect can fix; `ready` rejects. */
+  _giveUp(error, subs = [...this._subs.values()]) {
+    this._wanted = false;
+    clearTimeout(this._timer);
+    this._timer = null;
+    this._rejectWaiting(error, subs);
+    this._failPending(error);
+    this._emit("error", error);
+    this._setState("closed");
+  }
+
+  _rejectWaiting(error, subs) {
+    for (const sub of subs) {
+      for (const w of sub.waiting || []) w.reject(error);
+      sub.waiting = [];
+    }
   }
 
   _failPending(error) {
@@ -615,10 +661,6 @@ export class Realtime {
       this._stream.close();
       this._stream = null;
     }
-    if (!this._EventSource) {
-      this._emit("error", new Error("neither WebSocket nor EventSource is available"));
-      return;
-    }
     if (this._subs.size === 0) {
       this._setState("closed");
       return;
@@ -636,10 +678,21 @@ export class Realtime {
       if (first.options.ops) params.set("ops", first.options.ops.join(","));
       if (first.options.filter) params.set("filter", first.options.filter);
     }
-    if (since != null) params.set("since", String(since));
-    const credential = this.client.options.apiKey || this.client.token;
-    if (credential) params.set("token", credential);
-    const stream = new this._EventSource(`${this.client.baseUrl}/api/realtime/sse?${params}`);
+    let stream;
+    if (this._EventSource) {
+      // An EventSource cannot send headers: the credential and the resume
+      // point go in the query.
+      if (since != null) params.set("since", String(since));
+      const credential = this.client.options.apiKey || this.client.token;
+      if (credential) params.set("token", credential);
+      stream = new this._EventSource(`${this.client.baseUrl}/api/realtime/sse?${params}`);
+    } else {
+      // Headers keep the token out of URLs (and logs); Last-Event-ID
+      // resumes as an EventSource's own reconnect does.
+      const headers = { Accept: "text/event-stream", ...this.client._authHeaders() };
+      if (since != null) headers["Last-Event-ID"] = String(since);
+      stream = new FetchEventStream(`${this.client.baseUrl}/api/realtime/sse?${params}`, headers, this.client._fetch);
+    }
     this._stream = stream;
     stream.onopen = () => {
       this._attempt = 0;
@@ -666,16 +719,172 @@ export class Realtime {
         // ignore
       }
     });
-    stream.onerror = () => {
+    stream.onerror = (event) => {
       // The browser reconnects by itself with Last-Event-ID while the
-      // stream can be retried; once it gives up, reconnect with our own
-      // backoff (and a fresh token).
-      if (stream.readyState === 2 && this._stream === stream) {
-        this._stream = null;
-        this._scheduleReconnect();
-      }
+      // stream can be retried; once it gives up (or a fetch stream ends),
+      // reconnect with our own backoff (and a fresh token).
+      if (stream.readyState !== 2 || this._stream !== stream) return;
+      this._stream = null;
+      if (event && event.error instanceof PulsebaseError) this._streamRefused(event.error);
+      else this._scheduleReconnect();
     };
   }
+
+  /** A fetch stream answered with an HTTP error instead of events. */
+  async _streamRefused(error) {
+    for (const sub of this._subs.values()) sub.live = false;
+    if (error.code === "transport_unavailable") {
+      this._giveUp(error);
+      return;
+    }
+    if (error.status === 401) {
+      // An expired token: a refresh tells whether the session goes on.
+      if (!this.client.session || !this.client.session.refresh_token) {
+        this._giveUp(error);
+        return;
+      }
+      try {
+        await this.client.refresh();
+      } catch (refused) {
+        this._giveUp(refused);
+        return;
+      }
+    } else if (error.status === 0 || error.status === 429 || error.status >= 500) {
+      this._scheduleReconnect();
+      return;
+    } else {
+      // Refused (forbidden, not_found, bad filter...): the subscriptions
+      // still waiting caused it (or, if none is waiting, any of them), and
+      // retrying them would be refused again, so they are dropped.
+      let refused = [...this._subs.values()].filter((sub) => (sub.waiting || []).length > 0);
+      if (refused.length === 0) refused = [...this._subs.values()];
+      for (const sub of refused) this._subs.delete(sub.topic);
+      this._rejectWaiting(error, refused);
+      this._emit("error", error);
+      if (this._subs.size === 0) {
+        this._setState("closed");
+        return;
+      }
+    }
+    this._scheduleReconnect();
+  }
+}
+
+/**
+ * Server-sent events read from a `fetch` body, for runtimes without an
+ * EventSource (Node, Deno, Bun). It mimics the part of EventSource the
+ * client uses (`onopen`, `onerror`, `addEventListener`, `readyState`,
+ * `close`) but never reconnects by itself: any end is `readyState` 2 and
+ * `onerror`, with `error` set to a PulsebaseError when the server answered
+ * with one, and Realtime reconnects with its own backoff.
+ */
+class FetchEventStream {
+  constructor(url, headers, fetchImpl) {
+    this.url = url;
+    this.readyState = 0;
+    this.lastEventId = "";
+    this.onopen = null;
+    this.onerror = null;
+    this._listeners = new Map();
+    this._abort = typeof AbortController === "function" ? new AbortController() : null;
+    this._run(fetchImpl, headers).catch((error) => this._end(error));
+  }
+
+  addEventListener(type, listener) {
+    if (!this._listeners.has(type)) this._listeners.set(type, new Set());
+    this._listeners.get(type).add(listener);
+  }
+
+  close() {
+    if (this.readyState === 2) return;
+    this.readyState = 2;
+    if (this._abort) this._abort.abort();
+  }
+
+  _end(error) {
+    if (this.readyState === 2) return;
+    this.readyState = 2;
+    if (this._abort) this._abort.abort();
+    if (this.onerror) this.onerror({ type: "error", error });
+  }
+
+  async _run(fetchImpl, headers) {
+    const response = await fetchImpl(this.url, { headers, cache: "no-store", signal: this._abort ? this._abort.signal : undefined });
+    if (this.readyState === 2) return;
+    if (!response.ok) {
+      let body = null;
+      try {
+        body = JSON.parse(await response.text());
+      } catch {
+        // not the contract's error shape
+      }
+      const e = (body && body.error) || {};
+      throw new PulsebaseError(response.status, e.code || "http_" + response.status, e.message || response.statusText, e.details);
+    }
+    if (!response.body || typeof response.body.getReader !== "function") {
+      throw new PulsebaseError(0, "transport_unavailable", "pulsebase: this fetch cannot stream response bodies; pass options.EventSource or options.WebSocket");
+    }
+    this.readyState = 1;
+    if (this.onopen) this.onopen({ type: "open" });
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    const parser = sseParser((type, data, id) => this._dispatch(type, data, id));
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (this.readyState === 2) return;
+      if (done) break;
+      parser(decoder.decode(value, { stream: true }));
+    }
+    // The server ended the stream (shutdown, token expired): reconnect.
+    this._end(new Error("the event stream ended"));
+  }
+
+  _dispatch(type, data, id) {
+    if (id != null) this.lastEventId = id;
+    const event = { type, data, lastEventId: this.lastEventId };
+    for (const listener of this._listeners.get(type) || []) listener(event);
+  }
+}
+
+/**
+ * The text/event-stream format (the HTML standard's parsing rules):
+ * returns a function to feed text chunks; calls `dispatch(type, data, id)`
+ * at each blank line that ends an event with data.
+ */
+function sseParser(dispatch) {
+  let buffer = "";
+  let data = [];
+  let type = "";
+  let id = null;
+  const line = (text) => {
+    if (text === "") {
+      if (data.length > 0) dispatch(type || "message", data.join("\n"), id);
+      data = [];
+      type = "";
+      id = null;
+      return;
+    }
+    if (text.startsWith(":")) return; // a comment (keep-alive)
+    const colon = text.indexOf(":");
+    const field = colon < 0 ? text : text.slice(0, colon);
+    let value = colon < 0 ? "" : text.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "data") data.push(value);
+    else if (field === "event") type = value;
+    else if (field === "id" && !value.includes("\0")) id = value;
+    // `retry` is ignored: reconnects follow the client's own backoff.
+  };
+  return (chunk) => {
+    buffer += chunk;
+    // A trailing "\r" may be the first half of "\r\n": wait for more.
+    const re = /\r\n|\r(?!$)|\n/g;
+    let start = 0;
+    for (let m = re.exec(buffer); m; m = re.exec(buffer)) {
+      line(buffer.slice(start, m.index));
+      start = m.index + m[0].length;
+    }
+    buffer = buffer.slice(start);
+  };
 }
 
 export default Pulsebase;

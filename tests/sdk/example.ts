@@ -1,0 +1,145 @@
+// The client used as docs/sdk.md shows it, type-checked against
+// web/sdk/pulsebase.d.ts with `tsc --noEmit --strict` by tests/sdk.rs (it is
+// never run). A declaration that disagrees with the docs fails that test.
+
+import Default, {
+  Pulsebase,
+  PulsebaseError,
+  Realtime,
+  backoffDelay,
+  type ConnectionState,
+  type RecordEvent,
+  type Session,
+  type Subscription,
+  type User,
+} from "../../web/sdk/pulsebase.js";
+
+interface Note {
+  text: string;
+  done: boolean;
+}
+
+export async function example(): Promise<void> {
+  const pb = new Pulsebase("http://127.0.0.1:7070", {
+    storage: localStorage,
+    storageKey: "my-app.session",
+    backoff: { initial: 200, max: 10_000 },
+    transport: "auto",
+  });
+  const same: Pulsebase = new Default("");
+  const keyed = new Pulsebase("", { apiKey: "pk_example", fetch, WebSocket: null, EventSource: null, transport: "sse" });
+
+  const session: Session = await pb.signIn("you@example.com", "your-password");
+  const token: string = session.token;
+  const expiresIn: number = session.expires_in;
+  await pb.signUp("new@example.com", "a-password", "New");
+  await pb.signUp("new2@example.com", "a-password");
+  await pb.setup("123456", "admin@example.com", "admin-password", "Admin");
+  const refreshed: Session = await pb.refresh();
+  const user: User | null = pb.user;
+  const current: string | null = pb.token;
+  const stop: () => void = pb.onAuthChange((who: User | null) => console.log(who?.email, who?.roles.join(",")));
+  stop();
+
+  const notes = pb.collection<Note>("notes");
+  const { items, next_cursor } = await notes.list({ filter: "done = false", sort: "-created", limit: 50 });
+  const firstText: string | undefined = items[0]?.text;
+  const cursor: string | null = next_cursor;
+  await notes.list({ cursor: cursor ?? undefined, fields: ["text"] });
+  await notes.list();
+  const note = await notes.create({ text: "hi" });
+  const id: string = note.id;
+  const again = await notes.get(note.id);
+  const done: boolean = again.done;
+  await notes.create([{ text: "a" }, { text: "b" }]);
+  await notes.update(note.id, { done: true });
+  await notes.update(note.id, { done: false }, { ifMatch: 2 });
+  await notes.replace(note.id, { text: "whole", done: false }, { ifMatch: "3" });
+  await notes.delete(note.id);
+  await notes.delete(note.id, { ifMatch: 4 });
+  const untyped = await pb.collection("readings").get("01JD");
+  const anything: unknown = untyped.temp;
+
+  await pb.topics.create({ name: "alerts", history: 100 });
+  await pb.topics.create({ name: "chat", publish: "@user != null", subscribe: "@user != null" });
+  const { seq } = await pb.topics.publish("alerts", { level: "crit" });
+  const topics = await pb.topics.list();
+  const names: string[] = topics.map((t) => t.name);
+  await pb.topics.delete("alerts");
+
+  const backup: Blob = await pb.request<Blob>("GET", "/api/backup", undefined, { as: "blob" });
+  const me = await pb.request<{ user: User }>("GET", "/api/auth/me");
+  await pb.request("GET", "/api/collections/notes/records", undefined, {
+    query: { filter: "done = true", limit: 10, fields: ["text", "done"], cursor: undefined },
+    headers: { "X-Request": "1" },
+    auth: true,
+    retry: false,
+  });
+
+  try {
+    await notes.create({ text: "" });
+  } catch (e) {
+    if (e instanceof PulsebaseError) {
+      const status: number = e.status;
+      const code: string = e.code;
+      const message: string = e.message;
+      const details: unknown = e.details;
+      console.log(status, code, message, details);
+    }
+  }
+
+  const realtime: Realtime = pb.realtime;
+  const sub: Subscription = realtime.subscribe("readings", { ops: ["create"], filter: "temp > 30" }, (event) => {
+    if (event.type === "event") {
+      const op: "create" | "update" | "delete" = event.op;
+      console.log(event.seq, op, event.record, event.reason);
+    } else if (event.type === "message") {
+      console.log(event.topic, event.data, event.from);
+    } else {
+      console.log(event.reason);
+    }
+  });
+  const reply = await sub.ready;
+  console.log(reply.type, reply.topic, reply.seq, reply.epoch);
+  sub.unsubscribe();
+  realtime.subscribe("readings/01JD", {}, () => {});
+  realtime.subscribe("chat-1", { since: 42 });
+  const one = notes.subscribe({ record: "01JD", ops: ["update", "delete"] }, (event) => {
+    if (event.type === "event" && event.record && "text" in event.record) {
+      const text: string = event.record.text;
+      console.log(text);
+    }
+  });
+  await one.ready;
+  notes.subscribe(null, (event) => console.log(event.topic));
+
+  const published: number = await realtime.publish("chat-1", { text: "hi" });
+  const answer = await realtime.request("ping");
+  const offState = realtime.on("state", (s: ConnectionState) => console.log(s));
+  realtime.on("error", (e) => console.log(e.message, e instanceof PulsebaseError ? e.code : ""));
+  realtime.on("welcome", (w) => console.log(w.connection, w.heartbeat, w.user?.id));
+  realtime.on("unsubscribed", (u) => console.log(u.topic, u.reason));
+  offState();
+  const state: ConnectionState = realtime.state;
+  const transport: "ws" | "sse" = realtime.transport;
+  realtime.connect();
+  realtime.close();
+
+  const wait: number = backoffDelay(3, { initial: 500, max: 30_000 });
+  const typed: RecordEvent<Note> | null = null;
+  await pb.signOut();
+  console.log(same, keyed, token, expiresIn, refreshed, user, current, firstText, id, done, anything, seq, names);
+  console.log(backup, me.user.email, published, answer.id, state, transport, wait, typed);
+}
+
+// Declarations that accept anything would let these through.
+export function misuse(pb: Pulsebase): void {
+  // @ts-expect-error: ops are create, update and delete
+  pb.realtime.subscribe("readings", { ops: ["upsert"] });
+  // @ts-expect-error: the transport is "auto", "ws" or "sse"
+  new Pulsebase("", { transport: "mqtt" });
+  // @ts-expect-error: get takes an id
+  void pb.collection("notes").get();
+  // @ts-expect-error: user is read-only; sign in to change it
+  pb.user = null;
+}

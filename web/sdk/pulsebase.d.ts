@@ -1,0 +1,295 @@
+// TypeScript declarations for pulsebase.js (served at /sdk/pulsebase.d.ts,
+// and the `types` of the npm package). They describe the client's API and
+// the server's wire shapes that it hands back; tests/sdk/example.ts is
+// checked against them with `tsc --noEmit`.
+
+/** The public fields of a user, as the server returns them. */
+export interface User {
+  id: string;
+  email: string;
+  name: string | null;
+  roles: string[];
+  groups: string[];
+  tenant: string | null;
+  disabled: boolean;
+  created: string;
+}
+
+/** What `signIn`, `signUp`, `setup` and `refresh` resolve with (and `pb.session`). */
+export interface Session {
+  token: string;
+  refresh_token: string;
+  /** Seconds the access token lives. */
+  expires_in: number;
+  /** Milliseconds since the epoch; added by the client. */
+  expires_at?: number;
+  user: User;
+}
+
+/** Where the session is kept: `localStorage`, `sessionStorage` or your own. */
+export interface SessionStorage {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+  removeItem(key: string): void;
+}
+
+/** Reconnect delays, in milliseconds. */
+export interface Backoff {
+  initial: number;
+  max: number;
+}
+
+export type Transport = "ws" | "sse";
+
+export interface PulsebaseOptions {
+  /** Where the session is kept (default: in memory). */
+  storage?: SessionStorage;
+  /** The key in `storage` (default `pulsebase.session`). */
+  storageKey?: string;
+  /** Act as an API key (`X-Api-Key`) instead of a signed-in user. */
+  apiKey?: string;
+  /** Reconnect delays (default `{initial: 500, max: 30000}`). */
+  backoff?: Partial<Backoff>;
+  /** `auto` (default): WebSocket if there is one, else SSE. */
+  transport?: "auto" | Transport;
+  /** The fetch to use (default: the global one). */
+  fetch?: typeof fetch;
+  /** The WebSocket class to use; `null`: never use one. */
+  // `any`: the DOM's, Node's and the `ws` package's constructors differ in
+  // their types, and all of them work.
+  WebSocket?: any;
+  /** The EventSource class to use; `null`: read SSE with fetch instead. */
+  EventSource?: any;
+}
+
+export interface RequestOptions {
+  /** Query parameters; arrays are joined with commas, null and undefined left out. */
+  query?: Record<string, string | number | boolean | null | undefined | ReadonlyArray<string | number>>;
+  /** Send the session's credential (default true). */
+  auth?: boolean;
+  /** Refresh and retry once on `token_expired` (default true). */
+  retry?: boolean;
+  /** `blob` for a file download such as `GET /api/backup`. */
+  as?: "json" | "blob";
+  headers?: Record<string, string>;
+}
+
+/** An error answer from the server (or from the client itself, status 0). */
+export class PulsebaseError extends Error {
+  constructor(status: number, code: string, message?: string, details?: unknown);
+  readonly name: "PulsebaseError";
+  /** The HTTP status; 0 for realtime errors and errors of the client itself. */
+  status: number;
+  /** A stable code: `not_found`, `forbidden`, `validation_failed`, `history_expired`, `transport_unavailable`, … */
+  code: string;
+  details: unknown;
+}
+
+/** Full jitter: a random wait in [0, min(max, initial * 2^attempt)) ms. */
+export function backoffDelay(attempt: number, backoff?: Backoff): number;
+
+/** A record: its fields and the ones the server adds. */
+export type RecordModel<T = Record<string, unknown>> = T & {
+  id: string;
+  rev?: number;
+  created?: string;
+  updated?: string;
+};
+
+export interface ListParams {
+  filter?: string;
+  /** Fields, `-` in front for descending: `-created,name`. */
+  sort?: string;
+  limit?: number;
+  cursor?: string;
+  /** Only these fields. */
+  fields?: string | string[];
+}
+
+export interface ListResult<T> {
+  items: RecordModel<T>[];
+  next_cursor: string | null;
+}
+
+/** `{ifMatch: rev}`: refused with 412 `precondition_failed` if the record moved on. */
+export interface WriteOptions {
+  ifMatch?: number | string;
+}
+
+export type Op = "create" | "update" | "delete";
+
+export interface SubscribeOptions {
+  /** Only these operations. */
+  ops?: Op[];
+  /** A filter in the rule language, e.g. `temp > 30`. */
+  filter?: string;
+  /** Start after this seq (the events after it are replayed first). */
+  since?: number;
+}
+
+export interface CollectionSubscribeOptions extends SubscribeOptions {
+  /** One record's changes instead of the whole collection's. */
+  record?: string;
+}
+
+export interface CollectionApi<T = Record<string, unknown>> {
+  list(params?: ListParams): Promise<ListResult<T>>;
+  get(id: string): Promise<RecordModel<T>>;
+  /** One record, or an array created as one atomic batch. */
+  create(data: Partial<T>): Promise<RecordModel<T>>;
+  create(data: Partial<T>[]): Promise<RecordModel<T>[] | { items: RecordModel<T>[] }>;
+  /** PATCH: only the given fields. */
+  update(id: string, data: Partial<T>, options?: WriteOptions): Promise<RecordModel<T>>;
+  /** PUT: the whole record. */
+  replace(id: string, data: T, options?: WriteOptions): Promise<RecordModel<T>>;
+  delete(id: string, options?: WriteOptions): Promise<null>;
+  /** Live changes of this collection, or of one record with `{record: id}`. */
+  subscribe(options: CollectionSubscribeOptions | null | undefined, onEvent?: (event: RealtimeDelivery<T>) => void): Subscription;
+}
+
+export interface TopicSettings {
+  name: string;
+  /** How many messages to keep for resume (default 0). */
+  history?: number;
+  /** Who may publish and subscribe: rule expressions (default `@user != null`). */
+  publish?: string;
+  subscribe?: string;
+}
+
+export interface TopicsApi {
+  list(): Promise<Array<{ name: string; kind?: string; [key: string]: unknown }>>;
+  create(topic: TopicSettings): Promise<unknown>;
+  delete(name: string): Promise<null>;
+  /** Publishes over HTTP (no socket needed). */
+  publish(name: string, data: unknown): Promise<{ seq: number }>;
+}
+
+/** A change to a record (`type: "event"`). */
+export interface RecordEvent<T = Record<string, unknown>> {
+  type: "event";
+  topic: string;
+  op: Op;
+  seq: number;
+  ts: string;
+  /** The record; only `{id}` for a delete. */
+  record: RecordModel<T> | { id: string } | null;
+  /** `entered`/`left`: the record came into or went out of view; `expired`: dropped by retention. */
+  reason?: "entered" | "left" | "expired";
+}
+
+/** A message on a custom topic (`type: "message"`). */
+export interface TopicMessage<D = unknown> {
+  type: "message";
+  topic: string;
+  seq: number;
+  ts: string;
+  /** The publishing connection, if any. */
+  from: string | null;
+  data: D;
+}
+
+/** The server ended a subscription. */
+export interface UnsubscribedMessage {
+  type: "unsubscribed";
+  topic: string;
+  reason: "topic_deleted" | "collection_dropped" | "history_expired";
+  oldest?: number;
+}
+
+/** What a subscription's listener receives. */
+export type RealtimeDelivery<T = Record<string, unknown>> = RecordEvent<T> | TopicMessage | UnsubscribedMessage;
+
+/** The server's reply to a subscribe. Over SSE only `{type, topic}`. */
+export interface SubscribeReply {
+  type: "ok";
+  topic: string;
+  id?: string | null;
+  seq?: number;
+  epoch?: string;
+}
+
+export interface Subscription {
+  /** Settles with the reply to the first subscribe; rejects with a PulsebaseError when refused or when no transport can run. */
+  ready: Promise<SubscribeReply>;
+  unsubscribe(): void;
+}
+
+export type ConnectionState = "connecting" | "open" | "closed";
+
+export interface WelcomeMessage {
+  type: "welcome";
+  connection: string;
+  user: User | null;
+  /** Seconds between heartbeats. */
+  heartbeat: number;
+  seq: number;
+  epoch: string;
+}
+
+export interface RealtimeEvents {
+  state: ConnectionState;
+  /** history_expired (events were missed), a refused subscribe, transport_unavailable, … */
+  error: Error | PulsebaseError;
+  welcome: WelcomeMessage;
+  unsubscribed: UnsubscribedMessage;
+  heartbeat: { type: "heartbeat"; ts: string };
+  /** A series' readings before `before` were dropped. */
+  expired: { type: "expired"; topic: string; before: string; seq: number };
+  /** A closed time bucket of an `aggregate` subscription. */
+  bucket: { type: "bucket"; topic: string; [key: string]: unknown };
+}
+
+/** One realtime connection carrying every subscription. */
+export class Realtime {
+  constructor(client: Pulsebase);
+  readonly client: Pulsebase;
+  backoff: Backoff;
+  /** The transport in use. */
+  readonly transport: Transport;
+  readonly state: ConnectionState;
+  /** The connection's name from the server's welcome (WebSocket only). */
+  readonly connection: string | null;
+  /** Listens; returns a function that stops listening. */
+  on<K extends keyof RealtimeEvents>(event: K, listener: (value: RealtimeEvents[K]) => void): () => void;
+  on(event: string, listener: (value: any) => void): () => void;
+  /** A collection (`readings`), a record (`readings/ID`) or a custom topic. */
+  subscribe<T = Record<string, unknown>>(topic: string, options?: SubscribeOptions, onEvent?: (event: RealtimeDelivery<T>) => void): Subscription;
+  /** Publishes on a custom topic over the socket (WebSocket only); resolves with the seq. */
+  publish(topic: string, data: unknown): Promise<number>;
+  /** Sends one action and resolves with its `ok` reply (WebSocket only). */
+  request(action: string, fields?: Record<string, unknown>): Promise<{ type: "ok"; id: string; [key: string]: unknown }>;
+  /** Opens the connection (subscribing does this by itself). */
+  connect(): void;
+  /** Closes for good (until the next connect or subscribe). */
+  close(): void;
+}
+
+export class Pulsebase {
+  /** `baseUrl` e.g. `http://127.0.0.1:7070`; `""` for the page's origin. */
+  constructor(baseUrl?: string, options?: PulsebaseOptions);
+  readonly baseUrl: string;
+  readonly options: PulsebaseOptions;
+  /** The session, or null when signed out. */
+  readonly session: Session | null;
+  /** The signed-in user, or null. */
+  readonly user: User | null;
+  /** The current access token, or null. */
+  readonly token: string | null;
+  /** Called whenever the session changes; returns an unsubscribe function. */
+  onAuthChange(listener: (user: User | null) => void): () => void;
+  signIn(email: string, password: string): Promise<Session>;
+  /** Needs `allow_signup` on the server. */
+  signUp(email: string, password: string, name?: string): Promise<Session>;
+  /** Redeems the one-time setup code the server printed, creating the first admin. */
+  setup(code: string, email: string, password: string, name?: string): Promise<Session>;
+  /** Exchanges the refresh token for a new pair now (concurrent calls share one request). */
+  refresh(): Promise<Session>;
+  signOut(): Promise<void>;
+  /** Any endpoint: the parsed JSON, null for 204, a Blob with `as: "blob"`. */
+  request<R = any>(method: string, path: string, body?: unknown, options?: RequestOptions): Promise<R>;
+  collection<T = Record<string, unknown>>(name: string): CollectionApi<T>;
+  readonly topics: TopicsApi;
+  readonly realtime: Realtime;
+}
+
+export default Pulsebase;
