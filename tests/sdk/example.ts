@@ -127,6 +127,12 @@ export async function example(): Promise<void> {
 
   const wait: number = backoffDelay(3, { initial: 500, max: 30_000 });
   const typed: RecordEvent<Note> | null = null;
+  const changed: Session = await pb.changePassword("old-password", "new-password");
+  await pb.requestPasswordReset("you@example.com");
+  await pb.resetPassword("pr_from_the_link", "new-password");
+  await pb.requestVerification();
+  const confirmed: boolean = (await pb.verifyEmail("ev_from_the_link")).verified;
+  console.log(changed.token, confirmed);
   await pb.signOut();
   console.log(same, keyed, token, expiresIn, refreshed, user, current, firstText, id, done, anything, seq, names);
   console.log(backup, me.user.email, published, answer.id, state, transport, wait, typed);

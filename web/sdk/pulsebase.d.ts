@@ -12,6 +12,8 @@ export interface User {
   groups: string[];
   tenant: string | null;
   disabled: boolean;
+  /** Proved by a mailed link, or set by an admin. */
+  verified: boolean;
   created: string;
 }
 
@@ -284,6 +286,16 @@ export class Pulsebase {
   setup(code: string, email: string, password: string, name?: string): Promise<Session>;
   /** Exchanges the refresh token for a new pair now (concurrent calls share one request). */
   refresh(): Promise<Session>;
+  /** Changes the signed-in user's own password; other sign-ins end, this client gets the new session. */
+  changePassword(password: string, newPassword: string): Promise<Session>;
+  /** Mails a reset link if the address has an account (the answer is the same either way). */
+  requestPasswordReset(email: string): Promise<void>;
+  /** Sets a new password with the token from a reset link. */
+  resetPassword(token: string, password: string): Promise<void>;
+  /** Mails the signed-in user a link confirming their address. */
+  requestVerification(): Promise<void>;
+  /** Confirms an address with the token from a verification link. */
+  verifyEmail(token: string): Promise<User>;
   signOut(): Promise<void>;
   /** Any endpoint: the parsed JSON, null for 204, a Blob with `as: "blob"`. */
   request<R = any>(method: string, path: string, body?: unknown, options?: RequestOptions): Promise<R>;

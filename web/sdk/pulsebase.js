@@ -149,6 +149,34 @@ export class Pulsebase {
     return this._refreshing;
   }
 
+  /**
+   * Changes the signed-in user's own password. Every other sign-in of the
+   * user ends; this client continues with the new session it gets back.
+   */
+  async changePassword(password, newPassword) {
+    return this._adopt(await this.request("POST", "/api/auth/password", { password, new_password: newPassword }));
+  }
+
+  /** Mails a reset link if `email` has an account (the server answers the same either way). */
+  async requestPasswordReset(email) {
+    await this.request("POST", "/api/auth/request-reset", { email }, { auth: false });
+  }
+
+  /** Sets a new password with the token from a reset link. */
+  async resetPassword(token, password) {
+    await this.request("POST", "/api/auth/reset", { token, password }, { auth: false });
+  }
+
+  /** Mails the signed-in user a link that confirms their address. */
+  async requestVerification() {
+    await this.request("POST", "/api/auth/request-verification");
+  }
+
+  /** Confirms an address with the token from a verification link; resolves with the user. */
+  async verifyEmail(token) {
+    return this.request("POST", "/api/auth/verify", { token }, { auth: false });
+  }
+
   async signOut() {
     const session = this.session;
     this._setSession(null);

@@ -21,7 +21,7 @@ export function resetPassword(app, token = "") {
     event.preventDefault();
     error.textContent = "";
     try {
-      await pb.request("POST", "/api/auth/reset", { token, password: form.password.value }, { auth: false });
+      await pb.resetPassword(token, form.password.value);
       form.password.disabled = true;
       form.querySelector("button").disabled = true;
       done.hidden = false;
@@ -35,7 +35,7 @@ export function resetPassword(app, token = "") {
 export function verifyEmail(app, token = "") {
   const status = h("p", { id: "verify-status", role: "status" }, "Confirming your address…");
   app.append(h("div", { class: "panel narrow" }, h("h1", {}, "Confirm your email address"), status));
-  pb.request("POST", "/api/auth/verify", { token }, { auth: false })
+  pb.verifyEmail(token)
     .then((user) => {
       status.textContent = `${user.email} is confirmed. You can close this page.`;
     })
