@@ -24,6 +24,7 @@ use crate::fanout::backfill;
 use crate::fanout::replay::Replay;
 use crate::fanout::{Close, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime, Transport};
 use crate::limits::Slot;
+use crate::protocol::server::{Reply, ReplyBody, TopicNames};
 use crate::protocol::ServerMessage;
 use crate::services::credentials::client_ip;
 use crate::services::topics::{self, Since};
@@ -99,6 +100,8 @@ struct SseState {
     /// The replay still to send, read a page at a time; live events wait
     /// in the outbox meanwhile.
     replay: Option<Replay>,
+    /// The subscription's `ok`, sent before anything else.
+    opening: Option<Event>,
     /// The rest of the page read last.
     replayed: VecDeque<Frame>,
     outbox: mpsc::Receiver<Arc<Frame>>,
@@ -193,10 +196,12 @@ pub async fn sse(
         since.as_ref().map(|s| s.seq),
         upto,
     );
+    let opening = opening(&state, &names, upto, since.as_ref());
     let replay =
         since.map(|since| Replay::new(subscribed, Viewer::of(&principal), since.seq, upto));
     let heartbeat = settings.heartbeat;
     let stream = SseState {
+        opening: Some(opening),
         _registration: registration,
         _slot: slot,
         store: state.store.clone(),
@@ -215,6 +220,28 @@ pub async fn sse(
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(response)
+}
+
+/// The first event: the `ok` a WebSocket subscribe gets (the topics, where
+/// live delivery starts, the log's epoch), with an `id` where a reconnect
+/// resumes: the `since` being replayed, else where live delivery starts.
+/// Without it a stream cut before its first event reconnected with no
+/// `Last-Event-ID` and lost what happened while it was away.
+fn opening(state: &AppState, names: &[String], upto: u64, since: Option<&Since>) -> Event {
+    let epoch = state.store.epoch();
+    let reply = ServerMessage::Ok(Reply {
+        id: None,
+        body: ReplyBody::Subscribed {
+            topics: TopicNames::of(names),
+            seq: upto,
+            epoch: &epoch,
+        },
+    });
+    let resume_from = since.map_or(upto, |since| since.seq);
+    Event::default()
+        .event(reply.kind())
+        .data(reply.to_text())
+        .id(resume_from.to_string())
 }
 
 fn to_event(frame: &Frame) -> Event {
@@ -236,6 +263,9 @@ fn events(state: SseState) -> impl Stream<Item = Result<Event, Infallible>> {
     stream::unfold(state, |mut s| async move {
         if s.done {
             return None;
+        }
+        if let Some(opening) = s.opening.take() {
+            return Some((Ok(opening), s));
         }
         loop {
             if let Some(frame) = s.replayed.pop_front() {

@@ -150,6 +150,9 @@ impl Ws {
 pub struct Sse {
     response: reqwest::Response,
     buffer: String,
+    /// The stream's first event (a 200's): the subscription's `ok`, with
+    /// the resume point as its id.
+    pub opening: Option<SseEvent>,
 }
 
 #[derive(Debug, Clone)]
@@ -167,13 +170,17 @@ impl Sse {
         }
         let response = request.send().await.expect("sse request");
         let status = response.status().as_u16();
-        (
-            status,
-            Sse {
-                response,
-                buffer: String::new(),
-            },
-        )
+        let mut sse = Sse {
+            response,
+            buffer: String::new(),
+            opening: None,
+        };
+        if status == 200 {
+            let opening = sse.next().await.expect("the stream's opening event");
+            assert_eq!(opening.event, "ok", "the first event: {opening:?}");
+            sse.opening = Some(opening);
+        }
+        (status, sse)
     }
 
     pub async fn body_json(self) -> Value {

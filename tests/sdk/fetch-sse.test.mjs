@@ -57,6 +57,27 @@ test("subscribe over fetch SSE gets creates and resumes after kill -9 without ga
   pb.realtime.close();
 });
 
+test("a subscription cut before its first event gets what was written while it was away", LIMIT, async (t) => {
+  const server = await new Server().start();
+  t.after(() => server.stop());
+  const writer = await adminClient(server);
+  await notesCollection(writer);
+  await writer.collection("notes").create({ n: -1 }); // before: never delivered
+  const pb = await adminClient(server, NO_SOCKET);
+  const seen = [];
+  await pb.collection("notes").subscribe({ ops: ["create"] }, (event) => seen.push(event.record.n)).ready;
+  // No event yet: the stream's opening is the only resume point there is.
+  await new Promise((r) => setTimeout(r, 300));
+  await server.kill();
+  await waitFor(() => pb.realtime.state !== "open", "the client to notice the server is gone");
+  await server.start();
+  await writer.signIn(ADMIN.email, ADMIN.password);
+  await writer.collection("notes").create({ n: 0 });
+  await waitFor(() => seen.includes(0), "the create made while the client was away", 20_000);
+  assert.deepEqual(seen, [0]);
+  pb.realtime.close();
+});
+
 test("a subscription the server refuses rejects ready over fetch SSE", LIMIT, async (t) => {
   const server = await new Server().start();
   t.after(() => server.stop());
@@ -141,8 +162,6 @@ test("over fetch SSE a token that expired while the server was down is refreshed
   const pb = await adminClient(server, { ...NO_SOCKET, fetch: recording, backoff: { initial: 100, max: 500 } });
   const seen = [];
   await pb.collection("notes").subscribe({}, (event) => seen.push(event.record.n)).ready;
-  // One event first: over SSE it gives the subscription its resume point
-  // (the stream says nothing of where a subscription starts).
   const writer = await adminClient(server);
   await writer.collection("notes").create({ n: 1 });
   await waitFor(() => seen.includes(1), "the first event");

@@ -738,6 +738,16 @@ export class Realtime {
         // not JSON: ignore
       }
     };
+    // The opening `ok`: where this stream starts, so a subscription that
+    // has seen nothing yet has a resume point before its first event.
+    stream.addEventListener("ok", (event) => {
+      try {
+        const reply = JSON.parse(event.data);
+        for (const sub of this._subs.values()) if (sub.lastSeq == null && reply.seq != null) sub.lastSeq = reply.seq;
+      } catch {
+        // not JSON: ignore
+      }
+    });
     stream.addEventListener("event", onData);
     stream.addEventListener("message", onData);
     stream.addEventListener("unsubscribed", (event) => {
