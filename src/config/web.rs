@@ -87,12 +87,10 @@ impl Web {
         // An empty value (an unset variable in a unit file) means none.
         let public = given.public.filter(|p| !p.as_os_str().is_empty());
         if let Some(dir) = &public {
+            // Files are looked up per request, so the site may be deployed
+            // after the server starts; until then its paths are 404s.
             if !dir.is_dir() {
-                return Err(SettingsError::Invalid {
-                    setting: "public",
-                    value: dir.display().to_string(),
-                    expected: "an existing directory",
-                });
+                tracing::warn!(public = %dir.display(), "public is not a directory (yet): its paths answer 404 until it is");
             }
         }
         let public_spa = given.public_spa.unwrap_or(false);
@@ -220,7 +218,7 @@ mod tests {
     }
 
     #[test]
-    fn public_must_be_a_directory_and_spa_needs_it() {
+    fn public_spa_needs_public() {
         let dir = tempfile::tempdir().unwrap();
         let web = Web::resolve(Given {
             public: Some(dir.path().to_owned()),
@@ -229,11 +227,6 @@ mod tests {
         })
         .unwrap();
         assert_eq!(web.public.as_deref(), Some(dir.path()));
-        let missing = Web::resolve(Given {
-            public: Some(dir.path().join("nope")),
-            ..Given::default()
-        });
-        assert!(missing.unwrap_err().to_string().contains("public"));
         let alone = Web::resolve(Given {
             public_spa: Some(true),
             ..Given::default()
