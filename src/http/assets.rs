@@ -38,6 +38,11 @@ pub async fn admin(Path(path): Path<String>, headers: HeaderMap) -> Response {
     admin_file(&path, &headers)
 }
 
+/// The admin UI's icon, also answered at `/favicon.ico`.
+pub fn admin_icon(headers: &HeaderMap) -> Response {
+    serve("admin/favicon.svg", headers)
+}
+
 fn admin_file(path: &str, headers: &HeaderMap) -> Response {
     let mut response = serve(&format!("admin/{path}"), headers);
     // Only our own scripts, no framing (clickjacking). The API takes bearer

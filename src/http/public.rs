@@ -32,7 +32,7 @@ pub async fn root(State(state): State<AppState>, request: Request) -> Response {
 pub async fn fallback(State(state): State<AppState>, request: Request) -> Response {
     let web = &state.settings.web;
     let Some(dir) = &web.public else {
-        return not_found();
+        return favicon_or_not_found(&request);
     };
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         return ApiError::new(
@@ -53,8 +53,17 @@ pub async fn fallback(State(state): State<AppState>, request: Request) -> Respon
     };
     match found {
         Some((file, metadata)) => send(&file, &metadata, request.headers()).await,
-        None => not_found(),
+        None => favicon_or_not_found(&request),
     }
+}
+
+/// Browsers ask every site for `/favicon.ico`: the admin UI's icon unless
+/// `public` has one of its own.
+fn favicon_or_not_found(request: &Request) -> Response {
+    if request.uri().path() == "/favicon.ico" {
+        return super::assets::admin_icon(request.headers());
+    }
+    not_found()
 }
 
 fn not_found() -> Response {

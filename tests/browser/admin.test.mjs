@@ -11,14 +11,16 @@ import { useDemo, signedInPage, shot, startServer } from "./harness.mjs";
 
 const ctx = useDemo();
 
-test("first-admin setup: the sign-in page points to it, a wrong code is refused, the printed one works", async () => {
+test("first-admin setup: a fresh install opens on it, a wrong code is refused, the printed one works", async () => {
   const fresh = await startServer({ demo: false });
   try {
     assert.match(fresh.setupCode || "", /^[0-9a-f]{20}$/, "the server printed a setup code");
     const page = await ctx.browser.page(`${fresh.url}/admin/`);
-    await page.waitFor("!document.querySelector('#setup-hint').hidden", { what: "the setup hint" });
-    await page.eval("document.querySelector('#setup-hint a').click(), true");
-    await page.waitFor("document.querySelector('#setup-form')", { what: "the setup form" });
+    // No one can sign in yet: the setup form comes first, not the sign-in.
+    await page.waitFor("location.hash === '#/setup' && document.querySelector('#setup-form')", { what: "the setup form" });
+    const icon = await fetch(`${fresh.url}/favicon.ico`);
+    assert.equal(icon.status, 200, "a favicon, not a 404");
+    assert.equal(icon.headers.get("content-type"), "image/svg+xml");
     // Signed out: no navigation to pages that would only answer 401.
     assert.equal(await page.eval("getComputedStyle(document.querySelector('#nav')).display"), "none");
     await page.fill("#code", "00000000000000000000");

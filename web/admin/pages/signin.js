@@ -35,6 +35,9 @@ export function signin(app) {
   pb.request("GET", "/api/setup")
     .then((state) => {
       form.querySelector("#setup-hint").hidden = !state.needed;
+      // A fresh install has no one to sign in yet: straight to the setup
+      // form, unless the visitor went elsewhere meanwhile.
+      if (state.needed && form.isConnected) go("#/setup");
     })
     .catch(() => {});
 }
