@@ -201,14 +201,27 @@ pub fn start_pocketbase(binary: &Path, dir: PathBuf) -> anyhow::Result<Server> {
         .stderr(log)
         .spawn()
         .with_context(|| format!("cannot start {}", binary.display()))?;
-    let mut server = Server {
+    let log = dir.join("server.log");
+    let server = Server {
         child,
         addr,
         dir,
         keep_dir: false,
         exit: None,
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
+    wait_until_listening(server, "pocketbase", Duration::from_secs(30), &log)
+}
+
+/// Waits for a started server's port to accept connections. A server that
+/// exits first, or never listens, keeps its dir for `log` to be read.
+pub fn wait_until_listening(
+    mut server: Server,
+    what: &str,
+    within: Duration,
+    log: &Path,
+) -> anyhow::Result<Server> {
+    let addr = server.addr;
+    let deadline = Instant::now() + within;
     loop {
         if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return Ok(server);
@@ -216,14 +229,14 @@ pub fn start_pocketbase(binary: &Path, dir: PathBuf) -> anyhow::Result<Server> {
         if let Ok(Some(status)) = server.child.try_wait() {
             server.exit = Some(status.to_string());
             server.keep_dir = true;
-            bail!(
-                "pocketbase exited ({status}); see {}",
-                server.dir.join("server.log").display()
-            );
+            bail!("{what} exited ({status}); see {}", log.display());
         }
         if Instant::now() > deadline {
             server.keep_dir = true;
-            bail!("pocketbase did not start listening on {addr} within 30 s");
+            bail!(
+                "{what} did not start listening on {addr} within {} s",
+                within.as_secs()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -7,9 +7,9 @@ use std::fs;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use hyper::Method;
 use serde_json::json;
 
@@ -189,27 +189,13 @@ fn start_mosquitto(
                 binary.display()
             )
         })?;
-    let mut server = Server {
+    let log = dir.clone();
+    let server = Server {
         child,
         addr,
         dir,
         keep_dir: false,
         exit: None,
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(server);
-        }
-        if let Ok(Some(status)) = server.child.try_wait() {
-            server.exit = Some(status.to_string());
-            server.keep_dir = true;
-            bail!("mosquitto exited ({status}); see {}", server.dir.display());
-        }
-        if Instant::now() > deadline {
-            server.keep_dir = true;
-            bail!("mosquitto did not listen on {addr} within 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    procs::wait_until_listening(server, "mosquitto", Duration::from_secs(10), &log)
 }
