@@ -7,7 +7,8 @@
 //! others (up to [`WINDOW`] per connection, which is what a 5.0 client is
 //! told as its receive maximum), so one fsync group carries the writes of
 //! every client that published meanwhile. Acknowledgements go out in the
-//! order the publishes came, as MQTT asks.
+//! order the publishes came, as MQTT asks. Consecutive publishes to one
+//! series collection's topic that were read together become one write.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -65,7 +66,16 @@ struct Done {
     result: Result<(), ApiError>,
 }
 
-type Write = Pin<Box<dyn Future<Output = Done> + Send>>;
+/// The writes of one or more publishes, answered in their order.
+type Write = Pin<Box<dyn Future<Output = Vec<Done>> + Send>>;
+
+/// Consecutive publishes to one series collection's topic, read together
+/// and not yet started: they become one write.
+struct Run {
+    topic: String,
+    payloads: Vec<bytes::Bytes>,
+    pkids: Vec<Option<u16>>,
+}
 
 /// The largest packet a client may send.
 pub fn max_packet(state: &AppState) -> usize {
@@ -173,6 +183,8 @@ where
         will: hello.will.clone(),
         out: BytesMut::new(),
         pending: FuturesOrdered::new(),
+        publishes_in_flight: 0,
+        run: None,
         registration,
         subscriptions: Subscriptions::default(),
         inflight: std::collections::BTreeMap::new(),
@@ -262,6 +274,10 @@ struct Session {
     /// Bytes to write before the next wait.
     out: BytesMut,
     pending: FuturesOrdered<Write>,
+    /// Publishes in `pending` and `run`, counted against [`WINDOW`].
+    publishes_in_flight: usize,
+    /// Publishes read but not yet started (see [`Run`]).
+    run: Option<Run>,
     /// The connection in the realtime hub: its outbox and close signal.
     registration: Registration,
     subscriptions: Subscriptions,
@@ -337,7 +353,7 @@ impl Session {
                 }
             }
             let silence = keep_alive.map(|k| heard + k);
-            let window_open = self.pending.len() < usize::from(WINDOW);
+            let window_open = self.publishes_in_flight < usize::from(WINDOW);
             let out_open = self.inflight.len() < usize::from(self.out_window);
             let live = out_open && self.retained.is_empty() && !self.replaying.active();
             let save_at = self.keeper.next_save(self.position());
@@ -382,7 +398,10 @@ impl Session {
                     // While its window is full the client is not read: its
                     // silence then is the server's, and does not count.
                     heard = Instant::now();
-                    self.acknowledge(done);
+                    self.publishes_in_flight -= done.len();
+                    for done in done {
+                        self.acknowledge(done);
+                    }
                     None
                 }
                 () = sleep_until(silence) => {
@@ -409,6 +428,7 @@ impl Session {
         // A device that publishes at QoS 0 and disconnects at once (as
         // `mosquitto_pub` does) still means its message: writes already
         // received are finished, not dropped with the connection.
+        self.start_run();
         let drained = async { while self.pending.next().await.is_some() {} };
         if tokio::time::timeout(DRAIN, drained).await.is_err() {
             tracing::warn!(client = %self.client_id, "mqtt: writes of a closed connection did not finish in time");
@@ -434,15 +454,26 @@ impl Session {
     }
 
     /// Handles every whole packet in `buf`; `Some` when the session ends.
+    /// Publishes that can be written together are gathered while packets
+    /// are read and started before anything else is handled.
     async fn handle_all(&mut self, framer: &mut Framer, buf: &mut BytesMut) -> Option<End> {
         loop {
             match framer.next(buf) {
+                Ok(Some(Inbound::Publish(publish))) => {
+                    if let Some(end) = self.publish(publish) {
+                        return Some(end);
+                    }
+                }
                 Ok(Some(packet)) => {
+                    self.start_run();
                     if let Some(end) = self.handle(packet).await {
                         return Some(end);
                     }
                 }
-                Ok(None) => return None,
+                Ok(None) => {
+                    self.start_run();
+                    return None;
+                }
                 Err(e) => {
                     tracing::debug!(peer = %self.peer, error = ?e, "mqtt: unreadable packet");
                     return Some(End::Close(match e {
@@ -513,15 +544,54 @@ impl Session {
         if let Some(end) = self.recheck() {
             return Some(end);
         }
+        let pkid = (qos == 1).then_some(pkid);
+        self.publishes_in_flight += 1;
+        match &mut self.run {
+            Some(run) if run.topic == topic && run.payloads.len() < usize::from(WINDOW) => {
+                run.payloads.push(payload);
+                run.pkids.push(pkid);
+            }
+            _ => {
+                self.start_run();
+                self.run = Some(Run {
+                    topic,
+                    payloads: vec![payload],
+                    pkids: vec![pkid],
+                });
+                let batches = self
+                    .run
+                    .as_ref()
+                    .is_some_and(|run| super::publish::batches(&self.state, &run.topic));
+                if !batches {
+                    self.start_run();
+                }
+            }
+        }
+        None
+    }
+
+    /// Starts the gathered publishes' write.
+    fn start_run(&mut self) {
+        let Some(Run {
+            topic,
+            payloads,
+            pkids,
+        }) = self.run.take()
+        else {
+            return;
+        };
         let state = self.state.clone();
         let principal = self.principal.clone();
         let peer = self.peer.ip();
-        let pkid = (qos == 1).then_some(pkid);
         self.pending.push_back(Box::pin(async move {
-            let result = super::publish::apply(&state, &principal, peer, &topic, payload).await;
-            Done { pkid, result }
+            let results =
+                super::publish::apply_all(&state, &principal, peer, &topic, payloads).await;
+            pkids
+                .into_iter()
+                .zip(results)
+                .map(|(pkid, result)| Done { pkid, result })
+                .collect()
         }));
-        None
     }
 
     /// Checks the credential again, at most once per [`RECHECK`]: a

@@ -26,6 +26,68 @@ pub async fn apply(
     topic: &str,
     payload: Bytes,
 ) -> ApiResult<()> {
+    let (name, rest) = split(topic)?;
+    let Some(collection) = state.store.catalog().get(name) else {
+        return publish_message(state, principal, peer, name, &payload).await;
+    };
+    if collection.is_series() {
+        series::ingest_messages(state, principal, name, vec![payload], source(rest)).await?;
+        return Ok(());
+    }
+    let (items, is_batch) = match json(&payload)? {
+        Value::Array(items) => (items, true),
+        item => (vec![item], false),
+    };
+    records::create(state, principal, name, items, is_batch).await?;
+    Ok(())
+}
+
+/// Whether consecutive messages to `topic` may be written together by
+/// [`apply_all`]: readings of a series collection, whose appends are
+/// all or nothing and cheaper by the batch. Records and custom topics go
+/// one by one, as each is its own event.
+pub fn batches(state: &AppState, topic: &str) -> bool {
+    split(topic).is_ok_and(|(name, _)| {
+        state
+            .store
+            .catalog()
+            .get(name)
+            .is_some_and(|c| c.is_series())
+    })
+}
+
+/// Several messages to one topic, in one append when all are good: the
+/// answer per message, in order. When the append is refused, each
+/// message is tried alone (nothing of the refused append was written),
+/// so a bad reading is refused by itself and the good ones beside it are
+/// kept, as if they had come one at a time.
+pub async fn apply_all(
+    state: &AppState,
+    principal: &Principal,
+    peer: IpAddr,
+    topic: &str,
+    payloads: Vec<Bytes>,
+) -> Vec<ApiResult<()>> {
+    if let [payload] = payloads.as_slice() {
+        return vec![apply(state, principal, peer, topic, payload.clone()).await];
+    }
+    let together = match split(topic) {
+        Ok((name, rest)) => {
+            series::ingest_messages(state, principal, name, payloads.clone(), source(rest)).await
+        }
+        Err(e) => Err(e),
+    };
+    if together.is_ok() {
+        return payloads.iter().map(|_| Ok(())).collect();
+    }
+    let alone = payloads
+        .into_iter()
+        .map(|payload| apply(state, principal, peer, topic, payload));
+    futures_util::future::join_all(alone).await
+}
+
+/// A topic's collection or custom topic name, and the rest after it.
+fn split(topic: &str) -> ApiResult<(&str, Option<&str>)> {
     let (name, rest) = match topic.split_once('/') {
         Some((name, rest)) => (name, Some(rest)),
         None => (topic, None),
@@ -35,24 +97,14 @@ pub async fn apply(
             "the topic must start with a collection or topic name",
         ));
     }
-    let Some(collection) = state.store.catalog().get(name) else {
-        return publish_message(state, principal, peer, name, &payload).await;
-    };
-    if collection.is_series() {
-        // `readings/site-3/gw-7`: the device is the last segment.
-        let source = rest
-            .and_then(|rest| rest.rsplit('/').next())
-            .filter(|segment| !segment.is_empty())
-            .map(str::to_owned);
-        series::ingest_message(state, principal, name, payload, source).await?;
-        return Ok(());
-    }
-    let (items, is_batch) = match json(&payload)? {
-        Value::Array(items) => (items, true),
-        item => (vec![item], false),
-    };
-    records::create(state, principal, name, items, is_batch).await?;
-    Ok(())
+    Ok((name, rest))
+}
+
+/// `readings/site-3/gw-7`: the device is the topic's last segment.
+fn source(rest: Option<&str>) -> Option<String> {
+    rest.and_then(|rest| rest.rsplit('/').next())
+        .filter(|segment| !segment.is_empty())
+        .map(str::to_owned)
 }
 
 /// A custom topic's message: the payload is its JSON `data`, at the same

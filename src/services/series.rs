@@ -448,15 +448,17 @@ pub async fn ingest_lines(
     }
 }
 
-/// A device's message for a series collection (MQTT): a JSON object, a
-/// JSON array of them, or line protocol, told apart by the first byte.
-/// Readings that do not name their source get `source` (the device the
-/// message came from). Written by [`ingest`], like every other path.
-pub async fn ingest_message(
+/// Devices' messages for a series collection (MQTT), all or nothing: each
+/// a JSON object, a JSON array of them, or line protocol, told apart by
+/// its first byte. Readings that do not name their source get `source`
+/// (the device the messages came from). Several messages of one
+/// connection go in one append, so they cost the writer one item, not
+/// one each. Written by [`ingest`], like every other path.
+pub async fn ingest_messages(
     state: &AppState,
     principal: &Principal,
     name: &str,
-    payload: bytes::Bytes,
+    payloads: Vec<bytes::Bytes>,
     source: Option<String>,
 ) -> ApiResult<Value> {
     let collection = series_collection(state, name)?;
@@ -477,16 +479,19 @@ pub async fn ingest_message(
             }
             sink(item)
         };
-        match payload.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'{') | Some(b'[') => {
-                items::for_each(&payload, items::Framing::Json, &mut with_source).map(|_| ())
-            }
-            _ => {
-                let precision = line_protocol::Precision::default();
-                let (points, _) = points_as_items(&collection, &payload, precision, &limits)?;
-                points.into_iter().try_for_each(with_source)
+        for payload in &payloads {
+            match payload.iter().find(|b| !b.is_ascii_whitespace()) {
+                Some(b'{') | Some(b'[') => {
+                    items::for_each(payload, items::Framing::Json, &mut with_source)?;
+                }
+                _ => {
+                    let precision = line_protocol::Precision::default();
+                    let (points, _) = points_as_items(&collection, payload, precision, &limits)?;
+                    points.into_iter().try_for_each(&mut with_source)?;
+                }
             }
         }
+        Ok(())
     };
     ingest_parsed(
         state,
