@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_util::stream::{FuturesOrdered, StreamExt as _};
 use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::time::Instant;
 
 use super::codec::{
@@ -39,6 +39,8 @@ pub const WINDOW: u16 = 64;
 /// all out, the hub's frames wait in the outbox; a full outbox closes
 /// the connection as a slow consumer.
 pub const OUT_WINDOW: u16 = 32;
+/// The most read from a socket at once.
+const READ_CHUNK: usize = 16 * 1024;
 /// How long a new connection has to send its CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one over the connection caps has, to be refused in words.
@@ -89,7 +91,44 @@ pub fn max_packet(state: &AppState) -> usize {
 /// Serves one client until it leaves, breaks the protocol or the server
 /// stops. `stream` is a TCP connection or an upgraded WebSocket
 /// ([`super::ws_io`]).
-pub async fn run<S>(state: AppState, mut stream: S, peer: SocketAddr)
+pub async fn run<S>(state: AppState, stream: S, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Two steps, so that what only the CONNECT needed is gone (not kept
+    // beside the session in the task) while the connection is served.
+    // The block ends the parts' storage before the await: moved into
+    // `serve`, they would still take room in this task beside it.
+    let serving = {
+        let Some(opened) = Box::pin(open(state, stream, peer)).await else {
+            return;
+        };
+        let Opened {
+            session,
+            stream,
+            framer,
+            buf,
+            keep_alive,
+            expires,
+        } = opened;
+        session.serve(stream, framer, buf, keep_alive, expires)
+    };
+    serving.await;
+}
+
+/// A client whose CONNECT was accepted and answered.
+struct Opened<S> {
+    session: Session,
+    stream: S,
+    framer: Framer,
+    buf: BytesMut,
+    keep_alive: Option<Duration>,
+    expires: Option<Instant>,
+}
+
+/// Reads and checks the CONNECT, answers it, and takes up the session;
+/// `None` when the client was refused or went away.
+async fn open<S>(state: AppState, mut stream: S, peer: SocketAddr) -> Option<Opened<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -110,21 +149,21 @@ where
         REFUSAL_TIMEOUT
     };
     let mut framer = Framer::new(max_packet);
-    let mut buf = BytesMut::with_capacity(4096);
+    let mut buf = BytesMut::new();
     let hello =
         match tokio::time::timeout(wait, read_hello(&mut stream, &mut buf, &mut framer)).await {
             Ok(Ok(hello)) => hello,
             Ok(Err(why)) => {
                 tracing::debug!(%peer, %why, "mqtt: no CONNECT");
-                return;
+                return None;
             }
             Err(_) => {
                 tracing::debug!(%peer, "mqtt: no CONNECT in time");
-                return;
+                return None;
             }
         };
     let Some(version) = framer.version() else {
-        return;
+        return None;
     };
     let assigned = hello.client_id.is_empty();
     let client_id = if assigned {
@@ -150,7 +189,7 @@ where
                 let _ = write_out(&mut stream, &out).await;
             }
             tracing::debug!(%peer, ?refusal, "mqtt: CONNECT refused");
-            return;
+            return None;
         }
     };
     let credential = hello
@@ -191,7 +230,9 @@ where
         next_pkid: 0,
         out_window,
     };
-    let session_present = session.take_up(&hello).await;
+    // Boxed, as the other rare steps below: a task is as large as its
+    // largest await, and an idle connection should pay only for waiting.
+    let session_present = Box::pin(session.take_up(&hello)).await;
     let assigned_id = assigned.then(|| session.client_id.clone());
     session.send(&Outbound::ConnAck {
         refusal: None,
@@ -207,9 +248,14 @@ where
         let left = ms.saturating_sub(crate::clock::now_ms()).max(0);
         Instant::now().checked_add(Duration::from_millis(left as u64))
     });
-    session
-        .serve(stream, framer, buf, keep_alive, expires)
-        .await;
+    Some(Opened {
+        session,
+        stream,
+        framer,
+        buf,
+        keep_alive,
+        expires,
+    })
 }
 
 /// Reads until the CONNECT is whole.
@@ -225,7 +271,7 @@ async fn read_hello(
             Ok(None) => {}
             Err(e) => return Err(format!("{e:?}")),
         }
-        match stream.read_buf(buf).await {
+        match read_some(stream, buf).await {
             Ok(0) => return Err("closed".into()),
             Ok(_) => {}
             Err(e) => return Err(e.to_string()),
@@ -333,7 +379,7 @@ impl Session {
         let mut shutdown = self.state.shutdown.clone();
         let mut heard = Instant::now();
         // What was read with the CONNECT may already hold packets.
-        let mut end = self.handle_all(&mut framer, &mut buf).await;
+        let mut end = Box::pin(self.handle_all(&mut framer, &mut buf)).await;
         while end.is_none() {
             while self.inflight.len() < usize::from(self.out_window) {
                 if let Some(frame) = self.retained.pop_front() {
@@ -358,11 +404,17 @@ impl Session {
             let live = out_open && self.retained.is_empty() && !self.replaying.active();
             let save_at = self.keeper.next_save(self.position());
             end = tokio::select! {
-                read = reader.read_buf(&mut buf), if window_open => match read {
+                read = read_some(&mut reader, &mut buf), if window_open => match read {
                     Ok(0) | Err(_) => Some(End::Lost),
                     Ok(_) => {
                         heard = Instant::now();
-                        self.handle_all(&mut framer, &mut buf).await
+                        let end = Box::pin(self.handle_all(&mut framer, &mut buf)).await;
+                        if buf.is_empty() {
+                            // Nothing left over: an idle connection keeps
+                            // no read buffer.
+                            buf = BytesMut::new();
+                        }
+                        end
                     }
                 },
                 page = self.replaying.read_page(&self.state.store), if self.replaying.needs_page() => {
@@ -370,7 +422,8 @@ impl Session {
                         Ok(ended) => {
                             for topic in ended {
                                 self.subscriptions.forget(&topic);
-                                self.state.realtime.unsubscribe(self.registration.conn, topic).await;
+                                let conn = self.registration.conn;
+                                Box::pin(self.state.realtime.unsubscribe(conn, topic)).await;
                             }
                             None
                         }
@@ -382,7 +435,7 @@ impl Session {
                 }
                 () = sleep_until(save_at) => {
                     let position = self.position();
-                    self.keeper.save(&self.state, &self.subscriptions, position, false).await;
+                    Box::pin(self.keeper.save(&self.state, &self.subscriptions, position, false)).await;
                     None
                 }
                 frame = self.registration.outbox.recv(), if live => match frame {
@@ -422,9 +475,11 @@ impl Session {
         let _ = write_out(&mut writer, &self.out).await;
         let _ = writer.shutdown().await;
         let position = self.position();
-        self.keeper
-            .save(&self.state, &self.subscriptions, position, true)
-            .await;
+        Box::pin(
+            self.keeper
+                .save(&self.state, &self.subscriptions, position, true),
+        )
+        .await;
         // A device that publishes at QoS 0 and disconnects at once (as
         // `mosquitto_pub` does) still means its message: writes already
         // received are finished, not dropped with the connection.
@@ -441,14 +496,14 @@ impl Session {
         {
             let credential = self.credential.as_deref();
             let principal = self.principal.clone();
-            super::will::publish(
+            Box::pin(super::will::publish(
                 &self.state,
                 credential,
                 principal,
                 self.peer.ip(),
                 &self.client_id,
                 will,
-            )
+            ))
             .await;
         }
     }
@@ -656,6 +711,24 @@ impl Session {
             tracing::warn!(error = %e, "mqtt: cannot encode a packet");
         }
     }
+}
+
+/// Reads what the socket has into `buf`, through a buffer on the stack:
+/// while the socket has nothing, no room is kept for it, so an idle
+/// connection costs no read buffer (tokio's `read_buf` needs the room
+/// reserved for as long as it waits).
+async fn read_some(
+    reader: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        let mut scratch = [0u8; READ_CHUNK];
+        let mut read = tokio::io::ReadBuf::new(&mut scratch);
+        std::task::ready!(Pin::new(&mut *reader).poll_read(cx, &mut read))?;
+        buf.extend_from_slice(read.filled());
+        std::task::Poll::Ready(Ok(read.filled().len()))
+    })
+    .await
 }
 
 /// Writes and flushes (a WebSocket sends a message on flush).
