@@ -162,9 +162,7 @@ where
                 return None;
             }
         };
-    let Some(version) = framer.version() else {
-        return None;
-    };
+    let version = framer.version()?;
     let assigned = hello.client_id.is_empty();
     let client_id = if assigned {
         format!("pulsebase-{}", crate::ids::generate())
