@@ -10,13 +10,15 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "openapi/routes.rs"]
+mod routes;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::mqtt::with_mqtt;
 use common::{client, send, TestServer};
+use routes::{routes_in_source, METHODS};
 use serde_json::{json, Value};
 
 /// Routes that are not API and stay out of the document: the admin UI's
@@ -24,11 +26,6 @@ use serde_json::{json, Value};
 /// paths with 404 in the error shape. (The `public` site's files are the
 /// router's fallback, not routes.)
 const NOT_DOCUMENTED: [&str; 5] = ["/", "/admin", "/admin/", "/admin/{path}", "/api/{rest}"];
-
-/// Methods a route can name, as the document spells them.
-const METHODS: [&str; 8] = [
-    "get", "post", "put", "patch", "delete", "head", "options", "trace",
-];
 
 fn python() -> String {
     std::env::var("PULSEBASE_PYTHON").unwrap_or_else(|_| "python3".to_owned())
@@ -111,114 +108,6 @@ async fn the_document_is_valid_openapi_3_1_served_without_auth_with_cors() {
         return;
     }
     validate("spec", &document).unwrap_or_else(|problems| panic!("{problems}"));
-}
-
-/// Every `.rs` file under `dir`.
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
-/// The text of a call's arguments: from just after `(` to its matching
-/// `)`.
-fn arguments(text: &str) -> &str {
-    let mut depth = 1;
-    for (at, c) in text.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth == 0 {
-                    return &text[..at];
-                }
-            }
-            _ => {}
-        }
-    }
-    panic!("unbalanced call: {text}")
-}
-
-/// The value of `const NAME: &str = "...";` in any of `sources`.
-fn constant(sources: &[(PathBuf, String)], name: &str) -> Option<String> {
-    let needle = format!("const {name}: &str = \"");
-    sources.iter().find_map(|(_, text)| {
-        let start = text.find(&needle)? + needle.len();
-        let end = text[start..].find('"')?;
-        Some(text[start..start + end].to_owned())
-    })
-}
-
-/// Every route in src/: its path in OpenAPI's syntax (`{*rest}` becomes
-/// `{rest}`) and its methods (`any` for a route that takes every one).
-fn routes_in_source() -> BTreeMap<String, BTreeSet<String>> {
-    let mut files = Vec::new();
-    rust_files(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-        &mut files,
-    );
-    let sources: Vec<(PathBuf, String)> = files
-        .into_iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(&path).unwrap();
-            // Whole-line comments may quote calls; they add no route.
-            let code: Vec<&str> = text
-                .lines()
-                .filter(|line| !line.trim_start().starts_with("//"))
-                .collect();
-            (path, code.join("\n"))
-        })
-        .collect();
-    let mut routes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (path, text) in &sources {
-        for unreadable in [".nest(", ".nest_service(", ".route_service("] {
-            assert!(
-                !text.contains(unreadable),
-                "{}: routes added with `{unreadable}` are not read by this test; teach it",
-                path.display()
-            );
-        }
-        for (at, _) in text.match_indices(".route(") {
-            let call = arguments(&text[at + ".route(".len()..]);
-            let (first, methods) = call
-                .split_once(',')
-                .unwrap_or_else(|| panic!("{}: a route without methods: {call}", path.display()));
-            let first = first.trim();
-            let route = match first.strip_prefix('"') {
-                Some(rest) => rest.trim_end_matches('"').to_owned(),
-                None => {
-                    let name = first.rsplit("::").next().unwrap();
-                    constant(&sources, name).unwrap_or_else(|| {
-                        panic!("{}: cannot read the route path {first}", path.display())
-                    })
-                }
-            };
-            let route = route.replace("{*", "{");
-            let mut found = BTreeSet::new();
-            for method in METHODS.iter().chain(&["any", "on"]) {
-                let call = format!("{method}(");
-                for (at, _) in methods.match_indices(&call) {
-                    let before = methods[..at].chars().next_back();
-                    if !before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
-                        let method = if *method == "on" { "any" } else { method };
-                        found.insert(method.to_owned());
-                    }
-                }
-            }
-            assert!(
-                !found.is_empty(),
-                "{}: no method found for {route}: {methods}",
-                path.display()
-            );
-            routes.entry(route).or_default().extend(found);
-        }
-    }
-    routes
 }
 
 /// The document's operations: path → methods.
