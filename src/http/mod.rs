@@ -10,6 +10,7 @@ pub mod extract;
 pub mod hyper_errors;
 pub mod keys;
 pub mod metrics;
+pub mod openapi;
 pub mod public;
 pub mod records;
 pub mod series;
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router {
 fn api_routes() -> Router<AppState> {
     Router::new()
         .route("/api/health", get(health))
+        .route("/api/openapi.json", get(openapi::openapi_json))
         .route("/api/stats", get(stats::get_stats))
         .route("/api/backup", get(backup::download))
         .route("/sdk/{*path}", get(assets::sdk))

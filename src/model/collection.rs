@@ -19,7 +19,7 @@ pub use super::series::SeriesShape;
 /// Fields every record carries and only the server writes.
 pub const SYSTEM_FIELDS: [&str; 5] = ["id", "created", "updated", "owner", "rev"];
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CollectionDef {
     pub name: String,
@@ -37,7 +37,7 @@ pub struct CollectionDef {
     pub indexes: Vec<String>,
     #[serde(default)]
     pub retention: Option<Retention>,
-    /// `series`: readings stored as packed blocks (see `model::series`).
+    /// `series`: sensor readings, stored as packed blocks.
     #[serde(default, skip_serializing_if = "Kind::is_records")]
     pub kind: Kind,
     /// Series collections: the string field naming each reading's source.
@@ -48,7 +48,7 @@ pub struct CollectionDef {
     pub time: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     #[default]
@@ -72,7 +72,7 @@ impl CollectionDef {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EventOp {
     Create,
@@ -80,7 +80,7 @@ pub enum EventOp {
     Delete,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rules {
     pub list: Option<String>,
@@ -90,7 +90,7 @@ pub struct Rules {
     pub delete: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retention {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,7 +103,7 @@ pub struct Retention {
     pub max_bytes: Option<Value>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldDef {
     #[serde(rename = "type")]
@@ -122,7 +122,7 @@ pub struct FieldDef {
     pub allowed: Option<Vec<Value>>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FieldType {
     String,

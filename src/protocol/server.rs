@@ -282,7 +282,7 @@ pub enum UnsubscribeReason {
 }
 
 /// A topic as the `topics` listing (and `GET /api/topics`) shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TopicInfo {
     /// A collection's topic (its record topics are not listed).
@@ -298,7 +298,7 @@ pub enum TopicInfo {
 
 /// A custom topic's definition (also the body `POST /api/topics` answers
 /// with).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CustomTopic {
     pub name: String,
     pub owner: Option<String>,

@@ -265,7 +265,7 @@ pub fn custom_topic(topic: &Topic) -> CustomTopic {
 }
 
 /// What a new custom topic needs.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTopic {
     pub name: String,

@@ -95,7 +95,8 @@ pub(super) async fn insert(
     Ok(user)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     pub filter: Option<String>,
@@ -149,7 +150,7 @@ pub fn list(state: &AppState, _: &AdminPermit, params: ListParams) -> ApiResult<
     Ok(Page { items, next_cursor })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     pub email: String,
@@ -187,7 +188,7 @@ pub fn get(state: &AppState, _: &AdminPermit, id: &str) -> ApiResult<User> {
     existing(state, id)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     pub email: Option<String>,

@@ -14,9 +14,10 @@ import { topics } from "./pages/topics.js";
 import { liveConsole } from "./pages/console.js";
 import { settings } from "./pages/settings.js";
 import { resetPassword, verifyEmail } from "./pages/account.js";
+import { apiPreview } from "./pages/api_preview.js";
 
 const app = document.getElementById("app");
-const views = { signin, setup, dashboard, collections, records, chart, users, keys, topics, console: liveConsole, settings, "reset-password": resetPassword, verify: verifyEmail };
+const views = { signin, setup, dashboard, collections, records, chart, users, keys, topics, console: liveConsole, settings, api: apiPreview, "reset-password": resetPassword, verify: verifyEmail };
 // Pages for anyone, signed in or not: the token in the mailed link is the proof.
 const publicViews = new Set([setup, resetPassword, verifyEmail]);
 let leaveView = null;

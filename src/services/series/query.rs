@@ -321,7 +321,8 @@ fn scan_page(
     Ok((kept.into_iter().map(|k| k.fields).collect(), next))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LatestParams {
     pub group: Option<String>,

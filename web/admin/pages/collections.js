@@ -60,6 +60,7 @@ function listRow(c, remove) {
       h("a", { href: `#/collections/${path}`, class: "edit-link" }, "Edit"),
       h("a", { href: `#/records/${path}`, class: "records-link" }, "Records"),
       c.kind === "series" ? h("a", { href: `#/chart/${path}`, class: "chart-link" }, "Chart") : null,
+      h("a", { href: `#/api/${path}`, class: "api-link" }, "API"),
       h("button", { type: "button", class: "secondary", onclick: () => remove(c.name) }, "Delete"),
     ),
   );
