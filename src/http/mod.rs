@@ -12,6 +12,7 @@ pub mod keys;
 pub mod metrics;
 pub mod public;
 pub mod records;
+pub mod request_log;
 pub mod series;
 pub mod settings;
 pub mod stats;
@@ -57,6 +58,10 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(utf8_path))
         .layer(axum::middleware::from_fn(error::in_error_shape))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_log::record,
+        ))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }
@@ -67,6 +72,7 @@ fn api_routes() -> Router<AppState> {
     Router::new()
         .route("/api/health", get(health))
         .route("/api/stats", get(stats::get_stats))
+        .route(request_log::ROUTE, get(request_log::list_requests))
         .route("/api/backup", get(backup::download))
         .route("/sdk/{*path}", get(assets::sdk))
         .route("/api/setup", get(auth::setup_state).post(auth::setup))
