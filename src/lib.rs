@@ -28,7 +28,8 @@
 //!    call a service, render), [`realtime`] (the WebSocket and SSE
 //!    protocol) and [`mqtt`] (MQTT 3.1.1 and 5.0 over TCP).
 //! 8. [`server`] (wiring and shutdown), [`retention`], [`demo`], [`cli`];
-//!    [`config`], [`clock`], [`ids`], [`metrics`] and [`assets`] (the
+//!    [`config`], [`clock`], [`ids`], [`metrics`], [`request_log`] (the
+//!    recent requests, in memory, for the admin UI) and [`assets`] (the
 //!    embedded web files) serve every layer.
 
 pub mod access;
@@ -49,6 +50,7 @@ pub mod model;
 pub mod mqtt;
 pub mod protocol;
 pub mod realtime;
+pub mod request_log;
 pub mod retention;
 pub mod rules;
 pub mod series;

@@ -116,6 +116,7 @@ pub async fn run(
         realtime: realtime.clone(),
         shutdown: stop_rx.clone(),
         setup_code: Mutex::new(setup_code),
+        requests: Default::default(),
     });
     let retention = tokio::spawn(retention::run(state.clone(), stop_rx.clone()));
     let simulator = if demo {

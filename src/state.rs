@@ -1,6 +1,7 @@
-//! The server's shared state: settings, storage, the writer, auth and the
-//! fan-out engine, in one handle that is cheap to clone. Below both
-//! transports (`http`, `realtime`) and the services they call.
+//! The server's shared state: settings, storage, the writer, auth, the
+//! fan-out engine and the request log, in one handle that is cheap to
+//! clone. Below both transports (`http`, `realtime`) and the services they
+//! call.
 
 use std::sync::{Arc, Mutex};
 
@@ -9,6 +10,7 @@ use tokio::sync::watch;
 use crate::auth::Auth;
 use crate::config::{Live, Settings};
 use crate::fanout::Realtime;
+use crate::request_log::RequestLog;
 use crate::store::writer::Writer;
 use crate::store::Store;
 
@@ -31,6 +33,8 @@ pub struct Shared {
     pub setup_code: Mutex<Option<String>>,
     /// Account mail (`None`: no `smtp_url`, so none is sent).
     pub mailer: Option<Arc<crate::mail::Mailer>>,
+    /// The recent HTTP requests, for the admin UI's log page.
+    pub requests: RequestLog,
 }
 
 impl std::ops::Deref for AppState {

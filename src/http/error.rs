@@ -9,6 +9,14 @@ use axum::response::{IntoResponse, Response};
 
 pub use crate::error::{ApiError, ApiResult};
 
+/// What an error answer said, riding on the response so the request log
+/// can show it without reading the body back.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, axum::Json(self.body())).into_response();
@@ -17,6 +25,10 @@ impl IntoResponse for ApiError {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
         }
+        response.extensions_mut().insert(Refusal {
+            code: self.code,
+            message: self.message,
+        });
         response
     }
 }

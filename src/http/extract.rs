@@ -5,6 +5,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use super::request_log::Actor;
 use super::AppState;
 use crate::access::AdminPermit;
 use crate::auth::Principal;
@@ -27,10 +28,14 @@ impl FromRequestParts<AppState> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let presented = header_credentials(&parts.headers)?;
-        match one_credential(&state.auth, &presented)? {
-            None => Ok(Principal::Anonymous),
-            Some(token) => Ok(state.auth.authenticate(token)?),
+        let principal = match one_credential(&state.auth, &presented)? {
+            None => Principal::Anonymous,
+            Some(token) => state.auth.authenticate(token)?,
+        };
+        if let (Some(actor), Some(id)) = (parts.extensions.get::<Actor>(), principal.id()) {
+            actor.set(id);
         }
+        Ok(principal)
     }
 }
 

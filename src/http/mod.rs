@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod public;
 pub mod records;
+pub mod request_log;
 pub mod series;
 pub mod settings;
 pub mod stats;
@@ -58,6 +59,10 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(utf8_path))
         .layer(axum::middleware::from_fn(error::in_error_shape))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_log::record,
+        ))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }
@@ -69,6 +74,7 @@ fn api_routes() -> Router<AppState> {
         .route("/api/health", get(health))
         .route("/api/openapi.json", get(openapi::openapi_json))
         .route("/api/stats", get(stats::get_stats))
+        .route(request_log::ROUTE, get(request_log::list_requests))
         .route("/api/backup", get(backup::download))
         .route("/sdk/{*path}", get(assets::sdk))
         .route("/api/setup", get(auth::setup_state).post(auth::setup))

@@ -1,6 +1,7 @@
 //! Every realtime wire message, as types: what WebSocket clients send
 //! ([`client`]), what the server sends over WebSocket and SSE ([`server`]),
-//! and the `details` of the realtime errors. docs/realtime.md is the
+//! and the `details` of the realtime errors; and the request log's entries
+//! ([`requests`], documented in docs/api.md). docs/realtime.md is the
 //! contract; `tests.rs` pins each type to the JSON it documents.
 //!
 //! This module sits low: it knows the model and the error shape, nothing of
@@ -10,6 +11,7 @@
 //! subscriber (see `fanout::render`).
 
 pub mod client;
+pub mod requests;
 pub mod server;
 
 #[cfg(test)]

@@ -222,6 +222,7 @@ impl Session {
                     limit: list.limit,
                     cursor: list.cursor,
                     fields: list.fields,
+                    total: None,
                 };
                 let page = records::list(state, principal, &list.collection, params).await?;
                 Ok(ok(id, ReplyBody::Page(&page)))

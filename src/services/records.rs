@@ -225,6 +225,9 @@ pub struct ListParams {
     pub limit: Option<usize>,
     pub cursor: Option<String>,
     pub fields: Option<String>,
+    /// `total=true`: the answer also says how many records match, every
+    /// page together.
+    pub total: Option<bool>,
 }
 
 pub fn parse_filter(text: Option<&str>) -> ApiResult<Option<Expr>> {
@@ -254,10 +257,12 @@ pub async fn list(
             limit: params.limit,
             cursor: params.cursor,
             fields: params.fields,
+            total: params.total,
             ..Default::default()
         };
         return super::series::list(state, &principal, name, params).await;
     }
+    let with_total = params.total == Some(true);
     let filter = parse_filter(params.filter.as_deref())?;
     let sort = parse_sort(params.sort.as_deref().unwrap_or("")).map_err(ApiError::bad_request)?;
     let after = params
@@ -283,12 +288,19 @@ pub async fn list(
             after,
             limit,
         };
-        store.list(&request).map_err(ApiError::from)
+        let page = store.list(&request)?;
+        let total = with_total.then(|| store.count(&request)).transpose()?;
+        Ok((page, total))
     })
     .await
     .map_err(ApiError::internal)??;
+    let (page, total) = page;
     let items = wanted.items(page.items);
-    Ok(json!({"items": items, "next_cursor": page.next_cursor}))
+    let mut answer = json!({"items": items, "next_cursor": page.next_cursor});
+    if let Some(total) = total {
+        answer["total"] = json!(total);
+    }
+    Ok(answer)
 }
 
 /// The `fields` a list asks for: every field when absent.

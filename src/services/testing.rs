@@ -38,6 +38,7 @@ pub async fn state_with_records(records: usize) -> (tempfile::TempDir, AppState)
         shutdown,
         setup_code: Mutex::new(None),
         mailer: None,
+        requests: Default::default(),
     });
     (dir, state)
 }

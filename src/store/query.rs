@@ -154,15 +154,9 @@ impl Store {
             |field: &str| field == "created" || collection.def.indexes.iter().any(|f| f == field);
 
         if let Some((field, range)) = self.best_index_range(request) {
-            let prefix_len = keys::index_field_prefix(collection.id, &field).len();
-            for key in self.data.range::<Vec<u8>, _>(range).keys() {
-                let key = key?;
-                if let Some(id) = keys::index_entry_id(&key, prefix_len) {
-                    if let Some(record) = self.get_record(collection.id, id)? {
-                        lister.offer(record, false);
-                    }
-                }
-            }
+            self.each_in_index_range(collection.id, &field, range, |record| {
+                lister.offer(record, false);
+            })?;
         } else if let Some(key) = single_sort.filter(|k| indexed(&k.field)) {
             let prefix = keys::index_field_prefix(collection.id, &key.field);
             let (lower, upper) =
@@ -208,12 +202,86 @@ impl Store {
                 }
             }
         } else {
-            let prefix = keys::collection_prefix(keys::RECORD, collection.id);
-            for value in self.data.scan_prefix(prefix).values() {
-                lister.offer(decode_record(&value?)?, false);
-            }
+            self.each_record(collection.id, |record| {
+                lister.offer(record, false);
+            })?;
         }
         Ok(lister.finish())
+    }
+
+    /// How many records [`Store::list`] would give this viewer through
+    /// this filter, every page together (the request's sort, cursor and
+    /// limit play no part). Each record is judged by the same
+    /// [`visibility::sees`], over the same index narrowing; when one
+    /// answer holds for every record (an admin without a filter), the
+    /// stored count answers without reading any.
+    pub fn count(&self, request: &ListRequest) -> Result<u64, StoreError> {
+        let collection = request.collection;
+        match visibility::sees_every(
+            request.viewer,
+            collection,
+            Reach::Collection,
+            request.filter,
+            request.now,
+        ) {
+            Some(true) => return self.record_count(collection.id),
+            Some(false) => return Ok(0),
+            None => {}
+        }
+        let mut total = 0;
+        let mut judge = |record: Record| {
+            let sighted = Sighted::new(collection, &record.fields);
+            if visibility::sees(
+                request.viewer,
+                collection,
+                Reach::Collection,
+                &sighted,
+                request.filter,
+                request.now,
+            ) {
+                total += 1;
+            }
+        };
+        match self.best_index_range(request) {
+            Some((field, range)) => {
+                self.each_in_index_range(collection.id, &field, range, judge)?
+            }
+            None => self.each_record(collection.id, &mut judge)?,
+        }
+        Ok(total)
+    }
+
+    /// Every record with an entry of `field`'s index in `range`.
+    fn each_in_index_range(
+        &self,
+        collection: u32,
+        field: &str,
+        range: KeyRange,
+        mut visit: impl FnMut(Record),
+    ) -> Result<(), StoreError> {
+        let prefix_len = keys::index_field_prefix(collection, field).len();
+        for key in self.data.range::<Vec<u8>, _>(range).keys() {
+            let key = key?;
+            if let Some(id) = keys::index_entry_id(&key, prefix_len) {
+                if let Some(record) = self.get_record(collection, id)? {
+                    visit(record);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every record of the collection, in id order.
+    fn each_record(
+        &self,
+        collection: u32,
+        mut visit: impl FnMut(Record),
+    ) -> Result<(), StoreError> {
+        let prefix = keys::collection_prefix(keys::RECORD, collection);
+        for value in self.data.scan_prefix(prefix).values() {
+            visit(decode_record(&value?)?);
+        }
+        Ok(())
     }
 
     /// The narrowest index range that every match must fall in, if any.
@@ -475,24 +543,32 @@ mod tests {
         }
     }
 
-    fn list(store: &Store, filter: &str, sort: &str, limit: usize) -> Page {
+    /// Lists as an admin; also answers [`Store::count`] for the same request.
+    fn list_and_count(store: &Store, filter: &str, sort: &str, limit: usize) -> (Page, u64) {
         let collection = store.catalog().get("c").unwrap();
         let filter = (!filter.is_empty()).then(|| Expr::parse(filter).unwrap());
         let sort = parse_sort(sort).unwrap();
-        store
-            .list(&ListRequest {
-                collection: &collection,
-                viewer: &Viewer {
-                    admin: true,
-                    user: None,
-                },
-                now: "2030-01-01T00:00:00.000Z",
-                filter: filter.as_ref(),
-                sort: &sort,
-                after: None,
-                limit,
-            })
-            .unwrap()
+        let viewer = Viewer {
+            admin: true,
+            user: None,
+        };
+        let request = ListRequest {
+            collection: &collection,
+            viewer: &viewer,
+            now: "2030-01-01T00:00:00.000Z",
+            filter: filter.as_ref(),
+            sort: &sort,
+            after: None,
+            limit,
+        };
+        (
+            store.list(&request).unwrap(),
+            store.count(&request).unwrap(),
+        )
+    }
+
+    fn list(store: &Store, filter: &str, sort: &str, limit: usize) -> Page {
+        list_and_count(store, filter, sort, limit).0
     }
 
     #[tokio::test]
@@ -524,6 +600,19 @@ mod tests {
         let page = list(&store, "", "temp", 10);
         assert_eq!(page.scanned, 11);
         assert_eq!(page.items[9]["temp"], json!(9));
+        writer.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn counts_every_match_whatever_the_page() {
+        let records = (0..300).map(|i| json!({"device": format!("d{}", i % 10), "temp": i}));
+        let (_dir, store, writer) =
+            store_with(json!({"name": "c", "indexes": ["device"]}), records).await;
+        // Through the index, through a full scan, and the stored count.
+        assert_eq!(list_and_count(&store, "device = 'd3'", "", 5).1, 30);
+        assert_eq!(list_and_count(&store, "temp >= 250", "-temp", 10).1, 50);
+        assert_eq!(list_and_count(&store, "", "", 1).1, 300);
+        assert_eq!(list_and_count(&store, "temp > 5 && temp < 3", "", 1).1, 0);
         writer.shutdown().await;
     }
 }

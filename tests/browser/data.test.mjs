@@ -168,10 +168,15 @@ test("records: a create, edit and delete in one tab show live in another; filter
   await openRecords(two, "gauges");
   await two.waitFor("!document.querySelector('#records-empty').hidden", { what: "the empty hint" });
   await two.eval("window.notReloaded = true");
-  assert.deepEqual(JSON.parse(await one.eval("document.querySelector('#record-editor').value")), { label: "", temp: 0 }, "the template follows the schema");
+  assert.deepEqual(await one.eval("[...document.querySelectorAll('#record-form-fields input')].map((i) => [i.name, i.type])"), [
+    ["id", "text"],
+    ["record-field-label", "text"],
+    ["record-field-temp", "number"],
+  ], "the form follows the schema");
 
-  // Create in tab one; the row appears in tab two.
-  await one.fill("#record-editor", JSON.stringify({ label: "first", temp: 20 }));
+  // Create in tab one (with the form); the row appears in tab two.
+  await one.fill("#record-field-label", "first");
+  await one.fill("#record-field-temp", "20");
   await one.submit("#record-form");
   const id = await two.waitFor("[...document.querySelectorAll('#records-rows tr')].find((tr) => tr.textContent.includes('first'))?.dataset.id", { what: "the new row in tab two" });
   const stored = (await ctx.admin.collection("gauges").list()).items;
@@ -182,7 +187,10 @@ test("records: a create, edit and delete in one tab show live in another; filter
   // where the same record is open in the editor and is said to have moved on.
   await click(two, `${row} button.edit`);
   await click(one, `${row} button.edit`);
-  await one.waitFor("document.querySelector('#record-editor').value.includes('first')", { what: "the record in the editor" });
+  await one.waitFor("document.querySelector('#record-field-label').value === 'first'", { what: "the record in the editor" });
+  // This time as JSON, on the editor's second tab.
+  await click(one, "#record-tab-json");
+  await one.waitFor("!document.querySelector('#record-json').hidden && document.querySelector('#record-editor').value.includes('first')", { what: "the JSON tab" });
   await one.fill("#record-editor", JSON.stringify({ label: 123, temp: 21 }));
   await one.submit("#record-form");
   const detail = await one.waitFor("document.querySelector('#record-error-details [data-error-for=label]')?.textContent", { what: "the label error" });
@@ -194,7 +202,7 @@ test("records: a create, edit and delete in one tab show live in another; filter
   assert.equal((await ctx.admin.collection("gauges").get(id)).rev, 2);
   assert.match(await two.waitFor("document.querySelector('#record-status').textContent"), /changed elsewhere \(now rev 2\)/);
   // Saving tab two's stale copy is refused (If-Match), not written over tab one's change.
-  await two.fill("#record-editor", JSON.stringify({ label: "stale", temp: 1 }));
+  await two.fill("#record-field-label", "stale");
   await two.submit("#record-form");
   assert.match(await two.waitFor("document.querySelector('#record-error').textContent"), /precondition_failed/);
   const kept = await ctx.admin.collection("gauges").get(id);
@@ -227,7 +235,9 @@ test("records: a create, edit and delete in one tab show live in another; filter
   await one.fill("#filter-input", "temp > > 1");
   await one.submit("#filter-form");
   await assertErrorNextTo(one, "filter", "#filter-input", /position 7.*bad_request/);
-  assert.equal(await one.eval("document.querySelectorAll('#records-rows tr').length"), 0);
+  // The rows of the filter that worked stay, and say so.
+  assert.deepEqual((await shownRows(one)).map((r) => r.temp), ["55", "50", "45", "40", "35"]);
+  assert.equal(await one.eval("document.querySelector('#filter-kept').textContent"), "The table still shows the previous results.");
 
   // Pages of 10, ascending by temp.
   await one.fill("#filter-input", "");

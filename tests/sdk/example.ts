@@ -46,6 +46,8 @@ export async function example(): Promise<void> {
   const firstText: string | undefined = items[0]?.text;
   const cursor: string | null = next_cursor;
   await notes.list({ cursor: cursor ?? undefined, fields: ["text"] });
+  const counted: number | null | undefined = (await notes.list({ limit: 1, total: true })).total;
+  void counted;
   await notes.list();
   const note = await notes.create({ text: "hi" });
   const id: string = note.id;

@@ -42,6 +42,9 @@ test("records, topics and errors over HTTP", async (t) => {
   assert.equal(batch.items?.length ?? batch.length, 2);
   const page = await notes.list({ filter: "n >= 2", sort: "n" });
   assert.deepEqual(page.items.map((r) => r.n), [2, 3, 4]);
+  assert.equal(page.total, undefined, "no total unless asked");
+  const counted = await notes.list({ filter: "n >= 2", limit: 1, total: true });
+  assert.deepEqual([counted.items.length, counted.total], [1, 3]);
   await notes.delete(created.id);
   await assert.rejects(notes.get(created.id), (e) => e instanceof PulsebaseError && e.status === 404 && e.code === "not_found");
   await assert.rejects(notes.create({ n: "x" }), (e) => e.code === "validation_failed");

@@ -13,11 +13,14 @@ import { keys } from "./pages/keys.js";
 import { topics } from "./pages/topics.js";
 import { liveConsole } from "./pages/console.js";
 import { settings } from "./pages/settings.js";
+import { logs } from "./pages/logs.js";
 import { resetPassword, verifyEmail } from "./pages/account.js";
 import { apiPreview } from "./pages/api_preview.js";
 
 const app = document.getElementById("app");
-const views = { signin, setup, dashboard, collections, records, chart, users, keys, topics, console: liveConsole, settings, api: apiPreview, "reset-password": resetPassword, verify: verifyEmail };
+const bar = document.getElementById("bar");
+const menu = document.getElementById("nav-toggle");
+const views = { signin, setup, dashboard, collections, records, chart, users, keys, topics, console: liveConsole, logs, settings, api: apiPreview, "reset-password": resetPassword, verify: verifyEmail };
 // Pages for anyone, signed in or not: the token in the mailed link is the proof.
 const publicViews = new Set([setup, resetPassword, verifyEmail]);
 let leaveView = null;
@@ -27,6 +30,8 @@ function route() {
   leaveView = null;
   const [name = "", ...params] = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   const signedIn = Boolean(pb.user);
+  openMenu(false);
+  menu.hidden = !signedIn;
   document.getElementById("nav").hidden = !signedIn;
   document.getElementById("signout").hidden = !signedIn;
   document.getElementById("who").textContent = signedIn ? pb.user.email : "";
@@ -36,6 +41,16 @@ function route() {
   app.replaceChildren();
   leaveView = view(app, ...params) || null;
 }
+
+/** On a narrow screen the links sit behind the Menu button; a page change folds them again. */
+function openMenu(open) {
+  bar.classList.toggle("menu-open", open);
+  menu.setAttribute("aria-expanded", String(open));
+  menu.textContent = open ? "Close" : "Menu";
+}
+menu.addEventListener("click", () => openMenu(!bar.classList.contains("menu-open")));
+document.getElementById("nav").addEventListener("click", (event) => event.target.closest("a") && openMenu(false));
+document.addEventListener("keydown", (event) => event.key === "Escape" && openMenu(false));
 
 document.getElementById("signout").addEventListener("click", async () => {
   pb.realtime.close();

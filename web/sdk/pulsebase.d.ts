@@ -106,11 +106,18 @@ export interface ListParams {
   cursor?: string;
   /** Only these fields. */
   fields?: string | string[];
+  /** Also count every match, all pages together (`ListResult.total`). */
+  total?: boolean;
 }
 
 export interface ListResult<T> {
   items: RecordModel<T>[];
   next_cursor: string | null;
+  /**
+   * With `total: true`: how many records match, every page together. Null
+   * for a series collection when counting would decode every reading.
+   */
+  total?: number | null;
 }
 
 /** `{ifMatch: rev}`: refused with 412 `precondition_failed` if the record moved on. */

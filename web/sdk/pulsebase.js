@@ -274,7 +274,7 @@ export class Pulsebase {
   collection(name) {
     const base = `/api/collections/${encodeURIComponent(name)}/records`;
     return {
-      /** {filter, sort, limit, cursor, fields} → {items, next_cursor} */
+      /** {filter, sort, limit, cursor, fields, total} → {items, next_cursor, total?} */
       list: (params = {}) => this.request("GET", base, undefined, { query: params }),
       get: (id) => this.request("GET", `${base}/${encodeURIComponent(id)}`),
       /** One record, or an array (one atomic batch) → the created record(s). */

@@ -1,13 +1,16 @@
-// Records of one collection: browse (filter, sort, page), create, edit and
-// delete. Rows follow the collection's realtime events in place, so a busy
-// collection never re-fetches its page per write. Readings of a series
-// collection cannot be edited or deleted one by one (the server answers
-// 405), so their rows have no buttons; old ones are dropped by time.
+// Records of one collection: browse (filter, sort, page, with the total
+// count and each record's owner), create, edit (a form per field type, or
+// JSON: record_form.js) and delete. Rows follow the collection's realtime
+// events in place, so a busy collection never re-fetches its page per
+// write. Readings of a series collection cannot be edited or deleted one by
+// one (the server answers 405), so their rows have no buttons; old ones are
+// dropped by time. On a narrow screen each row is a card (admin.css).
 
 import { pb, h, message, go } from "../ui.js";
 import { isSeries } from "../series.js";
+import { recordEditor } from "../record_form.js";
+import { lookUp, nameOf } from "../owners.js";
 
-const SYSTEM = ["id", "created", "updated", "owner", "rev"];
 const PAGE_SIZES = [10, 25, 50, 100, 200];
 const NEWEST_FIRST = "-created"; // the default view, where new records appear on top
 const MAX_CELL = 40; // characters shown in a cell; the full text is its title
@@ -48,9 +51,10 @@ export function records(app, name) {
 
 function recordBrowser(collection, error, live) {
   const table = pb.collection(collection.name);
-  const columns = ["id", ...Object.keys(collection.fields || {}), "created", "updated"];
+  const columns = ["id", ...Object.keys(collection.fields || {}), "owner", "created", "updated"];
   const datetimes = new Set(["created", "updated", ...columns.filter((c) => (collection.fields || {})[c]?.type === "datetime")]);
-  const view = { sort: NEWEST_FIRST, filter: "", limit: 50, starts: [null], next: null, pushedOut: 0, unseen: 0 };
+  // `total`: how many match, all pages together (null: the server did not count).
+  const view = { sort: NEWEST_FIRST, filter: "", limit: 50, starts: [null], next: null, pushedOut: 0, unseen: 0, total: null };
   let buffered = null; // events that arrive while a page loads, applied after it
   let loads = 0; // only the latest of overlapping loads may render
   const rows = h("tbody", { id: "records-rows" });
@@ -58,6 +62,7 @@ function recordBrowser(collection, error, live) {
   const head = h("tr", {});
   const notice = h("p", { class: "notice", id: "records-notice", hidden: true });
   const pageLabel = h("span", { class: "hint", id: "records-page" });
+  const totalLabel = h("p", { class: "list-head", id: "records-total", role: "status" });
   const button = (id, text, onclick) => h("button", { type: "button", class: "secondary", id, onclick }, text);
   const first = button("records-first", "First page", () => reload(() => (view.starts = [null])));
   const prev = button("records-prev", "Previous", () => reload(() => view.starts.pop()));
@@ -67,6 +72,9 @@ function recordBrowser(collection, error, live) {
   });
 
   const filterError = h("p", { class: "error slot", role: "alert", id: "filter-error", "data-error-for": "filter" });
+  // Where a refused filter went wrong, and that the rows shown are the previous ones.
+  const filterCaret = h("pre", { class: "filter-caret", id: "filter-caret", hidden: true });
+  const filterKept = h("p", { class: "hint slot", id: "filter-kept", hidden: true });
   const filterInput = h("input", { id: "filter-input", name: "filter", placeholder: "temp > 30 && device = 'gw-7'", autocomplete: "off" });
   const sortField = h("select", { id: "sort-field", name: "sort" }, columns.map((c) => h("option", { value: c }, c)));
   const sortDir = h("select", { id: "sort-dir", name: "dir" }, h("option", { value: "asc" }, "ascending"), h("option", { value: "desc" }, "descending"));
@@ -75,7 +83,7 @@ function recordBrowser(collection, error, live) {
   const query = h(
     "form",
     { class: "panel", id: "filter-form" },
-    h("div", { class: "row top" }, h("div", { class: "grow" }, h("label", { for: "filter-input" }, "Filter"), filterInput, filterError), field("sort-field", "Sort by", sortField), field("sort-dir", "Direction", sortDir), field("page-size", "Per page", pageSize)),
+    h("div", { class: "row top" }, h("div", { class: "grow" }, h("label", { for: "filter-input" }, "Filter"), filterInput, filterError, filterCaret, filterKept), field("sort-field", "Sort by", sortField), field("sort-dir", "Direction", sortDir), field("page-size", "Per page", pageSize)),
     h("button", { type: "submit", id: "filter-apply" }, "Apply"),
     " ",
     live,
@@ -85,6 +93,9 @@ function recordBrowser(collection, error, live) {
     sortDir.value = view.sort.startsWith("-") ? "desc" : "asc";
     pageSize.value = String(view.limit);
     filterInput.value = view.filter;
+    showHead();
+  };
+  const showHead = () =>
     head.replaceChildren(
       ...columns.map((c) => {
         const mark = view.sort === c ? " ▲" : view.sort === `-${c}` ? " ▼" : "";
@@ -92,7 +103,6 @@ function recordBrowser(collection, error, live) {
       }),
       h("th", {}, ""),
     );
-  };
   // A header click sorts by that column, and a second click reverses it.
   const sortBy = (c) => reload(() => (view.sort = view.sort === c ? `-${c}` : c));
   query.addEventListener("submit", (event) => {
@@ -106,33 +116,55 @@ function recordBrowser(collection, error, live) {
   });
   for (const el of [sortField, sortDir, pageSize]) el.addEventListener("change", () => query.requestSubmit());
 
-  /** Changes the view (query or page) and loads it. */
+  /**
+   * Changes the view (query or page) and loads it. A change the server
+   * refuses is undone, so paging and live rows go on with the view shown.
+   */
   function reload(change) {
+    const before = { ...view, starts: [...view.starts] };
     change();
-    load();
+    load(before);
   }
 
-  async function load() {
+  async function load(before = null) {
     showQuery();
     buffered = [];
     const ticket = ++loads;
     try {
-      const page = await table.list({ filter: view.filter || undefined, sort: view.sort, limit: view.limit, cursor: view.starts.at(-1) || undefined });
+      const page = await table.list({ filter: view.filter || undefined, sort: view.sort, limit: view.limit, cursor: view.starts.at(-1) || undefined, total: true });
       if (ticket !== loads) return;
       rows.replaceChildren(...page.items.map(row));
-      Object.assign(view, { next: page.next_cursor, pushedOut: 0, unseen: 0, failed: false });
-      filterError.textContent = "";
+      Object.assign(view, { next: page.next_cursor, pushedOut: 0, unseen: 0, total: page.total ?? null, counted: view.filter });
+      showFilterError(null);
+      nameOwners();
     } catch (e) {
       if (ticket !== loads) return;
-      // Nearly always the filter (or a sort on a field it cannot order): say so under it.
-      rows.replaceChildren();
-      Object.assign(view, { next: null, failed: true });
-      filterError.textContent = message(e);
+      // Nearly always the filter (or a sort on a field it cannot order):
+      // say so under it, and keep the rows of the view that worked.
+      if (before) Object.assign(view, before);
+      showHead();
+      showFilterError(e);
     }
     const missed = buffered;
     buffered = null;
     missed.forEach(apply);
     refresh();
+  }
+
+  function showFilterError(e) {
+    filterError.textContent = e ? message(e) : "";
+    const position = e?.details?.position;
+    const text = filterInput.value.trim();
+    filterCaret.hidden = !(e && Number.isInteger(position) && position <= text.length);
+    filterCaret.textContent = filterCaret.hidden ? "" : `${text}\n${" ".repeat(position)}^`;
+    filterKept.hidden = !e;
+    filterKept.textContent = rows.childElementCount ? "The table still shows the previous results." : "No records are shown.";
+  }
+
+  /** Owner ids become emails and key names once known (the id stays in the title). */
+  async function nameOwners() {
+    const cells = () => [...rows.querySelectorAll("td[data-owner]")];
+    if (await lookUp(cells().map((td) => td.dataset.owner))) for (const td of cells()) td.textContent = nameOf(td.dataset.owner) || td.dataset.owner;
   }
 
   /**
@@ -163,7 +195,15 @@ function recordBrowser(collection, error, live) {
   }
 
   function refresh() {
-    empty.hidden = rows.childElementCount > 0 || view.failed;
+    empty.hidden = rows.childElementCount > 0;
+    const n = view.total;
+    const noun = isSeries(collection) ? "reading" : "record";
+    totalLabel.textContent =
+      n === null
+        ? view.counted
+          ? `Matching ${noun}s: not counted (counting a filtered series would read every ${noun}).`
+          : ""
+        : `${n.toLocaleString("en")} ${noun}${n === 1 ? "" : "s"}${view.counted ? " match the filter" : " in total"}`;
     prev.disabled = first.disabled = view.starts.length === 1;
     next.disabled = !view.next && !view.pushedOut;
     pageLabel.textContent = `page ${view.starts.length}`;
@@ -175,11 +215,13 @@ function recordBrowser(collection, error, live) {
     const cells = columns.map((c) => {
       const v = record[c];
       const text = v === undefined ? "" : typeof v === "string" ? v : JSON.stringify(v);
+      const cell = (attrs, shown) => h("td", { "data-label": c, ...attrs }, shown);
+      if (c === "owner") return v ? cell({ title: v, "data-owner": v }, nameOf(v) || v) : cell({ class: "hint" }, "none");
       // Times as "2026-11-22 12:32:43" (UTC) keep a page of them narrow; the title has all of it.
-      if (datetimes.has(c) && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d/.test(text)) return h("td", { title: text }, `${text.slice(0, 10)} ${text.slice(11, 19)}`);
-      return text.length > MAX_CELL ? h("td", { title: text }, `${text.slice(0, MAX_CELL - 1)}…`) : h("td", {}, text);
+      if (datetimes.has(c) && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d/.test(text)) return cell({ title: text }, `${text.slice(0, 10)} ${text.slice(11, 19)}`);
+      return text.length > MAX_CELL ? cell({ title: text }, `${text.slice(0, MAX_CELL - 1)}…`) : cell({}, text);
     });
-    if (isSeries(collection)) return h("tr", { "data-id": record.id }, cells, h("td", {}));
+    if (isSeries(collection)) return h("tr", { "data-id": record.id }, cells, h("td", { class: "actions" }));
     const actions = h("td", { class: "actions" }, h("button", { type: "button", class: "secondary edit", onclick: () => editor.edit(record) }, "Edit"), h("button", { type: "button", class: "secondary delete", onclick: () => remove(record.id) }, "Delete"));
     return h("tr", { "data-id": record.id }, cells, actions);
   }
@@ -194,17 +236,23 @@ function recordBrowser(collection, error, live) {
     }
     if (event.type !== "event" || !event.record) return;
     const existing = rowFor(event.record.id);
+    // Without a filter every change the page hears is one of the records counted.
+    const counting = view.total !== null && !view.counted;
     if (event.op === "delete") {
       if (existing) existing.remove();
+      if (counting) view.total = Math.max(0, view.total - 1);
       editor.gone(event.record.id);
     } else if (existing) {
       existing.replaceWith(row(event.record));
       editor.changed(event.record);
+      nameOwners();
     } else if (event.op === "create") {
+      if (counting) view.total++;
       // Only the newest-first first page has an obvious place for a new
       // record; anywhere else, say it exists rather than move rows about.
       if (view.starts.length === 1 && view.sort === NEWEST_FIRST && !view.filter) {
         rows.prepend(row(event.record));
+        nameOwners();
         for (; rows.childElementCount > view.limit; view.pushedOut++) rows.lastElementChild.remove();
       } else {
         view.unseen++;
@@ -217,7 +265,10 @@ function recordBrowser(collection, error, live) {
     if (!confirm(`Delete record ${id}?`)) return;
     try {
       await table.delete(id);
-      apply({ type: "event", op: "delete", record: { id } });
+      // The row goes now; the count when the event comes (it is counted once).
+      rowFor(id)?.remove();
+      editor.gone(id);
+      refresh();
     } catch (e) {
       error.textContent = message(e);
     }
@@ -227,8 +278,9 @@ function recordBrowser(collection, error, live) {
   const list = h(
     "section",
     { class: "panel" },
+    totalLabel,
     notice,
-    h("div", { class: "scroll" }, h("table", { id: "records-table" }, h("thead", {}, head), rows)),
+    h("div", { class: "scroll" }, h("table", { id: "records-table", class: "cards" }, h("thead", {}, head), rows)),
     empty,
     h("div", { class: "pager" }, first, prev, next, pageLabel),
   );
@@ -266,109 +318,4 @@ function dropOldReadings(collection, reload) {
     }
   });
   return form;
-}
-
-/** The create / edit form: the record's own fields as JSON. */
-function recordEditor(collection, table) {
-  const fields = collection.fields || {};
-  const title = h("h2", { id: "record-form-title" });
-  const textarea = h("textarea", { id: "record-editor", name: "record", rows: 10, spellcheck: "false" });
-  const save = h("button", { type: "submit", id: "record-save" });
-  const foot = h("p", { class: "error", role: "alert", id: "record-error" });
-  const details = h("ul", { class: "error-list", id: "record-error-details" });
-  const status = h("p", { class: "hint", id: "record-status", role: "status" });
-  let editing = null; // the id being edited, or null when creating
-  let rev = 0; // the revision shown in the editor
-
-  const form = h(
-    "form",
-    { class: "panel", id: "record-form" },
-    title,
-    h("label", { for: "record-editor" }, "Fields (JSON object; id, created, updated, owner and rev are set by the server)"),
-    textarea,
-    save,
-    " ",
-    h("button", { type: "button", class: "secondary", id: "record-new", onclick: () => create() }, "New record"),
-    foot,
-    details,
-    status,
-  );
-  const clear = () => {
-    foot.textContent = status.textContent = "";
-    details.replaceChildren();
-  };
-  const create = () => {
-    editing = null;
-    title.textContent = `New record in ${collection.name}`;
-    save.textContent = "Create";
-    textarea.value = JSON.stringify(template(fields), null, 2);
-    clear();
-  };
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    clear();
-    let data;
-    try {
-      data = JSON.parse(textarea.value);
-      if (!data || typeof data !== "object" || Array.isArray(data)) throw new Error("it must be a JSON object");
-    } catch (e) {
-      foot.textContent = `Not a JSON object: ${e.message}`;
-      return;
-    }
-    try {
-      // Editing shows every field, so saving replaces (PUT): a key removed
-      // from the text is removed from the record. If-Match: a change made
-      // elsewhere since it was loaded is refused, not overwritten.
-      const record = editing ? await table.replace(editing, data, { ifMatch: rev }) : await table.create(data);
-      if (editing) {
-        textarea.value = JSON.stringify(ownFields(record), null, 2);
-        rev = record.rev;
-      }
-      status.textContent = editing ? `Saved ${record.id} (rev ${record.rev}).` : `Created ${record.id}.`;
-    } catch (e) {
-      foot.textContent = message(e);
-      const entries = e.details && typeof e.details === "object" ? Object.entries(e.details) : [];
-      details.replaceChildren(...entries.map(([k, v]) => h("li", { "data-error-for": k }, h("strong", {}, k), `: ${typeof v === "string" ? v : JSON.stringify(v)}`)));
-    }
-  });
-  create();
-  return {
-    form,
-    edit(record) {
-      editing = record.id;
-      rev = record.rev;
-      title.textContent = `Edit record ${record.id}`;
-      save.textContent = "Save";
-      textarea.value = JSON.stringify(ownFields(record), null, 2);
-      clear();
-      form.scrollIntoView({ block: "nearest" });
-    },
-    /** A live update: warn when the record being edited moved on elsewhere (saving would overwrite it). */
-    changed(record) {
-      if (editing !== record.id || !(record.rev > rev)) return;
-      status.textContent = `This record was changed elsewhere (now rev ${record.rev}); saving will be refused. Click Edit on its row to load the new version.`;
-    },
-    /** The record being edited was deleted (here or elsewhere). */
-    gone(id) {
-      if (editing !== id) return;
-      create();
-      status.textContent = `Record ${id} was deleted.`;
-    },
-  };
-}
-
-const ownFields = (record) => Object.fromEntries(Object.entries(record).filter(([k]) => !SYSTEM.includes(k)));
-
-/** A starting record: each field's default, first allowed value, or an empty value of its type (numbers: 0 moved into [min, max]). */
-function template(fields) {
-  const empty = { string: "", number: 0, integer: 0, boolean: false, json: {}, array: [], datetime: null };
-  return Object.fromEntries(
-    Object.entries(fields).map(([name, f]) => {
-      if (f.default !== undefined) return [name, f.default];
-      if (Array.isArray(f.enum) && f.enum.length) return [name, f.enum[0]];
-      if (f.type === "datetime") return [name, new Date().toISOString()];
-      if (f.type === "number" || f.type === "integer") return [name, Math.min(Math.max(0, f.min ?? -Infinity), f.max ?? Infinity)];
-      return [name, empty[f.type] ?? null];
-    }),
-  );
 }
