@@ -13,6 +13,8 @@ pub mod client;
 pub mod server;
 
 #[cfg(test)]
+mod presence_tests;
+#[cfg(test)]
 mod tests;
 
 pub use client::{ClientMessage, Rejected, Request};

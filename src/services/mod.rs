@@ -14,6 +14,7 @@ pub mod collections;
 pub mod credentials;
 pub mod items;
 pub mod keys;
+pub mod presence;
 pub mod records;
 pub mod series;
 pub mod settings;
