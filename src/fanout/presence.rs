@@ -12,7 +12,7 @@
 //! window, not one per join per subscriber.
 //!
 //! This is plain bookkeeping, free of connections and outboxes; the hub
-//! (`hub::presence`) owns it, feeds it and sends what it answers.
+//! owns it (`hub/rooms.rs`), feeds it and sends what it answers.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

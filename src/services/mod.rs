@@ -1,7 +1,7 @@
 //! What REST and the realtime transports do, free of either: records,
-//! topics, collections, users, API keys, settings, stats, signing in and
-//! out, and reading credentials. A transport parses its own framing, calls
-//! these, and renders what they answer (or the
+//! topics and their presence, collections, users, API keys, settings,
+//! stats, signing in and out, and reading credentials. A transport parses
+//! its own framing, calls these, and renders what they answer (or the
 //! [`ApiError`](crate::error::ApiError) they refuse with).
 //!
 //! The admin-only services take an [`AdminPermit`](crate::access::AdminPermit),
