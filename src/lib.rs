@@ -18,7 +18,8 @@
 //!    message as a type (client actions, server messages, SSE payloads);
 //!    [`mail`]: account mail over SMTP.
 //! 4. [`fanout`]: the hub that delivers changes and messages to exactly
-//!    the subscribers allowed to see them, and replay.
+//!    the subscribers allowed to see them, replay, and presence (who is
+//!    subscribed to the topics that track it).
 //! 5. [`state`]: the shared handle (settings, store, writer, auth, fan-out).
 //! 6. [`services`]: what the transports do, free of any of them: records,
 //!    topics, collections, users, API keys, settings, stats, signing in

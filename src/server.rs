@@ -57,14 +57,14 @@ pub async fn run(
         Some(wiring.taps()),
     )?;
     let first_seq = *writer.committed_seq().borrow() + 1;
-    let realtime = wiring
-        .start(store.clone(), first_seq)
-        .context("cannot start the realtime hub")?;
     let live = Live::new(
         settings.tunables.clone(),
         settings.sources.clone(),
         store.runtime_settings()?,
     );
+    let realtime = wiring
+        .start(store.clone(), first_seq, live.clone())
+        .context("cannot start the realtime hub")?;
     let auth = Auth::new(store.clone(), live.clone(), writer.clone())?;
     {
         let realtime = realtime.clone();

@@ -174,6 +174,9 @@ pub struct ServeArgs {
     /// Open realtime connections from one client address [default: 1000]
     #[arg(long, env = "PULSEBASE_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<u64>,
+    /// Members of a presence topic up to which joins and leaves are sent one by one; past it, only the count [default: 1000]
+    #[arg(long, env = "PULSEBASE_PRESENCE_MAX")]
+    pub presence_max: Option<u64>,
     /// MQTT listen address, e.g. 127.0.0.1:1883 [default: off]
     #[arg(long, env = "PULSEBASE_MQTT")]
     pub mqtt: Option<String>,
@@ -234,6 +237,7 @@ impl ServeArgs {
                 "max_connections_per_ip",
                 self.max_connections_per_ip.map(|n| json!(n)),
             ),
+            ("presence_max", self.presence_max.map(|n| json!(n))),
         ];
         values
             .into_iter()

@@ -41,6 +41,9 @@ pub struct Tunables {
     /// from one client address.
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Members of a presence topic up to which joins and leaves are told
+    /// one by one; past it, only the count.
+    pub presence_max: usize,
 }
 
 impl Default for Tunables {
@@ -59,6 +62,7 @@ impl Default for Tunables {
             message_rate: 100,
             max_connections: 10_000,
             max_connections_per_ip: 1_000,
+            presence_max: 1_000,
         }
     }
 }
@@ -118,6 +122,7 @@ pub static TUNABLES: &[Tunable] = &[
     tunable!(message_rate, read_count, show_count),
     tunable!(max_connections, read_count, show_count),
     tunable!(max_connections_per_ip, read_count, show_count),
+    tunable!(presence_max, read_count, show_count),
 ];
 
 pub fn find(name: &str) -> Option<&'static Tunable> {

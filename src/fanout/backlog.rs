@@ -114,7 +114,8 @@ mod tests {
         let writer =
             Writer::start(store.clone(), Durability::Sync, 0, Some(wiring.taps())).unwrap();
         let first_seq = *writer.committed_seq().borrow() + 1;
-        let realtime = wiring.start(store.clone(), first_seq).unwrap();
+        let live = crate::config::Live::fixed(Default::default());
+        let realtime = wiring.start(store.clone(), first_seq, live).unwrap();
         let def: CollectionDef =
             serde_json::from_value(json!({"name": "feed", "strict": false})).unwrap();
         let collection = writer

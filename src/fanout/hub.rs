@@ -7,7 +7,11 @@
 
 mod buckets;
 mod connections;
+mod rooms;
 mod routes;
+mod stats;
+
+pub use stats::HubStats;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::mpsc as std_mpsc;
@@ -20,13 +24,15 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::oneshot;
 
 use super::backlog::{self, Backlog};
+use super::presence::{Rooms, Snapshot, Who};
 use super::render::{self, ChangeView, Rendered};
 use super::{Close, ConnHandle, ConnId, Frame, FrameKind, Subscription, Transport};
 use crate::auth::Principal;
 use crate::clock;
+use crate::config::Live;
 use crate::model::Collection;
 use crate::protocol::server::{
-    ConnectionName, ConnectionNotice, MessageData, UnsubscribeReason, Unsubscribed,
+    ConnectionName, ConnectionNotice, MessageData, PresenceChange, UnsubscribeReason, Unsubscribed,
 };
 use crate::protocol::{self, ServerMessage};
 use crate::series::{LiveBuckets, Reading};
@@ -95,29 +101,13 @@ pub enum Input {
     SignInEnded(String),
     /// The last released seq.
     Position(oneshot::Sender<u64>),
+    /// Who is subscribed to a presence topic, as last announced.
+    Presence {
+        topic: String,
+        reply: oneshot::Sender<Snapshot>,
+    },
     Stats(oneshot::Sender<HubStats>),
     Stop,
-}
-
-/// Counts for the dashboard and metrics, taken on the hub thread.
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
-pub struct HubStats {
-    pub connections: u64,
-    /// Of `connections`: over WebSocket, SSE and MQTT.
-    pub websocket_connections: u64,
-    pub sse_connections: u64,
-    pub mqtt_connections: u64,
-    pub subscriptions: u64,
-    /// Events and messages handed to outboxes since start.
-    pub events_delivered: u64,
-    pub slow_consumer_closes: u64,
-    /// The last seq released to subscribers.
-    pub seq: u64,
-    /// Frames waiting in all outboxes, and in the fullest one.
-    pub outbox_depth: u64,
-    pub outbox_max: u64,
-    /// Bytes of changes and messages waiting for the hub (see `backlog`).
-    pub backlog_bytes: u64,
 }
 
 /// Whose subscribers a shed change or message concerns.
@@ -142,6 +132,8 @@ struct Conn {
     /// The token generation the connection authenticated with.
     generation: Option<u64>,
     topics: HashSet<String>,
+    /// Who it is in presence rooms.
+    who: Option<Arc<Who>>,
 }
 
 struct Hub {
@@ -165,6 +157,10 @@ struct Hub {
     seeding: HashMap<(ConnId, String), u64>,
     last_bucket_check: Instant,
     routes: routes::RouteCache,
+    /// Who is subscribed to each presence topic (see `fanout::presence`).
+    presence: Rooms,
+    /// For `presence_max`.
+    live: Live,
 }
 
 /// How often closed buckets are looked for.
@@ -175,6 +171,7 @@ pub fn spawn(
     first_seq: u64,
     inputs: std_mpsc::Receiver<Input>,
     backlog: Arc<Backlog>,
+    live: Live,
 ) -> std::io::Result<JoinHandle<()>> {
     let mut hub = Hub {
         store,
@@ -191,22 +188,23 @@ pub fn spawn(
         seeding: HashMap::new(),
         routes: routes::RouteCache::default(),
         last_bucket_check: Instant::now(),
+        presence: Rooms::default(),
+        live,
     };
     std::thread::Builder::new()
         .name("pulsebase-hub".into())
         .spawn(move || {
             loop {
-                let input = if hub.buckets.is_empty() {
-                    inputs
+                let input = match hub.next_timer() {
+                    None => inputs
                         .recv()
-                        .map_err(|_| std_mpsc::RecvTimeoutError::Disconnected)
-                } else {
-                    inputs.recv_timeout(BUCKET_TICK)
+                        .map_err(|_| std_mpsc::RecvTimeoutError::Disconnected),
+                    Some(wait) => inputs.recv_timeout(wait),
                 };
                 let input = match input {
                     Ok(input) => input,
                     Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                        hub.close_buckets();
+                        hub.timers();
                         continue;
                     }
                     Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
@@ -224,9 +222,7 @@ pub fn spawn(
                     }
                 }
                 hub.release();
-                if !hub.buckets.is_empty() && hub.last_bucket_check.elapsed() >= BUCKET_TICK {
-                    hub.close_buckets();
-                }
+                hub.timers();
                 if !open {
                     break;
                 }
@@ -236,6 +232,29 @@ pub fn spawn(
 }
 
 impl Hub {
+    /// How long the hub may wait for input before a timer is due: closing
+    /// buckets, or ending a presence window. `None`: no timer runs.
+    fn next_timer(&self) -> Option<Duration> {
+        let buckets = (!self.buckets.is_empty())
+            .then(|| BUCKET_TICK.saturating_sub(self.last_bucket_check.elapsed()));
+        let presence = self
+            .presence
+            .next_due()
+            .map(|at| at.saturating_duration_since(Instant::now()));
+        match (buckets, presence) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Runs the timers that are due.
+    fn timers(&mut self) {
+        if !self.buckets.is_empty() && self.last_bucket_check.elapsed() >= BUCKET_TICK {
+            self.close_buckets();
+        }
+        self.end_presence_windows();
+    }
+
     /// Returns false to stop.
     fn handle(&mut self, input: Input) -> bool {
         match input {
@@ -311,6 +330,7 @@ impl Hub {
                         }
                         c.principal_id = id;
                     }
+                    self.presence_user(conn, Who::of(&principal));
                 }
             }
             Input::TopicDeleted(name) => self.topic_gone(&name, UnsubscribeReason::TopicDeleted),
@@ -338,32 +358,10 @@ impl Hub {
                 let _ = reply.send(self.next - 1);
             }
             Input::Stats(reply) => {
-                let queued = self.conns.values().map(|c| {
-                    let outbox = &c.handle.outbox;
-                    (outbox.max_capacity() - outbox.capacity()) as u64
-                });
-                let (outbox_depth, outbox_max) =
-                    queued.fold((0, 0), |(sum, max), n| (sum + n, max.max(n)));
-                let count = |transport: Transport| {
-                    let on = self
-                        .conns
-                        .values()
-                        .filter(|c| c.handle.transport == transport);
-                    on.count() as u64
-                };
-                let _ = reply.send(HubStats {
-                    outbox_depth,
-                    outbox_max,
-                    connections: self.conns.len() as u64,
-                    websocket_connections: count(Transport::WebSocket),
-                    sse_connections: count(Transport::Sse),
-                    mqtt_connections: count(Transport::Mqtt),
-                    subscriptions: self.conns.values().map(|c| c.topics.len() as u64).sum(),
-                    events_delivered: self.delivered,
-                    slow_consumer_closes: self.slow_closes,
-                    seq: self.next - 1,
-                    backlog_bytes: self.backlog.bytes() as u64,
-                });
+                let _ = reply.send(self.stats());
+            }
+            Input::Presence { topic, reply } => {
+                let _ = reply.send(self.presence_snapshot(&topic));
             }
             Input::Stop => return false,
         }

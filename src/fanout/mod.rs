@@ -30,11 +30,14 @@
 //!   serializes it (as a [`crate::protocol`] message) once for all of them;
 //!   the hub and replay share it.
 //! - [`replay`] streams what a resuming subscriber missed, a page at a time.
+//! - [`presence`] keeps who is subscribed to the topics that track it, and
+//!   gathers joins and leaves into one announcement per room and window.
 //! - The wire types are in [`crate::protocol`]; the transports in `realtime`.
 
 pub mod backfill;
 pub mod backlog;
 pub mod hub;
+pub mod presence;
 pub mod render;
 pub mod replay;
 pub mod target;
@@ -49,6 +52,7 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::auth::{Auth, Principal};
+use crate::config::Live;
 use crate::protocol::ServerMessage;
 use crate::rules::Expr;
 use crate::series::{BucketSpec, LiveBuckets};
@@ -225,6 +229,8 @@ pub struct Subscription {
     /// A series collection's readings in closed time buckets instead of
     /// one event per reading.
     pub aggregate: Option<Arc<BucketSpec>>,
+    /// A custom topic that tracks presence: the connection is a member.
+    pub presence: bool,
 }
 
 impl Subscription {
@@ -307,8 +313,8 @@ impl Wiring {
 
     /// Starts the hub and the watcher. `first_seq` is the first seq the
     /// writer will hand out; everything before it is already released.
-    pub fn start(self, store: Store, first_seq: u64) -> std::io::Result<Realtime> {
-        let hub = hub::spawn(store, first_seq, self.rx, self.backlog.clone())?;
+    pub fn start(self, store: Store, first_seq: u64, live: Live) -> std::io::Result<Realtime> {
+        let hub = hub::spawn(store, first_seq, self.rx, self.backlog.clone(), live)?;
         watcher::spawn(self.subscriber, self.tx.clone(), self.backlog)?;
         Ok(Realtime {
             tx: self.tx,
@@ -414,6 +420,15 @@ impl Realtime {
         let (reply, answer) = oneshot::channel();
         self.send(hub::Input::Position(reply));
         answer.await.unwrap_or(0)
+    }
+
+    /// Who is subscribed to a presence topic, as last announced: the list,
+    /// or past `presence_max` only the count. The caller checks who may
+    /// ask.
+    pub async fn presence(&self, topic: String) -> presence::Snapshot {
+        let (reply, answer) = oneshot::channel();
+        self.send(hub::Input::Presence { topic, reply });
+        answer.await.unwrap_or_default()
     }
 
     /// Connection, subscription and delivery counts (zeros once stopped).

@@ -30,6 +30,7 @@ impl Target {
             ops,
             filter,
             aggregate: None,
+            presence: matches!(self, Target::Custom(custom) if custom.def.presence),
         }
     }
 }

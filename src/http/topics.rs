@@ -25,7 +25,7 @@ pub async fn list_topics(
     Json(topics::list_topics(&state, &principal))
 }
 
-/// `POST /api/topics {name, publish?, subscribe?, history?}` → 201.
+/// `POST /api/topics {name, publish?, subscribe?, history?, presence?}` → 201.
 pub async fn create_topic(
     State(state): State<AppState>,
     principal: Principal,

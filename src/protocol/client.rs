@@ -24,6 +24,10 @@ pub enum ClientMessage {
     DeleteTopic {
         topic: String,
     },
+    /// Who is subscribed to a custom topic that tracks presence.
+    Presence {
+        topic: String,
+    },
     Ping {},
     /// Swap in another credential.
     Auth {
@@ -38,13 +42,14 @@ pub enum ClientMessage {
 
 impl ClientMessage {
     /// Every `action`, as the wire spells it.
-    pub const ACTIONS: [&'static str; 13] = [
+    pub const ACTIONS: [&'static str; 14] = [
         "subscribe",
         "unsubscribe",
         "publish",
         "topics",
         "create_topic",
         "delete_topic",
+        "presence",
         "ping",
         "auth",
         "list",
@@ -107,6 +112,9 @@ pub struct CreateTopic {
     /// Rules; absent means `@user != null`.
     pub publish: Option<String>,
     pub subscribe: Option<String>,
+    /// Track who is subscribed.
+    #[serde(default)]
+    pub presence: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -15,6 +15,8 @@ pub mod requests;
 pub mod server;
 
 #[cfg(test)]
+mod presence_tests;
+#[cfg(test)]
 mod tests;
 
 pub use client::{ClientMessage, Rejected, Request};

@@ -50,6 +50,17 @@ pub enum ServerMessage<'a> {
         before: &'a str,
         seq: u64,
     },
+    /// Someone subscribed to a topic that tracks presence.
+    Join(PresenceChange<'a>),
+    /// Someone's subscription to it ended.
+    Leave(PresenceChange<'a>),
+    /// A presence topic's member count, instead of joins and leaves: past
+    /// `presence_max`, or too many changes at once. The list known so far
+    /// is stale; the `presence` action gives it again.
+    Presence {
+        topic: &'a str,
+        count: usize,
+    },
     /// A closed time bucket of one group, for an `aggregate` subscription.
     Bucket {
         topic: &'a str,
@@ -75,6 +86,9 @@ impl ServerMessage<'_> {
             ServerMessage::Unsubscribed(_) => "unsubscribed",
             ServerMessage::Expired { .. } => "expired",
             ServerMessage::Bucket { .. } => "bucket",
+            ServerMessage::Join(_) => "join",
+            ServerMessage::Leave(_) => "leave",
+            ServerMessage::Presence { .. } => "presence",
         }
     }
 
@@ -154,6 +168,13 @@ pub enum ReplyBody<'a> {
     Record { record: &'a Value },
     /// `delete`.
     Done {},
+    /// `presence`: the members, unless there are more than `presence_max`,
+    /// and their count.
+    Presence {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        presence: Option<&'a [PresenceMember<'a>]>,
+        count: usize,
+    },
 }
 
 /// One topic is named `topic`, several `topics`, as the request did.
@@ -281,6 +302,31 @@ pub enum UnsubscribeReason {
     HistoryExpired { oldest: u64 },
 }
 
+/// One subscriber of a presence topic.
+#[derive(Debug, Clone, Serialize)]
+pub struct PresenceMember<'a> {
+    pub connection: ConnectionName,
+    /// `null` for an API key or an anonymous connection.
+    pub user: Option<PresenceUser<'a>>,
+    /// When it subscribed.
+    pub since: &'a str,
+}
+
+/// Who a member is: what fellow subscribers may know of a user.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PresenceUser<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+}
+
+/// `join` and `leave`: the topic, and the member.
+#[derive(Debug, Serialize)]
+pub struct PresenceChange<'a> {
+    pub topic: &'a str,
+    #[serde(flatten)]
+    pub member: PresenceMember<'a>,
+}
+
 /// A topic as the `topics` listing (and `GET /api/topics`) shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -306,6 +352,8 @@ pub struct CustomTopic {
     pub subscribe: String,
     pub history: u32,
     pub created: String,
+    /// Whether the topic tracks who is subscribed.
+    pub presence: bool,
 }
 
 /// `details` of a `history_expired` refusal of `since`.

@@ -96,13 +96,14 @@ fn topic_actions_parse() {
     assert_eq!(
         message(
             json!({"action": "create_topic", "topic": "chat-1", "history": 100,
-            "publish": "@user != null", "subscribe": "room = 'r1'"})
+            "publish": "@user != null", "subscribe": "room = 'r1'", "presence": true})
         ),
         ClientMessage::CreateTopic(CreateTopic {
             topic: "chat-1".into(),
             history: 100,
             publish: Some("@user != null".into()),
             subscribe: Some("room = 'r1'".into()),
+            presence: true,
         })
     );
     assert_eq!(
@@ -112,6 +113,7 @@ fn topic_actions_parse() {
             history: 0,
             publish: None,
             subscribe: None,
+            presence: false,
         })
     );
     assert_eq!(
@@ -356,6 +358,7 @@ fn ok_replies_carry_what_each_action_answers() {
             subscribe: "room = 'r1'".into(),
             history: 100,
             created: "2026-11-22T09:00:00.000Z".into(),
+            presence: true,
         }),
         TopicInfo::System {
             name: "_users".into(),
@@ -367,7 +370,7 @@ fn ok_replies_carry_what_each_action_answers() {
             {"kind": "collection", "name": "readings"},
             {"kind": "custom", "name": "chat-1", "owner": "u1", "publish": "@user != null",
                 "subscribe": "room = 'r1'", "history": 100,
-                "created": "2026-11-22T09:00:00.000Z"},
+                "created": "2026-11-22T09:00:00.000Z", "presence": true},
             {"kind": "system", "name": "_users"},
         ]})
     );

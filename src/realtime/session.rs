@@ -14,9 +14,10 @@ use crate::fanout::backfill;
 use crate::fanout::replay::{Page, Replay};
 use crate::fanout::{ConnId, Frame, Ops};
 use crate::protocol::client::{Create, Publish, RecordRef, Subscribe, Update};
-use crate::protocol::server::{ErrorReply, Reply, ReplyBody, TopicNames};
+use crate::protocol::server::{ErrorReply, PresenceMember, Reply, ReplyBody, TopicNames};
 use crate::protocol::{ClientMessage, Request, ServerMessage};
 use crate::rules::Expr;
+use crate::services::presence;
 use crate::services::records::{self, UpdateKind};
 use crate::services::topics::{self, NewTopic, Since};
 use crate::state::AppState;
@@ -187,6 +188,7 @@ impl Session {
                     publish: new.publish,
                     subscribe: new.subscribe,
                     history: new.history,
+                    presence: new.presence,
                 };
                 let topic = topics::create_topic(state, principal, new).await?;
                 let topic = &topic.def.name;
@@ -195,6 +197,16 @@ impl Session {
             ClientMessage::DeleteTopic { topic } => {
                 topics::delete_topic(state, principal, &topic).await?;
                 Ok(ok(id, ReplyBody::Topic { topic: &topic }))
+            }
+            ClientMessage::Presence { topic } => {
+                let snapshot = presence::presence(state, principal, &topic).await?;
+                let members: Option<Vec<PresenceMember>> = snapshot
+                    .members
+                    .as_ref()
+                    .map(|list| list.iter().map(|(conn, m)| m.wire(*conn)).collect());
+                let presence = members.as_deref();
+                let count = snapshot.count;
+                Ok(ok(id, ReplyBody::Presence { presence, count }))
             }
             ClientMessage::Auth { token } => {
                 let (principal, expires_ms) = self.state.auth.authenticate_until(&token)?;

@@ -1,7 +1,8 @@
 //! What REST and the realtime transports do, free of either: records,
-//! topics, collections, users, API keys, settings, stats, the request log,
-//! signing in and out, and reading credentials. A transport parses its own
-//! framing, calls these, and renders what they answer (or the
+//! topics and their presence, collections, users, API keys, settings,
+//! stats, the request log, signing in and out, and reading credentials. A
+//! transport parses its own framing, calls these, and renders what they
+//! answer (or the
 //! [`ApiError`](crate::error::ApiError) they refuse with).
 //!
 //! The admin-only services take an [`AdminPermit`](crate::access::AdminPermit),
@@ -15,6 +16,7 @@ pub mod credentials;
 pub mod items;
 pub mod keys;
 pub mod logs;
+pub mod presence;
 pub mod records;
 pub mod series;
 pub mod settings;

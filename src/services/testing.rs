@@ -25,7 +25,9 @@ pub async fn state_with_records(records: usize) -> (tempfile::TempDir, AppState)
         Map::new(),
     );
     let first_seq = *writer.committed_seq().borrow() + 1;
-    let realtime = Wiring::new(&store).start(store.clone(), first_seq).unwrap();
+    let realtime = Wiring::new(&store)
+        .start(store.clone(), first_seq, live.clone())
+        .unwrap();
     let auth = Auth::new(store.clone(), live.clone(), writer.clone()).unwrap();
     let (_stop, shutdown) = watch::channel(false);
     let state = AppState::new(Shared {

@@ -68,11 +68,7 @@ pub fn resolve_for_subscribe(
         .topics()
         .get(topic)
         .ok_or_else(|| ApiError::not_found(format!("no topic {topic}")))?;
-    if !caller.is_admin()
-        && !custom
-            .subscribe
-            .can_be_true_for(caller.viewer.user.as_ref(), &caller.now)
-    {
+    if !custom.admits(&caller.viewer, &caller.now) {
         return Err(ApiError::forbidden(format!(
             "the subscribe rule of {topic} does not allow you"
         )));
@@ -235,11 +231,7 @@ pub fn list_topics(state: &AppState, principal: &Principal) -> Vec<TopicInfo> {
         }
     }
     for topic in state.store.topics().all() {
-        if caller.is_admin()
-            || topic
-                .subscribe
-                .can_be_true_for(caller.viewer.user.as_ref(), &caller.now)
-        {
+        if topic.admits(&caller.viewer, &caller.now) {
             topics.push(TopicInfo::Custom(custom_topic(&topic)));
         }
     }
@@ -261,6 +253,7 @@ pub fn custom_topic(topic: &Topic) -> CustomTopic {
         subscribe: def.subscribe.clone(),
         history: def.history,
         created: def.created.clone(),
+        presence: def.presence,
     }
 }
 
@@ -273,6 +266,9 @@ pub struct NewTopic {
     pub subscribe: Option<String>,
     #[serde(default)]
     pub history: u32,
+    /// Track who is subscribed (see `services::presence`).
+    #[serde(default)]
+    pub presence: bool,
 }
 
 /// Most messages a topic may keep.
@@ -311,6 +307,7 @@ pub async fn create_topic(
         subscribe: new.subscribe.unwrap_or_else(|| DEFAULT_TOPIC_RULE.into()),
         history: new.history,
         created: clock::now_rfc3339(),
+        presence: new.presence,
     };
     for (part, text) in [("publish", &def.publish), ("subscribe", &def.subscribe)] {
         if let Err(e) = Expr::parse(text) {
@@ -419,6 +416,7 @@ mod tests {
             subscribe: "true".to_owned(),
             history,
             created: clock::now_rfc3339(),
+            presence: false,
         };
         state
             .writer

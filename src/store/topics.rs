@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{codec, keys, Store, StoreError};
 use crate::rules::Expr;
+use crate::visibility::Viewer;
 
 /// A custom topic as stored. Rules are kept as text and compiled on load.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -19,6 +20,47 @@ pub struct StoredTopic {
     pub subscribe: String,
     pub history: u32,
     pub created: String,
+    /// Whether the topic tracks who is subscribed (join and leave notices,
+    /// the `presence` action).
+    pub presence: bool,
+}
+
+/// Topics moved to format 2 when they gained `presence`.
+const TOPIC_FORMAT: u8 = 2;
+
+/// A topic as format 1 stored it, before `presence`.
+#[derive(Deserialize)]
+struct StoredTopicV1 {
+    name: String,
+    owner: Option<String>,
+    publish: String,
+    subscribe: String,
+    history: u32,
+    created: String,
+}
+
+impl StoredTopic {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        codec::encode_as(TOPIC_FORMAT, self)
+    }
+
+    /// A stored topic of either format: one written before `presence`
+    /// existed reads as a topic without presence.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<StoredTopic, StoreError> {
+        if bytes.first() == Some(&codec::FORMAT) {
+            let v1: StoredTopicV1 = codec::decode(bytes)?;
+            return Ok(StoredTopic {
+                name: v1.name,
+                owner: v1.owner,
+                publish: v1.publish,
+                subscribe: v1.subscribe,
+                history: v1.history,
+                created: v1.created,
+                presence: false,
+            });
+        }
+        codec::decode_as(TOPIC_FORMAT, bytes)
+    }
 }
 
 /// A custom topic ready for use.
@@ -38,6 +80,13 @@ impl Topic {
             publish,
             subscribe,
         })
+    }
+
+    /// May this viewer subscribe (and so see who else is subscribed)? The
+    /// `subscribe` rule must be able to pass for them whatever a message
+    /// holds; admins always may. Each message is then judged on its own.
+    pub fn admits(&self, viewer: &Viewer, now: &str) -> bool {
+        viewer.admin || self.subscribe.can_be_true_for(viewer.user.as_ref(), now)
     }
 }
 
@@ -91,7 +140,7 @@ impl Store {
     pub(crate) fn load_topics(&self) -> Result<(), StoreError> {
         for entry in self.data.scan_prefix([keys::TOPIC]) {
             let (_, value) = entry?;
-            let def: StoredTopic = codec::decode(&value)?;
+            let def = StoredTopic::decode(&value)?;
             let topic = Topic::compile(def)
                 .map_err(|(part, e)| StoreError::Corrupt(format!("topic {part} rule: {e}")))?;
             self.topics.put(Arc::new(topic));
@@ -173,5 +222,49 @@ pub(crate) fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64, StoreError>
             .try_into()
             .map(u64::from_be_bytes)
             .map_err(|_| StoreError::Corrupt("counter".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(presence: bool) -> StoredTopic {
+        StoredTopic {
+            name: "chat-1".into(),
+            owner: Some("u1".into()),
+            publish: "true".into(),
+            subscribe: "@user != null".into(),
+            history: 10,
+            created: "2026-01-01T00:00:00.000Z".into(),
+            presence,
+        }
+    }
+
+    #[test]
+    fn a_topic_round_trips_with_its_presence_setting() {
+        for presence in [false, true] {
+            let stored = topic(presence);
+            let bytes = stored.encode();
+            assert_eq!(bytes[0], TOPIC_FORMAT);
+            assert_eq!(StoredTopic::decode(&bytes).unwrap(), stored);
+        }
+    }
+
+    /// The bytes format 1 wrote for a topic, before `presence`.
+    #[test]
+    fn a_topic_stored_before_presence_existed_reads_without_presence() {
+        let v1 = (
+            "chat-1",
+            Some("u1"),
+            "true",
+            "@user != null",
+            10u32,
+            "2026-01-01T00:00:00.000Z",
+        );
+        let bytes = codec::encode_as(codec::FORMAT, &v1);
+        assert_eq!(StoredTopic::decode(&bytes).unwrap(), topic(false));
+        // And format 2 bytes are not mistaken for format 1, nor the reverse.
+        assert!(codec::decode_as::<StoredTopic>(TOPIC_FORMAT, &bytes).is_err());
     }
 }

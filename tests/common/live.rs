@@ -320,6 +320,15 @@ impl RawWs {
         self.stream.write_all(&frame).await.expect("send frame");
     }
 
+    /// Kills the TCP connection the way a crashed host's kernel or a
+    /// middlebox does: a reset, with no WebSocket close and no FIN.
+    pub fn reset(self) {
+        self.stream
+            .set_zero_linger()
+            .expect("SO_LINGER 0 on the client socket");
+        drop(self.stream);
+    }
+
     /// The next frame, or `None` once the server has closed the TCP
     /// connection (or reset it). Panics when nothing arrives by `deadline`.
     pub async fn read_frame(&mut self, deadline: tokio::time::Instant) -> Option<RawFrame> {

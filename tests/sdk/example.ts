@@ -8,6 +8,8 @@ import Default, {
   Realtime,
   backoffDelay,
   type ConnectionState,
+  type PresenceList,
+  type PresenceMember,
   type RecordEvent,
   type Session,
   type Subscription,
@@ -116,6 +118,20 @@ export async function example(): Promise<void> {
   notes.subscribe(null, (event) => console.log(event.topic));
 
   const published: number = await realtime.publish("chat-1", { text: "hi" });
+  await pb.topics.create({ name: "room", presence: true });
+  realtime.subscribe("room");
+  const who: PresenceList = await realtime.presence("room");
+  const members: PresenceMember[] = who.members ?? [];
+  const labels: string[] = members.map((m) => `${m.connection} ${m.user?.name ?? "anonymous"} since ${m.since}`);
+  const stopPresence: () => void = realtime.onPresence("room", {
+    join: (m) => console.log(m.type, m.topic, m.connection, m.user?.id),
+    leave: (m) => console.log(m.connection),
+    count: (n: number, message) => console.log(n, message.topic, who.count),
+  });
+  stopPresence();
+  realtime.on("join", (j) => console.log(j.connection, j.since));
+  realtime.on("presence", (c) => console.log(c.count));
+  console.log(labels);
   const answer = await realtime.request("ping");
   const offState = realtime.on("state", (s: ConnectionState) => console.log(s));
   realtime.on("error", (e) => console.log(e.message, e instanceof PulsebaseError ? e.code : ""));
@@ -150,4 +166,8 @@ export function misuse(pb: Pulsebase): void {
   void pb.collection("notes").get();
   // @ts-expect-error: user is read-only; sign in to change it
   pb.user = null;
+  // @ts-expect-error: presence is on or off
+  void pb.topics.create({ name: "room", presence: "yes" });
+  // @ts-expect-error: a count handler gets the count, a number
+  pb.realtime.onPresence("room", { count: (n: string) => console.log(n) });
 }

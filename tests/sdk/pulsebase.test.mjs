@@ -173,3 +173,64 @@ test("a custom topic over the socket: publish and receive, and a refused subscri
   anonymous.realtime.close();
   pb.realtime.close();
 });
+
+test("presence: the list, joins and leaves with who, and counts past presence_max", async (t) => {
+  const server = await new Server().start();
+  t.after(() => server.stop());
+  const a = await adminClient(server);
+  t.after(() => a.realtime.close());
+  const created = await a.topics.create({ name: "room", presence: true, subscribe: "true" });
+  assert.equal(created.presence, true);
+  const joins = [];
+  const leaves = [];
+  const counts = [];
+  const stop = a.realtime.onPresence("room", {
+    join: (m) => joins.push(m),
+    leave: (m) => leaves.push(m),
+    count: (n, message) => counts.push([n, message.type]),
+  });
+  await a.realtime.subscribe("room").ready;
+  const aConn = a.realtime.connection;
+  await waitFor(() => joins.length === 1, "the own join");
+  assert.deepEqual([joins[0].connection, joins[0].user.email, joins[0].user.id], [aConn, undefined, a.user.id]);
+
+  // An anonymous member over the socket, and one over SSE.
+  const b = new Pulsebase(server.url);
+  t.after(() => b.realtime.close());
+  await b.realtime.subscribe("room").ready;
+  const bConn = b.realtime.connection;
+  const s = new Pulsebase(server.url, { transport: "sse" });
+  t.after(() => s.realtime.close());
+  const sseJoins = [];
+  s.realtime.onPresence("room", { join: (m) => sseJoins.push(m) });
+  await s.realtime.subscribe("room").ready;
+  await waitFor(() => joins.length === 3, "three joins");
+  // The SSE member hears its own join (and b's, if b joined in the same
+  // window).
+  const sConn = joins[2].connection;
+  await waitFor(() => sseJoins.some((m) => m.connection === sConn), "the SSE member's own join");
+  assert.equal(joins[1].connection, bConn);
+  assert.equal(joins[1].user, null);
+  const list = await a.realtime.presence("room");
+  assert.equal(list.count, 3);
+  assert.deepEqual(list.members.map((m) => m.connection), joins.map((m) => m.connection));
+  await assert.rejects(s.realtime.presence("room"), /WebSocket/);
+
+  b.realtime.close();
+  await waitFor(() => leaves.length === 1, "b's leave");
+  assert.equal(leaves[0].connection, bConn);
+
+  // Past presence_max only the count comes, and the list is not given.
+  await a.request("PATCH", "/api/settings", { presence_max: 1 });
+  s.realtime.close();
+  await waitFor(() => counts.length === 1, "a count");
+  assert.deepEqual(counts[0], [1, "presence"]);
+  const c = new Pulsebase(server.url);
+  t.after(() => c.realtime.close());
+  await c.realtime.subscribe("room").ready;
+  await waitFor(() => counts.length === 2, "a second count");
+  assert.deepEqual(counts[1], [2, "presence"]);
+  assert.deepEqual(await a.realtime.presence("room"), { members: null, count: 2 });
+  assert.equal(leaves.length, 1, "no leave one by one past presence_max");
+  stop();
+});

@@ -163,6 +163,8 @@ export interface TopicSettings {
   /** Who may publish and subscribe: rule expressions (default `@user != null`). */
   publish?: string;
   subscribe?: string;
+  /** Track who is subscribed (default false): see `Realtime.presence` and `Realtime.onPresence`. */
+  presence?: boolean;
 }
 
 export interface TopicsApi {
@@ -203,6 +205,48 @@ export interface UnsubscribedMessage {
   topic: string;
   reason: "topic_deleted" | "collection_dropped" | "history_expired";
   oldest?: number;
+}
+
+/** A signed-in member of a presence topic, as fellow subscribers see them. */
+export interface PresenceUser {
+  id: string;
+  name: string;
+}
+
+/** One subscriber of a presence topic. */
+export interface PresenceMember {
+  /** The connection's name from its welcome, e.g. `c_12`. */
+  connection: string;
+  /** null for an API key or an anonymous connection. */
+  user: PresenceUser | null;
+  /** When it subscribed (RFC 3339). */
+  since: string;
+}
+
+/** Someone subscribed to a presence topic, or their subscription ended. */
+export interface PresenceChange extends PresenceMember {
+  type: "join" | "leave";
+  topic: string;
+}
+
+/** Only the member count: past `presence_max`, or too many changes at once. */
+export interface PresenceCount {
+  type: "presence";
+  topic: string;
+  count: number;
+}
+
+/** What `Realtime.presence` resolves with; `members` is null past `presence_max`. */
+export interface PresenceList {
+  members: PresenceMember[] | null;
+  count: number;
+}
+
+export interface PresenceHandlers {
+  join?(message: PresenceChange): void;
+  leave?(message: PresenceChange): void;
+  /** The list known so far is stale: ask `presence(topic)` again. */
+  count?(count: number, message: PresenceCount): void;
 }
 
 /** What a subscription's listener receives. */
@@ -246,6 +290,10 @@ export interface RealtimeEvents {
   expired: { type: "expired"; topic: string; before: string; seq: number };
   /** A closed time bucket of an `aggregate` subscription. */
   bucket: { type: "bucket"; topic: string; [key: string]: unknown };
+  /** Presence topics, any of them (see `onPresence` for one topic). */
+  join: PresenceChange;
+  leave: PresenceChange;
+  presence: PresenceCount;
 }
 
 /** One realtime connection carrying every subscription. */
@@ -265,6 +313,10 @@ export class Realtime {
   subscribe<T = Record<string, unknown>>(topic: string, options?: SubscribeOptions, onEvent?: (event: RealtimeDelivery<T>) => void): Subscription;
   /** Publishes on a custom topic over the socket (WebSocket only); resolves with the seq. */
   publish(topic: string, data: unknown): Promise<number>;
+  /** Who is subscribed to a topic created with `presence: true` (WebSocket only). */
+  presence(topic: string): Promise<PresenceList>;
+  /** Joins, leaves and counts of a presence topic you are subscribed to; returns a function that stops listening. */
+  onPresence(topic: string, handlers: PresenceHandlers): () => void;
   /** Sends one action and resolves with its `ok` reply (WebSocket only). */
   request(action: string, fields?: Record<string, unknown>): Promise<{ type: "ok"; id: string; [key: string]: unknown }>;
   /** Opens the connection (subscribing does this by itself). */

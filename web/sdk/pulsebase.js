@@ -300,7 +300,7 @@ export class Pulsebase {
   get topics() {
     return {
       list: () => this.request("GET", "/api/topics"),
-      /** {name, history, publish, subscribe} */
+      /** {name, history, publish, subscribe, presence} */
       create: (topic) => this.request("POST", "/api/topics", topic),
       delete: (name) => this.request("DELETE", `/api/topics/${encodeURIComponent(name)}`),
       /** Publishes over HTTP (no socket needed); resolves with {seq}. */
@@ -333,6 +333,7 @@ export class Realtime {
     this.transport = wanted === "auto" ? (this._WebSocket ? "ws" : "sse") : wanted;
     this.state = "closed";
     this._subs = new Map(); // topic -> {options, listeners:Set, lastSeq}
+    this._presence = new Map(); // topic -> Set of {join, leave, count}
     this._pending = new Map(); // request id -> {resolve, reject}
     this._nextId = 1;
     this._listeners = new Map();
@@ -420,6 +421,48 @@ export class Realtime {
   async publish(topic, data) {
     const reply = await this.request("publish", { topic, data });
     return reply.seq;
+  }
+
+  /**
+   * Who is subscribed to a custom topic created with `presence: true`
+   * (WebSocket only): `{members, count}`, `members` being null when the
+   * topic has more than the server's `presence_max` members.
+   */
+  async presence(topic) {
+    const reply = await this.request("presence", { topic });
+    return { members: reply.presence || null, count: reply.count };
+  }
+
+  /**
+   * Hears who comes and goes on a presence topic, while subscribed to it:
+   * `join(message)`, `leave(message)` (`{type, topic, connection, user,
+   * since}`), and `count(count, message)` when the server sends only the
+   * count (a large room, or a crowd at once): the member list is then
+   * stale; `presence(topic)` gives it again. Returns a function that stops
+   * listening.
+   */
+  onPresence(topic, handlers = {}) {
+    if (!this._presence.has(topic)) this._presence.set(topic, new Set());
+    const set = this._presence.get(topic);
+    set.add(handlers);
+    return () => {
+      set.delete(handlers);
+      if (set.size === 0 && this._presence.get(topic) === set) this._presence.delete(topic);
+    };
+  }
+
+  _presenceNotice(message) {
+    for (const handlers of this._presence.get(message.topic) || []) {
+      const handler = message.type === "presence" ? handlers.count : handlers[message.type];
+      if (typeof handler !== "function") continue;
+      try {
+        if (message.type === "presence") handler(message.count, message);
+        else handler(message);
+      } catch (e) {
+        console.error(e);
+      }
+    }
+    this._emit(message.type, message);
   }
 
   /** Sends one action and resolves with its `ok` reply (WebSocket only). */
@@ -578,6 +621,11 @@ export class Realtime {
       case "event":
       case "message":
         this._deliver(message);
+        break;
+      case "join":
+      case "leave":
+      case "presence":
+        this._presenceNotice(message);
         break;
       case "ok":
       case "pong":
@@ -750,13 +798,15 @@ export class Realtime {
     });
     stream.addEventListener("event", onData);
     stream.addEventListener("message", onData);
-    stream.addEventListener("unsubscribed", (event) => {
-      try {
-        this._onMessage(event.data);
-      } catch {
-        // ignore
-      }
-    });
+    for (const type of ["unsubscribed", "join", "leave", "presence"]) {
+      stream.addEventListener(type, (event) => {
+        try {
+          this._onMessage(event.data);
+        } catch {
+          // ignore
+        }
+      });
+    }
     stream.onerror = (event) => {
       // The browser reconnects by itself with Last-Event-ID while the
       // stream can be retried; once it gives up (or a fetch stream ends),

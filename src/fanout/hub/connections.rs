@@ -23,7 +23,9 @@ impl Hub {
             };
             match &user {
                 Some(user) if !user.disabled && Some(user.generation) == conn.generation => {
-                    conn.viewer = Viewer::of(&Principal::User(Arc::new(user.clone())));
+                    let principal = Principal::User(Arc::new(user.clone()));
+                    conn.viewer = Viewer::of(&principal);
+                    self.presence_user(conn_id, Who::of(&principal));
                 }
                 _ => self.close(
                     conn_id,
@@ -75,6 +77,7 @@ impl Hub {
         let conn = Conn {
             viewer: Viewer::of(&handle.principal),
             generation: handle.principal.user().map(|u| u.generation),
+            who: Who::of(&handle.principal),
             principal_id,
             handle,
             topics: HashSet::new(),
@@ -87,9 +90,11 @@ impl Hub {
         let Some(conn) = self.conns.remove(&id) else {
             return;
         };
+        let now = Instant::now();
         for topic in &conn.topics {
             remove_from(&mut self.topics, topic, id);
             self.routes.forget(topic);
+            self.presence.leave(topic, id, now);
         }
         if let Some(principal) = &conn.principal_id {
             remove_from(&mut self.by_principal, principal, id);
@@ -103,7 +108,10 @@ impl Hub {
             return;
         };
         let topic = subscription.topic.clone();
-        conn.topics.insert(topic.clone());
+        let joins = conn.topics.insert(topic.clone()) && subscription.presence;
+        if joins {
+            self.join_presence(id, &topic);
+        }
         self.routes.forget(&topic);
         self.topics
             .entry(topic.clone())
@@ -121,6 +129,7 @@ impl Hub {
         }
         remove_from(&mut self.topics, topic, id);
         self.routes.forget(topic);
+        self.presence.leave(topic, id, Instant::now());
         self.notice(id, "unsubscribe", Some(topic));
         true
     }
@@ -148,6 +157,7 @@ impl Hub {
 
     /// A custom topic is gone: its subscribers hear `topic_deleted`.
     pub(super) fn topic_gone(&mut self, name: &str, reason: UnsubscribeReason) {
+        self.presence.remove(name);
         self.end_subscriptions(|topic, _| topic == name, reason);
     }
 
@@ -182,9 +192,11 @@ impl Hub {
             }
         }
         let mut overflowing = Vec::new();
+        let now = Instant::now();
         for (topic, conn_id) in ended {
             remove_from(&mut self.topics, &topic, conn_id);
             self.routes.forget(&topic);
+            self.presence.leave(&topic, conn_id, now);
             let Some(conn) = self.conns.get_mut(&conn_id) else {
                 continue;
             };

@@ -16,8 +16,7 @@ impl WriterState {
         }
         let topic = Topic::compile(def)
             .map_err(|(part, e)| WriteError::Invalid([(part.to_owned(), e)].into()))?;
-        self.store
-            .put(keys::topic(&name), codec::encode(&topic.def))?;
+        self.store.put(keys::topic(&name), topic.def.encode())?;
         self.store.topics().put(Arc::new(topic));
         Ok(Committed::default())
     }

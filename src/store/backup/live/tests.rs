@@ -206,6 +206,7 @@ async fn a_backup_is_the_tree_as_it_began_whatever_is_written_meanwhile() {
             subscribe: "true".into(),
             history: 5,
             created: String::new(),
+            presence: true,
         };
         writer
             .submit(Mutation::CreateTopic(topic))
