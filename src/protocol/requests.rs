@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One answered request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RequestEntry {
     /// When it arrived (RFC 3339 UTC, milliseconds).
     pub time: String,
@@ -24,13 +24,13 @@ pub struct RequestEntry {
 
 /// `GET /api/logs/requests`: the entries that match, newest first, and how
 /// many the server keeps at most.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RequestLogPage {
     pub items: Vec<RequestEntry>,
     pub capacity: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RequestError {
     pub code: String,
     pub message: String,

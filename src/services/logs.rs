@@ -9,7 +9,8 @@ use crate::protocol::requests::RequestLogPage;
 use crate::request_log::{StatusFilter, Wanted};
 use crate::state::AppState;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RequestLogParams {
     /// `2xx`, `4xx`, ... or `error` (4xx and 5xx).

@@ -36,6 +36,7 @@ use super::AppState;
         server::health,
         server::openapi_json,
         server::stats,
+        server::request_log,
         server::get_settings,
         server::update_settings,
         server::backup,

@@ -6,6 +6,8 @@ use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
 use super::schemas::{ErrorBody, Health, Setting, Stats};
+use crate::protocol::requests::RequestLogPage;
+use crate::services::logs::RequestLogParams;
 
 /// Whether the server can write (503 once a write to disk failed)
 #[utoipa::path(get, path = "/api/health", tag = "server", security(()),
@@ -17,6 +19,16 @@ pub fn health() {}
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Stats), (status = 403, body = ErrorBody)))]
 pub fn stats() {}
+
+/// The recent requests the server answered, newest first (admins)
+///
+/// Kept in memory only (the last 500); secrets in the query read
+/// `[redacted]`.
+#[utoipa::path(get, path = "/api/logs/requests", tag = "server",
+    params(RequestLogParams), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = RequestLogPage), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+pub fn request_log() {}
 
 /// Every setting with its value and where it comes from (admins)
 #[utoipa::path(get, path = "/api/settings", tag = "server",
