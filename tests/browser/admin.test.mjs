@@ -65,6 +65,9 @@ test("the dashboard's charts move with the demo's live writes", async () => {
   assert.ok(Number(writes) > 0);
   const first = await page.eval("document.querySelector('#chart-writes').toDataURL()");
   await page.waitFor(`document.querySelector('#chart-writes').toDataURL() !== ${JSON.stringify(first)}`, { timeout: 5000, what: "the writes chart to change" });
+  // The page's own WebSocket is one of the live connections, told by transport.
+  const transports = await page.waitFor("/WebSocket [1-9]/.test(document.querySelector('#stat-transports').textContent) && document.querySelector('#stat-transports').textContent", { what: "connections by transport" });
+  assert.match(transports, /^WebSocket \d+ · SSE \d+ · MQTT \d+$/);
   const records = await page.waitFor("[...document.querySelectorAll('td')].map(td => td.textContent).includes('readings')", { what: "the readings row" });
   assert.ok(records);
   await page.screenshot(shot("dashboard"));

@@ -45,6 +45,10 @@ export function dashboard(app) {
     s.canvas = h("canvas", { "aria-label": `${s.label} over the last minute`, id: `chart-${key}` });
     return h("section", { class: "panel stat" }, h("h2", {}, s.label), s.value, s.canvas);
   });
+  // Which transports the live connections use: devices on MQTT beside
+  // browsers on WebSocket and SSE.
+  const transports = h("p", { class: "hint", id: "stat-transports" });
+  cards[0].querySelector("h2").after(transports);
   const storage = h("div", { class: "value", id: "stat-storage" }, "…");
   const records = h("tbody");
   const error = h("p", { class: "error", role: "alert" });
@@ -75,6 +79,8 @@ export function dashboard(app) {
         s.value.textContent = Math.round(values[key]).toLocaleString();
         chart(s.canvas, s.points, s.color);
       }
+      const by = stats.transports || {};
+      transports.textContent = `WebSocket ${(by.websocket ?? 0).toLocaleString()} · SSE ${(by.sse ?? 0).toLocaleString()} · MQTT ${(by.mqtt ?? 0).toLocaleString()}`;
       storage.textContent = formatBytes(stats.storage_bytes);
       records.replaceChildren(
         ...Object.entries(stats.records).map(([name, count]) => h("tr", {}, h("td", {}, name), h("td", {}, count.toLocaleString()))),
