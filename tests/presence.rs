@@ -71,6 +71,22 @@ async fn expect_change(ws: &mut Ws, kind: &str, connection: &Value) -> Value {
     frame
 }
 
+/// The topic `room` with presence, anyone may subscribe, and the admin
+/// watching it (its own join already heard).
+async fn watched_room(server: &TestServer, admin: &str) -> Ws {
+    create_topic(
+        server,
+        admin,
+        json!({"name": "room", "presence": true, "subscribe": "true"}),
+    )
+    .await;
+    let mut watcher = Ws::connect(server, Some(admin)).await;
+    let watcher_conn = watcher.welcome["connection"].clone();
+    subscribe(&mut watcher, "room").await;
+    expect_change(&mut watcher, "join", &watcher_conn).await;
+    watcher
+}
+
 fn looks_like_rfc3339(text: &Value) -> bool {
     let text = text.as_str().unwrap_or_default();
     text.len() >= 20 && text.as_bytes()[10] == b'T' && text.ends_with('Z')
@@ -191,16 +207,7 @@ async fn raw_member(server: &TestServer, topic: &str) -> (RawWs, Value) {
 async fn a_connection_that_ends_leaves_however_it_ends() {
     let server = TestServer::start();
     let admin = server.admin_token().await;
-    create_topic(
-        &server,
-        &admin,
-        json!({"name": "room", "presence": true, "subscribe": "true"}),
-    )
-    .await;
-    let mut watcher = Ws::connect(&server, Some(&admin)).await;
-    let watcher_conn = watcher.welcome["connection"].clone();
-    subscribe(&mut watcher, "room").await;
-    expect_change(&mut watcher, "join", &watcher_conn).await;
+    let mut watcher = watched_room(&server, &admin).await;
 
     // A clean WebSocket close.
     let mut clean = Ws::connect(&server, None).await;
@@ -231,16 +238,7 @@ async fn a_connection_that_ends_leaves_however_it_ends() {
 async fn a_join_and_leave_within_one_window_are_never_announced() {
     let server = TestServer::start();
     let admin = server.admin_token().await;
-    create_topic(
-        &server,
-        &admin,
-        json!({"name": "room", "presence": true, "subscribe": "true"}),
-    )
-    .await;
-    let mut watcher = Ws::connect(&server, Some(&admin)).await;
-    let watcher_conn = watcher.welcome["connection"].clone();
-    subscribe(&mut watcher, "room").await;
-    expect_change(&mut watcher, "join", &watcher_conn).await;
+    let mut watcher = watched_room(&server, &admin).await;
 
     // Subscribe and unsubscribe sent back to back: both reach the hub
     // within a window.
@@ -452,16 +450,7 @@ async fn an_mqtt_subscriber_is_a_member_that_hears_nothing_itself() {
     });
     let admin = server.admin_token().await;
     let (dev, dev_id) = user(&server, &admin, "Dev", &[]).await;
-    create_topic(
-        &server,
-        &admin,
-        json!({"name": "room", "presence": true, "subscribe": "true"}),
-    )
-    .await;
-    let mut watcher = Ws::connect(&server, Some(&admin)).await;
-    let watcher_conn = watcher.welcome["connection"].clone();
-    subscribe(&mut watcher, "room").await;
-    expect_change(&mut watcher, "join", &watcher_conn).await;
+    let mut watcher = watched_room(&server, &admin).await;
 
     let mut mqtt = tokio::net::TcpStream::connect(("127.0.0.1", server.mqtt_port()))
         .await
