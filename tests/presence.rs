@@ -8,8 +8,10 @@ mod common;
 
 use std::time::Duration;
 
+use bytes::BytesMut;
 use common::live::{RawWs, Sse, Ws, OPCODE_TEXT};
 use common::{client, send, Options, TestServer};
+use rumqttc::mqttbytes::{v4, QoS};
 use serde_json::{json, Value};
 
 /// Longer than a presence window (100 ms) with room to spare.
@@ -419,28 +421,6 @@ async fn past_presence_max_subscribers_hear_only_the_count() {
     }
 }
 
-/// An MQTT 3.1.1 string or binary field: length, then the bytes.
-fn mqtt_field(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-    out.extend_from_slice(bytes);
-}
-
-/// An MQTT packet: the first byte, the remaining length, the body.
-fn mqtt_packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut len = body.len();
-    loop {
-        let byte = (len % 128) as u8;
-        len /= 128;
-        out.push(if len > 0 { byte | 0x80 } else { byte });
-        if len == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(body);
-    out
-}
-
 #[tokio::test]
 async fn an_mqtt_subscriber_is_a_member_that_hears_nothing_itself() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -455,28 +435,42 @@ async fn an_mqtt_subscriber_is_a_member_that_hears_nothing_itself() {
     let mut mqtt = tokio::net::TcpStream::connect(("127.0.0.1", server.mqtt_port()))
         .await
         .unwrap();
-    // CONNECT: MQTT 3.1.1, user name and password, clean session, 60 s
-    // keep-alive; the password is the user's access token.
-    let mut connect = Vec::new();
-    mqtt_field(&mut connect, b"MQTT");
-    connect.extend_from_slice(&[4, 0xC2, 0, 60]);
-    mqtt_field(&mut connect, b"presence-test");
-    mqtt_field(&mut connect, b"dev");
-    mqtt_field(&mut connect, dev.as_bytes());
-    mqtt.write_all(&mqtt_packet(0x10, &connect)).await.unwrap();
-    let mut connack = [0u8; 4];
-    mqtt.read_exact(&mut connack).await.unwrap();
-    assert_eq!(connack, [0x20, 2, 0, 0], "CONNACK accepted");
-    // SUBSCRIBE to `room` at QoS 0, packet id 1.
-    let mut subscribe_body = vec![0, 1];
-    mqtt_field(&mut subscribe_body, b"room");
-    subscribe_body.push(0);
-    mqtt.write_all(&mqtt_packet(0x82, &subscribe_body))
-        .await
-        .unwrap();
-    let mut suback = [0u8; 5];
-    mqtt.read_exact(&mut suback).await.unwrap();
-    assert_eq!(suback, [0x90, 3, 0, 1, 0], "SUBACK granted QoS 0");
+    // MQTT 3.1.1, encoded by the codec crate (rumqttc's mqttbytes): the
+    // password is the user's access token; then SUBSCRIBE to `room` at
+    // QoS 0, packet id 1.
+    let mut connect = v4::Connect::new("presence-test");
+    connect.keep_alive = 60;
+    connect.set_login("dev", dev.as_str());
+    let mut subscribe = v4::Subscribe::new("room", QoS::AtMostOnce);
+    subscribe.pkid = 1;
+    let mut out = BytesMut::new();
+    for packet in [
+        v4::Packet::Connect(connect),
+        v4::Packet::Subscribe(subscribe),
+    ] {
+        packet.write(&mut out, usize::MAX).unwrap();
+    }
+    mqtt.write_all(&out).await.unwrap();
+    let mut answers = BytesMut::new();
+    let mut packets = Vec::new();
+    while packets.len() < 2 {
+        match v4::Packet::read(&mut answers, usize::MAX) {
+            Ok(packet) => packets.push(packet),
+            Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {
+                assert!(mqtt.read_buf(&mut answers).await.unwrap() > 0, "closed");
+            }
+            Err(e) => panic!("unreadable answer: {e:?}"),
+        }
+    }
+    assert!(
+        matches!(&packets[0], v4::Packet::ConnAck(ack) if ack.code == v4::ConnectReturnCode::Success),
+        "CONNACK accepted: {packets:?}"
+    );
+    assert!(
+        matches!(&packets[1], v4::Packet::SubAck(ack)
+            if ack.pkid == 1 && ack.return_codes == [v4::SubscribeReasonCode::Success(QoS::AtMostOnce)]),
+        "SUBACK granted QoS 0: {packets:?}"
+    );
 
     let joined = watcher.next().await;
     assert_eq!(
