@@ -59,6 +59,7 @@ pub struct Publish {
     pub payload: Bytes,
     pub qos: u8,
     pub pkid: u16,
+    pub retain: bool,
 }
 
 /// What a client sent, as the listener handles it.
@@ -230,6 +231,7 @@ fn from_v4(packet: v4::Packet) -> Result<Inbound, DecodeError> {
             payload: publish.payload,
             qos: publish.qos as u8,
             pkid: publish.pkid,
+            retain: publish.retain,
         }),
         v4::Packet::Subscribe(subscribe) => Inbound::Subscribe {
             pkid: subscribe.pkid,
@@ -288,6 +290,7 @@ fn from_v5(packet: v5::Packet) -> Result<Inbound, DecodeError> {
                 payload: publish.payload,
                 qos: publish.qos as u8,
                 pkid: publish.pkid,
+                retain: publish.retain,
             })
         }
         v5::Packet::Subscribe(subscribe) => Inbound::Subscribe {

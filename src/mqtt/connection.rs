@@ -75,6 +75,7 @@ type Write = Pin<Box<dyn Future<Output = Vec<Done>> + Send>>;
 /// and not yet started: they become one write.
 struct Run {
     topic: String,
+    retain: bool,
     payloads: Vec<bytes::Bytes>,
     pkids: Vec<Option<u16>>,
 }
@@ -589,6 +590,7 @@ impl Session {
             payload,
             qos,
             pkid,
+            retain,
         } = publish;
         if qos > 1 {
             // CONNACK offered QoS 1 at most.
@@ -600,7 +602,11 @@ impl Session {
         let pkid = (qos == 1).then_some(pkid);
         self.publishes_in_flight += 1;
         match &mut self.run {
-            Some(run) if run.topic == topic && run.payloads.len() < usize::from(WINDOW) => {
+            Some(run)
+                if run.topic == topic
+                    && run.retain == retain
+                    && run.payloads.len() < usize::from(WINDOW) =>
+            {
                 run.payloads.push(payload);
                 run.pkids.push(pkid);
             }
@@ -608,6 +614,7 @@ impl Session {
                 self.start_run();
                 self.run = Some(Run {
                     topic,
+                    retain,
                     payloads: vec![payload],
                     pkids: vec![pkid],
                 });
@@ -627,6 +634,7 @@ impl Session {
     fn start_run(&mut self) {
         let Some(Run {
             topic,
+            retain,
             payloads,
             pkids,
         }) = self.run.take()
@@ -638,7 +646,7 @@ impl Session {
         let peer = self.peer.ip();
         self.pending.push_back(Box::pin(async move {
             let results =
-                super::publish::apply_all(&state, &principal, peer, &topic, payloads).await;
+                super::publish::apply_all(&state, &principal, peer, &topic, payloads, retain).await;
             pkids
                 .into_iter()
                 .zip(results)

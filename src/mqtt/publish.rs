@@ -1,7 +1,8 @@
 //! Where a PUBLISH goes: `C` or `C/rest/of/topic` writes into the
 //! collection `C` through the same services as REST (records, or readings
 //! whose source defaults to the topic's last segment); any other first
-//! segment is a custom topic, published under its `publish` rule. A
+//! segment is a custom topic, published under its `publish` rule (with
+//! the retain flag, kept as the topic's retained message). A
 //! refusal is the service's own [`ApiError`], which [`reason`] turns into
 //! a PUBACK reason code.
 
@@ -18,17 +19,20 @@ use crate::services::{records, series, topics};
 use crate::state::AppState;
 
 /// Writes or publishes one message; `Ok` once it is as durable as a 2xx
-/// of the same request over REST.
+/// of the same request over REST. `retain` applies to custom topics only:
+/// a collection keeps its records, and a subscriber catches up on them by
+/// resuming a persistent session.
 pub async fn apply(
     state: &AppState,
     principal: &Principal,
     peer: IpAddr,
     topic: &str,
     payload: Bytes,
+    retain: bool,
 ) -> ApiResult<()> {
     let (name, rest) = split(topic)?;
     let Some(collection) = state.store.catalog().get(name) else {
-        return publish_message(state, principal, peer, name, &payload).await;
+        return publish_message(state, principal, peer, name, &payload, retain).await;
     };
     if collection.is_series() {
         series::ingest_messages(state, principal, name, vec![payload], source(rest)).await?;
@@ -67,9 +71,10 @@ pub async fn apply_all(
     peer: IpAddr,
     topic: &str,
     payloads: Vec<Bytes>,
+    retain: bool,
 ) -> Vec<ApiResult<()>> {
     if let [payload] = payloads.as_slice() {
-        return vec![apply(state, principal, peer, topic, payload.clone()).await];
+        return vec![apply(state, principal, peer, topic, payload.clone(), retain).await];
     }
     let together = match split(topic) {
         Ok((name, rest)) => {
@@ -82,7 +87,7 @@ pub async fn apply_all(
     }
     let alone = payloads
         .into_iter()
-        .map(|payload| apply(state, principal, peer, topic, payload));
+        .map(|payload| apply(state, principal, peer, topic, payload, retain));
     futures_util::future::join_all(alone).await
 }
 
@@ -108,13 +113,16 @@ fn source(rest: Option<&str>) -> Option<String> {
 }
 
 /// A custom topic's message: the payload is its JSON `data`, at the same
-/// rate per caller as `POST /api/topics/{t}/messages`.
+/// rate per caller as `POST /api/topics/{t}/messages`. A retained empty
+/// payload clears the topic's retained message and publishes nothing, as
+/// MQTT has it.
 async fn publish_message(
     state: &AppState,
     principal: &Principal,
     peer: IpAddr,
     name: &str,
     payload: &[u8],
+    retain: bool,
 ) -> ApiResult<()> {
     let caller = match principal.id() {
         Some(id) => id,
@@ -124,7 +132,13 @@ async fn publish_message(
         .realtime
         .publish_rates
         .allow(&caller, state.live.get().message_rate)?;
-    topics::publish(state, principal, name, json(payload)?).await?;
+    if !retain {
+        topics::publish(state, principal, name, json(payload)?).await?;
+    } else if payload.is_empty() {
+        topics::clear_retained(state, principal, name).await?;
+    } else {
+        topics::publish_retained(state, principal, name, json(payload)?).await?;
+    }
     Ok(())
 }
 

@@ -33,7 +33,15 @@ pub async fn publish(
             }
         },
     };
-    match super::publish::apply(state, &principal, peer, &will.topic, will.payload).await {
+    let published = super::publish::apply(
+        state,
+        &principal,
+        peer,
+        &will.topic,
+        will.payload,
+        will.retain,
+    );
+    match published.await {
         Ok(()) => tracing::debug!(client = %client_id, topic = %will.topic, "mqtt: Will published"),
         Err(e) => {
             tracing::debug!(client = %client_id, topic = %will.topic, code = e.code, "mqtt: Will refused")

@@ -358,25 +358,40 @@ pub async fn publish(
     name: &str,
     data: Value,
 ) -> ApiResult<u64> {
-    if state.store.catalog().get(name).is_some() {
-        return Err(ApiError::bad_request(format!(
-            "{name} is a collection: write records to it instead"
-        )));
-    }
-    let topic = state
-        .store
-        .topics()
-        .get(name)
-        .ok_or_else(|| ApiError::not_found(format!("no topic {name}")))?;
-    let caller = Caller::new(principal);
+    publish_as(state, principal, name, data, false).await
+}
+
+/// Publishes on a custom topic and keeps the message as the topic's
+/// retained one (MQTT's retain flag), durably, whatever its `history`.
+pub async fn publish_retained(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    data: Value,
+) -> ApiResult<u64> {
+    publish_as(state, principal, name, data, true).await
+}
+
+/// Forgets a custom topic's retained message (MQTT: a retained PUBLISH
+/// with an empty payload), under the topic's `publish` rule.
+pub async fn clear_retained(state: &AppState, principal: &Principal, name: &str) -> ApiResult<()> {
+    may_publish(state, principal, name, &Map::new())?;
+    state
+        .writer
+        .submit(Mutation::ClearRetained(name.to_owned()))
+        .await?;
+    Ok(())
+}
+
+async fn publish_as(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    data: Value,
+    retain: bool,
+) -> ApiResult<u64> {
     let empty = Map::new();
-    if !caller.passes(&topic.publish, data.as_object().unwrap_or(&empty)) {
-        return Err(if principal.id().is_none() {
-            ApiError::unauthorized("sign in to publish here")
-        } else {
-            ApiError::forbidden(format!("the publish rule of {name} does not allow you"))
-        });
-    }
+    let topic = may_publish(state, principal, name, data.as_object().unwrap_or(&empty))?;
     let message = Message {
         seq: 0,
         topic: name.to_owned(),
@@ -389,9 +404,37 @@ pub async fn publish(
         .submit(Mutation::Publish {
             message,
             history: topic.def.history,
+            retain,
         })
         .await?;
     Ok(committed.seqs.map_or(0, |(seq, _)| seq))
+}
+
+/// The topic `name`, if its `publish` rule lets the caller publish `data`.
+fn may_publish(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    data: &Map<String, Value>,
+) -> ApiResult<Arc<Topic>> {
+    if state.store.catalog().get(name).is_some() {
+        return Err(ApiError::bad_request(format!(
+            "{name} is a collection: write records to it instead"
+        )));
+    }
+    let topic = state
+        .store
+        .topics()
+        .get(name)
+        .ok_or_else(|| ApiError::not_found(format!("no topic {name}")))?;
+    if !Caller::new(principal).passes(&topic.publish, data) {
+        return Err(if principal.id().is_none() {
+            ApiError::unauthorized("sign in to publish here")
+        } else {
+            ApiError::forbidden(format!("the publish rule of {name} does not allow you"))
+        });
+    }
+    Ok(topic)
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@
 //! | `t`    | topic name                                          | custom topic envelope      |
 //! | `h`    | topic name, 0x00, seq u64 BE                        | message envelope (history) |
 //! | `H`    | topic name                                          | u64 BE: newest seq dropped |
+//! | `R`    | topic name                                          | message envelope: the topic's retained message (MQTT) |
 //! | `b`    | collection id u32 BE, first seq u64 BE              | a block of readings (`series`) |
 //! | `s`    | collection id u32 BE, first seq u64 BE              | block length u32 BE, then the block's summary |
 //! | `I`    | collection id u32 BE, caller len u8, caller, key    | an ingest's `Idempotency-Key`: its answer |
@@ -45,6 +46,7 @@ pub const EMAIL: u8 = b'e';
 pub const TOPIC: u8 = b't';
 pub const HISTORY: u8 = b'h';
 pub const HISTORY_TRIMMED: u8 = b'H';
+pub const RETAINED: u8 = b'R';
 pub const BLOCK: u8 = b'b';
 pub const SUMMARY: u8 = b's';
 pub const IDEMPOTENCY: u8 = b'I';
@@ -76,6 +78,10 @@ pub fn history_seq(key: &[u8]) -> Option<u64> {
 
 pub fn history_trimmed(topic: &str) -> Vec<u8> {
     tagged(HISTORY_TRIMMED, topic)
+}
+
+pub fn retained(topic: &str) -> Vec<u8> {
+    tagged(RETAINED, topic)
 }
 
 pub fn change(seq: u64) -> [u8; 9] {

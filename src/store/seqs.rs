@@ -223,6 +223,7 @@ mod tests {
             .submit(Mutation::Publish {
                 message,
                 history: 0,
+                retain: false,
             })
             .await
             .unwrap()

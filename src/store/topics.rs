@@ -196,6 +196,29 @@ impl Store {
         Ok(Some(message))
     }
 
+    /// The message an MQTT subscriber gets as a topic's retained one, as
+    /// of `upto`: the newer of the last message published with the retain
+    /// flag and the newest kept in the topic's history.
+    pub fn retained_message(&self, topic: &str, upto: u64) -> Result<Option<Message>, StoreError> {
+        let kept = self.last_message(topic, upto)?;
+        let retained = match self.data.get(keys::retained(topic))? {
+            None => None,
+            Some(value) => {
+                let (seq, encoded) = value
+                    .split_first_chunk::<8>()
+                    .ok_or_else(|| StoreError::Corrupt("retained message".into()))?;
+                let mut message: Message = codec::decode(encoded)?;
+                message.seq = u64::from_be_bytes(*seq);
+                message.topic = topic.to_owned();
+                Some(message).filter(|m| m.seq <= upto)
+            }
+        };
+        Ok(match (kept, retained) {
+            (Some(kept), Some(retained)) if kept.seq > retained.seq => Some(kept),
+            (kept, retained) => retained.or(kept),
+        })
+    }
+
     /// The newest seq a topic's history has dropped (0 if none): a resume
     /// from before it may have missed messages.
     pub fn history_trimmed(&self, topic: &str) -> Result<u64, StoreError> {

@@ -2,7 +2,7 @@
 
 Driven by tests/mqtt.rs. argv[1] is a JSON plan:
   {"port": 1883, "version": 5 | 3, "client_id": "...", "password": "..." | null,
-   "subscribe_errors": false, "publish": [{"topic", "payload", "qos"}],
+   "subscribe_errors": false, "publish": [{"topic", "payload", "qos", "retain": false}],
    "errors_expected": 0, "inflight": 20,
    "subscribe": [{"topic", "qos"}], "user_properties": {"filter": "..."},
    "messages_expected": 0, "clean": true, "session_expiry": null,
@@ -142,7 +142,8 @@ if plan.get("subscribe"):
                      properties=sub_properties)
     subscribed.wait(10)
 for index, publish in enumerate(plan.get("publish", [])):
-    info = client.publish(publish["topic"], publish["payload"], qos=publish["qos"])
+    info = client.publish(publish["topic"], publish["payload"], qos=publish["qos"],
+                          retain=publish.get("retain", False))
     say({"sent": index, "mid": info.mid})
 if to_ack:
     all_acked.wait(20)

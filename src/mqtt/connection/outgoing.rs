@@ -174,9 +174,9 @@ impl Session {
     }
 
     /// Queues the retained message of each custom topic a SUBSCRIBE
-    /// named: the topic's newest kept message (topics created with
-    /// `history` keep theirs), if the subscriber may see it, judged as the
-    /// hub judges a live message.
+    /// named (the last one published with the retain flag, or the newest
+    /// its `history` keeps if that is newer), if the subscriber may see it,
+    /// judged as the hub judges a live message.
     async fn queue_retained(&mut self, subscribed: &Subscribed) {
         let viewer = Viewer::of(&self.principal);
         let now = clock::now_rfc3339();
@@ -184,13 +184,11 @@ impl Session {
             let Target::Custom(topic) = target else {
                 continue;
             };
-            if topic.def.history == 0 {
-                continue;
-            }
             let store = self.state.store.clone();
             let name = subscription.topic.clone();
             let upto = subscribed.upto;
-            let found = tokio::task::spawn_blocking(move || store.last_message(&name, upto)).await;
+            let found =
+                tokio::task::spawn_blocking(move || store.retained_message(&name, upto)).await;
             let message = match found {
                 Ok(Ok(Some(message))) => message,
                 Ok(Ok(None)) => continue,

@@ -101,11 +101,15 @@ pub enum Mutation {
     },
     /// A message on a custom topic: it takes the next seq like a change.
     /// With `history > 0` it is kept (and the topic's oldest dropped beyond
-    /// that); otherwise it never touches the disk.
+    /// that); otherwise it never touches the disk. `retain` also keeps it
+    /// as the topic's retained message (MQTT), whatever its history.
     Publish {
         message: Message,
         history: u32,
+        retain: bool,
     },
+    /// Forgets a custom topic's retained message.
+    ClearRetained(String),
 }
 
 impl Mutation {
@@ -522,7 +526,12 @@ impl WriterState {
             Mutation::DeleteUser(id) => self.delete_user(&id),
             Mutation::CreateTopic(def) => self.create_topic(def),
             Mutation::DeleteTopic(name) => self.delete_topic(&name),
-            Mutation::Publish { message, history } => self.publish(message, history),
+            Mutation::Publish {
+                message,
+                history,
+                retain,
+            } => self.publish(message, history, retain),
+            Mutation::ClearRetained(topic) => self.clear_retained(&topic),
             Mutation::Truncate {
                 collection,
                 truncation,

@@ -29,6 +29,7 @@ impl WriterState {
         let mut batch = Batch::default();
         batch.remove(keys::topic(name));
         batch.remove(keys::history_trimmed(name));
+        batch.remove(keys::retained(name));
         for key in data.scan_prefix(keys::history_prefix(name)).keys() {
             batch.remove(key?);
         }
@@ -42,6 +43,7 @@ impl WriterState {
         &mut self,
         mut message: Message,
         history: u32,
+        retain: bool,
     ) -> Result<Committed, WriteError> {
         let seq = self.next_seq;
         let data = self.store.data().clone();
@@ -49,14 +51,14 @@ impl WriterState {
         // history goes out at once: never to be handed out again.
         self.reservation.cover_now(&self.store, seq)?;
         message.seq = seq;
-        let stored = history > 0;
-        if stored {
+        let mut batch = Batch::default();
+        let mut kept = None;
+        if history > 0 {
             let prefix = keys::history_prefix(&message.topic);
             let count = match self.history_counts.get(&message.topic) {
                 Some(count) => *count,
                 None => data.scan_prefix(&prefix).count() as u64,
             };
-            let mut batch = Batch::default();
             batch.insert(keys::history(&message.topic, seq), codec::encode(&message));
             let excess = (count + 1).saturating_sub(u64::from(history));
             let mut dropped = None;
@@ -71,9 +73,17 @@ impl WriterState {
                     &dropped.to_be_bytes(),
                 );
             }
+            kept = Some(count + 1 - excess);
+        }
+        if retain {
+            batch.insert(keys::retained(&message.topic), encode_retained(&message));
+        }
+        let stored = !batch.is_empty();
+        if stored {
             self.store.apply(batch)?;
-            self.history_counts
-                .insert(message.topic.clone(), count + 1 - excess);
+        }
+        if let Some(kept) = kept {
+            self.history_counts.insert(message.topic.clone(), kept);
         }
         self.next_seq += 1;
         if let Some(tap) = &self.tap {
@@ -85,4 +95,22 @@ impl WriterState {
             collection: None,
         })
     }
+
+    pub(super) fn clear_retained(&mut self, topic: &str) -> Result<Committed, WriteError> {
+        if self.store.topics().get(topic).is_none() {
+            return Err(WriteError::TopicNotFound(topic.to_owned()));
+        }
+        let mut batch = Batch::default();
+        batch.remove(keys::retained(topic));
+        self.store.apply(batch)?;
+        Ok(Committed::default())
+    }
+}
+
+/// A retained message as stored: its seq (which the message's own
+/// encoding leaves to the key, as history does), then the message.
+fn encode_retained(message: &Message) -> Vec<u8> {
+    let mut value = message.seq.to_be_bytes().to_vec();
+    value.extend_from_slice(&codec::encode(message));
+    value
 }

@@ -238,6 +238,7 @@ async fn a_backup_is_the_tree_as_it_began_whatever_is_written_meanwhile() {
                     .submit(Mutation::Publish {
                         message,
                         history: 5,
+                        retain: false,
                     })
                     .await
                     .expect("publish");
