@@ -209,6 +209,8 @@ where
         replaying: Replaying::default(),
         delivered: 0,
         retained: Default::default(),
+        // Before any filter is resolved, so no creation goes unheard.
+        topics_created: state.store.topics().watch_created(),
         credential,
         checked: Instant::now(),
         _slot: slot,
@@ -340,6 +342,8 @@ struct Session {
     delivered: u64,
     /// Retained messages to send after a SUBACK, before anything else.
     retained: std::collections::VecDeque<crate::fanout::Frame>,
+    /// Custom topics created, heard while a wildcard filter is held.
+    topics_created: tokio::sync::watch::Receiver<u64>,
 }
 
 /// Why a session ends.
@@ -402,6 +406,7 @@ impl Session {
             let out_open = self.inflight.len() < usize::from(self.out_window);
             let live = out_open && self.retained.is_empty() && !self.replaying.active();
             let save_at = self.keeper.next_save(self.position());
+            let wildcards = self.subscriptions.has_wildcard();
             end = tokio::select! {
                 read = read_some(&mut reader, &mut buf), if window_open => match read {
                     Ok(0) | Err(_) => Some(End::Lost),
@@ -446,6 +451,10 @@ impl Session {
                     None => Some(self.hub_closed()),
                 },
                 _ = self.registration.closed.changed() => Some(self.hub_closed()),
+                Ok(()) = self.topics_created.changed(), if wildcards => {
+                    Box::pin(self.cover_new_topics()).await;
+                    None
+                }
                 Some(done) = self.pending.next() => {
                     // While its window is full the client is not read: its
                     // silence then is the server's, and does not count.

@@ -267,6 +267,84 @@ impl Subscriptions {
         out
     }
 
+    /// Whether a filter covers custom topics by wildcard, so topics
+    /// created later may be its too.
+    pub fn has_wildcard(&self) -> bool {
+        self.filters.keys().any(|path| is_wildcard(path))
+    }
+
+    /// Adds to each wildcard filter the custom topics created since it was
+    /// subscribed (or last widened) that it matches and the client may
+    /// read, under the same limits as a SUBSCRIBE; a topic past the limits
+    /// is left out, as one the client may not read is. Answers what was
+    /// registered in the hub, at which position.
+    pub async fn widen(
+        &mut self,
+        state: &AppState,
+        principal: &Principal,
+        conn: ConnId,
+    ) -> Subscribed {
+        let max = state.live.get().max_subscriptions;
+        let wildcards: Vec<(String, Props)> = self
+            .filters
+            .iter()
+            .filter(|(path, _)| is_wildcard(path))
+            .map(|(path, grant)| (path.clone(), grant.props.clone()))
+            .collect();
+        let mut added = Vec::new();
+        for (path, props) in wildcards {
+            let Ok(options) = options(&props) else {
+                continue;
+            };
+            let found = match self
+                .resolve(state, principal, &path, &options)
+                .and_then(|found| self.check_limits(&found, &path, max).map(|()| found))
+            {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::debug!(filter = %path, error = %e.message, "mqtt: new topics not added");
+                    continue;
+                }
+            };
+            let Some(grant) = self.filters.get_mut(&path) else {
+                continue;
+            };
+            for (name, (target, subscription)) in found {
+                if grant.topics.contains(&name) {
+                    continue;
+                }
+                grant.topics.push(name.clone());
+                if self.topics.contains_key(&name) {
+                    continue;
+                }
+                let cost = options.filter.as_ref().map_or(0, |f| f.cost());
+                self.topics.insert(
+                    name,
+                    Held {
+                        qos: grant.qos,
+                        cost,
+                        target: target.clone(),
+                        subscription: subscription.clone(),
+                    },
+                );
+                added.push((target, subscription));
+            }
+        }
+        self.requalify();
+        let subscriptions: Vec<Subscription> = added.iter().map(|(_, s)| s.clone()).collect();
+        let upto = if subscriptions.is_empty() {
+            0
+        } else {
+            state.realtime.subscribe(conn, subscriptions).await
+        };
+        Subscribed {
+            codes: Vec::new(),
+            reason: None,
+            added,
+            upto,
+        }
+    }
+
     /// Drops `filter`; its realtime topics that no other filter names are
     /// unsubscribed in the hub.
     pub async fn unsubscribe(&mut self, realtime: &Realtime, conn: ConnId, filter: &str) {
@@ -438,6 +516,10 @@ fn options(props: &Props) -> ApiResult<Options> {
     let ops = Ops::parse(&ops).map_err(ApiError::bad_request)?;
     let filter = records::parse_filter(props.filter.as_deref())?.map(Arc::new);
     Ok(Options { ops, filter })
+}
+
+fn is_wildcard(filter: &str) -> bool {
+    filters::parse(filter) == Ok(Named::Wildcard)
 }
 
 fn invalid(filter: &str, why: Invalid) -> String {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use super::{codec, keys, Store, StoreError};
 use crate::rules::Expr;
@@ -105,12 +106,29 @@ pub struct Message {
 }
 
 /// Custom topics by name; only the writer changes it.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Topics {
     inner: Arc<RwLock<HashMap<String, Arc<Topic>>>>,
+    /// Counts topics created, for subscribers whose wildcards cover
+    /// topics that do not exist yet.
+    created: Arc<watch::Sender<u64>>,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            inner: Arc::default(),
+            created: Arc::new(watch::Sender::new(0)),
+        }
+    }
 }
 
 impl Topics {
+    /// Changes each time a topic is created.
+    pub fn watch_created(&self) -> watch::Receiver<u64> {
+        self.created.subscribe()
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
         self.read().get(name).cloned()
     }
@@ -128,6 +146,8 @@ impl Topics {
     pub(crate) fn put(&self, topic: Arc<Topic>) {
         let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
         map.insert(topic.def.name.clone(), topic);
+        drop(map);
+        self.created.send_modify(|n| *n += 1);
     }
 
     pub(crate) fn remove(&self, name: &str) {

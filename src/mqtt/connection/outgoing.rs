@@ -61,18 +61,7 @@ impl Session {
             }
         }
         if let Some(subscribed) = &subscribed {
-            // A session that had nothing to wait for starts at the
-            // position its topics were registered at.
-            let idle = self.inflight.is_empty()
-                && !self.replaying.active()
-                && self.registration.outbox.is_empty();
-            if idle {
-                self.delivered = self.delivered.max(subscribed.upto);
-            }
-            let position = self.position();
-            self.keeper
-                .save(&self.state, &self.subscriptions, position, true)
-                .await;
+            self.registered(subscribed).await;
         }
         let reason = subscribed.as_ref().and_then(|s| s.reason.as_deref());
         let mut out = BytesMut::new();
@@ -89,6 +78,37 @@ impl Session {
         if let Some(subscribed) = &subscribed {
             self.queue_retained(subscribed).await;
         }
+    }
+
+    /// Once topics were registered in the hub: a session that had nothing
+    /// to wait for starts at the position they were registered at, and a
+    /// persistent one is saved with them.
+    async fn registered(&mut self, subscribed: &Subscribed) {
+        let idle = self.inflight.is_empty()
+            && !self.replaying.active()
+            && self.registration.outbox.is_empty();
+        if idle {
+            self.delivered = self.delivered.max(subscribed.upto);
+        }
+        let position = self.position();
+        self.keeper
+            .save(&self.state, &self.subscriptions, position, true)
+            .await;
+    }
+
+    /// A custom topic was created: the wildcard filters that match it take
+    /// it in, with its retained message, as if subscribed now.
+    pub(super) async fn cover_new_topics(&mut self) {
+        let conn = self.registration.conn;
+        let subscribed = self
+            .subscriptions
+            .widen(&self.state, &self.principal, conn)
+            .await;
+        if subscribed.added.is_empty() {
+            return;
+        }
+        self.registered(&subscribed).await;
+        self.queue_retained(&subscribed).await;
     }
 
     /// How the session ends when the hub closed it (slow consumer,
