@@ -2,8 +2,8 @@
 //! `max_records`, oldest first, through the ordinary write path, so each
 //! removal is a change-log `delete` with reason `expired`. The same loop
 //! trims the change log to `changelog_retain` entries or 24 hours, whichever
-//! keeps more, and forgets expired sign-in sessions and day-old ingest
-//! `Idempotency-Key`s. Series collections drop whole blocks instead
+//! keeps more, and forgets expired sign-in sessions, persistent MQTT
+//! sessions past their expiry, and day-old ingest `Idempotency-Key`s. Series collections drop whole blocks instead
 //! (`max_age`, `max_bytes`), each round in one write with one `expired`
 //! notice.
 
@@ -26,6 +26,26 @@ const SESSION_PRUNE_ROUNDS: u64 = 900;
 /// Ingest `Idempotency-Key`s older than a day go every ten minutes.
 const IDEMPOTENCY_PRUNE_ROUNDS: u64 = 300;
 const IDEMPOTENCY_KEEP_MS: i64 = 24 * 3600 * 1000;
+/// Expired MQTT sessions go every ten seconds: a scan of the stored
+/// sessions, which are few next to records.
+const MQTT_SESSION_PRUNE_ROUNDS: u64 = 5;
+
+/// A session is kept while its client is connected, whatever its last
+/// save says: expiry counts from the connection's end.
+async fn forget_expired_mqtt_sessions(state: &AppState) {
+    let connected = state.realtime.mqtt_client_ids().await;
+    let store = state.store.clone();
+    let now = crate::clock::now_ms();
+    let pruned = tokio::task::spawn_blocking(move || {
+        store.prune_mqtt_sessions(now, |id| connected.contains(id))
+    });
+    match pruned.await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(forgotten)) => tracing::info!(forgotten, "expired MQTT sessions forgotten"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "MQTT session pruning failed"),
+        Err(e) => tracing::warn!(error = %e, "MQTT session pruning task failed"),
+    }
+}
 
 pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut rounds: u64 = 0;
@@ -42,6 +62,9 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
                 Ok(Err(e)) => tracing::warn!(error = %e, "session pruning failed"),
                 Err(e) => tracing::warn!(error = %e, "session pruning task failed"),
             }
+        }
+        if rounds % MQTT_SESSION_PRUNE_ROUNDS == 0 {
+            forget_expired_mqtt_sessions(&state).await;
         }
         rounds += 1;
         let store = state.store.clone();

@@ -107,6 +107,8 @@ pub enum Input {
         reply: oneshot::Sender<Snapshot>,
     },
     Stats(oneshot::Sender<HubStats>),
+    /// The MQTT client ids connected now.
+    ClientIds(oneshot::Sender<HashSet<String>>),
     Stop,
 }
 
@@ -359,6 +361,9 @@ impl Hub {
             }
             Input::Stats(reply) => {
                 let _ = reply.send(self.stats());
+            }
+            Input::ClientIds(reply) => {
+                let _ = reply.send(self.client_ids());
             }
             Input::Presence { topic, reply } => {
                 let _ = reply.send(self.presence_snapshot(&topic));

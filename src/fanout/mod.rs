@@ -438,6 +438,13 @@ impl Realtime {
         answer.await.unwrap_or_default()
     }
 
+    /// The MQTT client ids connected now (none once stopped).
+    pub async fn mqtt_client_ids(&self) -> std::collections::HashSet<String> {
+        let (reply, answer) = oneshot::channel();
+        self.send(hub::Input::ClientIds(reply));
+        answer.await.unwrap_or_default()
+    }
+
     /// Closes every connection (1001), stops the hub and waits for its
     /// thread.
     pub async fn stop(&self) {

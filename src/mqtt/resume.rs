@@ -107,9 +107,7 @@ impl Keeper {
                 && self.persistent()
                 && session.principal == self.principal
                 && session.epoch == self.epoch
-                && session.expiry_s.is_none_or(|s| {
-                    clock::now_ms() - session.saved_ms <= i64::from(s).saturating_mul(1000)
-                })
+                && !session.expired(clock::now_ms())
         });
         let Some(session) = usable else {
             let client_id = self.client_id.clone();

@@ -12,22 +12,24 @@ pub async fn collect(state: &AppState, _: &AdminPermit) -> ApiResult<Value> {
     let realtime = state.realtime.stats().await;
     let store = state.store.clone();
     // Walking the data files and reading counters touches the disk.
-    let (storage_bytes, collections, series) = tokio::task::spawn_blocking(move || {
-        let mut collections = Map::new();
-        let mut series = Map::new();
-        for collection in store.catalog().all() {
-            let count = store.record_count(collection.id)?;
-            collections.insert(collection.def.name.clone(), json!(count));
-            if collection.is_series() {
-                let (bytes, blocks) = store.series_size(collection.id)?;
-                let size = json!({"readings": count, "blocks": blocks, "bytes": bytes});
-                series.insert(collection.def.name.clone(), size);
+    let (storage_bytes, collections, series, mqtt_sessions) =
+        tokio::task::spawn_blocking(move || {
+            let mut collections = Map::new();
+            let mut series = Map::new();
+            for collection in store.catalog().all() {
+                let count = store.record_count(collection.id)?;
+                collections.insert(collection.def.name.clone(), json!(count));
+                if collection.is_series() {
+                    let (bytes, blocks) = store.series_size(collection.id)?;
+                    let size = json!({"readings": count, "blocks": blocks, "bytes": bytes});
+                    series.insert(collection.def.name.clone(), size);
+                }
             }
-        }
-        Ok::<_, crate::store::StoreError>((store.size_on_disk(), collections, series))
-    })
-    .await
-    .map_err(ApiError::internal)??;
+            let sessions = store.mqtt_session_count();
+            Ok::<_, crate::store::StoreError>((store.size_on_disk(), collections, series, sessions))
+        })
+        .await
+        .map_err(ApiError::internal)??;
     Ok(json!({
         "seq": *state.writer.committed_seq().borrow(),
         "released_seq": realtime.seq,
@@ -40,6 +42,7 @@ pub async fn collect(state: &AppState, _: &AdminPermit) -> ApiResult<Value> {
         "subscriptions": realtime.subscriptions,
         "events_delivered": realtime.events_delivered,
         "slow_consumer_closes": realtime.slow_consumer_closes,
+        "mqtt_sessions": mqtt_sessions,
         "backlog_bytes": realtime.backlog_bytes,
         "storage_bytes": storage_bytes,
         "records": collections,

@@ -39,6 +39,15 @@ pub struct MqttSession {
     pub expiry_s: Option<u32>,
 }
 
+impl MqttSession {
+    /// Whether it outlived its expiry, counted from its last save (which
+    /// is its connection's end, or later for a connected client).
+    pub fn expired(&self, now_ms: i64) -> bool {
+        self.expiry_s
+            .is_some_and(|s| now_ms - self.saved_ms > i64::from(s).saturating_mul(1000))
+    }
+}
+
 fn key(client_id: &str) -> String {
     format!("{PREFIX}{client_id}")
 }
@@ -73,5 +82,36 @@ impl Store {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// How many persistent sessions are stored.
+    pub fn mqtt_session_count(&self) -> usize {
+        self.meta.scan_prefix(PREFIX).keys().count()
+    }
+
+    /// Forgets the sessions past their expiry whose client is not
+    /// connected (`connected`), durably; answers how many.
+    pub fn prune_mqtt_sessions(
+        &self,
+        now_ms: i64,
+        connected: impl Fn(&str) -> bool,
+    ) -> Result<usize, StoreError> {
+        let mut expired = Vec::new();
+        for entry in self.meta.scan_prefix(PREFIX) {
+            let (key, value) = entry?;
+            let client_id = String::from_utf8_lossy(key.get(PREFIX.len()..).unwrap_or_default());
+            // One that cannot be read is forgotten: nothing could take it up.
+            let gone = codec::decode::<MqttSession>(&value).map_or(true, |s| s.expired(now_ms));
+            if gone && !connected(&client_id) {
+                expired.push(key);
+            }
+        }
+        for key in &expired {
+            self.meta.remove(key)?;
+        }
+        if !expired.is_empty() {
+            self.flush()?;
+        }
+        Ok(expired.len())
     }
 }

@@ -52,6 +52,14 @@ impl Hub {
         }
     }
 
+    pub(super) fn client_ids(&self) -> HashSet<String> {
+        let ids = self
+            .conns
+            .values()
+            .filter_map(|c| c.handle.client_id.clone());
+        ids.collect()
+    }
+
     pub(super) fn connect(&mut self, handle: ConnHandle) {
         let id = handle.id;
         if let Some(client_id) = &handle.client_id {

@@ -192,6 +192,8 @@ pub struct Stats {
     pub subscriptions: u64,
     pub events_delivered: u64,
     pub slow_consumer_closes: u64,
+    /// Persistent MQTT sessions stored (connected or not).
+    pub mqtt_sessions: u64,
     pub backlog_bytes: u64,
     pub storage_bytes: u64,
     /// Records (or readings) per collection.
