@@ -117,6 +117,7 @@ pub async fn run(
         shutdown: stop_rx.clone(),
         setup_code: Mutex::new(setup_code),
         requests: Default::default(),
+        mqtt_sessions: Default::default(),
     });
     let retention = tokio::spawn(retention::run(state.clone(), stop_rx.clone()));
     let simulator = if demo {
@@ -176,6 +177,7 @@ pub async fn run(
     if let Some(mqtt) = mqtt {
         let _ = mqtt.await;
     }
+    crate::mqtt::finish(&state).await;
     let _ = retention.await;
     if let Some(simulator) = simulator {
         let _ = simulator.await;

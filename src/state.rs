@@ -35,6 +35,9 @@ pub struct Shared {
     pub mailer: Option<Arc<crate::mail::Mailer>>,
     /// The recent HTTP requests, for the admin UI's log page.
     pub requests: RequestLog,
+    /// MQTT sessions, over TCP and WebSocket: shutdown waits for them to
+    /// save and finish their writes before the writer stops.
+    pub mqtt_sessions: tokio_util::task::TaskTracker,
 }
 
 impl std::ops::Deref for AppState {

@@ -165,3 +165,49 @@ async fn websocket_clients_meet_the_same_caps_and_keep_alive_as_tcp() {
     third.send(&connect_v311("third", 30, &secret, None)).await;
     assert_eq!(third.read(4).await.unwrap(), CONNACK_OK);
 }
+
+/// A session over WebSocket ends at shutdown as one over TCP does,
+/// telling a 5.0 client why (DISCONNECT 0x8B) before the server exits.
+/// (That shutdown also waits for it is not seen here: one session's
+/// goodbye usually wins the race with the exit anyway.)
+#[tokio::test]
+async fn a_websocket_session_is_told_of_the_shutdown_before_the_server_exits() {
+    use bytes::BytesMut;
+    use rumqttc::v5::mqttbytes::v5::{Connect, DisconnectReasonCode, Login, Packet};
+
+    let mut server = TestServer::start_with(with_mqtt());
+    let admin = server.admin_token().await;
+    let secret = key(&server, &admin, &["device"]).await;
+    let mut ws = MqttWs::connect(&server, "mqtt").await;
+    let connect = Connect {
+        keep_alive: 0,
+        client_id: "ws-shutdown".into(),
+        clean_start: true,
+        properties: None,
+    };
+    let mut out = BytesMut::new();
+    Packet::Connect(connect, None, Some(Login::new("gw", secret)))
+        .write(&mut out, None)
+        .unwrap();
+    ws.send(&out).await;
+    let mut buf = BytesMut::new();
+    let mut next = async |ws: &mut MqttWs| loop {
+        match Packet::read(&mut buf, None) {
+            Ok(packet) => return Some(packet),
+            Err(rumqttc::v5::mqttbytes::Error::InsufficientBytes(_)) => {
+                buf.extend_from_slice(&ws.read(1).await?);
+            }
+            Err(e) => panic!("unreadable packet from the server: {e:?}"),
+        }
+    };
+    let connack = next(&mut ws).await;
+    assert!(matches!(connack, Some(Packet::ConnAck(_))), "{connack:?}");
+
+    let exited = blocking(move || server.terminate()).await;
+    assert!(exited, "a clean exit");
+    let told = next(&mut ws).await;
+    assert!(
+        matches!(&told, Some(Packet::Disconnect(d)) if d.reason_code == DisconnectReasonCode::ServerShuttingDown),
+        "{told:?}"
+    );
+}

@@ -33,7 +33,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::state::AppState;
 
@@ -41,10 +40,10 @@ use crate::state::AppState;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Accepts clients until the server stops, then waits (with a deadline)
-/// for their sessions, which watch the same signal and close themselves.
+/// for every MQTT session, those over WebSocket too, which watch the same
+/// signal and close themselves.
 pub async fn serve(state: AppState, listener: TcpListener) {
     let mut shutdown = state.shutdown.clone();
-    let mut sessions = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -54,7 +53,8 @@ pub async fn serve(state: AppState, listener: TcpListener) {
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(error = %e, "mqtt: cannot set TCP_NODELAY");
                     }
-                    sessions.spawn(connection::run(state.clone(), stream, peer));
+                    let session = connection::run(state.clone(), stream, peer);
+                    state.mqtt_sessions.spawn(session);
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait, do not spin.
@@ -62,15 +62,22 @@ pub async fn serve(state: AppState, listener: TcpListener) {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
             () = stopped(&mut shutdown) => break,
         }
     }
     drop(listener);
-    let drained = async { while sessions.join_next().await.is_some() {} };
-    if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
+    finish(&state).await;
+}
+
+/// Waits, with a deadline, for the sessions still running once the
+/// server stops (those over WebSocket even when no TCP listener runs).
+pub async fn finish(state: &AppState) {
+    state.mqtt_sessions.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, state.mqtt_sessions.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("mqtt sessions did not finish in time; closing them");
-        sessions.abort_all();
     }
 }
 

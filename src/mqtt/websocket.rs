@@ -58,6 +58,10 @@ async fn upgrade_mqtt(
         .max_frame_size(max)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .on_upgrade(move |socket| connection::run(state, ws_io::byte_stream(socket), peer))
+        .on_upgrade(move |socket| {
+            // Tracked as a TCP session is, so shutdown waits for it.
+            let sessions = state.mqtt_sessions.clone();
+            sessions.track_future(connection::run(state, ws_io::byte_stream(socket), peer))
+        })
         .into_response())
 }

@@ -41,6 +41,7 @@ pub async fn state_with_records(records: usize) -> (tempfile::TempDir, AppState)
         setup_code: Mutex::new(None),
         mailer: None,
         requests: Default::default(),
+        mqtt_sessions: Default::default(),
     });
     (dir, state)
 }
