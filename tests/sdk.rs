@@ -1,6 +1,7 @@
 //! The JavaScript client: served by the binary, and its own tests
 //! (tests/sdk/*.test.mjs) run in Node against the real server: reconnect
-//! after kill -9, resume without gaps, token refresh on an open socket.
+//! after kill -9, resume without gaps, token refresh on an open socket,
+//! and the calls for series collections.
 
 #![allow(clippy::unwrap_used)]
 
@@ -60,7 +61,10 @@ async fn the_binary_serves_the_client_it_was_built_with() {
 
 #[test]
 fn the_javascript_client_passes_its_tests_against_the_real_server() {
-    common::node::run_node_tests(&["tests/sdk/pulsebase.test.mjs"], &[]);
+    common::node::run_node_tests(
+        &["tests/sdk/pulsebase.test.mjs", "tests/sdk/series.test.mjs"],
+        &[],
+    );
 }
 
 /// Plain `node`, as a user runs it: on Node 18 and 20 there is no
@@ -124,8 +128,8 @@ fn the_typescript_declarations_agree_with_the_documented_usage() {
 const OTHER_NODES: [&str; 2] = ["18.20.8", "22.23.5"];
 
 /// Each Node major runs the client as a user would (no flags): over fetch
-/// SSE, installed into a CommonJS project, and, where Node has a WebSocket,
-/// the whole suite over the socket.
+/// SSE, installed into a CommonJS project, the series calls (plain HTTP),
+/// and, where Node has a WebSocket, the whole suite over the socket.
 #[test]
 fn the_client_works_in_each_supported_node_major() {
     let tsc = tsc();
@@ -135,6 +139,7 @@ fn the_client_works_in_each_supported_node_major() {
         let mut files = vec![
             "tests/sdk/fetch-sse.test.mjs",
             "tests/sdk/commonjs.test.mjs",
+            "tests/sdk/series.test.mjs",
         ];
         if major >= 22 {
             files.push("tests/sdk/pulsebase.test.mjs");

@@ -3,7 +3,8 @@
 // the collections list, it shows each call for a records collection and
 // for the demo's series collection `readings`, with the collection's own
 // fields in the example bodies; and the examples it shows are accepted by
-// the server as they stand.
+// the server as they stand (the client calls of a series collection are
+// run as shown).
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -111,9 +112,34 @@ test("the preview of the demo's series collection shows ingest, queries, line pr
   assert.ok(s.realtime.curl.includes(`"aggregate":{"bucket":"1m","agg":["avg(${numbers[0]})"],"group":["device"]}`), s.realtime.curl);
   assert.match(s["delete-before"].curl, /-X DELETE .*records\?before=/);
 
-  // The readings and the line protocol shown are written as they stand.
-  const written = await ctx.admin.collection("readings").create(argument(s.create.sdk, "create"));
+  // The client's own calls, not raw requests, for what the client has.
+  assert.match(s.latest.sdk, /pb\.collection\("readings"\)\.latest\(/);
+  assert.match(s.aggregate.sdk, /pb\.collection\("readings"\)\.aggregate\(/);
+  assert.match(s["line-protocol"].sdk, /pb\.writeLines\("readings", /);
+  for (const id of ["create", "line-protocol", "list", "latest", "aggregate"]) {
+    assert.doesNotMatch(s[id].sdk, /pb\.request\(|fetch\(/, `${id}: ${s[id].sdk}`);
+  }
+  assert.deepEqual(argument(s.aggregate.sdk, "aggregate").agg, [`avg(${numbers[0]})`, `avg(${numbers[1]})`, "count()"]);
+
+  // The client calls shown run as they stand, and answer as their
+  // declarations say.
+  const run = (sdk, answer) => new Function("pb", `return (async () => {\n${sdk}\nreturn ${answer};\n})()`)(ctx.admin);
+  const written = await run(s.create.sdk, "{ count, first_seq, last_seq }");
   assert.equal(written.count, 2);
+  assert.equal(written.last_seq - written.first_seq, 1);
+  const again = await run(s.create.sdk, "{ count, first_seq, last_seq }");
+  assert.deepEqual(again, written, "the idempotency key shown makes a retry write nothing");
+  assert.equal(await run(s["line-protocol"].sdk, "null"), null);
+  const latest = await run(s.latest.sdk, "items");
+  assert.ok(latest.some((r) => r.device === "gw-2"), "the second device of the example batch has a latest reading");
+  assert.deepEqual(latest.map((r) => r.device), [...latest.map((r) => r.device)].sort(), "in source order");
+  const buckets = await run(s.aggregate.sdk, "buckets");
+  // The demo's devices have written during the hour before the page was drawn.
+  assert.ok(buckets.length > 0, "buckets of the last hour");
+  for (const b of buckets) {
+    assert.deepEqual(Object.keys(b.values).sort(), [`avg(${numbers[0]})`, `avg(${numbers[1]})`, "count()"].sort());
+    assert.equal(typeof b.group.device, "string");
+  }
   const response = await fetch(`${ctx.url}/api/v2/write?bucket=readings&precision=ms`, {
     method: "POST",
     headers: { Authorization: `Token ${ctx.admin.token}` },

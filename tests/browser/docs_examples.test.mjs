@@ -1,7 +1,7 @@
 // The examples of docs/sdk.md run as written, so the docs cannot rot: the
 // page at the top (a browser app on another origin importing the client
 // from pulsebase, signing in and subscribing with a filter) in a real
-// Chromium, and the records, topics and presence examples in Node. Only
+// Chromium, and the records, topics, presence and series examples in Node. Only
 // the server's address is changed; the docs' placeholders that are not
 // runnable (`…`) are in other blocks, not these.
 
@@ -122,4 +122,51 @@ test("the records, topics and presence examples of docs/sdk.md run in Node", asy
   }
   assert.equal(said.at(-1), "1 in the lobby", `${said}`);
   assert.ok(said.every((line) => ["0 in the lobby", "1 in the lobby"].includes(line)), `${said}`);
+});
+
+test("the series examples of docs/sdk.md run in Node and print what their comments say", async () => {
+  // The first test makes `readings` a records collection; the series
+  // section means the one of docs/series.md.
+  await admin.request("DELETE", "/api/collections/readings").catch((e) => assert.equal(e.code, "not_found"));
+  await admin.request("POST", "/api/collections", {
+    name: "readings",
+    kind: "series",
+    series: "device",
+    time: "ts",
+    fields: { device: { type: "string", required: true }, temp: { type: "number" }, ts: { type: "datetime" } },
+  });
+  const run = (code) => new Function("pb", `return (async () => {\n${code}\n})()`)(admin);
+  const said = [];
+  const log = console.log;
+  console.log = (...args) => said.push(args.join(" "));
+  try {
+    const write = example("js", "readings.aggregate(");
+    await run(write);
+    // The output the example's comments show, line by line.
+    const shown = [...write.matchAll(/^\/\/ (\d{4}-.*)$/gm)].map((m) => m[1]);
+    assert.equal(shown.length, 2);
+    assert.deepEqual(said, shown);
+    // Run again, its idempotency key writes nothing a second time.
+    const before = (await admin.collection("readings").list()).items.length;
+    said.length = 0;
+    await run(write.replace(/^await pb\.writeLines\([\s\S]*?\}\);.*$/m, ""));
+    assert.equal((await admin.collection("readings").list()).items.length, before);
+
+    said.length = 0;
+    const refused = example("js", "e.details");
+    await run(refused);
+    const comment = refused.match(/console\.log\(e\.code, e\.message\);\s*\/\/ (.*)$/m)[1];
+    assert.deepEqual(said, [comment]);
+    // The details its comment gives are the server's.
+    const lines = JSON.parse(refused.match(/writeLines\("readings", (\[.*?\]), /)[1]);
+    const [, line, column] = refused.match(/e\.details \{line: (\d+), column: (\d+)\}/).map(Number);
+    await assert.rejects(admin.writeLines("readings", lines, { precision: "ms" }), (e) => {
+      assert.deepEqual(e.details, { line, column });
+      return true;
+    });
+  } finally {
+    console.log = log;
+  }
+  const written = (await admin.collection("readings").list()).items;
+  assert.equal(written.length, 4, "nothing of the refused batch");
 });

@@ -7,10 +7,13 @@ import Default, {
   PulsebaseError,
   Realtime,
   backoffDelay,
+  type AggregateBucket,
   type ConnectionState,
   type PresenceList,
   type PresenceMember,
+  type Reading,
   type RecordEvent,
+  type SeriesBatch,
   type Session,
   type Subscription,
   type User,
@@ -19,6 +22,12 @@ import Default, {
 interface Note {
   text: string;
   done: boolean;
+}
+
+interface Climate {
+  device: string;
+  temp: number;
+  ts: string | number;
 }
 
 export async function example(): Promise<void> {
@@ -63,6 +72,36 @@ export async function example(): Promise<void> {
   await notes.delete(note.id, { ifMatch: 4 });
   const untyped = await pb.collection("readings").get("01JD");
   const anything: unknown = untyped.temp;
+
+  const readings = pb.collection<Climate, "series">("readings");
+  const written: SeriesBatch<Climate> = await readings.create([
+    { device: "gw-1", temp: 21.5, ts: "2026-12-03T08:00:10Z" },
+    { device: "gw-2", temp: 19, ts: 1796284820000 },
+  ]);
+  const lastSeq: number = written.last_seq - written.first_seq + written.count;
+  const single = await readings.create({ device: "gw-1", temp: 22 }, { idempotencyKey: "gw-1-8813", returnItems: true });
+  const stored: Reading<Climate> = single.items[0];
+  const storedId: string = stored.id;
+  await pb.writeLines("readings", ["env,device=gw-1 temp=22.5 1796284830000"], { precision: "ms" });
+  await pb.writeLines("readings", "env,device=gw-2 temp=19.5 1796284830000000000", { idempotencyKey: "gw-2-1" });
+  const hour = { from: "2026-12-03T08:00:00Z", to: new Date("2026-12-03T09:00:00Z") };
+  const range = await readings.list({ ...hour, sort: "-time", limit: 100 });
+  const firstTemp: number | undefined = range.items[0]?.temp;
+  await readings.list({ from: 1796284800000, cursor: range.next_cursor ?? undefined });
+  const latest = await readings.latest({ filter: "temp > 20" });
+  const devices: string[] = latest.items.map((r) => r.device);
+  await readings.latest({ fields: ["temp"] });
+  const { buckets } = await readings.aggregate({
+    ...hour,
+    bucket: "1m",
+    agg: ["avg(temp)", "max(temp)", "count()"],
+    group: "device",
+    fill: "null",
+  });
+  await readings.aggregate({ bucket: "1h", agg: "avg(temp),count()", group: ["device"], filter: "temp > 0", fill: 0 });
+  const chart: Array<[string, unknown, number | string | boolean | null]> = buckets.map((b: AggregateBucket) => [b.t, b.group.device, b.values["avg(temp)"]]);
+  readings.subscribe({ ops: ["create"] }, (event) => console.log(event.type));
+  console.log(lastSeq, storedId, firstTemp, devices, chart);
 
   await pb.topics.create({ name: "alerts", history: 100 });
   await pb.topics.create({ name: "chat", publish: "@user != null", subscribe: "@user != null" });
@@ -170,4 +209,16 @@ export function misuse(pb: Pulsebase): void {
   void pb.topics.create({ name: "room", presence: "yes" });
   // @ts-expect-error: a count handler gets the count, a number
   pb.realtime.onPresence("room", { count: (n: string) => console.log(n) });
+  // @ts-expect-error: readings are not updated one by one
+  void pb.collection<Climate, "series">("readings").update("01JD", { temp: 1 });
+  // @ts-expect-error: aggregate is for series collections
+  void pb.collection<Note>("notes").aggregate({ bucket: "1m", agg: "count()" });
+  // @ts-expect-error: there is no median
+  void pb.collection<Climate, "series">("readings").aggregate({ bucket: "1m", agg: ["median(temp)"] });
+  // @ts-expect-error: buckets are whole seconds at least (units s, m, h, d)
+  void pb.collection<Climate, "series">("readings").aggregate({ bucket: "500ms", agg: "count()" });
+  // @ts-expect-error: a batch answer has no items unless asked for
+  void pb.collection<Climate, "series">("readings").create([]).then((b) => b.items.length);
+  // @ts-expect-error: the precision is ns, us, ms or s
+  void pb.writeLines("readings", "env temp=1", { precision: "m" });
 }

@@ -62,16 +62,16 @@ export const aggsFor = (fields) => fields.map((f) => `avg(${f})`);
  * instead of joining across the gap.
  */
 export async function history(collection, { from, to, bucket, fields }) {
-  const query = { from: new Date(from).toISOString(), to: new Date(to).toISOString(), bucket, agg: aggsFor(fields), fill: "null" };
+  const query = { from: new Date(from), to: new Date(to), bucket, agg: aggsFor(fields), fill: "null" };
   if (collection.series) query.group = collection.series;
-  const answer = await pb.request("GET", `/api/collections/${encodeURIComponent(collection.name)}/aggregate`, undefined, { query });
+  const answer = await pb.collection(collection.name).aggregate(query);
   return (answer && answer.buckets) || [];
 }
 
 /** The names of the series that have written at least once (newest reading per series). */
 export async function seriesNames(collection) {
   if (!collection.series) return [];
-  const answer = await pb.request("GET", `/api/collections/${encodeURIComponent(collection.name)}/latest`, undefined, { query: { group: collection.series } });
+  const answer = await pb.collection(collection.name).latest({ group: collection.series });
   const names = ((answer && answer.items) || []).map((r) => r[collection.series]).filter((v) => v != null);
   return [...new Set(names.map(String))].sort();
 }

@@ -65,8 +65,8 @@ export interface PulsebaseOptions {
 }
 
 export interface RequestOptions {
-  /** Query parameters; arrays are joined with commas, null and undefined left out. */
-  query?: Record<string, string | number | boolean | null | undefined | ReadonlyArray<string | number>>;
+  /** Query parameters; arrays are joined with commas, dates sent as RFC 3339, null and undefined left out. */
+  query?: Record<string, string | number | boolean | Date | null | undefined | ReadonlyArray<string | number | Date>>;
   /** Send the session's credential (default true). */
   auth?: boolean;
   /** Refresh and retry once on `token_expired` (default true). */
@@ -74,6 +74,8 @@ export interface RequestOptions {
   /** `blob` for a file download such as `GET /api/backup`. */
   as?: "json" | "blob";
   headers?: Record<string, string>;
+  /** Send `body` as it is (a string) with this Content-Type, instead of as JSON. */
+  contentType?: string;
 }
 
 /** An error answer from the server (or from the client itself, status 0). */
@@ -141,6 +143,12 @@ export interface CollectionSubscribeOptions extends SubscribeOptions {
   record?: string;
 }
 
+/** What a collection holds: records (the default), or a series' readings. */
+export type CollectionKind = "records" | "series";
+
+/** The handle `pb.collection<T, K>(name)` gives: records, or series calls for `K = "series"`. */
+export type CollectionOf<T, K extends CollectionKind> = K extends "series" ? SeriesCollectionApi<T> : CollectionApi<T>;
+
 export interface CollectionApi<T = Record<string, unknown>> {
   list(params?: ListParams): Promise<ListResult<T>>;
   get(id: string): Promise<RecordModel<T>>;
@@ -154,6 +162,115 @@ export interface CollectionApi<T = Record<string, unknown>> {
   delete(id: string, options?: WriteOptions): Promise<null>;
   /** Live changes of this collection, or of one record with `{record: id}`. */
   subscribe(options: CollectionSubscribeOptions | null | undefined, onEvent?: (event: RealtimeDelivery<T>) => void): Subscription;
+}
+
+/** A time: RFC 3339, milliseconds since the epoch, or a Date. */
+export type TimeParam = string | number | Date;
+
+/** A reading of a series collection: its fields and the ones the server adds (no `rev`, no `updated`). */
+export type Reading<T = Record<string, unknown>> = T & {
+  /** 13 characters; ids sort in write order. */
+  id: string;
+  /** The receive time. */
+  created?: string;
+  /** The writer's user (or API key) id. */
+  owner?: string | null;
+};
+
+export interface SeriesListParams extends ListParams {
+  /** Readings at or after this time. */
+  from?: TimeParam;
+  /** Readings before this time. */
+  to?: TimeParam;
+}
+
+export interface SeriesListResult<T> {
+  /** In time order (reading time, then write order); `sort: "-time"` for newest first. */
+  items: Reading<T>[];
+  next_cursor: string | null;
+  /** With `total: true`: the stored count when the caller sees every reading and gives no time range, else null. */
+  total?: number | null;
+}
+
+export interface SeriesCreateOptions {
+  /** 1-200 characters: a retry with the same key answers as the first request did and writes nothing. */
+  idempotencyKey?: string;
+  /** Answer with the stored readings too (`items`). */
+  returnItems?: boolean;
+}
+
+/** What writing readings answers: a batch is all or nothing. */
+export interface SeriesBatch<T = Record<string, unknown>> {
+  count: number;
+  first_seq: number;
+  /** `first_seq + count - 1`. */
+  last_seq: number;
+  /** With `returnItems: true`. */
+  items?: Reading<T>[];
+}
+
+export interface LatestParams {
+  /** A rule expression: per source, the newest reading that passes it. */
+  filter?: string;
+  /** Only these fields (and `id`). */
+  fields?: string | string[];
+  /** Only the collection's series field may be named. */
+  group?: string;
+}
+
+/** `count()`, `count(field)`, `sum`, `avg`, `min`, `max`, `first`, `last` (by reading time) of a field. */
+export type Aggregation = `${"count" | "sum" | "avg" | "min" | "max" | "first" | "last"}(${string})`;
+
+export interface AggregateParams {
+  /** From 1s to 30d, aligned to the Unix epoch: `30s`, `1m`, `1h`, `1d`. */
+  bucket: `${number}${"s" | "m" | "h" | "d"}`;
+  /** `["avg(temp)", "count()"]`, or the same comma-separated: `"avg(temp),count()"`. */
+  agg: Aggregation | readonly Aggregation[];
+  from?: TimeParam;
+  to?: TimeParam;
+  /** Fields to group by: a list, or comma-separated. */
+  group?: string | readonly string[];
+  /** A rule expression: only the readings that pass it. */
+  filter?: string;
+  /** Empty buckets: `none` (left out, the default), `null`, `prev` (the group's previous value), or a number. */
+  fill?: "none" | "null" | "prev" | number;
+}
+
+/** One time bucket of one group. */
+export interface AggregateBucket {
+  /** The bucket's start (RFC 3339). */
+  t: string;
+  /** The group's values; `{}` without `group`. */
+  group: Record<string, string | number | boolean | null>;
+  /** Keyed by the function as asked, e.g. `"avg(temp)"`. */
+  values: Record<string, number | string | boolean | null>;
+}
+
+export interface AggregateResult {
+  buckets: AggregateBucket[];
+}
+
+/** The calls of a series collection: `pb.collection<T, "series">(name)`. */
+export interface SeriesCollectionApi<T = Record<string, unknown>> {
+  /** Readings in time order, within `from` and `to`. */
+  list(params?: SeriesListParams): Promise<SeriesListResult<T>>;
+  get(id: string): Promise<Reading<T>>;
+  /** One reading, or an array of them: all or nothing. */
+  create(data: Partial<T> | Partial<T>[], options: SeriesCreateOptions & { returnItems: true }): Promise<SeriesBatch<T> & { items: Reading<T>[] }>;
+  create(data: Partial<T> | Partial<T>[], options?: SeriesCreateOptions): Promise<SeriesBatch<T>>;
+  /** The newest reading (by time) of each source the caller may list, in source order. */
+  latest(params?: LatestParams): Promise<{ items: Reading<T>[] }>;
+  /** Readings in time buckets. */
+  aggregate(params: AggregateParams): Promise<AggregateResult>;
+  /** One `create` event per reading. */
+  subscribe(options: CollectionSubscribeOptions | null | undefined, onEvent?: (event: RealtimeDelivery<T>) => void): Subscription;
+}
+
+export interface WriteLinesOptions {
+  /** The unit of the lines' timestamps (default `ns`, as InfluxDB's). */
+  precision?: "ns" | "us" | "ms" | "s";
+  /** As for `create`: a retry with the same key writes nothing. */
+  idempotencyKey?: string;
 }
 
 export interface TopicSettings {
@@ -358,7 +475,10 @@ export class Pulsebase {
   signOut(): Promise<void>;
   /** Any endpoint: the parsed JSON, null for 204, a Blob with `as: "blob"`. */
   request<R = any>(method: string, path: string, body?: unknown, options?: RequestOptions): Promise<R>;
-  collection<T = Record<string, unknown>>(name: string): CollectionApi<T>;
+  /** `pb.collection<Note>("notes")`; a series collection: `pb.collection<Reading, "series">("readings")`. */
+  collection<T = Record<string, unknown>, K extends CollectionKind = "records">(name: string): CollectionOf<T, K>;
+  /** InfluxDB line protocol into the series collection `bucket`, all or nothing; a bad line rejects with its number in `details`. */
+  writeLines(bucket: string, lines: string | readonly string[], options?: WriteLinesOptions): Promise<void>;
   readonly topics: TopicsApi;
   readonly realtime: Realtime;
 }

@@ -1,5 +1,5 @@
 /* @ts-self-types="./pulsebase.d.ts" */
-// pulsebase JavaScript client: auth, records, topics and realtime.
+// pulsebase JavaScript client: auth, records, series, topics and realtime.
 //
 // One file, no dependencies, an ES module for browsers
 // (`<script type="module">`, served at /sdk/pulsebase.js), Node 18+, Deno
@@ -25,6 +25,16 @@
 /** Request options carrying `If-Match: <rev>` when `ifMatch` is given. */
 function ifMatch({ ifMatch: rev } = {}) {
   return rev == null ? {} : { headers: { "If-Match": String(rev) } };
+}
+
+/** Request options carrying `Idempotency-Key` when a key is given. */
+function idempotent(key) {
+  return key == null ? {} : { headers: { "Idempotency-Key": String(key) } };
+}
+
+/** A query value as the server reads it: times as RFC 3339. */
+function queryValue(value) {
+  return value instanceof Date ? value.toISOString() : String(value);
 }
 
 /** An error answer from the server, in the contract's error shape. */
@@ -230,25 +240,28 @@ export class Pulsebase {
    * One API request. Resolves with the parsed JSON (or null for 204), or
    * with a Blob when `as: "blob"` (a file download such as /api/backup);
    * rejects with a PulsebaseError. A 401 `token_expired` is retried once
-   * after a refresh.
+   * after a refresh. The body is sent as JSON, or as it is when
+   * `contentType` is given.
    */
-  async request(method, path, body, { query, auth = true, retry = true, as = "json", headers: extra = {} } = {}) {
+  async request(method, path, body, options = {}) {
+    const { query, auth = true, retry = true, as = "json", headers: extra = {}, contentType } = options;
     let url = this.baseUrl + path;
     if (query) {
       const params = new URLSearchParams();
       for (const [k, v] of Object.entries(query)) {
         if (v == null) continue;
-        params.set(k, Array.isArray(v) ? v.join(",") : String(v));
+        params.set(k, Array.isArray(v) ? v.map(queryValue).join(",") : queryValue(v));
       }
       const qs = params.toString();
       if (qs) url += (url.includes("?") ? "&" : "?") + qs;
     }
     const headers = { ...(auth ? this._authHeaders() : {}), ...extra };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
+    // A body with a content type of its own (line protocol) goes as it is.
+    if (body !== undefined) headers["Content-Type"] = contentType || "application/json";
     const response = await this._fetch(url, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined ? undefined : contentType ? body : JSON.stringify(body),
     });
     if (response.status === 204) return null;
     if (as === "blob" && response.ok) return response.blob();
@@ -265,20 +278,38 @@ export class Pulsebase {
     const error = (data && data.error) || {};
     if (response.status === 401 && error.code === "token_expired" && auth && retry && this.session && this.session.refresh_token) {
       await this.refresh();
-      return this.request(method, path, body, { query, auth, retry: false, as, headers: extra });
+      return this.request(method, path, body, { ...options, retry: false });
     }
     throw new PulsebaseError(response.status, error.code || "http_" + response.status, error.message || response.statusText, error.details);
   }
 
-  /** Records of one collection. */
+  /** Records (or readings, for a series collection) of one collection. */
   collection(name) {
-    const base = `/api/collections/${encodeURIComponent(name)}/records`;
+    const path = `/api/collections/${encodeURIComponent(name)}`;
+    const base = `${path}/records`;
     return {
-      /** {filter, sort, limit, cursor, fields, total} → {items, next_cursor, total?} */
+      /**
+       * {filter, sort, limit, cursor, fields, total}, and for a series
+       * collection {from, to} → {items, next_cursor, total?}
+       */
       list: (params = {}) => this.request("GET", base, undefined, { query: params }),
       get: (id) => this.request("GET", `${base}/${encodeURIComponent(id)}`),
-      /** One record, or an array (one atomic batch) → the created record(s). */
-      create: (data) => this.request("POST", base, data),
+      /**
+       * One record, or an array (one atomic batch) → the created record, or
+       * {items}. A series collection answers {count, first_seq, last_seq}
+       * (with `items` too when `returnItems`); `idempotencyKey` makes a
+       * retry answer as the first request did without writing again.
+       */
+      create: (data, { idempotencyKey, returnItems } = {}) =>
+        this.request("POST", base, data, { ...idempotent(idempotencyKey), query: { return: returnItems ? "items" : null } }),
+      /** Series: the newest reading of each source; {filter, fields} → {items}. */
+      latest: (params = {}) => this.request("GET", `${path}/latest`, undefined, { query: params }),
+      /**
+       * Series: readings in time buckets; {from, to, bucket, agg, group,
+       * filter, fill} → {buckets: [{t, group, values}]}. `agg` and `group`
+       * may be lists.
+       */
+      aggregate: (params) => this.request("GET", `${path}/aggregate`, undefined, { query: params }),
       /**
        * `{ifMatch: rev}` makes the write conditional: a record that moved on
        * meanwhile is refused with 412 `precondition_failed` instead of
@@ -294,6 +325,21 @@ export class Pulsebase {
         return this.realtime.subscribe(topic, rest, onEvent);
       },
     };
+  }
+
+  /**
+   * Writes InfluxDB line protocol into the series collection `bucket`:
+   * `lines` is one string or a list of lines; `precision` (`ns`, the
+   * default, `us`, `ms` or `s`) is the unit of their timestamps. All or
+   * nothing: a bad line rejects with its number in the error's `details`.
+   */
+  async writeLines(bucket, lines, { precision, idempotencyKey } = {}) {
+    const body = Array.isArray(lines) ? lines.join("\n") : String(lines);
+    await this.request("POST", "/api/v2/write", body, {
+      query: { bucket, precision },
+      contentType: "text/plain; charset=utf-8",
+      ...idempotent(idempotencyKey),
+    });
   }
 
   /** Custom pub/sub topics. */

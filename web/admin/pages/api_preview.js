@@ -91,7 +91,6 @@ const rule = (c, op) => {
 const sh = (text) => `'${String(text).replace(/'/g, `'"'"'`)}'`;
 const auth = `-H "Authorization: Bearer $TOKEN"`;
 const json = (value) => JSON.stringify(value, null, 2);
-const indent = (text, by) => text.split("\n").join(`\n${by}`);
 
 function query(params) {
   return new URLSearchParams(Object.entries(params).filter(([, v]) => v != null)).toString();
@@ -151,11 +150,11 @@ function seriesCalls(ctx) {
   const numbers = fields.filter(([, d]) => d.type === "number" || d.type === "integer").map(([f]) => f);
   const strings = fields.filter(([f, d]) => d.type === "string" && f !== c.series).map(([f]) => f);
   const source = c.series || "device";
-  const agg = [...numbers.slice(0, 2).map((f) => `avg(${f})`), "count()"].join(",");
+  const aggs = [...numbers.slice(0, 2).map((f) => `avg(${f})`), "count()"];
   const to = new Date();
   const from = new Date(to.getTime() - 3600_000);
   const range = { from: from.toISOString(), to: to.toISOString() };
-  const aggregate = { ...range, bucket: "1m", agg, group: source, fill: "null" };
+  const aggregate = { ...range, bucket: "1m", agg: aggs.join(","), group: source, fill: "null" };
   const reading = { ...sample };
   if (c.time) reading[c.time] = to.getTime();
   const second = { ...reading, [source]: "gw-2" };
@@ -170,7 +169,7 @@ function seriesCalls(ctx) {
       call: `POST /api/collections/${c.name}/records`,
       note: `${rule(c, "create")}. One object, a JSON array or NDJSON, all or nothing; answers {count, first_seq, last_seq} (?return=items for the readings). Idempotency-Key makes a retry safe.${c.time ? ` "${c.time}" takes RFC 3339 or milliseconds; without it, the receive time.` : ""}`,
       curl: `curl -X POST ${auth} -H 'Content-Type: application/json' \\\n  -H 'Idempotency-Key: gw-1-batch-1' ${sh(`${url}/records`)} \\\n  -d ${sh(json([reading, second]))}`,
-      sdk: `await pb.collection(${js}).create(${json([reading, second])});`,
+      sdk: `const { count, first_seq, last_seq } = await pb.collection(${js}).create(${json([reading, second])}, { idempotencyKey: "gw-1-batch-1" });`,
     },
     {
       id: "line-protocol",
@@ -178,7 +177,7 @@ function seriesCalls(ctx) {
       call: "POST /api/v2/write",
       note: `${rule(c, "create")}. What Telegraf and InfluxDB clients send (gzip too); tags and fields become fields of the same names${c.time ? `, the timestamp "${c.time}"` : ""}. Answers 204.`,
       curl: `curl -X POST -H "Authorization: Token $TOKEN" ${sh(write)} \\\n  --data-binary ${sh(line)}`,
-      sdk: `// The client sends JSON; line protocol goes with fetch:\nawait fetch(${JSON.stringify(write)}, {\n  method: "POST",\n  headers: { Authorization: \`Token \${pb.token}\` },\n  body: ${JSON.stringify(line)},\n});`,
+      sdk: `await pb.writeLines(${js}, [${JSON.stringify(line)}], { precision: "ms" });`,
     },
     {
       id: "list",
@@ -202,7 +201,7 @@ function seriesCalls(ctx) {
       call: `GET /api/collections/${c.name}/latest`,
       note: `${rule(c, "list")}. The newest reading of each "${source}" the caller may list: {items}.`,
       curl: `curl ${auth} ${sh(`${url}/latest`)}`,
-      sdk: `const { items } = await pb.request("GET", ${JSON.stringify(`/api/collections/${c.name}/latest`)});`,
+      sdk: `const { items } = await pb.collection(${js}).latest();`,
     },
     {
       id: "aggregate",
@@ -212,7 +211,7 @@ function seriesCalls(ctx) {
       curl: `curl -G ${auth} ${sh(`${url}/aggregate`)} \\\n${Object.entries(aggregate)
         .map(([k, v]) => `  --data-urlencode ${sh(`${k}=${v}`)}`)
         .join(" \\\n")}`,
-      sdk: `const { buckets } = await pb.request("GET", ${JSON.stringify(`/api/collections/${c.name}/aggregate`)}, undefined, {\n  query: ${indent(json(aggregate), "  ")},\n});`,
+      sdk: `const { buckets } = await pb.collection(${js}).aggregate(${json({ ...aggregate, agg: aggs })});`,
     },
     {
       id: "delete-before",
