@@ -22,6 +22,7 @@ use crate::procs::{self, CpuUse, Server};
 use crate::Args;
 
 mod flow;
+mod publish_one;
 mod report;
 mod stage;
 
@@ -69,6 +70,9 @@ pub enum Kind {
     Fanout { subscribers: usize, rate: u32 },
     /// Custom-topic messages at `rate`/s (`history: 0`).
     Publish { subscribers: usize, rate: u32 },
+    /// One WebSocket connection publishing to a `history: 0` topic as fast
+    /// as it is answered, `window` publishes in flight, no subscriber.
+    PublishOne { window: usize },
     /// Fan-out of readings written to a series collection (run by the
     /// series suite, not listed here). `routed`: each subscriber filters
     /// to one source (`device = "gw-K"`), as a dashboard of one device
@@ -96,6 +100,7 @@ impl Scenario {
         let kind = match self.kind {
             Kind::Fanout { subscribers, rate } => format!("fanout/s{subscribers}/r{rate}"),
             Kind::Publish { subscribers, rate } => format!("publish/s{subscribers}/r{rate}"),
+            Kind::PublishOne { window } => format!("publish-one/w{window}"),
             Kind::SeriesFanout {
                 subscribers,
                 rate,
@@ -149,6 +154,9 @@ pub fn all_scenarios(peers: bool) -> Vec<Scenario> {
             subscribers: 1000,
             rate,
         }));
+    }
+    for window in [1, 64] {
+        out.push(pulsebase(Kind::PublishOne { window }));
     }
     for transport in [Transport::Ws, Transport::Sse] {
         out.push(pulsebase(Kind::Idle {
@@ -263,6 +271,9 @@ pub fn run(
         };
         match sc.kind {
             Kind::Idle { connections, .. } => idle(stage, sc, connections, hz).await,
+            Kind::PublishOne { window } => {
+                publish_one::publish_one(stage, args, sc, window, hz).await
+            }
             Kind::Fanout { subscribers, rate }
             | Kind::Publish { subscribers, rate }
             | Kind::SeriesFanout {

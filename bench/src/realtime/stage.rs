@@ -51,7 +51,7 @@ pub(super) async fn stage_pulsebase(server: Server, sc: Scenario) -> anyhow::Res
         Some(collection),
     )
     .await?;
-    if let Kind::Publish { .. } = sc.kind {
+    if let Kind::Publish { .. } | Kind::PublishOne { .. } = sc.kind {
         load::request_ok(
             addr,
             Method::POST,

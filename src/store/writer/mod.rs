@@ -113,6 +113,20 @@ pub enum Mutation {
 }
 
 impl Mutation {
+    /// A message that touches no disk (a topic without history, not
+    /// retained): its seq is covered by the durable reservation when it is
+    /// handed out, so its publisher need not wait for the group's fsync.
+    fn is_ephemeral(&self) -> bool {
+        matches!(
+            self,
+            Mutation::Publish {
+                history: 0,
+                retain: false,
+                ..
+            }
+        )
+    }
+
     fn is_create_only(&self) -> bool {
         matches!(self, Mutation::Records { ops, .. }
             if !ops.is_empty() && ops.iter().all(|op| matches!(op, RecordOp::Create(_))))
@@ -401,10 +415,17 @@ impl WriterState {
             };
             let mut staged = Staged::new(self.next_seq);
             let mut urgent = false;
+            // Whether the group wrote anything an fsync must store: a group
+            // of messages without history has nothing to flush.
+            let mut wrote = false;
             for request in group {
                 let (mutation, reply) = match request {
-                    Request::Write(mutation, reply) => (mutation, reply),
+                    Request::Write(mutation, reply) => {
+                        wrote |= !mutation.is_ephemeral();
+                        (mutation, reply)
+                    }
                     Request::Settle(how, reply) => {
+                        wrote = true;
                         urgent |= how == Settle::Always;
                         answers.settle(how, reply);
                         continue;
@@ -438,6 +459,9 @@ impl WriterState {
                     if let Some((reply, result)) = self.update_collection(def, reply) {
                         answers.send(reply, result);
                     }
+                } else if mutation.is_ephemeral() {
+                    let result = self.apply(*mutation);
+                    answers.send_now(reply, result);
                 } else {
                     let result = self.apply(*mutation);
                     answers.send(reply, result);
@@ -469,9 +493,12 @@ impl WriterState {
                 // Events wait for the mark: no reason to wait for flush_ms.
                 job.urgent |= gate.held_back();
             }
-            if let Err(std_mpsc::SendError(job)) = flusher.send(job) {
-                for (reply, _) in job.answers {
-                    let _ = reply.send(Err(WriteError::Unavailable));
+            let needs_flush = wrote || job.urgent || !job.answers.is_empty();
+            if needs_flush {
+                if let Err(std_mpsc::SendError(job)) = flusher.send(job) {
+                    for (reply, _) in job.answers {
+                        let _ = reply.send(Err(WriteError::Unavailable));
+                    }
                 }
             }
             self.chores.wrote();
