@@ -248,3 +248,57 @@ async fn a_revoked_key_writes_no_more_on_a_connection_it_opened() {
         .collect();
     assert_eq!(texts, ["before"]);
 }
+
+/// A connection signed in with an access token ends when the token
+/// expires (5.0: DISCONNECT 0x87 not authorized), keep-alive or not; the
+/// device reconnects with a fresh one.
+#[tokio::test]
+async fn a_connection_ends_when_its_access_token_expires() {
+    use bytes::BytesMut;
+    use rumqttc::v5::mqttbytes::v5::{Connect, DisconnectReasonCode, Login, Packet};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let mut options = with_mqtt();
+    options.args.extend(["--token-ttl".into(), "2s".into()]);
+    let server = TestServer::start_with(options);
+    let token = server.admin_token().await;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.mqtt_port()))
+        .await
+        .unwrap();
+    let connect = Connect {
+        keep_alive: 0,
+        client_id: "short-lived".into(),
+        clean_start: true,
+        properties: None,
+    };
+    let mut buf = BytesMut::new();
+    Packet::Connect(connect, None, Some(Login::new("user", token)))
+        .write(&mut buf, None)
+        .unwrap();
+    stream.write_all(&buf).await.unwrap();
+    let started = std::time::Instant::now();
+    buf.clear();
+    let mut packets = Vec::new();
+    while packets.len() < 2 {
+        match Packet::read(&mut buf, None) {
+            Ok(packet) => packets.push(packet),
+            Err(rumqttc::v5::mqttbytes::Error::InsufficientBytes(_)) => {
+                let read = tokio::time::timeout(Duration::from_secs(10), stream.read_buf(&mut buf))
+                    .await
+                    .expect("the server ends the connection within 10 s")
+                    .unwrap();
+                assert!(read > 0, "closed without a DISCONNECT: {packets:?}");
+            }
+            Err(e) => panic!("unreadable packet: {e:?}"),
+        }
+    }
+    assert!(matches!(packets[0], Packet::ConnAck(_)), "{packets:?}");
+    assert!(
+        matches!(&packets[1], Packet::Disconnect(d) if d.reason_code == DisconnectReasonCode::NotAuthorized),
+        "{packets:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "not before it expired"
+    );
+}

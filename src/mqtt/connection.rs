@@ -437,11 +437,6 @@ impl Session {
                         }
                     }
                 }
-                () = sleep_until(save_at) => {
-                    let position = self.position();
-                    Box::pin(self.keeper.save(&self.state, &self.subscriptions, position, false)).await;
-                    None
-                }
                 frame = self.registration.outbox.recv(), if live => match frame {
                     Some(frame) => {
                         self.deliver(&frame);
@@ -465,11 +460,19 @@ impl Session {
                     }
                     None
                 }
-                () = sleep_until(silence) => {
-                    Some(End::Close(DisconnectReasonCode::KeepAliveTimeout))
-                }
-                () = sleep_until(expires) => {
-                    Some(End::Close(DisconnectReasonCode::NotAuthorized))
+                // One timer for the three deadlines: each is a few
+                // hundred bytes in every idle connection's task.
+                () = sleep_until([save_at, silence, expires].into_iter().flatten().min()) => {
+                    let now = Instant::now();
+                    if silence.is_some_and(|at| at <= now) {
+                        Some(End::Close(DisconnectReasonCode::KeepAliveTimeout))
+                    } else if expires.is_some_and(|at| at <= now) {
+                        Some(End::Close(DisconnectReasonCode::NotAuthorized))
+                    } else {
+                        let position = self.position();
+                        Box::pin(self.keeper.save(&self.state, &self.subscriptions, position, false)).await;
+                        None
+                    }
                 }
                 () = super::stopped(&mut shutdown) => {
                     Some(End::Close(DisconnectReasonCode::ServerShuttingDown))
