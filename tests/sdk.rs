@@ -62,7 +62,11 @@ async fn the_binary_serves_the_client_it_was_built_with() {
 #[test]
 fn the_javascript_client_passes_its_tests_against_the_real_server() {
     common::node::run_node_tests(
-        &["tests/sdk/pulsebase.test.mjs", "tests/sdk/series.test.mjs"],
+        &[
+            "tests/sdk/pulsebase.test.mjs",
+            "tests/sdk/listeners.test.mjs",
+            "tests/sdk/series.test.mjs",
+        ],
         &[],
     );
 }
@@ -143,6 +147,7 @@ fn the_client_works_in_each_supported_node_major() {
         ];
         if major >= 22 {
             files.push("tests/sdk/pulsebase.test.mjs");
+            files.push("tests/sdk/listeners.test.mjs");
         }
         common::node::run_plain_node_tests(
             node.as_os_str(),
