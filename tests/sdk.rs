@@ -8,7 +8,7 @@
 mod common;
 
 use std::ffi::OsStr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{client, TestServer};
@@ -62,7 +62,11 @@ async fn the_binary_serves_the_client_it_was_built_with() {
 #[test]
 fn the_javascript_client_passes_its_tests_against_the_real_server() {
     common::node::run_node_tests(
-        &["tests/sdk/pulsebase.test.mjs", "tests/sdk/series.test.mjs"],
+        &[
+            "tests/sdk/pulsebase.test.mjs",
+            "tests/sdk/listeners.test.mjs",
+            "tests/sdk/series.test.mjs",
+        ],
         &[],
     );
 }
@@ -94,33 +98,75 @@ fn a_commonjs_project_installs_and_uses_the_package() {
     );
 }
 
+/// The newest TypeScript as well, which a newcomer gets from npm (strict
+/// by default): the declarations must read the same in both.
+const TYPESCRIPT_NEWEST: &str = "7.0.2";
+
+/// `tsc --noEmit --strict` of `file` in `dir` with each TypeScript, as a
+/// project with a bundler or Deno resolves modules; the output on failure.
+fn type_check(dir: &Path, file: &str) -> Result<(), String> {
+    for version in [TYPESCRIPT, TYPESCRIPT_NEWEST] {
+        let tsc = common::node::npm_package("typescript", version).join("bin/tsc");
+        let output = Command::new("node")
+            .arg(tsc)
+            .args([
+                "--noEmit",
+                "--strict",
+                "--target",
+                "es2022",
+                "--lib",
+                "es2022,dom",
+            ])
+            .args(["--module", "preserve", "--moduleResolution", "bundler"])
+            .arg(file)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        if !output.status.success() {
+            return Err(format!(
+                "TypeScript {version}, tsc --noEmit {file}:\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The example written as docs/sdk.md shows the API type-checks against
 /// web/sdk/pulsebase.d.ts (it holds `@ts-expect-error` lines too, so
 /// declarations that accept anything fail as well).
 #[test]
 fn the_typescript_declarations_agree_with_the_documented_usage() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let output = Command::new("node")
-        .arg(tsc())
-        .args([
-            "--noEmit",
-            "--strict",
-            "--target",
-            "es2022",
-            "--lib",
-            "es2022,dom",
-        ])
-        .args(["--module", "preserve", "--moduleResolution", "bundler"])
-        .arg("tests/sdk/example.ts")
-        .current_dir(root)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "tsc --noEmit tests/sdk/example.ts:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if let Err(report) = type_check(root, "tests/sdk/example.ts") {
+        panic!("{report}");
+    }
+}
+
+/// The first example of docs/sdk.md, copied as it stands into a project
+/// that has the package installed, compiles as TypeScript.
+#[test]
+fn the_first_example_of_the_client_docs_compiles_as_typescript() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docs = std::fs::read_to_string(root.join("docs/sdk.md")).unwrap();
+    let (_, first) = docs.split_once("```").unwrap();
+    let (fence, rest) = first.split_once('\n').unwrap();
+    assert_eq!(fence, "ts", "docs/sdk.md's first example is TypeScript");
+    let (code, _) = rest.split_once("\n```").unwrap();
+    assert!(code.contains("from \"pulsebase\""), "{code}");
+
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir(project.path().join("node_modules")).unwrap();
+    std::os::unix::fs::symlink(
+        root.join("web/sdk"),
+        project.path().join("node_modules/pulsebase"),
+    )
+    .unwrap();
+    std::fs::write(project.path().join("app.ts"), code).unwrap();
+    if let Err(report) = type_check(project.path(), "app.ts") {
+        panic!("{report}\n{code}");
+    }
 }
 
 /// Official Node builds of the other supported majors, from the npm
@@ -143,6 +189,7 @@ fn the_client_works_in_each_supported_node_major() {
         ];
         if major >= 22 {
             files.push("tests/sdk/pulsebase.test.mjs");
+            files.push("tests/sdk/listeners.test.mjs");
         }
         common::node::run_plain_node_tests(
             node.as_os_str(),

@@ -85,6 +85,22 @@ test("the preview of a records collection shows every call with its fields, and 
   const list = argument(s.list.sdk, "list");
   const page1 = await ctx.admin.collection("notes").list(list);
   assert.ok(page1.items.some((r) => r.id === created.id), `the example filter ${list.filter} finds the example record`);
+
+  // The subscription shown runs as it stands: the collection's first field
+  // on a create, the id on a delete.
+  const logged = [];
+  const capture = { log: (...args) => logged.push(args) };
+  const sub = await new Function("pb", "console", `return (async () => {\n${s.realtime.sdk}\nreturn sub;\n})()`)(ctx.admin, capture);
+  const live = await ctx.admin.collection("notes").create(body);
+  await ctx.admin.collection("notes").delete(live.id);
+  for (let i = 0; i < 200 && logged.length < 2; i++) await new Promise((r) => setTimeout(r, 25));
+  sub.unsubscribe();
+  const [first] = Object.keys((await ctx.admin.request("GET", "/api/collections/notes")).fields);
+  assert.deepEqual(
+    logged.map((args) => args.filter((a) => typeof a !== "number")),
+    [["create", body[first]], ["deleted", live.id]],
+    s.realtime.sdk,
+  );
   await page.screenshot(shot("api-preview-records"));
 });
 

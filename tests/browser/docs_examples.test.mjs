@@ -1,5 +1,5 @@
 // The examples of docs/sdk.md run as written, so the docs cannot rot: the
-// page at the top (a browser app on another origin importing the client
+// page near the top (a browser app on another origin importing the client
 // from pulsebase, signing in and subscribing with a filter) in a real
 // Chromium, and the records, topics, presence and series examples in Node. Only
 // the server's address is changed; the docs' placeholders that are not
@@ -52,7 +52,7 @@ after(async () => {
   if (server) server.child.kill("SIGKILL");
 });
 
-test("the page at the top of docs/sdk.md signs in from another origin and logs matching creates", async () => {
+test("the page near the top of docs/sdk.md signs in from another origin and logs matching creates", async () => {
   // What the example assumes exists: its collection and its user.
   await admin.request("POST", "/api/collections", {
     name: "readings",

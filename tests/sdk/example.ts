@@ -13,9 +13,12 @@ import Default, {
   type PresenceMember,
   type Reading,
   type RecordEvent,
+  type ReadingEvent,
   type SeriesBatch,
   type Session,
   type Subscription,
+  type TopicMessage,
+  type UnsubscribedMessage,
   type User,
 } from "../../web/sdk/pulsebase.js";
 
@@ -28,6 +31,28 @@ interface Climate {
   device: string;
   temp: number;
   ts: string | number;
+}
+
+interface Chat {
+  text: string;
+}
+
+// What a newcomer writes with no narrowing at all: it compiles, and it is
+// true, since the fields of a record that left view read as undefined.
+export async function newcomer(): Promise<void> {
+  type Reading = { sensor: string; value: number };
+  const pb = new Pulsebase("http://127.0.0.1:7070");
+  await pb.signIn("a@example.com", "pw");
+  pb.collection<Reading>("readings").subscribe((e) => {
+    console.log(e.op, e.record.sensor, e.record.value);
+  });
+  pb.collection<Reading>("readings").subscribe((e) => {
+    const sensor: string | undefined = e.record.sensor;
+    if (e.op !== "delete") {
+      const value: number = e.record.value;
+      console.log(sensor, value.toFixed(1));
+    }
+  });
 }
 
 export async function example(): Promise<void> {
@@ -100,7 +125,7 @@ export async function example(): Promise<void> {
   });
   await readings.aggregate({ bucket: "1h", agg: "avg(temp),count()", group: ["device"], filter: "temp > 0", fill: 0 });
   const chart: Array<[string, unknown, number | string | boolean | null]> = buckets.map((b: AggregateBucket) => [b.t, b.group.device, b.values["avg(temp)"]]);
-  readings.subscribe({ ops: ["create"] }, (event) => console.log(event.type));
+  readings.subscribe({ ops: ["create"] }, (event) => console.log(event.type, event.record.device));
   console.log(lastSeq, storedId, firstTemp, devices, chart);
 
   await pb.topics.create({ name: "alerts", history: 100 });
@@ -133,13 +158,13 @@ export async function example(): Promise<void> {
 
   const realtime: Realtime = pb.realtime;
   const sub: Subscription = realtime.subscribe("readings", { ops: ["create"], filter: "temp > 30" }, (event) => {
+    // Without a type argument: a collection's events or a topic's messages.
     if (event.type === "event") {
       const op: "create" | "update" | "delete" = event.op;
-      console.log(event.seq, op, event.record, event.reason);
-    } else if (event.type === "message") {
-      console.log(event.topic, event.data, event.from);
+      console.log(event.seq, op, event.record.id, event.record.temp, event.reason);
     } else {
-      console.log(event.reason);
+      const data: unknown = event.data;
+      console.log(event.topic, data, event.from);
     }
   });
   const reply = await sub.ready;
@@ -147,14 +172,47 @@ export async function example(): Promise<void> {
   sub.unsubscribe();
   realtime.subscribe("readings/01JD", {}, () => {});
   realtime.subscribe("chat-1", { since: 42 });
+  realtime.subscribe<Chat>("chat-1", (m) => console.log(m.seq, m.from, m.data.text.length));
+  realtime.subscribe<Chat>("chat-1", { since: 42, onUnsubscribed: (n) => console.log(n.reason) }, (m) => {
+    const text: string = m.data.text;
+    console.log(text);
+  });
+  realtime.subscribe("chat-1", (m: TopicMessage<Chat>) => console.log(m.data.text));
+  realtime.subscribe("readings", (delivery) => console.log(delivery.topic, delivery.seq));
   const one = notes.subscribe({ record: "01JD", ops: ["update", "delete"] }, (event) => {
-    if (event.type === "event" && event.record && "text" in event.record) {
+    if (event.op !== "delete") {
       const text: string = event.record.text;
       console.log(text);
+    } else {
+      const gone: string = event.record.id;
+      console.log(gone, event.reason === "left" ? "out of view" : event.record.text);
     }
   });
   await one.ready;
   notes.subscribe(null, (event) => console.log(event.topic));
+  notes.subscribe((event) => {
+    switch (event.op) {
+      case "create":
+        console.log(event.reason === "entered" ? "into view" : "new", event.record.done);
+        break;
+      case "update": {
+        const why: undefined = event.reason;
+        console.log(event.record.rev, event.record.done, why);
+        break;
+      }
+      case "delete":
+        // The record as it was, or only its id if it left view.
+        if (event.reason !== "left") console.log(event.record.text);
+        break;
+    }
+  });
+  const ended = notes.subscribe({ onUnsubscribed: (notice: UnsubscribedMessage) => console.log(notice.reason) });
+  ended.unsubscribe();
+  readings.subscribe((event: ReadingEvent<Climate>) => {
+    const reading: Reading<Climate> = event.record;
+    const temp: number = reading.temp;
+    console.log(event.op, temp, reading.owner);
+  });
 
   const published: number = await realtime.publish("chat-1", { text: "hi" });
   await pb.topics.create({ name: "room", presence: true });
@@ -221,4 +279,28 @@ export function misuse(pb: Pulsebase): void {
   void pb.collection<Climate, "series">("readings").create([]).then((b) => b.items.length);
   // @ts-expect-error: the precision is ns, us, ms or s
   void pb.writeLines("readings", "env temp=1", { precision: "m" });
+  // @ts-expect-error: signing in is pb.signIn; there is no pb.auth
+  void pb.auth.signIn("a@example.com", "pw");
+  pb.collection<Climate>("readings").subscribe((e) => {
+    // @ts-expect-error: a record that left view carries only its id: narrow on op first
+    console.log(e.record.temp.toFixed(1));
+    if (e.op === "delete" && e.reason === "left") {
+      // @ts-expect-error: only the id, whatever the collection holds
+      console.log(e.record.device.length);
+    }
+    // @ts-expect-error: the end of a subscription goes to onUnsubscribed, never to the listener
+    if (e.type === "unsubscribed") console.log(e.topic);
+    // @ts-expect-error: record events have no data; topic messages do
+    console.log(e.data);
+  });
+  pb.collection<Climate, "series">("readings").subscribe((e) => {
+    // @ts-expect-error: readings are only created (dropped ones come as the expired event of realtime.on)
+    if (e.op === "delete") console.log(e.seq);
+  });
+  // @ts-expect-error: a topic message has data, not a record
+  pb.realtime.subscribe<Chat>("chat-1", (m) => console.log(m.record));
+  // @ts-expect-error: the data is what the type argument says
+  pb.realtime.subscribe<Chat>("chat-1", (m) => console.log(m.data.txt));
+  // @ts-expect-error: without a type argument a listener hears record events or messages: narrow on type
+  pb.realtime.subscribe("chat-1", (m) => console.log(m.data));
 }

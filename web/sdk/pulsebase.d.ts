@@ -136,6 +136,12 @@ export interface SubscribeOptions {
   filter?: string;
   /** Start after this seq (the events after it are replayed first). */
   since?: number;
+  /**
+   * The server ended the subscription (its topic was deleted or its
+   * collection dropped); no event follows. The listener never gets this
+   * notice: it hears only record events or topic messages.
+   */
+  onUnsubscribed?: (notice: UnsubscribedMessage) => void;
 }
 
 export interface CollectionSubscribeOptions extends SubscribeOptions {
@@ -160,8 +166,13 @@ export interface CollectionApi<T = Record<string, unknown>> {
   /** PUT: the whole record. */
   replace(id: string, data: T, options?: WriteOptions): Promise<RecordModel<T>>;
   delete(id: string, options?: WriteOptions): Promise<null>;
-  /** Live changes of this collection, or of one record with `{record: id}`. */
-  subscribe(options: CollectionSubscribeOptions | null | undefined, onEvent?: (event: RealtimeDelivery<T>) => void): Subscription;
+  /**
+   * Live changes of this collection, or of one record with `{record: id}`:
+   * `subscribe((e) => …)`, or `subscribe(options, (e) => …)`. Narrow on
+   * `op` (or `reason`) for the record's fields: see `RecordEvent`.
+   */
+  subscribe(onEvent: (event: RecordEvent<T>) => void): Subscription;
+  subscribe(options: CollectionSubscribeOptions | null | undefined, onEvent?: (event: RecordEvent<T>) => void): Subscription;
 }
 
 /** A time: RFC 3339, milliseconds since the epoch, or a Date. */
@@ -262,8 +273,9 @@ export interface SeriesCollectionApi<T = Record<string, unknown>> {
   latest(params?: LatestParams): Promise<{ items: Reading<T>[] }>;
   /** Readings in time buckets. */
   aggregate(params: AggregateParams): Promise<AggregateResult>;
-  /** One `create` event per reading. */
-  subscribe(options: CollectionSubscribeOptions | null | undefined, onEvent?: (event: RealtimeDelivery<T>) => void): Subscription;
+  /** One `create` event per reading (dropped readings are the `expired` event of `pb.realtime.on`). */
+  subscribe(onEvent: (event: ReadingEvent<T>) => void): Subscription;
+  subscribe(options: CollectionSubscribeOptions | null | undefined, onEvent?: (event: ReadingEvent<T>) => void): Subscription;
 }
 
 export interface WriteLinesOptions {
@@ -292,17 +304,68 @@ export interface TopicsApi {
   publish(name: string, data: unknown): Promise<{ seq: number }>;
 }
 
-/** A change to a record (`type: "event"`). */
-export interface RecordEvent<T = Record<string, unknown>> {
+/** What every record event carries besides its `op`, `record` and `reason`. */
+export interface EventHeader {
   type: "event";
+  /** The collection (`readings`), or the record topic (`readings/ID`) subscribed to. */
   topic: string;
-  op: Op;
   seq: number;
   ts: string;
-  /** The record; only `{id}` for a delete. */
-  record: RecordModel<T> | { id: string } | null;
-  /** `entered`/`left`: the record came into or went out of view; `expired`: dropped by retention. */
-  reason?: "entered" | "left" | "expired";
+}
+
+/** A record was created, or an update brought it into view (`reason: "entered"`). */
+export interface RecordCreated<T = Record<string, unknown>> extends EventHeader {
+  op: "create";
+  record: RecordModel<T>;
+  reason?: "entered";
+}
+
+/** A record was updated (and is still in view): the record as it is now. */
+export interface RecordUpdated<T = Record<string, unknown>> extends EventHeader {
+  op: "update";
+  record: RecordModel<T>;
+  reason?: undefined;
+}
+
+/** A record was deleted, or removed by retention (`reason: "expired"`): the record as it was. */
+export interface RecordDeleted<T = Record<string, unknown>> extends EventHeader {
+  op: "delete";
+  record: RecordModel<T>;
+  reason?: "expired";
+}
+
+/**
+ * An update took the record out of what the subscription may see (its
+ * rules or its `filter`): a delete carrying only the id.
+ */
+export interface RecordLeft<T = Record<string, unknown>> extends EventHeader {
+  op: "delete";
+  reason: "left";
+  record: LeftRecord<T>;
+}
+
+/**
+ * The record of a `left` event: only its `id`. Its other fields are
+ * declared absent, so that before narrowing `event.record.temp` reads as
+ * what it is, the field's type or `undefined`.
+ */
+export type LeftRecord<T = Record<string, unknown>> = string extends keyof T
+  ? { id: string } & Record<string, unknown>
+  : { id: string } & { [K in Exclude<keyof RecordModel<T>, "id">]?: undefined };
+
+/**
+ * A change to a record (`type: "event"`), as a subscription of a collection
+ * of `T` hears it. `record` is the record, except when an update took it
+ * out of view (`op: "delete"`, `reason: "left"`): then only `{id}`. So
+ * `if (e.op !== "delete")` (or `e.reason !== "left"`) narrows `e.record`
+ * to the whole record.
+ */
+export type RecordEvent<T = Record<string, unknown>> = RecordCreated<T> | RecordUpdated<T> | RecordDeleted<T> | RecordLeft<T>;
+
+/** A reading written to a series collection: one `create` event each. */
+export interface ReadingEvent<T = Record<string, unknown>> extends EventHeader {
+  op: "create";
+  record: Reading<T>;
 }
 
 /** A message on a custom topic (`type: "message"`). */
@@ -316,12 +379,16 @@ export interface TopicMessage<D = unknown> {
   data: D;
 }
 
-/** The server ended a subscription. */
+/**
+ * The server ended a subscription: to `SubscribeOptions.onUnsubscribed`
+ * and the `unsubscribed` event of `pb.realtime.on`, never to a listener.
+ * (A resume the server cut short resubscribes by itself and reports
+ * `history_expired` as an error instead.)
+ */
 export interface UnsubscribedMessage {
   type: "unsubscribed";
   topic: string;
-  reason: "topic_deleted" | "collection_dropped" | "history_expired";
-  oldest?: number;
+  reason: "topic_deleted" | "collection_dropped";
 }
 
 /** A signed-in member of a presence topic, as fellow subscribers see them. */
@@ -366,8 +433,12 @@ export interface PresenceHandlers {
   count?(count: number, message: PresenceCount): void;
 }
 
-/** What a subscription's listener receives. */
-export type RealtimeDelivery<T = Record<string, unknown>> = RecordEvent<T> | TopicMessage | UnsubscribedMessage;
+/**
+ * What the listener of `pb.realtime.subscribe(topic)` receives without a
+ * type argument: the record events of a collection or record topic, or the
+ * messages of a custom topic (the topic's name decides which).
+ */
+export type RealtimeDelivery<T = Record<string, unknown>, D = unknown> = RecordEvent<T> | TopicMessage<D>;
 
 /** The server's reply to a subscribe. Over SSE only `{type, topic}`. */
 export interface SubscribeReply {
@@ -426,8 +497,16 @@ export class Realtime {
   /** Listens; returns a function that stops listening. */
   on<K extends keyof RealtimeEvents>(event: K, listener: (value: RealtimeEvents[K]) => void): () => void;
   on(event: string, listener: (value: any) => void): () => void;
-  /** A collection (`readings`), a record (`readings/ID`) or a custom topic. */
-  subscribe<T = Record<string, unknown>>(topic: string, options?: SubscribeOptions, onEvent?: (event: RealtimeDelivery<T>) => void): Subscription;
+  /**
+   * A collection (`readings`), a record (`readings/ID`) or a custom topic;
+   * the listener hears its record events or its messages. Typed records:
+   * `pb.collection<T>(name).subscribe`.
+   */
+  subscribe(topic: string, onEvent: (delivery: RealtimeDelivery) => void): Subscription;
+  subscribe(topic: string, options?: SubscribeOptions | null, onEvent?: (delivery: RealtimeDelivery) => void): Subscription;
+  /** A custom topic whose messages carry `D`: `pb.realtime.subscribe<Chat>("chat", (m) => m.data.text)`. */
+  subscribe<D>(topic: string, onMessage: (message: TopicMessage<D>) => void): Subscription;
+  subscribe<D>(topic: string, options: SubscribeOptions | null | undefined, onMessage?: (message: TopicMessage<D>) => void): Subscription;
   /** Publishes on a custom topic over the socket (WebSocket only); resolves with the seq. */
   publish(topic: string, data: unknown): Promise<number>;
   /** Who is subscribed to a topic created with `presence: true` (WebSocket only). */

@@ -318,8 +318,12 @@ export class Pulsebase {
       update: (id, data, opts = {}) => this.request("PATCH", `${base}/${encodeURIComponent(id)}`, data, ifMatch(opts)),
       replace: (id, data, opts = {}) => this.request("PUT", `${base}/${encodeURIComponent(id)}`, data, ifMatch(opts)),
       delete: (id, opts = {}) => this.request("DELETE", `${base}/${encodeURIComponent(id)}`, undefined, ifMatch(opts)),
-      /** Live changes of this collection (or of one record with `{record: id}`). */
+      /**
+       * Live changes of this collection (or of one record with `{record:
+       * id}`): `subscribe(onEvent)` or `subscribe(options, onEvent)`.
+       */
       subscribe: (options, onEvent) => {
+        if (typeof options === "function") [options, onEvent] = [null, options];
         const { record, ...rest } = options || {};
         const topic = record ? `${name}/${record}` : name;
         return this.realtime.subscribe(topic, rest, onEvent);
@@ -416,18 +420,25 @@ export class Realtime {
 
   /**
    * Subscribes to a collection (`readings`), a record (`readings/ID`) or a
-   * custom topic. `options`: {ops, filter, since}. `onEvent` gets every
-   * event/message object. Returns {unsubscribe(), ready} where `ready`
-   * resolves with the server's reply to the first subscribe.
+   * custom topic: `subscribe(topic, onEvent)` or `subscribe(topic, options,
+   * onEvent)`. `options`: {ops, filter, since, onUnsubscribed}. `onEvent`
+   * gets every event or message of the topic and nothing else, so its
+   * argument has one shape per kind of topic; the server ending the
+   * subscription goes to `onUnsubscribed` (and the `unsubscribed` event).
+   * Returns {unsubscribe(), ready} where `ready` resolves with the server's
+   * reply to the first subscribe.
    */
-  subscribe(topic, options = {}, onEvent) {
+  subscribe(topic, options, onEvent) {
+    if (typeof options === "function") [options, onEvent] = [null, options];
+    const { onUnsubscribed, ...wanted } = options || {};
     let sub = this._subs.get(topic);
     const existing = Boolean(sub);
     if (!sub) {
-      sub = { topic, options: { ...options }, listeners: new Set(), lastSeq: options.since ?? null, live: false };
+      sub = { topic, options: wanted, listeners: new Set(), ended: new Set(), lastSeq: wanted.since ?? null, live: false };
       this._subs.set(topic, sub);
     }
     if (onEvent) sub.listeners.add(onEvent);
+    if (onUnsubscribed) sub.ended.add(onUnsubscribed);
     let ready;
     if (existing && sub.live) {
       // One server subscription per topic; another listener just joins it.
@@ -451,6 +462,7 @@ export class Realtime {
       ready,
       unsubscribe: () => {
         if (onEvent) sub.listeners.delete(onEvent);
+        if (onUnsubscribed) sub.ended.delete(onUnsubscribed);
         if (sub.listeners.size === 0 && this._subs.get(topic) === sub) {
           this._subs.delete(topic);
           if (this.transport === "ws" && this.state === "open") {
@@ -698,7 +710,13 @@ export class Realtime {
         }
         if (sub) {
           this._subs.delete(message.topic);
-          for (const listener of sub.listeners) listener(message);
+          for (const handler of sub.ended) {
+            try {
+              handler(message);
+            } catch (e) {
+              console.error(e);
+            }
+          }
         }
         this._emit("unsubscribed", message);
         break;

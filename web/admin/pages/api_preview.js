@@ -234,6 +234,9 @@ function realtime(ctx) {
     ? { action: "subscribe", topic: c.name, id: 1, aggregate: { bucket: "1m", agg: [numbers[0] ? `avg(${numbers[0]})` : "count()"], group: [c.series || "device"] } }
     : { action: "subscribe", topic: c.name, id: 1, ops: c.events || ["create", "update", "delete"], filter };
   const sse = `${origin}/api/realtime/sse?${query(series ? { topic: c.name } : { topic: c.name, ops: subscribe.ops.join(","), filter })}`;
+  // The first field, as a newcomer reads it: only a delete may lack it.
+  const first = ctx.fields.length ? ctx.fields[0][0] : null;
+  const field = first === null ? "" : /^[A-Za-z_$][\w$]*$/.test(first) ? `.${first}` : `[${JSON.stringify(first)}]`;
   return section({
     id: "realtime",
     title: "Subscribe to changes",
@@ -241,8 +244,8 @@ function realtime(ctx) {
     note: `Events pass the ${c.rules && c.rules.view ? `view rule (${c.rules.view})` : "view rule (admins only without one)"} for each subscriber. ${series ? "Without aggregate, one create event per reading; with it, one bucket message per closed bucket and group." : `Events: ${(c.events || []).join(", ") || "none"}; a record topic ${c.name}/RECORD_ID follows one record.`} Send since (or Last-Event-ID over SSE) to resume.`,
     curl: `# WebSocket (subprotocol pulsebase.v1; the token as Authorization, ?token= or bearer.<token>):\n# connect to ${ws}?token=$TOKEN and send\n${JSON.stringify(subscribe)}\n\n# SSE:\ncurl -N ${auth} ${sh(sse)}`,
     sdk: series
-      ? `// One create event per reading:\nconst sub = pb.collection(${js}).subscribe({}, (event) => console.log(event.seq, event.record));\nawait sub.ready;\n// Or closed buckets instead (WebSocket; a connection holds one subscription per topic),\n// asked for again on every (re)connection:\npb.realtime.on("bucket", (bucket) => console.log(bucket.t, bucket.group, bucket.values));\npb.realtime.on("welcome", () => pb.realtime.request("subscribe", ${JSON.stringify({ topic: c.name, aggregate: subscribe.aggregate })}));\npb.realtime.connect();`
-      : `const sub = pb.collection(${js}).subscribe(${json({ ops: subscribe.ops, filter })}, (event) => {\n  console.log(event.op, event.seq, event.record);\n});\nawait sub.ready;\n// later: sub.unsubscribe();`,
+      ? `// One create event per reading:\nconst sub = pb.collection(${js}).subscribe((event) => console.log(event.seq, event.record${field}));\nawait sub.ready;\n// Or closed buckets instead (WebSocket; a connection holds one subscription per topic),\n// asked for again on every (re)connection:\npb.realtime.on("bucket", (bucket) => console.log(bucket.t, bucket.group, bucket.values));\npb.realtime.on("welcome", () => pb.realtime.request("subscribe", ${JSON.stringify({ topic: c.name, aggregate: subscribe.aggregate })}));\npb.realtime.connect();`
+      : `const sub = pb.collection(${js}).subscribe(${json({ ops: subscribe.ops, filter })}, (event) => {\n  // A delete carries the record as it was; one that left your view (reason "left") only its id.\n  if (event.op === "delete") console.log("deleted", event.record.id);\n  else console.log(event.op, event.seq, event.record${field});\n});\nawait sub.ready;\n// later: sub.unsubscribe();`,
   });
 }
 

@@ -51,7 +51,8 @@ export function liveConsole(app) {
     error.textContent = "";
     stop();
     const chosen = [...form.querySelectorAll("input[name=op]:checked")].map((i) => i.value);
-    const options = {};
+    // The stream shows the end of the subscription too.
+    const options = { onUnsubscribed: show };
     if (chosen.length && chosen.length < 3) options.ops = chosen;
     if (form.filter.value.trim()) options.filter = form.filter.value.trim();
     subscription = pb.realtime.subscribe(form.topic.value.trim(), options, show);

@@ -36,7 +36,8 @@ export function records(app, name) {
     if (left) return;
     const browser = recordBrowser(collection, error, live);
     app.append(...browser.elements);
-    subscription = pb.realtime.subscribe(name, {}, browser.onEvent);
+    // The end of the subscription (a dropped collection) is shown as the events are.
+    subscription = pb.realtime.subscribe(name, { onUnsubscribed: browser.onEvent }, browser.onEvent);
     subscription.ready.catch((e) => (error.textContent = `live updates are off: ${message(e)}`));
     // Load once subscribed (or after 2 s without an answer), so no write
     // falls between the page's read and the first live event.
