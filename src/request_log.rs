@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use crate::protocol::requests::RequestEntry;
+use crate::protocol::requests::{RequestEntry, RequestLogPage};
 
 /// Entries kept: a few minutes of a busy admin session, a few hundred KiB
 /// at most (paths and messages are cut short before they are recorded).
@@ -60,6 +60,8 @@ pub struct Wanted {
     pub status: Option<StatusFilter>,
     /// Paths starting with this.
     pub path_prefix: Option<String>,
+    /// Only the admin UI's own requests (`true`) or only the others.
+    pub admin_ui: Option<bool>,
     /// At most this many (all kept when `None`).
     pub limit: Option<usize>,
 }
@@ -86,10 +88,11 @@ impl RequestLog {
         entries.push_back(entry);
     }
 
-    /// The entries that match, newest first.
-    pub fn recent(&self, wanted: &Wanted) -> Vec<RequestEntry> {
+    /// The entries that match, newest first, and how many `admin_ui`
+    /// alone left out.
+    pub fn recent(&self, wanted: &Wanted) -> RequestLogPage {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
+        let (kept, hidden): (Vec<&RequestEntry>, Vec<&RequestEntry>) = entries
             .iter()
             .rev()
             .filter(|e| wanted.status.is_none_or(|s| s.admits(e.status)))
@@ -99,9 +102,16 @@ impl RequestLog {
                     .as_deref()
                     .is_none_or(|prefix| e.path.starts_with(prefix))
             })
-            .take(wanted.limit.unwrap_or(usize::MAX))
-            .cloned()
-            .collect()
+            .partition(|e| wanted.admin_ui.is_none_or(|ui| e.admin_ui == ui));
+        RequestLogPage {
+            items: kept
+                .into_iter()
+                .take(wanted.limit.unwrap_or(usize::MAX))
+                .cloned()
+                .collect(),
+            capacity: self.capacity,
+            hidden: hidden.len(),
+        }
     }
 }
 
@@ -118,6 +128,7 @@ mod tests {
             duration_ms: 0.0,
             actor: None,
             error: None,
+            admin_ui: false,
         }
     }
 
@@ -129,6 +140,7 @@ mod tests {
         }
         let paths: Vec<_> = log
             .recent(&Wanted::default())
+            .items
             .into_iter()
             .map(|e| e.path)
             .collect();
@@ -143,7 +155,11 @@ mod tests {
         log.record(entry("/admin/", 500));
         log.record(entry("/api/c", 503));
         let paths = |wanted: Wanted| -> Vec<String> {
-            log.recent(&wanted).into_iter().map(|e| e.path).collect()
+            log.recent(&wanted)
+                .items
+                .into_iter()
+                .map(|e| e.path)
+                .collect()
         };
         let errors = Some(StatusFilter::Errors);
         assert_eq!(
@@ -158,7 +174,7 @@ mod tests {
             paths(Wanted {
                 status: StatusFilter::parse("5xx"),
                 path_prefix: api,
-                limit: None
+                ..Wanted::default()
             }),
             ["/api/c"]
         );
@@ -172,5 +188,38 @@ mod tests {
         assert_eq!(StatusFilter::parse("4XX"), Some(StatusFilter::Class(4)));
         assert_eq!(StatusFilter::parse("6xx"), None);
         assert_eq!(StatusFilter::parse("40x"), None);
+    }
+
+    #[test]
+    fn leaves_out_the_admin_ui_and_counts_what_it_left_out() {
+        let log = RequestLog::new(10);
+        for (path, admin_ui) in [
+            ("/api/stats", true),
+            ("/api/x", false),
+            ("/api/stats", true),
+        ] {
+            log.record(RequestEntry {
+                admin_ui,
+                ..entry(path, 200)
+            });
+        }
+        log.record(entry("/admin/", 404));
+        let page = |admin_ui, limit| {
+            log.recent(&Wanted {
+                status: StatusFilter::parse("2xx"),
+                admin_ui,
+                limit,
+                ..Wanted::default()
+            })
+        };
+        let others = page(Some(false), None);
+        assert_eq!((others.items.len(), others.hidden), (1, 2));
+        assert_eq!(others.items[0].path, "/api/x");
+        // What is hidden is counted before the limit cuts the rest.
+        let own = page(Some(true), Some(1));
+        assert_eq!((own.items.len(), own.hidden), (1, 1));
+        assert!(own.items[0].admin_ui);
+        let all = page(None, None);
+        assert_eq!((all.items.len(), all.hidden), (3, 0));
     }
 }

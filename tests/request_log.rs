@@ -160,3 +160,53 @@ async fn a_token_in_the_query_never_reaches_the_log() {
     assert_eq!(body["items"][0]["status"], 401);
     drop(stream);
 }
+
+#[tokio::test]
+async fn the_admin_uis_own_requests_are_marked_and_can_be_left_out() {
+    let server = TestServer::start();
+    let admin = server.admin_token().await;
+    let stats = |from_ui: bool| {
+        let request = client().get(server.url("/api/stats")).bearer_auth(&admin);
+        if from_ui {
+            request.header("X-Pulsebase-Client", "admin-ui")
+        } else {
+            request
+        }
+    };
+    // The admin UI's polling, then an admin's curl to the same route.
+    assert_eq!(send(stats(true)).await.0, 200);
+    assert_eq!(send(stats(false)).await.0, 200);
+    let marks = |body: &Value| -> Vec<bool> {
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["admin_ui"].as_bool().unwrap())
+            .collect()
+    };
+
+    let (status, all) = log(&server, &admin, "?prefix=/api/stats").await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(marks(&all), [false, true], "newest first: {all}");
+    assert_eq!(all["hidden"], 0);
+    let (_, others) = log(&server, &admin, "?prefix=/api/stats&admin_ui=false").await;
+    assert_eq!(marks(&others), [false], "{others}");
+    assert_eq!(others["hidden"], 1);
+    let (_, own) = log(&server, &admin, "?prefix=/api/stats&admin_ui=true").await;
+    assert_eq!(marks(&own), [true], "{own}");
+    assert_eq!(own["hidden"], 1);
+    // Without a prefix the admin's other requests stay, none of the UI's.
+    let (_, others) = log(&server, &admin, "?admin_ui=false").await;
+    assert!(!marks(&others).contains(&true), "{others}");
+    assert!(paths(&others).contains(&"/api/stats".to_owned()));
+
+    // The browser fetches the admin UI's files without the header: they
+    // are the UI's all the same.
+    let page = client().get(server.url("/admin/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let (_, files) = log(&server, &admin, "?prefix=/admin").await;
+    assert_eq!(marks(&files), [true], "{files}");
+
+    let (status, bad) = log(&server, &admin, "?admin_ui=maybe").await;
+    assert_eq!((status, error_code(&bad)), (400, "bad_request"), "{bad}");
+}

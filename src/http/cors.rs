@@ -10,6 +10,7 @@ use axum::http::{header, HeaderName, HeaderValue, Method};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::web::CorsOrigins;
+use crate::protocol::requests::CLIENT_HEADER;
 
 /// How long a browser may reuse a preflight's answer.
 const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(3600);
@@ -39,6 +40,9 @@ pub fn layer(origins: &CorsOrigins) -> CorsLayer {
             header::IF_NONE_MATCH,
             HeaderName::from_static("idempotency-key"),
             HeaderName::from_static("last-event-id"),
+            // The admin UI marks its requests, should it be served from
+            // another origin than the API's.
+            HeaderName::from_static(CLIENT_HEADER),
         ])
         .expose_headers([header::ETAG, header::RETRY_AFTER])
         .max_age(PREFLIGHT_MAX_AGE)

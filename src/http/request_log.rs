@@ -20,14 +20,16 @@ use axum::Json;
 use super::error::{ApiResult, Refusal};
 use super::extract::Admin;
 use super::AppState;
-use crate::protocol::requests::{RequestEntry, RequestError, RequestLogPage};
+use crate::protocol::requests::{
+    RequestEntry, RequestError, RequestLogPage, ADMIN_UI_CLIENT, CLIENT_HEADER,
+};
 use crate::services::logs::{self, RequestLogParams};
 
 pub const ROUTE: &str = "/api/logs/requests";
 
 /// Query parameters whose values are kept: the API's own, none of which
 /// carries a credential.
-const HARMLESS: [&str; 25] = [
+const HARMLESS: [&str; 26] = [
     "filter",
     "sort",
     "limit",
@@ -53,6 +55,7 @@ const HARMLESS: [&str; 25] = [
     "return",
     "status",
     "prefix",
+    "admin_ui",
 ];
 /// A request line can be 64 KiB; the ring keeps a readable start of it.
 const MAX_PATH_CHARS: usize = 1024;
@@ -87,6 +90,7 @@ pub async fn record(State(state): State<AppState>, mut request: Request, next: N
     let time = crate::clock::now_rfc3339();
     let method = cut(request.method().as_str(), MAX_METHOD_CHARS);
     let path = loggable_path(request.uri());
+    let admin_ui = from_admin_ui(&request);
     let actor = Actor::default();
     request.extensions_mut().insert(actor.clone());
     // Realtime handlers read their credential themselves (it may be in the
@@ -119,11 +123,13 @@ pub async fn record(State(state): State<AppState>, mut request: Request, next: N
         duration_ms: started.elapsed().as_micros() as f64 / 1000.0,
         actor,
         error: error.filter(|_| status.is_client_error() || status.is_server_error()),
+        admin_ui,
     });
     response
 }
 
-/// `GET /api/logs/requests?status=4xx&prefix=/api/&limit=100` (admins).
+/// `GET /api/logs/requests?status=4xx&prefix=/api/&admin_ui=false&limit=100`
+/// (admins).
 pub async fn list_requests(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -131,6 +137,23 @@ pub async fn list_requests(
 ) -> ApiResult<Json<RequestLogPage>> {
     let Query(params) = params?;
     Ok(Json(logs::requests(&state, &admin, params)?))
+}
+
+/// The admin UI's own requests: its API calls carry its header, and the
+/// browser fetches its files (`/admin/...`), where no header can be added.
+fn from_admin_ui(request: &Request) -> bool {
+    let path = request.uri().path();
+    path == "/admin"
+        || path.starts_with("/admin/")
+        || request
+            .headers()
+            .get_all(CLIENT_HEADER)
+            .iter()
+            .any(|value| {
+                value
+                    .as_bytes()
+                    .eq_ignore_ascii_case(ADMIN_UI_CLIENT.as_bytes())
+            })
 }
 
 fn is_realtime(path: &str) -> bool {

@@ -1,5 +1,6 @@
 //! The request log, for admins: the recent HTTP requests the server
-//! answered, newest first, filtered by status class and path.
+//! answered, newest first, filtered by status class, path and whether the
+//! admin UI sent them.
 
 use serde::Deserialize;
 
@@ -17,6 +18,9 @@ pub struct RequestLogParams {
     pub status: Option<String>,
     /// Paths starting with this (`/api/collections`).
     pub prefix: Option<String>,
+    /// `false`: leave out the admin UI's own requests (those it sent with
+    /// `X-Pulsebase-Client: admin-ui`); `true`: only those. Both when absent.
+    pub admin_ui: Option<bool>,
     pub limit: Option<usize>,
 }
 
@@ -38,10 +42,8 @@ pub fn requests(
     let wanted = Wanted {
         status,
         path_prefix: params.prefix.filter(|p| !p.is_empty()),
+        admin_ui: params.admin_ui,
         limit: params.limit,
     };
-    Ok(RequestLogPage {
-        items: state.requests.recent(&wanted),
-        capacity: state.requests.capacity(),
-    })
+    Ok(state.requests.recent(&wanted))
 }

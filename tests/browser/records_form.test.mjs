@@ -2,7 +2,8 @@
 // real server (run by tests/browser.rs): the record form (an input per
 // field type, the server's errors under the fields they name, a JSON tab),
 // the owner column and the total count, a refused filter that says why and
-// keeps the rows, and the request log page.
+// keeps the rows, and the request log page (which leaves the admin UI's
+// own requests out unless asked).
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -232,5 +233,39 @@ test("the request log page: errors with their message, filters, and no token", a
   await page.submit("#logs-form");
   await page.waitFor("[...document.querySelectorAll('#logs-rows tr')].every((tr) => tr.querySelector('[data-label=path]').textContent.startsWith('/api/realtime'))", { what: "only realtime paths" });
   await page.screenshot(shot("logs"));
+  assert.deepEqual(page.errors, []);
+});
+
+test("the request log page leaves the admin UI's own requests out unless asked", async () => {
+  const page = await signedInPage(ctx);
+  // Counts the requests the page sends, whatever client sends them.
+  await page.eval("window.sent = []; const send = window.fetch; window.fetch = (url, init) => (window.sent.push(String(url)), send(url, init)); true");
+  const polls = (path) => `window.sent.filter((url) => new URL(url, location.href).pathname === ${JSON.stringify(path)}).length`;
+  // The dashboard polls /api/stats every second: the UI's own traffic.
+  await page.waitFor(`${polls("/api/stats")} >= 3`, { what: "the dashboard's polls" });
+  await page.eval("location.hash = '#/logs', true");
+  // An app's failed request, sent like curl: no admin UI header.
+  const lost = "/api/collections/from-my-app/records";
+  const response = await fetch(`${ctx.url}${lost}`, { headers: { Authorization: `Bearer ${ctx.admin.token}` } });
+  assert.equal(response.status, 404);
+  await page.waitFor(`${polls("/api/logs/requests")} >= 3`, { what: "the log page's polls", timeout: 15_000 });
+  const shownPaths = "[...document.querySelectorAll('#logs-rows [data-label=path]')].map((td) => td.textContent)";
+  const shown = await page.waitFor(`(() => { const paths = ${shownPaths}; return paths.includes(${JSON.stringify(lost)}) && paths; })()`, { what: "the app's failed request" });
+  assert.deepEqual(
+    shown.filter((path) => ["/api/stats", "/api/logs/requests", "/admin/"].some((own) => path.startsWith(own))),
+    [],
+    "the admin UI's own requests are left out by default",
+  );
+  assert.equal(await page.eval("document.querySelector('#logs-own').checked"), false);
+  const summary = await page.eval("document.querySelector('#logs-summary').textContent");
+  assert.match(summary, /^\d+ requests? · \d+ of the admin UI's own hidden · the server keeps the last 500$/);
+  await page.screenshot(shot("logs-own-hidden"));
+
+  // Asked for, they are there; the log's own reads are never kept.
+  await choose(page, "#logs-own", true);
+  const all = await page.waitFor(`(() => { const paths = ${shownPaths}; return paths.includes("/api/stats") && paths.includes("/admin/pages/logs.js") && paths; })()`, { what: "the admin UI's requests and files" });
+  assert.ok(all.includes(lost));
+  assert.ok(!all.some((path) => path.startsWith("/api/logs/requests")), "reads of the log are not kept");
+  assert.doesNotMatch(await page.eval("document.querySelector('#logs-summary').textContent"), /hidden/);
   assert.deepEqual(page.errors, []);
 });

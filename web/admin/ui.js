@@ -4,8 +4,16 @@
 import { Pulsebase, PulsebaseError } from "../sdk/pulsebase.js";
 
 // The same client apps use. Tokens live in localStorage and the API takes
-// no cookies, so there is no ambient credential for CSRF to ride on.
-export const pb = new Pulsebase("", { storage: localStorage, storageKey: "pulsebase.admin" });
+// no cookies, so there is no ambient credential for CSRF to ride on. Every
+// request it sends says it comes from the admin UI, so the request log can
+// leave the UI's own polling out of an admin's view.
+export const pb = new Pulsebase("", { storage: localStorage, storageKey: "pulsebase.admin", fetch: markedFetch });
+
+function markedFetch(url, init = {}) {
+  const headers = new Headers(init.headers);
+  headers.set("X-Pulsebase-Client", "admin-ui");
+  return fetch(url, { ...init, headers });
+}
 
 /** `h("tr", {class: "x", onclick: f}, child, [more])`: attributes, listeners, children. */
 export function h(tag, attrs = {}, ...children) {

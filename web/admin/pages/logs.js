@@ -1,8 +1,10 @@
 // The request log: the last requests the server answered (it keeps a few
 // hundred, in memory only), newest first, filtered by status class and
-// path, refreshed every few seconds while the page is open. An error
-// answer shows what the server said; the user or API key that made a
-// request shows by email or name. On a narrow screen each entry is a card.
+// path, refreshed every few seconds while the page is open. The admin UI's
+// own requests (this page's lookups, the dashboard's polling) are left out
+// unless asked for, so an app's requests are not buried under them. An
+// error answer shows what the server said; the user or API key that made
+// a request shows by email or name. On a narrow screen each entry is a card.
 
 import { pb, h, message } from "../ui.js";
 import { lookUp, nameOf } from "../owners.js";
@@ -22,6 +24,7 @@ export function logs(app) {
   const status = h("select", { id: "logs-status", name: "status" }, STATUS_CLASSES.map(([value, text]) => h("option", { value }, text)));
   const prefix = h("input", { id: "logs-prefix", name: "prefix", placeholder: "/api/collections", autocomplete: "off" });
   const auto = h("input", { type: "checkbox", id: "logs-auto", checked: true });
+  const own = h("input", { type: "checkbox", id: "logs-own", onchange: () => load() });
   const error = h("p", { class: "error slot", role: "alert", id: "logs-error" });
   const summary = h("p", { class: "list-head", id: "logs-summary", role: "status" });
   const rows = h("tbody", { id: "logs-rows" });
@@ -35,7 +38,7 @@ export function logs(app) {
     " ",
     h("button", { type: "button", class: "secondary", id: "logs-refresh", onclick: () => load() }, "Refresh now"),
     " ",
-    h("span", { class: "checks inline-checks" }, h("label", { for: "logs-auto" }, auto, "refresh every 3 s")),
+    h("span", { class: "checks inline-checks wrap" }, h("label", { for: "logs-auto" }, auto, "refresh every 3 s"), h("label", { for: "logs-own" }, own, "show the admin UI's own requests")),
     error,
   );
   app.append(
@@ -51,11 +54,12 @@ export function logs(app) {
     if (loading) return;
     loading = true;
     try {
-      const page = await pb.request("GET", "/api/logs/requests", undefined, { query });
+      const page = await pb.request("GET", "/api/logs/requests", undefined, { query: { ...query, admin_ui: own.checked ? null : false } });
       rows.replaceChildren(...page.items.map(row));
       empty.hidden = page.items.length > 0;
       const filtered = query.status || query.prefix;
-      summary.textContent = `${page.items.length} request${page.items.length === 1 ? "" : "s"}${filtered ? " match" : ""} · the server keeps the last ${page.capacity}`;
+      const hidden = page.hidden ? ` · ${page.hidden} of the admin UI's own hidden` : "";
+      summary.textContent = `${page.items.length} request${page.items.length === 1 ? "" : "s"}${filtered ? " match" : ""}${hidden} · the server keeps the last ${page.capacity}`;
       error.textContent = "";
       if (await lookUp(page.items.map((e) => e.actor))) for (const td of rows.querySelectorAll("td[data-actor]")) td.textContent = nameOf(td.dataset.actor) || td.dataset.actor;
     } catch (e) {
