@@ -155,7 +155,7 @@ async fn any_origin_may_call_the_api_by_default() {
         .header("Access-Control-Request-Method", "POST")
         .header(
             "Access-Control-Request-Headers",
-            "content-type,authorization,x-pulsebase-client",
+            "content-type,authorization,x-api-key,x-pulsebase-client",
         )
         .send()
         .await
@@ -169,6 +169,7 @@ async fn any_origin_may_call_the_api_by_default() {
     );
     let allowed = header(&preflight, "access-control-allow-headers");
     assert!(allowed.contains("authorization"), "{allowed}");
+    assert!(allowed.contains("x-api-key"), "{allowed}");
     // The admin UI marks its requests; served from elsewhere it still may.
     assert!(allowed.contains("x-pulsebase-client"), "{allowed}");
 

@@ -40,6 +40,8 @@ pub fn layer(origins: &CorsOrigins) -> CorsLayer {
             header::IF_NONE_MATCH,
             HeaderName::from_static("idempotency-key"),
             HeaderName::from_static("last-event-id"),
+            // API keys may also come this way, as for any other client.
+            HeaderName::from_static("x-api-key"),
             // The admin UI marks its requests, should it be served from
             // another origin than the API's.
             HeaderName::from_static(CLIENT_HEADER),
