@@ -9,7 +9,9 @@
 
 mod common;
 
-use common::mqtt::{acks, blocking, clients_available, key, message, paho, paho_spawn, with_mqtt};
+use common::mqtt::{
+    acks, blocking, clients_available, key, message, paho, paho_subscribed, with_mqtt,
+};
 use common::mqtt_session::{device_topic, paho_session};
 use common::TestServer;
 use serde_json::{json, Value};
@@ -41,14 +43,8 @@ async fn subscribe_then_publish(
         "password": secret, "subscribe": [{"topic": topic, "qos": 1}],
         "messages_expected": 2, "wait": 3,
     });
-    let (mut child, lines) = paho_spawn(&plan);
-    let (suback, lines) = blocking(move || {
-        let mut lines = lines;
-        let line = lines.find(|l| l.get("suback").is_some()).unwrap();
-        (line, lines)
-    })
-    .await;
-    assert_eq!(suback["suback"], json!([1]));
+    let (mut child, suback, lines) = paho_subscribed(&plan).await;
+    assert_eq!(suback, json!([1]));
     message(server, admin, topic, json!({"live": true})).await;
     blocking(move || {
         let mut got = Vec::new();

@@ -11,7 +11,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::mqtt::{blocking, clients_available, key, message, paho_spawn, topic, with_mqtt, Sub};
+use common::mqtt::{
+    blocking, clients_available, key, message, paho_spawn, paho_subscribed, topic, with_mqtt, Sub,
+};
 use common::{client, send, TestServer};
 use serde_json::{json, Value};
 
@@ -494,14 +496,8 @@ async fn subscribing_gets_the_newest_kept_message_of_a_custom_topic_as_retained(
         "password": viewer, "subscribe": [{"topic": "#", "qos": 1}],
         "messages_expected": 2, "wait": 5,
     });
-    let (mut child, lines) = paho_spawn(&plan);
-    let (suback, lines) = blocking(move || {
-        let mut lines = lines;
-        let line = lines.find(|l| l.get("suback").is_some()).unwrap();
-        (line, lines)
-    })
-    .await;
-    assert_eq!(suback["suback"], json!([1]));
+    let (mut child, suback, lines) = paho_subscribed(&plan).await;
+    assert_eq!(suback, json!([1]));
     message(&server, &admin, "status", json!({"n": 3})).await;
     let got: Vec<Value> = blocking(move || {
         let got = lines.filter_map(|l| l.get("message").cloned()).collect();

@@ -82,6 +82,19 @@ pub fn paho_spawn(plan: &Value) -> (Child, impl Iterator<Item = Value>) {
     (child, lines)
 }
 
+/// Starts a Paho plan that subscribes and waits for its SUBACK line:
+/// the child, the SUBACK's reason codes, and the lines that follow.
+pub async fn paho_subscribed(plan: &Value) -> (Child, Value, impl Iterator<Item = Value> + Send) {
+    let (child, lines) = paho_spawn(plan);
+    let (suback, lines) = blocking(move || {
+        let mut lines = lines;
+        let line = lines.find(|l| l.get("suback").is_some());
+        (line.expect("a SUBACK"), lines)
+    })
+    .await;
+    (child, suback["suback"].clone(), lines)
+}
+
 /// The PUBACK reason codes of a plan's publishes, in the plan's order
 /// (`None`: not acknowledged).
 pub fn acks(lines: &[Value]) -> Vec<Option<u64>> {
