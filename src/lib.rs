@@ -49,6 +49,7 @@ pub mod mail;
 pub mod metrics;
 pub mod model;
 pub mod mqtt;
+pub mod parse_pool;
 pub mod protocol;
 pub mod realtime;
 pub mod request_log;

@@ -118,6 +118,7 @@ pub async fn run(
         setup_code: Mutex::new(setup_code),
         requests: Default::default(),
         mqtt_sessions: Default::default(),
+        parsers: crate::parse_pool::ParsePool::new().context("cannot start the parser threads")?,
     });
     let retention = tokio::spawn(retention::run(state.clone(), stop_rx.clone()));
     let simulator = if demo {

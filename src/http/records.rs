@@ -16,7 +16,7 @@ use crate::services::items::{self, Framing};
 use crate::services::records::{self, ListParams, UpdateKind};
 use crate::services::series::{self, IngestOptions, SeriesListParams};
 
-/// Bodies larger than this are parsed on a blocking thread, so a large
+/// Bodies larger than this are parsed on a parser thread, so a large
 /// batch does not hold an async worker (a millisecond or more).
 const PARSE_INLINE_BYTES: usize = 16 * 1024;
 
@@ -119,7 +119,9 @@ pub async fn create_records(
         return Ok((StatusCode::CREATED, Json(created)));
     }
     let (items, is_batch) = if on_blocking_thread {
-        tokio::task::spawn_blocking(move || parse_items(framing, &body))
+        state
+            .parsers
+            .run(move || parse_items(framing, &body))
             .await
             .map_err(ApiError::internal)??
     } else {

@@ -107,7 +107,7 @@ pub async fn write_lines(
         Some(text) => Precision::from_query(text)
             .ok_or_else(|| ApiError::bad_request("precision must be ns, us, ms or s"))?,
     };
-    let body = decompressed(&headers, body?, state.settings.max_body_bytes).await?;
+    let body = decompressed(&state, &headers, body?).await?;
     let key = idempotency_key(&headers)?;
     series::ingest_lines(&state, &principal, &bucket, body, precision, key).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -116,7 +116,8 @@ pub async fn write_lines(
 /// InfluxDB clients and Telegraf gzip their batches by default. The
 /// inflated body is held to `max_body_bytes` like a plain one, so a small
 /// gzip bomb gets 413, not the server's memory.
-async fn decompressed(headers: &HeaderMap, body: Bytes, limit: usize) -> ApiResult<Bytes> {
+async fn decompressed(state: &AppState, headers: &HeaderMap, body: Bytes) -> ApiResult<Bytes> {
+    let limit = state.settings.max_body_bytes;
     let encoding = headers
         .get(axum::http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -125,7 +126,9 @@ async fn decompressed(headers: &HeaderMap, body: Bytes, limit: usize) -> ApiResu
         .to_ascii_lowercase();
     match encoding.as_str() {
         "identity" | "" => Ok(body),
-        "gzip" | "x-gzip" => tokio::task::spawn_blocking(move || gunzip(&body, limit))
+        "gzip" | "x-gzip" => state
+            .parsers
+            .run(move || gunzip(&body, limit))
             .await
             .map_err(ApiError::internal)?,
         other => Err(ApiError::unsupported_media_type(format!(

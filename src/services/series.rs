@@ -31,7 +31,7 @@ pub use query::{latest, list, LatestParams, SeriesListParams};
 
 /// Bad items reported at most for one batch.
 const MAX_REPORTED_ITEMS: usize = 100;
-/// Batches larger than this are checked on a blocking thread, so a big
+/// Batches larger than this are checked on a parser thread ([`crate::parse_pool`]), so a big
 /// upload does not hold an async worker.
 const INLINE_ITEMS: usize = 64;
 /// `Idempotency-Key`s longer than this are refused.
@@ -247,7 +247,7 @@ pub async fn ingest(
 /// [`ingest`] of the items `parse` hands to its sink one by one (a request
 /// body's parser): each is checked as soon as it is parsed, and its JSON
 /// freed. With `on_blocking_thread`, parsing and checking run as one task
-/// on a blocking thread, so a batch holds one thread, not two in turn.
+/// on a parser thread, so a batch holds one thread, not two in turn.
 pub async fn ingest_parsed(
     state: &AppState,
     principal: &Principal,
@@ -278,7 +278,9 @@ pub async fn ingest_parsed(
         checking.finish()
     };
     let prepared = if on_blocking_thread {
-        tokio::task::spawn_blocking(prepare)
+        state
+            .parsers
+            .run(prepare)
             .await
             .map_err(ApiError::internal)??
     } else {
@@ -415,10 +417,11 @@ pub async fn ingest_lines(
         ..line_protocol::Limits::default()
     };
     let owned = collection.clone();
-    let (items, lines) =
-        tokio::task::spawn_blocking(move || points_as_items(&owned, &body, precision, &limits))
-            .await
-            .map_err(ApiError::internal)??;
+    let (items, lines) = state
+        .parsers
+        .run(move || points_as_items(&owned, &body, precision, &limits))
+        .await
+        .map_err(ApiError::internal)??;
     let options = IngestOptions {
         idempotency_key,
         return_items: false,

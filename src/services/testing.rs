@@ -42,6 +42,7 @@ pub async fn state_with_records(records: usize) -> (tempfile::TempDir, AppState)
         mailer: None,
         requests: Default::default(),
         mqtt_sessions: Default::default(),
+        parsers: crate::parse_pool::ParsePool::with_threads(2).unwrap(),
     });
     (dir, state)
 }
