@@ -48,7 +48,11 @@ async fn runtime_changes_apply_at_once_and_survive_a_restart() {
     assert_eq!(before["token_ttl"]["value"], "1h");
     assert_eq!(before["outbox_bytes"]["value"], 1 << 20);
     assert_eq!(before["outbox_budget_mb"]["value"], 256);
-    assert_eq!(before["outbox"]["value"], Value::Null, "no message cap unless set");
+    assert_eq!(
+        before["outbox"]["value"],
+        Value::Null,
+        "no message cap unless set"
+    );
     assert_eq!(before["durability"]["value"], "sync");
     assert_eq!(before["durability"]["editable"], false);
     assert_eq!(signup(&server, "early@example.com").await, 403);
