@@ -213,10 +213,11 @@ async fn past_the_budget_the_biggest_outbox_is_closed() {
     // Large, so that socket buffers fill in a few dozen messages: the
     // server gives a write that makes no progress 10 s.
     let pad = "x".repeat(128 * 1024);
-    // Each fills its socket buffers, then its outbox: `small` a message's
-    // worth, `big` over half the budget.
+    // Each fills its socket buffers, then its outbox: `small` two
+    // messages' worth (one may be waiting only for a moment), `big` over
+    // half the budget.
     let mut early = 0;
-    for (topic, past) in [("only_small", 0), ("only_big", 600 * 1024)] {
+    for (topic, past) in [("only_small", 200 * 1024), ("only_big", 600 * 1024)] {
         let mut sent = 0;
         loop {
             publish(&server, &admin, topic, json!({"n": sent, "pad": pad})).await;
@@ -239,6 +240,7 @@ async fn past_the_budget_the_biggest_outbox_is_closed() {
         let stats = stats(&server, &admin).await;
         if stats["slow_consumer_closes"] == 1 {
             let left = stats["outbox_bytes"].as_u64().unwrap();
+            assert!(left > 200 * 1024, "small's outbox is kept: {stats}");
             assert!(left <= 1 << 20, "within the budget again: {stats}");
             break;
         }
