@@ -46,7 +46,7 @@ async fn runtime_changes_apply_at_once_and_survive_a_restart() {
     assert_eq!(before["allow_signup"]["source"], "default");
     assert_eq!(before["allow_signup"]["editable"], true);
     assert_eq!(before["token_ttl"]["value"], "1h");
-    assert_eq!(before["outbox_bytes"]["value"], 1 << 20);
+    assert_eq!(before["outbox_bytes"]["value"], 4 << 20);
     assert_eq!(before["outbox_budget_mb"]["value"], 256);
     assert_eq!(
         before["outbox"]["value"],

@@ -162,7 +162,7 @@ pub struct ServeArgs {
     /// Largest realtime client message in bytes [default: 65536]
     #[arg(long, env = "PULSEBASE_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<u64>,
-    /// Bytes queued per realtime connection before it is closed as slow [default: 1048576]
+    /// Bytes queued per realtime connection before it is closed as slow [default: 4194304]
     #[arg(long, env = "PULSEBASE_OUTBOX_BYTES")]
     pub outbox_bytes: Option<u64>,
     /// MiB queued in all realtime connections together before the ones holding the most are closed as slow; a 64 MB gateway may set 8 [default: 256]

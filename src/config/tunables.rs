@@ -64,7 +64,7 @@ impl Default for Tunables {
             heartbeat: Duration::from_secs(30),
             max_subscriptions: 100,
             max_message_bytes: 65_536,
-            outbox_bytes: 1 << 20,
+            outbox_bytes: 4 << 20,
             outbox_budget_mb: 256,
             outbox: None,
             message_rate: 100,

@@ -106,8 +106,8 @@ async fn a_slow_consumer_is_closed_while_a_fast_one_loses_nothing() {
     // few MB: some 160 of these events) its outbox overflows 40 events
     // later, well within the 10 s the server gives a stuck write; the fast
     // one reads each batch of 100, which its socket buffers alone can hold.
-    // The cap in messages is the bound here: the one in bytes is set above
-    // it, as it would otherwise leave the fast one less room than 40 events.
+    // The cap in messages is the bound here: the one in bytes stays above
+    // 40 of these events whatever its default.
     let server = TestServer::start_with(options(&[
         "--outbox",
         "40",
