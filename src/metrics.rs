@@ -140,6 +140,14 @@ pub const GAUGES: &[(&str, &str)] = &[
         "Frames waiting in the fullest outbox",
     ),
     (
+        "pulsebase_realtime_outbox_bytes",
+        "Bytes waiting in all outboxes, a frame counted once per outbox",
+    ),
+    (
+        "pulsebase_realtime_outbox_bytes_max",
+        "Bytes waiting in the fullest outbox",
+    ),
+    (
         "pulsebase_realtime_backlog_bytes",
         "Bytes of changes and messages waiting for the realtime hub",
     ),

@@ -46,7 +46,13 @@ async fn runtime_changes_apply_at_once_and_survive_a_restart() {
     assert_eq!(before["allow_signup"]["source"], "default");
     assert_eq!(before["allow_signup"]["editable"], true);
     assert_eq!(before["token_ttl"]["value"], "1h");
-    assert_eq!(before["outbox"]["value"], 1024);
+    assert_eq!(before["outbox_bytes"]["value"], 4 << 20);
+    assert_eq!(before["outbox_budget_mb"]["value"], 256);
+    assert_eq!(
+        before["outbox"]["value"],
+        Value::Null,
+        "no message cap unless set"
+    );
     assert_eq!(before["durability"]["value"], "sync");
     assert_eq!(before["durability"]["editable"], false);
     assert_eq!(signup(&server, "early@example.com").await, 403);

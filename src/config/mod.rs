@@ -162,7 +162,13 @@ pub struct ServeArgs {
     /// Largest realtime client message in bytes [default: 65536]
     #[arg(long, env = "PULSEBASE_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<u64>,
-    /// Messages queued per realtime connection before it is closed as slow [default: 1024]
+    /// Bytes queued per realtime connection before it is closed as slow [default: 4194304]
+    #[arg(long, env = "PULSEBASE_OUTBOX_BYTES")]
+    pub outbox_bytes: Option<u64>,
+    /// MiB queued in all realtime connections together before the ones holding the most are closed as slow; a 64 MB gateway may set 8 [default: 256]
+    #[arg(long, env = "PULSEBASE_OUTBOX_BUDGET_MB")]
+    pub outbox_budget_mb: Option<u64>,
+    /// Messages queued per realtime connection before it is closed as slow, beside --outbox-bytes [default: no cap]
     #[arg(long, env = "PULSEBASE_OUTBOX")]
     pub outbox: Option<u64>,
     /// Client messages per second per realtime connection, and HTTP publishes per second per caller [default: 100]
@@ -230,6 +236,8 @@ impl ServeArgs {
                 "max_message_bytes",
                 self.max_message_bytes.map(|n| json!(n)),
             ),
+            ("outbox_bytes", self.outbox_bytes.map(|n| json!(n))),
+            ("outbox_budget_mb", self.outbox_budget_mb.map(|n| json!(n))),
             ("outbox", self.outbox.map(|n| json!(n))),
             ("message_rate", self.message_rate.map(|n| json!(n))),
             ("max_connections", self.max_connections.map(|n| json!(n))),

@@ -32,8 +32,14 @@ pub struct Tunables {
     pub heartbeat: Duration,
     pub max_subscriptions: usize,
     pub max_message_bytes: usize,
-    /// Messages a connection's outbox holds before it is closed as slow.
-    pub outbox: usize,
+    /// Bytes a connection's outbox holds before it is closed as slow.
+    pub outbox_bytes: usize,
+    /// Bytes all outboxes hold together, in MiB, before the connections
+    /// holding the most are closed as slow.
+    pub outbox_budget_mb: usize,
+    /// Messages a connection's outbox holds before it is closed as slow:
+    /// an optional cap beside `outbox_bytes`, off by default.
+    pub outbox: Option<usize>,
     /// Client messages per second one realtime connection may send (and
     /// HTTP publishes per second per caller).
     pub message_rate: u32,
@@ -58,7 +64,9 @@ impl Default for Tunables {
             heartbeat: Duration::from_secs(30),
             max_subscriptions: 100,
             max_message_bytes: 65_536,
-            outbox: 1024,
+            outbox_bytes: 4 << 20,
+            outbox_budget_mb: 256,
+            outbox: None,
             message_rate: 100,
             max_connections: 10_000,
             max_connections_per_ip: 1_000,
@@ -118,7 +126,9 @@ pub static TUNABLES: &[Tunable] = &[
     tunable!(heartbeat, read_span, show_span),
     tunable!(max_subscriptions, read_count, show_count),
     tunable!(max_message_bytes, read_count, show_count),
-    tunable!(outbox, read_count, show_count),
+    tunable!(outbox_bytes, read_count, show_count),
+    tunable!(outbox_budget_mb, read_count, show_count),
+    tunable!(outbox, read_some_count, show_some_count),
     tunable!(message_rate, read_count, show_count),
     tunable!(max_connections, read_count, show_count),
     tunable!(max_connections_per_ip, read_count, show_count),
@@ -186,6 +196,19 @@ where
     u64: TryFrom<T>,
 {
     u64::try_from(*value).map_or(Value::Null, Value::from)
+}
+
+/// A cap that is off unless set: a positive number, or null for off (as
+/// it shows when off).
+fn read_some_count(value: &Value) -> Result<Option<usize>, String> {
+    match value {
+        Value::Null => Ok(None),
+        value => read_count(value).map(Some),
+    }
+}
+
+fn show_some_count(value: &Option<usize>) -> Value {
+    value.map_or(Value::Null, |n| show_count(&n))
 }
 
 fn read_rule(value: &Value) -> Result<String, String> {
@@ -471,7 +494,7 @@ mod tests {
         let stored = patch(json!({"max_batch": 99, "outbox": 10, "gone": 1, "heartbeat": []}));
         let live = Live::new(startup, sources, stored);
         assert_eq!(live.get().max_batch, 7);
-        assert_eq!(live.get().outbox, 10);
+        assert_eq!(live.get().outbox, Some(10));
         assert_eq!(live.get().heartbeat, Duration::from_secs(30));
     }
 

@@ -89,7 +89,7 @@ mod tests {
     use std::sync::Arc;
 
     use serde_json::json;
-    use tokio::sync::{mpsc, watch};
+    use tokio::sync::watch;
 
     use super::*;
     use crate::access;
@@ -124,7 +124,7 @@ mod tests {
             .unwrap()
             .collection
             .unwrap();
-        let (outbox, mut frames) = mpsc::channel(100_000);
+        let (outbox, mut frames) = realtime.outbox();
         let (close, mut closed) = watch::channel(None);
         let conn = realtime.next_conn_id();
         let admin = Principal::ApiKey(Arc::new(crate::store::api_keys::ApiKey {
@@ -182,7 +182,7 @@ mod tests {
         let reason = closed.borrow().clone().expect("a close");
         assert_eq!(reason.code, 4008);
         let mut delivered = Vec::new();
-        while let Ok(frame) = frames.try_recv() {
+        while let Some(frame) = frames.try_recv() {
             delivered.push(frame.seq);
         }
         assert!(delivered.len() < 500, "some changes were shed, not held");

@@ -2,11 +2,13 @@
 //! entries and messages in any order, releases them strictly in seq order
 //! (changes and stored messages only once their write is on disk), finds
 //! the subscriptions through a topic index, checks each in memory, renders
-//! each distinct payload once, and `try_send`s it to each outbox. A full
-//! outbox closes that connection (`slow_consumer`); nobody else waits.
+//! each distinct payload once, and offers it to each outbox. A full outbox
+//! closes that connection (`slow_consumer`); nobody else waits. Past the
+//! memory budget of all outboxes, the connections holding the most close.
 
 mod buckets;
 mod connections;
+mod outboxes;
 mod rooms;
 mod routes;
 mod stats;
@@ -20,10 +22,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::oneshot;
 
 use super::backlog::{self, Backlog};
+use super::outbox::{self, Limits};
 use super::presence::{Rooms, Snapshot, Who};
 use super::render::{self, ChangeView, Rendered};
 use super::{Close, ConnHandle, ConnId, Frame, FrameKind, Subscription, Transport};
@@ -40,6 +42,8 @@ use crate::store::change::{Change, ChangeKind, USERS_ID};
 use crate::store::topics::Message;
 use crate::store::Store;
 use crate::visibility::Viewer;
+use connections::remove_from;
+use outboxes::offer;
 
 /// System topics.
 pub const USERS_TOPIC: &str = "_users";
@@ -161,8 +165,12 @@ struct Hub {
     routes: routes::RouteCache,
     /// Who is subscribed to each presence topic (see `fanout::presence`).
     presence: Rooms,
-    /// For `presence_max`.
+    /// For `presence_max` and the outbox limits.
     live: Live,
+    /// The outbox limits, read once per pass.
+    limits: Limits,
+    /// What all outboxes hold.
+    outbox_budget: Arc<outbox::Budget>,
 }
 
 /// How often closed buckets are looked for.
@@ -173,6 +181,7 @@ pub fn spawn(
     first_seq: u64,
     inputs: std_mpsc::Receiver<Input>,
     backlog: Arc<Backlog>,
+    outbox_budget: Arc<outbox::Budget>,
     live: Live,
 ) -> std::io::Result<JoinHandle<()>> {
     let mut hub = Hub {
@@ -191,7 +200,9 @@ pub fn spawn(
         routes: routes::RouteCache::default(),
         last_bucket_check: Instant::now(),
         presence: Rooms::default(),
+        limits: Limits::of(&live.get()),
         live,
+        outbox_budget,
     };
     std::thread::Builder::new()
         .name("pulsebase-hub".into())
@@ -211,6 +222,7 @@ pub fn spawn(
                     }
                     Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
                 };
+                hub.limits = Limits::of(&hub.live.get());
                 if !hub.handle(input) {
                     break;
                 }
@@ -571,7 +583,7 @@ impl Hub {
             let Some(frame) = frame_for(conn, subscription) else {
                 continue;
             };
-            if offer(conn, frame) {
+            if offer(conn, frame, &self.limits) {
                 delivered += 1;
             } else {
                 overflowing.push(conn_id);
@@ -579,22 +591,5 @@ impl Hub {
         }
         self.delivered += delivered;
         self.close_slow(overflowing);
-    }
-}
-
-/// Hands a frame to a connection's outbox; false when it is full.
-fn offer(conn: &Conn, frame: Arc<Frame>) -> bool {
-    match conn.handle.outbox.try_send(frame) {
-        Ok(()) | Err(TrySendError::Closed(_)) => true,
-        Err(TrySendError::Full(_)) => false,
-    }
-}
-
-fn remove_from<V>(map: &mut HashMap<String, HashMap<ConnId, V>>, key: &str, id: ConnId) {
-    if let Some(set) = map.get_mut(key) {
-        set.remove(&id);
-        if set.is_empty() {
-            map.remove(key);
-        }
     }
 }

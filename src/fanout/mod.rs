@@ -17,7 +17,7 @@
 //!                                                                            │
 //!            ┌───────────────────────────────────────────────────────────────┘
 //!            ▼
-//!  per-connection outbox (bounded) ──► WebSocket / SSE task ──► client
+//!  per-connection outbox (bounded in bytes) ──► WebSocket / SSE / MQTT task ──► client
 //! ```
 //!
 //! - [`hub`] owns the subscription registry; one thread, so registering a
@@ -29,6 +29,8 @@
 //! - [`render`] decides whether one event reaches one subscriber and
 //!   serializes it (as a [`crate::protocol`] message) once for all of them;
 //!   the hub and replay share it.
+//! - [`outbox`] holds what waits for one connection, bounded in bytes, and
+//!   counts all outboxes against one memory budget.
 //! - [`replay`] streams what a resuming subscriber missed, a page at a time.
 //! - [`presence`] keeps who is subscribed to the topics that track it, and
 //!   gathers joins and leaves into one announcement per room and window.
@@ -37,6 +39,7 @@
 pub mod backfill;
 pub mod backlog;
 pub mod hub;
+pub mod outbox;
 pub mod presence;
 pub mod render;
 pub mod replay;
@@ -49,7 +52,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use crate::auth::{Auth, Principal};
 use crate::config::Live;
@@ -175,9 +178,8 @@ pub struct ConnHandle {
     /// The sign-in session of the access token it authenticated with last;
     /// ending that sign-in closes the connection.
     pub sign_in: Option<String>,
-    /// Frames are shared, not copied: a slot is one pointer, which keeps
-    /// the channel's first block (allocated per connection) small.
-    pub outbox: mpsc::Sender<Arc<Frame>>,
+    /// Frames are shared, not copied: a slot is one pointer.
+    pub outbox: outbox::Sender,
     pub close: watch::Sender<Option<Close>>,
 }
 
@@ -256,6 +258,8 @@ pub struct Realtime {
     pub connections: crate::limits::Connections,
     /// HTTP publishes per caller, against `message_rate`.
     pub publish_rates: crate::limits::PublishRates,
+    /// What all outboxes hold, against `outbox_budget_mb`.
+    outbox_budget: Arc<outbox::Budget>,
 }
 
 /// The hub's inbox before the hub runs: the writer needs the publish tap
@@ -314,7 +318,16 @@ impl Wiring {
     /// Starts the hub and the watcher. `first_seq` is the first seq the
     /// writer will hand out; everything before it is already released.
     pub fn start(self, store: Store, first_seq: u64, live: Live) -> std::io::Result<Realtime> {
-        let hub = hub::spawn(store, first_seq, self.rx, self.backlog.clone(), live)?;
+        let outbox_budget = Arc::new(outbox::Budget::default());
+        let budget = outbox_budget.clone();
+        let hub = hub::spawn(
+            store,
+            first_seq,
+            self.rx,
+            self.backlog.clone(),
+            budget,
+            live,
+        )?;
         watcher::spawn(self.subscriber, self.tx.clone(), self.backlog)?;
         Ok(Realtime {
             tx: self.tx,
@@ -322,6 +335,7 @@ impl Wiring {
             hub: Arc::new(Mutex::new(Some(hub))),
             connections: crate::limits::Connections::default(),
             publish_rates: crate::limits::PublishRates::default(),
+            outbox_budget,
         })
     }
 }
@@ -334,6 +348,11 @@ impl Realtime {
     fn send(&self, input: hub::Input) {
         // The hub only stops at shutdown; a lost command then is harmless.
         let _ = self.tx.send(input);
+    }
+
+    /// A new connection's outbox: the sender goes into its [`ConnHandle`].
+    pub fn outbox(&self) -> (outbox::Sender, outbox::Receiver) {
+        outbox::channel(&self.outbox_budget)
     }
 
     pub fn connect(&self, handle: ConnHandle) {

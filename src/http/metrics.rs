@@ -87,6 +87,11 @@ async fn sample(state: &AppState) -> Result<(), ApiError> {
         ("pulsebase_realtime_subscriptions", realtime.subscriptions),
         ("pulsebase_realtime_outbox_depth", realtime.outbox_depth),
         ("pulsebase_realtime_outbox_max", realtime.outbox_max),
+        ("pulsebase_realtime_outbox_bytes", realtime.outbox_bytes),
+        (
+            "pulsebase_realtime_outbox_bytes_max",
+            realtime.outbox_bytes_max,
+        ),
         ("pulsebase_realtime_backlog_bytes", realtime.backlog_bytes),
         ("pulsebase_storage_bytes", storage_bytes),
     ];

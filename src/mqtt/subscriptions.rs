@@ -10,14 +10,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Deserialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::codec::{Filter, SubCode};
 use super::filters::{self, Invalid, Named};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::fanout::{
-    Close, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime, Subscription, Transport,
+    outbox, Close, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime, Subscription, Transport,
 };
 use crate::services::records;
 use crate::services::topics::{self, Target};
@@ -29,7 +29,7 @@ use crate::store::mqtt_sessions::StoredFilter;
 pub struct Registration {
     realtime: Realtime,
     pub conn: ConnId,
-    pub outbox: mpsc::Receiver<Arc<Frame>>,
+    pub outbox: outbox::Receiver,
     pub closed: watch::Receiver<Option<Close>>,
 }
 
@@ -41,7 +41,7 @@ impl Registration {
         client_id: &str,
     ) -> Registration {
         let conn = state.realtime.next_conn_id();
-        let (outbox_tx, outbox) = mpsc::channel(state.live.get().outbox);
+        let (outbox_tx, outbox) = state.realtime.outbox();
         let (close, closed) = watch::channel(None);
         state.realtime.connect(ConnHandle {
             id: conn,

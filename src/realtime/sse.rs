@@ -5,7 +5,6 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, RawQuery, State};
@@ -13,15 +12,15 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::ws;
 use crate::auth::Principal;
 use crate::clock;
 use crate::error::{ApiError, ApiResult};
-use crate::fanout::backfill;
 use crate::fanout::replay::Replay;
+use crate::fanout::{backfill, outbox};
 use crate::fanout::{Close, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime, Transport};
 use crate::limits::Slot;
 use crate::protocol::server::{Reply, ReplyBody, TopicNames};
@@ -104,7 +103,7 @@ struct SseState {
     opening: Option<Event>,
     /// The rest of the page read last.
     replayed: VecDeque<Frame>,
-    outbox: mpsc::Receiver<Arc<Frame>>,
+    outbox: outbox::Receiver,
     closed: watch::Receiver<Option<Close>>,
     shutdown: watch::Receiver<bool>,
     heartbeat: tokio::time::Interval,
@@ -165,7 +164,7 @@ pub async fn sse(
     )?;
 
     let conn = state.realtime.next_conn_id();
-    let (outbox_tx, outbox) = mpsc::channel(settings.outbox);
+    let (outbox_tx, outbox) = state.realtime.outbox();
     let (close_tx, closed) = watch::channel(None);
     state.realtime.connect(ConnHandle {
         id: conn,

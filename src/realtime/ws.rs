@@ -6,7 +6,6 @@
 
 use std::future::Future as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
 use serde::Deserialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::session::{self, Session};
@@ -130,7 +129,7 @@ async fn run(
 ) {
     let settings = state.live.get();
     let conn = state.realtime.next_conn_id();
-    let (outbox_tx, mut outbox) = mpsc::channel::<Arc<Frame>>(settings.outbox);
+    let (outbox_tx, mut outbox) = state.realtime.outbox();
     let (close_tx, mut closed) = watch::channel::<Option<Close>>(None);
     state.realtime.connect(ConnHandle {
         id: conn,
@@ -197,8 +196,8 @@ async fn run(
                 let mut frames = vec![first];
                 while frames.len() < WRITE_BATCH {
                     match outbox.try_recv() {
-                        Ok(frame) => frames.push(frame),
-                        Err(_) => break,
+                        Some(frame) => frames.push(frame),
+                        None => break,
                     }
                 }
                 // A peer that stops reading blocks the write; the hub then

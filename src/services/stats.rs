@@ -44,6 +44,8 @@ pub async fn collect(state: &AppState, _: &AdminPermit) -> ApiResult<Value> {
         "slow_consumer_closes": realtime.slow_consumer_closes,
         "mqtt_sessions": mqtt_sessions,
         "backlog_bytes": realtime.backlog_bytes,
+        "outbox_bytes": realtime.outbox_bytes,
+        "outbox_bytes_max": realtime.outbox_bytes_max,
         "storage_bytes": storage_bytes,
         "records": collections,
         "series": series,

@@ -10,6 +10,7 @@ mod common;
 mod admin;
 mod connection;
 mod delivery;
+mod outbox;
 mod resume;
 mod series;
 mod topics;

@@ -106,7 +106,16 @@ async fn a_slow_consumer_is_closed_while_a_fast_one_loses_nothing() {
     // few MB: some 160 of these events) its outbox overflows 40 events
     // later, well within the 10 s the server gives a stuck write; the fast
     // one reads each batch of 100, which its socket buffers alone can hold.
-    let server = TestServer::start_with(options(&["--outbox", "40", "--durability", "relaxed"]));
+    // The cap in messages is the bound here: the one in bytes stays above
+    // 40 of these events whatever its default.
+    let server = TestServer::start_with(options(&[
+        "--outbox",
+        "40",
+        "--outbox-bytes",
+        "4194304",
+        "--durability",
+        "relaxed",
+    ]));
     let admin = server.admin_token().await;
     server
         .create_collection(

@@ -107,7 +107,7 @@ impl Hub {
         let mut overflowing = Vec::new();
         for (conn_id, frame) in frames {
             if let Some(conn) = self.conns.get(&conn_id) {
-                if offer(conn, frame) {
+                if offer(conn, frame, &self.limits) {
                     self.delivered += 1;
                 } else {
                     overflowing.push(conn_id);

@@ -214,7 +214,7 @@ impl Hub {
                 reason,
             };
             let frame = Arc::new(Frame::control(&ServerMessage::Unsubscribed(notice)));
-            if !offer(conn, frame) {
+            if !offer(conn, frame, &self.limits) {
                 overflowing.push(conn_id);
             }
         }
@@ -223,11 +223,22 @@ impl Hub {
         self.close_slow(overflowing);
     }
 
-    /// Connections whose outbox was full: closed, and they resume.
+    /// Connections whose outbox was full: closed, and they resume. Called
+    /// after every fan-out, it then keeps the outboxes within their budget.
     pub(super) fn close_slow(&mut self, overflowing: Vec<ConnId>) {
-        self.slow_closes += overflowing.len() as u64;
-        for conn in overflowing {
-            self.close(conn, Close::slow_consumer());
+        self.close_as_slow(overflowing);
+        // Closing those gave their bytes back first.
+        let over_budget = self.over_budget();
+        self.close_as_slow(over_budget);
+    }
+
+    fn close_as_slow(&mut self, conns: Vec<ConnId>) {
+        for conn in conns {
+            // Listed twice, or closed already.
+            if self.conns.contains_key(&conn) {
+                self.slow_closes += 1;
+                self.close(conn, Close::slow_consumer());
+            }
         }
     }
 
@@ -301,11 +312,21 @@ impl Hub {
         let mut overflowing = Vec::new();
         for conn_id in subscribers.keys() {
             if let Some(conn) = self.conns.get(conn_id) {
-                if conn.viewer.admin && !offer(conn, frame.clone()) {
+                if conn.viewer.admin && !offer(conn, frame.clone(), &self.limits) {
                     overflowing.push(*conn_id);
                 }
             }
         }
         self.close_slow(overflowing);
+    }
+}
+
+/// Removes `id` from the set under `key`, and the set once empty.
+pub(super) fn remove_from<V>(map: &mut HashMap<String, HashMap<ConnId, V>>, key: &str, id: ConnId) {
+    if let Some(set) = map.get_mut(key) {
+        set.remove(&id);
+        if set.is_empty() {
+            map.remove(key);
+        }
     }
 }

@@ -72,7 +72,10 @@ impl Hub {
             if conn.handle.transport == Transport::Mqtt || !custom.admits(&conn.viewer, &now) {
                 continue;
             }
-            if !frames.iter().all(|frame| offer(conn, frame.clone())) {
+            if !frames
+                .iter()
+                .all(|frame| offer(conn, frame.clone(), &self.limits))
+            {
                 overflowing.push(*conn_id);
             }
         }

@@ -19,6 +19,10 @@ pub struct HubStats {
     /// Frames waiting in all outboxes, and in the fullest one.
     pub outbox_depth: u64,
     pub outbox_max: u64,
+    /// Bytes waiting in all outboxes (a frame counts once per outbox it
+    /// is in), and in the fullest one.
+    pub outbox_bytes: u64,
+    pub outbox_bytes_max: u64,
     /// Bytes of changes and messages waiting for the hub (see `backlog`).
     pub backlog_bytes: u64,
 }
@@ -26,11 +30,18 @@ pub struct HubStats {
 impl Hub {
     /// Taken on the hub thread, so they agree with each other.
     pub(super) fn stats(&self) -> HubStats {
-        let queued = self.conns.values().map(|c| {
-            let outbox = &c.handle.outbox;
-            (outbox.max_capacity() - outbox.capacity()) as u64
-        });
-        let (outbox_depth, outbox_max) = queued.fold((0, 0), |(sum, max), n| (sum + n, max.max(n)));
+        let mut outbox_depth = 0;
+        let mut outbox_max = 0;
+        let mut outbox_bytes = 0;
+        let mut outbox_bytes_max = 0;
+        for conn in self.conns.values() {
+            let (bytes, frames) = conn.handle.outbox.queued();
+            let (bytes, frames) = (bytes as u64, frames as u64);
+            outbox_depth += frames;
+            outbox_max = outbox_max.max(frames);
+            outbox_bytes += bytes;
+            outbox_bytes_max = outbox_bytes_max.max(bytes);
+        }
         let count = |transport: Transport| {
             let on = self
                 .conns
@@ -41,6 +52,8 @@ impl Hub {
         HubStats {
             outbox_depth,
             outbox_max,
+            outbox_bytes,
+            outbox_bytes_max,
             connections: self.conns.len() as u64,
             websocket_connections: count(Transport::WebSocket),
             sse_connections: count(Transport::Sse),

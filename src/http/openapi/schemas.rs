@@ -195,6 +195,10 @@ pub struct Stats {
     /// Persistent MQTT sessions stored (connected or not).
     pub mqtt_sessions: u64,
     pub backlog_bytes: u64,
+    /// Bytes waiting in all realtime outboxes (a message counts once per
+    /// outbox it waits in), and in the fullest one.
+    pub outbox_bytes: u64,
+    pub outbox_bytes_max: u64,
     pub storage_bytes: u64,
     /// Records (or readings) per collection.
     pub records: BTreeMap<String, u64>,

@@ -1,0 +1,340 @@
+//! A connection's outbox: the frames the hub handed to it that its task has
+//! not written yet, bounded in bytes rather than in messages.
+//!
+//! A bound in messages is wrong both ways: 1,024 small chat messages are a
+//! few hundred KiB and a normal burst, while 1,024 large events can be tens
+//! of MiB. So each outbox counts the encoded length of what it holds against
+//! `outbox_bytes`, and all outboxes together count against one global budget
+//! (`outbox_budget_mb`), which the hub keeps by closing the connections that
+//! hold the most (see `hub`). Frames are shared between outboxes, so that sum
+//! over-estimates the memory really held: a frame queued for 1,000
+//! connections counts 1,000 times but exists once.
+//!
+//! An idle outbox allocates nothing: a `VecDeque` allocates on its first
+//! push, and a queue that drained after a burst gives its buffer back. The
+//! receiving task waits through a stored `Waker`, so `recv` keeps no state
+//! between polls and is cancel-safe in `select!`.
+//!
+//! Either side letting go empties the queue and returns its bytes at once:
+//! the hub's budget must not count connections that are gone or being
+//! closed, or one eviction would be followed by needless others.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use super::Frame;
+
+/// A drained queue whose buffer grew past this many slots frees it, so a
+/// connection idle after a burst costs what an idle one always did.
+const KEEP_SLOTS: usize = 64;
+
+/// The bytes queued in all outboxes together.
+#[derive(Debug, Default)]
+pub struct Budget {
+    queued: AtomicUsize,
+}
+
+impl Budget {
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, bytes: usize) {
+        self.queued.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn release(&self, bytes: usize) {
+        self.queued.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+/// The bounds in force, from the settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes one outbox may hold (`outbox_bytes`).
+    pub bytes: usize,
+    /// Frames one outbox may hold (`outbox`), when set.
+    pub frames: Option<usize>,
+    /// Bytes all outboxes may hold together (`outbox_budget_mb`).
+    pub budget: usize,
+}
+
+impl Limits {
+    pub fn of(tunables: &crate::config::Tunables) -> Limits {
+        Limits {
+            bytes: tunables.outbox_bytes,
+            frames: tunables.outbox,
+            budget: tunables.outbox_budget_mb.saturating_mul(1 << 20),
+        }
+    }
+}
+
+/// What became of a frame offered to an outbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offer {
+    Queued,
+    /// The connection's task is gone: nobody to deliver to, nothing kept.
+    Closed,
+    /// Taking it would pass the outbox's bound: the connection is slow.
+    Full,
+}
+
+struct Queue {
+    frames: VecDeque<Arc<Frame>>,
+    bytes: usize,
+    waker: Option<Waker>,
+    /// The hub let go (the connection left it or was closed).
+    hub_gone: bool,
+    /// The connection's task let go.
+    task_gone: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    budget: Arc<Budget>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // Nothing panics while holding it; a poisoned queue is still whole.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drops what is queued and returns its bytes to the budget.
+    fn discard(&self, queue: &mut Queue) {
+        self.budget.release(queue.bytes);
+        queue.bytes = 0;
+        queue.frames = VecDeque::new();
+    }
+}
+
+/// The hub's end.
+pub struct Sender {
+    shared: Arc<Shared>,
+}
+
+/// The connection task's end.
+pub struct Receiver {
+    shared: Arc<Shared>,
+}
+
+/// An empty outbox counting against `budget`.
+pub fn channel(budget: &Arc<Budget>) -> (Sender, Receiver) {
+    let shared = Arc::new(Shared {
+        queue: Mutex::new(Queue {
+            frames: VecDeque::new(),
+            bytes: 0,
+            waker: None,
+            hub_gone: false,
+            task_gone: false,
+        }),
+        budget: budget.clone(),
+    });
+    (
+        Sender {
+            shared: shared.clone(),
+        },
+        Receiver { shared },
+    )
+}
+
+impl Sender {
+    /// Queues `frame` unless that would pass `limits`. A frame larger than
+    /// the bound still goes into an empty outbox: the bound is on what
+    /// waits, and such a frame would otherwise close every connection it
+    /// is sent to.
+    pub fn offer(&self, frame: Arc<Frame>, limits: &Limits) -> Offer {
+        let len = frame.text.len();
+        let waker = {
+            let mut queue = self.shared.lock();
+            if queue.task_gone {
+                return Offer::Closed;
+            }
+            let over_bytes = !queue.frames.is_empty() && queue.bytes + len > limits.bytes;
+            let over_frames = limits.frames.is_some_and(|max| queue.frames.len() >= max);
+            if over_bytes || over_frames {
+                return Offer::Full;
+            }
+            queue.frames.push_back(frame);
+            queue.bytes += len;
+            self.shared.budget.add(len);
+            queue.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Offer::Queued
+    }
+
+    /// Bytes and frames waiting.
+    pub fn queued(&self) -> (usize, usize) {
+        let queue = self.shared.lock();
+        (queue.bytes, queue.frames.len())
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let waker = {
+            let mut queue = self.shared.lock();
+            queue.hub_gone = true;
+            self.shared.discard(&mut queue);
+            queue.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+impl Receiver {
+    /// The next frame; `None` once the hub has let go of the connection
+    /// (what was still queued then is dropped: the hub closes a connection
+    /// with a reason, and resuming brings back what it missed).
+    /// Cancel-safe: a frame is taken only when this returns it.
+    pub async fn recv(&mut self) -> Option<Arc<Frame>> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Arc<Frame>>> {
+        let mut queue = self.shared.lock();
+        if let Some(frame) = self.pop(&mut queue) {
+            return Poll::Ready(Some(frame));
+        }
+        if queue.hub_gone {
+            return Poll::Ready(None);
+        }
+        match &mut queue.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// The next frame if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Arc<Frame>> {
+        let mut queue = self.shared.lock();
+        self.pop(&mut queue)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.shared.lock().frames.is_empty()
+    }
+
+    fn pop(&self, queue: &mut Queue) -> Option<Arc<Frame>> {
+        let frame = queue.frames.pop_front()?;
+        let len = frame.text.len();
+        queue.bytes -= len;
+        self.shared.budget.release(len);
+        if queue.frames.is_empty() && queue.frames.capacity() > KEEP_SLOTS {
+            queue.frames = VecDeque::new();
+        }
+        Some(frame)
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let mut queue = self.shared.lock();
+        queue.task_gone = true;
+        queue.waker = None;
+        self.shared.discard(&mut queue);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fanout::FrameKind;
+
+    fn frame(len: usize) -> Arc<Frame> {
+        Arc::new(Frame {
+            seq: 1,
+            kind: FrameKind::Message,
+            text: "x".repeat(len).into(),
+        })
+    }
+
+    fn limits(bytes: usize, frames: Option<usize>) -> Limits {
+        Limits {
+            bytes,
+            frames,
+            budget: usize::MAX,
+        }
+    }
+
+    #[test]
+    fn bounds_bytes_and_optionally_frames() {
+        let budget = Arc::new(Budget::default());
+        let (tx, mut rx) = channel(&budget);
+        let small = limits(250, None);
+        for _ in 0..2 {
+            assert_eq!(tx.offer(frame(100), &small), Offer::Queued);
+        }
+        assert_eq!(tx.offer(frame(100), &small), Offer::Full);
+        assert_eq!(tx.queued(), (200, 2));
+        assert_eq!(budget.queued(), 200);
+        assert!(rx.try_recv().is_some());
+        assert_eq!(budget.queued(), 100);
+        assert_eq!(tx.offer(frame(100), &small), Offer::Queued);
+        let counted = limits(usize::MAX, Some(2));
+        assert_eq!(tx.offer(frame(1), &counted), Offer::Full);
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_bound_goes_into_an_empty_outbox() {
+        let budget = Arc::new(Budget::default());
+        let (tx, _rx) = channel(&budget);
+        let small = limits(10, None);
+        assert_eq!(tx.offer(frame(100), &small), Offer::Queued);
+        assert_eq!(tx.offer(frame(1), &small), Offer::Full);
+    }
+
+    #[test]
+    fn either_side_letting_go_returns_the_bytes() {
+        let budget = Arc::new(Budget::default());
+        let (tx, rx) = channel(&budget);
+        let any = limits(usize::MAX, None);
+        tx.offer(frame(100), &any);
+        drop(rx);
+        assert_eq!(budget.queued(), 0);
+        assert_eq!(tx.offer(frame(100), &any), Offer::Closed);
+        assert_eq!(budget.queued(), 0);
+
+        let (tx, mut rx) = channel(&budget);
+        tx.offer(frame(100), &any);
+        drop(tx);
+        assert_eq!(budget.queued(), 0);
+        assert!(rx.try_recv().is_none());
+    }
+
+    #[tokio::test]
+    async fn recv_wakes_on_a_frame_and_ends_when_the_hub_lets_go() {
+        let budget = Arc::new(Budget::default());
+        let (tx, mut rx) = channel(&budget);
+        let waiting = tokio::spawn(async move {
+            let first = rx.recv().await.map(|f| f.text.len());
+            let second = rx.recv().await.map(|f| f.text.len());
+            (first, second)
+        });
+        tokio::task::yield_now().await;
+        tx.offer(frame(7), &limits(usize::MAX, None));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        drop(tx);
+        assert_eq!(waiting.await.unwrap(), (Some(7), None));
+    }
+
+    #[test]
+    fn an_idle_outbox_is_small() {
+        // The channel it replaced cost a few hundred bytes per connection
+        // before its first message.
+        assert!(
+            std::mem::size_of::<Shared>() <= 96,
+            "{}",
+            std::mem::size_of::<Shared>()
+        );
+    }
+}
