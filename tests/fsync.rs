@@ -521,3 +521,73 @@ async fn sync_mode_publishes_without_history_cost_no_fdatasync() {
         syncs.len()
     );
 }
+
+/// A connection that streams messages to a topic with history need not
+/// wait for each one's fdatasync before the next is read: the server
+/// queues them as they come, so they share write groups and fsyncs, and
+/// still answers each after its group is on disk, in the order sent.
+/// Fifty publishes sent at once over one WebSocket: one after another
+/// they would take fifty group commits, each with an fdatasync of the db
+/// file; queued, they take a handful.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_streamed_over_one_websocket_share_fsyncs() {
+    let mut server = TestServer::start_with(Options {
+        args: vec!["--durability".into(), "sync".into()],
+        ..Options::default()
+    });
+    let admin = server.admin_token().await;
+    let (status, body) = send(
+        client()
+            .post(server.url("/api/topics"))
+            .bearer_auth(&admin)
+            .json(&json!({"name": "log", "history": 1000})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let mut ws = common::live::Ws::connect(&server, Some(&admin)).await;
+    let first = ws
+        .request(json!({"action": "publish", "topic": "log", "data": {"n": 0}}))
+        .await;
+    assert_eq!(first["type"], "ok", "{first}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let strace = match tokio::task::block_in_place(|| Strace::attach(server.pid())) {
+        Some(strace) => strace,
+        None => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the fsync test"
+            );
+            eprintln!("SKIPPED: strace is missing or may not trace here");
+            return;
+        }
+    };
+    for n in 1..=50 {
+        ws.send(json!({"id": n, "action": "publish", "topic": "log", "data": {"n": n}}))
+            .await;
+    }
+    let mut last_seq = first["seq"].as_u64().expect("a seq");
+    for n in 1..=50 {
+        let reply = ws.next().await;
+        assert_eq!(reply["type"], "ok", "{reply}");
+        assert_eq!(reply["id"], n, "replies in the order sent: {reply}");
+        let seq = reply["seq"].as_u64().expect("a seq");
+        assert!(seq > last_seq, "seqs in the order sent: {reply}");
+        last_seq = seq;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::task::block_in_place(|| server.kill());
+    let lines = tokio::task::block_in_place(|| strace.finish());
+    let trace = Trace { lines };
+    let db = format!("<{}>", db_file(&trace));
+    let db_syncs = trace
+        .lines
+        .iter()
+        .filter(|l| l.enters && (l.call == "fdatasync" || l.call == "fsync"))
+        .filter(|l| l.text.contains(&db))
+        .count();
+    println!("{db_syncs} fdatasyncs of the db file for 50 messages");
+    assert!(
+        (1..=25).contains(&db_syncs),
+        "{db_syncs} fdatasyncs of the db file for 50 messages sent at once"
+    );
+}

@@ -3,6 +3,8 @@
 //! `since`) the replayed events.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -36,6 +38,20 @@ pub fn error_frame(id: Option<&Value>, error: &ApiError) -> Frame {
 /// The `ok` reply to the request `id`.
 fn ok(id: Option<&Value>, body: ReplyBody) -> Vec<Frame> {
     vec![Frame::control(&ServerMessage::Ok(Reply { id, body }))]
+}
+
+/// The reply to a request whose write is under way.
+pub type PendingReply = Pin<Box<dyn Future<Output = Vec<Frame>> + Send>>;
+
+/// What [`Session::start`] made of a request.
+pub enum Started {
+    /// Its reply, now.
+    Ready(Vec<Frame>),
+    /// Its reply, once the writer answers.
+    Queued(PendingReply),
+    /// A request that needs the session to itself: handle it once every
+    /// earlier reply is out.
+    Turn(Request),
 }
 
 pub struct Session {
@@ -137,6 +153,25 @@ impl Session {
         Ok(())
     }
 
+    /// Starts one request. A `publish` is checked and queued for the
+    /// writer now, and its reply comes with the writer's answer, so the
+    /// connection may read its next request meanwhile; any other request
+    /// is handed back to be [`handle`](Self::handle)d once the replies
+    /// before it are out.
+    pub async fn start(&mut self, request: Request) -> Started {
+        let Request { id, message } = request;
+        let ClientMessage::Publish(Publish { topic, data }) = message else {
+            return Started::Turn(Request { id, message });
+        };
+        if let Err(error) = self.refresh_identity() {
+            return Started::Ready(vec![error_frame(id.as_ref(), &error)]);
+        }
+        match topics::enqueue_publish(&self.state, &self.principal, &topic, data).await {
+            Ok(answer) => Started::Queued(published(id, answer)),
+            Err(error) => Started::Ready(vec![error_frame(id.as_ref(), &error)]),
+        }
+    }
+
     /// Handles one request; the frames go out in order.
     pub async fn handle(&mut self, request: Request) -> Vec<Frame> {
         let Request { id, message } = request;
@@ -175,8 +210,8 @@ impl Session {
                 Ok(ok(id, ReplyBody::Unsubscribed { topics }))
             }
             ClientMessage::Publish(Publish { topic, data }) => {
-                let seq = topics::publish(state, principal, &topic, data).await?;
-                Ok(ok(id, ReplyBody::Published { seq }))
+                let answer = topics::enqueue_publish(state, principal, &topic, data).await?;
+                Ok(published(id.cloned(), answer).await)
             }
             ClientMessage::Topics {} => {
                 let topics = topics::list_topics(state, principal);
@@ -347,6 +382,19 @@ impl Session {
         }
         Ok(frames)
     }
+}
+
+/// The reply to a publish, once the writer has answered.
+fn published(
+    id: Option<Value>,
+    answer: impl Future<Output = ApiResult<u64>> + Send + 'static,
+) -> PendingReply {
+    Box::pin(async move {
+        match answer.await {
+            Ok(seq) => ok(id.as_ref(), ReplyBody::Published { seq }),
+            Err(error) => vec![error_frame(id.as_ref(), &error)],
+        }
+    })
 }
 
 /// A filter given on connect (SSE) or subscribe.

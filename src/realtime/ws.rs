@@ -4,6 +4,7 @@
 //! outbox frames, sends heartbeats and pings, and closes on a server-side
 //! reason (slow consumer, revoked identity, expired token, shutdown).
 
+use std::collections::VecDeque;
 use std::future::Future as _;
 use std::net::SocketAddr;
 use std::task::Poll;
@@ -20,7 +21,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::session::{self, Session};
+use super::session::{self, PendingReply, Session, Started};
 use crate::auth::{Auth, Principal};
 use crate::clock;
 use crate::error::{ApiError, ApiResult};
@@ -40,6 +41,10 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Frames written before one flush.
 const WRITE_BATCH: usize = 64;
+/// Publishes one connection may have waiting for the writer before it
+/// stops reading: enough to fill write groups, few enough that a client
+/// cannot queue unbounded work.
+const MAX_PENDING: usize = 256;
 /// Kept small: most connections are idle most of the time, and each
 /// buffer is allocated per connection (tungstenite's default is 128 KiB).
 const READ_BUFFER: usize = 1024;
@@ -150,6 +155,11 @@ async fn run(
     let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    // Publishes queued for the writer whose replies are still to come, in
+    // request order: the connection reads on meanwhile, so a client
+    // streaming messages has many in one write group instead of one per
+    // round trip.
+    let mut pending: VecDeque<PendingReply> = VecDeque::new();
     // Built once and polled across iterations: a future made afresh on each
     // turn of the loop would register a timer or a waiter every time, and
     // with thousands of busy connections that cost shows.
@@ -207,7 +217,12 @@ async fn run(
                     reason = &mut close_requested => close = Some(reason),
                 }
             }
-            incoming = socket.recv() => {
+            frames = next_reply(&mut pending) => {
+                if !write(&mut socket, frames).await {
+                    break;
+                }
+            }
+            incoming = socket.recv(), if pending.len() < MAX_PENDING => {
                 last_heard = Instant::now();
                 match incoming {
                     None => break,
@@ -224,18 +239,36 @@ async fn run(
                     },
                     Some(Ok(Message::Text(text))) => {
                         let limit = state.live.get().message_rate;
-                        let frames = if rate.allow(limit) {
+                        let started = if rate.allow(limit) {
                             // Boxed: requests are rare next to idle time, and
                             // inline, their state would make every idle
                             // connection's task several KiB larger.
-                            Box::pin(handle_text(&mut session, &text)).await
+                            Box::pin(start_text(&mut session, &text)).await
                         } else {
                             let id = Request::id_of(&text);
                             let error = ApiError::rate_limited(
                                 format!("at most {limit} messages per second"),
                                 1,
                             );
-                            vec![session::error_frame(id.as_ref(), &error)]
+                            Started::Ready(vec![session::error_frame(id.as_ref(), &error)])
+                        };
+                        let frames = match started {
+                            Started::Queued(reply) => {
+                                pending.push_back(reply);
+                                continue;
+                            }
+                            // Replies go out in request order.
+                            Started::Ready(frames) if !pending.is_empty() => {
+                                pending.push_back(Box::pin(std::future::ready(frames)));
+                                continue;
+                            }
+                            Started::Ready(frames) => frames,
+                            Started::Turn(request) => {
+                                if !Box::pin(flush_replies(&mut socket, &mut pending)).await {
+                                    break;
+                                }
+                                Box::pin(session.handle(request)).await
+                            }
                         };
                         if !write(&mut socket, frames).await {
                             break;
@@ -291,11 +324,34 @@ async fn run(
     }
 }
 
-async fn handle_text(session: &mut Session, text: &str) -> Vec<Frame> {
+async fn start_text(session: &mut Session, text: &str) -> Started {
     match Request::parse(text) {
-        Ok(request) => session.handle(request).await,
-        Err(Rejected { id, message }) => vec![session::bad_request(id.as_ref(), &message)],
+        Ok(request) => session.start(request).await,
+        Err(Rejected { id, message }) => {
+            Started::Ready(vec![session::bad_request(id.as_ref(), &message)])
+        }
     }
+}
+
+/// The reply at the head of `pending`, once it is ready; never, if there
+/// is none. Cancel-safe: the reply stays queued until it is returned.
+async fn next_reply(pending: &mut VecDeque<PendingReply>) -> Vec<Frame> {
+    let Some(reply) = pending.front_mut() else {
+        return std::future::pending().await;
+    };
+    let frames = reply.await;
+    pending.pop_front();
+    frames
+}
+
+/// Writes every pending reply, in order; false if the socket failed.
+async fn flush_replies(socket: &mut WebSocket, pending: &mut VecDeque<PendingReply>) -> bool {
+    while let Some(reply) = pending.pop_front() {
+        if !write(socket, reply.await).await {
+            return false;
+        }
+    }
+    true
 }
 
 /// Resolves once the server starts shutting down (the guard `wait_for`

@@ -2,6 +2,7 @@
 //! topic name and checking who may subscribe, creating, deleting and
 //! publishing, and replaying what a resuming subscriber missed.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -390,6 +391,31 @@ async fn publish_as(
     data: Value,
     retain: bool,
 ) -> ApiResult<u64> {
+    enqueue_publish_as(state, principal, name, data, retain)
+        .await?
+        .await
+}
+
+/// [`publish`] in two steps: the message is checked and queued for the
+/// writer now, in the order of the calls, and the returned future gives
+/// its seq. A connection publishing a stream queues the next message
+/// before the first is answered, so its messages share write groups.
+pub async fn enqueue_publish(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    data: Value,
+) -> ApiResult<impl Future<Output = ApiResult<u64>> + Send + 'static> {
+    enqueue_publish_as(state, principal, name, data, false).await
+}
+
+async fn enqueue_publish_as(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    data: Value,
+    retain: bool,
+) -> ApiResult<impl Future<Output = ApiResult<u64>> + Send + 'static> {
     let empty = Map::new();
     let topic = may_publish(state, principal, name, data.as_object().unwrap_or(&empty))?;
     let message = Message {
@@ -399,15 +425,18 @@ async fn publish_as(
         data: serde_json::to_vec(&data).map_err(ApiError::internal)?,
         ts_ms: clock::now_ms(),
     };
-    let committed = state
+    let answer = state
         .writer
-        .submit(Mutation::Publish {
+        .enqueue(Mutation::Publish {
             message,
             history: topic.def.history,
             retain,
         })
         .await?;
-    Ok(committed.seqs.map_or(0, |(seq, _)| seq))
+    Ok(async move {
+        let committed = answer.await?;
+        Ok(committed.seqs.map_or(0, |(seq, _)| seq))
+    })
 }
 
 /// The topic `name`, if its `publish` rule lets the caller publish `data`.

@@ -38,6 +38,7 @@ use records::Staged;
 pub use records::{index_entries, NewRecord, RecordOp};
 pub use series::{Append, Truncation};
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
@@ -276,12 +277,24 @@ impl Writer {
     }
 
     pub async fn submit(&self, mutation: Mutation) -> Result<Committed, WriteError> {
+        self.enqueue(mutation).await?.await
+    }
+
+    /// Queues `mutation` and returns its answer to await later, so a caller
+    /// with several writes in order (a connection publishing a stream of
+    /// messages) can queue the next before the first is answered. Writes
+    /// are applied in the order they were queued.
+    pub async fn enqueue(
+        &self,
+        mutation: Mutation,
+    ) -> Result<impl Future<Output = Result<Committed, WriteError>> + Send + 'static, WriteError>
+    {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Request::Write(Box::new(mutation), reply))
             .await
             .map_err(|_| WriteError::Unavailable)?;
-        answer.await.map_err(|_| WriteError::Unavailable)?
+        Ok(async move { answer.await.map_err(|_| WriteError::Unavailable)? })
     }
 
     /// Returns once what the caller wrote to sled before calling is as
