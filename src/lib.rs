@@ -50,6 +50,7 @@ pub mod metrics;
 pub mod model;
 pub mod mqtt;
 pub mod parse_pool;
+pub mod priority;
 pub mod protocol;
 pub mod realtime;
 pub mod request_log;

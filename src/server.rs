@@ -106,6 +106,8 @@ pub async fn run(
     let mailer =
         crate::mail::Mailer::from_settings(&settings.mail, &listening)?.map(std::sync::Arc::new);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let connections = crate::realtime::runtime::Connections::start()
+        .context("cannot start the realtime connection threads")?;
     let state = AppState::new(Shared {
         mailer,
         settings,
@@ -119,6 +121,9 @@ pub async fn run(
         requests: Default::default(),
         mqtt_sessions: Default::default(),
         parsers: crate::parse_pool::ParsePool::new().context("cannot start the parser threads")?,
+        realtime_runtime: connections
+            .handle()
+            .unwrap_or_else(tokio::runtime::Handle::current),
     });
     let retention = tokio::spawn(retention::run(state.clone(), stop_rx.clone()));
     let simulator = if demo {
@@ -184,6 +189,9 @@ pub async fn run(
         let _ = simulator.await;
     }
     realtime.stop().await;
+    // Connections saw the stop and are closing; whatever is left ends with
+    // the process.
+    drop(connections);
     writer.shutdown().await;
     tracing::info!("storage flushed; bye");
     Ok(())

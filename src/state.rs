@@ -38,6 +38,8 @@ pub struct Shared {
     /// MQTT sessions, over TCP and WebSocket: shutdown waits for them to
     /// save and finish their writes before the writer stops.
     pub mqtt_sessions: tokio_util::task::TaskTracker,
+    /// Runs the WebSocket connections (`realtime::runtime`).
+    pub realtime_runtime: tokio::runtime::Handle,
     /// Parses and checks large request bodies, a few at a time.
     pub parsers: crate::parse_pool::ParsePool,
 }

@@ -4,6 +4,7 @@
 //! ([`crate::fanout`]), which delivers events into each connection's
 //! outbox.
 
+pub mod runtime;
 pub mod session;
 pub mod sse;
 pub mod ws;

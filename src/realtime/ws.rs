@@ -118,7 +118,12 @@ pub async fn websocket(
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER);
     Ok(upgrade
-        .on_upgrade(move |socket| run(state, socket, principal, token, expires_ms, sign_in, slot))
+        .on_upgrade(move |socket| async move {
+            let connections = state.realtime_runtime.clone();
+            connections.spawn(run(
+                state, socket, principal, token, expires_ms, sign_in, slot,
+            ));
+        })
         .into_response())
 }
 

@@ -43,6 +43,7 @@ pub async fn state_with_records(records: usize) -> (tempfile::TempDir, AppState)
         requests: Default::default(),
         mqtt_sessions: Default::default(),
         parsers: crate::parse_pool::ParsePool::with_threads(2).unwrap(),
+        realtime_runtime: tokio::runtime::Handle::current(),
     });
     (dir, state)
 }

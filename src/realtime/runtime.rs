@@ -1,0 +1,39 @@
+//! The runtime that runs WebSocket connections, apart from the one that
+//! answers HTTP requests, on worker threads of lower priority
+//! ([`crate::priority`]): a write request no longer waits in the same run
+//! queue as a thousand connection tasks writing events.
+
+use std::io;
+
+use tokio::runtime::{Builder, Handle, Runtime};
+
+/// The connection runtime. Dropping it (on any way out of the server,
+/// errors included) stops its threads without waiting: dropping a tokio
+/// runtime in async code the usual way would block, which tokio refuses.
+pub struct Connections(Option<Runtime>);
+
+impl Connections {
+    /// One worker per core, with I/O and timers.
+    pub fn start() -> io::Result<Connections> {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let runtime = Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("pulsebase-live")
+            .on_thread_start(crate::priority::lower_current_thread)
+            .enable_all()
+            .build()?;
+        Ok(Connections(Some(runtime)))
+    }
+
+    pub fn handle(&self) -> Option<Handle> {
+        self.0.as_ref().map(|runtime| runtime.handle().clone())
+    }
+}
+
+impl Drop for Connections {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
