@@ -471,19 +471,7 @@ async fn sync_mode_fdatasyncs_session_writes_before_the_2xx() {
 /// per 10,000 seqs) is allowed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_mode_publishes_without_history_cost_no_fdatasync() {
-    let mut server = TestServer::start_with(Options {
-        args: vec!["--durability".into(), "sync".into()],
-        ..Options::default()
-    });
-    let admin = server.admin_token().await;
-    let (status, body) = send(
-        client()
-            .post(server.url("/api/topics"))
-            .bearer_auth(&admin)
-            .json(&json!({"name": "pulse", "history": 0})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    let (mut server, admin) = sync_server_with_topic("pulse", 0).await;
     let url = server.url("/api/topics/pulse/messages");
     let publish = |n: usize| {
         let request = client().post(&url).bearer_auth(&admin);
@@ -491,17 +479,8 @@ async fn sync_mode_publishes_without_history_cost_no_fdatasync() {
     };
     // The first takes the seq reservation, once.
     assert_eq!(publish(0).await.0, 202);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let strace = match tokio::task::block_in_place(|| Strace::attach(server.pid())) {
-        Some(strace) => strace,
-        None => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must run the fsync test"
-            );
-            eprintln!("SKIPPED: strace is missing or may not trace here");
-            return;
-        }
+    let Some(strace) = trace_from_now(&server).await else {
+        return;
     };
     for n in 1..=50 {
         let (status, body) = publish(n).await;
@@ -531,35 +510,14 @@ async fn sync_mode_publishes_without_history_cost_no_fdatasync() {
 /// file; queued, they take a handful.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_streamed_over_one_websocket_share_fsyncs() {
-    let mut server = TestServer::start_with(Options {
-        args: vec!["--durability".into(), "sync".into()],
-        ..Options::default()
-    });
-    let admin = server.admin_token().await;
-    let (status, body) = send(
-        client()
-            .post(server.url("/api/topics"))
-            .bearer_auth(&admin)
-            .json(&json!({"name": "log", "history": 1000})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    let (mut server, admin) = sync_server_with_topic("log", 1000).await;
     let mut ws = common::live::Ws::connect(&server, Some(&admin)).await;
     let first = ws
         .request(json!({"action": "publish", "topic": "log", "data": {"n": 0}}))
         .await;
     assert_eq!(first["type"], "ok", "{first}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let strace = match tokio::task::block_in_place(|| Strace::attach(server.pid())) {
-        Some(strace) => strace,
-        None => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must run the fsync test"
-            );
-            eprintln!("SKIPPED: strace is missing or may not trace here");
-            return;
-        }
+    let Some(strace) = trace_from_now(&server).await else {
+        return;
     };
     for n in 1..=50 {
         ws.send(json!({"id": n, "action": "publish", "topic": "log", "data": {"n": n}}))
@@ -590,4 +548,38 @@ async fn publishes_streamed_over_one_websocket_share_fsyncs() {
         (1..=25).contains(&db_syncs),
         "{db_syncs} fdatasyncs of the db file for 50 messages sent at once"
     );
+}
+
+/// A server in sync mode with the custom topic `name` (keeping `history`
+/// messages), and an admin token.
+async fn sync_server_with_topic(name: &str, history: u64) -> (TestServer, String) {
+    let server = TestServer::start_with(Options {
+        args: vec!["--durability".into(), "sync".into()],
+        ..Options::default()
+    });
+    let admin = server.admin_token().await;
+    let (status, body) = send(
+        client()
+            .post(server.url("/api/topics"))
+            .bearer_auth(&admin)
+            .json(&json!({"name": name, "history": history})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    (server, admin)
+}
+
+/// strace on `server` once what came before has settled; `None` (the test
+/// is skipped) where strace cannot run, which CI does not allow.
+async fn trace_from_now(server: &TestServer) -> Option<Strace> {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let strace = tokio::task::block_in_place(|| Strace::attach(server.pid()));
+    if strace.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the fsync test"
+        );
+        eprintln!("SKIPPED: strace is missing or may not trace here");
+    }
+    strace
 }
