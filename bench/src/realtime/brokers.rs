@@ -1,15 +1,19 @@
 //! NATS and Redis as peers: started per scenario on a fresh loopback port
 //! with a throwaway dir, stopped (and the dir removed) when the run ends.
 
+use std::cell::RefCell;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use super::broker_wire::Protocol;
+use super::broker_wire::{BrokerConn, Protocol};
+use super::flow::Tally;
+use super::payload64;
 use crate::procs::{self, Server};
 
 /// `nats-server` with its defaults (no JetStream, no auth), loopback only.
@@ -75,5 +79,52 @@ pub(super) fn protocol(peer: super::Peer) -> Option<Protocol> {
         super::Peer::Nats => Some(Protocol::Nats),
         super::Peer::Redis => Some(Protocol::Redis),
         _ => None,
+    }
+}
+
+/// A broker's publisher at `rate` messages/s on the suite's schedule, from
+/// one connection (a broker takes publishes on any connection at once, so
+/// one socket is not the limit at these rates). A publish counts as
+/// acknowledged once written: NATS does not acknowledge a core publish,
+/// and Redis's reply (the receiver count) comes after delivery.
+pub(super) async fn publish_paced(
+    mut publisher: BrokerConn,
+    subject: &'static str,
+    rate: u32,
+    tally: Rc<RefCell<Tally>>,
+    end: Instant,
+) {
+    let epoch = tally.borrow().epoch;
+    let protocol = publisher.protocol();
+    let mut frame = Vec::with_capacity(256);
+    for n in 0.. {
+        let due = epoch + Duration::from_secs_f64(n as f64 / f64::from(rate));
+        if due >= end {
+            break;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        let sent_us = epoch.elapsed().as_micros() as u64;
+        frame.clear();
+        BrokerConn::publish_into(protocol, subject, &payload64(n, sent_us), &mut frame);
+        let written = publisher.write_all(&frame).await;
+        // Redis's replies are read and thrown away so its output buffer for
+        // this client stays empty.
+        let _ = tokio::time::timeout(Duration::ZERO, publisher.fill()).await;
+        let _ = publisher.drain(|_| {});
+        let mut t = tally.borrow_mut();
+        match written {
+            Ok(()) => {
+                t.acknowledged(n);
+                let now = t.since_epoch_us();
+                if now >= t.measure_from_us && now < t.end_us {
+                    t.writes_done += 1;
+                }
+            }
+            Err(e) => {
+                t.write_errors += 1;
+                t.first_error.get_or_insert_with(|| format!("{e:#}"));
+                break;
+            }
+        }
     }
 }
