@@ -144,6 +144,18 @@ impl BrokerConn {
         Ok(self.stream.read_buf(&mut self.buf).await? > 0)
     }
 
+    /// Reads what is already there without waiting (a publisher throwing
+    /// away replies between paced sends; a zero timeout would wait for the
+    /// timer's next millisecond tick).
+    pub fn try_fill(&mut self) -> anyhow::Result<()> {
+        self.buf.reserve(4096);
+        match self.stream.try_read_buf(&mut self.buf) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Calls `each` with the payload of every complete message in the
     /// buffer and drops what it walked. Synchronous, so a caller may hold a
     /// borrow across it.
