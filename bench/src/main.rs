@@ -108,6 +108,8 @@ struct Args {
     series: series::SeriesArgs,
     #[command(flatten)]
     mqtt: mqtt::MqttArgs,
+    #[command(flatten)]
+    brokers: realtime::BrokerArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

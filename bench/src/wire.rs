@@ -128,22 +128,8 @@ impl Ws {
     }
 
     async fn send(&mut self, opcode: u8, payload: &[u8]) -> anyhow::Result<()> {
-        let mask = [0x5a, 0x17, 0xc3, 0x2e];
         let mut frame = Vec::with_capacity(payload.len() + 14);
-        frame.push(0x80 | opcode);
-        match payload.len() {
-            len @ 0..=125 => frame.push(0x80 | len as u8),
-            len @ 126..=0xffff => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(len as u16).to_be_bytes());
-            }
-            len => {
-                frame.push(0x80 | 127);
-                frame.extend_from_slice(&(len as u64).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        client_frame(opcode, payload, &mut frame);
         self.stream.write_all(&frame).await?;
         Ok(())
     }
@@ -191,6 +177,12 @@ impl Ws {
         Ok(())
     }
 
+    /// The socket and what was read past the last frame walked, for a
+    /// publisher that writes and reads on separate tasks.
+    pub fn into_parts(self) -> (TcpStream, BytesMut) {
+        (self.stream, self.buf)
+    }
+
     /// Waits for the next text frame (setup only: welcome, replies).
     pub async fn next_text(&mut self) -> anyhow::Result<Vec<u8>> {
         loop {
@@ -214,8 +206,27 @@ impl Ws {
     }
 }
 
+/// Appends one masked client frame (as a client must send) to `frame`.
+pub fn client_frame(opcode: u8, payload: &[u8], frame: &mut Vec<u8>) {
+    let mask = [0x5a, 0x17, 0xc3, 0x2e];
+    frame.push(0x80 | opcode);
+    match payload.len() {
+        len @ 0..=125 => frame.push(0x80 | len as u8),
+        len @ 126..=0xffff => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+}
+
 /// (opcode, payload start, frame end) of the first complete frame.
-fn parse_frame(buf: &[u8]) -> anyhow::Result<Option<(u8, usize, usize)>> {
+pub fn parse_frame(buf: &[u8]) -> anyhow::Result<Option<(u8, usize, usize)>> {
     if buf.len() < 2 {
         return Ok(None);
     }

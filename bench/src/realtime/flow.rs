@@ -15,6 +15,7 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request};
 use tokio::task::JoinSet;
 
+use super::broker_wire::BrokerConn;
 use crate::procs::{self, CpuSnapshot};
 use crate::wire::StampFinder;
 use crate::{load, Args};
@@ -28,28 +29,37 @@ pub(super) struct Inbox {
 }
 
 pub(super) struct Tally {
-    epoch: Instant,
-    measure_from_us: u64,
-    end_us: u64,
-    capacity: u64,
-    acked: Vec<u64>,
-    acked_count: u64,
-    writes_done: u64,
-    write_errors: u64,
-    first_error: Option<String>,
-    write_hist: Histogram<u64>,
-    hist: Histogram<u64>,
-    max_us: u64,
-    deliveries: u64,
+    pub(super) epoch: Instant,
+    pub(super) measure_from_us: u64,
+    pub(super) end_us: u64,
+    pub(super) capacity: u64,
+    pub(super) acked: Vec<u64>,
+    pub(super) acked_count: u64,
+    pub(super) writes_done: u64,
+    pub(super) write_errors: u64,
+    pub(super) first_error: Option<String>,
+    pub(super) write_hist: Histogram<u64>,
+    pub(super) hist: Histogram<u64>,
+    pub(super) max_us: u64,
+    pub(super) deliveries: u64,
     /// Socket reads that brought events, and the events they brought: how
     /// many frames the server put into one write, roughly.
-    reads: u64,
-    events: u64,
-    inboxes: Vec<Inbox>,
+    pub(super) reads: u64,
+    pub(super) events: u64,
+    pub(super) inboxes: Vec<Inbox>,
     /// Routed fan-out: subscriber `i` expects only the events `n` with
     /// `n % devices == i % devices`, and this counts the acknowledged
     /// ones per device.
-    routed: Option<(u64, Vec<u64>)>,
+    pub(super) routed: Option<(u64, Vec<u64>)>,
+    /// For a publisher that waits on delivery: how many subscribers have
+    /// each message, and the lowest message not yet read by all of them.
+    pub(super) progress: Option<Progress>,
+}
+
+pub(super) struct Progress {
+    pub(super) counts: Vec<u16>,
+    pub(super) low: u64,
+    pub(super) wake: Rc<tokio::sync::Notify>,
 }
 
 pub(super) fn new_hist() -> Histogram<u64> {
@@ -65,7 +75,7 @@ pub(super) fn set_bit(bits: &mut [u64], n: u64) -> bool {
 
 impl Tally {
     /// Room for write indexes below `capacity`, for `subscribers` inboxes.
-    fn new(
+    pub(super) fn new(
         epoch: Instant,
         measure_from_us: u64,
         end_us: u64,
@@ -98,6 +108,7 @@ impl Tally {
                 })
                 .collect(),
             routed: None,
+            progress: None,
         }
     }
 
@@ -121,7 +132,7 @@ impl Tally {
         }
     }
 
-    fn acknowledged(&mut self, n: u64) {
+    pub(super) fn acknowledged(&mut self, n: u64) {
         if n < self.capacity && set_bit(&mut self.acked, n) {
             self.acked_count += 1;
             if let Some((devices, acked)) = &mut self.routed {
@@ -130,7 +141,7 @@ impl Tally {
         }
     }
 
-    fn since_epoch_us(&self) -> u64 {
+    pub(super) fn since_epoch_us(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64
     }
 
@@ -139,11 +150,22 @@ impl Tally {
             return;
         }
         let expected = self.expects(sub, n);
+        let all = self.inboxes.len() as u16;
         let inbox = &mut self.inboxes[sub];
         // An event its filter should have kept out counts as a duplicate:
         // one delivery too many.
         if expected && set_bit(&mut inbox.bits, n) {
             inbox.received += 1;
+            if let Some(p) = &mut self.progress {
+                p.counts[n as usize] += 1;
+                let before = p.low;
+                while p.counts.get(p.low as usize) == Some(&all) {
+                    p.low += 1;
+                }
+                if p.low > before {
+                    p.wake.notify_one();
+                }
+            }
         } else {
             inbox.duplicates += 1;
         }
@@ -227,7 +249,22 @@ pub(super) async fn flow(
 
     let next = Rc::new(Cell::new(0u64));
     let mut writers = JoinSet::new();
-    for _ in 0..WRITERS {
+    if let Some(protocol) = super::brokers::protocol(sc.peer) {
+        let publisher = BrokerConn::connect(protocol, stage.addr, 64 * 1024).await?;
+        writers.spawn_local(super::brokers::publish_paced(
+            publisher,
+            topic,
+            rate,
+            Rc::clone(&tally),
+            end,
+        ));
+    }
+    let http_writers = if sc.peer == Peer::Pulsebase || sc.peer == Peer::PocketBase {
+        WRITERS
+    } else {
+        0
+    };
+    for _ in 0..http_writers {
         let sender = load::connect(stage.addr).await?;
         writers.spawn_local(write_paced(
             sender,
@@ -252,7 +289,25 @@ pub(super) async fn flow(
     while writers.join_next().await.is_some() {}
     let (a, b, rss_kib) = sampler.await?;
 
-    // Wait for the events of the last writes.
+    let drain = drain_wait(&tally).await;
+    readers.abort_all();
+    while readers.join_next().await.is_some() {}
+    stage.server.stop();
+    let t = tally.borrow();
+    Ok(outcome(
+        sc,
+        &t,
+        (subscribers, rate),
+        drain,
+        duration,
+        rss_kib,
+        procs::cpu_use(&a, &b, hz),
+    ))
+}
+
+/// Waits for the events of the last writes: until every subscriber has
+/// every acknowledged write or was closed, or `DRAIN_TIMEOUT`.
+pub(super) async fn drain_wait(tally: &Rc<RefCell<Tally>>) -> Duration {
     let drain_started = Instant::now();
     loop {
         let done = {
@@ -267,12 +322,19 @@ pub(super) async fn flow(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let drain = drain_started.elapsed();
-    readers.abort_all();
-    while readers.join_next().await.is_some() {}
-    stage.server.stop();
+    drain_started.elapsed()
+}
 
-    let t = tally.borrow();
+/// The figures of a finished run.
+pub(super) fn outcome(
+    sc: Scenario,
+    t: &Tally,
+    (subscribers, rate): (usize, u32),
+    drain: Duration,
+    duration: Duration,
+    rss_kib: Option<u64>,
+    cpu: procs::CpuUse,
+) -> Outcome {
     let q = |h: &Histogram<u64>, q: f64, max: u64| h.value_at_quantile(q).min(max.max(1));
     let write_max = t.write_hist.max();
     let mut close_reasons: Vec<String> =
@@ -280,7 +342,7 @@ pub(super) async fn flow(
     let closed = close_reasons.len();
     close_reasons.sort();
     close_reasons.dedup();
-    Ok(Outcome {
+    Outcome {
         scenario: sc,
         measured: Measured::Flow(Flow {
             subscribers,
@@ -304,8 +366,8 @@ pub(super) async fn flow(
         }),
         duration,
         rss_kib,
-        cpu: procs::cpu_use(&a, &b, hz),
-    })
+        cpu,
+    }
 }
 
 pub(super) async fn read_events(
@@ -318,6 +380,7 @@ pub(super) async fn read_events(
         let more = match &mut client {
             Client::Ws(ws) => ws.fill().await,
             Client::Sse(sse) => sse.fill().await,
+            Client::Broker(conn) => conn.fill().await,
         };
         match more {
             Ok(true) => {}
@@ -340,6 +403,7 @@ pub(super) async fn read_events(
                     sse.drain(&mut arrive);
                     Ok(())
                 }
+                Client::Broker(conn) => conn.drain(&mut arrive),
             };
             if t.events > events_before {
                 t.reads += 1;
@@ -354,6 +418,14 @@ pub(super) async fn read_events(
                 break format!("close {code} {reason}");
             }
             if ws.answer_pings().await.is_err() {
+                break "cannot answer a ping".to_owned();
+            }
+        }
+        if let Client::Broker(conn) = &mut client {
+            if let Some(error) = &conn.error {
+                break format!("server error: {error}");
+            }
+            if conn.answer_pings().await.is_err() {
                 break "cannot answer a ping".to_owned();
             }
         }
@@ -426,7 +498,8 @@ pub(super) async fn write_paced(
             )
         };
         let body = if publish {
-            format!(r#"{{"data":{{"n":{n},"sent":{sent_us}}}}}"#)
+            let data = payload64(n, sent_us);
+            format!(r#"{{"data":{}}}"#, String::from_utf8_lossy(&data))
         } else if per_write == 1 {
             record(n)
         } else {

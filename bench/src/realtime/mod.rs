@@ -1,6 +1,8 @@
 //! The realtime benchmark: fan-out of record changes to many subscribers,
-//! custom-topic publish fan-out, and memory per idle connection, against
-//! pulsebase (WebSocket, and SSE for memory) and PocketBase (SSE).
+//! custom-topic publish fan-out (paced, at the highest rate delivered
+//! without loss, and in one burst), and memory per idle connection, against
+//! pulsebase (WebSocket, and SSE for memory), PocketBase (SSE), and NATS and
+//! Redis pub/sub (their own protocols over TCP).
 //!
 //! Every write carries its index `n` and the generator's clock `sent` (µs);
 //! every subscriber keeps a bitset of the `n` it received, so missed and
@@ -11,7 +13,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -21,9 +23,13 @@ use tokio::task::LocalSet;
 use crate::procs::{self, CpuUse, Server};
 use crate::Args;
 
+mod broker_wire;
+mod brokers;
 mod flow;
 mod publish_one;
 mod report;
+mod report_brokers;
+mod rush;
 mod stage;
 
 use flow::*;
@@ -47,6 +53,8 @@ const HIST_MAX_US: u64 = 120_000_000;
 pub enum Peer {
     Pulsebase,
     PocketBase,
+    Nats,
+    Redis,
 }
 
 impl Peer {
@@ -54,6 +62,8 @@ impl Peer {
         match self {
             Peer::Pulsebase => "pulsebase",
             Peer::PocketBase => "pocketbase",
+            Peer::Nats => "nats",
+            Peer::Redis => "redis",
         }
     }
 }
@@ -62,14 +72,23 @@ impl Peer {
 pub enum Transport {
     Ws,
     Sse,
+    /// A broker's own protocol on a plain TCP connection (NATS, Redis).
+    Tcp,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// Record creates at `rate`/s, each an event for every subscriber.
     Fanout { subscribers: usize, rate: u32 },
-    /// Custom-topic messages at `rate`/s (`history: 0`).
+    /// Custom-topic messages at `rate`/s (`history: 0`). For NATS and
+    /// Redis, `Fanout` and `Publish` both publish to one subject/channel.
     Publish { subscribers: usize, rate: u32 },
+    /// The highest custom-topic rate delivered without loss: one publisher
+    /// keeps `rush::WINDOW` messages in flight until every subscriber has
+    /// read them.
+    PublishMax { subscribers: usize },
+    /// One publisher sends `messages` as fast as it can write them.
+    Burst { subscribers: usize, messages: u32 },
     /// One WebSocket connection publishing to a `history: 0` topic as fast
     /// as it is answered, `window` publishes in flight, no subscriber.
     PublishOne { window: usize },
@@ -100,6 +119,11 @@ impl Scenario {
         let kind = match self.kind {
             Kind::Fanout { subscribers, rate } => format!("fanout/s{subscribers}/r{rate}"),
             Kind::Publish { subscribers, rate } => format!("publish/s{subscribers}/r{rate}"),
+            Kind::PublishMax { subscribers } => format!("publish/s{subscribers}/max"),
+            Kind::Burst {
+                subscribers,
+                messages,
+            } => format!("burst/s{subscribers}/n{messages}"),
             Kind::PublishOne { window } => format!("publish-one/w{window}"),
             Kind::SeriesFanout {
                 subscribers,
@@ -117,6 +141,7 @@ impl Scenario {
                 match transport {
                     Transport::Ws => "ws",
                     Transport::Sse => "sse",
+                    Transport::Tcp => "tcp",
                 }
             ),
         };
@@ -128,13 +153,16 @@ impl Scenario {
             (_, Kind::Idle { transport, .. }) => transport,
             (Peer::Pulsebase, _) => Transport::Ws,
             (Peer::PocketBase, _) => Transport::Sse,
+            (Peer::Nats | Peer::Redis, _) => Transport::Tcp,
         }
     }
 }
 
 /// Fan-out at S = 0 (the write path alone), 100 and 1000 × R = 100 and
-/// 1000; publish at 1000 subscribers; 10k idle connections. PocketBase has
-/// no custom topics and no WebSocket, so it runs fan-out and idle SSE.
+/// 1000; publish at 100 and 1000 subscribers, at the highest lossless rate
+/// and in a burst; 10k idle connections. PocketBase has no custom topics
+/// and no WebSocket, so it runs fan-out and idle SSE; NATS and Redis run
+/// the publish workloads, the 1000 × 1000 fan-out as a publish, and idle.
 pub fn all_scenarios(peers: bool) -> Vec<Scenario> {
     let mut out = Vec::new();
     let fanouts = [(100, 100), (100, 1000), (1000, 100), (1000, 1000)];
@@ -155,6 +183,18 @@ pub fn all_scenarios(peers: bool) -> Vec<Scenario> {
             rate,
         }));
     }
+    let brokered = [
+        Kind::PublishMax { subscribers: 100 },
+        Kind::Publish {
+            subscribers: 100,
+            rate: 1000,
+        },
+        Kind::Burst {
+            subscribers: 100,
+            messages: 2000,
+        },
+    ];
+    out.extend(brokered.map(pulsebase));
     for window in [1, 64] {
         out.push(pulsebase(Kind::PublishOne { window }));
     }
@@ -176,7 +216,41 @@ pub fn all_scenarios(peers: bool) -> Vec<Scenario> {
             transport: Transport::Sse,
             connections: 10_000,
         }));
+        for peer in [Peer::Nats, Peer::Redis] {
+            let fanout = Kind::Fanout {
+                subscribers: 1000,
+                rate: 1000,
+            };
+            let idle = Kind::Idle {
+                transport: Transport::Tcp,
+                connections: 10_000,
+            };
+            for kind in brokered.into_iter().chain([fanout, idle]) {
+                out.push(Scenario { peer, kind });
+            }
+        }
     }
+    out
+}
+
+/// Where the broker peers come from (run.sh fetches NATS into target/nats).
+#[derive(clap::Args, Debug, Clone)]
+pub struct BrokerArgs {
+    /// realtime suite with --peers: the `nats-server` binary.
+    #[arg(long, default_value = "target/nats/nats-server")]
+    pub nats: PathBuf,
+    /// realtime suite with --peers: the `redis-server` binary.
+    #[arg(long, default_value = "/usr/bin/redis-server")]
+    pub redis: PathBuf,
+}
+
+/// A 64-byte JSON message carrying its index and send time, padded with a
+/// string so every peer carries the same bytes.
+pub(crate) fn payload64(n: u64, sent_us: u64) -> Vec<u8> {
+    let mut out = format!(r#"{{"n":{n},"sent":{sent_us},"p":""#).into_bytes();
+    let pad = 64usize.saturating_sub(out.len() + 2);
+    out.extend(std::iter::repeat_n(b'x', pad));
+    out.extend_from_slice(b"\"}");
     out
 }
 
@@ -258,7 +332,20 @@ pub fn run(
     local.block_on(rt, async {
         let stage = match sc.peer {
             Peer::Pulsebase => {
-                let server = procs::start_pulsebase(server_bin, dir, "sync", args.flush_ms, 1000)?;
+                // Every subscriber comes from 127.0.0.1: the per-address cap
+                // (1000) would refuse the idle scenario's 10,000.
+                let caps = [
+                    ("PULSEBASE_MAX_CONNECTIONS", "1000000"),
+                    ("PULSEBASE_MAX_CONNECTIONS_PER_IP", "1000000"),
+                ];
+                let server = procs::start_pulsebase_env(
+                    server_bin,
+                    dir,
+                    "sync",
+                    args.flush_ms,
+                    1000,
+                    &caps,
+                )?;
                 stage_pulsebase(server, sc).await?
             }
             Peer::PocketBase => {
@@ -268,12 +355,21 @@ pub fn run(
                 let server = procs::start_pocketbase(pb, dir)?;
                 stage_pocketbase(server).await?
             }
+            Peer::Nats => stage_broker(brokers::start_nats(&args.brokers.nats, dir)?),
+            Peer::Redis => stage_broker(brokers::start_redis(&args.brokers.redis, dir)?),
         };
         match sc.kind {
             Kind::Idle { connections, .. } => idle(stage, sc, connections, hz).await,
             Kind::PublishOne { window } => {
                 publish_one::publish_one(stage, args, sc, window, hz).await
             }
+            Kind::PublishMax { subscribers } => {
+                rush::rush(stage, args, sc, subscribers, None, hz).await
+            }
+            Kind::Burst {
+                subscribers,
+                messages,
+            } => rush::rush(stage, args, sc, subscribers, Some(messages), hz).await,
             Kind::Fanout { subscribers, rate }
             | Kind::Publish { subscribers, rate }
             | Kind::SeriesFanout {

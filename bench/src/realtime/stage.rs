@@ -14,6 +14,7 @@ use hyper::{Method, Request};
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
+use super::broker_wire::BrokerConn;
 use crate::load;
 use crate::procs::{self, CpuSnapshot, Server, ADMIN_EMAIL, ADMIN_PASSWORD};
 use crate::wire::{Sse, Ws};
@@ -51,7 +52,11 @@ pub(super) async fn stage_pulsebase(server: Server, sc: Scenario) -> anyhow::Res
         Some(collection),
     )
     .await?;
-    if let Kind::Publish { .. } | Kind::PublishOne { .. } = sc.kind {
+    if let Kind::Publish { .. }
+    | Kind::PublishOne { .. }
+    | Kind::PublishMax { .. }
+    | Kind::Burst { .. } = sc.kind
+    {
         load::request_ok(
             addr,
             Method::POST,
@@ -59,6 +64,16 @@ pub(super) async fn stage_pulsebase(server: Server, sc: Scenario) -> anyhow::Res
             Some(&admin),
             Some(json!({"name": "bench", "history": 0,
                         "subscribe": "@user != null", "publish": "@user != null"})),
+        )
+        .await?;
+        // The message rate limit (100/s per sender by default) guards a
+        // server against one noisy client; here one account is the load.
+        load::request_ok(
+            addr,
+            Method::PATCH,
+            "/api/settings",
+            Some(&admin),
+            Some(json!({"message_rate": 10_000_000})),
         )
         .await?;
     }
@@ -128,6 +143,17 @@ pub(super) async fn stage_pocketbase(server: Server) -> anyhow::Result<Stage> {
     })
 }
 
+/// A broker takes anonymous clients: no accounts, no tokens (one empty
+/// token so subscribers can still be dealt tokens in turn).
+pub(super) fn stage_broker(server: Server) -> Stage {
+    Stage {
+        addr: server.addr,
+        server,
+        writer_auth: String::new(),
+        tokens: vec![String::new()],
+    }
+}
+
 pub(super) fn string_field(answer: &Value, key: &str) -> anyhow::Result<String> {
     Ok(answer[key]
         .as_str()
@@ -139,6 +165,7 @@ pub(super) fn string_field(answer: &Value, key: &str) -> anyhow::Result<String> 
 pub(super) enum Client {
     Ws(Ws),
     Sse(Sse),
+    Broker(BrokerConn),
 }
 
 /// Opens subscriber `index` and subscribes it to `topic`. `poster` is a
@@ -219,7 +246,13 @@ pub(super) async fn subscribe(
             );
             Ok(Client::Sse(sse))
         }
-        (Peer::PocketBase, Transport::Ws) => bail!("PocketBase has no WebSocket realtime"),
+        (Peer::Nats | Peer::Redis, Transport::Tcp) => {
+            let protocol = super::brokers::protocol(peer).context("a broker peer")?;
+            let mut conn = BrokerConn::connect(protocol, stage_addr, buffer).await?;
+            conn.subscribe(topic).await?;
+            Ok(Client::Broker(conn))
+        }
+        (peer, transport) => bail!("{peer:?} has no {transport:?} subscribers here"),
     }
 }
 
