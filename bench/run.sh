@@ -269,7 +269,7 @@ elif [ "$suite" = realtime ]; then
         echo "## Realtime"
         echo
         run_facts
-        echo "- Server: \`target/release/pulsebase serve\`, default settings (sync durability, outbox 1024 frames, heartbeat 30 s), fresh data dir per scenario"
+        echo "- Server: \`target/release/pulsebase serve\`, default settings (sync durability, outbox 4 MiB per connection and 256 MiB in all, heartbeat 30 s), fresh data dir per scenario"
         [ -n "$pb_note" ] && echo "- $pb_note"
         [ -n "$brokers_note" ] && echo "- $brokers_note"
         echo

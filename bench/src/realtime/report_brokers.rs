@@ -212,12 +212,13 @@ pub(crate) fn aims(md: &mut String, flows: &Flows, memories: &Memories) {
     });
     if let (Some((ao, a)), Some((lo, l))) = (alone, ours(FANOUT)) {
         rows.push(format!(
-            "| writes do not wait for fan-out: 1000 writes/s keep their schedule with 1000 subscribers (≥ 95 % of the rate without subscribers); write p50 with vs without | {} vs {} writes/s; p50 {:.2} vs {:.2} ms | {} |",
+            "| realtime does not slow writes: with 1000 subscribers, 1000 writes/s keep their schedule and the write p50 stays within 2× of the p50 without subscribers | {} vs {} writes/s; p50 {:.2} vs {:.2} ms | {} |",
             thousands(per_s(lo, l.writes_done)),
             thousands(per_s(ao, a.writes_done)),
             ms(l.write_p50_us),
             ms(a.write_p50_us),
-            yes(l.writes_done as f64 >= a.writes_done as f64 * 0.95)
+            yes(l.writes_done as f64 >= a.writes_done as f64 * 0.95
+                && l.write_p50_us <= a.write_p50_us * 2)
         ));
     }
     for (o, m) in memories
