@@ -121,9 +121,7 @@ pub async fn run(
         requests: Default::default(),
         mqtt_sessions: Default::default(),
         parsers: crate::parse_pool::ParsePool::new().context("cannot start the parser threads")?,
-        realtime_runtime: connections
-            .handle()
-            .unwrap_or_else(tokio::runtime::Handle::current),
+        realtime_runtime: connections.handle().clone(),
     });
     let retention = tokio::spawn(retention::run(state.clone(), stop_rx.clone()));
     let simulator = if demo {

@@ -10,7 +10,10 @@ use tokio::runtime::{Builder, Handle, Runtime};
 /// The connection runtime. Dropping it (on any way out of the server,
 /// errors included) stops its threads without waiting: dropping a tokio
 /// runtime in async code the usual way would block, which tokio refuses.
-pub struct Connections(Option<Runtime>);
+pub struct Connections {
+    runtime: Option<Runtime>,
+    handle: Handle,
+}
 
 impl Connections {
     /// One worker per core, with I/O and timers.
@@ -22,17 +25,20 @@ impl Connections {
             .on_thread_start(crate::priority::lower_current_thread)
             .enable_all()
             .build()?;
-        Ok(Connections(Some(runtime)))
+        Ok(Connections {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        })
     }
 
-    pub fn handle(&self) -> Option<Handle> {
-        self.0.as_ref().map(|runtime| runtime.handle().clone())
+    pub fn handle(&self) -> &Handle {
+        &self.handle
     }
 }
 
 impl Drop for Connections {
     fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
+        if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
     }

@@ -236,16 +236,7 @@ pub(super) async fn flow(
     }
     let tally = Rc::new(RefCell::new(tally));
 
-    let finder = Rc::new(StampFinder::new());
-    let mut readers = JoinSet::new();
-    for (index, client) in clients.into_iter().enumerate() {
-        readers.spawn_local(read_events(
-            index,
-            client,
-            Rc::clone(&tally),
-            Rc::clone(&finder),
-        ));
-    }
+    let mut readers = spawn_readers(clients, &tally);
 
     let next = Rc::new(Cell::new(0u64));
     let mut writers = JoinSet::new();
@@ -368,6 +359,21 @@ pub(super) fn outcome(
         rss_kib,
         cpu,
     }
+}
+
+/// One reader task per subscriber, all counting into `tally`.
+pub(super) fn spawn_readers(clients: Vec<Client>, tally: &Rc<RefCell<Tally>>) -> JoinSet<()> {
+    let finder = Rc::new(StampFinder::new());
+    let mut readers = JoinSet::new();
+    for (index, client) in clients.into_iter().enumerate() {
+        readers.spawn_local(read_events(
+            index,
+            client,
+            Rc::clone(tally),
+            Rc::clone(&finder),
+        ));
+    }
+    readers
 }
 
 pub(super) async fn read_events(

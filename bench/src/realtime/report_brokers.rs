@@ -92,15 +92,10 @@ pub(super) fn brokers(md: &mut String, flows: &Flows, memories: &Memories) {
             (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
             _ => "-".into(),
         };
-        let name = Scenario {
-            peer: Peer::Pulsebase,
-            kind,
-        }
-        .name();
         let _ = writeln!(
             md,
             "| {} | {figure} | {} | {} | {} | {} | {} |",
-            name.trim_start_matches("pulsebase/"),
+            workload(kind),
             cell(values[0]),
             cell(values[1]),
             cell(values[2]),
@@ -113,15 +108,10 @@ pub(super) fn brokers(md: &mut String, flows: &Flows, memories: &Memories) {
             .iter()
             .map(|p| find(flows, *p, kind).map_or("-".into(), |(_, f)| loss(f)))
             .collect();
-        let name = Scenario {
-            peer: Peer::Pulsebase,
-            kind,
-        }
-        .name();
         let _ = writeln!(
             md,
             "| {} | lost | {} | {} | {} | | |",
-            name.trim_start_matches("pulsebase/"),
+            workload(kind),
             cells[0],
             cells[1],
             cells[2]
@@ -250,4 +240,14 @@ pub(crate) fn aims(md: &mut String, flows: &Flows, memories: &Memories) {
     for r in rows {
         let _ = writeln!(md, "{r}");
     }
+}
+
+/// A workload's name without the peer: `publish/s100/max`.
+fn workload(kind: Kind) -> String {
+    let name = Scenario {
+        peer: Peer::Pulsebase,
+        kind,
+    }
+    .name();
+    name.trim_start_matches("pulsebase/").to_owned()
 }

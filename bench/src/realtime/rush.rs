@@ -19,12 +19,11 @@ use bytes::{Buf as _, BytesMut};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
 
 use super::broker_wire::{BrokerConn, Protocol};
-use super::flow::{drain_wait, outcome, read_events, Progress, Tally};
+use super::flow::{drain_wait, outcome, spawn_readers, Progress, Tally};
 use crate::procs::{self, CpuSnapshot};
-use crate::wire::{self, StampFinder, Ws};
+use crate::wire::{self, Ws};
 
 /// Messages in flight end to end in `max` (sent, not yet read by every
 /// subscriber): half of pulsebase's default outbox of 1024 frames, so the
@@ -103,16 +102,7 @@ pub(super) async fn rush(
         wake: Rc::clone(&wake),
     });
     let tally = Rc::new(RefCell::new(tally));
-    let finder = Rc::new(StampFinder::new());
-    let mut readers = JoinSet::new();
-    for (index, client) in clients.into_iter().enumerate() {
-        readers.spawn_local(read_events(
-            index,
-            client,
-            Rc::clone(&tally),
-            Rc::clone(&finder),
-        ));
-    }
+    let mut readers = spawn_readers(clients, &tally);
     readers.spawn_local(read_replies(wire, read, Rc::clone(&tally)));
 
     let a = CpuSnapshot::take(pid);
