@@ -7,9 +7,9 @@ use tracing_subscriber::EnvFilter;
 use pulsebase::config::{AdminCommand, Cli, Command, ServeArgs, Settings};
 
 fn main() -> anyhow::Result<()> {
-    #[cfg(all(feature = "mimalloc", target_os = "linux"))]
-    purge_freed_memory_promptly();
     let cli = Cli::parse();
+    #[cfg(all(feature = "mimalloc", target_os = "linux"))]
+    purge_freed_memory_promptly(&cli);
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("PULSEBASE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
@@ -119,17 +119,20 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc gives freed memory back to the system only `purge_delay` after
 /// it was freed (1000 ms by default). Under ingest that kept about 40 MiB
-/// of freed request buffers resident. Measured in one sitting on series
-/// ingest (1000 readings a request, 8 clients): 10 ms kept line protocol at
-/// 421k readings/s and `cache_mb = 8` at 99 MiB peak; 0 gave 78 MiB but cost
-/// a third of the throughput (315k), and 1000 gave about 150 MiB. mimalloc
-/// reads its options from the environment before
-/// `main` runs, and setting one afterwards takes unsafe FFI, so when the
-/// variable is unset the process sets it and executes itself again, once
-/// (same pid, same arguments). Setting MIMALLOC_PURGE_DELAY yourself skips
-/// this.
+/// of freed request buffers resident. Measured on series ingest (1000
+/// readings a request): 1000 ms peaked near 150 MiB; 10 ms kept the
+/// throughput; 0 gave the smallest peak. With `cache_mb = 8` and 4 clients,
+/// 10 ms peaked at 70-73 MiB and 0 at 60-62 MiB, at about the same rate
+/// on a busy machine. So a
+/// small memory budget (`cache_mb` under [`SMALL_CACHE_MB`]: a gateway)
+/// purges at once, and a larger one waits 10 ms.
+///
+/// mimalloc reads its options from the environment before `main` runs,
+/// and setting one afterwards takes unsafe FFI, so when the variable is
+/// unset the process sets it and executes itself again, once (same pid,
+/// same arguments). Setting MIMALLOC_PURGE_DELAY yourself skips this.
 #[cfg(all(feature = "mimalloc", target_os = "linux"))]
-fn purge_freed_memory_promptly() {
+fn purge_freed_memory_promptly(cli: &Cli) {
     use std::os::unix::process::CommandExt as _;
 
     const PURGE_DELAY: &str = "MIMALLOC_PURGE_DELAY";
@@ -139,7 +142,18 @@ fn purge_freed_memory_promptly() {
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
-    std::env::set_var(PURGE_DELAY, "10");
+    let serve = match &cli.command {
+        None => Some(&cli.serve),
+        Some(Command::Serve(args)) => Some(&**args),
+        Some(_) => None,
+    };
+    // Bad settings are reported by `serve`, after the exec.
+    let cache_mb = serve.and_then(|args| Settings::resolve(args).ok().map(|s| s.cache_mb));
+    let delay = match cache_mb {
+        Some(mb) if mb < SMALL_CACHE_MB => "0",
+        _ => "10",
+    };
+    std::env::set_var(PURGE_DELAY, delay);
     let mut args = std::env::args_os();
     let mut again = std::process::Command::new(exe);
     if let Some(arg0) = args.next() {
@@ -149,3 +163,8 @@ fn purge_freed_memory_promptly() {
     let error = again.args(args).exec();
     eprintln!("note: running with mimalloc's default purge delay ({error})");
 }
+
+/// Below this `cache_mb`, the server is on a small box and frees memory
+/// back to the system at once.
+#[cfg(all(feature = "mimalloc", target_os = "linux"))]
+const SMALL_CACHE_MB: u64 = 32;

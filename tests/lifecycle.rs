@@ -218,6 +218,39 @@ async fn environment_beats_the_file() {
     assert_eq!(status, 413);
 }
 
+/// The allocator's purge delay the server runs with (it sets it and
+/// executes itself again when the environment does not).
+fn purge_delay(server: &TestServer) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{}/environ", server.pid())).unwrap();
+    environ
+        .split(|b| *b == 0)
+        .filter_map(|var| std::str::from_utf8(var).ok())
+        .find_map(|var| var.strip_prefix("MIMALLOC_PURGE_DELAY="))
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_small_cache_gives_freed_memory_back_at_once() {
+    // Only the mimalloc build on Linux sets it, and only when it is unset.
+    if !cfg!(target_os = "linux") || std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    let small = TestServer::start_with(Options {
+        env: vec![("PULSEBASE_CACHE_MB".into(), "8".into())],
+        ..Options::default()
+    });
+    small.admin_token().await;
+    let default = TestServer::start();
+    default.admin_token().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pulsebase.toml"), "cache_mb = 16\n").unwrap();
+    let from_file = TestServer::start_in(dir.path(), Options::default());
+    from_file.admin_token().await;
+    assert_eq!(purge_delay(&small).as_deref(), Some("0"));
+    assert_eq!(purge_delay(&from_file).as_deref(), Some("0"));
+    assert_eq!(purge_delay(&default).as_deref(), Some("10"));
+}
+
 #[test]
 fn version_and_help() {
     let output = Command::new(env!("CARGO_BIN_EXE_pulsebase"))

@@ -9,14 +9,12 @@
 //! time field is kept as its canonical text). JSON and array fields have
 //! no column type and are refused when the collection is defined.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Number, Value};
 
 use super::collection::{CollectionDef, EventOp, FieldErrors, FieldType};
 use super::Collection;
 use crate::clock;
-use crate::series::{Reading, Value as Cell};
+use crate::series::{Fields, Reading, Value as Cell};
 
 /// A series collection's compiled options.
 #[derive(Debug, Clone, PartialEq)]
@@ -210,7 +208,7 @@ impl Collection {
             // even when the definition forgot `required`.
             _ => return Err([(shape.series_field.clone(), "is required".to_owned())].into()),
         };
-        let mut fields = BTreeMap::new();
+        let mut fields = Fields::with_capacity(data.len());
         for (name, value) in data {
             let cell = match value {
                 Value::Null => continue,
@@ -271,7 +269,7 @@ impl Collection {
             }
         }
         for (name, cell) in &reading.fields {
-            out.insert(name.clone(), cell_json(cell));
+            out.insert(name.to_owned(), cell_json(cell));
         }
         out
     }

@@ -32,6 +32,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::columns::{decode_dict, decode_nums, encode_dict, encode_nums};
+use super::fields::Fields;
 use super::summary::Summary;
 use super::wire::{bit, bitmap, put_bytes, put_varint, Cursor};
 
@@ -94,7 +95,7 @@ pub struct Reading {
     pub created: i64,
     pub owner: Option<String>,
     pub series: String,
-    pub fields: BTreeMap<String, Value>,
+    pub fields: Fields,
 }
 
 /// One field's values, one entry per reading (`None`: missing).
@@ -157,7 +158,7 @@ pub fn encode(readings: &[Reading]) -> Result<(Vec<u8>, Summary), EncodeError> {
     let mut kinds: BTreeMap<(&str, u8), ()> = BTreeMap::new();
     for r in readings {
         for (name, value) in &r.fields {
-            kinds.insert((name.as_str(), kind_of(value)), ());
+            kinds.insert((name, kind_of(value)), ());
         }
     }
     for &(name, kind) in kinds.keys() {
@@ -417,7 +418,7 @@ impl<'a> BlockReader<'a> {
         let created = self.created()?;
         let series = self.series()?;
         let owners = self.owners()?;
-        let mut fields: Vec<BTreeMap<String, Value>> = vec![BTreeMap::new(); self.n];
+        let mut fields: Vec<Fields> = vec![Fields::new(); self.n];
         for name in self.field_names() {
             for (row, value) in self.field(name)?.into_iter().enumerate() {
                 if let Some(value) = value {

@@ -2,7 +2,6 @@
 //! in release for meaningful speeds:
 //! `cargo test --release --lib series::measure -- --ignored --nocapture`
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use rand::rngs::StdRng;
@@ -37,7 +36,7 @@ fn sensor_blocks(blocks: usize) -> Vec<Vec<Reading>> {
                         created: time + rng.gen_range(0..3),
                         owner: Some("gateway-1".to_owned()),
                         series: format!("device-{d}"),
-                        fields: BTreeMap::from([
+                        fields: Fields::from([
                             ("temp".to_owned(), Value::Number(temp[d])),
                             ("humidity".to_owned(), Value::Number(hum[d])),
                         ]),

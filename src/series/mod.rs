@@ -12,6 +12,7 @@
 pub mod aggregate;
 mod block;
 mod columns;
+mod fields;
 pub mod line_protocol;
 pub mod live;
 mod summary;
@@ -28,6 +29,7 @@ pub use block::{
     decode, encode, BlockReader, DecodeError, EncodeError, FieldColumn, Reading, TypedColumn,
     TypedValues, Value, FORMAT_VERSION, PCO_LEVEL,
 };
+pub use fields::Fields;
 pub use live::{BucketSpec, LiveBuckets};
 pub use summary::{
     FieldStats, FieldStatsRef, LastReading, SeriesStats, SeriesSummary, Summary, SummaryError,

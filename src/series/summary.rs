@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::block::{Reading, Value};
+use super::fields::Fields;
 
 /// Bumped when the summary's stored form changes (`summary_codec`);
 /// format 1, bincode, is still read.
@@ -57,7 +58,7 @@ pub struct LastReading {
     pub time: i64,
     pub created: i64,
     pub owner: Option<String>,
-    pub fields: BTreeMap<String, Value>,
+    pub fields: Fields,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +124,7 @@ impl Summary {
                     }
                     None => {
                         s.fields.push(FieldStats {
-                            name: name.clone(),
+                            name: name.to_owned(),
                             count: 1,
                             min: x,
                             max: x,

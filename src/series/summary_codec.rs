@@ -25,6 +25,7 @@
 use std::collections::BTreeMap;
 
 use super::block::{DecodeError, Value};
+use super::fields::Fields;
 use super::summary::{
     FieldStats, FieldStatsRef, LastReading, SeriesStats, SeriesSummary, Summary, SummaryStats,
 };
@@ -398,7 +399,7 @@ pub fn decode(bytes: &[u8]) -> Result<Summary, DecodeError> {
                     .ok_or(DecodeError::Corrupt("owner index"))?,
             ),
         };
-        let mut last_fields = BTreeMap::new();
+        let mut last_fields = Fields::new();
         for _ in 0..r.cursor.count()? {
             let name = r.name()?;
             last_fields.insert(name, r.value()?);

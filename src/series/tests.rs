@@ -1,8 +1,6 @@
 //! Round trips, corruption and summaries of series blocks, over readings
 //! from a seeded generator (reproducible: the seed is in the failure).
 
-use std::collections::BTreeMap;
-
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -46,7 +44,7 @@ fn readings(rng: &mut StdRng, n: usize) -> Vec<Reading> {
             } else {
                 0
             };
-            let mut fields = BTreeMap::new();
+            let mut fields = Fields::new();
             for name in NAMES {
                 if rng.gen_bool(0.3) {
                     continue;
@@ -116,7 +114,7 @@ fn a_reading_without_fields_or_owner_round_trips() {
         created: i64::MAX,
         owner: None,
         series: String::new(),
-        fields: BTreeMap::new(),
+        fields: Fields::new(),
     }];
     let (bytes, _) = encode_ok(&input);
     assert_eq!(decode(&bytes), Ok(input));
@@ -215,7 +213,7 @@ fn naive_summary(input: &[Reading]) -> Summary {
                 .iter()
                 .max_by_key(|r| (r.time, r.seq))
                 .expect("a named series has a reading");
-            let mut field_names: Vec<&String> = rows.iter().flat_map(|r| r.fields.keys()).collect();
+            let mut field_names: Vec<&str> = rows.iter().flat_map(|r| r.fields.keys()).collect();
             field_names.sort();
             field_names.dedup();
             let fields = field_names
@@ -231,7 +229,7 @@ fn naive_summary(input: &[Reading]) -> Summary {
                         .filter(|x| x.is_finite())
                         .collect();
                     (!xs.is_empty()).then(|| FieldStats {
-                        name: field.clone(),
+                        name: (*field).to_owned(),
                         count: xs.len() as u64,
                         min: xs.iter().copied().fold(f64::INFINITY, f64::min),
                         max: xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
@@ -329,7 +327,7 @@ fn a_sensor_summary_takes_under_a_hundred_bytes_per_source() {
         .map(|i| {
             let device = i % 100;
             let time = 1_732_262_400_000 + (i / 100) as i64 * 1000 + rng.gen_range(0..400);
-            let mut fields = BTreeMap::new();
+            let mut fields = Fields::new();
             fields.insert("site".to_owned(), Value::Text(format!("s{}", device % 10)));
             let temp = f64::from(rng.gen_range(150..300)) / 10.0;
             fields.insert("temp".to_owned(), Value::Number(temp));

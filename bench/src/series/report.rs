@@ -74,7 +74,7 @@ fn ingest_table(md: &mut String, args: &Args, outcomes: &[Outcome]) {
     let _ = writeln!(
         md,
         "\n`memory/cache{SMALL_CACHE_MB}/…` runs with `PULSEBASE_CACHE_MB={SMALL_CACHE_MB}`; \
-         the same scenario with default settings is `ingest/json1000/c8`. Peak RSS is \
+         the same scenarios with default settings are `ingest/json1000/c4` and `…/c8`. Peak RSS is \
          VmHWM at the end of the window. † = disturbed by other processes."
     );
     let errs: Vec<_> = outcomes
@@ -440,33 +440,7 @@ fn aims(md: &mut String, args: &Args, outcomes: &[Outcome]) {
         ),
         _ => ("data dir ≤ PocketBase's".into(), "not run".into(), None),
     });
-    let small_cache = outcomes.iter().find_map(|o| match o {
-        Outcome::Ingest(
-            Scenario::Ingest {
-                cache_mb: Some(_), ..
-            },
-            o,
-        ) => Some(o),
-        _ => None,
-    });
-    rows.push(match small_cache.and_then(|o| o.peak_rss_kib) {
-        Some(kib) => (
-            format!("peak RSS ≤ 64 MiB with cache_mb {SMALL_CACHE_MB}"),
-            format!(
-                "{}{}",
-                mib(kib),
-                json.and_then(|j| j.peak_rss_kib)
-                    .map(|d| format!(" (default settings: {})", mib(d)))
-                    .unwrap_or_default()
-            ),
-            Some(kib <= 64 * 1024),
-        ),
-        None => (
-            "peak RSS ≤ 64 MiB with cache_mb 8".into(),
-            "not run".into(),
-            None,
-        ),
-    });
+    rows.push(small_cache_row(outcomes, json));
     for o in outcomes {
         match o {
             Outcome::Aggregate(a) => rows.push((
@@ -532,4 +506,47 @@ fn aims(md: &mut String, args: &Args, outcomes: &[Outcome]) {
         };
         let _ = writeln!(md, "| {aim} | {} | {verdict} |", got.replace('|', "/"));
     }
+}
+
+/// The memory aim: peak RSS ≤ 64 MiB with the small cache, in a run that
+/// reaches the ingest aim's 500,000 readings/s.
+fn small_cache_row(
+    outcomes: &[Outcome],
+    default_c8: Option<&ingest::Outcome>,
+) -> (String, String, Option<bool>) {
+    const AIM_RATE: f64 = 500_000.0;
+    let aim = format!("peak RSS ≤ 64 MiB with cache_mb {SMALL_CACHE_MB} at ≥ 500,000 readings/s");
+    let runs: Vec<&ingest::Outcome> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Ingest(
+                Scenario::Ingest {
+                    cache_mb: Some(_), ..
+                },
+                o,
+            ) => Some(o),
+            _ => None,
+        })
+        .collect();
+    if runs.is_empty() {
+        return (aim, "not run".into(), None);
+    }
+    let mut measured: Vec<String> = runs
+        .iter()
+        .map(|o| {
+            format!(
+                "{} at {}/s with {} clients",
+                o.peak_rss_kib.map(mib).unwrap_or_else(|| "?".into()),
+                thousands(o.records_per_s()),
+                o.scenario.clients
+            )
+        })
+        .collect();
+    if let Some(kib) = default_c8.and_then(|o| o.peak_rss_kib) {
+        measured.push(format!("default settings, 8 clients: {}", mib(kib)));
+    }
+    let met = runs.iter().any(|o| {
+        o.records_per_s() >= AIM_RATE && o.peak_rss_kib.is_some_and(|kib| kib <= 64 * 1024)
+    });
+    (aim, measured.join("; "), Some(met))
 }

@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value as Json};
 
 use super::*;
-use crate::series::{encode, Summary, Value};
+use crate::series::{encode, Fields, Summary, Value};
 
 const SERIES_FIELD: &str = "device";
 const AGGS: [&str; 14] = [
@@ -70,7 +70,7 @@ fn readings(rng: &mut StdRng, bucket: i64) -> Vec<Reading> {
                 // A tie with the previous time, broken by seq.
                 _ => time,
             };
-            let mut fields = BTreeMap::new();
+            let mut fields = Fields::new();
             let temp = match rng.gen_range(0..12) {
                 0 => None,
                 1 => Some(Value::Int(rng.gen_range(-50..50))),

@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::*;
-use crate::series::{encode, Value};
+use crate::series::{encode, Fields, Value};
 
 fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
@@ -28,7 +28,7 @@ fn reading(seq: u64, time: i64, series: &str, temp: f64) -> Reading {
         created: time,
         owner: None,
         series: series.to_owned(),
-        fields: BTreeMap::from([("temp".to_owned(), Value::Number(temp))]),
+        fields: Fields::from([("temp".to_owned(), Value::Number(temp))]),
     }
 }
 
@@ -485,8 +485,7 @@ fn typed_columns_agree_with_the_value_accessors() {
             let mut r = reading(i as u64, i as i64, ["a", "b", "c"][i % 3], 0.0);
             r.fields.clear();
             if i % 4 != 0 {
-                r.fields
-                    .insert("f".into(), values[(i * 5) % values.len()].clone());
+                r.fields.insert("f", values[(i * 5) % values.len()].clone());
             }
             r
         })

@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::*;
 use crate::series::aggregate::{AggregateQuery, Aggregator};
-use crate::series::Value;
+use crate::series::{Fields, Value};
 
 fn reading(seq: u64, time: i64, series: &str, temp: f64) -> Reading {
     Reading {
@@ -15,7 +15,7 @@ fn reading(seq: u64, time: i64, series: &str, temp: f64) -> Reading {
         created: time,
         owner: None,
         series: series.to_owned(),
-        fields: BTreeMap::from([("temp".to_owned(), Value::Number(temp))]),
+        fields: Fields::from([("temp".to_owned(), Value::Number(temp))]),
     }
 }
 

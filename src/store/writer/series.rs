@@ -115,7 +115,12 @@ impl WriterState {
             }
         };
         stage.mixed_actors |= stage.actor != append.actor;
-        stage.readings.extend(append.readings);
+        // The group's first request lends its Vec: no copy of its readings.
+        if stage.readings.is_empty() {
+            stage.readings = append.readings;
+        } else {
+            stage.readings.extend(append.readings);
+        }
         stage.requests.push((reply, count, key));
     }
 

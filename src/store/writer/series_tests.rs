@@ -2,14 +2,13 @@
 //! write group, seq ranges in the change log, idempotency, merging and
 //! truncation.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::json;
 
 use super::{Append, Mutation, Truncation, Writer};
 use crate::model::{Collection, CollectionDef};
-use crate::series::{Reading, Value};
+use crate::series::{Fields, Reading, Value};
 use crate::store::change::ChangeKind;
 use crate::store::Store;
 
@@ -41,7 +40,7 @@ fn readings(times: impl IntoIterator<Item = i64>) -> Vec<Reading> {
             created: time,
             owner: None,
             series: format!("d{}", time % 3),
-            fields: BTreeMap::from([("temp".to_owned(), Value::Number(time as f64))]),
+            fields: Fields::from([("temp".to_owned(), Value::Number(time as f64))]),
         })
         .collect()
 }
