@@ -19,7 +19,7 @@ use bytes::BytesMut;
 use futures_util::stream::{FuturesOrdered, StreamExt as _};
 use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::codec::{
     DecodeError, Framer, Hello, Inbound, Outbound, Publish, Refusal, Version, Will,
@@ -29,6 +29,7 @@ use super::subscriptions::{Registration, Subscriptions};
 use crate::auth::{AuthError, Principal};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::store::StoreError;
 
 mod outgoing;
 
@@ -205,8 +206,8 @@ where
         .clamp(1, OUT_WINDOW);
     let keeper = Keeper::new(&state, &hello, version, &principal);
     let mut session = Session {
-        keeper,
-        replaying: Replaying::default(),
+        keeper: Some(Box::new(keeper)),
+        replaying: None,
         delivered: 0,
         retained: Default::default(),
         // Before any filter is resolved, so no creation goes unheard.
@@ -220,9 +221,9 @@ where
         version,
         client_id,
         errors_subscribed: false,
-        will: hello.will.clone(),
+        will: hello.will.clone().map(Box::new),
         out: BytesMut::new(),
-        pending: FuturesOrdered::new(),
+        pending: None,
         publishes_in_flight: 0,
         run: None,
         registration,
@@ -301,6 +302,10 @@ fn authenticate(state: &AppState, hello: &Hello) -> Result<(Principal, Option<i6
     }
 }
 
+/// One client's state for as long as it is connected. Every idle
+/// connection holds one inside its task, so what only some sessions use
+/// (a Will, a persistent session, a replay, publishes in flight) is boxed
+/// behind an `Option`: `None` costs a pointer, not the part's size.
 struct Session {
     /// The CONNECT password, checked again now and then (`None`:
     /// anonymous).
@@ -317,14 +322,17 @@ struct Session {
     /// Whether the client subscribed to its `_errors/<client id>`.
     errors_subscribed: bool,
     /// Published if the session ends unexpectedly ([`End::publishes_will`]).
-    will: Option<Will>,
+    will: Option<Box<Will>>,
     /// Bytes to write before the next wait.
     out: BytesMut,
-    pending: FuturesOrdered<Write>,
+    /// The writes started and not yet answered; made at the first publish
+    /// and let go when none are left (an empty one still holds two
+    /// allocations).
+    pending: Option<Box<FuturesOrdered<Write>>>,
     /// Publishes in `pending` and `run`, counted against [`WINDOW`].
     publishes_in_flight: usize,
     /// Publishes read but not yet started (see [`Run`]).
-    run: Option<Run>,
+    run: Option<Box<Run>>,
     /// The connection in the realtime hub: its outbox and close signal.
     registration: Registration,
     subscriptions: Subscriptions,
@@ -334,10 +342,13 @@ struct Session {
     next_pkid: u16,
     /// How many QoS 1 deliveries may await PUBACK at once.
     out_window: u16,
-    /// The persistent session, if the client asked for one.
-    keeper: Keeper,
-    /// What a taken-up session missed, sent before live deliveries.
-    replaying: Replaying,
+    /// The persistent session, if the client asked for one (kept until
+    /// the CONNECT has been answered either way: a clean start forgets a
+    /// stored session).
+    keeper: Option<Box<Keeper>>,
+    /// What a taken-up session missed, sent before live deliveries, while
+    /// there is some.
+    replaying: Option<Box<Replaying>>,
     /// The seq of the last frame handed to the client.
     delivered: u64,
     /// Retained messages to send after a SUBACK, before anything else.
@@ -370,152 +381,203 @@ impl End {
 }
 
 impl Session {
-    async fn serve(
+    /// Serves the connection once its CONNECT was answered. Not an `async
+    /// fn`: that would keep its arguments twice in the task (as passed and
+    /// as moved in), so the block uses them where they are. The stream is
+    /// not split: it is read only inside the `select!` and written only
+    /// outside it.
+    #[allow(clippy::manual_async_fn)] // an async fn would keep its arguments twice
+    fn serve<S>(
         mut self,
-        stream: impl AsyncRead + AsyncWrite + Send,
+        mut stream: S,
         mut framer: Framer,
         mut buf: BytesMut,
         keep_alive: Option<Duration>,
         expires: Option<Instant>,
-    ) {
-        let (mut reader, mut writer) = tokio::io::split(stream);
-        let mut shutdown = self.state.shutdown.clone();
-        let mut heard = Instant::now();
-        // What was read with the CONNECT may already hold packets.
-        let mut end = Box::pin(self.handle_all(&mut framer, &mut buf)).await;
-        while end.is_none() {
-            while self.inflight.len() < usize::from(self.out_window) {
-                if let Some(frame) = self.retained.pop_front() {
-                    self.deliver_retained(&frame);
-                } else if let Some(frame) = self.replaying.next_frame() {
-                    self.deliver(&frame);
-                } else {
-                    break;
-                }
-            }
-            if !self.out.is_empty() {
-                let written = write_out(&mut writer, &self.out).await;
-                self.out.clear();
-                if written.is_err() {
-                    end = Some(End::Lost);
-                    break;
-                }
-            }
-            let silence = keep_alive.map(|k| heard + k);
-            let window_open = self.publishes_in_flight < usize::from(WINDOW);
-            let out_open = self.inflight.len() < usize::from(self.out_window);
-            let live = out_open && self.retained.is_empty() && !self.replaying.active();
-            let save_at = self.keeper.next_save(self.position());
-            let wildcards = self.subscriptions.has_wildcard();
-            end = tokio::select! {
-                read = read_some(&mut reader, &mut buf), if window_open => match read {
-                    Ok(0) | Err(_) => Some(End::Lost),
-                    Ok(_) => {
-                        heard = Instant::now();
-                        let end = Box::pin(self.handle_all(&mut framer, &mut buf)).await;
-                        if buf.is_empty() {
-                            // Nothing left over: an idle connection keeps
-                            // no read buffer.
-                            buf = BytesMut::new();
-                        }
-                        end
+    ) -> impl Future<Output = ()> + Send
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        async move {
+            let mut shutdown = self.state.shutdown.clone();
+            let mut heard = Instant::now();
+            // Boxed, and only while there is a deadline: a `Sleep` is over
+            // a hundred bytes that an idle connection without keep-alive
+            // would carry for nothing.
+            let mut timer: Option<Pin<Box<Sleep>>> = None;
+            // What was read with the CONNECT may already hold packets.
+            let mut end = Box::pin(self.handle_all(&mut framer, &mut buf)).await;
+            while end.is_none() {
+                self.fill_window();
+                if !self.out.is_empty() {
+                    let written = write_out(&mut stream, &self.out).await;
+                    // An idle connection keeps no write buffer.
+                    self.out = BytesMut::new();
+                    if written.is_err() {
+                        end = Some(End::Lost);
+                        break;
                     }
-                },
-                page = self.replaying.read_page(&self.state.store), if self.replaying.needs_page() => {
-                    match page {
-                        Ok(ended) => {
-                            for topic in ended {
-                                self.subscriptions.forget(&topic);
-                                let conn = self.registration.conn;
-                                Box::pin(self.state.realtime.unsubscribe(conn, topic)).await;
+                }
+                let silence = keep_alive.map(|k| heard + k);
+                let window_open = self.publishes_in_flight < usize::from(WINDOW);
+                let out_open = self.inflight.len() < usize::from(self.out_window);
+                let replaying = self.replaying.is_some();
+                let live = out_open && self.retained.is_empty() && !replaying;
+                let save_at = self
+                    .keeper
+                    .as_ref()
+                    .and_then(|k| k.next_save(self.position()));
+                set_timer(
+                    &mut timer,
+                    [save_at, silence, expires].into_iter().flatten().min(),
+                );
+                let wildcards = self.subscriptions.has_wildcard();
+                // The rare waits are made (boxed) only when they can
+                // happen; the `select!` holds every branch's future.
+                end = tokio::select! {
+                    read = read_some(&mut stream, &mut buf), if window_open => match read {
+                        Ok(0) | Err(_) => Some(End::Lost),
+                        Ok(_) => {
+                            heard = Instant::now();
+                            let end = Box::pin(self.handle_all(&mut framer, &mut buf)).await;
+                            if buf.is_empty() {
+                                // Nothing left over: an idle connection keeps
+                                // no read buffer.
+                                buf = BytesMut::new();
                             }
+                            end
+                        }
+                    },
+                    page = maybe(
+                        self.replaying
+                            .as_deref_mut()
+                            .filter(|r| r.needs_page())
+                            .map(|r| Box::pin(r.read_page(&self.state.store))),
+                    ), if replaying => Box::pin(self.replayed(page)).await,
+                    frame = self.registration.outbox.recv(), if live => match frame {
+                        Some(frame) => {
+                            self.deliver(&frame);
                             None
                         }
-                        Err(e) => {
-                            tracing::warn!(client = %self.client_id, error = %e, "mqtt: a replay failed");
-                            Some(End::Close(DisconnectReasonCode::UnspecifiedError))
+                        // The hub let go of the connection: it says why.
+                        None => Some(self.hub_closed()),
+                    },
+                    _ = self.registration.closed.changed() => Some(self.hub_closed()),
+                    Ok(()) = maybe(wildcards.then(|| Box::pin(self.topics_created.changed()))) => {
+                        Box::pin(self.cover_new_topics()).await;
+                        None
+                    }
+                    Some(done) = next_done(&mut self.pending) => {
+                        // While its window is full the client is not read: its
+                        // silence then is the server's, and does not count.
+                        heard = Instant::now();
+                        self.publishes_in_flight -= done.len();
+                        for done in done {
+                            self.acknowledge(done);
+                        }
+                        if self.pending.as_ref().is_some_and(|p| p.is_empty()) {
+                            self.pending = None;
+                        }
+                        None
+                    }
+                    // One timer for the three deadlines.
+                    () = tick(&mut timer) => {
+                        let now = Instant::now();
+                        if silence.is_some_and(|at| at <= now) {
+                            Some(End::Close(DisconnectReasonCode::KeepAliveTimeout))
+                        } else if expires.is_some_and(|at| at <= now) {
+                            Some(End::Close(DisconnectReasonCode::NotAuthorized))
+                        } else {
+                            Box::pin(self.save(false)).await;
+                            None
                         }
                     }
-                }
-                frame = self.registration.outbox.recv(), if live => match frame {
-                    Some(frame) => {
-                        self.deliver(&frame);
-                        None
+                    () = super::stopped(&mut shutdown) => {
+                        Some(End::Close(DisconnectReasonCode::ServerShuttingDown))
                     }
-                    // The hub let go of the connection: it says why.
-                    None => Some(self.hub_closed()),
-                },
-                _ = self.registration.closed.changed() => Some(self.hub_closed()),
-                Ok(()) = self.topics_created.changed(), if wildcards => {
-                    Box::pin(self.cover_new_topics()).await;
-                    None
+                };
+            }
+            drop(timer);
+            self.registration.leave();
+            if let Some(End::Close(reason)) = &end {
+                self.send(&Outbound::Disconnect(*reason));
+            }
+            let _ = write_out(&mut stream, &self.out).await;
+            let _ = stream.shutdown().await;
+            Box::pin(self.save(true)).await;
+            // A device that publishes at QoS 0 and disconnects at once (as
+            // `mosquitto_pub` does) still means its message: writes already
+            // received are finished, not dropped with the connection.
+            self.start_run();
+            if let Some(pending) = self.pending.as_mut() {
+                let drained = async { while pending.next().await.is_some() {} };
+                if tokio::time::timeout(DRAIN, drained).await.is_err() {
+                    tracing::warn!(client = %self.client_id, "mqtt: writes of a closed connection did not finish in time");
                 }
-                Some(done) = self.pending.next() => {
-                    // While its window is full the client is not read: its
-                    // silence then is the server's, and does not count.
-                    heard = Instant::now();
-                    self.publishes_in_flight -= done.len();
-                    for done in done {
-                        self.acknowledge(done);
-                    }
-                    None
-                }
-                // One timer for the three deadlines: each is a few
-                // hundred bytes in every idle connection's task.
-                () = sleep_until([save_at, silence, expires].into_iter().flatten().min()) => {
-                    let now = Instant::now();
-                    if silence.is_some_and(|at| at <= now) {
-                        Some(End::Close(DisconnectReasonCode::KeepAliveTimeout))
-                    } else if expires.is_some_and(|at| at <= now) {
-                        Some(End::Close(DisconnectReasonCode::NotAuthorized))
-                    } else {
-                        let position = self.position();
-                        Box::pin(self.keeper.save(&self.state, &self.subscriptions, position, false)).await;
-                        None
-                    }
-                }
-                () = super::stopped(&mut shutdown) => {
-                    Some(End::Close(DisconnectReasonCode::ServerShuttingDown))
-                }
-            };
+            }
+            // After the client's own publishes: the Will is its last word.
+            if let Some(will) = self
+                .will
+                .take()
+                .filter(|_| end.is_some_and(|e| e.publishes_will()))
+            {
+                let credential = self.credential.as_deref();
+                let principal = self.principal.clone();
+                Box::pin(super::will::publish(
+                    &self.state,
+                    credential,
+                    principal,
+                    self.peer.ip(),
+                    &self.client_id,
+                    *will,
+                ))
+                .await;
+            }
         }
-        self.registration.leave();
-        if let Some(End::Close(reason)) = &end {
-            self.send(&Outbound::Disconnect(*reason));
+    }
+
+    /// Hands out retained messages, then what a replay read, as far as the
+    /// in-flight window allows; a replay that is over is let go.
+    fn fill_window(&mut self) {
+        while self.inflight.len() < usize::from(self.out_window) {
+            if let Some(frame) = self.retained.pop_front() {
+                self.deliver_retained(&frame);
+            } else if let Some(frame) = self.replaying.as_mut().and_then(|r| r.next_frame()) {
+                self.deliver(&frame);
+            } else {
+                break;
+            }
         }
-        let _ = write_out(&mut writer, &self.out).await;
-        let _ = writer.shutdown().await;
+        if self.replaying.as_ref().is_some_and(|r| !r.active()) {
+            self.replaying = None;
+        }
+    }
+
+    /// A replay page was read: the topics it ended are left.
+    async fn replayed(&mut self, page: Result<Vec<String>, StoreError>) -> Option<End> {
+        match page {
+            Ok(ended) => {
+                for topic in ended {
+                    self.subscriptions.forget(&topic);
+                    let conn = self.registration.conn;
+                    self.state.realtime.unsubscribe(conn, topic).await;
+                }
+                None
+            }
+            Err(e) => {
+                tracing::warn!(client = %self.client_id, error = %e, "mqtt: a replay failed");
+                Some(End::Close(DisconnectReasonCode::UnspecifiedError))
+            }
+        }
+    }
+
+    /// Saves a persistent session's filters and position.
+    async fn save(&mut self, durable: bool) {
         let position = self.position();
-        Box::pin(
-            self.keeper
-                .save(&self.state, &self.subscriptions, position, true),
-        )
-        .await;
-        // A device that publishes at QoS 0 and disconnects at once (as
-        // `mosquitto_pub` does) still means its message: writes already
-        // received are finished, not dropped with the connection.
-        self.start_run();
-        let drained = async { while self.pending.next().await.is_some() {} };
-        if tokio::time::timeout(DRAIN, drained).await.is_err() {
-            tracing::warn!(client = %self.client_id, "mqtt: writes of a closed connection did not finish in time");
-        }
-        // After the client's own publishes: the Will is its last word.
-        if let Some(will) = self
-            .will
-            .take()
-            .filter(|_| end.is_some_and(|e| e.publishes_will()))
-        {
-            let credential = self.credential.as_deref();
-            let principal = self.principal.clone();
-            Box::pin(super::will::publish(
-                &self.state,
-                credential,
-                principal,
-                self.peer.ip(),
-                &self.client_id,
-                will,
-            ))
-            .await;
+        if let Some(keeper) = self.keeper.as_mut() {
+            keeper
+                .save(&self.state, &self.subscriptions, position, durable)
+                .await;
         }
     }
 
@@ -580,10 +642,7 @@ impl Session {
                     pkid,
                     count: filters.len(),
                 });
-                let position = self.position();
-                self.keeper
-                    .save(&self.state, &self.subscriptions, position, true)
-                    .await;
+                self.save(true).await;
             }
             Inbound::PubAck(pkid) => {
                 self.inflight.remove(&pkid);
@@ -624,12 +683,12 @@ impl Session {
             }
             _ => {
                 self.start_run();
-                self.run = Some(Run {
+                self.run = Some(Box::new(Run {
                     topic,
                     retain,
                     payloads: vec![payload],
                     pkids: vec![pkid],
-                });
+                }));
                 let batches = self
                     .run
                     .as_ref()
@@ -644,19 +703,22 @@ impl Session {
 
     /// Starts the gathered publishes' write.
     fn start_run(&mut self) {
-        let Some(Run {
+        let Some(run) = self.run.take() else {
+            return;
+        };
+        let Run {
             topic,
             retain,
             payloads,
             pkids,
-        }) = self.run.take()
-        else {
-            return;
-        };
+        } = *run;
         let state = self.state.clone();
         let principal = self.principal.clone();
         let peer = self.peer.ip();
-        self.pending.push_back(Box::pin(async move {
+        let pending = self
+            .pending
+            .get_or_insert_with(|| Box::new(FuturesOrdered::new()));
+        pending.push_back(Box::pin(async move {
             let results =
                 super::publish::apply_all(&state, &principal, peer, &topic, payloads, retain).await;
             pkids
@@ -767,9 +829,37 @@ async fn write_out(out: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> std::io
         })
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
+/// Sets the session's one timer to `deadline`, making it only when there
+/// is one and moving it otherwise.
+fn set_timer(timer: &mut Option<Pin<Box<Sleep>>>, deadline: Option<Instant>) {
+    match (deadline, timer.as_mut()) {
+        (None, _) => *timer = None,
+        (Some(at), Some(sleep)) => {
+            if sleep.deadline() != at {
+                sleep.as_mut().reset(at);
+            }
+        }
+        (Some(at), None) => *timer = Some(Box::pin(tokio::time::sleep_until(at))),
+    }
+}
+
+/// Completes when the timer fires; never without one.
+fn tick(timer: &mut Option<Pin<Box<Sleep>>>) -> impl Future<Output = ()> + '_ {
+    std::future::poll_fn(move |cx| match timer {
+        Some(sleep) => sleep.as_mut().poll(cx),
+        None => std::task::Poll::Pending,
+    })
+}
+
+/// `wait` if there is one; never otherwise.
+async fn maybe<F: Future>(wait: Option<F>) -> F::Output {
+    match wait {
+        Some(wait) => wait.await,
         None => std::future::pending().await,
     }
+}
+
+/// The next finished write; `None` at once when none is in flight.
+async fn next_done(pending: &mut Option<Box<FuturesOrdered<Write>>>) -> Option<Vec<Done>> {
+    pending.as_mut()?.next().await
 }
