@@ -9,6 +9,10 @@
 //! every client that published meanwhile. Acknowledgements go out in the
 //! order the publishes came, as MQTT asks. Consecutive publishes to one
 //! series collection's topic that were read together become one write.
+//!
+//! The CONNECT is handled in `open`; `waits` holds what the task waits
+//! on. Thousands of connections may sit idle, each costing its task, its
+//! session and what they allocate: both are kept small (see `Session`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,9 +25,7 @@ use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::time::{Instant, Sleep};
 
-use super::codec::{
-    DecodeError, Framer, Hello, Inbound, Outbound, Publish, Refusal, Version, Will,
-};
+use super::codec::{DecodeError, Framer, Inbound, Outbound, Publish, Version, Will};
 use super::resume::{Keeper, Replaying};
 use super::subscriptions::{Registration, Subscriptions};
 use crate::auth::{AuthError, Principal};
@@ -31,7 +33,12 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::StoreError;
 
+mod open;
 mod outgoing;
+mod waits;
+
+use open::{open, Opened};
+use waits::{maybe, next_done, read_some, set_timer, tick, write_out};
 
 /// Publishes in flight per connection before its socket is read again.
 pub const WINDOW: u16 = 64;
@@ -116,190 +123,6 @@ where
         session.serve(stream, framer, buf, keep_alive, expires)
     };
     serving.await;
-}
-
-/// A client whose CONNECT was accepted and answered.
-struct Opened<S> {
-    session: Session,
-    stream: S,
-    framer: Framer,
-    buf: BytesMut,
-    keep_alive: Option<Duration>,
-    expires: Option<Instant>,
-}
-
-/// Reads and checks the CONNECT, answers it, and takes up the session;
-/// `None` when the client was refused or went away.
-async fn open<S>(state: AppState, mut stream: S, peer: SocketAddr) -> Option<Opened<S>>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let max_packet = max_packet(&state);
-    // The same caps as WebSocket and SSE connections, counted together,
-    // and taken before the CONNECT: a connection that never sends one
-    // holds a place meanwhile. One refused gets a short while to say
-    // which version it speaks, to be told so in its words.
-    let limits = state.live.get();
-    let admitted = state.realtime.connections.acquire(
-        peer.ip(),
-        limits.max_connections,
-        limits.max_connections_per_ip,
-    );
-    let wait = if admitted.is_ok() {
-        CONNECT_TIMEOUT
-    } else {
-        REFUSAL_TIMEOUT
-    };
-    let mut framer = Framer::new(max_packet);
-    let mut buf = BytesMut::new();
-    let hello =
-        match tokio::time::timeout(wait, read_hello(&mut stream, &mut buf, &mut framer)).await {
-            Ok(Ok(hello)) => hello,
-            Ok(Err(why)) => {
-                tracing::debug!(%peer, %why, "mqtt: no CONNECT");
-                return None;
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "mqtt: no CONNECT in time");
-                return None;
-            }
-        };
-    let version = framer.version()?;
-    let assigned = hello.client_id.is_empty();
-    let client_id = if assigned {
-        format!("pulsebase-{}", crate::ids::generate())
-    } else {
-        hello.client_id.clone()
-    };
-    let found = admitted
-        .map_err(|_| Refusal::Unavailable)
-        .and_then(|slot| Ok((slot, authenticate(&state, &hello)?)));
-    let (slot, (principal, expires_ms)) = match found {
-        Ok(found) => found,
-        Err(refusal) => {
-            let mut out = BytesMut::new();
-            let refused = Outbound::ConnAck {
-                refusal: Some(refusal),
-                session_present: false,
-                receive_maximum: WINDOW,
-                max_packet,
-                assigned_id: None,
-            };
-            if refused.encode(version, &mut out).is_ok() {
-                let _ = write_out(&mut stream, &out).await;
-            }
-            tracing::debug!(%peer, ?refusal, "mqtt: CONNECT refused");
-            return None;
-        }
-    };
-    let credential = hello
-        .password
-        .as_deref()
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(str::to_owned);
-    let sign_in = credential.as_deref().and_then(|c| state.auth.sign_in_of(c));
-    let registration = Registration::connect(&state, &principal, sign_in, &client_id);
-    let out_window = hello
-        .receive_maximum
-        .unwrap_or(OUT_WINDOW)
-        .clamp(1, OUT_WINDOW);
-    let keeper = Keeper::new(&state, &hello, version, &principal);
-    let mut session = Session {
-        keeper: Some(Box::new(keeper)),
-        replaying: None,
-        delivered: 0,
-        retained: Default::default(),
-        // Before any filter is resolved, so no creation goes unheard.
-        topics_created: state.store.topics().watch_created(),
-        credential,
-        checked: Instant::now(),
-        _slot: slot,
-        state,
-        principal,
-        peer,
-        version,
-        client_id,
-        errors_subscribed: false,
-        will: hello.will.clone().map(Box::new),
-        out: BytesMut::new(),
-        pending: None,
-        publishes_in_flight: 0,
-        run: None,
-        registration,
-        subscriptions: Subscriptions::default(),
-        inflight: std::collections::BTreeMap::new(),
-        next_pkid: 0,
-        out_window,
-    };
-    // Boxed, as the other rare steps below: a task is as large as its
-    // largest await, and an idle connection should pay only for waiting.
-    let session_present = Box::pin(session.take_up(&hello)).await;
-    let assigned_id = assigned.then(|| session.client_id.clone());
-    session.send(&Outbound::ConnAck {
-        refusal: None,
-        session_present,
-        receive_maximum: WINDOW,
-        max_packet,
-        assigned_id: assigned_id.as_deref(),
-    });
-    let keep_alive =
-        (hello.keep_alive > 0).then(|| Duration::from_millis(u64::from(hello.keep_alive) * 1500));
-    // An expiry too far to represent is never.
-    let expires = expires_ms.and_then(|ms| {
-        let left = ms.saturating_sub(crate::clock::now_ms()).max(0);
-        Instant::now().checked_add(Duration::from_millis(left as u64))
-    });
-    Some(Opened {
-        session,
-        stream,
-        framer,
-        buf,
-        keep_alive,
-        expires,
-    })
-}
-
-/// Reads until the CONNECT is whole.
-async fn read_hello(
-    stream: &mut (impl AsyncRead + Unpin),
-    buf: &mut BytesMut,
-    framer: &mut Framer,
-) -> Result<Hello, String> {
-    loop {
-        match framer.next(buf) {
-            Ok(Some(Inbound::Connect(hello))) => return Ok(hello),
-            Ok(Some(_)) => return Err("the first packet must be CONNECT".into()),
-            Ok(None) => {}
-            Err(e) => return Err(format!("{e:?}")),
-        }
-        match read_some(stream, buf).await {
-            Ok(0) => return Err("closed".into()),
-            Ok(_) => {}
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-}
-
-/// The CONNECT password as an API key or access token, checked by the
-/// same code as an HTTP `Authorization` header.
-fn authenticate(state: &AppState, hello: &Hello) -> Result<(Principal, Option<i64>), Refusal> {
-    match hello.password.as_deref().map(str::trim) {
-        None | Some("") if state.settings.mqtt_anonymous => Ok((Principal::Anonymous, None)),
-        None | Some("") => Err(Refusal::NotAuthorized),
-        Some(credential) => state
-            .auth
-            .authenticate_until(credential)
-            .map_err(|e| match e {
-                AuthError::InvalidToken | AuthError::Expired | AuthError::RefreshReused => {
-                    Refusal::BadCredentials
-                }
-                other => {
-                    tracing::warn!(error = %other, "mqtt: cannot check a CONNECT");
-                    Refusal::Unavailable
-                }
-            }),
-    }
 }
 
 /// One client's state for as long as it is connected. Every idle
@@ -791,75 +614,4 @@ impl Session {
             tracing::warn!(error = %e, "mqtt: cannot encode a packet");
         }
     }
-}
-
-/// Reads what the socket has into `buf`, through a buffer on the stack:
-/// while the socket has nothing, no room is kept for it, so an idle
-/// connection costs no read buffer (tokio's `read_buf` needs the room
-/// reserved for as long as it waits).
-async fn read_some(
-    reader: &mut (impl AsyncRead + Unpin),
-    buf: &mut BytesMut,
-) -> std::io::Result<usize> {
-    std::future::poll_fn(|cx| {
-        let mut scratch = [0u8; READ_CHUNK];
-        let mut read = tokio::io::ReadBuf::new(&mut scratch);
-        std::task::ready!(Pin::new(&mut *reader).poll_read(cx, &mut read))?;
-        buf.extend_from_slice(read.filled());
-        std::task::Poll::Ready(Ok(read.filled().len()))
-    })
-    .await
-}
-
-/// Writes and flushes (a WebSocket sends a message on flush).
-/// Writes and flushes within [`WRITE_TIMEOUT`]: a peer that stops reading
-/// must not hold the session (and its place in the hub) forever.
-async fn write_out(out: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> std::io::Result<()> {
-    let written = async {
-        out.write_all(bytes).await?;
-        out.flush().await
-    };
-    tokio::time::timeout(WRITE_TIMEOUT, written)
-        .await
-        .unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the client did not read in time",
-            ))
-        })
-}
-
-/// Sets the session's one timer to `deadline`, making it only when there
-/// is one and moving it otherwise.
-fn set_timer(timer: &mut Option<Pin<Box<Sleep>>>, deadline: Option<Instant>) {
-    match (deadline, timer.as_mut()) {
-        (None, _) => *timer = None,
-        (Some(at), Some(sleep)) => {
-            if sleep.deadline() != at {
-                sleep.as_mut().reset(at);
-            }
-        }
-        (Some(at), None) => *timer = Some(Box::pin(tokio::time::sleep_until(at))),
-    }
-}
-
-/// Completes when the timer fires; never without one.
-fn tick(timer: &mut Option<Pin<Box<Sleep>>>) -> impl Future<Output = ()> + '_ {
-    std::future::poll_fn(move |cx| match timer {
-        Some(sleep) => sleep.as_mut().poll(cx),
-        None => std::task::Poll::Pending,
-    })
-}
-
-/// `wait` if there is one; never otherwise.
-async fn maybe<F: Future>(wait: Option<F>) -> F::Output {
-    match wait {
-        Some(wait) => wait.await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The next finished write; `None` at once when none is in flight.
-async fn next_done(pending: &mut Option<Box<FuturesOrdered<Write>>>) -> Option<Vec<Done>> {
-    pending.as_mut()?.next().await
 }
