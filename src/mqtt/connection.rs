@@ -35,6 +35,8 @@ use crate::store::StoreError;
 
 mod open;
 mod outgoing;
+#[cfg(test)]
+mod tests;
 mod waits;
 
 use open::{open, Opened};
