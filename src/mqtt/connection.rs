@@ -232,6 +232,10 @@ impl Session {
             let mut timer: Option<Pin<Box<Sleep>>> = None;
             // What was read with the CONNECT may already hold packets.
             let mut end = Box::pin(self.handle_all(&mut framer, &mut buf)).await;
+            if buf.is_empty() {
+                // The CONNECT's bytes are not kept while idle either.
+                buf = BytesMut::new();
+            }
             while end.is_none() {
                 self.fill_window();
                 if !self.out.is_empty() {
