@@ -40,7 +40,7 @@ mod tests;
 mod waits;
 
 use open::{open, Opened};
-use waits::{maybe, next_done, read_some, set_timer, tick, write_out};
+use waits::{maybe, next_done, read_some, set_timer, stopping, tick, write_out};
 
 /// Publishes in flight per connection before its socket is read again.
 pub const WINDOW: u16 = 64;
@@ -321,7 +321,7 @@ impl Session {
                             None
                         }
                     }
-                    () = super::stopped(&mut shutdown) => {
+                    () = stopping(&mut shutdown) => {
                         Some(End::Close(DisconnectReasonCode::ServerShuttingDown))
                     }
                 };

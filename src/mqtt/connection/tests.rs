@@ -17,7 +17,7 @@ fn returned_size<A, B, C, F>(_: fn(A, B, C) -> F) -> usize {
 #[test]
 fn a_connection_task_stays_small() {
     let size = returned_size(run::<TcpStream> as fn(AppState, TcpStream, SocketAddr) -> _);
-    // About 1.3 KB now: the session (once), the `select!`'s futures and a
+    // About 1.25 KB now: the session (once), the `select!`'s futures and a
     // few locals. Past 1.5 KB something large is kept across an await.
     assert!(size <= 1536, "a connection's task future is {size} bytes");
 }

@@ -9,6 +9,7 @@ use std::task::Poll;
 use bytes::BytesMut;
 use futures_util::stream::{FuturesOrdered, StreamExt as _};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
+use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
 use super::{Done, Write, READ_CHUNK, WRITE_TIMEOUT};
@@ -87,4 +88,14 @@ pub(super) async fn next_done(
     pending: &mut Option<Box<FuturesOrdered<Write>>>,
 ) -> Option<Vec<Done>> {
     pending.as_mut()?.next().await
+}
+
+/// Completes once the server is stopping, or can no longer say (as
+/// `wait_for`, in less room: this wait is in every idle connection).
+pub(super) async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
 }
