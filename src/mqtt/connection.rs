@@ -9,6 +9,10 @@
 //! every client that published meanwhile. Acknowledgements go out in the
 //! order the publishes came, as MQTT asks. Consecutive publishes to one
 //! series collection's topic that were read together become one write.
+//!
+//! The CONNECT is handled in `open`; `waits` holds what the task waits
+//! on. Thousands of connections may sit idle, each costing its task, its
+//! session and what they allocate: both are kept small (see `Session`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,18 +23,24 @@ use bytes::BytesMut;
 use futures_util::stream::{FuturesOrdered, StreamExt as _};
 use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
-use super::codec::{
-    DecodeError, Framer, Hello, Inbound, Outbound, Publish, Refusal, Version, Will,
-};
+use super::codec::{DecodeError, Framer, Inbound, Outbound, Publish, Version, Will};
 use super::resume::{Keeper, Replaying};
 use super::subscriptions::{Registration, Subscriptions};
 use crate::auth::{AuthError, Principal};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::store::StoreError;
 
+mod open;
 mod outgoing;
+#[cfg(test)]
+mod tests;
+mod waits;
+
+use open::{open, Opened};
+use waits::{maybe, next_done, read_some, set_timer, stopping, tick, write_out};
 
 /// Publishes in flight per connection before its socket is read again.
 pub const WINDOW: u16 = 64;
@@ -117,190 +127,10 @@ where
     serving.await;
 }
 
-/// A client whose CONNECT was accepted and answered.
-struct Opened<S> {
-    session: Session,
-    stream: S,
-    framer: Framer,
-    buf: BytesMut,
-    keep_alive: Option<Duration>,
-    expires: Option<Instant>,
-}
-
-/// Reads and checks the CONNECT, answers it, and takes up the session;
-/// `None` when the client was refused or went away.
-async fn open<S>(state: AppState, mut stream: S, peer: SocketAddr) -> Option<Opened<S>>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let max_packet = max_packet(&state);
-    // The same caps as WebSocket and SSE connections, counted together,
-    // and taken before the CONNECT: a connection that never sends one
-    // holds a place meanwhile. One refused gets a short while to say
-    // which version it speaks, to be told so in its words.
-    let limits = state.live.get();
-    let admitted = state.realtime.connections.acquire(
-        peer.ip(),
-        limits.max_connections,
-        limits.max_connections_per_ip,
-    );
-    let wait = if admitted.is_ok() {
-        CONNECT_TIMEOUT
-    } else {
-        REFUSAL_TIMEOUT
-    };
-    let mut framer = Framer::new(max_packet);
-    let mut buf = BytesMut::new();
-    let hello =
-        match tokio::time::timeout(wait, read_hello(&mut stream, &mut buf, &mut framer)).await {
-            Ok(Ok(hello)) => hello,
-            Ok(Err(why)) => {
-                tracing::debug!(%peer, %why, "mqtt: no CONNECT");
-                return None;
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "mqtt: no CONNECT in time");
-                return None;
-            }
-        };
-    let version = framer.version()?;
-    let assigned = hello.client_id.is_empty();
-    let client_id = if assigned {
-        format!("pulsebase-{}", crate::ids::generate())
-    } else {
-        hello.client_id.clone()
-    };
-    let found = admitted
-        .map_err(|_| Refusal::Unavailable)
-        .and_then(|slot| Ok((slot, authenticate(&state, &hello)?)));
-    let (slot, (principal, expires_ms)) = match found {
-        Ok(found) => found,
-        Err(refusal) => {
-            let mut out = BytesMut::new();
-            let refused = Outbound::ConnAck {
-                refusal: Some(refusal),
-                session_present: false,
-                receive_maximum: WINDOW,
-                max_packet,
-                assigned_id: None,
-            };
-            if refused.encode(version, &mut out).is_ok() {
-                let _ = write_out(&mut stream, &out).await;
-            }
-            tracing::debug!(%peer, ?refusal, "mqtt: CONNECT refused");
-            return None;
-        }
-    };
-    let credential = hello
-        .password
-        .as_deref()
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(str::to_owned);
-    let sign_in = credential.as_deref().and_then(|c| state.auth.sign_in_of(c));
-    let registration = Registration::connect(&state, &principal, sign_in, &client_id);
-    let out_window = hello
-        .receive_maximum
-        .unwrap_or(OUT_WINDOW)
-        .clamp(1, OUT_WINDOW);
-    let keeper = Keeper::new(&state, &hello, version, &principal);
-    let mut session = Session {
-        keeper,
-        replaying: Replaying::default(),
-        delivered: 0,
-        retained: Default::default(),
-        // Before any filter is resolved, so no creation goes unheard.
-        topics_created: state.store.topics().watch_created(),
-        credential,
-        checked: Instant::now(),
-        _slot: slot,
-        state,
-        principal,
-        peer,
-        version,
-        client_id,
-        errors_subscribed: false,
-        will: hello.will.clone(),
-        out: BytesMut::new(),
-        pending: FuturesOrdered::new(),
-        publishes_in_flight: 0,
-        run: None,
-        registration,
-        subscriptions: Subscriptions::default(),
-        inflight: std::collections::BTreeMap::new(),
-        next_pkid: 0,
-        out_window,
-    };
-    // Boxed, as the other rare steps below: a task is as large as its
-    // largest await, and an idle connection should pay only for waiting.
-    let session_present = Box::pin(session.take_up(&hello)).await;
-    let assigned_id = assigned.then(|| session.client_id.clone());
-    session.send(&Outbound::ConnAck {
-        refusal: None,
-        session_present,
-        receive_maximum: WINDOW,
-        max_packet,
-        assigned_id: assigned_id.as_deref(),
-    });
-    let keep_alive =
-        (hello.keep_alive > 0).then(|| Duration::from_millis(u64::from(hello.keep_alive) * 1500));
-    // An expiry too far to represent is never.
-    let expires = expires_ms.and_then(|ms| {
-        let left = ms.saturating_sub(crate::clock::now_ms()).max(0);
-        Instant::now().checked_add(Duration::from_millis(left as u64))
-    });
-    Some(Opened {
-        session,
-        stream,
-        framer,
-        buf,
-        keep_alive,
-        expires,
-    })
-}
-
-/// Reads until the CONNECT is whole.
-async fn read_hello(
-    stream: &mut (impl AsyncRead + Unpin),
-    buf: &mut BytesMut,
-    framer: &mut Framer,
-) -> Result<Hello, String> {
-    loop {
-        match framer.next(buf) {
-            Ok(Some(Inbound::Connect(hello))) => return Ok(hello),
-            Ok(Some(_)) => return Err("the first packet must be CONNECT".into()),
-            Ok(None) => {}
-            Err(e) => return Err(format!("{e:?}")),
-        }
-        match read_some(stream, buf).await {
-            Ok(0) => return Err("closed".into()),
-            Ok(_) => {}
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-}
-
-/// The CONNECT password as an API key or access token, checked by the
-/// same code as an HTTP `Authorization` header.
-fn authenticate(state: &AppState, hello: &Hello) -> Result<(Principal, Option<i64>), Refusal> {
-    match hello.password.as_deref().map(str::trim) {
-        None | Some("") if state.settings.mqtt_anonymous => Ok((Principal::Anonymous, None)),
-        None | Some("") => Err(Refusal::NotAuthorized),
-        Some(credential) => state
-            .auth
-            .authenticate_until(credential)
-            .map_err(|e| match e {
-                AuthError::InvalidToken | AuthError::Expired | AuthError::RefreshReused => {
-                    Refusal::BadCredentials
-                }
-                other => {
-                    tracing::warn!(error = %other, "mqtt: cannot check a CONNECT");
-                    Refusal::Unavailable
-                }
-            }),
-    }
-}
-
+/// One client's state for as long as it is connected. Every idle
+/// connection holds one inside its task, so what only some sessions use
+/// (a Will, a persistent session, a replay, publishes in flight) is boxed
+/// behind an `Option`: `None` costs a pointer, not the part's size.
 struct Session {
     /// The CONNECT password, checked again now and then (`None`:
     /// anonymous).
@@ -317,14 +147,17 @@ struct Session {
     /// Whether the client subscribed to its `_errors/<client id>`.
     errors_subscribed: bool,
     /// Published if the session ends unexpectedly ([`End::publishes_will`]).
-    will: Option<Will>,
+    will: Option<Box<Will>>,
     /// Bytes to write before the next wait.
     out: BytesMut,
-    pending: FuturesOrdered<Write>,
+    /// The writes started and not yet answered; made at the first publish
+    /// and let go when none are left (an empty one still holds two
+    /// allocations).
+    pending: Option<Box<FuturesOrdered<Write>>>,
     /// Publishes in `pending` and `run`, counted against [`WINDOW`].
     publishes_in_flight: usize,
     /// Publishes read but not yet started (see [`Run`]).
-    run: Option<Run>,
+    run: Option<Box<Run>>,
     /// The connection in the realtime hub: its outbox and close signal.
     registration: Registration,
     subscriptions: Subscriptions,
@@ -334,10 +167,13 @@ struct Session {
     next_pkid: u16,
     /// How many QoS 1 deliveries may await PUBACK at once.
     out_window: u16,
-    /// The persistent session, if the client asked for one.
-    keeper: Keeper,
-    /// What a taken-up session missed, sent before live deliveries.
-    replaying: Replaying,
+    /// The persistent session, if the client asked for one (kept until
+    /// the CONNECT has been answered either way: a clean start forgets a
+    /// stored session).
+    keeper: Option<Box<Keeper>>,
+    /// What a taken-up session missed, sent before live deliveries, while
+    /// there is some.
+    replaying: Option<Box<Replaying>>,
     /// The seq of the last frame handed to the client.
     delivered: u64,
     /// Retained messages to send after a SUBACK, before anything else.
@@ -370,152 +206,207 @@ impl End {
 }
 
 impl Session {
-    async fn serve(
+    /// Serves the connection once its CONNECT was answered. Not an `async
+    /// fn`: that would keep its arguments twice in the task (as passed and
+    /// as moved in), so the block uses them where they are. The stream is
+    /// not split: it is read only inside the `select!` and written only
+    /// outside it.
+    #[allow(clippy::manual_async_fn)] // an async fn would keep its arguments twice
+    fn serve<S>(
         mut self,
-        stream: impl AsyncRead + AsyncWrite + Send,
+        mut stream: S,
         mut framer: Framer,
         mut buf: BytesMut,
         keep_alive: Option<Duration>,
         expires: Option<Instant>,
-    ) {
-        let (mut reader, mut writer) = tokio::io::split(stream);
-        let mut shutdown = self.state.shutdown.clone();
-        let mut heard = Instant::now();
-        // What was read with the CONNECT may already hold packets.
-        let mut end = Box::pin(self.handle_all(&mut framer, &mut buf)).await;
-        while end.is_none() {
-            while self.inflight.len() < usize::from(self.out_window) {
-                if let Some(frame) = self.retained.pop_front() {
-                    self.deliver_retained(&frame);
-                } else if let Some(frame) = self.replaying.next_frame() {
-                    self.deliver(&frame);
-                } else {
-                    break;
-                }
+    ) -> impl Future<Output = ()> + Send
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        async move {
+            let mut shutdown = self.state.shutdown.clone();
+            let mut heard = Instant::now();
+            // Boxed, and only while there is a deadline: a `Sleep` is over
+            // a hundred bytes that an idle connection without keep-alive
+            // would carry for nothing.
+            let mut timer: Option<Pin<Box<Sleep>>> = None;
+            // What was read with the CONNECT may already hold packets.
+            let mut end = Box::pin(self.handle_all(&mut framer, &mut buf)).await;
+            if buf.is_empty() {
+                // The CONNECT's bytes are not kept while idle either.
+                buf = BytesMut::new();
             }
-            if !self.out.is_empty() {
-                let written = write_out(&mut writer, &self.out).await;
-                self.out.clear();
-                if written.is_err() {
-                    end = Some(End::Lost);
-                    break;
-                }
-            }
-            let silence = keep_alive.map(|k| heard + k);
-            let window_open = self.publishes_in_flight < usize::from(WINDOW);
-            let out_open = self.inflight.len() < usize::from(self.out_window);
-            let live = out_open && self.retained.is_empty() && !self.replaying.active();
-            let save_at = self.keeper.next_save(self.position());
-            let wildcards = self.subscriptions.has_wildcard();
-            end = tokio::select! {
-                read = read_some(&mut reader, &mut buf), if window_open => match read {
-                    Ok(0) | Err(_) => Some(End::Lost),
-                    Ok(_) => {
-                        heard = Instant::now();
-                        let end = Box::pin(self.handle_all(&mut framer, &mut buf)).await;
-                        if buf.is_empty() {
-                            // Nothing left over: an idle connection keeps
-                            // no read buffer.
-                            buf = BytesMut::new();
-                        }
-                        end
+            while end.is_none() {
+                self.fill_window();
+                if !self.out.is_empty() {
+                    let written = write_out(&mut stream, &self.out).await;
+                    // An idle connection keeps no write buffer.
+                    self.out = BytesMut::new();
+                    if written.is_err() {
+                        end = Some(End::Lost);
+                        break;
                     }
-                },
-                page = self.replaying.read_page(&self.state.store), if self.replaying.needs_page() => {
-                    match page {
-                        Ok(ended) => {
-                            for topic in ended {
-                                self.subscriptions.forget(&topic);
-                                let conn = self.registration.conn;
-                                Box::pin(self.state.realtime.unsubscribe(conn, topic)).await;
+                }
+                let silence = keep_alive.map(|k| heard + k);
+                let window_open = self.publishes_in_flight < usize::from(WINDOW);
+                let out_open = self.inflight.len() < usize::from(self.out_window);
+                let replaying = self.replaying.is_some();
+                let live = out_open && self.retained.is_empty() && !replaying;
+                let save_at = self
+                    .keeper
+                    .as_ref()
+                    .and_then(|k| k.next_save(self.position()));
+                set_timer(
+                    &mut timer,
+                    [save_at, silence, expires].into_iter().flatten().min(),
+                );
+                let wildcards = self.subscriptions.has_wildcard();
+                // The rare waits are made (boxed) only when they can
+                // happen; the `select!` holds every branch's future.
+                end = tokio::select! {
+                    read = read_some(&mut stream, &mut buf), if window_open => match read {
+                        Ok(0) | Err(_) => Some(End::Lost),
+                        Ok(_) => {
+                            heard = Instant::now();
+                            let end = Box::pin(self.handle_all(&mut framer, &mut buf)).await;
+                            if buf.is_empty() {
+                                // Nothing left over: an idle connection keeps
+                                // no read buffer.
+                                buf = BytesMut::new();
                             }
+                            end
+                        }
+                    },
+                    page = maybe(
+                        self.replaying
+                            .as_deref_mut()
+                            .filter(|r| r.needs_page())
+                            .map(|r| Box::pin(r.read_page(&self.state.store))),
+                    ), if replaying => Box::pin(self.replayed(page)).await,
+                    frame = self.registration.outbox.recv(), if live => match frame {
+                        Some(frame) => {
+                            self.deliver(&frame);
                             None
                         }
-                        Err(e) => {
-                            tracing::warn!(client = %self.client_id, error = %e, "mqtt: a replay failed");
-                            Some(End::Close(DisconnectReasonCode::UnspecifiedError))
+                        // The hub let go of the connection: it says why.
+                        None => Some(self.hub_closed()),
+                    },
+                    _ = self.registration.closed.changed() => Some(self.hub_closed()),
+                    Ok(()) = maybe(wildcards.then(|| Box::pin(self.topics_created.changed()))) => {
+                        Box::pin(self.cover_new_topics()).await;
+                        None
+                    }
+                    Some(done) = next_done(&mut self.pending) => {
+                        // While its window is full the client is not read: its
+                        // silence then is the server's, and does not count.
+                        heard = Instant::now();
+                        self.publishes_in_flight -= done.len();
+                        for done in done {
+                            self.acknowledge(done);
+                        }
+                        if self.pending.as_ref().is_some_and(|p| p.is_empty()) {
+                            self.pending = None;
+                        }
+                        None
+                    }
+                    // One timer for the three deadlines.
+                    () = tick(&mut timer) => {
+                        let now = Instant::now();
+                        if silence.is_some_and(|at| at <= now) {
+                            Some(End::Close(DisconnectReasonCode::KeepAliveTimeout))
+                        } else if expires.is_some_and(|at| at <= now) {
+                            Some(End::Close(DisconnectReasonCode::NotAuthorized))
+                        } else {
+                            Box::pin(self.save(false)).await;
+                            None
                         }
                     }
-                }
-                frame = self.registration.outbox.recv(), if live => match frame {
-                    Some(frame) => {
-                        self.deliver(&frame);
-                        None
+                    () = stopping(&mut shutdown) => {
+                        Some(End::Close(DisconnectReasonCode::ServerShuttingDown))
                     }
-                    // The hub let go of the connection: it says why.
-                    None => Some(self.hub_closed()),
-                },
-                _ = self.registration.closed.changed() => Some(self.hub_closed()),
-                Ok(()) = self.topics_created.changed(), if wildcards => {
-                    Box::pin(self.cover_new_topics()).await;
-                    None
+                };
+            }
+            drop(timer);
+            self.registration.leave();
+            if let Some(End::Close(reason)) = &end {
+                self.send(&Outbound::Disconnect(*reason));
+            }
+            let _ = write_out(&mut stream, &self.out).await;
+            let _ = stream.shutdown().await;
+            Box::pin(self.save(true)).await;
+            // A device that publishes at QoS 0 and disconnects at once (as
+            // `mosquitto_pub` does) still means its message: writes already
+            // received are finished, not dropped with the connection.
+            self.start_run();
+            if let Some(pending) = self.pending.as_mut() {
+                let drained = async { while pending.next().await.is_some() {} };
+                if tokio::time::timeout(DRAIN, drained).await.is_err() {
+                    tracing::warn!(client = %self.client_id, "mqtt: writes of a closed connection did not finish in time");
                 }
-                Some(done) = self.pending.next() => {
-                    // While its window is full the client is not read: its
-                    // silence then is the server's, and does not count.
-                    heard = Instant::now();
-                    self.publishes_in_flight -= done.len();
-                    for done in done {
-                        self.acknowledge(done);
-                    }
-                    None
-                }
-                // One timer for the three deadlines: each is a few
-                // hundred bytes in every idle connection's task.
-                () = sleep_until([save_at, silence, expires].into_iter().flatten().min()) => {
-                    let now = Instant::now();
-                    if silence.is_some_and(|at| at <= now) {
-                        Some(End::Close(DisconnectReasonCode::KeepAliveTimeout))
-                    } else if expires.is_some_and(|at| at <= now) {
-                        Some(End::Close(DisconnectReasonCode::NotAuthorized))
-                    } else {
-                        let position = self.position();
-                        Box::pin(self.keeper.save(&self.state, &self.subscriptions, position, false)).await;
-                        None
-                    }
-                }
-                () = super::stopped(&mut shutdown) => {
-                    Some(End::Close(DisconnectReasonCode::ServerShuttingDown))
-                }
-            };
+            }
+            // After the client's own publishes: the Will is its last word.
+            if let Some(will) = self
+                .will
+                .take()
+                .filter(|_| end.is_some_and(|e| e.publishes_will()))
+            {
+                let credential = self.credential.as_deref();
+                let principal = self.principal.clone();
+                Box::pin(super::will::publish(
+                    &self.state,
+                    credential,
+                    principal,
+                    self.peer.ip(),
+                    &self.client_id,
+                    *will,
+                ))
+                .await;
+            }
         }
-        self.registration.leave();
-        if let Some(End::Close(reason)) = &end {
-            self.send(&Outbound::Disconnect(*reason));
+    }
+
+    /// Hands out retained messages, then what a replay read, as far as the
+    /// in-flight window allows; a replay that is over is let go.
+    fn fill_window(&mut self) {
+        while self.inflight.len() < usize::from(self.out_window) {
+            if let Some(frame) = self.retained.pop_front() {
+                self.deliver_retained(&frame);
+            } else if let Some(frame) = self.replaying.as_mut().and_then(|r| r.next_frame()) {
+                self.deliver(&frame);
+            } else {
+                break;
+            }
         }
-        let _ = write_out(&mut writer, &self.out).await;
-        let _ = writer.shutdown().await;
+        if self.replaying.as_ref().is_some_and(|r| !r.active()) {
+            self.replaying = None;
+        }
+    }
+
+    /// A replay page was read: the topics it ended are left.
+    async fn replayed(&mut self, page: Result<Vec<String>, StoreError>) -> Option<End> {
+        match page {
+            Ok(ended) => {
+                for topic in ended {
+                    self.subscriptions.forget(&topic);
+                    let conn = self.registration.conn;
+                    self.state.realtime.unsubscribe(conn, topic).await;
+                }
+                None
+            }
+            Err(e) => {
+                tracing::warn!(client = %self.client_id, error = %e, "mqtt: a replay failed");
+                Some(End::Close(DisconnectReasonCode::UnspecifiedError))
+            }
+        }
+    }
+
+    /// Saves a persistent session's filters and position.
+    async fn save(&mut self, durable: bool) {
         let position = self.position();
-        Box::pin(
-            self.keeper
-                .save(&self.state, &self.subscriptions, position, true),
-        )
-        .await;
-        // A device that publishes at QoS 0 and disconnects at once (as
-        // `mosquitto_pub` does) still means its message: writes already
-        // received are finished, not dropped with the connection.
-        self.start_run();
-        let drained = async { while self.pending.next().await.is_some() {} };
-        if tokio::time::timeout(DRAIN, drained).await.is_err() {
-            tracing::warn!(client = %self.client_id, "mqtt: writes of a closed connection did not finish in time");
-        }
-        // After the client's own publishes: the Will is its last word.
-        if let Some(will) = self
-            .will
-            .take()
-            .filter(|_| end.is_some_and(|e| e.publishes_will()))
-        {
-            let credential = self.credential.as_deref();
-            let principal = self.principal.clone();
-            Box::pin(super::will::publish(
-                &self.state,
-                credential,
-                principal,
-                self.peer.ip(),
-                &self.client_id,
-                will,
-            ))
-            .await;
+        if let Some(keeper) = self.keeper.as_mut() {
+            keeper
+                .save(&self.state, &self.subscriptions, position, durable)
+                .await;
         }
     }
 
@@ -580,10 +471,7 @@ impl Session {
                     pkid,
                     count: filters.len(),
                 });
-                let position = self.position();
-                self.keeper
-                    .save(&self.state, &self.subscriptions, position, true)
-                    .await;
+                self.save(true).await;
             }
             Inbound::PubAck(pkid) => {
                 self.inflight.remove(&pkid);
@@ -624,12 +512,12 @@ impl Session {
             }
             _ => {
                 self.start_run();
-                self.run = Some(Run {
+                self.run = Some(Box::new(Run {
                     topic,
                     retain,
                     payloads: vec![payload],
                     pkids: vec![pkid],
-                });
+                }));
                 let batches = self
                     .run
                     .as_ref()
@@ -644,19 +532,22 @@ impl Session {
 
     /// Starts the gathered publishes' write.
     fn start_run(&mut self) {
-        let Some(Run {
+        let Some(run) = self.run.take() else {
+            return;
+        };
+        let Run {
             topic,
             retain,
             payloads,
             pkids,
-        }) = self.run.take()
-        else {
-            return;
-        };
+        } = *run;
         let state = self.state.clone();
         let principal = self.principal.clone();
         let peer = self.peer.ip();
-        self.pending.push_back(Box::pin(async move {
+        let pending = self
+            .pending
+            .get_or_insert_with(|| Box::new(FuturesOrdered::new()));
+        pending.push_back(Box::pin(async move {
             let results =
                 super::publish::apply_all(&state, &principal, peer, &topic, payloads, retain).await;
             pkids
@@ -728,48 +619,5 @@ impl Session {
         if let Err(e) = packet.encode(self.version, &mut self.out) {
             tracing::warn!(error = %e, "mqtt: cannot encode a packet");
         }
-    }
-}
-
-/// Reads what the socket has into `buf`, through a buffer on the stack:
-/// while the socket has nothing, no room is kept for it, so an idle
-/// connection costs no read buffer (tokio's `read_buf` needs the room
-/// reserved for as long as it waits).
-async fn read_some(
-    reader: &mut (impl AsyncRead + Unpin),
-    buf: &mut BytesMut,
-) -> std::io::Result<usize> {
-    std::future::poll_fn(|cx| {
-        let mut scratch = [0u8; READ_CHUNK];
-        let mut read = tokio::io::ReadBuf::new(&mut scratch);
-        std::task::ready!(Pin::new(&mut *reader).poll_read(cx, &mut read))?;
-        buf.extend_from_slice(read.filled());
-        std::task::Poll::Ready(Ok(read.filled().len()))
-    })
-    .await
-}
-
-/// Writes and flushes (a WebSocket sends a message on flush).
-/// Writes and flushes within [`WRITE_TIMEOUT`]: a peer that stops reading
-/// must not hold the session (and its place in the hub) forever.
-async fn write_out(out: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> std::io::Result<()> {
-    let written = async {
-        out.write_all(bytes).await?;
-        out.flush().await
-    };
-    tokio::time::timeout(WRITE_TIMEOUT, written)
-        .await
-        .unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the client did not read in time",
-            ))
-        })
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

@@ -74,11 +74,6 @@ impl Keeper {
         }
     }
 
-    /// Saves nothing more (the session was taken over).
-    pub fn disown(&mut self) {
-        self.expiry = None;
-    }
-
     pub fn persistent(&self) -> bool {
         self.expiry.is_some() && !self.client_id.is_empty()
     }

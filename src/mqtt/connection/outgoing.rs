@@ -85,15 +85,12 @@ impl Session {
     /// persistent one is saved with them.
     async fn registered(&mut self, subscribed: &Subscribed) {
         let idle = self.inflight.is_empty()
-            && !self.replaying.active()
+            && self.replaying.as_ref().is_none_or(|r| !r.active())
             && self.registration.outbox.is_empty();
         if idle {
             self.delivered = self.delivered.max(subscribed.upto);
         }
-        let position = self.position();
-        self.keeper
-            .save(&self.state, &self.subscriptions, position, true)
-            .await;
+        self.save(true).await;
     }
 
     /// A custom topic was created: the wildcard filters that match it take
@@ -118,16 +115,19 @@ impl Session {
         if close.as_ref().is_some_and(|c| c.code == 4009) {
             // The newer connection owns the stored session now: this one
             // must not write its older filters and position over it.
-            self.keeper.disown();
+            self.keeper = None;
         }
         End::Close(disconnect_reason(close.as_ref()))
     }
 
     /// Takes up a stored session (see `resume`); answers whether one was.
+    /// The keeper of a session that is not to be kept is let go after.
     pub(super) async fn take_up(&mut self, hello: &Hello) -> bool {
         let conn = self.registration.conn;
-        let taken = self
-            .keeper
+        let Some(keeper) = self.keeper.as_mut() else {
+            return false;
+        };
+        let taken = keeper
             .take_up(
                 &self.state,
                 hello,
@@ -136,10 +136,15 @@ impl Session {
                 &mut self.subscriptions,
             )
             .await;
+        if !keeper.persistent() {
+            self.keeper = None;
+        }
         match taken {
             Ok(Some(resumed)) => {
                 self.delivered = resumed.position;
-                self.replaying = Replaying::start(resumed.replay);
+                self.replaying = resumed
+                    .replay
+                    .map(|replay| Box::new(Replaying::start(Some(replay))));
                 true
             }
             Ok(None) => false,

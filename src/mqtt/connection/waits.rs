@@ -1,0 +1,101 @@
+//! What a session waits on, each as small as it can be: an idle
+//! connection's task holds every one of these futures at once (the
+//! `select!` in `Session::serve`), so none keeps room it does not need.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use bytes::BytesMut;
+use futures_util::stream::{FuturesOrdered, StreamExt as _};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
+
+use super::{Done, Write, READ_CHUNK, WRITE_TIMEOUT};
+
+/// Reads what the socket has into `buf`, through a buffer on the stack:
+/// while the socket has nothing, no room is kept for it, so an idle
+/// connection costs no read buffer (tokio's `read_buf` needs the room
+/// reserved for as long as it waits).
+pub(super) async fn read_some(
+    reader: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        let mut scratch = [0u8; READ_CHUNK];
+        let mut read = tokio::io::ReadBuf::new(&mut scratch);
+        std::task::ready!(Pin::new(&mut *reader).poll_read(cx, &mut read))?;
+        buf.extend_from_slice(read.filled());
+        Poll::Ready(Ok(read.filled().len()))
+    })
+    .await
+}
+
+/// Writes and flushes (a WebSocket sends a message on flush) within
+/// [`WRITE_TIMEOUT`]: a peer that stops reading must not hold the session
+/// (and its place in the hub) forever.
+pub(super) async fn write_out(
+    out: &mut (impl AsyncWrite + Unpin),
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    let written = async {
+        out.write_all(bytes).await?;
+        out.flush().await
+    };
+    tokio::time::timeout(WRITE_TIMEOUT, written)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client did not read in time",
+            ))
+        })
+}
+
+/// Sets the session's one timer to `deadline`, making it only when there
+/// is one and moving it otherwise.
+pub(super) fn set_timer(timer: &mut Option<Pin<Box<Sleep>>>, deadline: Option<Instant>) {
+    match (deadline, timer.as_mut()) {
+        (None, _) => *timer = None,
+        (Some(at), Some(sleep)) => {
+            if sleep.deadline() != at {
+                sleep.as_mut().reset(at);
+            }
+        }
+        (Some(at), None) => *timer = Some(Box::pin(tokio::time::sleep_until(at))),
+    }
+}
+
+/// Completes when the timer fires; never without one.
+pub(super) fn tick(timer: &mut Option<Pin<Box<Sleep>>>) -> impl Future<Output = ()> + '_ {
+    std::future::poll_fn(move |cx| match timer {
+        Some(sleep) => sleep.as_mut().poll(cx),
+        None => Poll::Pending,
+    })
+}
+
+/// `wait` if there is one; never otherwise.
+pub(super) async fn maybe<F: Future>(wait: Option<F>) -> F::Output {
+    match wait {
+        Some(wait) => wait.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next finished write; `None` at once when none is in flight.
+pub(super) async fn next_done(
+    pending: &mut Option<Box<FuturesOrdered<Write>>>,
+) -> Option<Vec<Done>> {
+    pending.as_mut()?.next().await
+}
+
+/// Completes once the server is stopping, or can no longer say (as
+/// `wait_for`, in less room: this wait is in every idle connection).
+pub(super) async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
