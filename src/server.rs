@@ -162,18 +162,14 @@ pub async fn run(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    let serve = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(signalled);
+    let serve = http::serve::serve(listener, app, signalled);
     let mut deadline_rx = stop_rx.clone();
     let deadline = async move {
         let _ = deadline_rx.wait_for(|stopped| *stopped).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
-        result = serve => result.context("server failed")?,
+        () = serve => {}
         () = deadline => tracing::warn!("in-flight requests did not finish in time; closing them"),
     }
     let _ = stop_tx.send(true);

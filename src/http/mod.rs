@@ -15,6 +15,7 @@ pub mod public;
 pub mod records;
 pub mod request_log;
 pub mod series;
+pub mod serve;
 pub mod settings;
 pub mod stats;
 pub mod topics;

@@ -101,7 +101,15 @@ impl Session {
     }
 
     /// The next page of the oldest replay. Cancel-safe.
+    ///
+    /// `select!` builds this future on every turn of a connection's loop,
+    /// replaying or not, and keeps it in the connection's task: the reading
+    /// is boxed, allocated only when a replay is really read.
     pub async fn next_replay_page(&mut self) -> Vec<Frame> {
+        Box::pin(self.read_replay_page()).await
+    }
+
+    async fn read_replay_page(&mut self) -> Vec<Frame> {
         let reading = match &mut self.reading {
             Some(reading) => reading,
             None => {
@@ -148,7 +156,15 @@ impl Session {
     fn refresh_identity(&mut self) -> ApiResult<()> {
         if let Some(credential) = &self.credential {
             let (principal, _) = self.state.auth.authenticate_until(credential)?;
-            self.principal = principal;
+            // An unchanged user keeps the copy the hub shares: replacing it
+            // would keep two copies of the same user per connection.
+            let unchanged = matches!(
+                (&self.principal, &principal),
+                (Principal::User(kept), Principal::User(fresh)) if kept == fresh
+            );
+            if !unchanged {
+                self.principal = principal;
+            }
         }
         Ok(())
     }

@@ -266,35 +266,12 @@ fn events(state: SseState) -> impl Stream<Item = Result<Event, Infallible>> {
         if let Some(opening) = s.opening.take() {
             return Some((Ok(opening), s));
         }
-        loop {
-            if let Some(frame) = s.replayed.pop_front() {
-                return Some((Ok(to_event(&frame)), s));
+        // Boxed: the replay's state would otherwise stay in every idle
+        // stream's state long after the replay is over.
+        if s.replay.is_some() || !s.replayed.is_empty() {
+            if let Some(event) = Box::pin(next_replayed(&mut s)).await {
+                return Some((Ok(event), s));
             }
-            let Some(mut replay) = s.replay.take() else {
-                break;
-            };
-            let store = s.store.clone();
-            let read = tokio::task::spawn_blocking(move || {
-                let page = replay.next_page(&store);
-                (replay, page)
-            })
-            .await;
-            let (replay, page) = match read {
-                Ok((replay, Ok(page))) => (replay, page),
-                Ok((_, Err(e))) => return Some((Ok(failed(&ApiError::from(e))), s)),
-                Err(e) => return Some((Ok(failed(&ApiError::internal(e))), s)),
-            };
-            if !replay.done() {
-                s.replay = Some(replay);
-            }
-            for topic in page.ended {
-                let registration = &s._registration;
-                registration
-                    .realtime
-                    .unsubscribe(registration.conn, topic)
-                    .await;
-            }
-            s.replayed.extend(page.frames);
         }
         let expires = s.expires;
         let event = tokio::select! {
@@ -328,6 +305,39 @@ fn events(state: SseState) -> impl Stream<Item = Result<Event, Infallible>> {
         };
         Some((Ok(event), s))
     })
+}
+
+/// The next replayed event, reading the replay a page at a time; `None`
+/// once it is over (live events follow).
+async fn next_replayed(s: &mut SseState) -> Option<Event> {
+    loop {
+        if let Some(frame) = s.replayed.pop_front() {
+            return Some(to_event(&frame));
+        }
+        let mut replay = s.replay.take()?;
+        let store = s.store.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let page = replay.next_page(&store);
+            (replay, page)
+        })
+        .await;
+        let (replay, page) = match read {
+            Ok((replay, Ok(page))) => (replay, page),
+            Ok((_, Err(e))) => return Some(failed(&ApiError::from(e))),
+            Err(e) => return Some(failed(&ApiError::internal(e))),
+        };
+        if !replay.done() {
+            s.replay = Some(replay);
+        }
+        for topic in page.ended {
+            let registration = &s._registration;
+            registration
+                .realtime
+                .unsubscribe(registration.conn, topic)
+                .await;
+        }
+        s.replayed.extend(page.frames);
+    }
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

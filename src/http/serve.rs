@@ -1,0 +1,63 @@
+//! The accept loop: every connection is served by hyper's HTTP/1 server
+//! directly, with upgrades (WebSocket), the peer's address as `ConnectInfo`,
+//! and a graceful shutdown that stops accepting, lets each connection finish
+//! its request in flight, and waits for them all.
+//!
+//! Why not `axum::serve`: it serves through hyper-util's `auto` builder,
+//! which first reads up to 24 bytes to tell HTTP/2 from HTTP/1 and hands
+//! them to hyper as a prefix. hyper's first read then returns only those
+//! bytes, and its second one grows the connection's read buffer from 8 to
+//! 16 KiB, copying all 8 (so touching them) for as long as the connection
+//! lives: most of what an idle SSE stream cost. We build no HTTP/2 anyway.
+
+use std::net::SocketAddr;
+use std::pin::pin;
+
+use axum::extract::ConnectInfo;
+use axum::serve::Listener;
+use axum::{Extension, Router};
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::Layer as _;
+
+/// Serves `app` on `listener` until `shutdown` completes, then waits for the
+/// open connections to end (the caller bounds that wait).
+pub async fn serve<L>(mut listener: L, app: Router, shutdown: impl std::future::Future<Output = ()>)
+where
+    L: Listener<Addr = SocketAddr>,
+{
+    let mut shutdown = pin!(shutdown);
+    let stop = CancellationToken::new();
+    let connections = TaskTracker::new();
+    loop {
+        let (io, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(Extension(ConnectInfo(peer)).layer(app.clone()));
+        let stop = stop.clone();
+        connections.spawn(async move {
+            let conn = http1::Builder::new()
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades();
+            let mut conn = pin!(conn);
+            let result = tokio::select! {
+                result = conn.as_mut() => result,
+                () = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(error) = result {
+                tracing::trace!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    stop.cancel();
+    connections.close();
+    connections.wait().await;
+}
