@@ -89,7 +89,6 @@ mod tests {
     use std::sync::Arc;
 
     use serde_json::json;
-    use tokio::sync::watch;
 
     use super::*;
     use crate::access;
@@ -125,7 +124,7 @@ mod tests {
             .collection
             .unwrap();
         let (outbox, mut frames) = realtime.outbox();
-        let (close, mut closed) = watch::channel(None);
+        let closed = frames.close_signal();
         let conn = realtime.next_conn_id();
         let admin = Principal::ApiKey(Arc::new(crate::store::api_keys::ApiKey {
             id: "k1".into(),
@@ -142,7 +141,6 @@ mod tests {
             principal: admin,
             sign_in: None,
             outbox,
-            close,
         });
         let target = Target::Collection(collection.clone());
         let subscription = target.subscription("feed", Ops::ALL, None);
@@ -175,11 +173,10 @@ mod tests {
             .await
             .expect("the write is not held up by realtime");
 
-        tokio::time::timeout(std::time::Duration::from_secs(10), closed.changed())
+        let reason = tokio::time::timeout(std::time::Duration::from_secs(10), closed.closed())
             .await
             .expect("closed within the wait")
-            .unwrap();
-        let reason = closed.borrow().clone().expect("a close");
+            .expect("a close");
         assert_eq!(reason.code, 4008);
         let mut delivered = Vec::new();
         while let Some(frame) = frames.try_recv() {

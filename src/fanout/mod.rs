@@ -52,7 +52,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use crate::auth::{Auth, Principal};
 use crate::config::Live;
@@ -178,9 +178,9 @@ pub struct ConnHandle {
     /// The sign-in session of the access token it authenticated with last;
     /// ending that sign-in closes the connection.
     pub sign_in: Option<String>,
-    /// Frames are shared, not copied: a slot is one pointer.
+    /// Frames are shared, not copied: a slot is one pointer. It also
+    /// carries the hub's request to close the connection.
     pub outbox: outbox::Sender,
-    pub close: watch::Sender<Option<Close>>,
 }
 
 /// Operations a subscription wants, as a bit set.

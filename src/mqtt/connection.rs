@@ -291,7 +291,7 @@ impl Session {
                         // The hub let go of the connection: it says why.
                         None => Some(self.hub_closed()),
                     },
-                    _ = self.registration.closed.changed() => Some(self.hub_closed()),
+                    _ = self.registration.closed.closed() => Some(self.hub_closed()),
                     Ok(()) = maybe(wildcards.then(|| Box::pin(self.topics_created.changed()))) => {
                         Box::pin(self.cover_new_topics()).await;
                         None

@@ -10,14 +10,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Deserialize;
-use tokio::sync::watch;
 
 use super::codec::{Filter, SubCode};
 use super::filters::{self, Invalid, Named};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::fanout::{
-    outbox, Close, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime, Subscription, Transport,
+    outbox, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime, Subscription, Transport,
 };
 use crate::services::records;
 use crate::services::topics::{self, Target};
@@ -30,7 +29,7 @@ pub struct Registration {
     realtime: Realtime,
     pub conn: ConnId,
     pub outbox: outbox::Receiver,
-    pub closed: watch::Receiver<Option<Close>>,
+    pub closed: outbox::CloseSignal,
 }
 
 impl Registration {
@@ -42,7 +41,7 @@ impl Registration {
     ) -> Registration {
         let conn = state.realtime.next_conn_id();
         let (outbox_tx, outbox) = state.realtime.outbox();
-        let (close, closed) = watch::channel(None);
+        let closed = outbox.close_signal();
         state.realtime.connect(ConnHandle {
             id: conn,
             transport: Transport::Mqtt,
@@ -51,7 +50,6 @@ impl Registration {
             // Ending this sign-in closes the connection, as a WebSocket.
             sign_in: sign_in.clone(),
             outbox: outbox_tx,
-            close,
         });
         state
             .realtime

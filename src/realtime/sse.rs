@@ -21,7 +21,7 @@ use crate::clock;
 use crate::error::{ApiError, ApiResult};
 use crate::fanout::replay::Replay;
 use crate::fanout::{backfill, outbox};
-use crate::fanout::{Close, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime, Transport};
+use crate::fanout::{ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime, Transport};
 use crate::limits::Slot;
 use crate::protocol::server::{Reply, ReplyBody, TopicNames};
 use crate::protocol::ServerMessage;
@@ -104,7 +104,7 @@ struct SseState {
     /// The rest of the page read last.
     replayed: VecDeque<Frame>,
     outbox: outbox::Receiver,
-    closed: watch::Receiver<Option<Close>>,
+    closed: outbox::CloseSignal,
     shutdown: watch::Receiver<bool>,
     heartbeat: tokio::time::Interval,
     expires: Option<Instant>,
@@ -165,7 +165,7 @@ pub async fn sse(
 
     let conn = state.realtime.next_conn_id();
     let (outbox_tx, outbox) = state.realtime.outbox();
-    let (close_tx, closed) = watch::channel(None);
+    let closed = outbox.close_signal();
     state.realtime.connect(ConnHandle {
         id: conn,
         transport: Transport::Sse,
@@ -173,7 +173,6 @@ pub async fn sse(
         principal: principal.clone(),
         sign_in: sign_in.clone(),
         outbox: outbox_tx,
-        close: close_tx,
     });
     state
         .realtime
@@ -276,9 +275,8 @@ fn events(state: SseState) -> impl Stream<Item = Result<Event, Infallible>> {
         let expires = s.expires;
         let event = tokio::select! {
             biased;
-            _ = s.closed.changed() => {
+            close = s.closed.closed() => {
                 s.done = true;
-                let close = s.closed.borrow().clone();
                 match close.and_then(|c| c.last) {
                     Some(last) => to_event(&last),
                     None => return None,

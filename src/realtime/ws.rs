@@ -25,6 +25,7 @@ use super::session::{self, PendingReply, Session, Started};
 use crate::auth::{Auth, Principal};
 use crate::clock;
 use crate::error::{ApiError, ApiResult};
+use crate::fanout::outbox::CloseSignal;
 use crate::fanout::{Close, ConnHandle, Frame, Transport};
 use crate::limits::RateLimit;
 use crate::limits::Slot;
@@ -162,7 +163,7 @@ async fn serve(
     let settings = state.live.get();
     let conn = state.realtime.next_conn_id();
     let (outbox_tx, mut outbox) = state.realtime.outbox();
-    let (close_tx, mut closed) = watch::channel::<Option<Close>>(None);
+    let closed = outbox.close_signal();
     state.realtime.connect(ConnHandle {
         id: conn,
         transport: Transport::WebSocket,
@@ -170,7 +171,6 @@ async fn serve(
         principal: principal.clone(),
         sign_in: sign_in.clone(),
         outbox: outbox_tx,
-        close: close_tx,
     });
     state
         .realtime
@@ -190,7 +190,7 @@ async fn serve(
     // Built once and polled across iterations: a future made afresh on each
     // turn of the loop would register a timer or a waiter every time, and
     // with thousands of busy connections that cost shows.
-    let mut close_requested = std::pin::pin!(close_signal(&mut closed, &mut shutdown));
+    let mut close_requested = std::pin::pin!(close_signal(&closed, &mut shutdown));
     let mut expires_at = session.expires_ms;
     let mut expiry = std::pin::pin!(tokio::time::sleep_until(expiry_instant(expires_at)));
 
@@ -419,12 +419,9 @@ fn expiry_instant(expires_ms: Option<i64>) -> Instant {
 
 /// Why the server wants this connection gone: the hub's reason (slow
 /// consumer, revoked identity), or shutdown.
-async fn close_signal(
-    closed: &mut watch::Receiver<Option<Close>>,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Close {
+async fn close_signal(closed: &CloseSignal, shutdown: &mut watch::Receiver<bool>) -> Close {
     tokio::select! {
-        _ = closed.changed() => closed.borrow().clone().unwrap_or_else(going_away),
+        close = closed.closed() => close.unwrap_or_else(going_away),
         () = stopped(shutdown) => going_away(),
     }
 }

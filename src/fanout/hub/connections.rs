@@ -244,7 +244,7 @@ impl Hub {
 
     pub(super) fn close(&mut self, id: ConnId, close: Close) {
         if let Some(conn) = self.conns.get(&id) {
-            let _ = conn.handle.close.send(Some(close.clone()));
+            conn.handle.outbox.close(close.clone());
         }
         let event = if close.code == 4008 {
             "slow_consumer"
@@ -256,11 +256,11 @@ impl Hub {
 
     pub(super) fn close_all(&mut self) {
         for conn in self.conns.values() {
-            let _ = conn.handle.close.send(Some(Close {
+            conn.handle.outbox.close(Close {
                 code: 1001,
                 reason: "server shutting down",
                 last: None,
-            }));
+            });
         }
         self.conns.clear();
     }

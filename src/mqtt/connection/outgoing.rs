@@ -111,7 +111,7 @@ impl Session {
     /// How the session ends when the hub closed it (slow consumer,
     /// revoked identity, shutdown).
     pub(super) fn hub_closed(&mut self) -> End {
-        let close = self.registration.closed.borrow().clone();
+        let close = self.registration.closed.requested();
         if close.as_ref().is_some_and(|c| c.code == 4009) {
             // The newer connection owns the stored session now: this one
             // must not write its older filters and position over it.
