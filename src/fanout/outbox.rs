@@ -229,10 +229,7 @@ impl Receiver {
         if queue.hub_gone {
             return Poll::Ready(None);
         }
-        match &mut queue.waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
-        }
+        wake_later(&mut queue.waker, cx);
         Poll::Pending
     }
 
@@ -283,10 +280,7 @@ impl CloseSignal {
             if queue.hub_gone {
                 return Poll::Ready(None);
             }
-            match &mut queue.close_waker {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                slot => *slot = Some(cx.waker().clone()),
-            }
+            wake_later(&mut queue.close_waker, cx);
             Poll::Pending
         })
         .await
@@ -295,6 +289,14 @@ impl CloseSignal {
     /// The close asked for so far, if any.
     pub fn requested(&self) -> Option<Close> {
         self.shared.lock().close.as_deref().cloned()
+    }
+}
+
+/// Keeps `cx`'s waker in `slot` (cloned only when it is another one).
+fn wake_later(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(waker) if waker.will_wake(cx.waker()) => {}
+        slot => *slot = Some(cx.waker().clone()),
     }
 }
 
