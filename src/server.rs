@@ -148,10 +148,12 @@ pub async fn run(
     let app = http::router(state.clone());
     let signalled = {
         let stop_tx = stop_tx.clone();
+        let realtime = state.realtime.clone();
         async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections");
             let _ = stop_tx.send(true);
+            realtime.going_away();
         }
     };
     // Without TCP_NODELAY a small event written while an earlier one is

@@ -113,6 +113,9 @@ pub enum Input {
     Stats(oneshot::Sender<HubStats>),
     /// The MQTT client ids connected now.
     ClientIds(oneshot::Sender<HashSet<String>>),
+    /// The server is stopping: every connection closes, now and as it
+    /// connects.
+    GoingAway,
     Stop,
 }
 
@@ -171,6 +174,8 @@ struct Hub {
     limits: Limits,
     /// What all outboxes hold.
     outbox_budget: Arc<outbox::Budget>,
+    /// The server is stopping: connections are closed as they come.
+    going_away: bool,
 }
 
 /// How often closed buckets are looked for.
@@ -203,6 +208,7 @@ pub fn spawn(
         limits: Limits::of(&live.get()),
         live,
         outbox_budget,
+        going_away: false,
     };
     std::thread::Builder::new()
         .name("pulsebase-hub".into())
@@ -300,6 +306,7 @@ impl Hub {
                 }
             }
             Input::Watermark(seq) => self.watermark = self.watermark.max(seq),
+            Input::Connect(handle) if self.going_away => handle.outbox.close(Close::going_away()),
             Input::Connect(handle) => self.connect(*handle),
             Input::Disconnect(conn) => self.disconnect(conn, "disconnect"),
             Input::Subscribe {
@@ -379,6 +386,10 @@ impl Hub {
             }
             Input::Presence { topic, reply } => {
                 let _ = reply.send(self.presence_snapshot(&topic));
+            }
+            Input::GoingAway => {
+                self.going_away = true;
+                self.close_all();
             }
             Input::Stop => return false,
         }

@@ -139,6 +139,15 @@ impl Close {
         }
     }
 
+    /// The server is stopping: a client should come back later.
+    pub fn going_away() -> Close {
+        Close {
+            code: 1001,
+            reason: "server shutting down",
+            last: None,
+        }
+    }
+
     pub fn unauthorized(code: &'static str, message: &str) -> Close {
         Close {
             code: 4001,
@@ -357,6 +366,14 @@ impl Realtime {
 
     pub fn connect(&self, handle: ConnHandle) {
         self.send(hub::Input::Connect(Box::new(handle)));
+    }
+
+    /// The server is stopping: every connection is asked to close (1001),
+    /// and any that connects from now on at once. Connections hear of the
+    /// stop only this way, through their outbox's close signal, so an idle
+    /// one keeps no waiter of its own on the shutdown flag.
+    pub fn going_away(&self) {
+        self.send(hub::Input::GoingAway);
     }
 
     pub fn disconnect(&self, conn: ConnId) {

@@ -12,7 +12,6 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::ws;
@@ -105,7 +104,6 @@ struct SseState {
     replayed: VecDeque<Frame>,
     outbox: outbox::Receiver,
     closed: outbox::CloseSignal,
-    shutdown: watch::Receiver<bool>,
     heartbeat: tokio::time::Interval,
     expires: Option<Instant>,
     done: bool,
@@ -207,7 +205,6 @@ pub async fn sse(
         replayed: VecDeque::new(),
         outbox,
         closed,
-        shutdown: state.shutdown.clone(),
         heartbeat: tokio::time::interval_at(Instant::now() + heartbeat, heartbeat),
         expires: expires_ms
             .map(|at| Instant::now() + Duration::from_millis((at - clock::now_ms()).max(0) as u64)),
@@ -282,7 +279,6 @@ fn events(state: SseState) -> impl Stream<Item = Result<Event, Infallible>> {
                     None => return None,
                 }
             }
-            () = super::ws::stopped(&mut s.shutdown) => return None,
             () = sleep_until_opt(expires) => {
                 s.done = true;
                 let frame = Frame::control(&ServerMessage::Closing {

@@ -300,3 +300,35 @@ async fn a_peer_that_stops_answering_pings_is_dropped_while_a_live_one_stays() {
     .expect("no pong in time");
     assert_eq!(pong["type"], "pong");
 }
+
+#[tokio::test]
+async fn stopping_the_server_closes_websockets_and_ends_sse_streams_at_once() {
+    let mut server = TestServer::start();
+    let admin = server.admin_token().await;
+    server
+        .create_collection(&admin, json!({"name": "feed", "rules": {"list": "true"}}))
+        .await;
+    let mut ws = Ws::connect(&server, None).await;
+    let reply = ws
+        .request(json!({"action": "subscribe", "topic": "feed"}))
+        .await;
+    assert_eq!(reply["type"], "ok", "{reply}");
+    let (status, mut sse) = Sse::open(&server, "topic=feed", &[]).await;
+    assert_eq!(status, 200);
+
+    let started = std::time::Instant::now();
+    let exited = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .unwrap();
+    assert!(exited, "a clean exit");
+    // Open connections hear of the stop when it starts: the server does not
+    // sit out its grace period (10 s) waiting for them to end.
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "stopping took {took:?} with a WebSocket and an SSE stream open"
+    );
+    let closed = ws.closed().await;
+    assert_eq!(closed.code, Some(1001), "{closed:?}");
+    assert!(sse.next().await.is_none(), "the SSE stream ended");
+}

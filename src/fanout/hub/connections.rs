@@ -256,11 +256,7 @@ impl Hub {
 
     pub(super) fn close_all(&mut self) {
         for conn in self.conns.values() {
-            conn.handle.outbox.close(Close {
-                code: 1001,
-                reason: "server shutting down",
-                last: None,
-            });
+            conn.handle.outbox.close(Close::going_away());
         }
         self.conns.clear();
     }
