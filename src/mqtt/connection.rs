@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures_util::future::{FutureExt as _, OptionFuture};
 use futures_util::stream::{FuturesOrdered, StreamExt as _};
 use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
@@ -40,7 +41,7 @@ mod tests;
 mod waits;
 
 use open::{open, Opened};
-use waits::{maybe, next_done, read_some, set_timer, stopping, tick, write_out};
+use waits::{maybe, next_done, read_some, set_timer, tick, write_out, Woke};
 
 /// Publishes in flight per connection before its socket is read again.
 pub const WINDOW: u16 = 64;
@@ -102,29 +103,18 @@ pub fn max_packet(state: &AppState) -> usize {
 /// Serves one client until it leaves, breaks the protocol or the server
 /// stops. `stream` is a TCP connection or an upgraded WebSocket
 /// ([`super::ws_io`]).
-pub async fn run<S>(state: AppState, stream: S, peer: SocketAddr)
+///
+/// Two steps, chained rather than awaited in an `async fn`: such a task
+/// keeps its arguments' room (and what only the CONNECT needed) beside the
+/// session for as long as the connection is served, and every idle
+/// connection would pay for it.
+pub fn run<S>(state: AppState, stream: S, peer: SocketAddr) -> impl Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // Two steps, so that what only the CONNECT needed is gone (not kept
-    // beside the session in the task) while the connection is served.
-    // The block ends the parts' storage before the await: moved into
-    // `serve`, they would still take room in this task beside it.
-    let serving = {
-        let Some(opened) = Box::pin(open(state, stream, peer)).await else {
-            return;
-        };
-        let Opened {
-            session,
-            stream,
-            framer,
-            buf,
-            keep_alive,
-            expires,
-        } = opened;
-        session.serve(stream, framer, buf, keep_alive, expires)
-    };
-    serving.await;
+    Box::pin(open(state, stream, peer))
+        .then(|opened| OptionFuture::from(opened.map(Opened::serve)))
+        .map(drop)
 }
 
 /// One client's state for as long as it is connected. Every idle
@@ -224,7 +214,6 @@ impl Session {
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         async move {
-            let mut shutdown = self.state.shutdown.clone();
             let mut heard = Instant::now();
             // Boxed, and only while there is a deadline: a `Sleep` is over
             // a hundred bytes that an idle connection without keep-alive
@@ -262,39 +251,32 @@ impl Session {
                 );
                 let wildcards = self.subscriptions.has_wildcard();
                 // The rare waits are made (boxed) only when they can
-                // happen; the `select!` holds every branch's future.
-                end = tokio::select! {
+                // happen; the `select!` holds every branch's future. What
+                // woke the task is acted on after it: the `select!`'s own
+                // output (as large as its largest branch's) would otherwise
+                // keep its room while those actions are awaited.
+                let woke = tokio::select! {
                     read = read_some(&mut stream, &mut buf), if window_open => match read {
-                        Ok(0) | Err(_) => Some(End::Lost),
-                        Ok(_) => {
-                            heard = Instant::now();
-                            let end = Box::pin(self.handle_all(&mut framer, &mut buf)).await;
-                            if buf.is_empty() {
-                                // Nothing left over: an idle connection keeps
-                                // no read buffer.
-                                buf = BytesMut::new();
-                            }
-                            end
-                        }
+                        Ok(0) | Err(_) => Woke::Lost,
+                        Ok(_) => Woke::Read,
                     },
                     page = maybe(
                         self.replaying
                             .as_deref_mut()
                             .filter(|r| r.needs_page())
                             .map(|r| Box::pin(r.read_page(&self.state.store))),
-                    ), if replaying => Box::pin(self.replayed(page)).await,
+                    ), if replaying => Woke::Page(page),
                     frame = self.registration.outbox.recv(), if live => match frame {
                         Some(frame) => {
                             self.deliver(&frame);
-                            None
+                            Woke::Nothing
                         }
                         // The hub let go of the connection: it says why.
-                        None => Some(self.hub_closed()),
+                        None => Woke::HubClosed,
                     },
-                    _ = self.registration.closed.closed() => Some(self.hub_closed()),
+                    _ = self.registration.closed.closed() => Woke::HubClosed,
                     Ok(()) = maybe(wildcards.then(|| Box::pin(self.topics_created.changed()))) => {
-                        Box::pin(self.cover_new_topics()).await;
-                        None
+                        Woke::TopicsCreated
                     }
                     Some(done) = next_done(&mut self.pending) => {
                         // While its window is full the client is not read: its
@@ -307,10 +289,31 @@ impl Session {
                         if self.pending.as_ref().is_some_and(|p| p.is_empty()) {
                             self.pending = None;
                         }
-                        None
+                        Woke::Nothing
                     }
                     // One timer for the three deadlines.
-                    () = tick(&mut timer) => {
+                    () = tick(&mut timer) => Woke::Timer,
+                };
+                end = match woke {
+                    Woke::Nothing => None,
+                    Woke::Lost => Some(End::Lost),
+                    Woke::HubClosed => Some(self.hub_closed()),
+                    Woke::Read => {
+                        heard = Instant::now();
+                        let end = Box::pin(self.handle_all(&mut framer, &mut buf)).await;
+                        if buf.is_empty() {
+                            // Nothing left over: an idle connection keeps
+                            // no read buffer.
+                            buf = BytesMut::new();
+                        }
+                        end
+                    }
+                    Woke::Page(page) => Box::pin(self.replayed(page)).await,
+                    Woke::TopicsCreated => {
+                        Box::pin(self.cover_new_topics()).await;
+                        None
+                    }
+                    Woke::Timer => {
                         let now = Instant::now();
                         if silence.is_some_and(|at| at <= now) {
                             Some(End::Close(DisconnectReasonCode::KeepAliveTimeout))
@@ -320,9 +323,6 @@ impl Session {
                             Box::pin(self.save(false)).await;
                             None
                         }
-                    }
-                    () = stopping(&mut shutdown) => {
-                        Some(End::Close(DisconnectReasonCode::ServerShuttingDown))
                     }
                 };
             }
@@ -578,40 +578,6 @@ impl Session {
             }
             // Storage trouble: the write itself will answer for it.
             Err(_) => None,
-        }
-    }
-
-    /// The PUBACK of a finished write (after it is durable), and a refusal
-    /// told the way the client's version allows.
-    fn acknowledge(&mut self, done: Done) {
-        let error = done.result.err();
-        if let Some(pkid) = done.pkid {
-            let refused = match (&error, self.version) {
-                (Some(e), Version::V5) => {
-                    Some((super::publish::reason(e), e.message.as_str(), e.code))
-                }
-                _ => None,
-            };
-            self.send(&Outbound::PubAck { pkid, refused });
-        }
-        let Some(error) = error else {
-            return;
-        };
-        tracing::debug!(client = %self.client_id, code = error.code, "mqtt: write refused");
-        let told = self.version == Version::V5 && done.pkid.is_some();
-        if !told && self.errors_subscribed {
-            let topic = errors_topic(&self.client_id);
-            let payload = match serde_json::to_vec(&error.body()) {
-                Ok(bytes) => bytes::Bytes::from(bytes),
-                Err(_) => return,
-            };
-            self.send(&Outbound::Publish {
-                topic: &topic,
-                payload,
-                qos: 0,
-                pkid: 0,
-                retain: false,
-            });
         }
     }
 

@@ -5,7 +5,7 @@
 //! hub renders what each may see ([`crate::visibility`]). This module
 //! turns filters into those topics and a rendered frame into a PUBLISH.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -131,10 +131,13 @@ pub struct Subscribed {
     pub upto: u64,
 }
 
+/// Ordered maps rather than hash maps: a session holds a few filters, and
+/// an empty `HashMap` (with its hasher's keys) is twice the room of an
+/// empty `BTreeMap` in every idle connection's task.
 #[derive(Default)]
 pub struct Subscriptions {
-    filters: HashMap<String, Grant>,
-    topics: HashMap<String, Held>,
+    filters: BTreeMap<String, Grant>,
+    topics: BTreeMap<String, Held>,
 }
 
 /// The parts of a rendered event or message that name where it goes.

@@ -2,6 +2,7 @@
 //! the CONNACK, and a stored session taken up, before the session is
 //! served.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -26,6 +27,24 @@ pub(super) struct Opened<S> {
     pub(super) buf: BytesMut,
     pub(super) keep_alive: Option<Duration>,
     pub(super) expires: Option<Instant>,
+}
+
+impl<S> Opened<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    /// Serves the connection it opened.
+    pub(super) fn serve(self) -> impl Future<Output = ()> + Send {
+        let Opened {
+            session,
+            stream,
+            framer,
+            buf,
+            keep_alive,
+            expires,
+        } = self;
+        session.serve(stream, framer, buf, keep_alive, expires)
+    }
 }
 
 /// Reads and checks the CONNECT, answers it, and takes up the session;

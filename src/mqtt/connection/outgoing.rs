@@ -1,15 +1,16 @@
 //! The outgoing half of a session: SUBSCRIBE and its SUBACK, taking up a
-//! stored session, and the hub's frames as PUBLISH packets within the
-//! in-flight window, with the position a persistent session resumes from.
+//! stored session, the hub's frames as PUBLISH packets within the
+//! in-flight window, with the position a persistent session resumes from,
+//! and the acknowledgements of the client's own publishes.
 
 use bytes::BytesMut;
 use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
 
-use super::{errors_topic, End, Session};
+use super::{errors_topic, Done, End, Session};
 use crate::clock;
 use crate::fanout::render;
 use crate::fanout::{Close, Frame};
-use crate::mqtt::codec::{Filter, Hello, Outbound, SubCode};
+use crate::mqtt::codec::{Filter, Hello, Outbound, SubCode, Version};
 use crate::mqtt::resume::Replaying;
 use crate::mqtt::subscriptions::{Props, Subscribed, Subscriptions};
 use crate::services::topics::Target;
@@ -253,5 +254,41 @@ fn disconnect_reason(close: Option<&Close>) -> DisconnectReasonCode {
         4001 => DisconnectReasonCode::NotAuthorized,
         4009 => DisconnectReasonCode::SessionTakenOver,
         _ => DisconnectReasonCode::ServerShuttingDown,
+    }
+}
+
+impl Session {
+    /// The PUBACK of a finished write (after it is durable), and a refusal
+    /// told the way the client's version allows.
+    pub(super) fn acknowledge(&mut self, done: Done) {
+        let error = done.result.err();
+        if let Some(pkid) = done.pkid {
+            let refused = match (&error, self.version) {
+                (Some(e), Version::V5) => {
+                    Some((crate::mqtt::publish::reason(e), e.message.as_str(), e.code))
+                }
+                _ => None,
+            };
+            self.send(&Outbound::PubAck { pkid, refused });
+        }
+        let Some(error) = error else {
+            return;
+        };
+        tracing::debug!(client = %self.client_id, code = error.code, "mqtt: write refused");
+        let told = self.version == Version::V5 && done.pkid.is_some();
+        if !told && self.errors_subscribed {
+            let topic = errors_topic(&self.client_id);
+            let payload = match serde_json::to_vec(&error.body()) {
+                Ok(bytes) => bytes::Bytes::from(bytes),
+                Err(_) => return,
+            };
+            self.send(&Outbound::Publish {
+                topic: &topic,
+                payload,
+                qos: 0,
+                pkid: 0,
+                retain: false,
+            });
+        }
     }
 }

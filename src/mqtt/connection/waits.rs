@@ -9,10 +9,10 @@ use std::task::Poll;
 use bytes::BytesMut;
 use futures_util::stream::{FuturesOrdered, StreamExt as _};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
-use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
 use super::{Done, Write, READ_CHUNK, WRITE_TIMEOUT};
+use crate::store::StoreError;
 
 /// Reads what the socket has into `buf`, through a buffer on the stack:
 /// while the socket has nothing, no room is kept for it, so an idle
@@ -90,12 +90,20 @@ pub(super) async fn next_done(
     pending.as_mut()?.next().await
 }
 
-/// Completes once the server is stopping, or can no longer say (as
-/// `wait_for`, in less room: this wait is in every idle connection).
-pub(super) async fn stopping(shutdown: &mut watch::Receiver<bool>) {
-    while !*shutdown.borrow_and_update() {
-        if shutdown.changed().await.is_err() {
-            return;
-        }
-    }
+/// What woke a session's task, to be acted on once its `select!` is over.
+pub(super) enum Woke {
+    /// Handled already (a delivery, an acknowledgement).
+    Nothing,
+    /// The socket has bytes for `handle_all`.
+    Read,
+    /// The socket closed or failed.
+    Lost,
+    /// A replay page was read.
+    Page(Result<Vec<String>, StoreError>),
+    /// The hub let go of the connection or asks it to close.
+    HubClosed,
+    /// A custom topic was created while a wildcard filter is held.
+    TopicsCreated,
+    /// The session's timer fired.
+    Timer,
 }
