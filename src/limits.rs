@@ -58,6 +58,11 @@ impl Connections {
             ip,
         })
     }
+
+    /// How many connections hold a place now.
+    pub fn open(&self) -> usize {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner()).total
+    }
 }
 
 impl Drop for Slot {

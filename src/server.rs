@@ -25,6 +25,9 @@ use crate::store::Store;
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long WebSockets get to send their close frame once the rest has
+/// stopped (they finish the closing handshake if the client answers).
+const GOODBYE_GRACE: Duration = Duration::from_secs(2);
 
 /// Opens the data dir's database, explaining the common failure.
 pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
@@ -185,8 +188,14 @@ pub async fn run(
         let _ = simulator.await;
     }
     realtime.stop().await;
-    // Connections saw the stop and are closing; whatever is left ends with
-    // the process.
+    // WebSockets were asked to close (1001) when the stop began, but their
+    // threads run at a lower priority: on a busy machine the rest of the
+    // stop can be over before they have written a word. Whatever is left
+    // after the grace ends with the process.
+    let goodbye = tokio::time::Instant::now() + GOODBYE_GRACE;
+    while state.realtime.connections.open() > 0 && tokio::time::Instant::now() < goodbye {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     drop(connections);
     writer.shutdown().await;
     tracing::info!("storage flushed; bye");

@@ -152,7 +152,10 @@ struct Hub {
     next: u64,
     watermark: u64,
     pending: BTreeMap<u64, Pending>,
-    conns: HashMap<ConnId, Conn>,
+    /// Boxed: a hash table keeps up to half its slots empty as it grows,
+    /// each as large as its value; with the whole `Conn` in every slot the
+    /// table cost about 500 bytes per connection, with a pointer 16.
+    conns: HashMap<ConnId, Box<Conn>>,
     /// topic → connection → its subscription to that topic.
     topics: HashMap<String, HashMap<ConnId, Subscription>>,
     by_principal: HashMap<String, HashMap<ConnId, ()>>,

@@ -47,7 +47,9 @@ const WRITE_BATCH: usize = 64;
 const MAX_PENDING: usize = 256;
 /// Kept small: most connections are idle most of the time, and each
 /// buffer is allocated per connection (tungstenite's default is 128 KiB).
-const READ_BUFFER: usize = 1024;
+/// The read buffer is also the most read from the socket at once; clients
+/// send small requests, and a larger message grows the buffer to fit.
+const READ_BUFFER: usize = 512;
 const WRITE_BUFFER: usize = 4 * 1024;
 
 #[derive(Debug, Deserialize)]

@@ -317,9 +317,11 @@ async fn stopping_the_server_closes_websockets_and_ends_sse_streams_at_once() {
     assert_eq!(status, 200);
 
     let started = std::time::Instant::now();
-    let exited = tokio::task::spawn_blocking(move || server.terminate())
-        .await
-        .unwrap();
+    let stopping = tokio::task::spawn_blocking(move || server.terminate());
+    // Both clients read while the server stops, as real ones do (the
+    // WebSocket answers the close frame).
+    let (closed, sse_ended) = tokio::join!(ws.closed(), sse.next());
+    let exited = stopping.await.unwrap();
     assert!(exited, "a clean exit");
     // Open connections hear of the stop when it starts: the server does not
     // sit out its grace period (10 s) waiting for them to end.
@@ -328,7 +330,6 @@ async fn stopping_the_server_closes_websockets_and_ends_sse_streams_at_once() {
         took < Duration::from_secs(5),
         "stopping took {took:?} with a WebSocket and an SSE stream open"
     );
-    let closed = ws.closed().await;
     assert_eq!(closed.code, Some(1001), "{closed:?}");
-    assert!(sse.next().await.is_none(), "the SSE stream ended");
+    assert!(sse_ended.is_none(), "the SSE stream ended");
 }

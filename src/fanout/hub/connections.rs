@@ -90,7 +90,7 @@ impl Hub {
             handle,
             topics: HashSet::new(),
         };
-        self.conns.insert(id, conn);
+        self.conns.insert(id, Box::new(conn));
         self.notice(id, "connect", None);
     }
 
