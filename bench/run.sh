@@ -7,7 +7,7 @@
 #   bash bench/run.sh --suite reindex [options]    # write latency while a big collection gets an index
 #   bash bench/run.sh --suite backup [options]     # write latency while a live backup is taken
 #   bash bench/run.sh --suite series [options]     # series collections: ingest, memory, disk, latest, aggregate, fan-out
-#   bash bench/run.sh --suite mqtt [options]       # MQTT beside Mosquitto: QoS 1 ingest, idle memory, QoS 0 fan-out
+#   bash bench/run.sh --suite mqtt [options]       # MQTT beside Mosquitto: QoS 1 ingest, idle memory, QoS 0 and 1 fan-out
 #
 # Builds the release server and load generator, runs every scenario of the
 # suite (each on a fresh server and data dir, loopback only) and writes the

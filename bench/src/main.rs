@@ -11,7 +11,7 @@
 //! `reindex.rs` and `backup.rs`, the series suite (series collections:
 //! ingest shapes, memory, disk, latest, aggregate, fan-out) in `series/`,
 //! the MQTT suite (pulsebase beside Mosquitto: QoS 1 ingest, memory per
-//! idle connection, QoS 0 fan-out) in `mqtt/`.
+//! idle connection, QoS 0 and QoS 1 fan-out) in `mqtt/`.
 //! See bench/README.md.
 
 mod backup;
@@ -55,7 +55,7 @@ struct Args {
     /// drop suite's options) or `series` (series collections: ingest
     /// shapes, memory, disk, latest, aggregate, fan-out) or `mqtt`
     /// (pulsebase beside Mosquitto: QoS 1 ingest, idle connection memory,
-    /// QoS 0 fan-out).
+    /// QoS 0 and QoS 1 fan-out).
     #[arg(long, value_enum, default_value_t = Suite::Ingest)]
     suite: Suite,
     /// Measured seconds per scenario.

@@ -1,7 +1,8 @@
 //! A minimal MQTT 3.1.1 client for load: only the packets the scenarios
-//! use (CONNECT, PUBLISH at QoS 0 and 1, SUBSCRIBE, and what comes back),
-//! written by hand so the generator does no more per packet than a
-//! length prefix and a copy. The same client speaks to pulsebase and
+//! use (CONNECT, PUBLISH at QoS 0 and 1, PUBACK, SUBSCRIBE, and what
+//! comes back), written by hand so the generator does no more per packet
+//! than a length prefix, a copy and, for a PUBLISH, a scan of its payload
+//! for the message number. The same client speaks to pulsebase and
 //! Mosquitto, so neither gets a faster client than the other.
 
 use std::net::SocketAddr;
@@ -24,7 +25,13 @@ pub enum Packet {
     SubAck {
         codes: Vec<u8>,
     },
-    Publish,
+    /// A delivery: its QoS, its packet id (0 at QoS 0) and the number
+    /// after `"n":` in its payload, if there is one.
+    Publish {
+        qos: u8,
+        pkid: u16,
+        n: Option<u64>,
+    },
     Other(u8),
 }
 
@@ -132,11 +139,17 @@ pub fn publish(out: &mut Vec<u8>, topic: &str, payload: &[u8], qos: u8, pkid: u1
     out.extend_from_slice(payload);
 }
 
-/// A SUBSCRIBE of one filter at QoS 0.
-pub fn subscribe(pkid: u16, filter: &str) -> Vec<u8> {
+/// Appends a PUBACK for `pkid`.
+pub fn puback(out: &mut Vec<u8>, pkid: u16) {
+    out.extend_from_slice(&[0x40, 0x02]);
+    out.extend_from_slice(&pkid.to_be_bytes());
+}
+
+/// A SUBSCRIBE of one filter at `qos`.
+pub fn subscribe(pkid: u16, filter: &str, qos: u8) -> Vec<u8> {
     let mut body = pkid.to_be_bytes().to_vec();
     put_str(&mut body, filter.as_bytes());
-    body.push(0);
+    body.push(qos);
     let mut out = vec![0x82];
     put_len(&mut out, body.len());
     out.extend(body);
@@ -178,13 +191,54 @@ fn parse(buf: &mut BytesMut) -> anyhow::Result<Option<Packet>> {
         2 => Packet::ConnAck {
             code: body.get(1).copied().unwrap_or(0xFF),
         },
-        3 => Packet::Publish,
+        3 => publish_of(first, &body),
         4 => Packet::PubAck { pkid: u16_at(0) },
         9 => Packet::SubAck {
             codes: body.get(2..).map(<[u8]>::to_vec).unwrap_or_default(),
         },
         kind => Packet::Other(kind),
     }))
+}
+
+/// A PUBLISH's QoS, packet id and message number, read from its fixed
+/// header's flags and its body (topic, packet id at QoS > 0, payload).
+fn publish_of(first: u8, body: &[u8]) -> Packet {
+    let qos = (first >> 1) & 0x03;
+    let topic_len = match body {
+        [a, b, ..] => usize::from(u16::from_be_bytes([*a, *b])),
+        _ => return Packet::Other(3),
+    };
+    let id_len = if qos > 0 { 2 } else { 0 };
+    let Some(payload) = body.get(2 + topic_len + id_len..) else {
+        return Packet::Other(3);
+    };
+    let pkid = match (qos, body.get(2 + topic_len..2 + topic_len + 2)) {
+        (1.., Some(&[a, b])) => u16::from_be_bytes([a, b]),
+        _ => 0,
+    };
+    Packet::Publish {
+        qos,
+        pkid,
+        n: message_number(payload),
+    }
+}
+
+/// The digits after the first `"n":` in a JSON payload, found by hand:
+/// Mosquitto delivers the publisher's `{"n":7}` as is, pulsebase inside
+/// its event (`..."data":{"n":7}...`), and a parsed JSON tree per
+/// delivery would cost the generator more than the broker's work.
+pub fn message_number(payload: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"n\":";
+    let at = payload.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let rest = payload.get(at..)?;
+    let rest = &rest[rest.iter().take_while(|b| b.is_ascii_whitespace()).count()..];
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 19 {
+        return None;
+    }
+    rest[..digits].iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 #[cfg(test)]
@@ -198,7 +252,14 @@ mod tests {
         // A PUBLISH the server would send, then a PUBACK, then half of one.
         let mut buf = BytesMut::from(&out[..]);
         buf.extend_from_slice(&[0x40, 0x02, 0x00, 0x07, 0x40, 0x02]);
-        assert_eq!(parse(&mut buf).unwrap(), Some(Packet::Publish));
+        assert_eq!(
+            parse(&mut buf).unwrap(),
+            Some(Packet::Publish {
+                qos: 1,
+                pkid: 7,
+                n: None
+            })
+        );
         assert_eq!(parse(&mut buf).unwrap(), Some(Packet::PubAck { pkid: 7 }));
         assert_eq!(parse(&mut buf).unwrap(), None);
         assert_eq!(buf.len(), 2);
@@ -206,5 +267,51 @@ mod tests {
         publish(&mut big, "t", &[b'x'; 300], 0, 0);
         // 2 + 1 + 300 = 303 = 2 × 128 + 47.
         assert_eq!(&big[..3], &[0x30, 0x80 | 47, 0x02], "a two-byte length");
+    }
+
+    #[test]
+    fn a_delivery_gives_its_qos_packet_id_and_number() {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        // Mosquitto passes the publisher's payload on; pulsebase wraps it.
+        publish(&mut out, "alerts", br#"{"n":65537}"#, 1, 0xABCD);
+        publish(
+            &mut out,
+            "alerts",
+            br#"{"type":"message","seq":12,"data":{"n": 42}}"#,
+            0,
+            0,
+        );
+        publish(&mut out, "alerts", br#"{"nn":3,"m":4}"#, 1, 1);
+        buf.extend_from_slice(&out);
+        let publishes: Vec<_> = std::iter::from_fn(|| parse(&mut buf).unwrap()).collect();
+        assert_eq!(
+            publishes,
+            [
+                Packet::Publish {
+                    qos: 1,
+                    pkid: 0xABCD,
+                    n: Some(65537)
+                },
+                Packet::Publish {
+                    qos: 0,
+                    pkid: 0,
+                    n: Some(42)
+                },
+                Packet::Publish {
+                    qos: 1,
+                    pkid: 1,
+                    n: None
+                },
+            ]
+        );
+        let mut ack = Vec::new();
+        puback(&mut ack, 0xABCD);
+        let mut buf = BytesMut::from(&ack[..]);
+        assert_eq!(
+            parse(&mut buf).unwrap(),
+            Some(Packet::PubAck { pkid: 0xABCD })
+        );
+        assert_eq!(message_number(br#"{"n":99999999999999999999}"#), None);
     }
 }

@@ -1,16 +1,19 @@
 //! The MQTT suite (`--suite mqtt`): pulsebase's MQTT listener beside
 //! Mosquitto 2 (persistence on), in the same run with the same hand-made
 //! client (`client.rs`): QoS 1 ingest into a series collection from many
-//! publishing clients, memory per idle connection, and QoS 0 fan-out of
-//! one topic to many subscribers. `servers.rs` starts the brokers,
-//! `run.rs` holds the load, `report.rs` the RESULTS.md section.
+//! publishing clients, memory per idle connection, and fan-out of one
+//! topic to many subscribers at QoS 0 and at QoS 1 (with a loss count).
+//! `servers.rs` starts the brokers, `run.rs` and `fanout_qos1.rs` hold
+//! the load, `report.rs` and `aims.rs` the RESULTS.md section.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::Args;
 
+mod aims;
 mod client;
+mod fanout_qos1;
 mod report;
 mod run;
 mod servers;
@@ -32,10 +35,10 @@ pub struct MqttArgs {
     /// mqtt suite: idle connections whose memory is measured.
     #[arg(long, default_value_t = 10_000)]
     pub mqtt_idle: usize,
-    /// mqtt suite: subscribers in the fan-out scenario.
+    /// mqtt suite: subscribers in the fan-out scenarios.
     #[arg(long, default_value_t = 1000)]
     pub mqtt_subscribers: usize,
-    /// mqtt suite: messages per second the fan-out's publisher sends.
+    /// mqtt suite: messages per second the fan-outs' publisher sends.
     #[arg(long, default_value_t = 100)]
     pub mqtt_rate: u32,
 }
@@ -70,6 +73,8 @@ pub enum Scenario {
         system: System,
         subscribers: usize,
         rate: u32,
+        /// 0, or 1 with the loss count.
+        qos: u8,
     },
 }
 
@@ -93,8 +98,9 @@ impl Scenario {
                 system,
                 subscribers,
                 rate,
+                qos,
             } => {
-                format!("fanout/qos0/s{subscribers}/r{rate}/{}", system.label())
+                format!("fanout/qos{qos}/s{subscribers}/r{rate}/{}", system.label())
             }
         }
     }
@@ -124,12 +130,15 @@ pub fn all_scenarios(args: &Args) -> Vec<Scenario> {
             connections: m.mqtt_idle,
         });
     }
-    for system in [System::Pulsebase, System::Mosquitto] {
-        out.push(Scenario::Fanout {
-            system,
-            subscribers: m.mqtt_subscribers,
-            rate: m.mqtt_rate,
-        });
+    for qos in [0, 1] {
+        for system in [System::Pulsebase, System::Mosquitto] {
+            out.push(Scenario::Fanout {
+                system,
+                subscribers: m.mqtt_subscribers,
+                rate: m.mqtt_rate,
+                qos,
+            });
+        }
     }
     out
 }
@@ -140,6 +149,7 @@ pub enum Outcome {
     /// RSS before and after the connections, KiB.
     Idle(Scenario, u64, u64),
     Fanout(Scenario, run::Timed),
+    FanoutQos1(Scenario, run::Timed, fanout_qos1::Loss),
     /// The broker refused the fan-out's SUBSCRIBE (its SUBACK code).
     NotSupported(Scenario, u8),
 }
@@ -147,7 +157,9 @@ pub enum Outcome {
 impl Outcome {
     fn other_cpu(&self) -> f64 {
         match self {
-            Outcome::Ingest(_, t) | Outcome::Fanout(_, t) => t.cpu.other_pct,
+            Outcome::Ingest(_, t) | Outcome::Fanout(_, t) | Outcome::FanoutQos1(_, t, _) => {
+                t.cpu.other_pct
+            }
             _ => 0.0,
         }
     }
@@ -160,6 +172,7 @@ impl Outcome {
                     .map_or(0, |(acked, stored)| u64::from(stored < acked));
                 t.errors + lost
             }
+            Outcome::FanoutQos1(_, t, loss) => t.errors + u64::from(loss.missing > 0),
             _ => 0,
         }
     }
@@ -191,11 +204,23 @@ fn run_one(
             Outcome::Idle(sc, before, after)
         }
         Scenario::Fanout {
-            subscribers, rate, ..
+            subscribers,
+            rate,
+            qos: 0,
+            ..
         } => match rt.block_on(run::fanout(&broker, subscribers, rate, warmup, measure, hz))? {
             run::Fanout::Ran(t) => Outcome::Fanout(sc, t),
             run::Fanout::Refused(code) => Outcome::NotSupported(sc, code),
         },
+        Scenario::Fanout {
+            subscribers, rate, ..
+        } => {
+            let load = fanout_qos1::fanout_qos1(&broker, subscribers, rate, warmup, measure, hz);
+            match rt.block_on(load)? {
+                Ok((t, loss)) => Outcome::FanoutQos1(sc, t, loss),
+                Err(code) => Outcome::NotSupported(sc, code),
+            }
+        }
     };
     drop(broker);
     Ok(outcome)

@@ -1,10 +1,11 @@
 //! The MQTT suite's tables for bench/RESULTS.md, and the one-line summary
-//! printed after each scenario.
+//! printed after each scenario. The Aims table is in `aims.rs`.
 
 use std::fmt::Write as _;
 
+use super::fanout_qos1::Loss;
 use super::run::{self, Timed};
-use super::{Outcome, Scenario};
+use super::{aims, Outcome, Scenario};
 use crate::{mib, thousands, Args};
 
 pub fn line(o: &Outcome) -> String {
@@ -34,13 +35,42 @@ pub fn line(o: &Outcome) -> String {
             t.cpu.server_pct,
             t.cpu.bench_pct
         ),
+        Outcome::FanoutQos1(sc, t, loss) => format!(
+            "{}: {} deliveries/s; whole run: {}; server {:.0} %, loadgen {:.0} %",
+            sc.name(),
+            thousands(rate(t.counted, t)),
+            loss_note(loss),
+            t.cpu.server_pct,
+            t.cpu.bench_pct
+        ),
         Outcome::NotSupported(sc, code) => {
             format!("{}: not supported yet (SUBACK 0x{code:02x})", sc.name())
         }
     }
 }
 
-fn rate(n: u64, t: &Timed) -> f64 {
+fn loss_note(l: &Loss) -> String {
+    let mut note = format!(
+        "{} sent, {} PUBACKed, {} of {} expected delivered, {} duplicates, {} missing; \
+         {} of {} subscribers had the last message {:.1} s after the publisher stopped",
+        l.sent,
+        l.acked,
+        l.delivered,
+        l.expected,
+        l.duplicates,
+        l.missing,
+        l.caught_up,
+        l.subscribers,
+        l.settle.as_secs_f64()
+    );
+    if l.unreadable > 0 {
+        let _ = write!(note, "; {} deliveries without a number", l.unreadable);
+    }
+    note
+}
+
+/// `n` per second of the measured window.
+pub(super) fn rate(n: u64, t: &Timed) -> f64 {
     n as f64 / t.secs.max(1e-9)
 }
 
@@ -54,24 +84,36 @@ fn stored_note(t: &Timed) -> String {
     }
 }
 
-fn subscribers(sc: &Scenario) -> u64 {
+pub(super) fn subscribers(sc: &Scenario) -> u64 {
     match *sc {
         Scenario::Fanout { subscribers, .. } => subscribers as u64,
         _ => 0,
     }
 }
 
+fn qos(sc: &Scenario) -> Option<u8> {
+    match *sc {
+        Scenario::Fanout { qos, .. } => Some(qos),
+        _ => None,
+    }
+}
+
 fn per_connection(sc: &Scenario, before: u64, after: u64) -> String {
+    format!(
+        "{:.1} KiB per connection",
+        per_connection_kib(sc, before, after)
+    )
+}
+
+/// The RSS the connections opened after the baseline added, each.
+pub(super) fn per_connection_kib(sc: &Scenario, before: u64, after: u64) -> f64 {
     let n = match *sc {
         Scenario::Idle { connections, .. } => {
             (connections - run::idle_baseline(connections)).max(1)
         }
         _ => 1,
     };
-    format!(
-        "{:.1} KiB per connection",
-        after.saturating_sub(before) as f64 / n as f64
-    )
+    after.saturating_sub(before) as f64 / n as f64
 }
 
 pub fn markdown(args: &Args, outcomes: &[Outcome], failures: &[(String, String)]) -> String {
@@ -156,7 +198,7 @@ pub fn markdown(args: &Args, outcomes: &[Outcome], failures: &[(String, String)]
                     t.cpu.other_pct
                 );
             }
-            Outcome::NotSupported(sc, code) => {
+            Outcome::NotSupported(sc, code) if qos(sc) == Some(0) => {
                 let _ = writeln!(
                     md,
                     "| {} | not supported yet (SUBACK 0x{code:02x}) | | | | |",
@@ -166,6 +208,8 @@ pub fn markdown(args: &Args, outcomes: &[Outcome], failures: &[(String, String)]
             _ => {}
         }
     }
+    qos1_table(&mut md, args, outcomes);
+    aims::table(&mut md, outcomes);
     if !failures.is_empty() {
         md.push_str("\n### Failed scenarios\n\n");
         for (name, e) in failures {
@@ -173,4 +217,52 @@ pub fn markdown(args: &Args, outcomes: &[Outcome], failures: &[(String, String)]
         }
     }
     md
+}
+
+fn qos1_table(md: &mut String, args: &Args, outcomes: &[Outcome]) {
+    let m = &args.mqtt;
+    let _ = writeln!(
+        md,
+        "\n### QoS 1 fan-out of a custom topic\n\n\
+         {} subscribers to `alerts` at QoS 1, each answering every delivery with a PUBACK; one \
+         publisher sending {} numbered messages/s (`{{\"n\":<k>}}`) at QoS 1 without waiting for \
+         its PUBACKs. Deliveries/s are counted in the measured window; the rest over the whole run, \
+         once every subscriber has seen the last PUBACKed message (at most 15 s after the publisher \
+         stops): expected = PUBACKed messages × subscribers, delivered = distinct (message, \
+         subscriber) pairs, missing = PUBACKed messages a subscriber never got (0 loss: none).\n",
+        m.mqtt_subscribers, m.mqtt_rate
+    );
+    md.push_str(
+        "| broker | deliveries/s | sent / PUBACKed | delivered / expected | duplicates | missing | broker CPU | loadgen CPU | others |\n\
+         |---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+    );
+    for o in outcomes {
+        match o {
+            Outcome::FanoutQos1(sc, t, l) => {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} / {} | {} / {} | {} | {} | {:.0} % | {:.0} % | {:.0} % |",
+                    sc.system().label(),
+                    thousands(rate(t.counted, t)),
+                    l.sent,
+                    l.acked,
+                    l.delivered,
+                    l.expected,
+                    l.duplicates,
+                    l.missing,
+                    t.cpu.server_pct,
+                    t.cpu.bench_pct,
+                    t.cpu.other_pct
+                );
+            }
+            Outcome::NotSupported(sc, code) if qos(sc) == Some(1) => {
+                let _ = writeln!(
+                    md,
+                    "| {} | not supported yet (SUBACK 0x{code:02x}) | | | | | | | |",
+                    sc.system().label()
+                );
+            }
+            _ => {}
+        }
+    }
 }

@@ -1,6 +1,7 @@
-//! The three scenarios' load, the same against either broker: QoS 1
-//! ingest with a window of publishes in flight per client, idle
-//! connections held open, and QoS 0 fan-out of one topic.
+//! The scenarios' load, the same against either broker: QoS 1 ingest
+//! with a window of publishes in flight per client, idle connections held
+//! open, and QoS 0 fan-out of one topic (QoS 1 fan-out is in
+//! `fanout_qos1.rs`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -203,6 +204,24 @@ pub enum Fanout {
     Refused(u8),
 }
 
+/// Connection `s` subscribed to `alerts` at `qos`, with the QoS the
+/// broker granted; `Err` holds the SUBACK code of a refusal.
+pub async fn subscriber(
+    broker: &Running,
+    s: usize,
+    qos: u8,
+) -> anyhow::Result<Result<(Conn, u8), u8>> {
+    let mut conn = Conn::open(broker.mqtt, &format!("sub-{s}"), broker.password.as_deref()).await?;
+    conn.send(&client::subscribe(1, "alerts", qos)).await?;
+    match conn.next().await? {
+        Packet::SubAck { codes } => match codes.first() {
+            Some(&granted) if granted < 0x80 => Ok(Ok((conn, granted))),
+            refused => Ok(Err(refused.copied().unwrap_or(0x80))),
+        },
+        other => anyhow::bail!("expected SUBACK, got {other:?}"),
+    }
+}
+
 /// `subscribers` connections subscribed to `alerts` at QoS 0 and one
 /// publisher sending `rate` messages/s at QoS 0; counts what arrives.
 pub async fn fanout(
@@ -216,16 +235,10 @@ pub async fn fanout(
     let received = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for s in 0..subscribers {
-        let mut conn =
-            Conn::open(broker.mqtt, &format!("sub-{s}"), broker.password.as_deref()).await?;
-        conn.send(&client::subscribe(1, "alerts")).await?;
-        match conn.next().await? {
-            Packet::SubAck { codes } if codes.first().is_some_and(|&c| c < 0x80) => {}
-            Packet::SubAck { codes } => {
-                return Ok(Fanout::Refused(codes.first().copied().unwrap_or(0x80)))
-            }
-            other => anyhow::bail!("expected SUBACK, got {other:?}"),
-        }
+        let mut conn = match subscriber(broker, s, 0).await? {
+            Ok((conn, _)) => conn,
+            Err(code) => return Ok(Fanout::Refused(code)),
+        };
         let received = received.clone();
         tasks.push(tokio::spawn(async move {
             loop {
@@ -234,7 +247,7 @@ pub async fn fanout(
                 }
                 let mut got = 0;
                 if conn
-                    .drain(|p| got += u64::from(p == Packet::Publish))
+                    .drain(|p| got += u64::from(matches!(p, Packet::Publish { .. })))
                     .is_err()
                 {
                     return;
