@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use super::client::{self, Conn, Packet};
 use super::run::{self, Timed};
 use super::servers::Running;
-use crate::procs::{self, CpuSnapshot};
 
 /// How long after its last message the publisher's PUBACKs and the
 /// deliveries may take to arrive.
@@ -79,18 +78,7 @@ pub async fn fanout_qos1(
     let conn = Conn::open(broker.mqtt, "fanout-pub", broker.password.as_deref()).await?;
     let sent = Arc::new(AtomicU64::new(0));
     let pacer = tokio::spawn(publish(conn, rate, warmup + measure, sent.clone()));
-    tokio::time::sleep(warmup).await;
-    let a = CpuSnapshot::take(broker.server.pid());
-    let (r0, s0) = (
-        received.load(Ordering::Relaxed),
-        sent.load(Ordering::Relaxed),
-    );
-    tokio::time::sleep(measure).await;
-    let b = CpuSnapshot::take(broker.server.pid());
-    let (r1, s1) = (
-        received.load(Ordering::Relaxed),
-        sent.load(Ordering::Relaxed),
-    );
+    let mut timed = run::window(broker, warmup, measure, hz, &received, &sent).await;
     let published = pacer.await?;
     let last = published.acked.iter().copied().max();
     let deadline = published.stopped + SETTLE;
@@ -107,24 +95,13 @@ pub async fn fanout_qos1(
     let settle = published.stopped.elapsed();
     // A subscriber whose connection ended early is an error, besides the
     // deliveries it then misses.
-    let mut errors = u64::from(published.failed) + published.stray_acks;
+    timed.errors = u64::from(published.failed) + published.stray_acks;
     for task in &tasks {
-        errors += u64::from(task.is_finished());
+        timed.errors += u64::from(task.is_finished());
         task.abort();
     }
     let loss = tally(&seen, &published, behind(), settle);
-    let secs = b.at.zip(a.at).map_or(0.0, |(b, a)| (b - a).as_secs_f64());
-    Ok(Ok((
-        Timed {
-            secs,
-            counted: r1 - r0,
-            sent: s1 - s0,
-            cpu: procs::cpu_use(&a, &b, hz),
-            errors,
-            stored: None,
-        },
-        loss,
-    )))
+    Ok(Ok((timed, loss)))
 }
 
 fn tally(seen: &[Shared], published: &Published, behind: usize, settle: Duration) -> Loss {

@@ -287,6 +287,24 @@ pub async fn fanout(
             anyhow::Ok(())
         })
     };
+    let mut timed = window(broker, warmup, measure, hz, &received, &sent).await;
+    timed.errors = u64::from(!matches!(pacer.await, Ok(Ok(()))));
+    for task in tasks {
+        task.abort();
+    }
+    Ok(Fanout::Ran(timed))
+}
+
+/// Waits out `warmup`, then measures `measure`: the broker's CPU and how
+/// far `received` and `sent` moved meanwhile (no errors yet).
+pub async fn window(
+    broker: &Running,
+    warmup: Duration,
+    measure: Duration,
+    hz: u64,
+    received: &AtomicU64,
+    sent: &AtomicU64,
+) -> Timed {
     tokio::time::sleep(warmup).await;
     let a = CpuSnapshot::take(broker.server.pid());
     let (r0, s0) = (
@@ -299,17 +317,12 @@ pub async fn fanout(
         received.load(Ordering::Relaxed),
         sent.load(Ordering::Relaxed),
     );
-    let errors = u64::from(!matches!(pacer.await, Ok(Ok(()))));
-    for task in tasks {
-        task.abort();
-    }
-    let secs = b.at.zip(a.at).map_or(0.0, |(b, a)| (b - a).as_secs_f64());
-    Ok(Fanout::Ran(Timed {
-        secs,
+    Timed {
+        secs: b.at.zip(a.at).map_or(0.0, |(b, a)| (b - a).as_secs_f64()),
         counted: r1 - r0,
         sent: s1 - s0,
         cpu: procs::cpu_use(&a, &b, hz),
-        errors,
+        errors: 0,
         stored: None,
-    }))
+    }
 }

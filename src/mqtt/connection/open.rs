@@ -35,15 +35,14 @@ where
 {
     /// Serves the connection it opened.
     pub(super) fn serve(self) -> impl Future<Output = ()> + Send {
-        let Opened {
-            session,
-            stream,
-            framer,
-            buf,
-            keep_alive,
-            expires,
-        } = self;
-        session.serve(stream, framer, buf, keep_alive, expires)
+        let session = self.session;
+        session.serve(
+            self.stream,
+            self.framer,
+            self.buf,
+            self.keep_alive,
+            self.expires,
+        )
     }
 }
 
