@@ -17,6 +17,7 @@ pub mod request_log;
 pub mod series;
 pub mod serve;
 pub mod settings;
+pub mod sse_conn;
 pub mod stats;
 pub mod topics;
 pub mod users;

@@ -1,7 +1,8 @@
 //! The accept loop: every connection is served by hyper's HTTP/1 server
 //! directly, with upgrades (WebSocket), the peer's address as `ConnectInfo`,
 //! and a graceful shutdown that stops accepting, lets each connection finish
-//! its request in flight, and waits for them all.
+//! its request in flight, and waits for them all. A connection that opens
+//! with an SSE request is served without hyper's buffers (`sse_conn`).
 //!
 //! Why not `axum::serve`: it serves through hyper-util's `auto` builder,
 //! which first reads up to 24 bytes to tell HTTP/2 from HTTP/1 and hands
@@ -19,15 +20,19 @@ use axum::{Extension, Router};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Layer as _;
+
+use super::hyper_errors::JsonErrors;
+use super::sse_conn;
 
 /// Serves `app` on `listener` until `shutdown` completes, then waits for the
 /// open connections to end (the caller bounds that wait).
 pub async fn serve<L>(mut listener: L, app: Router, shutdown: impl std::future::Future<Output = ()>)
 where
-    L: Listener<Addr = SocketAddr>,
+    L: Listener<Io = JsonErrors<TcpStream>, Addr = SocketAddr>,
 {
     let mut shutdown = pin!(shutdown);
     let stop = CancellationToken::new();
@@ -37,9 +42,18 @@ where
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let service = TowerToHyperService::new(Extension(ConnectInfo(peer)).layer(app.clone()));
+        let app = app.clone();
         let stop = stop.clone();
         connections.spawn(async move {
+            let sse = tokio::select! {
+                sse = sse_conn::opens_sse(io.get_ref()) => sse,
+                () = stop.cancelled() => return,
+            };
+            if sse {
+                // Ends with its stream, which the server's stop ends too.
+                return sse_conn::serve(io, peer, app).await;
+            }
+            let service = TowerToHyperService::new(Extension(ConnectInfo(peer)).layer(app));
             let conn = http1::Builder::new()
                 .serve_connection(TokioIo::new(io), service)
                 .with_upgrades();

@@ -13,6 +13,7 @@ mod delivery;
 mod outbox;
 mod resume;
 mod series;
+mod sse_wire;
 mod topics;
 
 use std::time::Duration;

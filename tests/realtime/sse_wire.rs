@@ -1,0 +1,171 @@
+//! The SSE stream as bytes on the wire: a connection that opens with an SSE
+//! request is served outside the general HTTP server, so its head parsing,
+//! framing, errors and the end of the stream are checked here over raw TCP.
+
+use super::*;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn connect(server: &TestServer) -> TcpStream {
+    TcpStream::connect(server.base.trim_start_matches("http://"))
+        .await
+        .unwrap()
+}
+
+/// Reads until `needle` has arrived; everything read so far.
+async fn read_until(stream: &mut TcpStream, seen: &mut Vec<u8>, needle: &[u8]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !seen.windows(needle.len()).any(|w| w == needle) {
+        let mut chunk = [0u8; 4096];
+        let read = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{:?} never came; got {:?}",
+                    String::from_utf8_lossy(needle),
+                    String::from_utf8_lossy(seen)
+                )
+            })
+            .unwrap();
+        assert!(
+            read > 0,
+            "closed before {:?}: {:?}",
+            String::from_utf8_lossy(needle),
+            String::from_utf8_lossy(seen)
+        );
+        seen.extend_from_slice(&chunk[..read]);
+    }
+}
+
+/// Reads until the server closes; the answer's head and body.
+async fn read_to_end(stream: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut bytes = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut bytes))
+        .await
+        .expect("the server did not close the connection")
+        .unwrap();
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(&bytes)));
+    let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
+    (head, bytes[end + 4..].to_vec())
+}
+
+async fn sse_connections(server: &TestServer, admin: &str) -> u64 {
+    let (status, stats) = send(client().get(server.url("/api/stats")).bearer_auth(admin)).await;
+    assert_eq!(status, 200, "{stats}");
+    stats["transports"]["sse"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn a_stream_requested_in_pieces_is_chunked_and_ends_when_the_client_leaves() {
+    let (server, admin, ann, _bob) = notes_server().await;
+    let mut stream = connect(&server).await;
+    // The request line arrives in two writes, the second after the server
+    // has already looked at the first.
+    stream.write_all(b"GET /api/re").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let rest = format!("altime/sse?topic=notes&token={admin} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n");
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    read_until(&mut stream, &mut seen, b"event: ok").await;
+    let head = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+    assert!(
+        head.contains("\r\ncontent-type: text/event-stream"),
+        "{head}"
+    );
+    assert!(
+        head.contains("\r\ntransfer-encoding: chunked\r\n"),
+        "{head}"
+    );
+
+    let (status, note) = send(
+        client()
+            .post(server.url("/api/collections/notes/records"))
+            .bearer_auth(&ann)
+            .json(&json!({"text": "over the wire", "public": true})),
+    )
+    .await;
+    assert_eq!(status, 201, "{note}");
+    read_until(
+        &mut stream,
+        &mut seen,
+        note["id"].as_str().unwrap().as_bytes(),
+    )
+    .await;
+    assert_eq!(sse_connections(&server, &admin).await, 1);
+
+    // Heartbeats are far off: the server learns the client left from the
+    // socket itself, and the hub forgets the stream at once.
+    drop(stream);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while sse_connections(&server, &admin).await != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream outlived its client"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_stream_request_gets_the_error_shape() {
+    let server = TestServer::start();
+    let mut stream = connect(&server).await;
+    stream
+        .write_all(b"GET /api/realtime/sse?topic=notes HTTP/1.1\r\nHost test\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = read_to_end(&mut stream).await;
+    assert!(head.starts_with("http/1.1 400 "), "{head}");
+    assert!(
+        head.contains("\r\ncontent-type: application/json"),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("\r\ncontent-length: {}", body.len())),
+        "{head}"
+    );
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error_code(&body), "bad_request", "{body}");
+
+    // Refusals from the stream's handler come back the same way, with
+    // the connection closed after them.
+    let mut stream = connect(&server).await;
+    stream
+        .write_all(b"GET /api/realtime/sse?topic=x&token=nonsense HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = read_to_end(&mut stream).await;
+    assert!(head.starts_with("http/1.1 401 "), "{head}");
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error_code(&body), "unauthorized", "{body}");
+}
+
+#[tokio::test]
+async fn an_http_1_0_stream_is_sent_unframed_and_a_longer_path_is_not_a_stream() {
+    let (server, admin, _ann, _bob) = notes_server().await;
+    let mut stream = connect(&server).await;
+    let request = format!("GET /api/realtime/sse?topic=notes&token={admin} HTTP/1.0\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    read_until(&mut stream, &mut seen, b"event: ok").await;
+    let text = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("http/1.0 200 ok\r\n"), "{head}");
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    assert!(body.starts_with("event: ok"), "{body:?}");
+
+    let mut stream = connect(&server).await;
+    stream
+        .write_all(b"GET /api/realtime/ssex HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = read_to_end(&mut stream).await;
+    assert!(head.starts_with("http/1.1 404 "), "{head}");
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error_code(&body), "not_found", "{body}");
+}
