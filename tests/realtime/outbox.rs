@@ -39,7 +39,7 @@ async fn subscriber(server: &TestServer, token: &str, topics: &[&str]) -> Ws {
     ws
 }
 
-async fn publish(server: &TestServer, admin: &str, topic: &str, data: Value) {
+async fn publish(server: &TestServer, admin: &str, topic: &str, data: Value) -> u64 {
     let url = server.url(&format!("/api/topics/{topic}/messages"));
     let (status, body) = send(
         client()
@@ -49,6 +49,25 @@ async fn publish(server: &TestServer, admin: &str, topic: &str, data: Value) {
     )
     .await;
     assert_eq!(status, 202, "{body}");
+    body["seq"].as_u64().unwrap()
+}
+
+/// The stats once the hub has handed out everything up to `seq`: a
+/// publish is answered before its message reaches the outboxes, and on a
+/// loaded machine the hub can be several messages behind.
+async fn stats_after(server: &TestServer, admin: &str, seq: u64) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = stats(server, admin).await;
+        if stats["released_seq"].as_u64().unwrap() >= seq {
+            return stats;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "seq {seq} never released: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 async fn stats(server: &TestServer, admin: &str) -> Value {
@@ -121,7 +140,7 @@ async fn publish_burst(server: &TestServer, admin: &str, topic: &str) {
         let pad = &pad;
         async move { publish(server, admin, topic, json!({"n": n, "pad": pad})).await }
     });
-    publishes.buffer_unordered(64).collect::<Vec<()>>().await;
+    publishes.buffer_unordered(64).collect::<Vec<u64>>().await;
 }
 
 /// Reads the burst: each message once, in seq order.
@@ -220,9 +239,9 @@ async fn past_the_budget_the_biggest_outbox_is_closed() {
     for (topic, past) in [("only_small", 200 * 1024), ("only_big", 600 * 1024)] {
         let mut sent = 0;
         loop {
-            publish(&server, &admin, topic, json!({"n": sent, "pad": pad})).await;
+            let seq = publish(&server, &admin, topic, json!({"n": sent, "pad": pad})).await;
             sent += 1;
-            let stats = stats(&server, &admin).await;
+            let stats = stats_after(&server, &admin, seq).await;
             if stats["outbox_bytes_max"].as_u64().unwrap() > past {
                 break;
             }
@@ -235,9 +254,9 @@ async fn past_the_budget_the_biggest_outbox_is_closed() {
     // To both: the first message that passes the budget closes `big`.
     let mut both = 0;
     loop {
-        publish(&server, &admin, "both", json!({"n": both, "pad": pad})).await;
+        let seq = publish(&server, &admin, "both", json!({"n": both, "pad": pad})).await;
         both += 1;
-        let stats = stats(&server, &admin).await;
+        let stats = stats_after(&server, &admin, seq).await;
         if stats["slow_consumer_closes"] == 1 {
             // What `small` still holds stays queued; how much of it its
             // writer has already taken towards the stuck socket depends
