@@ -29,7 +29,8 @@
 //!    call a service, render), [`realtime`] (the WebSocket and SSE
 //!    protocol) and [`mqtt`] (MQTT 3.1.1 and 5.0 over TCP).
 //! 8. [`server`] (wiring and shutdown), [`retention`], [`demo`], [`cli`];
-//!    [`config`], [`clock`], [`ids`], [`metrics`], [`request_log`] (the
+//!    [`config`], [`clock`], [`ids`], [`metrics`], [`peer`] (how long a
+//!    write to a client may take), [`request_log`] (the
 //!    recent requests, in memory, for the admin UI) and [`assets`] (the
 //!    embedded web files) serve every layer.
 
@@ -50,6 +51,7 @@ pub mod metrics;
 pub mod model;
 pub mod mqtt;
 pub mod parse_pool;
+pub mod peer;
 pub mod priority;
 pub mod protocol;
 pub mod realtime;

@@ -10,11 +10,9 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{client, TestServer};
+use common::{client, read_answer, TestServer};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// hyper's read buffer limit: a request head that does not end within it
@@ -34,22 +32,9 @@ async fn raw(server: &TestServer, request: &[u8]) -> Answer {
     let host = server.base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(host).await.unwrap();
     stream.write_all(request).await.unwrap();
-    let mut bytes = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut bytes))
-        .await
-        .expect("the server did not close the connection")
-        .unwrap();
-    let end = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(&bytes)));
-    let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
+    let (head, body) = read_answer(&mut stream).await;
     let status = head[9..12].parse().unwrap();
-    Answer {
-        status,
-        head,
-        body: bytes[end + 4..].to_vec(),
-    }
+    Answer { status, head, body }
 }
 
 /// Asserts the error shape with `code`, and a JSON content type and a

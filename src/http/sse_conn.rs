@@ -26,14 +26,13 @@ use tower::ServiceExt as _;
 
 use super::hyper_errors::JsonErrors;
 use crate::error::ApiError;
+use crate::peer::write_in_time;
 
 /// The start of a request line that opens a stream.
 const SSE_REQUEST: &[u8] = b"GET /api/realtime/sse";
 /// The most a request head may take, as hyper allows.
 const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 100;
-/// A client that takes longer to accept an event stopped reading.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the rest of a request head is waited for.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a request line that came in pieces is waited for, in steps.
@@ -181,7 +180,7 @@ async fn answer(
         head.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     head.extend_from_slice(b"connection: close\r\n\r\n");
-    write_timed(io, &head).await?;
+    write_in_time(io, &head).await?;
     drop(head);
 
     let mut body = body.into_data_stream();
@@ -204,31 +203,16 @@ async fn answer(
                 framed.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
                 framed.extend_from_slice(&data);
                 framed.extend_from_slice(b"\r\n");
-                write_timed(io, &framed).await?;
+                write_in_time(io, &framed).await?;
             }
-            Some(Ok(data)) => write_timed(io, &data).await?,
+            Some(Ok(data)) => write_in_time(io, &data).await?,
             Some(Err(error)) => return Err(std::io::Error::other(error)),
             None => {
                 if chunked {
-                    write_timed(io, b"0\r\n\r\n").await?;
+                    write_in_time(io, b"0\r\n\r\n").await?;
                 }
                 return Ok(());
             }
         }
     }
-}
-
-async fn write_timed(io: &mut JsonErrors<TcpStream>, bytes: &[u8]) -> std::io::Result<()> {
-    let written = async {
-        io.write_all(bytes).await?;
-        io.flush().await
-    };
-    tokio::time::timeout(WRITE_TIMEOUT, written)
-        .await
-        .unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the client did not read in time",
-            ))
-        })
 }

@@ -40,8 +40,9 @@ mod outgoing;
 mod tests;
 mod waits;
 
+use crate::peer::write_in_time;
 use open::{open, Opened};
-use waits::{maybe, next_done, read_some, set_timer, tick, write_out, Woke};
+use waits::{maybe, next_done, read_some, set_timer, tick, Woke};
 
 /// Publishes in flight per connection before its socket is read again.
 pub const WINDOW: u16 = 64;
@@ -58,8 +59,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a connection's credential is checked again, at most.
 const RECHECK: Duration = Duration::from_secs(1);
-/// A write to the client that takes longer means it stopped reading.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closed connection's writes get to finish.
 const DRAIN: Duration = Duration::from_secs(10);
 /// Room for the fixed header and topic on top of `max_message_bytes`,
@@ -228,7 +227,7 @@ impl Session {
             while end.is_none() {
                 self.fill_window();
                 if !self.out.is_empty() {
-                    let written = write_out(&mut stream, &self.out).await;
+                    let written = write_in_time(&mut stream, &self.out).await;
                     // An idle connection keeps no write buffer.
                     self.out = BytesMut::new();
                     if written.is_err() {
@@ -331,7 +330,7 @@ impl Session {
             if let Some(End::Close(reason)) = &end {
                 self.send(&Outbound::Disconnect(*reason));
             }
-            let _ = write_out(&mut stream, &self.out).await;
+            let _ = write_in_time(&mut stream, &self.out).await;
             let _ = stream.shutdown().await;
             Box::pin(self.save(true)).await;
             // A device that publishes at QoS 0 and disconnects at once (as

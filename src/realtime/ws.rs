@@ -28,6 +28,7 @@ use crate::fanout::outbox::CloseSignal;
 use crate::fanout::{Close, ConnHandle, Frame, Transport};
 use crate::limits::RateLimit;
 use crate::limits::Slot;
+use crate::peer::WRITE_TIMEOUT;
 use crate::protocol::server::{ConnectionName, Welcome};
 use crate::protocol::{Rejected, Request, ServerMessage};
 use crate::services::credentials::{client_ip, header_credentials, one_credential};
@@ -35,8 +36,6 @@ use crate::state::AppState;
 
 pub const SUBPROTOCOL: &str = "pulsebase.v1";
 const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
-/// A write that takes longer than this means the peer stopped reading.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closed connection waits for the client's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Frames written before one flush.

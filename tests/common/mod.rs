@@ -257,6 +257,23 @@ pub fn client() -> reqwest::Client {
         .expect("http client")
 }
 
+/// Reads a raw HTTP answer until the server closes the connection: its
+/// head (without the blank line) and its body.
+pub async fn read_answer(stream: &mut tokio::net::TcpStream) -> (String, Vec<u8>) {
+    use tokio::io::AsyncReadExt as _;
+    let mut bytes = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut bytes))
+        .await
+        .expect("the server did not close the connection")
+        .expect("read the answer");
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(&bytes)));
+    let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
+    (head, bytes[end + 4..].to_vec())
+}
+
 /// Sends a request and returns the status and the JSON body (`null` when
 /// the body is empty).
 pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {

@@ -38,19 +38,11 @@ async fn read_until(stream: &mut TcpStream, seen: &mut Vec<u8>, needle: &[u8]) {
     }
 }
 
-/// Reads until the server closes; the answer's head and body.
+/// Reads until the server closes; the answer's head (in lower case) and
+/// body.
 async fn read_to_end(stream: &mut TcpStream) -> (String, Vec<u8>) {
-    let mut bytes = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut bytes))
-        .await
-        .expect("the server did not close the connection")
-        .unwrap();
-    let end = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(&bytes)));
-    let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
-    (head, bytes[end + 4..].to_vec())
+    let (head, body) = common::read_answer(stream).await;
+    (head.to_ascii_lowercase(), body)
 }
 
 async fn sse_connections(server: &TestServer, admin: &str) -> u64 {

@@ -10,13 +10,12 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
-use super::{
-    max_packet, read_some, write_out, Session, CONNECT_TIMEOUT, OUT_WINDOW, REFUSAL_TIMEOUT, WINDOW,
-};
+use super::{max_packet, read_some, Session, CONNECT_TIMEOUT, OUT_WINDOW, REFUSAL_TIMEOUT, WINDOW};
 use crate::auth::{AuthError, Principal};
 use crate::mqtt::codec::{Framer, Hello, Inbound, Outbound, Refusal};
 use crate::mqtt::resume::Keeper;
 use crate::mqtt::subscriptions::{Registration, Subscriptions};
+use crate::peer::write_in_time;
 use crate::state::AppState;
 
 /// A client whose CONNECT was accepted and answered.
@@ -104,7 +103,7 @@ where
                 assigned_id: None,
             };
             if refused.encode(version, &mut out).is_ok() {
-                let _ = write_out(&mut stream, &out).await;
+                let _ = write_in_time(&mut stream, &out).await;
             }
             tracing::debug!(%peer, ?refusal, "mqtt: CONNECT refused");
             return None;

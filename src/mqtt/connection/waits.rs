@@ -8,10 +8,10 @@ use std::task::Poll;
 
 use bytes::BytesMut;
 use futures_util::stream::{FuturesOrdered, StreamExt as _};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::AsyncRead;
 use tokio::time::{Instant, Sleep};
 
-use super::{Done, Write, READ_CHUNK, WRITE_TIMEOUT};
+use super::{Done, Write, READ_CHUNK};
 use crate::store::StoreError;
 
 /// Reads what the socket has into `buf`, through a buffer on the stack:
@@ -30,27 +30,6 @@ pub(super) async fn read_some(
         Poll::Ready(Ok(read.filled().len()))
     })
     .await
-}
-
-/// Writes and flushes (a WebSocket sends a message on flush) within
-/// [`WRITE_TIMEOUT`]: a peer that stops reading must not hold the session
-/// (and its place in the hub) forever.
-pub(super) async fn write_out(
-    out: &mut (impl AsyncWrite + Unpin),
-    bytes: &[u8],
-) -> std::io::Result<()> {
-    let written = async {
-        out.write_all(bytes).await?;
-        out.flush().await
-    };
-    tokio::time::timeout(WRITE_TIMEOUT, written)
-        .await
-        .unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the client did not read in time",
-            ))
-        })
 }
 
 /// Sets the session's one timer to `deadline`, making it only when there

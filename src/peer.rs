@@ -1,0 +1,31 @@
+//! Writing to a client that may have stopped reading. Every transport
+//! (WebSocket, SSE, MQTT) gives a write the same time before it takes the
+//! client for gone: a peer that stops reading must not hold its
+//! connection, and its place in the hub, forever.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncWrite, AsyncWriteExt as _};
+
+/// A write to a client that takes longer means it stopped reading.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Writes `bytes` and flushes (a WebSocket sends a message on flush)
+/// within [`WRITE_TIMEOUT`].
+pub async fn write_in_time(
+    out: &mut (impl AsyncWrite + Unpin),
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    let written = async {
+        out.write_all(bytes).await?;
+        out.flush().await
+    };
+    tokio::time::timeout(WRITE_TIMEOUT, written)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client did not read in time",
+            ))
+        })
+}
