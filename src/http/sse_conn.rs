@@ -10,6 +10,7 @@
 //! handed to hyper whole. The stream's connection closes when the stream
 //! ends (a reconnecting client opens a new one, as it would anyway).
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -199,8 +200,9 @@ async fn answer(
         match data {
             Some(Ok(data)) if data.is_empty() => {}
             Some(Ok(data)) if chunked => {
-                let mut framed = Vec::with_capacity(data.len() + 12);
-                framed.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                // One write per event: size line, data and end together.
+                let mut framed = Vec::with_capacity(data.len() + 20);
+                write!(framed, "{:x}\r\n", data.len())?;
                 framed.extend_from_slice(&data);
                 framed.extend_from_slice(b"\r\n");
                 write_in_time(io, &framed).await?;

@@ -38,11 +38,20 @@ async fn read_until(stream: &mut TcpStream, seen: &mut Vec<u8>, needle: &[u8]) {
     }
 }
 
-/// Reads until the server closes; the answer's head (in lower case) and
-/// body.
-async fn read_to_end(stream: &mut TcpStream) -> (String, Vec<u8>) {
-    let (head, body) = common::read_answer(stream).await;
-    (head.to_ascii_lowercase(), body)
+/// Sends `request` on a new connection and reads the answer to its end:
+/// the head (in lower case) and the JSON body.
+async fn refused(server: &TestServer, request: &[u8]) -> (String, Value) {
+    let mut stream = connect(server).await;
+    stream.write_all(request).await.unwrap();
+    let (head, body) = common::read_answer(&mut stream).await;
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains(&format!("\r\ncontent-length: {}", body.len())),
+        "{head}"
+    );
+    let body = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| panic!("not JSON: {:?}\n{head}", String::from_utf8_lossy(&body)));
+    (head, body)
 }
 
 async fn sse_connections(server: &TestServer, admin: &str) -> u64 {
@@ -106,34 +115,20 @@ async fn a_stream_requested_in_pieces_is_chunked_and_ends_when_the_client_leaves
 #[tokio::test]
 async fn an_unreadable_stream_request_gets_the_error_shape() {
     let server = TestServer::start();
-    let mut stream = connect(&server).await;
-    stream
-        .write_all(b"GET /api/realtime/sse?topic=notes HTTP/1.1\r\nHost test\r\n\r\n")
-        .await
-        .unwrap();
-    let (head, body) = read_to_end(&mut stream).await;
+    let request = b"GET /api/realtime/sse?topic=notes HTTP/1.1\r\nHost test\r\n\r\n";
+    let (head, body) = refused(&server, request).await;
     assert!(head.starts_with("http/1.1 400 "), "{head}");
     assert!(
         head.contains("\r\ncontent-type: application/json"),
         "{head}"
     );
-    assert!(
-        head.contains(&format!("\r\ncontent-length: {}", body.len())),
-        "{head}"
-    );
-    let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(error_code(&body), "bad_request", "{body}");
 
     // Refusals from the stream's handler come back the same way, with
     // the connection closed after them.
-    let mut stream = connect(&server).await;
-    stream
-        .write_all(b"GET /api/realtime/sse?topic=x&token=nonsense HTTP/1.1\r\nHost: test\r\n\r\n")
-        .await
-        .unwrap();
-    let (head, body) = read_to_end(&mut stream).await;
+    let request = b"GET /api/realtime/sse?topic=x&token=nonsense HTTP/1.1\r\nHost: test\r\n\r\n";
+    let (head, body) = refused(&server, request).await;
     assert!(head.starts_with("http/1.1 401 "), "{head}");
-    let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(error_code(&body), "unauthorized", "{body}");
 }
 
@@ -151,13 +146,8 @@ async fn an_http_1_0_stream_is_sent_unframed_and_a_longer_path_is_not_a_stream()
     assert!(!head.contains("transfer-encoding"), "{head}");
     assert!(body.starts_with("event: ok"), "{body:?}");
 
-    let mut stream = connect(&server).await;
-    stream
-        .write_all(b"GET /api/realtime/ssex HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let (head, body) = read_to_end(&mut stream).await;
+    let request = b"GET /api/realtime/ssex HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+    let (head, body) = refused(&server, request).await;
     assert!(head.starts_with("http/1.1 404 "), "{head}");
-    let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(error_code(&body), "not_found", "{body}");
 }
