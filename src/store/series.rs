@@ -222,22 +222,31 @@ impl Store {
         first: u64,
         through: u64,
     ) -> Result<Vec<Reading>, StoreError> {
-        let start = match self.block_holding(collection, first)? {
-            Some((block_first, _)) => block_first,
-            None => first,
-        };
+        // One iterator, walking down from `through`: the writer merges the
+        // newest blocks meanwhile, and a merged block takes the key of its
+        // lowest seq. Finding the start block first and then scanning up
+        // from it could start past a block merged in between and find
+        // nothing (a live stream skipped a whole block so). Walking down,
+        // a run merged behind the iterator is met again under its lowest
+        // key: its readings may come twice, never not at all.
         let mut out = Vec::new();
-        let range = keys::block(collection, start)..=keys::block(collection, through);
-        for entry in self.data.range(range) {
-            let (_, bytes) = entry?;
+        let range = keys::block(collection, 0)..=keys::block(collection, through);
+        for entry in self.data.range(range).rev() {
+            let (key, bytes) = entry?;
+            let block_first =
+                keys::block_seq(&key).ok_or_else(|| StoreError::Corrupt("block key".into()))?;
             let readings = series::decode(&bytes).map_err(corrupt_block)?;
             out.extend(
                 readings
                     .into_iter()
                     .filter(|r| (first..=through).contains(&r.seq)),
             );
+            if block_first <= first {
+                break;
+            }
         }
         out.sort_by_key(|r| r.seq);
+        out.dedup_by_key(|r| r.seq);
         Ok(out)
     }
 

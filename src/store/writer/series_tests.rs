@@ -227,3 +227,47 @@ async fn the_latest_index_follows_appends_and_drops() {
     assert_eq!(newest(&store), [("d0".into(), 9), ("d2".into(), 5)]);
     writer.shutdown().await;
 }
+
+/// The hub and replays read a block's readings while the writer merges
+/// the newest blocks (a merged block is keyed by its lowest seq): every
+/// read of a committed range finds all of it, merge or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_read_during_merges_finds_every_reading() {
+    let (_dir, store, writer, collection) = series_store().await;
+    let (latest_tx, latest_rx) = tokio::sync::watch::channel(None::<(u64, u64)>);
+    let reader_store = store.clone();
+    let id = collection.id;
+    let reader = std::thread::spawn(move || {
+        let mut reads = 0u64;
+        loop {
+            let Some((first, last)) = *latest_rx.borrow() else {
+                if latest_rx.has_changed().is_err() {
+                    return reads;
+                }
+                continue;
+            };
+            let found = reader_store.readings_between(id, first, last).unwrap();
+            let seqs: Vec<u64> = found.iter().map(|r| r.seq).collect();
+            assert_eq!(
+                seqs,
+                (first..=last).collect::<Vec<_>>(),
+                "after {reads} reads"
+            );
+            reads += 1;
+            if latest_rx.has_changed().is_err() {
+                return reads;
+            }
+        }
+    });
+    for i in 0..3000 {
+        let (first, last, _) = append(&writer, &collection, [3 * i, 3 * i + 1], None).await;
+        latest_tx.send_replace(Some((first, last)));
+        if reader.is_finished() {
+            break;
+        }
+    }
+    drop(latest_tx);
+    let reads = reader.join().expect("a read missed readings");
+    assert!(reads > 0);
+    writer.shutdown().await;
+}
