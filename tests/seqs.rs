@@ -112,3 +112,64 @@ async fn relaxed_mode_never_reuses_a_seq_after_kill_9() {
     assert_eq!(event(&mut resumed).await, (seq, event_id));
     resumed.expect_quiet(Duration::from_millis(200)).await;
 }
+
+/// More messages without history than one seq reservation block covers,
+/// then kill -9: their seqs are handed out at once, never stored, so only
+/// the reservation on disk keeps the next start from handing them out
+/// again.
+#[tokio::test]
+async fn unstored_messages_never_reuse_a_seq_after_kill_9() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fast = ["--durability", "sync", "--message-rate", "1000000"];
+    let mut server = TestServer::start_in(dir.path(), options(&fast));
+    let admin = server.admin_token().await;
+    server
+        .create_collection(
+            &admin,
+            json!({"name": "log", "rules": {"list": "true", "view": "true"}}),
+        )
+        .await;
+    let (status, topic) = send(
+        client()
+            .post(server.url("/api/topics"))
+            .bearer_auth(&admin)
+            .json(&json!({"name": "pings", "history": 0, "publish": "true", "subscribe": "true"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{topic}");
+    let mut ws = Ws::connect(&server, None).await;
+    // Past one reservation block (10,000 seqs), in flights of 500.
+    let mut last_seen = 0;
+    for flight in 0..24 {
+        for n in 0..500 {
+            ws.send(
+                json!({"action": "publish", "id": flight * 500 + n, "topic": "pings", "data": {}}),
+            )
+            .await;
+        }
+        for _ in 0..500 {
+            let reply = ws.next().await;
+            assert_eq!(reply["type"], "ok", "{reply}");
+            let seq = reply["seq"]
+                .as_u64()
+                .expect("a publish is answered with its seq");
+            last_seen = last_seen.max(seq);
+        }
+    }
+    assert!(last_seen > 10_000, "only {last_seen} seqs handed out");
+    server.kill();
+
+    let server = TestServer::start_in(dir.path(), options(&fast));
+    let admin = server.admin_token().await;
+    let mut live = Ws::connect(&server, None).await;
+    let reply = live
+        .request(json!({"action": "subscribe", "topic": "log"}))
+        .await;
+    assert_eq!(reply["type"], "ok", "{reply}");
+    create(&server, &admin, 0).await;
+    let (seq, _) = event(&mut live).await;
+    assert!(
+        seq > last_seen,
+        "seq {seq} was handed out again: a publisher was answered {last_seen} before the kill"
+    );
+}

@@ -54,6 +54,12 @@ pub enum Input {
     /// A change-log entry that could not be read: released as nothing, so
     /// the ones after it are not held up forever.
     Unreadable(u64),
+    /// Seqs `first..=last` that carry nothing: a write took them and
+    /// failed after later seqs had gone out.
+    Gap {
+        first: u64,
+        last: u64,
+    },
     /// A custom-topic message, and whether it was stored (then it waits for
     /// the disk like a change).
     Published(Message, bool),
@@ -128,6 +134,8 @@ pub enum Shed {
 
 enum Pending {
     Nothing,
+    /// Nothing up to this seq, and nothing stored to wait for.
+    Gap(u64),
     Change(Change),
     Message(Message, bool),
     /// Whose subscribers, whether stored, and the last seq it covered.
@@ -308,6 +316,11 @@ impl Hub {
                     self.pending.insert(seq, Pending::Nothing);
                 }
             }
+            Input::Gap { first, last } => {
+                if first >= self.next {
+                    self.pending.insert(first, Pending::Gap(last));
+                }
+            }
             Input::Watermark(seq) => self.watermark = self.watermark.max(seq),
             Input::Connect(handle) if self.going_away => handle.outbox.close(Close::going_away()),
             Input::Connect(handle) => self.connect(*handle),
@@ -409,6 +422,7 @@ impl Hub {
             let (needs_disk, last) = match entry.get() {
                 Pending::Change(change) => (true, change.through.max(self.next)),
                 Pending::Nothing => (true, self.next),
+                Pending::Gap(last) => (false, (*last).max(self.next)),
                 Pending::Message(_, stored) => (*stored, self.next),
                 Pending::Shed(_, stored, through) => (*stored, (*through).max(self.next)),
             };
@@ -425,7 +439,7 @@ impl Hub {
                     self.backlog.release(backlog::message_size(&message));
                 }
                 Pending::Shed(shed, _, _) => self.shed(&shed),
-                Pending::Nothing => {}
+                Pending::Nothing | Pending::Gap(_) => {}
             }
             self.next = last + 1;
         }

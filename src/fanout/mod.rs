@@ -297,15 +297,17 @@ impl Wiring {
         }
     }
 
-    /// The writer's hooks into the hub: published messages, in seq order,
-    /// and the seq up to which events may go out (durable in `sync` mode;
-    /// applied and under a durable seq reservation in `relaxed` mode).
+    /// The writer's hooks into the hub: published messages (the hub puts
+    /// them in seq order), the seq up to which events may go out (durable
+    /// in `sync` mode; applied and under a durable seq reservation in
+    /// `relaxed` mode), and seqs a failed write leaves empty.
     pub fn taps(&self) -> Taps {
         let messages = self.tx.clone();
         let watermarks = self.tx.clone();
+        let gaps = self.tx.clone();
         let backlog = self.backlog.clone();
         Taps {
-            publish: Box::new(move |message: Message, stored: bool| {
+            publish: Arc::new(move |message: Message, stored: bool| {
                 let input = if backlog.admit(backlog::message_size(&message)) {
                     hub::Input::Published(message, stored)
                 } else {
@@ -320,6 +322,9 @@ impl Wiring {
             }),
             released: Arc::new(move |seq| {
                 let _ = watermarks.send(hub::Input::Watermark(seq));
+            }),
+            gap: Arc::new(move |first, last| {
+                let _ = gaps.send(hub::Input::Gap { first, last });
             }),
         }
     }

@@ -3,7 +3,9 @@
 //! publishing, and replaying what a resuming subscriber missed.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use serde_json::{Map, Value};
 
@@ -415,7 +417,7 @@ async fn enqueue_publish_as(
     name: &str,
     data: Value,
     retain: bool,
-) -> ApiResult<impl Future<Output = ApiResult<u64>> + Send + 'static> {
+) -> ApiResult<Published> {
     let empty = Map::new();
     let topic = may_publish(state, principal, name, data.as_object().unwrap_or(&empty))?;
     let message = Message {
@@ -425,6 +427,11 @@ async fn enqueue_publish_as(
         data: serde_json::to_vec(&data).map_err(ApiError::internal)?,
         ts_ms: clock::now_ms(),
     };
+    // A message that is never stored does not queue behind the writes.
+    if topic.def.history == 0 && !retain {
+        let seq = state.writer.publish_unstored(message).await?;
+        return Ok(Published::Now(seq));
+    }
     let answer = state
         .writer
         .enqueue(Mutation::Publish {
@@ -433,10 +440,27 @@ async fn enqueue_publish_as(
             retain,
         })
         .await?;
-    Ok(async move {
+    Ok(Published::Later(Box::pin(async move {
         let committed = answer.await?;
         Ok(committed.seqs.map_or(0, |(seq, _)| seq))
-    })
+    })))
+}
+
+/// A publish's seq: known already, or once the writer has stored it.
+pub enum Published {
+    Now(u64),
+    Later(Pin<Box<dyn Future<Output = ApiResult<u64>> + Send>>),
+}
+
+impl Future for Published {
+    type Output = ApiResult<u64>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ApiResult<u64>> {
+        match &mut *self {
+            Published::Now(seq) => Poll::Ready(Ok(*seq)),
+            Published::Later(answer) => answer.as_mut().poll(cx),
+        }
+    }
 }
 
 /// The topic `name`, if its `publish` rule lets the caller publish `data`.

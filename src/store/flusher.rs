@@ -2,7 +2,7 @@
 //! waiting, then the answers that waited for it (sync mode), the durable
 //! seq and, in relaxed mode, the durable seq reservation move on.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +37,9 @@ pub(super) struct Flusher {
     pub durable: watch::Sender<u64>,
     /// Sync mode: hears each new durable seq.
     pub on_durable: Option<ReleaseTap>,
+    /// Sync mode: the durable seq reservation mark, raised after each
+    /// fsync (relaxed mode's gate raises it itself).
+    pub durable_mark: Option<Arc<AtomicU64>>,
     /// Relaxed mode: the gate the stored marks open, and who hears it.
     pub relaxed: Option<(Gate, Option<ReleaseTap>)>,
 }
@@ -108,6 +111,9 @@ impl Flusher {
         });
         if let (true, Some(on_durable)) = (moved, &self.on_durable) {
             on_durable(upto);
+        }
+        if let Some(durable_mark) = &self.durable_mark {
+            durable_mark.fetch_max(mark, Ordering::SeqCst);
         }
         if let Some((gate, released)) = &self.relaxed {
             if let (Some(open), Some(released)) = (gate.marked(mark), released) {

@@ -6,8 +6,10 @@
 //! one fsync for everything waiting (group commit).
 //!
 //! Consequences the rest of the server relies on:
-//! - seq order is commit order and there are no holes: a request that fails
-//!   its checks gets no seq;
+//! - seq order is commit order, and a request that fails its checks gets no
+//!   seq; the seqs the writer gives are a shared counter's
+//!   ([`SeqCounter`]), which also numbers messages that are never stored
+//!   without passing through here (`Writer::publish_unstored`);
 //! - in `sync` durability a caller hears back only after the fsync that
 //!   covers its write; in `relaxed` it hears back at once and the flusher
 //!   fsyncs at most every `flush_ms`;
@@ -52,7 +54,7 @@ use super::changelog;
 use super::chores::{Chore, Chores};
 use super::client_ids::ClientIds;
 use super::flusher::{FlushJob, Flusher};
-use super::seqs::{Gate, Reservation};
+use super::seqs::{Gate, Reservation, SeqCounter, Unstored};
 use super::topics::{Message, StoredTopic};
 use super::{Batch, Store, StoreError};
 use crate::clock;
@@ -151,10 +153,15 @@ enum Request {
     Shutdown,
 }
 
-/// Hears every published message, in seq order, from the writer thread:
-/// `(message, stored)`; a stored message is durable only once
-/// `durable_seq` reaches it.
-pub type PublishTap = Box<dyn Fn(Message, bool) + Send>;
+/// Hears every published message: `(message, stored)`; a stored message
+/// is durable only once `durable_seq` reaches it. Called by the writer
+/// thread and by publishers of unstored messages, so not in seq order.
+pub type PublishTap = Arc<dyn Fn(Message, bool) + Send + Sync>;
+
+/// Hears seqs `first..=last` that will carry nothing: taken by a write
+/// that then failed, after others took later seqs, so they could not be
+/// given back. Whoever waits for every seq in order must skip them.
+pub type GapTap = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
 /// Hears the seq up to which changes may go out (durable in `sync` mode;
 /// applied and under a durable seq reservation in `relaxed` mode, see
@@ -167,12 +174,16 @@ pub type ReleaseTap = Arc<dyn Fn(u64) + Send + Sync>;
 pub struct Taps {
     pub publish: PublishTap,
     pub released: ReleaseTap,
+    pub gap: GapTap,
 }
 
 /// A cheap handle for submitting writes.
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Request>,
+    seqs: Arc<SeqCounter>,
+    /// For messages published without the writer (`publish_unstored`).
+    publish_tap: Option<PublishTap>,
     committed: watch::Receiver<u64>,
     durable: watch::Receiver<u64>,
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
@@ -231,16 +242,22 @@ impl Writer {
             Durability::Sync => Duration::ZERO,
             Durability::Relaxed => Duration::from_millis(flush_ms),
         };
-        let (publish_tap, released) = match taps {
-            Some(Taps { publish, released }) => (Some(publish), Some(released)),
-            None => (None, None),
+        let (publish_tap, released, gap) = match taps {
+            Some(Taps {
+                publish,
+                released,
+                gap,
+            }) => (Some(publish), Some(released), Some(gap)),
+            None => (None, None, None),
         };
+        let seqs = Arc::new(SeqCounter::new(last_seq + 1, reservation.durable()));
         let flusher = Flusher {
             store: flusher_store,
             failed: flusher_failed,
             interval: flush_interval,
             durable: durable_tx,
             on_durable: released.clone().filter(|_| gate.is_none()),
+            durable_mark: gate.is_none().then(|| reservation.durable()),
             relaxed: gate.clone().map(|gate| (gate, released.clone())),
         };
         let flusher = std::thread::Builder::new()
@@ -251,12 +268,14 @@ impl Writer {
         let state = WriterState {
             store,
             next_seq: last_seq + 1,
+            seqs: seqs.clone(),
+            gap,
             reservation,
             counts,
             history_counts: HashMap::new(),
             client_ids,
             admins,
-            tap: publish_tap,
+            tap: publish_tap.clone(),
             relaxed: gate.map(|gate| (gate, released)),
             chores,
             migrations: HashMap::new(),
@@ -269,6 +288,8 @@ impl Writer {
             .map_err(|e| StoreError::Corrupt(format!("cannot start writer: {e}")))?;
         Ok(Writer {
             tx,
+            seqs,
+            publish_tap,
             committed,
             durable,
             threads: Arc::new(Mutex::new(vec![writer, flusher])),
@@ -295,6 +316,38 @@ impl Writer {
             .await
             .map_err(|_| WriteError::Unavailable)?;
         Ok(async move { answer.await.map_err(|_| WriteError::Unavailable)? })
+    }
+
+    /// Publishes a message that is never stored (a topic without history,
+    /// not retained) without a trip through the writer's queue: it takes
+    /// the next seq, goes to the hub, and its seq is returned. Only when
+    /// the seq would pass the durable reservation does it wait, for a write
+    /// group that moves the reservation ahead and its fsync.
+    pub async fn publish_unstored(&self, mut message: Message) -> Result<u64, WriteError> {
+        loop {
+            match self.seqs.take_unstored() {
+                Unstored::Taken { seq, reserve_ahead } => {
+                    if reserve_ahead {
+                        self.reserve_ahead();
+                    }
+                    message.seq = seq;
+                    if let Some(tap) = &self.publish_tap {
+                        tap(message, false);
+                    }
+                    return Ok(seq);
+                }
+                Unstored::Uncovered => self.settle(Settle::Always).await?,
+                Unstored::Closed => return Err(WriteError::Unavailable),
+            }
+        }
+    }
+
+    /// Asks for a write group, which moves the seq reservation ahead, and
+    /// its fsync, without waiting for either. A full queue means groups
+    /// are coming anyway.
+    fn reserve_ahead(&self) {
+        let (reply, _) = oneshot::channel();
+        let _ = self.tx.try_send(Request::Settle(Settle::Always, reply));
     }
 
     /// Returns once what the caller wrote to sled before calling is as
@@ -362,7 +415,11 @@ struct Entry<'a> {
 
 struct WriterState {
     store: Store,
+    /// The next seq, valid while the writer holds [`SeqCounter`]'s lock
+    /// (`leased`).
     next_seq: u64,
+    seqs: Arc<SeqCounter>,
+    gap: Option<GapTap>,
     reservation: Reservation,
     counts: HashMap<u32, u64>,
     /// Messages kept per custom topic, counted on first use.
@@ -426,7 +483,7 @@ impl WriterState {
                 pending: Vec::new(),
                 spent: Vec::new(),
             };
-            let mut staged = Staged::new(self.next_seq);
+            let mut staged = Staged::new();
             let mut urgent = false;
             // Whether the group wrote anything an fsync must store: a group
             // of messages without history has nothing to flush.
@@ -456,7 +513,7 @@ impl WriterState {
                     continue;
                 }
                 if mutation.is_create_only() {
-                    match self.stage_creates(&mut staged, *mutation) {
+                    match self.leased(|w| w.stage_creates(&mut staged, *mutation)) {
                         Ok(done) => staged.replies.push((reply, done)),
                         Err(e) => answers.send(reply, Err(e)),
                     }
@@ -473,19 +530,20 @@ impl WriterState {
                         answers.send(reply, result);
                     }
                 } else if mutation.is_ephemeral() {
-                    let result = self.apply(*mutation);
+                    let result = self.leased(|w| w.apply(*mutation));
                     answers.send_now(reply, result);
                 } else {
-                    let result = self.apply(*mutation);
+                    let result = self.leased(|w| w.apply(*mutation));
                     answers.send(reply, result);
                 }
-                staged = Staged::new(self.next_seq);
             }
             self.commit_staged(&mut staged, &mut answers);
             for (reply, result) in std::mem::take(&mut self.late) {
                 answers.send(reply, result);
             }
-            let upto = self.next_seq - 1;
+            // Unstored messages numbered meanwhile are under it too: there
+            // is nothing of them to apply or store.
+            let upto = self.seqs.last();
             committed.send_replace(upto);
             let mut job = FlushJob {
                 upto,
@@ -494,11 +552,13 @@ impl WriterState {
                 mark: self.reservation.mark(),
                 urgent,
             };
-            if let Some((gate, released)) = &self.relaxed {
+            if self.relaxed.is_some() || self.seqs.mark_wanted() {
                 match self.reservation.ahead(&self.store, upto) {
                     Ok(mark) => job.mark = mark,
                     Err(e) => tracing::error!(error = %e, "cannot reserve seqs; events wait"),
                 }
+            }
+            if let Some((gate, released)) = &self.relaxed {
                 let open = gate.applied(upto);
                 if let Some(released) = released {
                     released(open);
@@ -520,7 +580,8 @@ impl WriterState {
             }
         }
         // Everything handed out is at most this; the final fsync stores it.
-        if let Err(e) = self.reservation.lower_to(&self.store, self.next_seq - 1) {
+        let last = self.seqs.close();
+        if let Err(e) = self.reservation.lower_to(&self.store, last) {
             tracing::warn!(error = %e, "seq mark not lowered; the next start skips some seqs");
         }
         // Later requests find the channel closed and get `Unavailable`.
@@ -609,7 +670,7 @@ impl WriterState {
             answers.send(reply, result);
         }
         let job = FlushJob {
-            upto: self.next_seq - 1,
+            upto: self.seqs.last(),
             answers: answers.pending,
             spent: answers.spent,
             mark: self.reservation.mark(),
@@ -618,6 +679,30 @@ impl WriterState {
         if let Err(std_mpsc::SendError(job)) = flusher.send(job) {
             for (reply, _) in job.answers {
                 let _ = reply.send(Err(WriteError::Unavailable));
+            }
+        }
+    }
+
+    /// Runs `work` holding the seq counter: `next_seq` is the counter's
+    /// value during it, and whatever `work` numbered (or gave back) is the
+    /// counter's after it.
+    fn leased<T>(&mut self, work: impl FnOnce(&mut Self) -> T) -> T {
+        let seqs = self.seqs.clone();
+        let mut next = seqs.lock();
+        self.next_seq = next.seq;
+        let out = work(self);
+        next.seq = self.next_seq;
+        out
+    }
+
+    /// Gives back seqs a stage took and could not use; the ones taken
+    /// before later seqs went out stay a gap the hub is told to skip.
+    fn give_back(&self, taken: &[(u64, u64)]) {
+        for &(first, last) in taken.iter().rev() {
+            if !self.seqs.give_back(first, last) {
+                if let Some(gap) = &self.gap {
+                    gap(first, last);
+                }
             }
         }
     }

@@ -112,7 +112,9 @@ impl NewRecord {
 /// larger batches cost the writer much less than one per request.
 pub(super) struct Staged {
     pub(super) batch: Batch,
-    pub(super) first_seq: u64,
+    /// The seqs this stage numbered, `(first, last)` per request or block:
+    /// given back if the batch cannot be applied.
+    pub(super) taken: Vec<(u64, u64)>,
     pub(super) replies: Vec<(Reply, Committed)>,
     /// Record keys created by this stage, for duplicate ids across requests.
     pub(super) keys: HashSet<Vec<u8>>,
@@ -127,10 +129,10 @@ pub(super) struct Staged {
 }
 
 impl Staged {
-    pub(super) fn new(first_seq: u64) -> Staged {
+    pub(super) fn new() -> Staged {
         Staged {
             batch: Batch::default(),
-            first_seq,
+            taken: Vec::new(),
             replies: Vec::new(),
             keys: HashSet::new(),
             counts: HashMap::new(),
@@ -195,9 +197,11 @@ impl WriterState {
             .entry(current.id)
             .or_insert_with(|| self.counts.get(&current.id).copied().unwrap_or(0));
         *count += self.next_seq - first_seq;
+        let seqs = self.seqs_since(first_seq);
+        staged.taken.extend(seqs);
         Ok(Committed {
             repeated: false,
-            seqs: self.seqs_since(first_seq),
+            seqs,
             collection: Some(current),
         })
     }
@@ -206,7 +210,7 @@ impl WriterState {
     /// (sync) or now (relaxed), or get the storage error.
     pub(super) fn commit_staged(&mut self, staged: &mut Staged, answers: &mut Answers) {
         let appended = self.seal_series(staged);
-        let done = std::mem::replace(staged, Staged::new(self.next_seq));
+        let done = std::mem::replace(staged, Staged::new());
         if done.replies.is_empty() && appended.answers.is_empty() {
             return;
         }
@@ -238,13 +242,13 @@ impl WriterState {
             }
             Err(e) => {
                 // Nothing of the stage was written: give its seqs back.
-                self.next_seq = done.first_seq;
+                self.give_back(&done.taken);
                 for (reply, _) in replies {
                     answers.send(reply, Err(WriteError::Storage(e.to_string())));
                 }
             }
         }
-        *staged = Staged::new(self.next_seq);
+        *staged = Staged::new();
     }
 
     pub(super) fn current_collection(

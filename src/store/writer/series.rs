@@ -131,8 +131,10 @@ impl WriterState {
         let mut out = Sealed::default();
         let now = clock::now_ms();
         for stage in std::mem::take(&mut staged.series) {
-            let first = self.next_seq;
             let mut readings = stage.readings;
+            // Numbered in one short hold of the counter, encoded after it:
+            // unstored messages do not wait for the encoding.
+            let first = self.seqs.take(readings.len() as u64);
             for (seq, reading) in (first..).zip(readings.iter_mut()) {
                 reading.seq = seq;
             }
@@ -140,6 +142,7 @@ impl WriterState {
             let (block, summary) = match series::encode(&readings) {
                 Ok(encoded) => encoded,
                 Err(e) => {
+                    self.give_back(&[(first, through)]);
                     for (reply, _, _) in stage.requests {
                         out.answers.push((
                             reply,
@@ -149,7 +152,7 @@ impl WriterState {
                     continue;
                 }
             };
-            self.next_seq = through + 1;
+            staged.taken.push((first, through));
             let collection = &stage.collection;
             if (readings.len() as u64) < SMALL_BLOCK {
                 self.chores.push_once(Chore::MergeSeries(collection.id));
