@@ -41,6 +41,24 @@ pub struct Auth {
 
 type RevokedHook = Box<dyn Fn(&str) + Send + Sync>;
 
+/// A credential whose lasting part was checked once ([`Auth::check`]).
+pub enum Checked {
+    /// An API key: looked up again each time (it may be revoked or expire).
+    Key(String),
+    /// An access token with a valid signature: what is left to check.
+    Token(Box<Grant>),
+}
+
+/// The claims of a verified access token that can stop holding: kept
+/// instead of the token (a few hundred bytes) by connections.
+pub struct Grant {
+    sub: String,
+    sid: String,
+    generation: u64,
+    /// Seconds since the epoch.
+    exp: i64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("invalid token")]
@@ -97,31 +115,62 @@ impl Auth {
     /// Like [`Auth::authenticate`], with when the credential expires (ms
     /// since the epoch), for connections that outlive a request.
     pub fn authenticate_until(&self, bearer: &str) -> Result<(Principal, Option<i64>), AuthError> {
+        self.authenticate_checked(&self.check(bearer)?)
+    }
+
+    /// The part of authenticating `bearer` that stays true while the
+    /// process runs: an access token's signature (the signing key is the
+    /// process's). A connection keeps the result and passes it to
+    /// [`Auth::authenticate_checked`] before each request.
+    pub fn check(&self, bearer: &str) -> Result<Checked, AuthError> {
         if bearer.starts_with(api_key::PREFIX) {
-            let principal = self.authenticate_key(bearer)?;
-            let expires = match &principal {
-                Principal::ApiKey(key) => key.expires_ms,
-                _ => None,
-            };
-            return Ok((principal, expires));
+            return Ok(Checked::Key(bearer.to_owned()));
         }
         let claims = self.tokens.verify(bearer).map_err(|e| match e {
             TokenError::Expired => AuthError::Expired,
             TokenError::Invalid => AuthError::InvalidToken,
         })?;
+        Ok(Checked::Token(Box::new(Grant {
+            sub: claims.sub,
+            sid: claims.sid,
+            generation: claims.generation,
+            exp: claims.exp,
+        })))
+    }
+
+    /// Who a checked credential acts as now, and when it expires (ms since
+    /// the epoch): the token's expiry, its user (disabled, or its tokens
+    /// revoked by a generation bump) and its session are read each time;
+    /// an API key is looked up whole.
+    pub fn authenticate_checked(
+        &self,
+        checked: &Checked,
+    ) -> Result<(Principal, Option<i64>), AuthError> {
+        let grant = match checked {
+            Checked::Key(key) => {
+                let principal = self.authenticate_key(key)?;
+                let expires = match &principal {
+                    Principal::ApiKey(key) => key.expires_ms,
+                    _ => None,
+                };
+                return Ok((principal, expires));
+            }
+            Checked::Token(grant) => grant,
+        };
+        if grant.exp <= crate::clock::now_ms() / 1000 {
+            return Err(AuthError::Expired);
+        }
         let user = self
             .store
-            .get_user(&claims.sub)?
+            .get_user(&grant.sub)?
             .ok_or(AuthError::InvalidToken)?;
-        if user.disabled
-            || user.generation != claims.generation
-            || self.session_revoked(&claims.sid)
+        if user.disabled || user.generation != grant.generation || self.session_revoked(&grant.sid)
         {
             return Err(AuthError::InvalidToken);
         }
         Ok((
             Principal::User(Arc::new(user)),
-            Some(claims.exp.saturating_mul(1000)),
+            Some(grant.exp.saturating_mul(1000)),
         ))
     }
 

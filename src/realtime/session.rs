@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use tokio::task::JoinHandle;
 
-use crate::auth::Principal;
+use crate::auth::{Checked, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::fanout::backfill;
 use crate::fanout::replay::{Page, Replay};
@@ -60,9 +60,9 @@ pub struct Session {
     /// Who the connection acts as, as of its last request: refreshed from
     /// `credential` before every request that reads or writes.
     pub principal: Principal,
-    /// The token or key the connection authenticated with (`None`:
-    /// anonymous).
-    credential: Option<String>,
+    /// The token or key the connection authenticated with, its signature
+    /// checked once (`None`: anonymous).
+    credential: Option<Checked>,
     /// When the current access token expires (ms since the epoch).
     pub expires_ms: Option<i64>,
     /// Subscribed topics, with the cost of each one's filter.
@@ -80,7 +80,7 @@ impl Session {
         state: AppState,
         conn: ConnId,
         principal: Principal,
-        credential: Option<String>,
+        credential: Option<Checked>,
         expires_ms: Option<i64>,
     ) -> Session {
         Session {
@@ -155,7 +155,7 @@ impl Session {
     /// or a signed-out session gets `unauthorized`.
     fn refresh_identity(&mut self) -> ApiResult<()> {
         if let Some(credential) = &self.credential {
-            let (principal, _) = self.state.auth.authenticate_until(credential)?;
+            let (principal, _) = self.state.auth.authenticate_checked(credential)?;
             // An unchanged user keeps the copy the hub shares: replacing it
             // would keep two copies of the same user per connection.
             let unchanged = matches!(
@@ -260,10 +260,11 @@ impl Session {
                 Ok(ok(id, ReplyBody::Presence { presence, count }))
             }
             ClientMessage::Auth { token } => {
-                let (principal, expires_ms) = self.state.auth.authenticate_until(&token)?;
+                let checked = self.state.auth.check(&token)?;
+                let (principal, expires_ms) = self.state.auth.authenticate_checked(&checked)?;
                 let sign_in = self.state.auth.sign_in_of(&token);
                 self.principal = principal.clone();
-                self.credential = Some(token);
+                self.credential = Some(checked);
                 self.expires_ms = expires_ms;
                 self.state.realtime.set_identity(self.conn, principal);
                 let realtime = &self.state.realtime;

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::session::{self, PendingReply, Session, Started};
-use crate::auth::{Auth, Principal};
+use crate::auth::{Auth, Checked, Principal};
 use crate::clock;
 use crate::error::{ApiError, ApiResult};
 use crate::fanout::outbox::CloseSignal;
@@ -97,11 +97,13 @@ pub async fn websocket(
         protocols.iter(),
     )?;
     // A bad token is refused before the upgrade, as a plain 401.
+    let sign_in = token.as_deref().and_then(|t| state.auth.sign_in_of(t));
+    // The signature is checked once; each request re-checks the rest.
+    let token = token.map(|t| state.auth.check(&t)).transpose()?;
     let (principal, expires_ms) = match &token {
-        Some(token) => state.auth.authenticate_until(token)?,
+        Some(checked) => state.auth.authenticate_checked(checked)?,
         None => (Principal::Anonymous, None),
     };
-    let sign_in = token.as_deref().and_then(|t| state.auth.sign_in_of(t));
     let upgrade = upgrade.map_err(|_| {
         ApiError::bad_request("expected a WebSocket upgrade (or use /api/realtime/sse)")
     })?;
@@ -140,7 +142,7 @@ fn run(
     state: AppState,
     mut socket: WebSocket,
     principal: Principal,
-    token: Option<String>,
+    token: Option<Checked>,
     expires_ms: Option<i64>,
     sign_in: Option<String>,
     // Held for as long as the connection is open.
@@ -156,7 +158,7 @@ async fn serve(
     state: AppState,
     socket: &mut WebSocket,
     principal: Principal,
-    token: Option<String>,
+    token: Option<Checked>,
     expires_ms: Option<i64>,
     sign_in: Option<String>,
 ) {
