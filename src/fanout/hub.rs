@@ -544,6 +544,19 @@ impl Hub {
                 return;
             }
         };
+        let expected = change.through.saturating_sub(change.seq) + 1;
+        if readings.len() as u64 != expected {
+            // Retention may drop a block before a lagging hub reaches it
+            // (its subscribers then get the `expired` message); anything
+            // else is a lost delivery, and must not pass in silence.
+            tracing::warn!(
+                collection = %name,
+                seq = change.seq,
+                through = change.through,
+                found = readings.len(),
+                "a block of readings is not whole when the hub delivers it"
+            );
+        }
         let routes = whole.then(|| self.routes(name, collection));
         for (reading, change, fields) in render::readings_of(change, collection, readings) {
             let view = ChangeView::reading(&change, collection, fields);
