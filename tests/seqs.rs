@@ -25,6 +25,20 @@ fn options(args: &[&str]) -> Options {
     }
 }
 
+/// A server in `dir` started with `args`, its admin's token, and the
+/// collection `log` that anyone may read.
+async fn with_log(dir: &std::path::Path, args: &[&str]) -> (TestServer, String) {
+    let server = TestServer::start_in(dir, options(args));
+    let admin = server.admin_token().await;
+    server
+        .create_collection(
+            &admin,
+            json!({"name": "log", "rules": {"list": "true", "view": "true"}}),
+        )
+        .await;
+    (server, admin)
+}
+
 async fn create(server: &TestServer, token: &str, n: u64) -> Value {
     let (status, record) = send(
         client()
@@ -49,14 +63,7 @@ async fn event(ws: &mut Ws) -> (u64, String) {
 async fn relaxed_mode_never_reuses_a_seq_after_kill_9() {
     let dir = tempfile::tempdir().expect("temp dir");
     // The admin and the collection, durably (sync mode).
-    let mut server = TestServer::start_in(dir.path(), options(&["--durability", "sync"]));
-    let admin = server.admin_token().await;
-    server
-        .create_collection(
-            &admin,
-            json!({"name": "log", "rules": {"list": "true", "view": "true"}}),
-        )
-        .await;
+    let (mut server, _) = with_log(dir.path(), &["--durability", "sync"]).await;
     assert!(server.terminate(), "clean stop");
 
     let mut server = TestServer::start_in(dir.path(), options(&RELAXED));
@@ -121,14 +128,7 @@ async fn relaxed_mode_never_reuses_a_seq_after_kill_9() {
 async fn unstored_messages_never_reuse_a_seq_after_kill_9() {
     let dir = tempfile::tempdir().expect("temp dir");
     let fast = ["--durability", "sync", "--message-rate", "1000000"];
-    let mut server = TestServer::start_in(dir.path(), options(&fast));
-    let admin = server.admin_token().await;
-    server
-        .create_collection(
-            &admin,
-            json!({"name": "log", "rules": {"list": "true", "view": "true"}}),
-        )
-        .await;
+    let (mut server, admin) = with_log(dir.path(), &fast).await;
     let (status, topic) = send(
         client()
             .post(server.url("/api/topics"))
