@@ -48,14 +48,6 @@ impl Answers {
         }
     }
 
-    /// Answers at once, whatever the mode: for what no fsync makes more
-    /// true (a message that was never to be stored).
-    pub(super) fn send_now(&mut self, reply: Reply, result: Result<Committed, WriteError>) {
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        metrics::counter!(crate::metrics::WRITES, "result" => outcome).increment(1);
-        let _ = reply.send(result);
-    }
-
     /// A [`Settle`] is answered like a write (it is not counted as one),
     /// or after the fsync whatever the mode.
     pub(super) fn settle(&mut self, how: Settle, reply: Reply) {

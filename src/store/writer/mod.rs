@@ -103,7 +103,10 @@ pub enum Mutation {
     /// A message on a custom topic: it takes the next seq like a change.
     /// With `history > 0` it is kept (and the topic's oldest dropped beyond
     /// that); otherwise it never touches the disk. `retain` also keeps it
-    /// as the topic's retained message (MQTT), whatever its history.
+    /// as the topic's retained message (MQTT), whatever its history. A
+    /// message that is neither kept nor retained is published with
+    /// [`Writer::publish_unstored`] instead, which does not queue here;
+    /// queued, it is answered like any write.
     Publish {
         message: Message,
         history: u32,
@@ -114,20 +117,6 @@ pub enum Mutation {
 }
 
 impl Mutation {
-    /// A message that touches no disk (a topic without history, not
-    /// retained): its seq is covered by the durable reservation when it is
-    /// handed out, so its publisher need not wait for the group's fsync.
-    fn is_ephemeral(&self) -> bool {
-        matches!(
-            self,
-            Mutation::Publish {
-                history: 0,
-                retain: false,
-                ..
-            }
-        )
-    }
-
     fn is_create_only(&self) -> bool {
         matches!(self, Mutation::Records { ops, .. }
             if !ops.is_empty() && ops.iter().all(|op| matches!(op, RecordOp::Create(_))))
@@ -258,13 +247,12 @@ impl WriterState {
             };
             let mut staged = Staged::new();
             let mut urgent = false;
-            // Whether the group wrote anything an fsync must store: a group
-            // of messages without history has nothing to flush.
+            // Whether the group wrote anything an fsync must store.
             let mut wrote = false;
             for request in group {
                 let (mutation, reply) = match request {
                     Request::Write(mutation, reply) => {
-                        wrote |= !mutation.is_ephemeral();
+                        wrote = true;
                         (mutation, reply)
                     }
                     Request::Settle(how, reply) => {
@@ -302,9 +290,6 @@ impl WriterState {
                     if let Some((reply, result)) = self.update_collection(def, reply) {
                         answers.send(reply, result);
                     }
-                } else if mutation.is_ephemeral() {
-                    let result = self.leased(|w| w.apply(*mutation));
-                    answers.send_now(reply, result);
                 } else {
                     let result = self.leased(|w| w.apply(*mutation));
                     answers.send(reply, result);
