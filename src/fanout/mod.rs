@@ -51,8 +51,8 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use axum::extract::ws::Utf8Bytes;
 use tokio::sync::oneshot;
+use tungstenite::Utf8Bytes;
 
 use crate::auth::{Auth, Principal};
 use crate::config::Live;

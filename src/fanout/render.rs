@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::Utf8Bytes;
 use serde_json::{Map, Value};
+use tungstenite::Utf8Bytes;
 
 use super::{Frame, FrameKind, Ops, Subscription};
 use crate::clock;

@@ -6,5 +6,7 @@
 
 pub mod runtime;
 pub mod session;
+pub mod socket;
 pub mod sse;
+pub mod upgrade;
 pub mod ws;

@@ -11,16 +11,19 @@ use std::task::{ready, Poll};
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::{IntoResponse, Response};
-use futures_util::SinkExt;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt as _};
 use serde::Deserialize;
+use tokio::io::AsyncWriteExt as _;
 use tokio::time::{Instant, MissedTickBehavior};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tungstenite::{Message, Utf8Bytes};
 
 use super::session::{self, PendingReply, Session, Started};
+use super::upgrade::{Upgrade, WebSocket};
 use crate::auth::{Auth, Checked, Principal};
 use crate::clock;
 use crate::error::{ApiError, ApiResult};
@@ -49,7 +52,6 @@ const MAX_PENDING: usize = 256;
 /// The read buffer is also the most read from the socket at once; clients
 /// send small requests, and a larger message grows the buffer to fit.
 const READ_BUFFER: usize = 512;
-const WRITE_BUFFER: usize = 4 * 1024;
 
 #[derive(Debug, Deserialize)]
 pub struct ConnectParams {
@@ -82,13 +84,13 @@ pub async fn websocket(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     params: Result<Query<ConnectParams>, QueryRejection>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Result<Upgrade, ApiError>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params?;
     crate::services::credentials::check_websocket_origin(&state, &headers)?;
     let protocols: Vec<HeaderValue> = upgrade
         .as_ref()
-        .map(|u| u.requested_protocols().cloned().collect())
+        .map(|u| u.offered().cloned().collect())
         .unwrap_or_default();
     let token = credential(
         &state.auth,
@@ -104,9 +106,7 @@ pub async fn websocket(
         Some(checked) => state.auth.authenticate_checked(checked)?,
         None => (Principal::Anonymous, None),
     };
-    let upgrade = upgrade.map_err(|_| {
-        ApiError::bad_request("expected a WebSocket upgrade (or use /api/realtime/sse)")
-    })?;
+    let upgrade = upgrade?;
     check_key(&headers)?;
     let settings = state.live.get();
     let slot = state.realtime.connections.acquire(
@@ -114,20 +114,19 @@ pub async fn websocket(
         settings.max_connections,
         settings.max_connections_per_ip,
     )?;
-    let upgrade = upgrade
-        .protocols([SUBPROTOCOL])
-        .max_message_size(settings.max_message_bytes)
-        .max_frame_size(settings.max_message_bytes)
+    // Frames go through to the socket's own batching (`Coalescing`) at
+    // once: tungstenite's write buffer would be kept by every connection.
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(settings.max_message_bytes))
+        .max_frame_size(Some(settings.max_message_bytes))
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER);
-    Ok(upgrade
-        .on_upgrade(move |socket| async move {
-            let connections = state.realtime_runtime.clone();
-            connections.spawn(run(
-                state, socket, principal, token, expires_ms, sign_in, slot,
-            ));
-        })
-        .into_response())
+        .write_buffer_size(0);
+    Ok(upgrade.accept(SUBPROTOCOL, config, move |socket| {
+        let connections = state.realtime_runtime.clone();
+        connections.spawn(run(
+            state, socket, principal, token, expires_ms, sign_in, slot,
+        ));
+    }))
 }
 
 /// A plain function returning the connection's future, not an `async fn`:
@@ -244,15 +243,22 @@ async fn serve(
                     break;
                 }
             }
-            incoming = socket.recv(), if pending.len() < MAX_PENDING => {
+            incoming = socket.next(), if pending.len() < MAX_PENDING => {
                 last_heard = Instant::now();
                 match incoming {
                     None => break,
                     Some(Ok(Message::Close(_))) => {
                         // tungstenite has queued the echo of the client's
-                        // close frame (same code); a flush sends it, and
-                        // dropping the socket then ends the TCP connection.
-                        let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.flush()).await;
+                        // close frame (same code). Its flush hands the echo
+                        // to the stream and then reports the connection
+                        // closed without flushing the stream, so that is
+                        // flushed here; dropping the socket then ends the
+                        // TCP connection.
+                        let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+                            let _ = socket.flush().await;
+                            socket.get_mut().flush().await
+                        })
+                        .await;
                         break;
                     }
                     Some(Err(error)) => match close_for(error) {
@@ -336,7 +342,7 @@ async fn close_with(socket: &mut WebSocket, close: Close) {
         let _ = write(socket, [last]).await;
     }
     let frame = CloseFrame {
-        code: close.code,
+        code: CloseCode::from(close.code),
         reason: Utf8Bytes::from_static(close.reason),
     };
     if send_timed(socket, Message::Close(Some(frame))).await {
@@ -345,7 +351,7 @@ async fn close_with(socket: &mut WebSocket, close: Close) {
         // and a reset throws away what the client has not read yet,
         // close frame included.
         let _ = tokio::time::timeout(CLOSE_GRACE, async {
-            while let Some(Ok(message)) = socket.recv().await {
+            while let Some(Ok(message)) = socket.next().await {
                 if matches!(message, Message::Close(_)) {
                     break;
                 }
@@ -446,9 +452,8 @@ async fn send_timed(socket: &mut WebSocket, message: Message) -> bool {
 /// still say why: 1009 for a message over the limit, 1007 for a text
 /// message that is not UTF-8 (RFC 6455 §7.4.1). Anything else (a reset, a
 /// protocol error tungstenite already answered) just ends it.
-fn close_for(error: axum::Error) -> Option<Close> {
-    let error = error.into_inner().downcast::<tungstenite::Error>().ok()?;
-    let (code, reason) = match *error {
+fn close_for(error: tungstenite::Error) -> Option<Close> {
+    let (code, reason) = match error {
         tungstenite::Error::Capacity(_) => (1009, "message too big"),
         tungstenite::Error::Utf8(_) => (1007, "text frames must be UTF-8"),
         _ => return None,

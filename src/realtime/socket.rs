@@ -1,0 +1,178 @@
+//! The byte stream under a WebSocket connection: it gathers the frames of
+//! one batch and hands them to the kernel in one write.
+//!
+//! tungstenite keeps its own write buffer, but never gives its memory
+//! back: sized for big batches, every idle connection would keep it (at
+//! 1000 subscribers, a 16 KiB buffer cost 7-14 KiB each); sized small
+//! (4 KiB), a batch of deliveries needed one `sendto` per ~16 frames, and
+//! the kernel's send path is where a busy fan-out spends its time. So
+//! tungstenite writes each frame through at once, into this stream, which
+//! holds them until the connection flushes at the end of its batch (or
+//! [`WRITE_AT`] bytes have gathered), writes them together, and frees the
+//! buffer once it is written: an idle connection holds no write buffer.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Gathered bytes past which a write goes to the socket before the batch
+/// ends: large enough for a batch of small deliveries in one write, small
+/// enough to bound what a connection stuck on a full socket holds beside
+/// its outbox (the outbox's byte budget does not see it).
+pub const WRITE_AT: usize = 32 * 1024;
+
+pub struct Coalescing<T> {
+    inner: T,
+    gathered: Vec<u8>,
+    /// How much of `gathered` the socket has taken.
+    written: usize,
+}
+
+impl<T> Coalescing<T> {
+    pub fn new(inner: T) -> Coalescing<T> {
+        Coalescing {
+            inner,
+            gathered: Vec::new(),
+            written: 0,
+        }
+    }
+
+    /// Bytes gathered and not yet taken by the socket.
+    pub fn unwritten(&self) -> usize {
+        self.gathered.len() - self.written
+    }
+}
+
+impl<T: AsyncWrite + Unpin> Coalescing<T> {
+    /// Writes out everything gathered, then frees the buffer.
+    fn poll_write_gathered(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.gathered.len() {
+            let n =
+                ready!(Pin::new(&mut self.inner).poll_write(cx, &self.gathered[self.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+        }
+        self.gathered = Vec::new();
+        self.written = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Coalescing<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Coalescing<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.unwritten() >= WRITE_AT {
+            ready!(this.poll_write_gathered(cx))?;
+        }
+        this.gathered.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_write_gathered(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_write_gathered(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt as _;
+
+    /// Records each write the socket is asked for, taking at most `take`
+    /// bytes of each.
+    struct Recording {
+        writes: Vec<usize>,
+        bytes: Vec<u8>,
+        take: usize,
+    }
+
+    impl AsyncWrite for Recording {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.take);
+            self.writes.push(n);
+            self.bytes.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn recording(take: usize) -> Coalescing<Recording> {
+        Coalescing::new(Recording {
+            writes: Vec::new(),
+            bytes: Vec::new(),
+            take,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_frames_is_one_write_and_leaves_no_buffer() {
+        let mut stream = recording(usize::MAX);
+        for i in 0..64u8 {
+            stream.write_all(&[i; 150]).await.expect("gathered");
+        }
+        assert!(stream.inner.writes.is_empty(), "written before the flush");
+        stream.flush().await.expect("flushed");
+        assert_eq!(stream.inner.writes, [64 * 150]);
+        assert_eq!(stream.inner.bytes.len(), 64 * 150);
+        assert!(stream
+            .inner
+            .bytes
+            .chunks(150)
+            .enumerate()
+            .all(|(i, c)| c == [i as u8; 150]));
+        assert_eq!(
+            stream.gathered.capacity(),
+            0,
+            "an idle connection keeps its buffer"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_long_batch_goes_out_in_bounded_writes_in_order() {
+        let mut stream = recording(5_000);
+        let frame = [7u8; 1000];
+        for _ in 0..100 {
+            stream.write_all(&frame).await.expect("gathered");
+            assert!(stream.unwritten() < WRITE_AT + frame.len());
+        }
+        stream.flush().await.expect("flushed");
+        assert_eq!(stream.inner.bytes.len(), 100_000);
+        assert!(stream.inner.writes.iter().all(|&n| n <= 5_000));
+        assert_eq!(stream.unwritten(), 0);
+    }
+}
