@@ -238,7 +238,6 @@ pub(super) async fn flow(
 
     let mut readers = spawn_readers(clients, &tally);
 
-    let next = Rc::new(Cell::new(0u64));
     let mut writers = JoinSet::new();
     if let Some(protocol) = super::brokers::protocol(sc.peer) {
         let publisher = BrokerConn::connect(protocol, stage.addr, 64 * 1024).await?;
@@ -255,21 +254,27 @@ pub(super) async fn flow(
     } else {
         0
     };
-    for _ in 0..http_writers {
-        let sender = load::connect(stage.addr).await?;
-        writers.spawn_local(write_paced(
-            sender,
-            stage.addr,
+    // The HTTP writers run on a thread of their own: on the readers'
+    // thread, a write's answer waited behind a million deliveries a
+    // second being tallied, and the write latency measured the load
+    // generator, not the server.
+    let http = (http_writers > 0).then(|| {
+        spawn_http_writers(HttpWriters {
+            writers: http_writers,
+            addr: stage.addr,
             path,
-            stage.writer_auth.clone(),
-            matches!(sc.kind, Kind::Publish { .. }),
-            (per_write(sc.kind), devices(sc.kind)),
+            auth: stage.writer_auth.clone(),
+            publish: matches!(sc.kind, Kind::Publish { .. }),
+            shape: (per_write(sc.kind), devices(sc.kind)),
             rate,
-            Rc::clone(&next),
-            Rc::clone(&tally),
+            epoch,
+            window_us: (
+                warmup.as_micros() as u64,
+                (warmup + duration).as_micros() as u64,
+            ),
             end,
-        ));
-    }
+        })
+    });
     let sampler = tokio::task::spawn_local(async move {
         tokio::time::sleep_until(measure_from.into()).await;
         let a = CpuSnapshot::take(pid);
@@ -278,6 +283,12 @@ pub(super) async fn flow(
         (a, b, procs::rss_kib(pid))
     });
     while writers.join_next().await.is_some() {}
+    if let Some(http) = http {
+        let writes = tokio::task::spawn_blocking(move || http.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the HTTP writers' thread panicked"))??;
+        writes.add_to(&mut tally.borrow_mut());
+    }
     let (a, b, rss_kib) = sampler.await?;
 
     let drain = drain_wait(&tally).await;
@@ -470,22 +481,108 @@ fn per_write(kind: Kind) -> u64 {
 /// due at `n / rate` s; a request carries `per_write` consecutive events
 /// (a JSON array when more than one), each with its own `n`.
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn write_paced(
+/// What the HTTP writers saw, gathered on their own thread and added to
+/// the tally when they are done.
+#[derive(Default)]
+pub(super) struct Writes {
+    /// First write index and count of each acknowledged request.
+    acked: Vec<(u64, u64)>,
+    done: u64,
+    errors: u64,
+    first_error: Option<String>,
+    hist: Option<Histogram<u64>>,
+}
+
+impl Writes {
+    fn add_to(self, t: &mut Tally) {
+        for (first, count) in self.acked {
+            for n in first..first + count {
+                t.acknowledged(n);
+            }
+        }
+        t.writes_done += self.done;
+        t.write_errors += self.errors;
+        if t.first_error.is_none() {
+            t.first_error = self.first_error;
+        }
+        if let Some(hist) = self.hist {
+            // Both histograms have the same bounds.
+            let _ = t.write_hist.add(hist);
+        }
+    }
+}
+
+pub(super) struct HttpWriters {
+    pub(super) writers: usize,
+    pub(super) addr: SocketAddr,
+    pub(super) path: &'static str,
+    pub(super) auth: String,
+    pub(super) publish: bool,
+    /// Readings per write, and devices they cycle through.
+    pub(super) shape: (u64, u64),
+    pub(super) rate: u32,
+    pub(super) epoch: Instant,
+    /// The measured window, in µs since `epoch`.
+    pub(super) window_us: (u64, u64),
+    pub(super) end: Instant,
+}
+
+/// Runs `writers` keep-alive connections sharing one paced schedule, on a
+/// thread of their own.
+pub(super) fn spawn_http_writers(
+    w: HttpWriters,
+) -> std::thread::JoinHandle<anyhow::Result<Writes>> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let local = tokio::task::LocalSet::new();
+        let w = Rc::new(w);
+        local.block_on(&rt, async move {
+            let writes = Rc::new(RefCell::new(Writes {
+                hist: Some(new_hist()),
+                ..Writes::default()
+            }));
+            let next = Rc::new(Cell::new(0u64));
+            let mut tasks = JoinSet::new();
+            for _ in 0..w.writers {
+                let sender = load::connect(w.addr).await?;
+                tasks.spawn_local(write_paced(
+                    sender,
+                    Rc::clone(&w),
+                    Rc::clone(&next),
+                    Rc::clone(&writes),
+                ));
+            }
+            while tasks.join_next().await.is_some() {}
+            drop(next);
+            Ok(Rc::try_unwrap(writes)
+                .map_err(|_| anyhow::anyhow!("a writer outlived its task"))?
+                .into_inner())
+        })
+    })
+}
+
+async fn write_paced(
     mut sender: SendRequest<Full<Bytes>>,
-    addr: SocketAddr,
-    path: &'static str,
-    auth: String,
-    publish: bool,
-    (per_write, devices): (u64, u64),
-    rate: u32,
+    w: Rc<HttpWriters>,
     next: Rc<Cell<u64>>,
-    tally: Rc<RefCell<Tally>>,
-    end: Instant,
+    writes: Rc<RefCell<Writes>>,
 ) {
+    let HttpWriters {
+        addr,
+        path,
+        publish,
+        shape: (per_write, devices),
+        rate,
+        epoch,
+        window_us: (measure_from_us, end_us),
+        end,
+        ..
+    } = *w;
     let host = HeaderValue::from_str(&addr.to_string()).expect("address is a valid header");
-    let auth = HeaderValue::from_str(&auth).expect("token is a valid header");
+    let auth = HeaderValue::from_str(&w.auth).expect("token is a valid header");
     let json = HeaderValue::from_static("application/json");
-    let epoch = tally.borrow().epoch;
     loop {
         let n = next.get();
         next.set(n + per_write);
@@ -533,23 +630,22 @@ pub(super) async fn write_paced(
             anyhow::Ok(())
         }
         .await;
-        let mut t = tally.borrow_mut();
-        let done_us = t.since_epoch_us();
+        let done_us = epoch.elapsed().as_micros() as u64;
+        let mut writes = writes.borrow_mut();
         match outcome {
             Ok(()) => {
-                for n in n..n + per_write {
-                    t.acknowledged(n);
-                }
-                if done_us >= t.measure_from_us && done_us < t.end_us {
-                    t.writes_done += per_write;
-                    t.write_hist
-                        .saturating_record(done_us.saturating_sub(sent_us).max(1));
+                writes.acked.push((n, per_write));
+                if done_us >= measure_from_us && done_us < end_us {
+                    writes.done += per_write;
+                    if let Some(hist) = &mut writes.hist {
+                        hist.saturating_record(done_us.saturating_sub(sent_us).max(1));
+                    }
                 }
             }
             Err(e) => {
-                t.write_errors += 1;
-                if t.first_error.is_none() {
-                    t.first_error = Some(format!("{e:#}"));
+                writes.errors += 1;
+                if writes.first_error.is_none() {
+                    writes.first_error = Some(format!("{e:#}"));
                 }
                 if sender.is_closed() {
                     break;

@@ -77,7 +77,8 @@ pub fn markdown(args: &Args, outcomes: &[Outcome], failures: &[(String, String)]
              first (pulsebase: WebSocket, PocketBase: SSE; {USERS} user accounts shared by the \
              subscribers, every event checked against the view rule `@user != null` per \
              subscriber); then {WRITERS} keep-alive HTTP connections write at the offered \
-             rate R, paced open-loop, for {} s warm-up + {} s measured. `fanout` writes single \
+             rate R, paced open-loop, on a thread of their own (the subscribers are read on \
+             another, so a write's answer does not wait behind the deliveries being tallied), for {} s warm-up + {} s measured. `fanout` writes single \
              records (`POST /api/collections/readings/records`, sync durability: the event \
              leaves after the fsync); `publish` posts messages to a custom topic with \
              `history: 0` (`POST /api/topics/bench/messages`). Latency is from the moment the \
