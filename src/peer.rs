@@ -3,6 +3,9 @@
 //! client for gone: a peer that stops reading must not hold its
 //! connection, and its place in the hub, forever.
 
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
@@ -28,4 +31,22 @@ pub async fn write_in_time(
                 "the client did not read in time",
             ))
         })
+}
+
+/// Writes what is left of `buf` (from `*written` on) to `out`, from a
+/// poll function: `written` keeps the place across `Pending`s.
+pub fn poll_write_rest(
+    out: &mut (impl AsyncWrite + Unpin),
+    cx: &mut Context<'_>,
+    buf: &[u8],
+    written: &mut usize,
+) -> Poll<io::Result<()>> {
+    while *written < buf.len() {
+        let n = ready!(Pin::new(&mut *out).poll_write(cx, &buf[*written..]))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        *written += n;
+    }
+    Poll::Ready(Ok(()))
 }

@@ -17,6 +17,8 @@ use axum::serve::Listener;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::peer::poll_write_rest;
+
 /// hyper's automatic heads are about 110 bytes; this is where one is
 /// looked for at the end of a write.
 const HEAD_WINDOW: usize = 256;
@@ -61,14 +63,12 @@ impl<T> JsonErrors<T> {
 
 impl<T: AsyncWrite + Unpin> JsonErrors<T> {
     fn drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.written < self.pending.len() {
-            let n =
-                ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.written..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.written += n;
-        }
+        ready!(poll_write_rest(
+            &mut self.inner,
+            cx,
+            &self.pending,
+            &mut self.written
+        ))?;
         self.pending.clear();
         self.written = 0;
         Poll::Ready(Ok(()))

@@ -17,6 +17,8 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::peer::poll_write_rest;
+
 /// Gathered bytes past which a write goes to the socket before the batch
 /// ends: large enough for a batch of small deliveries in one write, small
 /// enough to bound what a connection stuck on a full socket holds beside
@@ -48,14 +50,12 @@ impl<T> Coalescing<T> {
 impl<T: AsyncWrite + Unpin> Coalescing<T> {
     /// Writes out everything gathered, then frees the buffer.
     fn poll_write_gathered(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.written < self.gathered.len() {
-            let n =
-                ready!(Pin::new(&mut self.inner).poll_write(cx, &self.gathered[self.written..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.written += n;
-        }
+        ready!(poll_write_rest(
+            &mut self.inner,
+            cx,
+            &self.gathered,
+            &mut self.written
+        ))?;
         self.gathered = Vec::new();
         self.written = 0;
         Poll::Ready(Ok(()))
