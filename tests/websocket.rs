@@ -87,12 +87,19 @@ async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
 /// The raw answer to an upgrade request with this `Sec-WebSocket-Key`
 /// line (or none): its status and body.
 async fn upgrade_with(server: &TestServer, key_line: &str) -> (u16, String) {
+    let headers = format!(
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n{key_line}Sec-WebSocket-Version: 13\r\n"
+    );
+    let (status, _, body) = answer_to(server, &headers).await;
+    (status, body)
+}
+
+/// The raw answer to `GET /api/realtime` with these header lines: its
+/// status, head (lowercase) and body.
+async fn answer_to(server: &TestServer, header_lines: &str) -> (u16, String, String) {
     let host = server.base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(host).await.unwrap();
-    let request = format!(
-        "GET /api/realtime HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         {key_line}Sec-WebSocket-Version: 13\r\n\r\n"
-    );
+    let request = format!("GET /api/realtime HTTP/1.1\r\nHost: {host}\r\n{header_lines}\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut bytes = Vec::new();
     let mut buf = [0u8; 4096];
@@ -112,11 +119,79 @@ async fn upgrade_with(server: &TestServer, key_line: &str) -> (u16, String) {
                 .map_or(0, |n| n.trim().parse().unwrap());
             if n == 0 || text.len() >= end + 4 + length {
                 let status = text[9..12].parse().unwrap();
-                return (status, text[end + 4..end + 4 + length].to_owned());
+                let body = text[end + 4..end + 4 + length].to_owned();
+                return (status, head, body);
             }
         }
         assert!(n > 0, "the connection ended early: {text}");
     }
+}
+
+/// The server answers the opening handshake itself (RFC 6455 §4.2): a
+/// request that is not a WebSocket upgrade gets the API's 400 whatever it
+/// lacks, and a valid one is accepted with the RFC's key and the
+/// subprotocol, even when `Connection` lists other tokens too.
+#[tokio::test]
+async fn the_handshake_refuses_what_is_not_an_upgrade_and_accepts_token_lists() {
+    let server = TestServer::start();
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let refused = [
+        (
+            "no Upgrade",
+            format!("Connection: Upgrade\r\n{key}Sec-WebSocket-Version: 13\r\n"),
+        ),
+        (
+            "Upgrade: h2c",
+            format!("Upgrade: h2c\r\nConnection: Upgrade\r\n{key}Sec-WebSocket-Version: 13\r\n"),
+        ),
+        (
+            "Connection: close",
+            format!(
+                "Upgrade: websocket\r\nConnection: close\r\n{key}Sec-WebSocket-Version: 13\r\n"
+            ),
+        ),
+        (
+            "version 8",
+            format!(
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n{key}Sec-WebSocket-Version: 8\r\n"
+            ),
+        ),
+        (
+            "no version",
+            format!("Upgrade: websocket\r\nConnection: Upgrade\r\n{key}"),
+        ),
+        ("a plain GET", String::new()),
+    ];
+    for (what, headers) in refused {
+        let (status, _, body) = answer_to(&server, &headers).await;
+        assert_eq!(status, 400, "{what}: {body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"]["code"], "bad_request", "{what}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("WebSocket upgrade"), "{what}: {body}");
+    }
+
+    let headers = format!(
+        "Upgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n{key}Sec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: chat, pulsebase.v1\r\n"
+    );
+    let (status, head, _) = answer_to(&server, &headers).await;
+    assert_eq!(status, 101, "{head}");
+    // The head is lowercased: the RFC's accept value, s3pPLMBiTxaQ9kYGzzhZRbK+xOo=.
+    let has = |line: &str| head.lines().any(|l| l == line);
+    assert!(
+        has("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+    assert!(has("sec-websocket-protocol: pulsebase.v1"), "{head}");
+
+    let headers = format!("Upgrade: websocket\r\nConnection: Upgrade\r\n{key}Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: chat\r\n");
+    let (status, head, _) = answer_to(&server, &headers).await;
+    assert_eq!(status, 101, "{head}");
+    assert!(
+        !head.contains("sec-websocket-protocol"),
+        "a protocol the client did not offer: {head}"
+    );
 }
 
 #[tokio::test]
