@@ -43,10 +43,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
         if !is_upgrade {
             return Err(not_an_upgrade());
         }
-        let key = headers
-            .get(header::SEC_WEBSOCKET_KEY)
-            .cloned()
-            .ok_or_else(not_an_upgrade)?;
+        let key = one_valid_key(headers)?;
         let on_upgrade = parts
             .extensions
             .remove::<OnUpgrade>()
@@ -103,6 +100,26 @@ impl Upgrade {
             );
         }
         response
+    }
+}
+
+/// `Sec-WebSocket-Key` must be one base64 value of 16 bytes (RFC 6455
+/// §4.2.1).
+fn one_valid_key(headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    match (keys.next(), keys.next()) {
+        (Some(key), None)
+            if STANDARD
+                .decode(key.as_bytes())
+                .is_ok_and(|bytes| bytes.len() == 16) =>
+        {
+            Ok(key.clone())
+        }
+        _ => Err(ApiError::bad_request(
+            "Sec-WebSocket-Key must be one base64-encoded 16-byte value",
+        )),
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt as _};
 use serde::Deserialize;
@@ -112,7 +112,6 @@ pub async fn websocket(
         None => (Principal::Anonymous, None),
     };
     let upgrade = upgrade?;
-    check_key(&headers)?;
     let settings = state.live.get();
     let slot = state.realtime.connections.acquire(
         client_ip(&state, peer, &headers),
@@ -488,27 +487,6 @@ fn close_for(error: tungstenite::Error) -> Option<Close> {
         reason,
         last: None,
     })
-}
-
-/// `Sec-WebSocket-Key` must be one base64 value of 16 bytes (RFC 6455
-/// §4.2.1); axum only checks that the header is there.
-fn check_key(headers: &HeaderMap) -> ApiResult<()> {
-    use base64::engine::general_purpose::STANDARD;
-    use base64::Engine as _;
-    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
-    let valid = match (keys.next(), keys.next()) {
-        (Some(key), None) => STANDARD
-            .decode(key.as_bytes())
-            .is_ok_and(|bytes| bytes.len() == 16),
-        _ => false,
-    };
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "Sec-WebSocket-Key must be one base64-encoded 16-byte value",
-        ))
-    }
 }
 
 #[cfg(test)]
