@@ -450,11 +450,18 @@ async fn write<F: AsRef<Frame>>(
     // is part of every connection's task (a write is where an idle
     // connection waits most, after `select!`).
     let mut frames = frames.into_iter();
-    let mut work = std::pin::pin!(std::future::poll_fn(move |cx| loop {
-        ready!(socket.poll_ready_unpin(cx))?;
-        match frames.next() {
-            Some(frame) => socket.start_send_unpin(Message::Text(frame.as_ref().text.clone()))?,
-            None => return socket.poll_flush_unpin(cx),
+    let mut work = std::pin::pin!(std::future::poll_fn(move |cx| {
+        // A frame tungstenite could not hand over whole (a pong, say) goes
+        // first; the deliveries are framed beside it, not through it (see
+        // `socket`).
+        ready!(socket.poll_ready_unpin(cx)).map_err(std::io::Error::other)?;
+        let stream = socket.get_mut();
+        loop {
+            ready!(stream.poll_room(cx))?;
+            match frames.next() {
+                Some(frame) => stream.gather_text(frame.as_ref().text.as_bytes()),
+                None => return tokio::io::AsyncWrite::poll_flush(std::pin::Pin::new(stream), cx),
+            }
         }
     }));
     // Almost every write fits the socket buffer and finishes at the first
