@@ -11,7 +11,8 @@
 //! connections counts 1,000 times but exists once.
 //!
 //! An idle outbox allocates nothing: a `VecDeque` allocates on its first
-//! push, and a queue that drained after a burst gives its buffer back. The
+//! push, and a queue that drained after a burst gives its buffer back when
+//! its task next waits. The
 //! receiving task waits through a stored `Waker`, so `recv` keeps no state
 //! between polls and is cancel-safe in `select!`.
 //!
@@ -27,8 +28,9 @@ use std::task::{Context, Poll, Waker};
 
 use super::{Close, Frame};
 
-/// A drained queue whose buffer grew past this many slots frees it, so a
-/// connection idle after a burst costs what an idle one always did.
+/// A queue whose buffer grew past this many slots frees it once its task
+/// waits on it empty, so a connection idle after a burst costs what an
+/// idle one always did.
 const KEEP_SLOTS: usize = 64;
 
 /// The bytes queued in all outboxes together.
@@ -229,6 +231,12 @@ impl Receiver {
         if queue.hub_gone {
             return Poll::Ready(None);
         }
+        // Freed here, when the connection goes idle, rather than whenever a
+        // busy one empties its queue: there the hub would grow it again
+        // from nothing for the next batch.
+        if queue.frames.capacity() > KEEP_SLOTS {
+            queue.frames = VecDeque::new();
+        }
         wake_later(&mut queue.waker, cx);
         Poll::Pending
     }
@@ -237,6 +245,21 @@ impl Receiver {
     pub fn try_recv(&mut self) -> Option<Arc<Frame>> {
         let mut queue = self.shared.lock();
         self.pop(&mut queue)
+    }
+
+    /// Moves waiting frames into `into` until it holds `max`, under one
+    /// lock.
+    pub fn take_into(&mut self, into: &mut Vec<Arc<Frame>>, max: usize) {
+        let mut queue = self.shared.lock();
+        let n = max.saturating_sub(into.len()).min(queue.frames.len());
+        into.reserve(n);
+        let mut len = 0;
+        for frame in queue.frames.drain(..n) {
+            len += frame.text.len();
+            into.push(frame);
+        }
+        queue.bytes -= len;
+        self.shared.budget.release(len);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -256,9 +279,6 @@ impl Receiver {
         let len = frame.text.len();
         queue.bytes -= len;
         self.shared.budget.release(len);
-        if queue.frames.is_empty() && queue.frames.capacity() > KEEP_SLOTS {
-            queue.frames = VecDeque::new();
-        }
         Some(frame)
     }
 }
@@ -414,6 +434,44 @@ mod tests {
             None,
             "the hub let go without a reason"
         );
+    }
+
+    #[test]
+    fn take_into_moves_up_to_max_and_returns_their_bytes() {
+        let budget = Arc::new(Budget::default());
+        let (tx, mut rx) = channel(&budget);
+        let any = limits(usize::MAX, None);
+        for len in 1..=5 {
+            tx.offer(frame(len), &any);
+        }
+        let mut taken = vec![rx.try_recv().expect("a frame")];
+        rx.take_into(&mut taken, 3);
+        let lens: Vec<usize> = taken.iter().map(|f| f.text.len()).collect();
+        assert_eq!(lens, [1, 2, 3]);
+        assert_eq!(tx.queued(), (9, 2));
+        assert_eq!(budget.queued(), 9);
+        rx.take_into(&mut taken, 100);
+        assert_eq!(taken.len(), 5);
+        assert_eq!((tx.queued(), budget.queued()), ((0, 0), 0));
+    }
+
+    #[tokio::test]
+    async fn a_queue_drained_after_a_burst_is_freed_once_its_task_waits() {
+        let budget = Arc::new(Budget::default());
+        let (tx, mut rx) = channel(&budget);
+        let any = limits(usize::MAX, None);
+        for _ in 0..1000 {
+            tx.offer(frame(1), &any);
+        }
+        let mut taken = Vec::new();
+        rx.take_into(&mut taken, usize::MAX);
+        assert!(
+            rx.shared.lock().frames.capacity() >= 1000,
+            "a busy queue keeps its buffer between batches"
+        );
+        let waiting = std::future::poll_fn(|cx| Poll::Ready(rx.poll_recv(cx).is_pending()));
+        assert!(waiting.await);
+        assert_eq!(rx.shared.lock().frames.capacity(), 0);
     }
 
     #[test]

@@ -31,7 +31,10 @@ use crate::peer::poll_write_rest;
 /// ends: large enough for a batch of small deliveries in one write, small
 /// enough to bound what a connection stuck on a full socket holds beside
 /// its outbox (the outbox's byte budget does not see it).
-pub const WRITE_AT: usize = 32 * 1024;
+pub const WRITE_AT: usize = 64 * 1024;
+
+/// What a batch's buffer starts at.
+const FIRST_BUFFER: usize = 16 * 1024;
 
 pub struct Coalescing<T> {
     inner: T,
@@ -70,7 +73,11 @@ impl<T: AsyncWrite + Unpin> Coalescing<T> {
     pub fn gather_text(&mut self, payload: &[u8]) {
         const FIN_TEXT: u8 = 0x81;
         let len = payload.len();
-        self.gathered.reserve(len + 10);
+        if self.gathered.capacity() == 0 {
+            // Most batches fit; a long one doubles it a few times rather
+            // than growing from a frame's size.
+            self.gathered.reserve(FIRST_BUFFER.max(len + 10));
+        }
         match len {
             0..=125 => self.gathered.extend_from_slice(&[FIN_TEXT, len as u8]),
             126..=0xFFFF => {

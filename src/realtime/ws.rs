@@ -7,7 +7,6 @@
 use std::collections::VecDeque;
 use std::future::Future as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::task::{ready, Poll};
 use std::time::Duration;
 
@@ -44,7 +43,7 @@ const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Frames written before one flush (one socket write, see
 /// [`super::socket`]).
-const WRITE_BATCH: usize = 128;
+const WRITE_BATCH: usize = 256;
 /// A batch at least this big means the connection is busy: the next one
 /// waits for the hub a little (two yields) to grow.
 const BUSY_BATCH: usize = 8;
@@ -230,7 +229,7 @@ async fn serve(
             frame = outbox.recv(), if !session.replaying() => {
                 let Some(first) = frame else { break };
                 let mut frames = vec![first];
-                take_more(&mut outbox, &mut frames);
+                outbox.take_into(&mut frames, WRITE_BATCH);
                 // Under load (the last batch was big), let the hub add to
                 // this one before writing: each write is a `sendto` and a
                 // wake-up of the reader, so fewer, larger writes are what
@@ -243,7 +242,7 @@ async fn serve(
                         break;
                     }
                     tokio::task::yield_now().await;
-                    take_more(&mut outbox, &mut frames);
+                    outbox.take_into(&mut frames, WRITE_BATCH);
                 }
                 busy = frames.len() >= BUSY_BATCH;
                 // A peer that stops reading blocks the write; the hub then
@@ -340,15 +339,6 @@ async fn serve(
     state.realtime.disconnect(conn);
     if let Some(close) = close {
         Box::pin(close_with(socket, close)).await;
-    }
-}
-
-fn take_more(outbox: &mut crate::fanout::outbox::Receiver, frames: &mut Vec<Arc<Frame>>) {
-    while frames.len() < WRITE_BATCH {
-        match outbox.try_recv() {
-            Some(frame) => frames.push(frame),
-            None => break,
-        }
     }
 }
 
