@@ -30,7 +30,7 @@ use super::backlog::{self, Backlog};
 use super::outbox::{self, Limits};
 use super::presence::{Rooms, Snapshot, Who};
 use super::render::{self, ChangeView, Rendered};
-use super::{Close, ConnHandle, ConnId, Frame, FrameKind, Subscription, Transport};
+use super::{Close, ConnHandle, ConnId, ConnMap, Frame, FrameKind, Subscription, Transport};
 use crate::auth::Principal;
 use crate::clock;
 use crate::config::Live;
@@ -89,10 +89,10 @@ struct Hub {
     /// Boxed: a hash table keeps up to half its slots empty as it grows,
     /// each as large as its value; with the whole `Conn` in every slot the
     /// table cost about 500 bytes per connection, with a pointer 16.
-    conns: HashMap<ConnId, Box<Conn>>,
+    conns: ConnMap<Box<Conn>>,
     /// topic → connection → its subscription to that topic.
-    topics: HashMap<String, HashMap<ConnId, Subscription>>,
-    by_principal: HashMap<String, HashMap<ConnId, ()>>,
+    topics: HashMap<String, ConnMap<Subscription>>,
+    by_principal: HashMap<String, ConnMap<()>>,
     delivered: u64,
     slow_closes: u64,
     /// Open buckets of each `aggregate` subscription, by connection and
@@ -132,7 +132,7 @@ pub fn spawn(
         next: first_seq,
         watermark: first_seq.saturating_sub(1),
         pending: BTreeMap::new(),
-        conns: HashMap::new(),
+        conns: ConnMap::default(),
         topics: HashMap::new(),
         by_principal: HashMap::new(),
         delivered: 0,

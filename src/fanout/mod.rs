@@ -46,6 +46,8 @@ pub mod replay;
 pub mod target;
 pub mod watcher;
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
@@ -66,6 +68,32 @@ use crate::visibility::Reach;
 use backlog::Backlog;
 
 pub type ConnId = u64;
+
+/// A map keyed by connection id. The ids are the server's own counter, so
+/// SipHash's defence against chosen keys buys nothing, and the hub looks
+/// up two such maps for every delivery.
+pub type ConnMap<V> = HashMap<ConnId, V, BuildHasherDefault<ConnIdHasher>>;
+
+/// Fibonacci hashing: one multiply spreads consecutive ids over the high
+/// bits the table's probing reads as well as over the low ones.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConnIdHasher(u64);
+
+impl Hasher for ConnIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// One serialized server message, shared by every recipient.
 #[derive(Clone, Debug)]
@@ -497,5 +525,25 @@ impl Realtime {
                 tracing::error!("the realtime hub thread panicked");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::hash::BuildHasher as _;
+
+    #[test]
+    fn consecutive_connection_ids_spread_over_high_and_low_bits() {
+        // The table picks a slot from the low bits and filters a probe by
+        // the top seven; an identity hash would give every small id the
+        // same top bits.
+        let hasher = BuildHasherDefault::<ConnIdHasher>::default();
+        let hashes: Vec<u64> = (1..=1024u64).map(|id| hasher.hash_one(id)).collect();
+        let top: HashSet<u64> = hashes.iter().map(|h| h >> 57).collect();
+        let low: HashSet<u64> = hashes.iter().map(|h| h & 1023).collect();
+        assert_eq!(top.len(), 128, "top seven bits");
+        assert!(low.len() > 1000, "low ten bits: {}", low.len());
     }
 }

@@ -318,7 +318,7 @@ impl Hub {
 }
 
 /// Removes `id` from the set under `key`, and the set once empty.
-pub(super) fn remove_from<V>(map: &mut HashMap<String, HashMap<ConnId, V>>, key: &str, id: ConnId) {
+pub(super) fn remove_from<V>(map: &mut HashMap<String, ConnMap<V>>, key: &str, id: ConnId) {
     if let Some(set) = map.get_mut(key) {
         set.remove(&id);
         if set.is_empty() {

@@ -25,7 +25,7 @@ pub(super) struct Routes {
 }
 
 impl Routes {
-    fn of(subscribers: &HashMap<ConnId, Subscription>, series_field: &str) -> Routes {
+    fn of(subscribers: &ConnMap<Subscription>, series_field: &str) -> Routes {
         let mut routes = Routes::default();
         for (conn, subscription) in subscribers {
             if subscription.aggregate.is_some() {
