@@ -18,6 +18,7 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .on_thread_start(pulsebase::priority::favour_current_thread)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

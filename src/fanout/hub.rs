@@ -150,6 +150,7 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("pulsebase-hub".into())
         .spawn(move || {
+            crate::priority::favour_current_thread();
             // Whether the last inputs held a message published without
             // the writer: more may follow one by one (see `awaited`).
             let mut unstored = false;

@@ -29,6 +29,7 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("pulsebase-watcher".into())
         .spawn(move || {
+            crate::priority::favour_current_thread();
             for event in subscriber {
                 // Removals are the change log being trimmed: nothing to send.
                 let sled::Event::Insert { key, value } = event else {

@@ -213,12 +213,15 @@ impl SyncHelpers {
             let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("pulsebase-fsync-{n}"))
-                .spawn(move || loop {
-                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    let Ok((file, sync, done)) = next else {
-                        return;
-                    };
-                    let _ = done.send(sync.run(&file));
+                .spawn(move || {
+                    crate::priority::favour_current_thread();
+                    loop {
+                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok((file, sync, done)) = next else {
+                            return;
+                        };
+                        let _ = done.send(sync.run(&file));
+                    }
                 })?;
         }
         Ok(SyncHelpers {

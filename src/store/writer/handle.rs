@@ -108,7 +108,10 @@ impl Writer {
         };
         let flusher = std::thread::Builder::new()
             .name("pulsebase-flusher".into())
-            .spawn(move || flusher.run(flush_rx))
+            .spawn(move || {
+                crate::priority::favour_current_thread();
+                flusher.run(flush_rx)
+            })
             .map_err(|e| StoreError::Corrupt(format!("cannot start flusher: {e}")))?;
         let chores = Chores::pending(&store, chunk);
         let state = WriterState {
@@ -130,7 +133,10 @@ impl Writer {
         let wait_for_flush = durability == Durability::Sync;
         let writer = std::thread::Builder::new()
             .name("pulsebase-writer".into())
-            .spawn(move || state.run(rx, flush_tx, committed_tx, wait_for_flush))
+            .spawn(move || {
+                crate::priority::favour_current_thread();
+                state.run(rx, flush_tx, committed_tx, wait_for_flush)
+            })
             .map_err(|e| StoreError::Corrupt(format!("cannot start writer: {e}")))?;
         Ok(Writer {
             tx,
