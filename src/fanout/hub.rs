@@ -510,11 +510,22 @@ impl Hub {
         let Some(topic) = self.store.topics().get(&message.topic) else {
             return;
         };
-        let data: Map<String, Value> = serde_json::from_slice(&message.data).unwrap_or_default();
+        // The data is parsed only for rules that read it: at a high
+        // message rate, parsing every message cost more than delivering it.
+        let subscribe_reads_data = !topic.subscribe.fields().is_empty();
+        let mut data: Option<Map<String, Value>> = None;
+        let nothing = Map::new();
         let now = clock::now_rfc3339();
         let mut frame = None;
         self.fan_out(&message.topic, |conn, subscription| {
-            render::message_reaches(&topic, &data, subscription, &conn.viewer, &now).then(|| {
+            let data = if subscribe_reads_data || subscription.filter.is_some() {
+                &*data.get_or_insert_with(|| {
+                    serde_json::from_slice(&message.data).unwrap_or_default()
+                })
+            } else {
+                &nothing
+            };
+            render::message_reaches(&topic, data, subscription, &conn.viewer, &now).then(|| {
                 frame
                     .get_or_insert_with(|| Arc::new(render::render_message(message)))
                     .clone()

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tungstenite::Utf8Bytes;
 
@@ -293,14 +294,14 @@ pub fn message_reaches(
 }
 
 pub fn render_message(message: &Message) -> Frame {
-    let data: Value = serde_json::from_slice(&message.data).unwrap_or(Value::Null);
+    let data: &RawValue = serde_json::from_slice(&message.data).unwrap_or(RawValue::NULL);
     let ts = clock::format_ms(message.ts_ms);
     let text = ServerMessage::Message(protocol::server::Message {
         topic: &message.topic,
         seq: message.seq,
         ts: &ts,
         from: message.from.as_deref(),
-        data: MessageData::Published(&data),
+        data: MessageData::Published(data),
     });
     Frame {
         seq: message.seq,

@@ -7,6 +7,7 @@
 use std::fmt;
 
 use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -265,8 +266,9 @@ pub struct Message<'a> {
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum MessageData<'a> {
-    /// What was published.
-    Published(&'a Value),
+    /// What was published, as it was stored (valid JSON, written out as
+    /// is rather than parsed and printed again for every message).
+    Published(&'a RawValue),
     Connection(ConnectionNotice<'a>),
 }
 

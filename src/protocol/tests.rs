@@ -493,7 +493,8 @@ fn events_that_are_not_the_change_itself_say_why() {
 
 #[test]
 fn messages_serialize_as_documented() {
-    let data = json!({"text": "hi"});
+    let data = serde_json::value::RawValue::from_string(r#"{"text": "hi"}"#.to_owned())
+        .expect("valid JSON");
     let message = ServerMessage::Message(Message {
         topic: "chat-1",
         seq: 12,

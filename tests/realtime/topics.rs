@@ -101,3 +101,35 @@ async fn custom_topics_publish_subscribe_history_and_deletion() {
         json!({"type": "unsubscribed", "topic": "chat", "reason": "topic_deleted"})
     );
 }
+
+#[tokio::test]
+async fn a_topics_subscribe_rule_that_reads_the_message_is_judged_on_each_one() {
+    let (server, _admin, ann, bob) = notes_server().await;
+    let (status, topic) = send(
+        client()
+            .post(server.url("/api/topics"))
+            .bearer_auth(&ann)
+            .json(&json!({"name": "alerts", "publish": "true", "subscribe": "level != 'secret'"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{topic}");
+    let mut bob_ws = Ws::connect(&server, Some(&bob)).await;
+    let reply = bob_ws
+        .request(json!({"action": "subscribe", "topic": "alerts"}))
+        .await;
+    assert_eq!(reply["type"], "ok", "{reply}");
+    let mut ann_ws = Ws::connect(&server, Some(&ann)).await;
+    for (n, level) in ["secret", "info", "secret", "warning"].iter().enumerate() {
+        let reply = ann_ws
+            .request(
+                json!({"action": "publish", "topic": "alerts", "data": {"n": n, "level": level}}),
+            )
+            .await;
+        assert_eq!(reply["type"], "ok", "{reply}");
+    }
+    for expected in [1, 3] {
+        let message = bob_ws.next().await;
+        assert_eq!(message["type"], "message", "{message}");
+        assert_eq!(message["data"]["n"], expected, "{message}");
+    }
+}
