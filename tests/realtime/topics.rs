@@ -2,25 +2,28 @@
 
 use super::*;
 
+async fn create_topic(server: &TestServer, token: &str, body: Value) -> (u16, Value) {
+    send(
+        client()
+            .post(server.url("/api/topics"))
+            .bearer_auth(token)
+            .json(&body),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn custom_topics_publish_subscribe_history_and_deletion() {
     let (server, admin, ann, bob) = notes_server().await;
-    let (status, topic) = send(
-        client()
-            .post(server.url("/api/topics"))
-            .bearer_auth(&ann)
-            .json(&json!({"name": "chat", "history": 2, "publish": "@user != null", "subscribe": "@user != null"})),
+    let (status, topic) = create_topic(
+        &server,
+        &ann,
+        json!({"name": "chat", "history": 2, "publish": "@user != null", "subscribe": "@user != null"}),
     )
     .await;
     assert_eq!(status, 201, "{topic}");
     assert!(topic["owner"].is_string());
-    let (status, body) = send(
-        client()
-            .post(server.url("/api/topics"))
-            .bearer_auth(&ann)
-            .json(&json!({"name": "notes"})),
-    )
-    .await;
+    let (status, body) = create_topic(&server, &ann, json!({"name": "notes"})).await;
     assert_eq!((status, error_code(&body)), (409, "conflict"));
 
     let mut bob_ws = Ws::connect(&server, Some(&bob)).await;
@@ -105,11 +108,10 @@ async fn custom_topics_publish_subscribe_history_and_deletion() {
 #[tokio::test]
 async fn a_topics_subscribe_rule_that_reads_the_message_is_judged_on_each_one() {
     let (server, _admin, ann, bob) = notes_server().await;
-    let (status, topic) = send(
-        client()
-            .post(server.url("/api/topics"))
-            .bearer_auth(&ann)
-            .json(&json!({"name": "alerts", "publish": "true", "subscribe": "level != 'secret'"})),
+    let (status, topic) = create_topic(
+        &server,
+        &ann,
+        json!({"name": "alerts", "publish": "true", "subscribe": "level != 'secret'"}),
     )
     .await;
     assert_eq!(status, 201, "{topic}");
