@@ -562,6 +562,52 @@ async fn publishes_streamed_over_one_websocket_share_fsyncs() {
     );
 }
 
+/// Replies to publishes streamed over one WebSocket go out together once
+/// the stream pauses: written one by one, each was a socket write of its
+/// own, and that cost a publishing client a third of its rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_to_streamed_publishes_share_socket_writes() {
+    let (mut server, admin) = sync_server_with_topic("ticks", 0).await;
+    let mut ws = common::live::Ws::connect(&server, Some(&admin)).await;
+    let first = ws
+        .request(json!({"action": "publish", "topic": "ticks", "data": {"n": 0}}))
+        .await;
+    assert_eq!(first["type"], "ok", "{first}");
+    let Some(strace) = trace_from_now(&server).await else {
+        return;
+    };
+    for n in 1..=50 {
+        let publish = json!({"id": n, "action": "publish", "topic": "ticks", "data": {"n": n}});
+        ws.stream
+            .feed(Message::text(publish.to_string()))
+            .await
+            .expect("queued");
+    }
+    ws.stream.flush().await.expect("sent");
+    for n in 1..=50 {
+        let reply = ws.next().await;
+        assert_eq!(reply["type"], "ok", "{reply}");
+        assert_eq!(reply["id"], n, "replies in the order sent: {reply}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::task::block_in_place(|| server.kill());
+    let lines = tokio::task::block_in_place(|| strace.finish());
+    let sends = lines
+        .iter()
+        .filter(|l| {
+            l.enters && matches!(l.call.as_str(), "sendto" | "sendmsg" | "write" | "writev")
+        })
+        .filter(|l| l.text.contains("TCP") || l.text.contains("socket:"))
+        .count();
+    println!("{sends} socket writes for 50 replies");
+    // One per reply would be 50; how many frames one read of the server
+    // takes varies under strace, so allow a few reads' worth.
+    assert!(
+        (1..=20).contains(&sends),
+        "{sends} socket writes for 50 replies to publishes sent at once"
+    );
+}
+
 /// A server in sync mode with the custom topic `name` (keeping `history`
 /// messages), and an admin token.
 async fn sync_server_with_topic(name: &str, history: u64) -> (TestServer, String) {

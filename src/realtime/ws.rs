@@ -14,7 +14,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
-use futures_util::{SinkExt, StreamExt as _};
+use futures_util::{FutureExt as _, SinkExt, StreamExt as _};
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt as _;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -252,11 +252,6 @@ async fn serve(
                     reason = &mut close_requested => close = Some(reason),
                 }
             }
-            frames = next_reply(&mut pending) => {
-                if !write(socket, frames).await {
-                    break;
-                }
-            }
             incoming = socket.next(), if pending.len() < MAX_PENDING => {
                 last_heard = Instant::now();
                 match incoming {
@@ -323,6 +318,14 @@ async fn serve(
                         }
                     }
                     Some(Ok(_)) => {}
+                }
+            }
+            // After reading: a client streaming requests has the replies
+            // that are ready by the time it pauses (or `MAX_PENDING` is
+            // reached) written together, rather than one write per reply.
+            frames = next_replies(&mut pending) => {
+                if !write(socket, frames).await {
+                    break;
                 }
             }
             _ = ticker.tick() => {
@@ -398,14 +401,23 @@ async fn start_text(session: &mut Session, text: &str) -> Started {
     }
 }
 
-/// The reply at the head of `pending`, once it is ready; never, if there
-/// is none. Cancel-safe: the reply stays queued until it is returned.
-async fn next_reply(pending: &mut VecDeque<PendingReply>) -> Vec<Frame> {
+/// The reply at the head of `pending` once it is ready, with the ready
+/// ones after it; never, if there is none. Cancel-safe: replies stay
+/// queued until they are returned.
+async fn next_replies(pending: &mut VecDeque<PendingReply>) -> Vec<Frame> {
     let Some(reply) = pending.front_mut() else {
         return std::future::pending().await;
     };
-    let frames = reply.await;
+    let mut frames = reply.await;
     pending.pop_front();
+    // The replies after it that are ready already go in the same write.
+    while let Some(reply) = pending.front_mut() {
+        let Some(more) = reply.now_or_never() else {
+            break;
+        };
+        frames.extend(more);
+        pending.pop_front();
+    }
     frames
 }
 
