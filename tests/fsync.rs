@@ -513,34 +513,9 @@ async fn sync_mode_publishes_without_history_cost_no_fdatasync() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_streamed_over_one_websocket_share_fsyncs() {
     let (mut server, admin) = sync_server_with_topic("log", 1000).await;
-    let mut ws = common::live::Ws::connect(&server, Some(&admin)).await;
-    let first = ws
-        .request(json!({"action": "publish", "topic": "log", "data": {"n": 0}}))
-        .await;
-    assert_eq!(first["type"], "ok", "{first}");
-    let Some(strace) = trace_from_now(&server).await else {
+    let Some(strace) = publish_fifty_at_once(&server, &admin, "log").await else {
         return;
     };
-    // In one socket write, so that "at once" does not depend on how the
-    // client's sends and the server's reads interleave on a busy machine
-    // (sent one flush each, a CI run once saw 34 syncs).
-    for n in 1..=50 {
-        let publish = json!({"id": n, "action": "publish", "topic": "log", "data": {"n": n}});
-        ws.stream
-            .feed(Message::text(publish.to_string()))
-            .await
-            .expect("queued");
-    }
-    ws.stream.flush().await.expect("sent");
-    let mut last_seq = first["seq"].as_u64().expect("a seq");
-    for n in 1..=50 {
-        let reply = ws.next().await;
-        assert_eq!(reply["type"], "ok", "{reply}");
-        assert_eq!(reply["id"], n, "replies in the order sent: {reply}");
-        let seq = reply["seq"].as_u64().expect("a seq");
-        assert!(seq > last_seq, "seqs in the order sent: {reply}");
-        last_seq = seq;
-    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     tokio::task::block_in_place(|| server.kill());
     let lines = tokio::task::block_in_place(|| strace.finish());
@@ -568,27 +543,9 @@ async fn publishes_streamed_over_one_websocket_share_fsyncs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_to_streamed_publishes_share_socket_writes() {
     let (mut server, admin) = sync_server_with_topic("ticks", 0).await;
-    let mut ws = common::live::Ws::connect(&server, Some(&admin)).await;
-    let first = ws
-        .request(json!({"action": "publish", "topic": "ticks", "data": {"n": 0}}))
-        .await;
-    assert_eq!(first["type"], "ok", "{first}");
-    let Some(strace) = trace_from_now(&server).await else {
+    let Some(strace) = publish_fifty_at_once(&server, &admin, "ticks").await else {
         return;
     };
-    for n in 1..=50 {
-        let publish = json!({"id": n, "action": "publish", "topic": "ticks", "data": {"n": n}});
-        ws.stream
-            .feed(Message::text(publish.to_string()))
-            .await
-            .expect("queued");
-    }
-    ws.stream.flush().await.expect("sent");
-    for n in 1..=50 {
-        let reply = ws.next().await;
-        assert_eq!(reply["type"], "ok", "{reply}");
-        assert_eq!(reply["id"], n, "replies in the order sent: {reply}");
-    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     tokio::task::block_in_place(|| server.kill());
     let lines = tokio::task::block_in_place(|| strace.finish());
@@ -606,6 +563,39 @@ async fn replies_to_streamed_publishes_share_socket_writes() {
         (1..=20).contains(&sends),
         "{sends} socket writes for 50 replies to publishes sent at once"
     );
+}
+
+/// Publishes one message to `topic` over a WebSocket, starts tracing the
+/// server, then sends fifty more in one socket write (so that "at once"
+/// does not depend on how the client's sends and the server's reads
+/// interleave on a busy machine: sent one flush each, a CI run once saw 34
+/// syncs) and checks their replies and seqs come in the order sent.
+/// `None` where strace cannot trace.
+async fn publish_fifty_at_once(server: &TestServer, token: &str, topic: &str) -> Option<Strace> {
+    let mut ws = common::live::Ws::connect(server, Some(token)).await;
+    let first = ws
+        .request(json!({"action": "publish", "topic": topic, "data": {"n": 0}}))
+        .await;
+    assert_eq!(first["type"], "ok", "{first}");
+    let strace = trace_from_now(server).await?;
+    for n in 1..=50 {
+        let publish = json!({"id": n, "action": "publish", "topic": topic, "data": {"n": n}});
+        ws.stream
+            .feed(Message::text(publish.to_string()))
+            .await
+            .expect("queued");
+    }
+    ws.stream.flush().await.expect("sent");
+    let mut last_seq = first["seq"].as_u64().expect("a seq");
+    for n in 1..=50 {
+        let reply = ws.next().await;
+        assert_eq!(reply["type"], "ok", "{reply}");
+        assert_eq!(reply["id"], n, "replies in the order sent: {reply}");
+        let seq = reply["seq"].as_u64().expect("a seq");
+        assert!(seq > last_seq, "seqs in the order sent: {reply}");
+        last_seq = seq;
+    }
+    Some(strace)
 }
 
 /// A server in sync mode with the custom topic `name` (keeping `history`
