@@ -97,6 +97,42 @@ async fn an_append_is_one_block_and_one_change_covering_its_seqs() {
 }
 
 #[tokio::test]
+async fn a_large_write_group_is_split_into_even_blocks_each_with_its_change() {
+    let (_dir, store, writer, collection) = series_store().await;
+    let n = 2 * super::series::BLOCK_READINGS as i64 + 100;
+    let (first, last, _) = append(&writer, &collection, 0..n, None).await;
+    let blocks: Vec<_> = store
+        .series_blocks(collection.id)
+        .map(Result::unwrap)
+        .collect();
+    let counts: Vec<u64> = blocks.iter().map(|b| b.summary.count).collect();
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert!(
+        counts.iter().all(|&c| c.abs_diff(n as u64 / 3) <= 1),
+        "{counts:?}"
+    );
+    let mut next = first;
+    for (block, count) in blocks.iter().zip(&counts) {
+        assert_eq!(block.first_seq, next);
+        let change = store.change_at(next).unwrap().unwrap();
+        assert_eq!(
+            (change.kind, change.through),
+            (ChangeKind::Append, next + count - 1)
+        );
+        next += count;
+    }
+    assert_eq!(next, last + 1);
+    let all = store.readings_between(collection.id, first, last).unwrap();
+    assert!(all.iter().map(|r| r.time).eq(0..n));
+    let second = blocks[1].first_seq;
+    for seq in [second - 1, second] {
+        let time = store.reading(collection.id, seq).unwrap().unwrap().time;
+        assert_eq!(time, (seq - first) as i64);
+    }
+    writer.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_repeated_idempotency_key_writes_nothing_and_answers_the_same_seqs() {
     let (_dir, store, writer, collection) = series_store().await;
     let once = append(&writer, &collection, 0..5, Some("k")).await;
