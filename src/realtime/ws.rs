@@ -23,6 +23,7 @@ use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::{Message, Utf8Bytes};
 
 use super::session::{self, PendingReply, Session, Started};
+use super::socket;
 use super::upgrade::{Upgrade, WebSocket};
 use crate::auth::{Auth, Checked, Principal};
 use crate::clock;
@@ -451,13 +452,19 @@ async fn write<F: AsRef<Frame>>(
     // between polls this keeps only the iterator, and this future's state
     // is part of every connection's task (a write is where an idle
     // connection waits most, after `select!`).
-    let mut frames = frames.into_iter();
+    let mut frames = frames.into_iter().peekable();
     let mut work = std::pin::pin!(std::future::poll_fn(move |cx| {
         // A frame tungstenite could not hand over whole (a pong, say) goes
         // first; the deliveries are framed beside it, not through it (see
         // `socket`).
         ready!(socket.poll_ready_unpin(cx)).map_err(std::io::Error::other)?;
         let stream = socket.get_mut();
+        // The frames of a batch are mostly alike (one message to many, or
+        // many of one kind), so the first one's size foretells the rest.
+        if let Some(first) = frames.peek() {
+            let each = first.as_ref().text.len() + socket::MAX_HEADER;
+            stream.expect(each.saturating_mul(frames.size_hint().0));
+        }
         loop {
             ready!(stream.poll_room(cx))?;
             match frames.next() {
