@@ -8,6 +8,7 @@ pub mod mqtt;
 pub mod mqtt_session;
 pub mod node;
 pub mod smtp;
+pub mod strace;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
