@@ -452,23 +452,25 @@ async fn write<F: AsRef<Frame>>(
     // between polls this keeps only the iterator, and this future's state
     // is part of every connection's task (a write is where an idle
     // connection waits most, after `select!`).
-    let mut frames = frames.into_iter().peekable();
+    let mut frames = frames.into_iter();
     let mut work = std::pin::pin!(std::future::poll_fn(move |cx| {
         // A frame tungstenite could not hand over whole (a pong, say) goes
         // first; the deliveries are framed beside it, not through it (see
         // `socket`).
         ready!(socket.poll_ready_unpin(cx)).map_err(std::io::Error::other)?;
         let stream = socket.get_mut();
-        // The frames of a batch are mostly alike (one message to many, or
-        // many of one kind), so the first one's size foretells the rest.
-        if let Some(first) = frames.peek() {
-            let each = first.as_ref().text.len() + socket::MAX_HEADER;
-            stream.expect(each.saturating_mul(frames.size_hint().0));
-        }
         loop {
             ready!(stream.poll_room(cx))?;
             match frames.next() {
-                Some(frame) => stream.gather_text(frame.as_ref().text.as_bytes()),
+                Some(frame) => {
+                    // The frames of a batch are mostly alike (one message
+                    // to many, or many of one kind), so the first one
+                    // gathered into an empty buffer foretells the rest.
+                    let text = frame.as_ref().text.as_bytes();
+                    let left = frames.size_hint().0 + 1;
+                    stream.expect((text.len() + socket::MAX_HEADER).saturating_mul(left));
+                    stream.gather_text(text);
+                }
                 None => return tokio::io::AsyncWrite::poll_flush(std::pin::Pin::new(stream), cx),
             }
         }
