@@ -20,7 +20,7 @@ use super::{ConnId, Realtime, Subscription};
 use crate::clock;
 use crate::model::Collection;
 use crate::series::{self, LiveBuckets};
-use crate::store::change::{Change, ChangeKind};
+use crate::store::change::Change;
 use crate::store::{Store, StoreError};
 use crate::visibility::Viewer;
 
@@ -100,18 +100,13 @@ pub fn seed(
         Some(since) => resumed_from(store, &buckets, since, open_from)?,
     };
     // Readings are judged as one `create` each, as the hub expands a block.
-    let block = Change {
-        seq: 0,
-        kind: ChangeKind::Append,
-        collection_id: collection.id,
-        collection: collection.def.name.clone(),
-        record_id: String::new(),
-        after: None,
-        before: None,
-        ts_ms: now_ms,
-        actor: None,
-        through: 0,
-    };
+    let block = Change::append(
+        collection.id,
+        collection.def.name.clone(),
+        (0, 0),
+        now_ms,
+        None,
+    );
     for info in store.series_spans_between(collection.id, from, i64::MAX)? {
         if info.first_seq > upto {
             continue;

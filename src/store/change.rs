@@ -107,6 +107,29 @@ struct ChangeV1 {
 }
 
 impl Change {
+    /// The entry of a series block: readings `first..=through` appended to
+    /// a collection (the hub and replay expand it into one event each).
+    pub fn append(
+        collection_id: u32,
+        collection: String,
+        (first, through): (u64, u64),
+        ts_ms: i64,
+        actor: Option<String>,
+    ) -> Change {
+        Change {
+            seq: first,
+            kind: ChangeKind::Append,
+            collection_id,
+            collection,
+            record_id: String::new(),
+            after: None,
+            before: None,
+            ts_ms,
+            actor,
+            through,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         codec::encode_as(FORMAT, self)
     }

@@ -175,22 +175,18 @@ impl WriterState {
                     summary_value(encoded.block.len(), &encoded.summary),
                 );
                 batch.insert(keys::block(collection.id, block_first), encoded.block);
-                let change = Change {
-                    seq: block_first,
-                    kind: ChangeKind::Append,
-                    collection_id: collection.id,
-                    collection: collection.def.name.clone(),
-                    record_id: String::new(),
-                    after: None,
-                    before: None,
-                    ts_ms: now,
-                    actor: if stage.mixed_actors {
-                        None
-                    } else {
-                        stage.actor.clone()
-                    },
-                    through: encoded.last_seq,
+                let actor = if stage.mixed_actors {
+                    None
+                } else {
+                    stage.actor.clone()
                 };
+                let change = Change::append(
+                    collection.id,
+                    collection.def.name.clone(),
+                    (block_first, encoded.last_seq),
+                    now,
+                    actor,
+                );
                 changelog::append(batch, block_first, collection.id, &change.encode());
             }
             let count = staged
