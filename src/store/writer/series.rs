@@ -26,8 +26,9 @@ pub(super) const MAX_BLOCK_READINGS: usize = 32_768;
 /// `cache_capacity` does not bound them; a leaf holds up to 16 blocks, and
 /// smaller blocks make smaller resident leaves. Measured with `cache_mb = 8`
 /// and 8 clients posting 1000 readings each: peak RSS 84-90 MiB with
-/// blocks of a whole group (up to 8000 readings), 65-68 MiB with 2048.
-/// The same runs reached the same readings/s; 4096 gave 82 MiB.
+/// blocks of a whole group (up to 8000 readings), 65-69 MiB with 2048.
+/// Readings/s were within the runs' noise of each other (625-738k with
+/// blocks of 2048, 686-805k before); 4096 gave 82 MiB.
 pub(super) const BLOCK_READINGS: usize = 2048;
 
 /// Readings for one series collection, checked by the caller against the
