@@ -113,11 +113,7 @@ async fn traced_write(args: &[&str], pad: usize, linger: Duration) -> Option<Tra
     )
     .await;
     assert_eq!(status, 201, "{body}");
-    tokio::time::sleep(linger).await;
-    tokio::task::block_in_place(|| server.kill());
-    let trace = Trace {
-        lines: tokio::task::block_in_place(|| strace.finish()),
-    };
+    let trace = kill_after(linger, &mut server, strace).await;
 
     let answered = trace
         .find(
@@ -282,11 +278,7 @@ async fn sync_mode_fdatasyncs_session_writes_before_the_2xx() {
         .expect("a refresh token");
     let (status, body) = send(post("/api/auth/signout", json!({"refresh_token": second}))).await;
     assert_eq!(status, 204, "{body}");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    tokio::task::block_in_place(|| server.kill());
-    let trace = Trace {
-        lines: tokio::task::block_in_place(|| strace.finish()),
-    };
+    let trace = kill_after(Duration::from_millis(200), &mut server, strace).await;
 
     let db = format!("<{}>", db_file(&trace));
     let sockets = ["write", "writev", "sendto", "sendmsg"];
@@ -344,9 +336,9 @@ async fn sync_mode_publishes_without_history_cost_no_fdatasync() {
         let (status, body) = publish(n).await;
         assert_eq!(status, 202, "{body}");
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    tokio::task::block_in_place(|| server.kill());
-    let lines = tokio::task::block_in_place(|| strace.finish());
+    let lines = kill_after(Duration::from_millis(300), &mut server, strace)
+        .await
+        .lines;
     let syncs: Vec<&str> = lines
         .iter()
         .filter(|l| l.enters && (l.call == "fdatasync" || l.call == "fsync"))
@@ -372,10 +364,7 @@ async fn publishes_streamed_over_one_websocket_share_fsyncs() {
     let Some(strace) = publish_fifty_at_once(&server, &admin, "log").await else {
         return;
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    tokio::task::block_in_place(|| server.kill());
-    let lines = tokio::task::block_in_place(|| strace.finish());
-    let trace = Trace { lines };
+    let trace = kill_after(Duration::from_millis(300), &mut server, strace).await;
     let db = format!("<{}>", db_file(&trace));
     let db_syncs = trace
         .lines
@@ -402,9 +391,9 @@ async fn replies_to_streamed_publishes_share_socket_writes() {
     let Some(strace) = publish_fifty_at_once(&server, &admin, "ticks").await else {
         return;
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    tokio::task::block_in_place(|| server.kill());
-    let lines = tokio::task::block_in_place(|| strace.finish());
+    let lines = kill_after(Duration::from_millis(300), &mut server, strace)
+        .await
+        .lines;
     let sends = lines
         .iter()
         .filter(|l| {
@@ -475,6 +464,16 @@ async fn sync_server_with_topic(name: &str, history: u64) -> (TestServer, String
 
 /// strace on `server` once what came before has settled; `None` (the test
 /// is skipped) where strace cannot run, which CI does not allow.
+/// Kills the server with SIGKILL (no shutdown flush) `linger` from now and
+/// reads what strace saw of it.
+async fn kill_after(linger: Duration, server: &mut TestServer, strace: Strace) -> Trace {
+    tokio::time::sleep(linger).await;
+    tokio::task::block_in_place(|| server.kill());
+    Trace {
+        lines: tokio::task::block_in_place(|| strace.finish()),
+    }
+}
+
 async fn trace_from_now(server: &TestServer) -> Option<Strace> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let strace = tokio::task::block_in_place(|| Strace::attach(server.pid()));
