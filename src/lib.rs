@@ -14,7 +14,8 @@
 //!    that orders every write and makes it durable in groups.
 //! 3. [`auth`]: passwords, tokens, sessions, API keys over the store;
 //!    [`error`]: the one error shape every caller gets; [`limits`]: caps
-//!    and rates that hold under abuse; [`protocol`]: every realtime wire
+//!    and rates that hold under abuse; [`ingest_budget`]: how much of
+//!    series batches is in memory at once; [`protocol`]: every realtime wire
 //!    message as a type (client actions, server messages, SSE payloads);
 //!    [`mail`]: account mail over SMTP.
 //! 4. [`fanout`]: the hub that delivers changes and messages to exactly
@@ -45,6 +46,7 @@ pub mod error;
 pub mod fanout;
 pub mod http;
 pub mod ids;
+pub mod ingest_budget;
 pub mod limits;
 pub mod mail;
 pub mod metrics;

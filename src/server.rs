@@ -111,6 +111,8 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let connections = crate::realtime::runtime::Connections::start()
         .context("cannot start the realtime connection threads")?;
+    let ingest_budget =
+        crate::ingest_budget::IngestBudget::for_cache(settings.cache_mb.saturating_mul(1 << 20));
     let state = AppState::new(Shared {
         mailer,
         settings,
@@ -124,6 +126,7 @@ pub async fn run(
         requests: Default::default(),
         mqtt_sessions: Default::default(),
         parsers: crate::parse_pool::ParsePool::new().context("cannot start the parser threads")?,
+        ingest_budget,
         realtime_runtime: connections.handle().clone(),
     });
     let retention = tokio::spawn(retention::run(state.clone(), stop_rx.clone()));

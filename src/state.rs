@@ -42,6 +42,9 @@ pub struct Shared {
     pub realtime_runtime: tokio::runtime::Handle,
     /// Parses and checks large request bodies, a few at a time.
     pub parsers: crate::parse_pool::ParsePool,
+    /// Series batches being parsed and written, held to a share of
+    /// `cache_mb`.
+    pub ingest_budget: crate::ingest_budget::IngestBudget,
 }
 
 impl std::ops::Deref for AppState {

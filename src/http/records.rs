@@ -106,16 +106,12 @@ pub async fn create_records(
         };
         // Parsed on the same thread as the readings are checked on, each
         // item checked as soon as it is read.
-        let parse = move |sink: series::ItemSink| items::for_each(&body, framing, sink).map(|_| ());
-        let created = series::ingest_parsed(
-            &state,
-            &principal,
-            &name,
-            parse,
+        let batch = series::Batch {
+            arrived_bytes: body.len(),
+            parse: move |sink: series::ItemSink| items::for_each(&body, framing, sink).map(|_| ()),
             on_blocking_thread,
-            options,
-        )
-        .await?;
+        };
+        let created = series::ingest_parsed(&state, &principal, &name, batch, options).await?;
         return Ok((StatusCode::CREATED, Json(created)));
     }
     let (items, is_batch) = if on_blocking_thread {

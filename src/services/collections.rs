@@ -134,31 +134,15 @@ fn detail_key(path: &str, message: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use serde_json::json;
 
     use super::*;
     use crate::access;
-    use crate::auth::Principal;
-    use crate::model::User;
-    use crate::services::testing::{refused, state_with_records, stop};
+    use crate::services::testing::{admin, refused, state_with_records, stop};
 
     fn permit() -> AdminPermit {
-        let admin = User {
-            id: "admin".into(),
-            email: "admin@example.com".into(),
-            name: String::new(),
-            roles: vec!["admin".into()],
-            groups: vec![],
-            tenant: None,
-            disabled: false,
-            created: String::new(),
-            password_hash: String::new(),
-            generation: 0,
-            verified: false,
-        };
-        access::admin(Principal::User(Arc::new(admin))).unwrap()
+        access::admin(admin()).unwrap()
     }
 
     #[tokio::test]

@@ -23,6 +23,8 @@ use crate::store::writer::{Append, Mutation, Truncation};
 use crate::visibility::{self, Sighted};
 
 mod aggregate;
+#[cfg(test)]
+mod budget_tests;
 mod in_order;
 mod query;
 
@@ -232,30 +234,56 @@ pub type ItemSink<'a> = &'a mut dyn FnMut(Value) -> ApiResult<()>;
 /// Appends readings, all or nothing: 201 `{"count", "first_seq",
 /// "last_seq"}` (and `items` when asked). A request repeating an earlier
 /// one's `Idempotency-Key` gets the earlier answer and writes nothing.
+/// `arrived_bytes` is the size of what the items were parsed from, which
+/// the ingest budget counts (see [`ingest_parsed`]).
 pub async fn ingest(
     state: &AppState,
     principal: &Principal,
     name: &str,
     items: Vec<Value>,
+    arrived_bytes: usize,
     options: IngestOptions,
 ) -> ApiResult<Value> {
     let on_blocking_thread = items.len() > INLINE_ITEMS;
     let parse = move |sink: ItemSink| items.into_iter().try_for_each(sink);
-    ingest_parsed(state, principal, name, parse, on_blocking_thread, options).await
+    let batch = Batch {
+        parse,
+        arrived_bytes,
+        on_blocking_thread,
+    };
+    ingest_parsed(state, principal, name, batch, options).await
 }
 
-/// [`ingest`] of the items `parse` hands to its sink one by one (a request
-/// body's parser): each is checked as soon as it is parsed, and its JSON
-/// freed. With `on_blocking_thread`, parsing and checking run as one task
-/// on a parser thread, so a batch holds one thread, not two in turn.
+/// A batch of readings as it arrived: `parse` hands its items to a sink
+/// one by one, `arrived_bytes` is its size on the wire.
+pub struct Batch<P> {
+    pub parse: P,
+    pub arrived_bytes: usize,
+    /// Parse and check on a parser thread (a large batch), not on the
+    /// async worker.
+    pub on_blocking_thread: bool,
+}
+
+/// [`ingest`] of the items `batch.parse` hands to its sink one by one (a
+/// request body's parser): each is checked as soon as it is parsed, and
+/// its JSON freed. With `on_blocking_thread`, parsing and checking run as
+/// one task on a parser thread, so a batch holds one thread, not two in
+/// turn. From its parse until the writer has stored it, the batch counts
+/// its arrived bytes against the ingest budget ([`crate::ingest_budget`]),
+/// so the readings in memory stay within a share of `cache_mb` however
+/// many clients post at once.
 pub async fn ingest_parsed(
     state: &AppState,
     principal: &Principal,
     name: &str,
-    parse: impl FnOnce(ItemSink) -> ApiResult<()> + Send + 'static,
-    on_blocking_thread: bool,
+    batch: Batch<impl FnOnce(ItemSink) -> ApiResult<()> + Send + 'static>,
     options: IngestOptions,
 ) -> ApiResult<Value> {
+    let Batch {
+        parse,
+        arrived_bytes,
+        on_blocking_thread,
+    } = batch;
     let collection = series_collection(state, name)?;
     let caller = Caller::new(principal);
     if !caller.may_ever(&collection, Action::Create) {
@@ -271,6 +299,11 @@ pub async fn ingest_parsed(
         None => None,
     };
     let max_batch = state.live.get().max_batch;
+    let _admitted = state
+        .ingest_budget
+        .admit(arrived_bytes)
+        .await
+        .map_err(ApiError::internal)?;
     let (checked_for, caller_principal) = (collection.clone(), principal.clone());
     let prepare = move || {
         let mut checking = Checking::new(&checked_for, &caller_principal, max_batch)?;
@@ -416,6 +449,13 @@ pub async fn ingest_lines(
         max_lines: state.live.get().max_batch,
         ..line_protocol::Limits::default()
     };
+    // Counted from before the lines are parsed (so the batch's own
+    // `ingest` below counts nothing more).
+    let _admitted = state
+        .ingest_budget
+        .admit(body.len())
+        .await
+        .map_err(ApiError::internal)?;
     let owned = collection.clone();
     let (items, lines) = state
         .parsers
@@ -426,7 +466,7 @@ pub async fn ingest_lines(
         idempotency_key,
         return_items: false,
     };
-    match ingest(state, principal, name, items, options).await {
+    match ingest(state, principal, name, items, 0, options).await {
         Ok(_) => Ok(()),
         Err(mut e) => {
             // Item numbers are points; the caller counts lines. A batch of
@@ -469,6 +509,7 @@ pub async fn ingest_messages(
         max_lines: state.live.get().max_batch,
         ..line_protocol::Limits::default()
     };
+    let arrived_bytes = payloads.iter().map(|p| p.len()).sum();
     let parse = move |sink: ItemSink| {
         let series_field = collection.series.as_ref().map(|s| s.series_field.clone());
         // Readings that do not name their source are the device's.
@@ -496,15 +537,12 @@ pub async fn ingest_messages(
         }
         Ok(())
     };
-    ingest_parsed(
-        state,
-        principal,
-        name,
+    let batch = Batch {
         parse,
-        false,
-        IngestOptions::default(),
-    )
-    .await
+        arrived_bytes,
+        on_blocking_thread: false,
+    };
+    ingest_parsed(state, principal, name, batch, IngestOptions::default()).await
 }
 
 /// The points of a batch as JSON items, with each one's line number.

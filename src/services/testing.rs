@@ -5,10 +5,11 @@ use std::sync::Mutex;
 use serde_json::{json, Map};
 use tokio::sync::watch;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, Principal};
 use crate::config::{Live, Settings};
 use crate::error::{ApiError, ApiResult};
 use crate::fanout::Wiring;
+use crate::model::User;
 use crate::state::{AppState, Shared};
 use crate::store::tests::store_with;
 
@@ -43,9 +44,30 @@ pub async fn state_with_records(records: usize) -> (tempfile::TempDir, AppState)
         requests: Default::default(),
         mqtt_sessions: Default::default(),
         parsers: crate::parse_pool::ParsePool::with_threads(2).unwrap(),
+        ingest_budget: crate::ingest_budget::IngestBudget::for_cache(
+            crate::store::DEFAULT_CACHE_BYTES,
+        ),
         realtime_runtime: tokio::runtime::Handle::current(),
     });
     (dir, state)
+}
+
+/// An admin user, as services see whoever is signed in.
+pub fn admin() -> Principal {
+    let admin = User {
+        id: "admin".into(),
+        email: "admin@example.com".into(),
+        name: String::new(),
+        roles: vec!["admin".into()],
+        groups: vec![],
+        tenant: None,
+        disabled: false,
+        created: String::new(),
+        password_hash: String::new(),
+        generation: 0,
+        verified: false,
+    };
+    Principal::User(std::sync::Arc::new(admin))
 }
 
 /// The error of a result expected to be a refusal.
