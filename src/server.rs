@@ -33,8 +33,7 @@ const GOODBYE_GRACE: Duration = Duration::from_secs(2);
 pub fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&settings.data)
         .with_context(|| format!("cannot create data dir {}", settings.data.display()))?;
-    let cache_bytes = settings.cache_mb.saturating_mul(1 << 20);
-    Store::open_with_cache(&settings.data.join("db"), cache_bytes).map_err(|e| {
+    Store::open_with_cache(&settings.data.join("db"), settings.cache_bytes()).map_err(|e| {
         anyhow::anyhow!(
             "cannot open the database in {}: {e} (is another pulsebase using this data dir?)",
             settings.data.display()
@@ -111,8 +110,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let connections = crate::realtime::runtime::Connections::start()
         .context("cannot start the realtime connection threads")?;
-    let ingest_budget =
-        crate::ingest_budget::IngestBudget::for_cache(settings.cache_mb.saturating_mul(1 << 20));
+    let ingest_budget = crate::ingest_budget::IngestBudget::for_cache(settings.cache_bytes());
     let state = AppState::new(Shared {
         mailer,
         settings,

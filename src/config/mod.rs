@@ -141,7 +141,7 @@ pub struct ServeArgs {
     /// Largest request body in bytes [default: 16777216]
     #[arg(long, env = "PULSEBASE_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
-    /// Storage cache in MiB; a 64 MB gateway may set 8 [default: 64]
+    /// Storage cache in MiB, which also bounds series batches in flight; a 64 MB gateway may set 8 [default: 64]
     #[arg(long, env = "PULSEBASE_CACHE_MB")]
     pub cache_mb: Option<u64>,
     /// Most records in one batch create [default: 10000]
@@ -295,7 +295,8 @@ pub struct Settings {
     pub trust_proxy: bool,
     /// Who besides admins may scrape `/metrics` (a bearer token).
     pub metrics_token: Option<String>,
-    /// sled's page cache, in MiB.
+    /// sled's page cache, in MiB; a 24th of it bounds the series batches
+    /// in flight (`ingest_budget`).
     pub cache_mb: u64,
     /// The runtime settings as the start gave them; [`Live`] adds runtime
     /// changes on top.
@@ -337,6 +338,11 @@ pub enum SettingsError {
 }
 
 impl Settings {
+    /// `cache_mb` in bytes.
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache_mb.saturating_mul(1 << 20)
+    }
+
     pub fn resolve(args: &ServeArgs) -> Result<Settings, SettingsError> {
         let data = args
             .data

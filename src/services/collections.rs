@@ -134,7 +134,6 @@ fn detail_key(path: &str, message: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-
     use serde_json::json;
 
     use super::*;

@@ -11,7 +11,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::fanout::Wiring;
 use crate::model::User;
 use crate::state::{AppState, Shared};
-use crate::store::tests::store_with;
+use crate::store::tests::{plain_user, store_with};
 
 /// An `AppState` over a store holding collection `c` with `records`
 /// records (changes 1..=records). The writer has no taps into the hub:
@@ -57,15 +57,8 @@ pub fn admin() -> Principal {
     let admin = User {
         id: "admin".into(),
         email: "admin@example.com".into(),
-        name: String::new(),
         roles: vec!["admin".into()],
-        groups: vec![],
-        tenant: None,
-        disabled: false,
-        created: String::new(),
-        password_hash: String::new(),
-        generation: 0,
-        verified: false,
+        ..plain_user()
     };
     Principal::User(std::sync::Arc::new(admin))
 }
