@@ -14,6 +14,10 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use tokio::sync::oneshot;
 
+/// Bodies larger than this are parsed on a parser thread, so a large
+/// batch does not hold an async worker (a millisecond or more).
+pub const INLINE_BYTES: usize = 16 * 1024;
+
 type Job = Box<dyn FnOnce() + Send>;
 
 pub struct ParsePool {

@@ -16,10 +16,6 @@ use crate::services::items::{self, Framing};
 use crate::services::records::{self, ListParams, UpdateKind};
 use crate::services::series::{self, IngestOptions, SeriesListParams};
 
-/// Bodies larger than this are parsed on a parser thread, so a large
-/// batch does not hold an async worker (a millisecond or more).
-const PARSE_INLINE_BYTES: usize = 16 * 1024;
-
 /// How a create request frames its items: one object, a JSON array, or
 /// NDJSON.
 fn framing(headers: &HeaderMap) -> ApiResult<Framing> {
@@ -93,7 +89,7 @@ pub async fn create_records(
     let Query(params) = params?;
     let body = body?;
     let framing = framing(&headers)?;
-    let on_blocking_thread = body.len() > PARSE_INLINE_BYTES;
+    let on_blocking_thread = body.len() > crate::parse_pool::INLINE_BYTES;
     if is_series(&state, &name) {
         let return_items = match params.give_back.as_deref() {
             None | Some("count") => false,

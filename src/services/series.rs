@@ -15,9 +15,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::model::record::drop_system_fields;
 use crate::model::Collection;
-use crate::series::line_protocol::{self, FieldValue};
 use crate::series::Reading;
-use crate::services::items;
 use crate::state::AppState;
 use crate::store::writer::{Append, Mutation, Truncation};
 use crate::visibility::{self, Sighted};
@@ -26,9 +24,11 @@ mod aggregate;
 #[cfg(test)]
 mod budget_tests;
 mod in_order;
+mod lines;
 mod query;
 
 pub use aggregate::{aggregate, Buckets};
+pub use lines::{ingest_lines, ingest_messages};
 pub use query::{latest, list, LatestParams, SeriesListParams};
 
 /// Bad items reported at most for one batch.
@@ -430,170 +430,4 @@ pub async fn delete_before(
     };
     state.writer.submit(mutation).await?;
     Ok(())
-}
-
-/// `POST /api/v2/write`: InfluxDB line protocol into a series collection,
-/// all or nothing. Tags and fields become fields of the same names, the
-/// timestamp the time field, the measurement the field `measurement` when
-/// the collection defines one. A bad line is 400 with its number.
-pub async fn ingest_lines(
-    state: &AppState,
-    principal: &Principal,
-    name: &str,
-    body: bytes::Bytes,
-    precision: line_protocol::Precision,
-    idempotency_key: Option<String>,
-) -> ApiResult<()> {
-    let collection = series_collection(state, name)?;
-    let limits = line_protocol::Limits {
-        max_lines: state.live.get().max_batch,
-        ..line_protocol::Limits::default()
-    };
-    // Counted from before the lines are parsed (so the batch's own
-    // `ingest` below counts nothing more).
-    let _admitted = state
-        .ingest_budget
-        .admit(body.len())
-        .await
-        .map_err(ApiError::internal)?;
-    let owned = collection.clone();
-    let (items, lines) = state
-        .parsers
-        .run(move || points_as_items(&owned, &body, precision, &limits))
-        .await
-        .map_err(ApiError::internal)??;
-    let options = IngestOptions {
-        idempotency_key,
-        return_items: false,
-    };
-    match ingest(state, principal, name, items, 0, options).await {
-        Ok(_) => Ok(()),
-        Err(mut e) => {
-            // Item numbers are points; the caller counts lines. A batch of
-            // one point was refused without an item number.
-            if lines.len() == 1 && e.details.as_ref().is_some_and(|d| d.get("items").is_none()) {
-                let why = e.details.take().unwrap_or(Value::Null);
-                e.details = Some(json!({ "lines": { lines[0].to_string(): why } }));
-                return Err(e);
-            }
-            if let Some(Value::Object(bad)) = e.details.as_mut().and_then(|d| d.get_mut("items")) {
-                let by_line: Map<String, Value> = std::mem::take(bad)
-                    .into_iter()
-                    .map(|(index, why)| {
-                        let line = index.parse::<usize>().ok().and_then(|i| lines.get(i));
-                        (line.map_or(index, |l| l.to_string()), why)
-                    })
-                    .collect();
-                e.details = Some(json!({ "lines": by_line }));
-            }
-            Err(e)
-        }
-    }
-}
-
-/// Devices' messages for a series collection (MQTT), all or nothing: each
-/// a JSON object, a JSON array of them, or line protocol, told apart by
-/// its first byte. Readings that do not name their source get `source`
-/// (the device the messages came from). Several messages of one
-/// connection go in one append, so they cost the writer one item, not
-/// one each. Written by [`ingest`], like every other path.
-pub async fn ingest_messages(
-    state: &AppState,
-    principal: &Principal,
-    name: &str,
-    payloads: Vec<bytes::Bytes>,
-    source: Option<String>,
-) -> ApiResult<Value> {
-    let collection = series_collection(state, name)?;
-    let limits = line_protocol::Limits {
-        max_lines: state.live.get().max_batch,
-        ..line_protocol::Limits::default()
-    };
-    let arrived_bytes = payloads.iter().map(|p| p.len()).sum();
-    let parse = move |sink: ItemSink| {
-        let series_field = collection.series.as_ref().map(|s| s.series_field.clone());
-        // Readings that do not name their source are the device's.
-        let mut with_source = |mut item: Value| {
-            if let (Some(source), Some(field), Value::Object(fields)) =
-                (&source, &series_field, &mut item)
-            {
-                if !fields.contains_key(field) {
-                    fields.insert(field.clone(), Value::String(source.clone()));
-                }
-            }
-            sink(item)
-        };
-        for payload in &payloads {
-            match payload.iter().find(|b| !b.is_ascii_whitespace()) {
-                Some(b'{') | Some(b'[') => {
-                    items::for_each(payload, items::Framing::Json, &mut with_source)?;
-                }
-                _ => {
-                    let precision = line_protocol::Precision::default();
-                    let (points, _) = points_as_items(&collection, payload, precision, &limits)?;
-                    points.into_iter().try_for_each(&mut with_source)?;
-                }
-            }
-        }
-        Ok(())
-    };
-    let batch = Batch {
-        parse,
-        arrived_bytes,
-        on_blocking_thread: false,
-    };
-    ingest_parsed(state, principal, name, batch, IngestOptions::default()).await
-}
-
-/// The points of a batch as JSON items, with each one's line number.
-fn points_as_items(
-    collection: &Collection,
-    body: &[u8],
-    precision: line_protocol::Precision,
-    limits: &line_protocol::Limits,
-) -> ApiResult<(Vec<Value>, Vec<usize>)> {
-    let Some(shape) = &collection.series else {
-        return Err(ApiError::bad_request("not a series collection"));
-    };
-    let keeps_measurement = collection.def.fields.contains_key("measurement");
-    let mut items = Vec::new();
-    let mut numbers = Vec::new();
-    let mut lines = line_protocol::parse_lines(body, precision, limits);
-    while let Some(point) = lines.next() {
-        let point = point.map_err(|e| {
-            ApiError::bad_request(e.to_string())
-                .with_details(json!({"line": e.line, "column": e.column}))
-        })?;
-        let mut item = Map::new();
-        if keeps_measurement {
-            item.insert(
-                "measurement".into(),
-                Value::String(point.measurement.into_owned()),
-            );
-        }
-        for (key, value) in point.tags {
-            item.insert(key.into_owned(), Value::String(value.into_owned()));
-        }
-        for (key, value) in point.fields {
-            let value = match value {
-                FieldValue::Float(f) => {
-                    serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
-                }
-                FieldValue::Integer(i) => Value::from(i),
-                FieldValue::UInteger(u) => Value::from(u),
-                FieldValue::Boolean(b) => Value::Bool(b),
-                FieldValue::String(s) => Value::String(s.into_owned()),
-            };
-            item.insert(key.into_owned(), value);
-        }
-        if let (Some(field), Some(ms)) = (&shape.time_field, point.time_ms) {
-            item.insert(field.clone(), Value::from(ms));
-        }
-        items.push(Value::Object(item));
-        numbers.push(lines.line());
-    }
-    if items.is_empty() {
-        return Err(ApiError::bad_request("no points in the body"));
-    }
-    Ok((items, numbers))
 }

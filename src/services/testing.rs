@@ -52,6 +52,19 @@ pub async fn state_with_records(records: usize) -> (tempfile::TempDir, AppState)
     (dir, state)
 }
 
+/// An `AppState` holding an empty series collection `readings` (source
+/// `device`, field `temp`).
+pub async fn state_with_series() -> (tempfile::TempDir, AppState) {
+    let (dir, state) = state_with_records(0).await;
+    let permit = crate::access::admin(admin()).expect("an admin");
+    let def = json!({"name": "readings", "kind": "series", "series": "device",
+        "fields": {"device": {"type": "string"}, "temp": {"type": "number"}}});
+    crate::services::collections::create(&state, &permit, def)
+        .await
+        .expect("a series collection");
+    (dir, state)
+}
+
 /// An admin user, as services see whoever is signed in.
 pub fn admin() -> Principal {
     let admin = User {

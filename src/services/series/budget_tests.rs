@@ -6,20 +6,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::*;
-use crate::access;
-use crate::services::collections;
-use crate::services::testing::{admin, state_with_records, stop};
-
-async fn series_state() -> (tempfile::TempDir, AppState) {
-    let (dir, state) = state_with_records(0).await;
-    let permit = access::admin(admin()).expect("an admin");
-    let def = json!({"name": "readings", "kind": "series", "series": "device",
-        "fields": {"device": {"type": "string"}, "temp": {"type": "number"}}});
-    collections::create(&state, &permit, def)
-        .await
-        .expect("a series collection");
-    (dir, state)
-}
+use crate::series::line_protocol;
+use crate::services::testing::{admin, state_with_series, stop};
 
 /// Runs `ingest` while the whole budget is held elsewhere: it must not
 /// finish until the budget is given back, and then must.
@@ -52,7 +40,7 @@ async fn readings_stored(state: &AppState) -> usize {
 
 #[tokio::test]
 async fn a_json_batch_waits_for_room_and_gives_it_back() {
-    let (_dir, state) = series_state().await;
+    let (_dir, state) = state_with_series().await;
     let items = vec![json!({"device": "a", "temp": 1.5}), json!({"device": "b"})];
     let ingest = async {
         let options = IngestOptions::default();
@@ -70,7 +58,7 @@ async fn a_json_batch_waits_for_room_and_gives_it_back() {
 
 #[tokio::test]
 async fn line_protocol_waits_for_room_before_its_lines_are_parsed() {
-    let (_dir, state) = series_state().await;
+    let (_dir, state) = state_with_series().await;
     let body = bytes::Bytes::from_static(b"m,device=a temp=1.5 1700000000000000000\n");
     let precision = line_protocol::Precision::default();
     let admin = admin();
@@ -82,7 +70,7 @@ async fn line_protocol_waits_for_room_before_its_lines_are_parsed() {
 
 #[tokio::test]
 async fn device_messages_wait_for_room() {
-    let (_dir, state) = series_state().await;
+    let (_dir, state) = state_with_series().await;
     let payloads = vec![bytes::Bytes::from_static(br#"{"temp": 2.5}"#)];
     let source = Some("gw-1".to_owned());
     let ingest = async {
