@@ -18,6 +18,7 @@ pub const WRITES: &str = "pulsebase_writes_total";
 pub const FLUSH_DURATION: &str = "pulsebase_flush_duration_seconds";
 pub const FLUSH_ERRORS: &str = "pulsebase_flush_errors_total";
 pub const CHORE_CHUNKS: &str = "pulsebase_housekeeping_chunks_total";
+pub const DELIVERY_LAG: &str = "pulsebase_realtime_delivery_lag_seconds";
 
 /// Seconds. From half a millisecond (a cached read) to 10 s (a large batch
 /// on a slow SD card).
@@ -52,6 +53,20 @@ pub fn handle() -> &'static PrometheusHandle {
         }
         handle
     })
+}
+
+/// Records a delivery lag ([`DELIVERY_LAG`]). Taken once per batch a
+/// connection writes (up to a million a second), so the histogram's handle
+/// is looked up once, not at each sample.
+pub fn delivery_lag(lag: Duration) {
+    static LAG: OnceLock<metrics::Histogram> = OnceLock::new();
+    LAG.get_or_init(|| {
+        // The recorder first: a handle taken before it is installed
+        // would record nowhere, for good.
+        handle();
+        metrics::histogram!(DELIVERY_LAG)
+    })
+    .record(lag.as_secs_f64());
 }
 
 /// Installs the recorder and folds histogram samples on a timer, for as
@@ -92,6 +107,13 @@ fn describe() {
     describe_counter!(
         CHORE_CHUNKS,
         "Chunks of housekeeping run between write groups, by chore (purge, migrate, drop_index)"
+    );
+    describe_histogram!(
+        DELIVERY_LAG,
+        Unit::Seconds,
+        "Delivery lag: how long the oldest message waiting for a connection had \
+         waited when the connection took its next batch to write, from the server \
+         serializing it (after the fsync, for a stored change)"
     );
     for (name, help) in GAUGES {
         describe_gauge!(*name, *help);

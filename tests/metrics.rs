@@ -328,6 +328,12 @@ async fn values_move_when_things_happen() {
     assert_eq!(after.get("pulsebase_realtime_connections"), 1.0);
     assert_eq!(after.get("pulsebase_realtime_subscriptions"), 1.0);
     assert_eq!(moved("pulsebase_realtime_events_delivered_total"), 5.0);
+    // One lag sample per batch the connection took: the five events went
+    // in one to five batches.
+    let lag_samples = moved("pulsebase_realtime_delivery_lag_seconds_count");
+    assert!((1.0..=5.0).contains(&lag_samples), "{lag_samples}");
+    let lag_sum = moved("pulsebase_realtime_delivery_lag_seconds_sum");
+    assert!((0.0..lag_samples * 5.0).contains(&lag_sum), "{lag_sum}");
     assert!(
         after.get("pulsebase_flush_duration_seconds_count") >= 5.0,
         "sync mode: an fsync per lone write"

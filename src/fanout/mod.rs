@@ -52,6 +52,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 use tungstenite::Utf8Bytes;
@@ -102,6 +103,9 @@ pub struct Frame {
     pub seq: u64,
     pub kind: FrameKind,
     pub text: Utf8Bytes,
+    /// When it was serialized: how long it then waits for its connection
+    /// is the delivery lag (`outbox`, `pulsebase_realtime_delivery_lag_seconds`).
+    pub made: Instant,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,21 +136,28 @@ impl AsRef<Frame> for Frame {
 impl Frame {
     /// A reply, error or notice: serialized once, named by its `type`.
     pub fn control(message: &ServerMessage) -> Frame {
+        Frame::new(0, FrameKind::Control(message.kind()), message.to_text())
+    }
+
+    /// A frame made now.
+    pub fn new(seq: u64, kind: FrameKind, text: impl Into<Utf8Bytes>) -> Frame {
         Frame {
-            seq: 0,
-            kind: FrameKind::Control(message.kind()),
-            text: Utf8Bytes::from(message.to_text()),
+            seq,
+            kind,
+            text: text.into(),
+            made: Instant::now(),
         }
     }
 }
 
 /// Why the server ends a connection: a close code, and a last message sent
-/// before it when there is one.
+/// before it when there is one (boxed: a connection's task holds a `Close`
+/// for its whole life, and most have no last message).
 #[derive(Clone, Debug)]
 pub struct Close {
     pub code: u16,
     pub reason: &'static str,
-    pub last: Option<Frame>,
+    pub last: Option<Box<Frame>>,
 }
 
 impl Close {
@@ -180,7 +191,10 @@ impl Close {
         Close {
             code: 4001,
             reason: code,
-            last: Some(Frame::control(&ServerMessage::Closing { code, message })),
+            last: Some(Box::new(Frame::control(&ServerMessage::Closing {
+                code,
+                message,
+            }))),
         }
     }
 }

@@ -226,6 +226,10 @@ impl Receiver {
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Arc<Frame>>> {
         let mut queue = self.shared.lock();
         if let Some(frame) = self.pop(&mut queue) {
+            drop(queue);
+            // The first frame of a batch is its oldest: one sample per
+            // batch, the wait of the frame that waited longest.
+            crate::metrics::delivery_lag(frame.made.elapsed());
             return Poll::Ready(Some(frame));
         }
         if queue.hub_gone {
@@ -329,11 +333,7 @@ mod tests {
     use crate::fanout::FrameKind;
 
     fn frame(len: usize) -> Arc<Frame> {
-        Arc::new(Frame {
-            seq: 1,
-            kind: FrameKind::Message,
-            text: "x".repeat(len).into(),
-        })
+        Arc::new(Frame::new(1, FrameKind::Message, "x".repeat(len)))
     }
 
     fn limits(bytes: usize, frames: Option<usize>) -> Limits {

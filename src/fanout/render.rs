@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use tungstenite::Utf8Bytes;
 
 use super::{Frame, FrameKind, Ops, Subscription};
 use crate::clock;
@@ -177,11 +176,7 @@ impl<'a> ChangeView<'a> {
             record,
             reason,
         });
-        Frame {
-            seq: self.change.seq,
-            kind: FrameKind::Event,
-            text: Utf8Bytes::from(event.to_text()),
-        }
+        Frame::new(self.change.seq, FrameKind::Event, event.to_text())
     }
 }
 
@@ -217,11 +212,7 @@ pub fn readings_of(
 /// A closed bucket for an `aggregate` subscription of `topic`.
 pub fn render_bucket(topic: &str, bucket: &Bucket, seq: u64) -> Frame {
     let text = ServerMessage::Bucket { topic, bucket, seq };
-    Frame {
-        seq,
-        kind: FrameKind::Control("bucket"),
-        text: Utf8Bytes::from(text.to_text()),
-    }
+    Frame::new(seq, FrameKind::Control("bucket"), text.to_text())
 }
 
 /// The `expired` notice of a `Truncate` change.
@@ -231,11 +222,7 @@ pub fn render_truncate(change: &Change, topic: &str) -> Frame {
         before: &change.record_id,
         seq: change.seq,
     };
-    Frame {
-        seq: change.seq,
-        kind: FrameKind::Control("expired"),
-        text: Utf8Bytes::from(text.to_text()),
-    }
+    Frame::new(change.seq, FrameKind::Control("expired"), text.to_text())
 }
 
 /// What a viewer may see of a record, borrowed for serializing.
@@ -303,9 +290,5 @@ pub fn render_message(message: &Message) -> Frame {
         from: message.from.as_deref(),
         data: MessageData::Published(data),
     });
-    Frame {
-        seq: message.seq,
-        kind: FrameKind::Message,
-        text: Utf8Bytes::from(text.to_text()),
-    }
+    Frame::new(message.seq, FrameKind::Message, text.to_text())
 }

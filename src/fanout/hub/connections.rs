@@ -300,11 +300,11 @@ impl Hub {
                 transport: transport.name(),
             }),
         });
-        let frame = Arc::new(Frame {
-            seq: self.next - 1,
-            kind: FrameKind::Message,
-            text: text.to_text().into(),
-        });
+        let frame = Arc::new(Frame::new(
+            self.next - 1,
+            FrameKind::Message,
+            text.to_text(),
+        ));
         let mut overflowing = Vec::new();
         for conn_id in subscribers.keys() {
             if let Some(conn) = self.conns.get(conn_id) {
