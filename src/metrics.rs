@@ -56,8 +56,9 @@ pub fn handle() -> &'static PrometheusHandle {
 }
 
 /// Records a delivery lag ([`DELIVERY_LAG`]). Taken once per batch a
-/// connection writes (up to a million a second), so the histogram's handle
-/// is looked up once, not at each sample.
+/// WebSocket takes and once per SSE or MQTT message (about 70,000 a second
+/// at 1000 subscribers x 1000 writes/s), so the histogram's handle is
+/// looked up once, not at each sample.
 pub fn delivery_lag(lag: Duration) {
     static LAG: OnceLock<metrics::Histogram> = OnceLock::new();
     LAG.get_or_init(|| {
