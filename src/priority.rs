@@ -21,7 +21,9 @@
 //! Linux 6.12; earlier kernels ignore it): a thread with a shorter slice
 //! preempts one with a longer slice when it wakes. That needs no
 //! privilege, unlike a negative nice value, and changes nothing about how
-//! much CPU the thread gets.
+//! much CPU the thread gets. sled writes its log on threads of its own,
+//! which every fsync waits for; no code of ours runs on them, so they are
+//! found by name ([`favour_threads_named`]).
 
 /// How far below normal delivery threads run (nice values: 0 is normal,
 /// 19 the lowest).
@@ -30,7 +32,7 @@ const NICENESS: i32 = 10;
 /// The time slice latency-critical threads ask for, in nanoseconds: the
 /// shortest the kernel accepts.
 #[cfg(target_os = "linux")]
-const SHORT_SLICE_NS: u64 = 100_000;
+pub(crate) const SHORT_SLICE_NS: u64 = 100_000;
 
 /// Lowers the calling thread's priority to that of delivery threads.
 #[cfg(target_os = "linux")]
@@ -68,15 +70,48 @@ const SCHED_FLAG_KEEP_POLICY: u64 = 0x08;
 /// path of writes (see the module's docs). Its nice value stays as it is.
 #[cfg(target_os = "linux")]
 pub fn favour_current_thread() {
-    if let Err(error) = ask_for_short_slice() {
+    if let Err(error) = ask_for_short_slice(rustix::thread::gettid()) {
         tracing::debug!(%error, "cannot ask for a short time slice");
     }
 }
 
+/// Asks for a short time slice for every thread of this process whose
+/// name starts with `prefix`: threads a dependency started, on the path of
+/// writes. Returns how many it found. Threads started later are not
+/// covered; call it once they exist.
+#[cfg(target_os = "linux")]
+pub fn favour_threads_named(prefix: &str) -> usize {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    let mut found = 0;
+    for task in tasks.flatten() {
+        let named = std::fs::read_to_string(task.path().join("comm"))
+            .is_ok_and(|name| name.starts_with(prefix));
+        let thread = task
+            .file_name()
+            .to_str()
+            .and_then(|tid| tid.parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw);
+        let (true, Some(thread)) = (named, thread) else {
+            continue;
+        };
+        found += 1;
+        if let Err(error) = ask_for_short_slice(thread) {
+            tracing::debug!(%error, prefix, "cannot ask for a short time slice");
+        }
+    }
+    found
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn favour_threads_named(_prefix: &str) -> usize {
+    0
+}
+
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-fn ask_for_short_slice() -> std::io::Result<()> {
-    let thread = rustix::thread::gettid();
+fn ask_for_short_slice(thread: rustix::process::Pid) -> std::io::Result<()> {
     let nice = rustix::process::getpriority_process(Some(thread))?;
     let attr = SchedAttr {
         size: std::mem::size_of::<SchedAttr>() as u32,
@@ -91,9 +126,16 @@ fn ask_for_short_slice() -> std::io::Result<()> {
     // rustix has no sched_setattr. SAFETY: the kernel reads `attr.size`
     // bytes from the pointer, which points at a live, initialised
     // `#[repr(C)]` struct laid out as `struct sched_attr` version 0, and
-    // keeps nothing of it after the call; pid 0 is the calling thread.
-    let result =
-        unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0u32) };
+    // keeps nothing of it after the call; the pid is a thread id, which a
+    // thread that has exited makes fail with ESRCH, nothing worse.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setattr,
+            libc::pid_t::from(thread.as_raw_nonzero().get()),
+            &attr as *const SchedAttr,
+            0u32,
+        )
+    };
     if result == 0 {
         Ok(())
     } else {
@@ -103,6 +145,44 @@ fn ask_for_short_slice() -> std::io::Result<()> {
 
 #[cfg(not(target_os = "linux"))]
 pub fn favour_current_thread() {}
+
+/// The time slice of each thread of this process named `prefix...`, as
+/// its `sched` file shows it (`None` on kernels before 6.12, which have no
+/// per-thread slice).
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) fn slices_of_threads_named(prefix: &str) -> Vec<(String, Option<u64>)> {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            let name = name.trim().to_string();
+            if !name.starts_with(prefix) {
+                return None;
+            }
+            let sched = std::fs::read_to_string(task.path().join("sched")).ok()?;
+            let slice = sched
+                .lines()
+                .find(|line| line.starts_with("se.slice"))
+                .map(|line| {
+                    line.rsplit(':')
+                        .next()
+                        .and_then(|v| v.trim().parse().ok())
+                        .expect("a number")
+                });
+            Some((name, slice))
+        })
+        .collect()
+}
+
+/// Whether this process may ask for short slices at all (a sandbox's
+/// seccomp filter may refuse the call; the server then runs without).
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) fn short_slices_allowed() -> bool {
+    std::thread::spawn(|| ask_for_short_slice(rustix::thread::gettid()).is_ok())
+        .join()
+        .unwrap_or(false)
+}
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
@@ -115,33 +195,51 @@ mod tests {
 
     #[test]
     fn a_favoured_thread_gets_a_short_slice_and_keeps_its_nice_value() {
-        std::thread::spawn(|| {
-            let thread = rustix::thread::gettid();
-            rustix::process::setpriority_process(Some(thread), 3).expect("niced");
-            if let Err(error) = ask_for_short_slice() {
-                // A sandbox's seccomp filter may refuse the call; the
-                // server then runs as before.
-                eprintln!("sched_setattr refused here ({error}): nothing to check");
-                return;
-            }
-            let sched = std::fs::read_to_string(format!(
-                "/proc/self/task/{}/sched",
-                thread.as_raw_nonzero()
-            ))
-            .expect("the thread's sched file");
-            let nice = rustix::process::getpriority_process(Some(thread)).expect("nice");
-            assert_eq!(nice, 3);
-            // Kernels before 6.12 have no per-thread slice to show.
-            if let Some(line) = sched.lines().find(|l| l.starts_with("se.slice")) {
-                let slice: u64 = line
-                    .rsplit(':')
-                    .next()
-                    .and_then(|v| v.trim().parse().ok())
-                    .expect("a number");
-                assert_eq!(slice, SHORT_SLICE_NS, "{line}");
-            }
-        })
-        .join()
-        .expect("the thread ran");
+        let name = "pbtest-fav-1";
+        let favoured = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let thread = rustix::thread::gettid();
+                rustix::process::setpriority_process(Some(thread), 3).expect("niced");
+                if let Err(error) = ask_for_short_slice(thread) {
+                    // A sandbox's seccomp filter may refuse the call; the
+                    // server then runs as before.
+                    eprintln!("sched_setattr refused here ({error}): nothing to check");
+                    return;
+                }
+                let nice = rustix::process::getpriority_process(Some(thread)).expect("nice");
+                assert_eq!(nice, 3);
+                let slices = slices_of_threads_named(name);
+                assert_eq!(slices.len(), 1);
+                assert_eq!(slices[0].1.unwrap_or(SHORT_SLICE_NS), SHORT_SLICE_NS);
+            });
+        favoured.expect("spawned").join().expect("the thread ran");
+    }
+
+    #[test]
+    fn threads_are_favoured_by_name() {
+        let (started, ready) = std::sync::mpsc::channel();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::Builder::new()
+            .name("pbtest-fav-2".into())
+            .spawn(move || {
+                let _ = started.send(());
+                let _ = stopped.recv();
+            })
+            .expect("spawned");
+        ready.recv().expect("started");
+        let found = favour_threads_named("pbtest-fav-2");
+        let slices = slices_of_threads_named("pbtest-fav-2");
+        drop(stop);
+        other.join().expect("joined");
+        assert_eq!(found, 1);
+        assert_eq!(slices.len(), 1);
+        if !short_slices_allowed() {
+            eprintln!("sched_setattr refused here: nothing to check");
+            return;
+        }
+        if let Some(slice) = slices[0].1 {
+            assert_eq!(slice, SHORT_SLICE_NS);
+        }
     }
 }
