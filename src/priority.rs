@@ -81,27 +81,33 @@ pub fn favour_current_thread() {
 /// covered; call it once they exist.
 #[cfg(target_os = "linux")]
 pub fn favour_threads_named(prefix: &str) -> usize {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    let mut found = 0;
-    for task in tasks.flatten() {
-        let named = std::fs::read_to_string(task.path().join("comm"))
-            .is_ok_and(|name| name.starts_with(prefix));
-        let thread = task
-            .file_name()
-            .to_str()
-            .and_then(|tid| tid.parse::<i32>().ok())
-            .and_then(rustix::process::Pid::from_raw);
-        let (true, Some(thread)) = (named, thread) else {
-            continue;
-        };
-        found += 1;
-        if let Err(error) = ask_for_short_slice(thread) {
+    let threads = threads_named(prefix);
+    for (thread, _) in &threads {
+        if let Err(error) = ask_for_short_slice(*thread) {
             tracing::debug!(%error, prefix, "cannot ask for a short time slice");
         }
     }
-    found
+    threads.len()
+}
+
+/// The threads of this process whose name starts with `prefix`, with the
+/// path of their /proc directory. Empty where /proc cannot be read.
+#[cfg(target_os = "linux")]
+fn threads_named(prefix: &str) -> Vec<(rustix::process::Pid, std::path::PathBuf)> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.starts_with(prefix))
+        })
+        .filter_map(|task| {
+            let thread = task.file_name().to_str()?.parse::<i32>().ok()?;
+            Some((rustix::process::Pid::from_raw(thread)?, task.path()))
+        })
+        .collect()
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -148,19 +154,14 @@ pub fn favour_current_thread() {}
 
 /// The time slice of each thread of this process named `prefix...`, as
 /// its `sched` file shows it (`None` on kernels before 6.12, which have no
-/// per-thread slice).
+/// per-thread slice), with the thread's name.
 #[cfg(all(test, target_os = "linux"))]
 pub(crate) fn slices_of_threads_named(prefix: &str) -> Vec<(String, Option<u64>)> {
-    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
-    tasks
-        .flatten()
-        .filter_map(|task| {
-            let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
-            let name = name.trim().to_string();
-            if !name.starts_with(prefix) {
-                return None;
-            }
-            let sched = std::fs::read_to_string(task.path().join("sched")).ok()?;
+    threads_named(prefix)
+        .into_iter()
+        .filter_map(|(_, dir)| {
+            let name = std::fs::read_to_string(dir.join("comm")).ok()?;
+            let sched = std::fs::read_to_string(dir.join("sched")).ok()?;
             let slice = sched
                 .lines()
                 .find(|line| line.starts_with("se.slice"))
@@ -170,7 +171,7 @@ pub(crate) fn slices_of_threads_named(prefix: &str) -> Vec<(String, Option<u64>)
                         .and_then(|v| v.trim().parse().ok())
                         .expect("a number")
                 });
-            Some((name, slice))
+            Some((name.trim().to_string(), slice))
         })
         .collect()
 }
