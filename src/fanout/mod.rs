@@ -31,6 +31,8 @@
 //!   the hub and replay share it.
 //! - [`outbox`] holds what waits for one connection, bounded in bytes, and
 //!   counts all outboxes against one memory budget.
+//! - [`pacing`] spaces the writes of busy connections, so a heavy fan-out
+//!   writes fewer, fuller batches rather than taking every core.
 //! - [`replay`] streams what a resuming subscriber missed, a page at a time.
 //! - [`presence`] keeps who is subscribed to the topics that track it, and
 //!   gathers joins and leaves into one announcement per room and window.
@@ -40,6 +42,7 @@ pub mod backfill;
 pub mod backlog;
 pub mod hub;
 pub mod outbox;
+pub mod pacing;
 pub mod presence;
 pub mod render;
 pub mod replay;
@@ -311,6 +314,8 @@ pub struct Realtime {
     pub publish_rates: crate::limits::PublishRates,
     /// What all outboxes hold, against `outbox_budget_mb`.
     outbox_budget: Arc<outbox::Budget>,
+    /// How many connections are busy, for the gap between their writes.
+    pacing: Arc<pacing::Pacing>,
 }
 
 /// The hub's inbox before the hub runs: the writer needs the publish tap
@@ -392,6 +397,7 @@ impl Wiring {
             connections: crate::limits::Connections::default(),
             publish_rates: crate::limits::PublishRates::default(),
             outbox_budget,
+            pacing: pacing::Pacing::new(pacing::delivery_threads()),
         })
     }
 }
@@ -409,6 +415,11 @@ impl Realtime {
     /// A new connection's outbox: the sender goes into its [`ConnHandle`].
     pub fn outbox(&self) -> (outbox::Sender, outbox::Receiver) {
         outbox::channel(&self.outbox_budget)
+    }
+
+    /// A new connection's pace (see [`pacing`]).
+    pub fn pace(&self) -> pacing::Pace {
+        pacing::Pace::new(&self.pacing)
     }
 
     pub fn connect(&self, handle: ConnHandle) {

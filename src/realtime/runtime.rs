@@ -18,7 +18,7 @@ pub struct Connections {
 impl Connections {
     /// One worker per core, with I/O and timers.
     pub fn start() -> io::Result<Connections> {
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = crate::fanout::pacing::delivery_threads();
         let runtime = Builder::new_multi_thread()
             .worker_threads(workers)
             .thread_name("pulsebase-live")

@@ -45,9 +45,6 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Frames written before one flush (one socket write, see
 /// [`super::socket`]).
 const WRITE_BATCH: usize = 256;
-/// A batch at least this big means the connection is busy: the next one
-/// waits for the hub a little (two yields) to grow.
-const BUSY_BATCH: usize = 8;
 /// Publishes one connection may have waiting for the writer before it
 /// stops reading: enough to fill write groups, few enough that a client
 /// cannot queue unbounded work.
@@ -196,7 +193,7 @@ async fn serve(
     // with thousands of busy connections that cost shows.
     let mut close_requested = std::pin::pin!(close_signal(&closed));
     let mut expires_at = session.expires_ms;
-    let mut busy = false;
+    let mut pace = state.realtime.pace();
     let mut expiry = std::pin::pin!(tokio::time::sleep_until(expiry_instant(expires_at)));
 
     let seq = state.realtime.released_seq().await;
@@ -227,25 +224,14 @@ async fn serve(
                     break;
                 }
             }
-            frame = outbox.recv(), if !session.replaying() => {
+            // A busy connection lets its next batch gather (see
+            // `fanout::pacing`); the outbox holds and bounds it meanwhile.
+            () = pace.ready(), if pace.waiting() => {}
+            frame = outbox.recv(), if !session.replaying() && !pace.waiting() => {
                 let Some(first) = frame else { break };
                 let mut frames = vec![first];
                 outbox.take_into(&mut frames, WRITE_BATCH);
-                // Under load (the last batch was big), let the hub add to
-                // this one before writing: each write is a `sendto` and a
-                // wake-up of the reader, so fewer, larger writes are what
-                // lets a busy fan-out go faster (2.6-3.1M deliveries/s at
-                // 100 subscribers with this, 2.0-2.3M without; see
-                // bench/RESULTS.md). A frame after a quiet spell goes out
-                // at once, so moderate loads keep their latency.
-                for _ in 0..2 {
-                    if !busy || frames.len() >= WRITE_BATCH {
-                        break;
-                    }
-                    tokio::task::yield_now().await;
-                    outbox.take_into(&mut frames, WRITE_BATCH);
-                }
-                busy = frames.len() >= BUSY_BATCH;
+                pace.wrote(frames.len());
                 // A peer that stops reading blocks the write; the hub then
                 // closes it as a slow consumer, which must win the race.
                 tokio::select! {
