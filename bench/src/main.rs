@@ -102,6 +102,10 @@ struct Args {
     /// Print the scenario names and exit.
     #[arg(long)]
     list: bool,
+    /// Realtime fan-out and publish scenarios: also print (to stderr) the
+    /// latency per 100 ms of the measured window, by arrival time.
+    #[arg(long)]
+    timeline: bool,
     #[command(flatten)]
     drop: drop::DropArgs,
     #[command(flatten)]

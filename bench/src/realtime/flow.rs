@@ -54,6 +54,46 @@ pub(super) struct Tally {
     /// For a publisher that waits on delivery: how many subscribers have
     /// each message, and the lowest message not yet read by all of them.
     pub(super) progress: Option<Progress>,
+    /// With `--timeline`: the measured window's latencies, per slice.
+    pub(super) timeline: Option<Timeline>,
+}
+
+/// Latency per slice of the measured window, by arrival time: shows
+/// whether a run's tail is spread over the window or comes in episodes.
+pub(super) struct Timeline {
+    slice_us: u64,
+    slices: Vec<Histogram<u64>>,
+}
+
+impl Timeline {
+    pub(super) const SLICE_US: u64 = 100_000;
+
+    fn record(&mut self, since_measure_us: u64, latency: u64) {
+        let at = (since_measure_us / self.slice_us) as usize;
+        if self.slices.len() <= at {
+            self.slices.resize_with(at + 1, new_hist);
+        }
+        self.slices[at].saturating_record(latency);
+    }
+
+    /// One line per slice: start, deliveries, p50, p99, max (ms).
+    pub(super) fn lines(&self) -> Vec<String> {
+        let ms = |us: u64| us as f64 / 1000.0;
+        self.slices
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                format!(
+                    "{:>6} ms  {:>8} deliveries  p50 {:>7.2}  p99 {:>7.2}  max {:>7.2}",
+                    i as u64 * self.slice_us / 1000,
+                    h.len(),
+                    ms(h.value_at_quantile(0.5)),
+                    ms(h.value_at_quantile(0.99)),
+                    ms(h.max()),
+                )
+            })
+            .collect()
+    }
 }
 
 pub(super) struct Progress {
@@ -109,7 +149,17 @@ impl Tally {
                 .collect(),
             routed: None,
             progress: None,
+            timeline: None,
         }
+    }
+
+    /// Keeps the latencies per slice of the window too (`--timeline`).
+    pub(super) fn with_timeline(mut self) -> Tally {
+        self.timeline = Some(Timeline {
+            slice_us: Timeline::SLICE_US,
+            slices: Vec::new(),
+        });
+        self
     }
 
     /// Each subscriber expects only the events of its own device.
@@ -174,6 +224,9 @@ impl Tally {
             self.hist.saturating_record(latency);
             self.max_us = self.max_us.max(latency);
             self.deliveries += 1;
+            if let Some(timeline) = &mut self.timeline {
+                timeline.record(now_us - self.measure_from_us, latency);
+            }
         }
     }
 
@@ -233,6 +286,9 @@ pub(super) async fn flow(
     );
     if routed_device(sc.kind, 0).is_some() {
         tally = tally.routed(devices(sc.kind));
+    }
+    if args.timeline {
+        tally = tally.with_timeline();
     }
     let tally = Rc::new(RefCell::new(tally));
 
@@ -296,6 +352,12 @@ pub(super) async fn flow(
     while readers.join_next().await.is_some() {}
     stage.server.stop();
     let t = tally.borrow();
+    if let Some(timeline) = &t.timeline {
+        eprintln!("{} by arrival time in the measured window:", sc.name());
+        for line in timeline.lines() {
+            eprintln!("  {line}");
+        }
+    }
     Ok(outcome(
         sc,
         &t,
@@ -657,6 +719,25 @@ async fn write_paced(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_timeline_keeps_each_slice_of_the_window_apart() {
+        let mut tally = Tally::new(Instant::now(), 1_000, u64::MAX, 128, 1).with_timeline();
+        // Arrived before the window: not in it.
+        tally.arrived(0, 0, 0, 500);
+        // 1 ms late in the first slice, 40 ms late in the third.
+        tally.arrived(0, 1, 1_000, 2_000);
+        tally.arrived(0, 2, 250_000, 290_000);
+        let lines = tally
+            .timeline
+            .as_ref()
+            .map(Timeline::lines)
+            .unwrap_or_default();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines[0].contains(" 1 deliveries") && lines[0].contains("max    1.00"));
+        assert!(lines[1].contains(" 0 deliveries"), "{}", lines[1]);
+        assert!(lines[2].starts_with("   200 ms") && lines[2].contains("max   40.0"));
+    }
 
     #[test]
     fn missed_counts_acknowledged_writes_a_subscriber_lacks() {
