@@ -104,14 +104,7 @@ impl Pace {
     /// connection is busy and, if so, when it may write next.
     pub fn wrote(&mut self, frames: usize) {
         let busy = frames >= BUSY_BATCH;
-        if busy != self.busy {
-            self.busy = busy;
-            if busy {
-                self.pacing.busy.fetch_add(1, Ordering::Relaxed);
-            } else {
-                self.pacing.busy.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
+        self.set_busy(busy);
         let Some(gap) = self.pacing.gap().filter(|_| busy) else {
             return;
         };
@@ -129,6 +122,25 @@ impl Pace {
             wait.as_mut().await;
         }
         self.waiting = false;
+    }
+
+    /// Nothing gathered while the connection waited: it is no longer busy.
+    /// Otherwise a connection whose events stopped would count as busy
+    /// until its next write, and lengthen the gap of those still busy.
+    pub fn went_quiet(&mut self) {
+        self.set_busy(false);
+    }
+
+    fn set_busy(&mut self, busy: bool) {
+        if busy == self.busy {
+            return;
+        }
+        self.busy = busy;
+        if busy {
+            self.pacing.busy.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.pacing.busy.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -181,6 +193,15 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(4), "100 × 40 µs");
         assert!(!pace.waiting());
 
+        let mut others = others;
+        let mut quiet = others.split_off(49);
+        for pace in &mut quiet {
+            pace.went_quiet();
+            pace.went_quiet();
+        }
+        assert_eq!(pacing.busy(), 50, "quiet connections leave the count, once");
+        drop(quiet);
+        assert_eq!(pacing.busy(), 50, "and do not leave it again when dropped");
         drop(others);
         assert_eq!(pacing.busy(), 1, "dropped connections leave the count");
         pace.wrote(BUSY_BATCH);

@@ -226,7 +226,11 @@ async fn serve(
             }
             // A busy connection lets its next batch gather (see
             // `fanout::pacing`); the outbox holds and bounds it meanwhile.
-            () = pace.ready(), if pace.waiting() => {}
+            () = pace.ready(), if pace.waiting() => {
+                if outbox.is_empty() {
+                    pace.went_quiet();
+                }
+            }
             frame = outbox.recv(), if !session.replaying() && !pace.waiting() => {
                 let Some(first) = frame else { break };
                 let mut frames = vec![first];
