@@ -174,6 +174,7 @@ pub fn spawn(
                     Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
                 };
                 hub.limits = Limits::of(&hub.live.get());
+                hub.outbox_budget.keep_bounds(&hub.limits);
                 unstored = matches!(input, Input::Published(_, false));
                 if !hub.handle(input) {
                     break;

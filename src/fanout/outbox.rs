@@ -33,15 +33,41 @@ use super::{Close, Frame};
 /// idle one always did.
 const KEEP_SLOTS: usize = 64;
 
-/// The bytes queued in all outboxes together.
-#[derive(Debug, Default)]
+/// The bytes queued in all outboxes together, and the bounds of one
+/// outbox in force (kept here, once, for the connection tasks: see
+/// [`Receiver::take_into`]).
+#[derive(Debug)]
 pub struct Budget {
     queued: AtomicUsize,
+    bound_bytes: AtomicUsize,
+    /// Zero: no bound in frames.
+    bound_frames: AtomicUsize,
+}
+
+impl Default for Budget {
+    fn default() -> Budget {
+        Budget {
+            queued: AtomicUsize::new(0),
+            bound_bytes: AtomicUsize::new(usize::MAX),
+            bound_frames: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl Budget {
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Records the bounds one outbox has now (the hub, as settings change).
+    pub fn keep_bounds(&self, limits: &Limits) {
+        let frames = limits.frames.unwrap_or(0);
+        if self.bound_bytes.load(Ordering::Relaxed) != limits.bytes {
+            self.bound_bytes.store(limits.bytes, Ordering::Relaxed);
+        }
+        if self.bound_frames.load(Ordering::Relaxed) != frames {
+            self.bound_frames.store(frames, Ordering::Relaxed);
+        }
     }
 
     fn add(&self, bytes: usize) {
@@ -246,9 +272,18 @@ impl Receiver {
     }
 
     /// Moves waiting frames into `into` until it holds `max`, under one
-    /// lock.
-    pub fn take_into(&mut self, into: &mut Vec<Arc<Frame>>, max: usize) {
+    /// lock. True when what was waiting (counting what `into` already
+    /// holds) had passed half the outbox's bound: a task that let it
+    /// gather that much must not wait as long again (see `pacing`), or
+    /// the hub would close it as a slow consumer.
+    pub fn take_into(&mut self, into: &mut Vec<Arc<Frame>>, max: usize) -> bool {
         let mut queue = self.shared.lock();
+        let held_bytes = queue.bytes + into.iter().map(|f| f.text.len()).sum::<usize>();
+        let held_frames = queue.frames.len() + into.len();
+        let budget = &self.shared.budget;
+        let bound_frames = budget.bound_frames.load(Ordering::Relaxed);
+        let crowded = held_bytes > budget.bound_bytes.load(Ordering::Relaxed) / 2
+            || (bound_frames > 0 && held_frames > bound_frames / 2);
         let n = max.saturating_sub(into.len()).min(queue.frames.len());
         into.reserve(n);
         let mut len = 0;
@@ -258,6 +293,7 @@ impl Receiver {
         }
         queue.bytes -= len;
         self.shared.budget.release(len);
+        crowded
     }
 
     pub fn is_empty(&self) -> bool {
@@ -452,6 +488,41 @@ mod tests {
         rx.take_into(&mut taken, 100);
         assert_eq!(taken.len(), 5);
         assert_eq!((tx.queued(), budget.queued()), ((0, 0), 0));
+    }
+
+    #[test]
+    fn take_into_tells_when_the_queue_had_passed_half_its_bound() {
+        let budget = Arc::new(Budget::default());
+        let (tx, mut rx) = channel(&budget);
+        let mut taken = Vec::new();
+        assert!(
+            !rx.take_into(&mut taken, usize::MAX),
+            "empty, nothing offered"
+        );
+        let bytes = limits(100, None);
+        budget.keep_bounds(&bytes);
+        for _ in 0..5 {
+            tx.offer(frame(10), &bytes);
+        }
+        assert!(!rx.take_into(&mut taken, usize::MAX), "50 bytes of 100");
+        taken.clear();
+        for _ in 0..6 {
+            tx.offer(frame(10), &bytes);
+        }
+        let first = rx.take_into(&mut taken, 1);
+        assert!(first, "60 bytes of 100, though only one frame was taken");
+        rx.take_into(&mut taken, usize::MAX);
+        let frames = limits(usize::MAX, Some(4));
+        budget.keep_bounds(&frames);
+        taken.clear();
+        tx.offer(frame(1), &frames);
+        tx.offer(frame(1), &frames);
+        assert!(!rx.take_into(&mut taken, usize::MAX), "2 frames of 4");
+        tx.offer(frame(1), &frames);
+        assert!(
+            rx.take_into(&mut taken, usize::MAX),
+            "3 frames of 4, counting those in hand"
+        );
     }
 
     #[tokio::test]

@@ -101,11 +101,14 @@ impl Pace {
     }
 
     /// A batch of `frames` was just written: decides whether the
-    /// connection is busy and, if so, when it may write next.
-    pub fn wrote(&mut self, frames: usize) {
+    /// connection is busy and, if so, when it may write next. `crowded`:
+    /// the batch had filled over half the connection's outbox bound, so it
+    /// writes again at once (waiting as long again could pass the bound,
+    /// and the hub closes a connection that does as a slow consumer).
+    pub fn wrote(&mut self, frames: usize, crowded: bool) {
         let busy = frames >= BUSY_BATCH;
         self.set_busy(busy);
-        let Some(gap) = self.pacing.gap().filter(|_| busy) else {
+        let Some(gap) = self.pacing.gap().filter(|_| busy && !crowded) else {
             return;
         };
         let due = Instant::now() + gap;
@@ -177,21 +180,24 @@ mod tests {
         let others: Vec<Pace> = (0..99)
             .map(|_| {
                 let mut pace = Pace::new(&pacing);
-                pace.wrote(BUSY_BATCH);
+                pace.wrote(BUSY_BATCH, false);
                 pace
             })
             .collect();
         assert_eq!(pacing.busy(), 99);
 
         let mut pace = Pace::new(&pacing);
-        pace.wrote(1);
+        pace.wrote(1, false);
         assert!(!pace.waiting(), "a small batch writes on at once");
-        pace.wrote(BUSY_BATCH);
+        pace.wrote(BUSY_BATCH, false);
         assert!(pace.waiting());
         let started = Instant::now();
         pace.ready().await;
         assert!(started.elapsed() >= Duration::from_millis(4), "100 × 40 µs");
         assert!(!pace.waiting());
+        pace.wrote(BUSY_BATCH, true);
+        assert!(!pace.waiting(), "a crowded outbox is emptied again at once");
+        assert_eq!(pacing.busy(), 100, "and the connection is still busy");
 
         let mut others = others;
         let mut quiet = others.split_off(49);
@@ -204,7 +210,7 @@ mod tests {
         assert_eq!(pacing.busy(), 50, "and do not leave it again when dropped");
         drop(others);
         assert_eq!(pacing.busy(), 1, "dropped connections leave the count");
-        pace.wrote(BUSY_BATCH);
+        pace.wrote(BUSY_BATCH, false);
         assert!(!pace.waiting(), "alone, the gap is under a millisecond");
         drop(pace);
         assert_eq!(pacing.busy(), 0);

@@ -234,8 +234,8 @@ async fn serve(
             frame = outbox.recv(), if !session.replaying() && !pace.waiting() => {
                 let Some(first) = frame else { break };
                 let mut frames = vec![first];
-                outbox.take_into(&mut frames, WRITE_BATCH);
-                pace.wrote(frames.len());
+                let crowded = outbox.take_into(&mut frames, WRITE_BATCH);
+                pace.wrote(frames.len(), crowded);
                 // A peer that stops reading blocks the write; the hub then
                 // closes it as a slow consumer, which must win the race.
                 tokio::select! {
