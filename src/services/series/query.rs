@@ -178,16 +178,18 @@ impl Reader<'_> {
     }
 }
 
-fn decode_block(
+/// The block's readings; `None` once it is gone since its summary was
+/// read (dropped, or merged into a block under a lower seq).
+fn read_block(
     store: &Store,
     collection: u32,
     first_seq: u64,
-) -> Result<Vec<Reading>, StoreError> {
+) -> Result<Option<Vec<Reading>>, StoreError> {
     match store.series_block(collection, first_seq)? {
         Some(bytes) => crate::series::decode(&bytes)
+            .map(Some)
             .map_err(|e| StoreError::Corrupt(format!("series block: {e}"))),
-        // Dropped since its summary was read.
-        None => Ok(Vec::new()),
+        None => Ok(None),
     }
 }
 
@@ -272,17 +274,56 @@ type Page = (Vec<Map<String, Value>>, Option<String>);
 /// Reads blocks in the order of the page (by their earliest time going
 /// up, their latest going down) and stops once no further block can hold
 /// a reading that beats the page's last.
+/// How many times a page is read again when the writer merged blocks
+/// under it; merges are rare and quick, so a second read nearly always
+/// finds them settled.
+const SCAN_ATTEMPTS: usize = 8;
+
+/// A page read while the writer merged some of its blocks is read again.
+/// The writer merges the newest small blocks into one keyed by the lowest
+/// seq among them: a page that read a block before such a merge and the
+/// next one after it finds the next one gone (its readings moved under a
+/// key already read), and in descending order can read moved readings a
+/// second time. Missing readings made a page short, and a short page
+/// reads as the last one.
 fn scan_page(
     store: &Store,
     reader: &Reader,
-    (from, to): (i64, i64),
+    range: (i64, i64),
     after: Option<Position>,
     descending: bool,
     limit: usize,
 ) -> Result<Page, ApiError> {
+    let mut attempts = 1;
+    loop {
+        let blocks = store.series_spans_between(reader.collection.id, range.0, range.1)?;
+        match scan_blocks(store, reader, blocks, range, after, descending, limit)? {
+            Scanned::Settled(page) => return Ok(page),
+            Scanned::Moved(page) if attempts >= SCAN_ATTEMPTS => return Ok(page),
+            Scanned::Moved(_) => attempts += 1,
+        }
+    }
+}
+
+enum Scanned {
+    Settled(Page),
+    /// Blocks moved during the read; the page may lack or repeat readings.
+    Moved(Page),
+}
+
+/// One read of a page from `blocks`, the summaries of every block in the
+/// time range (time ranges only: there is no index by anything else).
+fn scan_blocks(
+    store: &Store,
+    reader: &Reader,
+    mut blocks: Vec<crate::store::series::BlockSpan>,
+    (from, to): (i64, i64),
+    after: Option<Position>,
+    descending: bool,
+    limit: usize,
+) -> Result<Scanned, ApiError> {
     let collection_id = reader.collection.id;
-    // Time ranges only: a page reads the summaries of every block in range.
-    let mut blocks = store.series_spans_between(collection_id, from, to)?;
+    let mut moved = false;
     if descending {
         blocks.sort_by_key(|b| std::cmp::Reverse(b.max_time));
     } else {
@@ -307,7 +348,11 @@ fn scan_page(
                 break;
             }
         }
-        for reading in decode_block(store, collection_id, info.first_seq)? {
+        let Some(readings) = read_block(store, collection_id, info.first_seq)? else {
+            moved = true;
+            continue;
+        };
+        for reading in readings {
             let key = (reading.time, reading.seq);
             if reading.time < from || reading.time >= to || !beyond(key) {
                 continue;
@@ -333,12 +378,20 @@ fn scan_page(
         }
     }
     let mut kept = heap.into_sorted_vec();
+    let read = kept.len();
+    kept.dedup_by_key(|k| k.key);
+    moved |= kept.len() != read;
     let next = (kept.len() > limit).then(|| {
         kept.truncate(limit);
         kept.last().map(|k| encode_cursor(k.key))
     });
     let next = next.flatten();
-    Ok((kept.into_iter().map(|k| k.fields).collect(), next))
+    let page = (kept.into_iter().map(|k| k.fields).collect(), next);
+    Ok(if moved {
+        Scanned::Moved(page)
+    } else {
+        Scanned::Settled(page)
+    })
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -476,7 +529,10 @@ fn newest_per_source(store: &Store, reader: &Reader, whole: bool) -> ApiResult<V
             if !holds_missing {
                 continue;
             }
-            for reading in decode_block(store, collection_id, info.first_seq)? {
+            // Gone since its summary was read (dropped, or merged under a
+            // lower seq): nothing from it.
+            let readings = read_block(store, collection_id, info.first_seq)?;
+            for reading in readings.unwrap_or_default() {
                 if !missing.contains(&reading.series) {
                     continue;
                 }
@@ -496,4 +552,78 @@ fn newest_per_source(store: &Store, reader: &Reader, whole: bool) -> ApiResult<V
         );
     }
     Ok(out.into_values().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::services::testing::{admin, state_with_series, stop};
+
+    /// A page read from summaries taken before a block moved (the writer
+    /// merged it into a block under a lower seq) knows it, and the page is
+    /// read again whole rather than coming back short, which a client
+    /// would take for the last page.
+    #[tokio::test]
+    async fn a_page_read_while_a_block_moved_is_read_again() {
+        let (_dir, state) = state_with_series().await;
+        for temp in 0..3 {
+            let reading = vec![json!({"device": "a", "temp": temp})];
+            crate::services::series::ingest(
+                &state,
+                &admin(),
+                "readings",
+                reading,
+                64,
+                crate::services::series::IngestOptions::default(),
+            )
+            .await
+            .expect("ingested");
+        }
+        let collection = series_collection(&state, "readings").expect("the collection");
+        let all = (i64::MIN, i64::MAX);
+        let before = state
+            .store
+            .series_spans_between(collection.id, all.0, all.1)
+            .expect("summaries");
+        let last = before.iter().map(|b| b.first_seq).max().expect("a block");
+        let moved = state
+            .store
+            .data()
+            .remove(crate::store::keys::block(collection.id, last))
+            .expect("removed");
+        assert!(
+            moved.is_some(),
+            "the newest block is gone, as if merged away"
+        );
+        let principal = admin();
+        let caller = Caller::new(&principal);
+        let reader = Reader {
+            collection: &collection,
+            viewer: &caller.viewer,
+            now: &caller.now,
+            filter: None,
+        };
+        for descending in [false, true] {
+            let read = scan_blocks(
+                &state.store,
+                &reader,
+                before.clone(),
+                all,
+                None,
+                descending,
+                2,
+            );
+            assert!(
+                matches!(read, Ok(Scanned::Moved(_))),
+                "descending {descending}: the page says it moved"
+            );
+        }
+        // Here the summary outlives its block, so every read finds it
+        // gone: the page still comes, after a bounded number of reads.
+        let (page, _) = scan_page(&state.store, &reader, all, None, false, 2).expect("a page");
+        assert_eq!(page.len(), 2);
+        stop(state).await;
+    }
 }
