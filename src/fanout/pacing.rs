@@ -19,7 +19,10 @@
 //! average, whatever the number of connections. Events keep arriving in
 //! the outbox meanwhile (bounded in bytes as ever), and go out together.
 //! A connection that is not busy writes at once, so light loads keep their
-//! latency; a gap under [`MIN_GAP`] (the timer's resolution) is not kept.
+//! latency; a gap under [`MIN_GAP`] (the timer's resolution) is not kept,
+//! nor one after a batch that filled over half the outbox's bound (the
+//! next gap could take it past the bound, and a slow-consumer close). A
+//! connection that gathered nothing while it waited is no longer busy.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -271,9 +271,6 @@ async fn read_as<T: Send + 'static>(
 /// A page's readings as the caller sees them, and the cursor after it.
 type Page = (Vec<Map<String, Value>>, Option<String>);
 
-/// Reads blocks in the order of the page (by their earliest time going
-/// up, their latest going down) and stops once no further block can hold
-/// a reading that beats the page's last.
 /// How many times a page is read again when the writer merged blocks
 /// under it; merges are rare and quick, so a second read nearly always
 /// finds them settled.
@@ -313,6 +310,9 @@ enum Scanned {
 
 /// One read of a page from `blocks`, the summaries of every block in the
 /// time range (time ranges only: there is no index by anything else).
+/// Reads blocks in the order of the page (by their earliest time going
+/// up, their latest going down) and stops once no further block can hold
+/// a reading that beats the page's last.
 fn scan_blocks(
     store: &Store,
     reader: &Reader,
