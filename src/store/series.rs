@@ -105,6 +105,18 @@ impl BlockSpan {
         let bytes = self.value.get(4..).ok_or_else(|| corrupt("short"))?;
         Summary::stats_of(bytes).map_err(|e| corrupt(&e.to_string()))
     }
+
+    /// Whether `block`, read under this span's key, is still the block the
+    /// summary was written with. A merge puts a block of more readings
+    /// under the key of the first block it took in, and retention's cut
+    /// leaves fewer: either way the length differs.
+    pub fn describes(&self, block: &[u8]) -> bool {
+        self.value
+            .get(..4)
+            .and_then(|len| len.try_into().ok())
+            .map(u32::from_be_bytes)
+            .is_some_and(|len| len as usize == block.len())
+    }
 }
 
 /// The `s` value: the block's length, then its summary.
@@ -136,7 +148,7 @@ impl Store {
     pub fn series_blocks(
         &self,
         collection: u32,
-    ) -> impl Iterator<Item = Result<BlockInfo, StoreError>> + use<> {
+    ) -> impl DoubleEndedIterator<Item = Result<BlockInfo, StoreError>> + use<> {
         self.data
             .scan_prefix(keys::collection_prefix(keys::SUMMARY, collection))
             .map(|entry| {
@@ -187,8 +199,13 @@ impl Store {
         Ok(self.data.get(keys::block(collection, first_seq))?)
     }
 
-    /// The block holding `seq`, as its first seq and bytes.
-    fn block_holding(&self, collection: u32, seq: u64) -> Result<Option<(u64, IVec)>, StoreError> {
+    /// The block holding `seq` (or the one before, if `seq` is gone), as
+    /// its first seq and bytes.
+    pub fn series_block_holding(
+        &self,
+        collection: u32,
+        seq: u64,
+    ) -> Result<Option<(u64, IVec)>, StoreError> {
         let start = keys::block(collection, 0);
         let end = keys::block(collection, seq);
         let Some(entry) = self.data.range(start..=end).next_back() else {
@@ -201,7 +218,7 @@ impl Store {
 
     /// One reading by seq.
     pub fn reading(&self, collection: u32, seq: u64) -> Result<Option<Reading>, StoreError> {
-        let Some((_, bytes)) = self.block_holding(collection, seq)? else {
+        let Some((_, bytes)) = self.series_block_holding(collection, seq)? else {
             return Ok(None);
         };
         let reader = series::BlockReader::open(&bytes).map_err(corrupt_block)?;
@@ -271,9 +288,21 @@ impl Store {
         if run.len() < MERGE_AT_LEAST {
             return Ok(false);
         }
+        run.reverse();
+        self.merge_blocks(collection, &run)
+    }
+
+    /// Merges neighbouring blocks, given in seq order, into one under the
+    /// first one's key, in one batch; false if one is gone already.
+    pub(crate) fn merge_blocks(
+        &self,
+        collection: u32,
+        run: &[BlockInfo],
+    ) -> Result<bool, StoreError> {
+        let readings: u64 = run.iter().map(|info| info.summary.count).sum();
         let mut merged = Vec::with_capacity(readings as usize);
         let mut batch = super::Batch::default();
-        for info in run.iter().rev() {
+        for info in run {
             let Some(bytes) = self.series_block(collection, info.first_seq)? else {
                 return Ok(false);
             };
@@ -303,8 +332,12 @@ impl Store {
         }
         // Built under the lock: an append noted meanwhile waits, then
         // lands on the built map (noting a reading twice changes nothing).
+        // Walking down from the newest block: a merge puts the newest
+        // small blocks under the lowest key among them, which a walk up
+        // may have passed already when it finds the others gone; walking
+        // down, that key is still ahead.
         let mut newest: BTreeMap<String, Reading> = BTreeMap::new();
-        for info in self.series_blocks(collection) {
+        for info in self.series_blocks(collection).rev() {
             for source in info?.summary.series {
                 let last = source.last;
                 let reading = Reading {

@@ -529,10 +529,16 @@ fn newest_per_source(store: &Store, reader: &Reader, whole: bool) -> ApiResult<V
             if !holds_missing {
                 continue;
             }
-            // Gone since its summary was read (dropped, or merged under a
-            // lower seq): nothing from it.
-            let readings = read_block(store, collection_id, info.first_seq)?;
-            for reading in readings.unwrap_or_default() {
+            // The block now holding its first seq: itself, or, merged
+            // since its summary was read, the block it went into (under a
+            // lower seq, maybe read already: the newest is kept once).
+            let holding = store.series_block_holding(collection_id, info.first_seq)?;
+            let readings = match holding {
+                Some((_, bytes)) => crate::series::decode(&bytes)
+                    .map_err(|e| ApiError::internal(format!("series block: {e}")))?,
+                None => Vec::new(),
+            };
+            for reading in readings {
                 if !missing.contains(&reading.series) {
                     continue;
                 }
