@@ -53,7 +53,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -109,6 +109,10 @@ pub struct Frame {
     /// When it was serialized: how long it then waits for its connection
     /// is the delivery lag (`outbox`, `pulsebase_realtime_delivery_lag_seconds`).
     pub made: Instant,
+    /// The frame as an SSE event block, made by the first SSE stream that
+    /// sends it and copied by the others: a thousand streams formatting
+    /// the same event each cost more than the rest of their delivery.
+    pub sse: OnceLock<Box<[u8]>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,6 +153,7 @@ impl Frame {
             kind,
             text: text.into(),
             made: Instant::now(),
+            sse: OnceLock::new(),
         }
     }
 }

@@ -8,5 +8,6 @@ pub mod runtime;
 pub mod session;
 pub mod socket;
 pub mod sse;
+mod sse_event;
 pub mod upgrade;
 pub mod ws;

@@ -7,20 +7,22 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::sse::{Event, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use bytes::Bytes;
 use futures_util::stream::{self, Stream};
 use tokio::time::Instant;
 
-use super::ws;
+use super::{sse_event, ws};
 use crate::auth::Principal;
 use crate::clock;
 use crate::error::{ApiError, ApiResult};
+use crate::fanout::pacing::Pace;
 use crate::fanout::replay::Replay;
 use crate::fanout::{backfill, outbox};
-use crate::fanout::{ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime, Transport};
+use crate::fanout::{ConnHandle, ConnId, Frame, Ops, Realtime, Transport};
 use crate::limits::Slot;
 use crate::protocol::server::{Reply, ReplyBody, TopicNames};
 use crate::protocol::ServerMessage;
@@ -99,10 +101,14 @@ struct SseState {
     /// in the outbox meanwhile.
     replay: Option<Replay>,
     /// The subscription's `ok`, sent before anything else.
-    opening: Option<Event>,
+    opening: Option<Bytes>,
     /// The rest of the page read last.
     replayed: VecDeque<Frame>,
     outbox: outbox::Receiver,
+    /// A busy stream lets its next batch gather, as a WebSocket does (see
+    /// `fanout::pacing`): without it, at 1000 streams × 1000 events/s
+    /// every event was a write of its own.
+    pace: Pace,
     closed: outbox::CloseSignal,
     heartbeat: tokio::time::Interval,
     expires: Option<Instant>,
@@ -204,14 +210,19 @@ pub async fn sse(
         replay,
         replayed: VecDeque::new(),
         outbox,
+        pace: state.realtime.pace(),
         closed,
         heartbeat: tokio::time::interval_at(Instant::now() + heartbeat, heartbeat),
         expires: expires_ms
             .map(|at| Instant::now() + Duration::from_millis((at - clock::now_ms()).max(0) as u64)),
         done: false,
     };
-    let mut response = Sse::new(events(stream)).into_response();
+    let mut response = Response::new(Body::from_stream(events(stream)));
     let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(response)
@@ -222,7 +233,7 @@ pub async fn sse(
 /// resumes: the `since` being replayed, else where live delivery starts.
 /// Without it a stream cut before its first event reconnected with no
 /// `Last-Event-ID` and lost what happened while it was away.
-fn opening(state: &AppState, names: &[String], upto: u64, since: Option<&Since>) -> Event {
+fn opening(state: &AppState, names: &[String], upto: u64, since: Option<&Since>) -> Bytes {
     let epoch = state.store.epoch();
     let reply = ServerMessage::Ok(Reply {
         id: None,
@@ -233,28 +244,24 @@ fn opening(state: &AppState, names: &[String], upto: u64, since: Option<&Since>)
         },
     });
     let resume_from = since.map_or(upto, |since| since.seq);
-    Event::default()
-        .event(reply.kind())
-        .data(reply.to_text())
-        .id(resume_from.to_string())
+    let mut out = Vec::new();
+    sse_event::put(&mut out, reply.kind(), &reply.to_text(), Some(resume_from));
+    out.into()
 }
 
-fn to_event(frame: &Frame) -> Event {
-    let event = Event::default()
-        .event(frame.kind.sse_name())
-        .data(frame.text.as_str());
-    match frame.kind {
-        FrameKind::Event | FrameKind::Message => event.id(frame.seq.to_string()),
-        FrameKind::Control(_) => event,
-    }
+fn to_event(frame: &Frame) -> Bytes {
+    let mut out = Vec::with_capacity(frame.text.len() + 48);
+    sse_event::put_frame(&mut out, frame);
+    out.into()
 }
 
 /// An error that ends the stream.
-fn failed(error: &ApiError) -> Event {
+fn failed(error: &ApiError) -> Bytes {
     to_event(&super::session::error_frame(None, error))
 }
 
-fn events(state: SseState) -> impl Stream<Item = Result<Event, Infallible>> {
+/// The body: each item one chunk, one socket write.
+fn events(state: SseState) -> impl Stream<Item = Result<Bytes, Infallible>> {
     stream::unfold(state, |mut s| async move {
         if s.done {
             return None;
@@ -269,44 +276,68 @@ fn events(state: SseState) -> impl Stream<Item = Result<Event, Infallible>> {
                 return Some((Ok(event), s));
             }
         }
-        let expires = s.expires;
-        let event = tokio::select! {
-            biased;
-            close = s.closed.closed() => {
-                s.done = true;
-                match close.and_then(|c| c.last) {
-                    Some(last) => to_event(&last),
-                    None => return None,
+        loop {
+            let expires = s.expires;
+            let event = tokio::select! {
+                biased;
+                close = s.closed.closed() => {
+                    s.done = true;
+                    match close.and_then(|c| c.last) {
+                        Some(last) => to_event(&last),
+                        None => return None,
+                    }
                 }
-            }
-            () = sleep_until_opt(expires) => {
-                s.done = true;
-                let frame = Frame::control(&ServerMessage::Closing {
-                    code: "token_expired",
-                    message: "the access token expired; reconnect with a fresh one",
-                });
-                to_event(&frame)
-            }
-            frame = s.outbox.recv() => match frame {
-                Some(frame) => to_event(&frame),
-                None => return None,
-            },
-            _ = s.heartbeat.tick() => {
-                let ts = clock::now_rfc3339();
-                let beat = ServerMessage::Heartbeat { ts: &ts };
-                Event::default().event(beat.kind()).data(beat.to_text())
-            }
-        };
-        Some((Ok(event), s))
+                () = sleep_until_opt(expires) => {
+                    s.done = true;
+                    let frame = Frame::control(&ServerMessage::Closing {
+                        code: "token_expired",
+                        message: "the access token expired; reconnect with a fresh one",
+                    });
+                    to_event(&frame)
+                }
+                () = s.pace.ready(), if s.pace.waiting() => {
+                    if s.outbox.is_empty() {
+                        s.pace.went_quiet();
+                    }
+                    continue;
+                }
+                frame = s.outbox.recv(), if !s.pace.waiting() => match frame {
+                    Some(first) => {
+                        let mut frames = vec![first];
+                        let crowded = s.outbox.take_into(&mut frames, ws::WRITE_BATCH);
+                        s.pace.wrote(frames.len(), crowded);
+                        let size: usize = frames.iter().map(|f| f.text.len() + 48).sum();
+                        let mut out = Vec::with_capacity(size);
+                        for frame in &frames {
+                            sse_event::put_frame(&mut out, frame);
+                        }
+                        Bytes::from(out)
+                    }
+                    None => return None,
+                },
+                _ = s.heartbeat.tick() => {
+                    let ts = clock::now_rfc3339();
+                    let beat = ServerMessage::Heartbeat { ts: &ts };
+                    let mut out = Vec::new();
+                    sse_event::put(&mut out, beat.kind(), &beat.to_text(), None);
+                    Bytes::from(out)
+                }
+            };
+            return Some((Ok(event), s));
+        }
     })
 }
 
-/// The next replayed event, reading the replay a page at a time; `None`
-/// once it is over (live events follow).
-async fn next_replayed(s: &mut SseState) -> Option<Event> {
+/// The rest of the replay's page read last, as one chunk, reading the
+/// replay a page at a time; `None` once it is over (live events follow).
+async fn next_replayed(s: &mut SseState) -> Option<Bytes> {
     loop {
-        if let Some(frame) = s.replayed.pop_front() {
-            return Some(to_event(&frame));
+        if !s.replayed.is_empty() {
+            let mut out = Vec::new();
+            for frame in s.replayed.drain(..) {
+                sse_event::put_frame(&mut out, &frame);
+            }
+            return Some(out.into());
         }
         let mut replay = s.replay.take()?;
         let store = s.store.clone();

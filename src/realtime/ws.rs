@@ -44,7 +44,7 @@ const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Frames written before one flush (one socket write, see
 /// [`super::socket`]).
-const WRITE_BATCH: usize = 256;
+pub(super) const WRITE_BATCH: usize = 256;
 /// Publishes one connection may have waiting for the writer before it
 /// stops reading: enough to fill write groups, few enough that a client
 /// cannot queue unbounded work.

@@ -151,3 +151,70 @@ async fn an_http_1_0_stream_is_sent_unframed_and_a_longer_path_is_not_a_stream()
     assert!(head.starts_with("http/1.1 404 "), "{head}");
     assert_eq!(error_code(&body), "not_found", "{body}");
 }
+
+/// The events of one chunked stream, grouped by the chunk that carried
+/// them: each group the `event:` names in that chunk.
+fn events_per_chunk(body: &[u8]) -> Vec<Vec<String>> {
+    let mut chunks = Vec::new();
+    let mut at = 0;
+    while let Some(line_end) = body[at..].windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&body[at..at + line_end]).unwrap();
+        let size = usize::from_str_radix(size, 16).unwrap();
+        let start = at + line_end + 2;
+        if size == 0 || start + size > body.len() {
+            break;
+        }
+        let text = String::from_utf8_lossy(&body[start..start + size]);
+        let names = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("event: "))
+            .map(str::to_owned)
+            .collect();
+        chunks.push(names);
+        at = start + size + 2;
+    }
+    chunks
+}
+
+/// Events that are ready together leave together: a resumed stream's
+/// replayed page is one chunk, one socket write, not a chunk per event
+/// (as it was when every event was a body chunk of its own).
+#[tokio::test]
+async fn a_replayed_page_goes_out_in_one_chunk() {
+    let (server, admin, ann, _bob) = notes_server().await;
+    let mut last_id = String::new();
+    for n in 0..20 {
+        let (status, note) = send(
+            client()
+                .post(server.url("/api/collections/notes/records"))
+                .bearer_auth(&ann)
+                .json(&json!({"text": format!("note {n}"), "public": true})),
+        )
+        .await;
+        assert_eq!(status, 201, "{note}");
+        last_id = note["id"].as_str().unwrap().to_owned();
+    }
+    let mut stream = connect(&server).await;
+    let request = format!(
+        "GET /api/realtime/sse?topic=notes&since=0&token={admin} HTTP/1.1\r\nHost: test\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    read_until(&mut stream, &mut seen, last_id.as_bytes()).await;
+    // Then to the end of the chunk that holds the last event.
+    let last = seen
+        .windows(last_id.len())
+        .position(|w| w == last_id.as_bytes());
+    let mut tail = seen.split_off(last.unwrap());
+    read_until(&mut stream, &mut tail, b"\n\n\r\n").await;
+    seen.append(&mut tail);
+    let at = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let chunks = events_per_chunk(&seen[at..]);
+    let replayed: Vec<usize> = chunks
+        .iter()
+        .map(|names| names.iter().filter(|n| *n == "event").count())
+        .filter(|&n| n > 0)
+        .collect();
+    assert_eq!(chunks[0], ["ok"], "the opening first, alone: {chunks:?}");
+    assert_eq!(replayed, [20], "the 20 events in one chunk: {chunks:?}");
+}
