@@ -168,7 +168,8 @@ pub async fn run(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    let serve = http::serve::serve(listener, app, signalled);
+    let streams = state.realtime_runtime.clone();
+    let serve = http::serve::serve(listener, app, streams, signalled);
     let mut deadline_rx = stop_rx.clone();
     let deadline = async move {
         let _ = deadline_rx.wait_for(|stopped| *stopped).await;

@@ -2,7 +2,8 @@
 //! directly, with upgrades (WebSocket), the peer's address as `ConnectInfo`,
 //! and a graceful shutdown that stops accepting, lets each connection finish
 //! its request in flight, and waits for them all. A connection that opens
-//! with an SSE request is served without hyper's buffers (`sse_conn`).
+//! with an SSE request is served without hyper's buffers (`sse_conn`), on
+//! the realtime connection runtime.
 //!
 //! Why not `axum::serve`: it serves through hyper-util's `auto` builder,
 //! which first reads up to 24 bytes to tell HTTP/2 from HTTP/1 and hands
@@ -21,6 +22,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpStream;
+use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Layer as _;
@@ -29,9 +31,15 @@ use super::hyper_errors::JsonErrors;
 use super::sse_conn;
 
 /// Serves `app` on `listener` until `shutdown` completes, then waits for the
-/// open connections to end (the caller bounds that wait).
-pub async fn serve<L>(mut listener: L, app: Router, shutdown: impl std::future::Future<Output = ()>)
-where
+/// open connections to end (the caller bounds that wait). SSE streams run
+/// on `streams` (the realtime connection runtime, as WebSockets do), so
+/// their deliveries do not queue with the requests answered here.
+pub async fn serve<L>(
+    mut listener: L,
+    app: Router,
+    streams: Handle,
+    shutdown: impl std::future::Future<Output = ()>,
+) where
     L: Listener<Io = JsonErrors<TcpStream>, Addr = SocketAddr>,
 {
     let mut shutdown = pin!(shutdown);
@@ -44,14 +52,19 @@ where
         };
         let app = app.clone();
         let stop = stop.clone();
+        let streams = streams.clone();
+        let tracker = connections.clone();
         connections.spawn(async move {
             let sse = tokio::select! {
                 sse = sse_conn::opens_sse(io.get_ref()) => sse,
                 () = stop.cancelled() => return,
             };
             if sse {
-                // Ends with its stream, which the server's stop ends too.
-                return sse_conn::serve(io, peer, app).await;
+                // Ends with its stream, which the server's stop ends too;
+                // tracked, so the shutdown waits for it. A task of its own:
+                // this one, sized for hyper's connection, ends here.
+                streams.spawn(tracker.track_future(sse_conn::serve(io, peer, app)));
+                return;
             }
             let service = TowerToHyperService::new(Extension(ConnectInfo(peer)).layer(app));
             let conn = http1::Builder::new()

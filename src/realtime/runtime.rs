@@ -1,5 +1,5 @@
-//! The runtime that runs WebSocket connections, apart from the one that
-//! answers HTTP requests, on worker threads of lower priority
+//! The runtime that runs WebSocket connections and SSE streams, apart
+//! from the one that answers HTTP requests, on worker threads of lower priority
 //! ([`crate::priority`]): a write request no longer waits in the same run
 //! queue as a thousand connection tasks writing events.
 
