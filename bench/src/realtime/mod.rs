@@ -80,6 +80,9 @@ pub enum Transport {
 pub enum Kind {
     /// Record creates at `rate`/s, each an event for every subscriber.
     Fanout { subscribers: usize, rate: u32 },
+    /// The same, with pulsebase's subscribers on SSE
+    /// (`/api/realtime/sse`) instead of WebSocket.
+    SseFanout { subscribers: usize, rate: u32 },
     /// Custom-topic messages at `rate`/s (`history: 0`). For NATS and
     /// Redis, `Fanout` and `Publish` both publish to one subject/channel.
     Publish { subscribers: usize, rate: u32 },
@@ -118,6 +121,9 @@ impl Scenario {
     pub fn name(&self) -> String {
         let kind = match self.kind {
             Kind::Fanout { subscribers, rate } => format!("fanout/s{subscribers}/r{rate}"),
+            Kind::SseFanout { subscribers, rate } => {
+                format!("sse-fanout/s{subscribers}/r{rate}")
+            }
             Kind::Publish { subscribers, rate } => format!("publish/s{subscribers}/r{rate}"),
             Kind::PublishMax { subscribers } => format!("publish/s{subscribers}/max"),
             Kind::Burst {
@@ -151,6 +157,7 @@ impl Scenario {
     fn transport(&self) -> Transport {
         match (self.peer, self.kind) {
             (_, Kind::Idle { transport, .. }) => transport,
+            (_, Kind::SseFanout { .. }) => Transport::Sse,
             (Peer::Pulsebase, _) => Transport::Ws,
             (Peer::PocketBase, _) => Transport::Sse,
             (Peer::Nats | Peer::Redis, _) => Transport::Tcp,
@@ -167,7 +174,7 @@ pub(crate) const HEADROOM: Kind = Kind::Fanout {
 };
 
 /// Fan-out at S = 0 (the write path alone), 100 and 1000 × R = 100 and
-/// 1000, and 1000 × 2000 ([`HEADROOM`]); publish at 100 and 1000
+/// 1000, 1000 × 2000 ([`HEADROOM`]) and 1000 × 1000 on SSE; publish at 100 and 1000
 /// subscribers, at the highest lossless rate and in a burst; 10k idle
 /// connections. PocketBase has no custom topics and no WebSocket, so it
 /// runs fan-out and idle SSE; NATS and Redis run the publish workloads,
@@ -187,6 +194,10 @@ pub fn all_scenarios(peers: bool) -> Vec<Scenario> {
         out.push(pulsebase(Kind::Fanout { subscribers, rate }));
     }
     out.push(pulsebase(HEADROOM));
+    out.push(pulsebase(Kind::SseFanout {
+        subscribers: 1000,
+        rate: 1000,
+    }));
     for rate in [1000, 5000] {
         out.push(pulsebase(Kind::Publish {
             subscribers: 1000,
@@ -381,6 +392,7 @@ pub fn run(
                 messages,
             } => rush::rush(stage, args, sc, subscribers, Some(messages), hz).await,
             Kind::Fanout { subscribers, rate }
+            | Kind::SseFanout { subscribers, rate }
             | Kind::Publish { subscribers, rate }
             | Kind::SeriesFanout {
                 subscribers, rate, ..

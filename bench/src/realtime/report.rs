@@ -214,6 +214,7 @@ fn offered(kind: Kind) -> String {
         Kind::Burst { messages, .. } => format!("burst of {messages}"),
         Kind::PublishOne { window } => format!("window {window}"),
         Kind::Fanout { rate, .. }
+        | Kind::SseFanout { rate, .. }
         | Kind::Publish { rate, .. }
         | Kind::SeriesFanout { rate, .. } => thousands(f64::from(rate)),
         Kind::Idle { .. } => "-".into(),
