@@ -3,6 +3,7 @@
 //! client for gone: a peer that stops reading must not hold its
 //! connection, and its place in the hub, forever.
 
+use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -19,10 +20,18 @@ pub async fn write_in_time(
     out: &mut (impl AsyncWrite + Unpin),
     bytes: &[u8],
 ) -> std::io::Result<()> {
-    let written = async {
+    let mut written = std::pin::pin!(async {
         out.write_all(bytes).await?;
         out.flush().await
-    };
+    });
+    // Almost every write fits the socket buffer and finishes at the first
+    // poll; only one that has to wait pays for a timer (an SSE stream
+    // writes a batch this way tens of times a second).
+    if let Poll::Ready(result) =
+        std::future::poll_fn(|cx| Poll::Ready(written.as_mut().poll(cx))).await
+    {
+        return result;
+    }
     tokio::time::timeout(WRITE_TIMEOUT, written)
         .await
         .unwrap_or_else(|_| {

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -13,7 +14,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::stream::{self, Stream};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::{sse_event, ws};
 use crate::auth::Principal;
@@ -111,7 +112,9 @@ struct SseState {
     pace: Pace,
     closed: outbox::CloseSignal,
     heartbeat: tokio::time::Interval,
-    expires: Option<Instant>,
+    /// When the token expires. Made once: a timer made afresh for each
+    /// batch is registered and dropped tens of times a second.
+    expiry: Option<Pin<Box<Sleep>>>,
     done: bool,
 }
 
@@ -213,8 +216,10 @@ pub async fn sse(
         pace: state.realtime.pace(),
         closed,
         heartbeat: tokio::time::interval_at(Instant::now() + heartbeat, heartbeat),
-        expires: expires_ms
-            .map(|at| Instant::now() + Duration::from_millis((at - clock::now_ms()).max(0) as u64)),
+        expiry: expires_ms.map(|at| {
+            let left = Duration::from_millis((at - clock::now_ms()).max(0) as u64);
+            Box::pin(tokio::time::sleep_until(Instant::now() + left))
+        }),
         done: false,
     };
     let mut response = Response::new(Body::from_stream(events(stream)));
@@ -277,7 +282,6 @@ fn events(state: SseState) -> impl Stream<Item = Result<Bytes, Infallible>> {
             }
         }
         loop {
-            let expires = s.expires;
             let event = tokio::select! {
                 biased;
                 close = s.closed.closed() => {
@@ -287,7 +291,7 @@ fn events(state: SseState) -> impl Stream<Item = Result<Bytes, Infallible>> {
                         None => return None,
                     }
                 }
-                () = sleep_until_opt(expires) => {
+                () = expired(&mut s.expiry) => {
                     s.done = true;
                     let frame = Frame::control(&ServerMessage::Closing {
                         code: "token_expired",
@@ -365,9 +369,9 @@ async fn next_replayed(s: &mut SseState) -> Option<Bytes> {
     }
 }
 
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
+async fn expired(expiry: &mut Option<Pin<Box<Sleep>>>) {
+    match expiry {
+        Some(sleep) => sleep.as_mut().await,
         None => std::future::pending().await,
     }
 }

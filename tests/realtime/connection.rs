@@ -105,6 +105,42 @@ async fn expiring_tokens_close_with_4001_unless_refreshed_through_auth() {
     assert_eq!(closed.code, Some(4001), "{closed:?}");
 }
 
+/// An SSE stream ends when its token expires, with an `error` event that
+/// says so, while events before it still arrive.
+#[tokio::test]
+async fn an_sse_stream_ends_with_token_expired_when_its_token_does() {
+    // Whole-second resolution: a 3 s token lives 2 to 3 s.
+    let server = TestServer::start_with(options(&["--token-ttl", "3s"]));
+    let admin = server.admin_token().await;
+    server
+        .create_collection(
+            &admin,
+            json!({"name": "feed", "rules": {"list": "true", "view": "true", "create": "true"}}),
+        )
+        .await;
+    let started = tokio::time::Instant::now();
+    let query = format!("topic=feed&token={admin}");
+    let (status, mut sse) = Sse::open(&server, &query, &[]).await;
+    assert_eq!(status, 200);
+    let (status, record) = send(
+        client()
+            .post(server.url("/api/collections/feed/records"))
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(status, 201, "{record}");
+    let event = sse.next().await.expect("the create");
+    assert_eq!(event.event, "event", "{event:?}");
+    let error = sse.next().await.expect("an error before the end");
+    assert_eq!(error.event, "error", "{error:?}");
+    assert_eq!(error.data["code"], "token_expired", "{error:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "not before the token expired"
+    );
+    assert!(sse.next().await.is_none(), "the stream ends after it");
+}
+
 #[tokio::test]
 async fn subscription_size_and_rate_limits() {
     let server = TestServer::start_with(options(&[
