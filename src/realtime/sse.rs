@@ -255,9 +255,7 @@ fn opening(state: &AppState, names: &[String], upto: u64, since: Option<&Since>)
 }
 
 fn to_event(frame: &Frame) -> Bytes {
-    let mut out = Vec::with_capacity(frame.text.len() + 48);
-    sse_event::put_frame(&mut out, frame);
-    out.into()
+    sse_event::chunk(std::slice::from_ref(frame))
 }
 
 /// An error that ends the stream.
@@ -310,12 +308,7 @@ fn events(state: SseState) -> impl Stream<Item = Result<Bytes, Infallible>> {
                         let mut frames = vec![first];
                         let crowded = s.outbox.take_into(&mut frames, ws::WRITE_BATCH);
                         s.pace.wrote(frames.len(), crowded);
-                        let size: usize = frames.iter().map(|f| f.text.len() + 48).sum();
-                        let mut out = Vec::with_capacity(size);
-                        for frame in &frames {
-                            sse_event::put_frame(&mut out, frame);
-                        }
-                        Bytes::from(out)
+                        sse_event::chunk(&frames)
                     }
                     None => return None,
                 },
@@ -337,11 +330,9 @@ fn events(state: SseState) -> impl Stream<Item = Result<Bytes, Infallible>> {
 async fn next_replayed(s: &mut SseState) -> Option<Bytes> {
     loop {
         if !s.replayed.is_empty() {
-            let mut out = Vec::new();
-            for frame in s.replayed.drain(..) {
-                sse_event::put_frame(&mut out, &frame);
-            }
-            return Some(out.into());
+            let page = sse_event::chunk(s.replayed.make_contiguous());
+            s.replayed.clear();
+            return Some(page);
         }
         let mut replay = s.replay.take()?;
         let store = s.store.clone();

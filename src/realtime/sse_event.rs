@@ -8,6 +8,8 @@
 
 use std::io::Write;
 
+use bytes::Bytes;
+
 use crate::fanout::{Frame, FrameKind};
 
 /// Appends one event block: `event:`, a `data:` line per line of `data`
@@ -32,12 +34,11 @@ pub fn put(out: &mut Vec<u8>, name: &str, data: &str, id: Option<u64>) {
     out.push(b'\n');
 }
 
-/// Appends a frame's block, made once per frame whatever the number of
-/// streams it goes to: events and messages carry their seq as the `id` a
-/// reconnect resumes from (`Last-Event-ID`); replies and notices carry
-/// none.
-pub fn put_frame(out: &mut Vec<u8>, frame: &Frame) {
-    let block = frame.sse.get_or_init(|| {
+/// A frame's block, made once per frame whatever the number of streams it
+/// goes to: events and messages carry their seq as the `id` a reconnect
+/// resumes from (`Last-Event-ID`); replies and notices carry none.
+fn block_of(frame: &Frame) -> &[u8] {
+    frame.sse.get_or_init(|| {
         let id = match frame.kind {
             FrameKind::Event | FrameKind::Message => Some(frame.seq),
             FrameKind::Control(_) => None,
@@ -45,8 +46,17 @@ pub fn put_frame(out: &mut Vec<u8>, frame: &Frame) {
         let mut block = Vec::with_capacity(frame.text.len() + 48);
         put(&mut block, frame.kind.sse_name(), frame.text.as_str(), id);
         block.into_boxed_slice()
-    });
-    out.extend_from_slice(block);
+    })
+}
+
+/// The blocks of `frames`, in order, as one body chunk.
+pub fn chunk<F: AsRef<Frame>>(frames: &[F]) -> Bytes {
+    let size = frames.iter().map(|f| block_of(f.as_ref()).len()).sum();
+    let mut out = Vec::with_capacity(size);
+    for frame in frames {
+        out.extend_from_slice(block_of(frame.as_ref()));
+    }
+    out.into()
 }
 
 #[cfg(test)]
@@ -66,6 +76,18 @@ mod tests {
             "event: event\ndata: {\"seq\":7}\nid: 7\n\n"
         );
         assert_eq!(block("ok", "{}", None), "event: ok\ndata: {}\n\n");
+    }
+
+    #[test]
+    fn a_chunk_holds_each_frames_block_in_order() {
+        let frames = [
+            Frame::new(3, FrameKind::Event, r#"{"a":1}"#),
+            Frame::new(0, FrameKind::Control("ok"), "{}"),
+        ];
+        assert_eq!(
+            &chunk(&frames)[..],
+            b"event: event\ndata: {\"a\":1}\nid: 3\n\nevent: ok\ndata: {}\n\n"
+        );
     }
 
     #[test]

@@ -65,6 +65,21 @@ pub async fn state_with_series() -> (tempfile::TempDir, AppState) {
     (dir, state)
 }
 
+/// [`state_with_series`] with one block per reading: `readings` ingests of
+/// one reading each, from source `a`, `temp` 0, 1, ... Under eight, the
+/// writer merges none of them by itself.
+pub async fn state_with_blocks(readings: u32) -> (tempfile::TempDir, AppState) {
+    let (dir, state) = state_with_series().await;
+    for temp in 0..readings {
+        let reading = vec![json!({"device": "a", "temp": temp})];
+        let options = crate::services::series::IngestOptions::default();
+        crate::services::series::ingest(&state, &admin(), "readings", reading, 64, options)
+            .await
+            .expect("ingested");
+    }
+    (dir, state)
+}
+
 /// An admin user, as services see whoever is signed in.
 pub fn admin() -> Principal {
     let admin = User {

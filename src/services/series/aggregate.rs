@@ -282,8 +282,8 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::services::series::{ingest, series_collection, IngestOptions};
-    use crate::services::testing::{admin, state_with_series, stop};
+    use crate::services::series::series_collection;
+    use crate::services::testing::{admin, state_with_blocks, stop};
 
     /// Blocks merged while an aggregate reads them: the blocks not added
     /// yet are looked up again, the merged block cut to what is left, so
@@ -291,16 +291,9 @@ mod tests {
     /// of 7; reading the merged block whole would count 9).
     #[tokio::test]
     async fn blocks_merged_during_an_aggregate_count_once() {
-        let (_dir, state) = state_with_series().await;
         // Fewer blocks than the writer merges by itself: only this test
         // merges them.
-        for temp in 0..7 {
-            let reading = vec![json!({"device": "a", "temp": temp})];
-            let options = IngestOptions::default();
-            ingest(&state, &admin(), "readings", reading, 64, options)
-                .await
-                .expect("ingested");
-        }
+        let (_dir, state) = state_with_blocks(7).await;
         let collection = series_collection(&state, "readings").expect("the collection");
         let all = (i64::MIN, i64::MAX);
         let blocks: Vec<_> = state

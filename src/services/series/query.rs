@@ -562,10 +562,8 @@ fn newest_per_source(store: &Store, reader: &Reader, whole: bool) -> ApiResult<V
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-    use crate::services::testing::{admin, state_with_series, stop};
+    use crate::services::testing::{admin, state_with_blocks, stop};
 
     /// A page read from summaries taken before a block moved (the writer
     /// merged it into a block under a lower seq) knows it, and the page is
@@ -573,20 +571,7 @@ mod tests {
     /// would take for the last page.
     #[tokio::test]
     async fn a_page_read_while_a_block_moved_is_read_again() {
-        let (_dir, state) = state_with_series().await;
-        for temp in 0..3 {
-            let reading = vec![json!({"device": "a", "temp": temp})];
-            crate::services::series::ingest(
-                &state,
-                &admin(),
-                "readings",
-                reading,
-                64,
-                crate::services::series::IngestOptions::default(),
-            )
-            .await
-            .expect("ingested");
-        }
+        let (_dir, state) = state_with_blocks(3).await;
         let collection = series_collection(&state, "readings").expect("the collection");
         let all = (i64::MIN, i64::MAX);
         let before = state
