@@ -113,6 +113,24 @@ pub struct Frame {
     /// sends it and copied by the others: a thousand streams formatting
     /// the same event each cost more than the rest of their delivery.
     pub sse: OnceLock<Box<[u8]>>,
+    /// Where the frame goes over MQTT, read from its JSON by the first
+    /// MQTT session that sends it (`None`: MQTT does not carry it). Read
+    /// per delivery, it cost more than the rest of the delivery.
+    pub mqtt: OnceLock<Option<MqttAddress>>,
+}
+
+/// A frame's topic in the hub and its MQTT topic name.
+#[derive(Clone, Debug)]
+pub struct MqttAddress {
+    pub topic: Box<str>,
+    /// When it differs from `topic`: `collection/id` for a record's event.
+    pub name: Option<Box<str>>,
+}
+
+impl MqttAddress {
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.topic)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +172,7 @@ impl Frame {
             text: text.into(),
             made: Instant::now(),
             sse: OnceLock::new(),
+            mqtt: OnceLock::new(),
         }
     }
 }

@@ -8,6 +8,8 @@ use bytes::{Bytes, BytesMut};
 use rumqttc::mqttbytes::v4;
 use rumqttc::v5::mqttbytes::v5;
 
+pub use super::publish_packet::Publish as OutgoingPublish;
+
 /// The protocol a client spoke in its CONNECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
@@ -391,14 +393,7 @@ pub enum Outbound<'a> {
     },
     PingResp,
     /// A message to the client: at QoS 0 (`pkid` 0) or 1.
-    Publish {
-        topic: &'a str,
-        payload: Bytes,
-        qos: u8,
-        pkid: u16,
-        /// A topic's retained message, sent on SUBSCRIBE.
-        retain: bool,
-    },
+    Publish(OutgoingPublish<'a>),
     /// 5.0 only: why the server closes the connection.
     Disconnect(v5::DisconnectReasonCode),
 }
@@ -442,20 +437,7 @@ impl Outbound<'_> {
             )),
             Outbound::UnsubAck { pkid, .. } => v4::Packet::UnsubAck(v4::UnsubAck::new(*pkid)),
             Outbound::PingResp => v4::Packet::PingResp,
-            Outbound::Publish {
-                topic,
-                payload,
-                qos,
-                pkid,
-                retain,
-            } => v4::Packet::Publish(v4::Publish {
-                dup: false,
-                qos: v4_qos(*qos),
-                retain: *retain,
-                topic: (*topic).to_owned(),
-                pkid: *pkid,
-                payload: payload.clone(),
-            }),
+            Outbound::Publish(publish) => return publish.put(Version::V311, out),
             Outbound::Disconnect(_) => return Ok(()),
         };
         packet
@@ -545,21 +527,7 @@ impl Outbound<'_> {
                 properties: None,
             }),
             Outbound::PingResp => v5::Packet::PingResp(v5::PingResp),
-            Outbound::Publish {
-                topic,
-                payload,
-                qos,
-                pkid,
-                retain,
-            } => v5::Packet::Publish(v5::Publish {
-                dup: false,
-                qos: v5_qos(*qos),
-                retain: *retain,
-                topic: Bytes::copy_from_slice(topic.as_bytes()),
-                pkid: *pkid,
-                payload: payload.clone(),
-                properties: None,
-            }),
+            Outbound::Publish(publish) => return publish.put(Version::V5, out),
             // Always with a reason string: without properties the crate
             // (0.25.1) writes a remaining length of 1 and then 2 bytes,
             // and with empty ones it writes a bare DISCONNECT (reason 0).

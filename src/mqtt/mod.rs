@@ -23,6 +23,7 @@ pub mod codec;
 pub mod connection;
 pub mod filters;
 pub mod publish;
+pub mod publish_packet;
 pub mod resume;
 pub mod subscriptions;
 pub mod websocket;

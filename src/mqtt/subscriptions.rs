@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use serde::Deserialize;
 
 use super::codec::{Filter, SubCode};
@@ -16,7 +15,8 @@ use super::filters::{self, Invalid, Named};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::fanout::{
-    outbox, ConnHandle, ConnId, Frame, FrameKind, Ops, Realtime, Subscription, Transport,
+    outbox, ConnHandle, ConnId, Frame, FrameKind, MqttAddress, Ops, Realtime, Subscription,
+    Transport,
 };
 use crate::services::records;
 use crate::services::topics::{self, Target};
@@ -479,22 +479,30 @@ impl Subscriptions {
     /// The PUBLISH a rendered frame becomes: its topic name, payload (the
     /// frame's JSON as it is) and QoS. Replies and notices other than
     /// events and messages have no MQTT form and are skipped.
-    pub fn delivery(&self, frame: &Frame) -> Option<(String, Bytes, u8)> {
-        if !matches!(frame.kind, FrameKind::Event | FrameKind::Message) {
-            return None;
-        }
-        let head: Head = serde_json::from_str(frame.text.as_str()).ok()?;
-        let qos = self.topics.get(head.topic.as_ref()).map_or(0, |h| h.qos);
-        let name = match (frame.kind, head.record.and_then(|r| r.id)) {
-            (FrameKind::Event, Some(id)) => {
-                let collection = head.topic.split('/').next().unwrap_or_default();
-                format!("{collection}/{id}")
-            }
-            _ => head.topic.into_owned(),
-        };
-        let payload = Bytes::copy_from_slice(frame.text.as_str().as_bytes());
-        Some((name, payload, qos))
+    pub fn delivery<'f>(&self, frame: &'f Frame) -> Option<(&'f str, &'f [u8], u8)> {
+        let address = frame.mqtt.get_or_init(|| address_of(frame)).as_ref()?;
+        let qos = self.topics.get(&*address.topic).map_or(0, |h| h.qos);
+        Some((address.name(), frame.text.as_bytes(), qos))
     }
+}
+
+/// Where an event or message goes, read from its JSON.
+fn address_of(frame: &Frame) -> Option<MqttAddress> {
+    if !matches!(frame.kind, FrameKind::Event | FrameKind::Message) {
+        return None;
+    }
+    let head: Head = serde_json::from_str(frame.text.as_str()).ok()?;
+    let name = match (frame.kind, head.record.and_then(|r| r.id)) {
+        (FrameKind::Event, Some(id)) => {
+            let collection = head.topic.split('/').next().unwrap_or_default();
+            Some(format!("{collection}/{id}").into_boxed_str())
+        }
+        _ => None,
+    };
+    Some(MqttAddress {
+        topic: head.topic.into(),
+        name,
+    })
 }
 
 /// The `filter` and `ops` user properties of a SUBSCRIBE.

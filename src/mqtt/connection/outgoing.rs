@@ -10,7 +10,7 @@ use super::{errors_topic, Done, End, Session};
 use crate::clock;
 use crate::fanout::render;
 use crate::fanout::{Close, Frame};
-use crate::mqtt::codec::{Filter, Hello, Outbound, SubCode, Version};
+use crate::mqtt::codec::{Filter, Hello, Outbound, OutgoingPublish, SubCode, Version};
 use crate::mqtt::resume::Replaying;
 use crate::mqtt::subscriptions::{Props, Subscribed, Subscriptions};
 use crate::services::topics::Target;
@@ -190,13 +190,13 @@ impl Session {
             let seq = if retain { u64::MAX } else { frame.seq };
             self.inflight.insert(pkid, seq);
         }
-        self.send(&Outbound::Publish {
-            topic: &topic,
+        self.send(&Outbound::Publish(OutgoingPublish {
+            topic,
             payload,
             qos,
             pkid,
             retain,
-        });
+        }));
     }
 
     /// Queues the retained message of each custom topic a SUBSCRIBE
@@ -278,17 +278,16 @@ impl Session {
         let told = self.version == Version::V5 && done.pkid.is_some();
         if !told && self.errors_subscribed {
             let topic = errors_topic(&self.client_id);
-            let payload = match serde_json::to_vec(&error.body()) {
-                Ok(bytes) => bytes::Bytes::from(bytes),
-                Err(_) => return,
+            let Ok(payload) = serde_json::to_vec(&error.body()) else {
+                return;
             };
-            self.send(&Outbound::Publish {
+            self.send(&Outbound::Publish(OutgoingPublish {
                 topic: &topic,
-                payload,
+                payload: &payload,
                 qos: 0,
                 pkid: 0,
                 retain: false,
-            });
+            }));
         }
     }
 }
