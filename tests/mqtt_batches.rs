@@ -1,9 +1,10 @@
-//! Publishes that arrive together: a device that sends several QoS 1
-//! readings in one TCP segment has them written as one append, and each
-//! still gets its own PUBACK, in order, with its own verdict. The packets
-//! are built with the `mqttbytes` codec (rumqttc's) and written in one go,
-//! so the server reads them together; a client library would decide for
-//! itself how to split them.
+//! Packets that go together. Publishes that arrive together: a device
+//! that sends several QoS 1 readings in one TCP segment has them written
+//! as one append, and each still gets its own PUBACK, in order, with its
+//! own verdict. The packets are built with the `mqttbytes` codec
+//! (rumqttc's) and written in one go, so the server reads them together;
+//! a client library would decide for itself how to split them. And
+//! deliveries that waited together leave together, in one socket write.
 
 // A failed unwrap in a test is a test failure with a backtrace.
 #![allow(clippy::unwrap_used)]
@@ -13,9 +14,11 @@ mod common;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use common::mqtt::{collections, items, key, with_mqtt};
+use common::mqtt::{collections, items, key, message, topic, with_mqtt};
 use common::TestServer;
-use rumqttc::v5::mqttbytes::v5::{Connect, Login, Packet, PubAckReason, Publish};
+use rumqttc::v5::mqttbytes::v5::{
+    Connect, Filter, Login, Packet, PubAck, PubAckReason, Publish, Subscribe,
+};
 use rumqttc::v5::mqttbytes::QoS;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -114,5 +117,113 @@ async fn readings_sent_together_are_acked_one_by_one_and_a_bad_one_alone_is_refu
     assert!(
         stored.iter().all(|item| item["device"] == "gw-1"),
         "{stored:?}"
+    );
+}
+
+/// The number in a metric's sample line, 0 when it has none yet.
+async fn metric(server: &TestServer, name: &str) -> f64 {
+    let response = common::client()
+        .get(server.url("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+const METRICS_TOKEN: &str = "scrape-token-0123456789";
+
+#[tokio::test]
+async fn deliveries_that_waited_for_the_window_go_out_in_one_batch() {
+    let mut options = with_mqtt();
+    options
+        .env
+        .push(("PULSEBASE_METRICS_TOKEN".into(), METRICS_TOKEN.into()));
+    let server = TestServer::start_with(options);
+    let admin = server.admin_token().await;
+    topic(
+        &server,
+        &admin,
+        serde_json::json!({"name": "alerts", "subscribe": "true", "history": 100}),
+    )
+    .await;
+    let secret = key(&server, &admin, &["device"]).await;
+    let mut stream = TcpStream::connect(("127.0.0.1", server.mqtt_port()))
+        .await
+        .unwrap();
+    let mut out = BytesMut::new();
+    let connect = Connect {
+        keep_alive: 0,
+        client_id: "reader".into(),
+        clean_start: true,
+        properties: None,
+    };
+    Packet::Connect(connect, None, Some(Login::new("gw", secret)))
+        .write(&mut out, None)
+        .unwrap();
+    let mut subscribe = Subscribe::new(Filter::new("alerts", QoS::AtLeastOnce), None);
+    subscribe.pkid = 1;
+    Packet::Subscribe(subscribe).write(&mut out, None).unwrap();
+    stream.write_all(&out).await.unwrap();
+    let mut buf = BytesMut::new();
+    let answers = read_packets(&mut stream, &mut buf, 2).await;
+    assert!(matches!(answers[1], Packet::SubAck(_)), "{answers:?}");
+
+    // The first 32 fill the client's window (it acknowledges none yet);
+    // the next 32 wait in the connection's outbox meanwhile.
+    for n in 0..64 {
+        message(&server, &admin, "alerts", serde_json::json!({"n": n})).await;
+    }
+    let first = read_packets(&mut stream, &mut buf, 32).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metric(&server, "pulsebase_realtime_outbox_depth").await < 32.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rest never queued"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let batches_before = metric(&server, "pulsebase_realtime_delivery_lag_seconds_count").await;
+
+    // Acknowledging the whole window at once frees room for all of them.
+    out.clear();
+    for packet in &first {
+        let Packet::Publish(publish) = packet else {
+            panic!("expected PUBLISHes, got {packet:?}");
+        };
+        Packet::PubAck(PubAck::new(publish.pkid, None))
+            .write(&mut out, None)
+            .unwrap();
+    }
+    stream.write_all(&out).await.unwrap();
+    let second = read_packets(&mut stream, &mut buf, 32).await;
+    let numbers: Vec<u64> = first
+        .iter()
+        .chain(&second)
+        .map(|packet| match packet {
+            Packet::Publish(publish) => {
+                let data: serde_json::Value = serde_json::from_slice(&publish.payload).unwrap();
+                data["data"]["n"].as_u64().unwrap()
+            }
+            other => panic!("expected PUBLISHes, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        numbers,
+        (0..64).collect::<Vec<u64>>(),
+        "all of them, in order"
+    );
+
+    // One batch taken from the outbox: one socket write, where one write
+    // per delivery made a busy subscriber's writes as many as its messages.
+    let batches =
+        metric(&server, "pulsebase_realtime_delivery_lag_seconds_count").await - batches_before;
+    assert_eq!(
+        batches, 1.0,
+        "the waiting deliveries were taken in {batches} batches"
     );
 }

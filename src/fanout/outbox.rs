@@ -33,6 +33,11 @@ use super::{Close, Frame};
 /// idle one always did.
 const KEEP_SLOTS: usize = 64;
 
+/// The most frames a connection takes from its outbox for one socket
+/// write (WebSocket, SSE, MQTT alike): a write costs about the same
+/// whatever it carries, and this keeps one within a few hundred KiB.
+pub const WRITE_BATCH: usize = 256;
+
 /// The bytes queued in all outboxes together, and the bounds of one
 /// outbox in force (kept here, once, for the connection tasks: see
 /// [`Receiver::take_into`]).

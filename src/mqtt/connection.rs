@@ -268,6 +268,7 @@ impl Session {
                     frame = self.registration.outbox.recv(), if live => match frame {
                         Some(frame) => {
                             self.deliver(&frame);
+                            self.deliver_waiting();
                             Woke::Nothing
                         }
                         // The hub let go of the connection: it says why.

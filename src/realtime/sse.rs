@@ -306,7 +306,7 @@ fn events(state: SseState) -> impl Stream<Item = Result<Bytes, Infallible>> {
                 frame = s.outbox.recv(), if !s.pace.waiting() => match frame {
                     Some(first) => {
                         let mut frames = vec![first];
-                        let crowded = s.outbox.take_into(&mut frames, ws::WRITE_BATCH);
+                        let crowded = s.outbox.take_into(&mut frames, outbox::WRITE_BATCH);
                         s.pace.wrote(frames.len(), crowded);
                         sse_event::chunk(&frames)
                     }

@@ -28,7 +28,7 @@ use super::upgrade::{Upgrade, WebSocket};
 use crate::auth::{Auth, Checked, Principal};
 use crate::clock;
 use crate::error::{ApiError, ApiResult};
-use crate::fanout::outbox::CloseSignal;
+use crate::fanout::outbox::{self, CloseSignal};
 use crate::fanout::{Close, ConnHandle, Frame, Transport};
 use crate::limits::RateLimit;
 use crate::limits::Slot;
@@ -42,9 +42,6 @@ pub const SUBPROTOCOL: &str = "pulsebase.v1";
 const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
 /// How long a closed connection waits for the client's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
-/// Frames written before one flush (one socket write, see
-/// [`super::socket`]).
-pub(super) const WRITE_BATCH: usize = 256;
 /// Publishes one connection may have waiting for the writer before it
 /// stops reading: enough to fill write groups, few enough that a client
 /// cannot queue unbounded work.
@@ -234,7 +231,7 @@ async fn serve(
             frame = outbox.recv(), if !session.replaying() && !pace.waiting() => {
                 let Some(first) = frame else { break };
                 let mut frames = vec![first];
-                let crowded = outbox.take_into(&mut frames, WRITE_BATCH);
+                let crowded = outbox.take_into(&mut frames, outbox::WRITE_BATCH);
                 pace.wrote(frames.len(), crowded);
                 // A peer that stops reading blocks the write; the hub then
                 // closes it as a slow consumer, which must win the race.

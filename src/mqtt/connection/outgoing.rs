@@ -9,7 +9,7 @@ use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
 use super::{errors_topic, Done, End, Session};
 use crate::clock;
 use crate::fanout::render;
-use crate::fanout::{Close, Frame};
+use crate::fanout::{outbox, Close, Frame};
 use crate::mqtt::codec::{Filter, Hello, Outbound, OutgoingPublish, SubCode, Version};
 use crate::mqtt::resume::Replaying;
 use crate::mqtt::subscriptions::{Props, Subscribed, Subscriptions};
@@ -173,6 +173,24 @@ impl Session {
             return;
         }
         self.publish_frame(frame, false);
+    }
+
+    /// After a frame from the hub, the others waiting in the outbox, as
+    /// far as the in-flight window allows: they go out in the same socket
+    /// write, where one write each made a busy subscriber's write rate its
+    /// delivery rate.
+    pub(super) fn deliver_waiting(&mut self) {
+        let room = usize::from(self.out_window)
+            .saturating_sub(self.inflight.len())
+            .min(outbox::WRITE_BATCH - 1);
+        if room == 0 {
+            return;
+        }
+        let mut frames = Vec::new();
+        self.registration.outbox.take_into(&mut frames, room);
+        for frame in &frames {
+            self.deliver(frame);
+        }
     }
 
     /// Sends a topic's retained message: it says nothing of the session's
