@@ -3,7 +3,6 @@
 //! client for gone: a peer that stops reading must not hold its
 //! connection, and its place in the hub, forever.
 
-use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -20,13 +19,22 @@ pub async fn write_in_time(
     out: &mut (impl AsyncWrite + Unpin),
     bytes: &[u8],
 ) -> std::io::Result<()> {
-    let mut written = std::pin::pin!(async {
+    let written = std::pin::pin!(async {
         out.write_all(bytes).await?;
         out.flush().await
     });
-    // Almost every write fits the socket buffer and finishes at the first
-    // poll; only one that has to wait pays for a timer (an SSE stream
-    // writes a batch this way tens of times a second).
+    finish_in_time(written).await
+}
+
+/// Finishes a write to a client within [`WRITE_TIMEOUT`]. Almost every
+/// write fits the socket buffer and finishes at the first poll; only one
+/// that has to wait pays for a timer (an SSE stream writes a batch this
+/// way tens of times a second). Takes the write pinned where its caller
+/// keeps it: moved in, it would be kept twice in the caller's state, and
+/// that state is part of every connection's task.
+pub async fn finish_in_time<F: std::future::Future<Output = std::io::Result<()>>>(
+    mut written: Pin<&mut F>,
+) -> std::io::Result<()> {
     if let Poll::Ready(result) =
         std::future::poll_fn(|cx| Poll::Ready(written.as_mut().poll(cx))).await
     {

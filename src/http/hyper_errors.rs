@@ -59,6 +59,12 @@ impl<T> JsonErrors<T> {
     pub fn get_ref(&self) -> &T {
         &self.inner
     }
+
+    /// The connection itself, for one hyper will not serve (nothing of
+    /// hyper's is then written to rewrite).
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
 }
 
 impl<T: AsyncWrite + Unpin> JsonErrors<T> {

@@ -63,7 +63,7 @@ pub async fn serve<L>(
                 // Ends with its stream, which the server's stop ends too;
                 // tracked, so the shutdown waits for it. A task of its own:
                 // this one, sized for hyper's connection, ends here.
-                streams.spawn(tracker.track_future(sse_conn::serve(io, peer, app)));
+                streams.spawn(tracker.track_future(sse_conn::serve(io.into_inner(), peer, app)));
                 return;
             }
             let service = TowerToHyperService::new(Extension(ConnectInfo(peer)).layer(app));
