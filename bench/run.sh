@@ -202,11 +202,15 @@ fi
 
 mkdir -p bench/out
 uptime_start=$(uptime)
+# The host's speed can change within a session with no sign inside the
+# machine; the check before and after says which state this run saw.
+host_before=$(target/release/pulsebase-bench --host-check 2>/dev/null || echo "not measured")
 tables=$(mktemp)
 section=$(mktemp)
 trap 'rm -f "$tables" "$section"' EXIT
 status=0
 target/release/pulsebase-bench "${args[@]}" --markdown "$tables" 2> >(tee "bench/out/$suite.log" >&2) >/dev/null || status=$?
+host_after=$(target/release/pulsebase-bench --host-check 2>/dev/null || echo "not measured")
 
 if [ ! -s "$tables" ]; then
     echo "the generator wrote no results (exit $status); nothing written to $results" >&2
@@ -223,6 +227,7 @@ run_facts() {
     echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "- Machine: $(nproc) cores ($cpu_model), $mem RAM, data dirs on $fs in ${TMPDIR:-/tmp}; server and load generator share the cores"
     echo "- Server built from: $commit"
+    echo "- Host check (\`pulsebase-bench --host-check\`), before the run: $host_before; after: $host_after"
 }
 
 if [ "$suite" = drop ] || [ "$suite" = reindex ]; then

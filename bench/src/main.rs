@@ -17,6 +17,7 @@
 mod backup;
 mod drop;
 mod drop_report;
+mod host_check;
 mod ingest;
 mod load;
 mod mqtt;
@@ -102,6 +103,11 @@ struct Args {
     /// Print the scenario names and exit.
     #[arg(long)]
     list: bool,
+    /// Measure this machine's loopback TCP writes and round trips for a
+    /// second, print them and exit (`bench/run.sh` runs it before and
+    /// after a suite: the host's speed can change within a session).
+    #[arg(long)]
+    host_check: bool,
     /// Realtime fan-out and publish scenarios: also print (to stderr) the
     /// latency per 100 ms of the measured window, by arrival time.
     #[arg(long)]
@@ -192,6 +198,10 @@ fn with_retries<O>(
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.host_check {
+        println!("{}", host_check::run()?);
+        return Ok(());
+    }
     anyhow::ensure!(
         args.duration > 0.0 && args.warmup >= 0.0,
         "--duration must be > 0 and --warmup >= 0"
