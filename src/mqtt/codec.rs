@@ -548,7 +548,7 @@ impl Outbound<'_> {
     }
 }
 
-fn v4_qos(qos: u8) -> rumqttc::mqttbytes::QoS {
+pub(super) fn v4_qos(qos: u8) -> rumqttc::mqttbytes::QoS {
     if qos == 0 {
         rumqttc::mqttbytes::QoS::AtMostOnce
     } else {
@@ -556,7 +556,7 @@ fn v4_qos(qos: u8) -> rumqttc::mqttbytes::QoS {
     }
 }
 
-fn v5_qos(qos: u8) -> rumqttc::v5::mqttbytes::QoS {
+pub(super) fn v5_qos(qos: u8) -> rumqttc::v5::mqttbytes::QoS {
     if qos == 0 {
         rumqttc::v5::mqttbytes::QoS::AtMostOnce
     } else {

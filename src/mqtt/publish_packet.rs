@@ -71,6 +71,7 @@ fn put_length(out: &mut BytesMut, mut length: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mqtt::codec::{v4_qos, v5_qos};
     use bytes::Bytes;
     use rumqttc::mqttbytes::v4;
     use rumqttc::v5::mqttbytes::v5;
@@ -86,25 +87,16 @@ mod tests {
         let mut out = BytesMut::new();
         match version {
             Version::V311 => {
-                let qos = if publish.qos == 0 {
-                    rumqttc::mqttbytes::QoS::AtMostOnce
-                } else {
-                    rumqttc::mqttbytes::QoS::AtLeastOnce
-                };
+                let qos = v4_qos(publish.qos);
                 let mut packet = v4::Publish::new(publish.topic, qos, publish.payload.to_vec());
                 packet.pkid = publish.pkid;
                 packet.retain = publish.retain;
                 packet.write(&mut out).expect("the crate encodes");
             }
             Version::V5 => {
-                let qos = if publish.qos == 0 {
-                    rumqttc::v5::mqttbytes::QoS::AtMostOnce
-                } else {
-                    rumqttc::v5::mqttbytes::QoS::AtLeastOnce
-                };
                 let packet = v5::Publish {
                     dup: false,
-                    qos,
+                    qos: v5_qos(publish.qos),
                     retain: publish.retain,
                     topic: Bytes::copy_from_slice(publish.topic.as_bytes()),
                     pkid: publish.pkid,
