@@ -26,6 +26,7 @@ mod procs;
 mod realtime;
 mod reindex;
 mod series;
+mod sse_wire;
 mod wire;
 
 use std::fmt::Write as _;

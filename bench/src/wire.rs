@@ -3,22 +3,20 @@
 //! The generator shares two cores with the server and may have to take in a
 //! million events a second, so it does not decode JSON or build a message
 //! object per event: a WebSocket client written against the raw socket walks
-//! the frames in its read buffer, an SSE client splits the stream on blank
-//! lines, and both only look for the two numbers the benchmark put into each
-//! record (`"n"`, the write's index, and `"sent"`, when it was sent).
+//! the frames in its read buffer, an SSE client (in `sse_wire.rs`) splits
+//! the stream on blank lines, and both only look for the two numbers the
+//! benchmark put into each record (`"n"`, the write's index, and `"sent"`,
+//! when it was sent).
 
 use std::net::SocketAddr;
 
 use anyhow::{bail, Context as _};
 use bytes::{Buf as _, BytesMut};
-use http_body_util::{BodyExt as _, Empty};
-use hyper::body::Incoming;
-use hyper::header::{ACCEPT, AUTHORIZATION, HOST};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 use memchr::memmem;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+
+pub use crate::sse_wire::Sse;
 
 /// What the benchmark reads out of one event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -258,92 +256,6 @@ pub fn parse_frame(buf: &[u8]) -> anyhow::Result<Option<(u8, usize, usize)>> {
         return Ok(None);
     }
     Ok(Some((opcode, header, end)))
-}
-
-/// An SSE stream (`text/event-stream`) read through hyper, so chunked
-/// transfer encoding is undone before the events are split.
-pub struct Sse {
-    body: Incoming,
-    buf: BytesMut,
-}
-
-impl Sse {
-    /// GET `path_and_query` with the given Authorization header value.
-    pub async fn open(
-        addr: SocketAddr,
-        path_and_query: &str,
-        auth: Option<&str>,
-    ) -> anyhow::Result<Sse> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("cannot connect to {addr}"))?;
-        stream.set_nodelay(true)?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::task::spawn_local(async move {
-            let _ = conn.await;
-        });
-        let mut request = Request::get(path_and_query)
-            .header(HOST, addr.to_string())
-            .header(ACCEPT, "text/event-stream");
-        if let Some(auth) = auth {
-            request = request.header(AUTHORIZATION, auth);
-        }
-        let response = sender
-            .send_request(request.body(Empty::<bytes::Bytes>::new())?)
-            .await?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let body = response.into_body().collect().await?.to_bytes();
-            bail!(
-                "GET {path_and_query} -> {status}: {}",
-                String::from_utf8_lossy(&body)
-            );
-        }
-        Ok(Sse {
-            body: response.into_body(),
-            buf: BytesMut::with_capacity(4096),
-        })
-    }
-
-    /// Reads the next chunk; false at the end of the stream.
-    pub async fn fill(&mut self) -> anyhow::Result<bool> {
-        loop {
-            match self.body.frame().await {
-                None => return Ok(false),
-                Some(frame) => {
-                    if let Ok(data) = frame?.into_data() {
-                        self.buf.extend_from_slice(&data);
-                        return Ok(true);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Calls `each` with every complete event block and drops them.
-    pub fn drain(&mut self, mut each: impl FnMut(&[u8])) {
-        let mut at = 0;
-        while let Some(end) = memmem::find(&self.buf[at..], b"\n\n") {
-            each(&self.buf[at..at + end]);
-            at += end + 2;
-        }
-        self.buf.advance(at);
-    }
-
-    /// Waits for the next event block (setup only).
-    pub async fn next_event(&mut self) -> anyhow::Result<Vec<u8>> {
-        loop {
-            if let Some(end) = memmem::find(&self.buf, b"\n\n") {
-                let event = self.buf[..end].to_vec();
-                self.buf.advance(end + 2);
-                return Ok(event);
-            }
-            if !self.fill().await? {
-                bail!("the event stream ended during setup");
-            }
-        }
-    }
 }
 
 #[cfg(test)]
