@@ -171,6 +171,10 @@ pub const GAUGES: &[(&str, &str)] = &[
         "Bytes waiting in the fullest outbox",
     ),
     (
+        "pulsebase_realtime_paced_connections",
+        "Busy connections whose writes are spaced to gather fuller batches",
+    ),
+    (
         "pulsebase_realtime_backlog_bytes",
         "Bytes of changes and messages waiting for the realtime hub",
     ),

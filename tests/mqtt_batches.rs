@@ -4,7 +4,8 @@
 //! own verdict. The packets are built with the `mqttbytes` codec
 //! (rumqttc's) and written in one go, so the server reads them together;
 //! a client library would decide for itself how to split them. And
-//! deliveries that waited together leave together, in one socket write.
+//! deliveries that waited together leave together, in one socket write,
+//! after which the subscriber's writes are paced as busy.
 
 // A failed unwrap in a test is a test failure with a backtrace.
 #![allow(clippy::unwrap_used)]
@@ -146,7 +147,7 @@ async fn metric(server: &TestServer, name: &str) -> f64 {
 const METRICS_TOKEN: &str = "scrape-token-0123456789";
 
 #[tokio::test]
-async fn deliveries_that_waited_for_the_window_go_out_in_one_batch() {
+async fn deliveries_that_waited_for_the_window_go_out_in_one_batch_and_pace_the_subscriber() {
     let mut options = with_mqtt();
     options
         .env
@@ -221,5 +222,32 @@ async fn deliveries_that_waited_for_the_window_go_out_in_one_batch() {
     assert_eq!(
         batches, 1.0,
         "the waiting deliveries were taken in {batches} batches"
+    );
+
+    // A batch that full makes the subscriber busy: its writes are paced
+    // like a WebSocket's, and it counts towards every busy connection's
+    // gap. Its next batch, of one, takes it off the count.
+    assert_eq!(
+        metric(&server, "pulsebase_realtime_paced_connections").await,
+        1.0,
+        "a subscriber that wrote 32 deliveries at once is busy"
+    );
+    out.clear();
+    for packet in &second {
+        let Packet::Publish(publish) = packet else {
+            unreachable!("checked above")
+        };
+        Packet::PubAck(PubAck::new(publish.pkid, None))
+            .write(&mut out, None)
+            .unwrap();
+    }
+    stream.write_all(&out).await.unwrap();
+    message(&server, &admin, "alerts", serde_json::json!({"n": 64})).await;
+    let last = read_packets(&mut stream, &mut buf, 1).await;
+    assert!(matches!(last[0], Packet::Publish(_)), "{last:?}");
+    assert_eq!(
+        metric(&server, "pulsebase_realtime_paced_connections").await,
+        0.0,
+        "a batch of one is not busy"
     );
 }

@@ -446,6 +446,17 @@ impl Realtime {
         pacing::Pace::new(&self.pacing)
     }
 
+    /// Connections paced as busy now (see [`pacing`]).
+    pub fn paced_connections(&self) -> usize {
+        self.pacing.busy()
+    }
+
+    /// A connection's place in the busy count, for a transport that keeps
+    /// its own timer (MQTT).
+    pub fn busy(&self) -> pacing::Busy {
+        pacing::Busy::new(&self.pacing)
+    }
+
     pub fn connect(&self, handle: ConnHandle) {
         self.send(hub::Input::Connect(Box::new(handle)));
     }

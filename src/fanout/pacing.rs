@@ -30,6 +30,8 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
+use super::outbox::WRITE_BATCH;
+
 /// A batch at least this big means the connection is busy.
 pub const BUSY_BATCH: usize = 8;
 /// Per delivery thread, the average time between two writes of busy
@@ -76,11 +78,75 @@ impl Pacing {
     }
 }
 
-/// One connection's pace. Dropping it takes the connection off the busy
-/// count.
-pub struct Pace {
+/// One connection's place in the busy count, and the gap it keeps.
+/// Dropping it takes the connection off the count. A transport with a
+/// timer of its own (MQTT) keeps the wait itself; the others use [`Pace`].
+///
+/// A connection that went quiet is seen to when its wait ends; one that
+/// had no wait (the gap under [`MIN_GAP`]) stays counted until its next
+/// write. Those are fewer than a [`MIN_GAP`]'s worth of connections, so
+/// they lengthen the others' gap by a millisecond at most.
+pub struct Busy {
     pacing: Arc<Pacing>,
     busy: bool,
+}
+
+impl Busy {
+    pub fn new(pacing: &Arc<Pacing>) -> Busy {
+        Busy {
+            pacing: pacing.clone(),
+            busy: false,
+        }
+    }
+
+    /// A batch of `frames` was just written: decides whether the
+    /// connection is busy and, if so, how long it waits before its next
+    /// write (`None`: it writes on at once). `crowded`: the batch had
+    /// filled over half the connection's outbox bound, or the connection
+    /// could not take all that waited (an MQTT window full of QoS 1
+    /// deliveries), so it writes again as soon as it can (waiting as long
+    /// again could pass the bound, and the hub closes a connection that
+    /// does as a slow consumer).
+    pub fn wrote(&mut self, frames: usize, crowded: bool) -> Option<Duration> {
+        let busy = frames >= BUSY_BATCH;
+        self.set(busy);
+        // A batch cut at the most one write takes left more behind, and
+        // would leave as much behind after every gap.
+        let full = frames >= WRITE_BATCH;
+        self.pacing.gap().filter(|_| busy && !crowded && !full)
+    }
+
+    /// Nothing gathered while the connection waited: it is no longer busy.
+    /// Otherwise a connection whose events stopped would count as busy
+    /// until its next write, and lengthen the gap of those still busy.
+    pub fn went_quiet(&mut self) {
+        self.set(false);
+    }
+
+    fn set(&mut self, busy: bool) {
+        if busy == self.busy {
+            return;
+        }
+        self.busy = busy;
+        if busy {
+            self.pacing.busy.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.pacing.busy.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self.busy {
+            self.pacing.busy.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One connection's pace, with the timer it waits on.
+pub struct Pace {
+    busy: Busy,
     /// Set while the connection waits before its next write. Boxed and made
     /// on first use: most connections are never busy, and a timer is about
     /// a hundred bytes.
@@ -91,8 +157,7 @@ pub struct Pace {
 impl Pace {
     pub fn new(pacing: &Arc<Pacing>) -> Pace {
         Pace {
-            pacing: pacing.clone(),
-            busy: false,
+            busy: Busy::new(pacing),
             wait: None,
             waiting: false,
         }
@@ -103,15 +168,9 @@ impl Pace {
         self.waiting
     }
 
-    /// A batch of `frames` was just written: decides whether the
-    /// connection is busy and, if so, when it may write next. `crowded`:
-    /// the batch had filled over half the connection's outbox bound, so it
-    /// writes again at once (waiting as long again could pass the bound,
-    /// and the hub closes a connection that does as a slow consumer).
+    /// A batch of `frames` was just written (see [`Busy::wrote`]).
     pub fn wrote(&mut self, frames: usize, crowded: bool) {
-        let busy = frames >= BUSY_BATCH;
-        self.set_busy(busy);
-        let Some(gap) = self.pacing.gap().filter(|_| busy && !crowded) else {
+        let Some(gap) = self.busy.wrote(frames, crowded) else {
             return;
         };
         let due = Instant::now() + gap;
@@ -130,31 +189,9 @@ impl Pace {
         self.waiting = false;
     }
 
-    /// Nothing gathered while the connection waited: it is no longer busy.
-    /// Otherwise a connection whose events stopped would count as busy
-    /// until its next write, and lengthen the gap of those still busy.
+    /// See [`Busy::went_quiet`].
     pub fn went_quiet(&mut self) {
-        self.set_busy(false);
-    }
-
-    fn set_busy(&mut self, busy: bool) {
-        if busy == self.busy {
-            return;
-        }
-        self.busy = busy;
-        if busy {
-            self.pacing.busy.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.pacing.busy.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Drop for Pace {
-    fn drop(&mut self) {
-        if self.busy {
-            self.pacing.busy.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.busy.went_quiet();
     }
 }
 
@@ -200,6 +237,8 @@ mod tests {
         assert!(!pace.waiting());
         pace.wrote(BUSY_BATCH, true);
         assert!(!pace.waiting(), "a crowded outbox is emptied again at once");
+        pace.wrote(WRITE_BATCH, false);
+        assert!(!pace.waiting(), "so is one that filled a whole write");
         assert_eq!(pacing.busy(), 100, "and the connection is still busy");
 
         let mut others = others;

@@ -92,6 +92,10 @@ async fn sample(state: &AppState) -> Result<(), ApiError> {
             "pulsebase_realtime_outbox_bytes_max",
             realtime.outbox_bytes_max,
         ),
+        (
+            "pulsebase_realtime_paced_connections",
+            state.realtime.paced_connections() as u64,
+        ),
         ("pulsebase_realtime_backlog_bytes", realtime.backlog_bytes),
         ("pulsebase_storage_bytes", storage_bytes),
     ];

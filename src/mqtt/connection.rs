@@ -31,6 +31,7 @@ use super::resume::{Keeper, Replaying};
 use super::subscriptions::{Registration, Subscriptions};
 use crate::auth::{AuthError, Principal};
 use crate::error::ApiError;
+use crate::fanout::pacing::Busy;
 use crate::state::AppState;
 use crate::store::StoreError;
 
@@ -169,6 +170,21 @@ struct Session {
     retained: std::collections::VecDeque<crate::fanout::Frame>,
     /// Custom topics created, heard while a wildcard filter is held.
     topics_created: tokio::sync::watch::Receiver<u64>,
+    /// A busy subscriber's writes are spaced like a WebSocket's (see
+    /// `fanout::pacing`): at a thousand busy MQTT subscribers, a write
+    /// each per round of the delivery threads took every core. Made when
+    /// the subscriber is busy and let go once it is not: an idle
+    /// connection carries a pointer, not the count's handle and a
+    /// deadline.
+    pace: Option<Box<Paced>>,
+}
+
+/// A busy subscriber's place in the busy count, and when it may write
+/// next; the session's one timer waits for that beside its other
+/// deadlines.
+struct Paced {
+    busy: Busy,
+    until: Option<Instant>,
 }
 
 /// Why a session ends.
@@ -239,14 +255,20 @@ impl Session {
                 let window_open = self.publishes_in_flight < usize::from(WINDOW);
                 let out_open = self.inflight.len() < usize::from(self.out_window);
                 let replaying = self.replaying.is_some();
-                let live = out_open && self.retained.is_empty() && !replaying;
+                let live = out_open
+                    && self.retained.is_empty()
+                    && !replaying
+                    && self.paced_until().is_none();
                 let save_at = self
                     .keeper
                     .as_ref()
                     .and_then(|k| k.next_save(self.position()));
                 set_timer(
                     &mut timer,
-                    [save_at, silence, expires].into_iter().flatten().min(),
+                    [save_at, silence, expires, self.paced_until()]
+                        .into_iter()
+                        .flatten()
+                        .min(),
                 );
                 let wildcards = self.subscriptions.has_wildcard();
                 // The rare waits are made (boxed) only when they can
@@ -268,7 +290,8 @@ impl Session {
                     frame = self.registration.outbox.recv(), if live => match frame {
                         Some(frame) => {
                             self.deliver(&frame);
-                            self.deliver_waiting();
+                            let (more, crowded) = self.deliver_waiting();
+                            self.wrote(1 + more, crowded);
                             Woke::Nothing
                         }
                         // The hub let go of the connection: it says why.
@@ -320,7 +343,17 @@ impl Session {
                         } else if expires.is_some_and(|at| at <= now) {
                             Some(End::Close(DisconnectReasonCode::NotAuthorized))
                         } else {
-                            Box::pin(self.save(false)).await;
+                            self.pace_over(now);
+                            // Asked again rather than kept from before the
+                            // `select!`: kept, it would take room in every
+                            // connection's task.
+                            let save_at = self
+                                .keeper
+                                .as_ref()
+                                .and_then(|k| k.next_save(self.position()));
+                            if save_at.is_some_and(|at| at <= now) {
+                                Box::pin(self.save(false)).await;
+                            }
                             None
                         }
                     }

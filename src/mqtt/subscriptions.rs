@@ -160,6 +160,12 @@ impl Subscriptions {
         self.filters.is_empty()
     }
 
+    /// Whether any delivery may be QoS 1, and so count against the
+    /// in-flight window.
+    pub fn any_qos1(&self) -> bool {
+        self.filters.values().any(|grant| grant.qos > 0)
+    }
+
     /// The filters held, to be kept for a persistent session.
     pub fn stored(&self) -> Vec<StoredFilter> {
         let mut stored: Vec<StoredFilter> = self

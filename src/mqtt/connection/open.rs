@@ -129,6 +129,7 @@ where
         retained: Default::default(),
         // Before any filter is resolved, so no creation goes unheard.
         topics_created: state.store.topics().watch_created(),
+        pace: None,
         credential,
         checked: Instant::now(),
         _slot: slot,

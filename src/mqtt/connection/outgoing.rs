@@ -5,9 +5,11 @@
 
 use bytes::BytesMut;
 use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
+use tokio::time::Instant;
 
-use super::{errors_topic, Done, End, Session};
+use super::{errors_topic, Done, End, Paced, Session};
 use crate::clock;
+use crate::fanout::pacing::BUSY_BATCH;
 use crate::fanout::render;
 use crate::fanout::{outbox, Close, Frame};
 use crate::mqtt::codec::{Filter, Hello, Outbound, OutgoingPublish, SubCode, Version};
@@ -178,18 +180,66 @@ impl Session {
     /// After a frame from the hub, the others waiting in the outbox, as
     /// far as the in-flight window allows: they go out in the same socket
     /// write, where one write each made a busy subscriber's write rate its
-    /// delivery rate.
-    pub(super) fn deliver_waiting(&mut self) {
-        let room = usize::from(self.out_window)
-            .saturating_sub(self.inflight.len())
-            .min(outbox::WRITE_BATCH - 1);
+    /// delivery rate. The window counts only when a subscription is QoS
+    /// 1: a QoS 0 subscriber's batch is bounded by the write batch alone.
+    /// Returns how many were taken, and whether the subscriber must not
+    /// wait before its next batch: the outbox had passed half its bound
+    /// (see `Receiver::take_into`), or the window stopped the batch.
+    pub(super) fn deliver_waiting(&mut self) -> (usize, bool) {
+        let window = if self.subscriptions.any_qos1() {
+            usize::from(self.out_window).saturating_sub(self.inflight.len())
+        } else {
+            usize::MAX
+        };
+        let room = window.min(outbox::WRITE_BATCH - 1);
         if room == 0 {
-            return;
+            return (0, true);
         }
         let mut frames = Vec::new();
-        self.registration.outbox.take_into(&mut frames, room);
+        let crowded = self.registration.outbox.take_into(&mut frames, room);
         for frame in &frames {
             self.deliver(frame);
+        }
+        // Cut short by the window, not by what waited: the client's
+        // acknowledgements set this subscriber's pace, not a gap.
+        let window_bound = frames.len() == room && window < outbox::WRITE_BATCH - 1;
+        (frames.len(), crowded || window_bound)
+    }
+
+    /// A batch of `frames` was just queued for the socket: a busy
+    /// subscriber waits before its next one (see `fanout::pacing`).
+    pub(super) fn wrote(&mut self, frames: usize, crowded: bool) {
+        if frames < BUSY_BATCH {
+            self.pace = None;
+            return;
+        }
+        let realtime = &self.state.realtime;
+        let pace = self.pace.get_or_insert_with(|| {
+            Box::new(Paced {
+                busy: realtime.busy(),
+                until: None,
+            })
+        });
+        pace.until = pace
+            .busy
+            .wrote(frames, crowded)
+            .map(|gap| Instant::now() + gap);
+    }
+
+    /// When a busy subscriber may write next, if it has to wait.
+    pub(super) fn paced_until(&self) -> Option<Instant> {
+        self.pace.as_ref().and_then(|pace| pace.until)
+    }
+
+    /// The session's timer fired at `now`: a wait that is over ends, and a
+    /// subscriber that gathered nothing meanwhile is no longer busy.
+    pub(super) fn pace_over(&mut self, now: Instant) {
+        if self.paced_until().is_some_and(|at| at <= now) {
+            if self.registration.outbox.is_empty() {
+                self.pace = None;
+            } else if let Some(pace) = &mut self.pace {
+                pace.until = None;
+            }
         }
     }
 
