@@ -11,7 +11,7 @@
 //! series collection's topic that were read together become one write.
 //!
 //! The CONNECT is handled in `open`; `waits` holds what the task waits
-//! on. Thousands of connections may sit idle, each costing its task, its
+//! on; `persisted` the replay and saves of a persistent session. Thousands of connections may sit idle, each costing its task, its
 //! session and what they allocate: both are kept small (see `Session`).
 
 use std::future::Future;
@@ -31,12 +31,11 @@ use super::resume::{Keeper, Replaying};
 use super::subscriptions::{Registration, Subscriptions};
 use crate::auth::{AuthError, Principal};
 use crate::error::ApiError;
-use crate::fanout::pacing::Busy;
 use crate::state::AppState;
-use crate::store::StoreError;
 
 mod open;
 mod outgoing;
+mod persisted;
 #[cfg(test)]
 mod tests;
 mod waits;
@@ -176,15 +175,7 @@ struct Session {
     /// the subscriber is busy and let go once it is not: an idle
     /// connection carries a pointer, not the count's handle and a
     /// deadline.
-    pace: Option<Box<Paced>>,
-}
-
-/// A busy subscriber's place in the busy count, and when it may write
-/// next; the session's one timer waits for that beside its other
-/// deadlines.
-struct Paced {
-    busy: Busy,
-    until: Option<Instant>,
+    pace: Option<Box<outgoing::Paced>>,
 }
 
 /// Why a session ends.
@@ -259,10 +250,7 @@ impl Session {
                     && self.retained.is_empty()
                     && !replaying
                     && self.paced_until().is_none();
-                let save_at = self
-                    .keeper
-                    .as_ref()
-                    .and_then(|k| k.next_save(self.position()));
+                let save_at = self.save_due();
                 set_timer(
                     &mut timer,
                     [save_at, silence, expires, self.paced_until()]
@@ -347,11 +335,7 @@ impl Session {
                             // Asked again rather than kept from before the
                             // `select!`: kept, it would take room in every
                             // connection's task.
-                            let save_at = self
-                                .keeper
-                                .as_ref()
-                                .and_then(|k| k.next_save(self.position()));
-                            if save_at.is_some_and(|at| at <= now) {
+                            if self.save_due().is_some_and(|at| at <= now) {
                                 Box::pin(self.save(false)).await;
                             }
                             None
@@ -395,51 +379,6 @@ impl Session {
                 ))
                 .await;
             }
-        }
-    }
-
-    /// Hands out retained messages, then what a replay read, as far as the
-    /// in-flight window allows; a replay that is over is let go.
-    fn fill_window(&mut self) {
-        while self.inflight.len() < usize::from(self.out_window) {
-            if let Some(frame) = self.retained.pop_front() {
-                self.deliver_retained(&frame);
-            } else if let Some(frame) = self.replaying.as_mut().and_then(|r| r.next_frame()) {
-                self.deliver(&frame);
-            } else {
-                break;
-            }
-        }
-        if self.replaying.as_ref().is_some_and(|r| !r.active()) {
-            self.replaying = None;
-        }
-    }
-
-    /// A replay page was read: the topics it ended are left.
-    async fn replayed(&mut self, page: Result<Vec<String>, StoreError>) -> Option<End> {
-        match page {
-            Ok(ended) => {
-                for topic in ended {
-                    self.subscriptions.forget(&topic);
-                    let conn = self.registration.conn;
-                    self.state.realtime.unsubscribe(conn, topic).await;
-                }
-                None
-            }
-            Err(e) => {
-                tracing::warn!(client = %self.client_id, error = %e, "mqtt: a replay failed");
-                Some(End::Close(DisconnectReasonCode::UnspecifiedError))
-            }
-        }
-    }
-
-    /// Saves a persistent session's filters and position.
-    async fn save(&mut self, durable: bool) {
-        let position = self.position();
-        if let Some(keeper) = self.keeper.as_mut() {
-            keeper
-                .save(&self.state, &self.subscriptions, position, durable)
-                .await;
         }
     }
 

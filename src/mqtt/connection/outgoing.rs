@@ -7,9 +7,9 @@ use bytes::BytesMut;
 use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
 use tokio::time::Instant;
 
-use super::{errors_topic, Done, End, Paced, Session};
+use super::{errors_topic, Done, End, Session};
 use crate::clock;
-use crate::fanout::pacing::BUSY_BATCH;
+use crate::fanout::pacing::{Busy, BUSY_BATCH};
 use crate::fanout::render;
 use crate::fanout::{outbox, Close, Frame};
 use crate::mqtt::codec::{Filter, Hello, Outbound, OutgoingPublish, SubCode, Version};
@@ -18,6 +18,14 @@ use crate::mqtt::subscriptions::{Props, Subscribed, Subscriptions};
 use crate::services::topics::Target;
 use crate::visibility::Viewer;
 use serde_json::{Map, Value};
+
+/// A busy subscriber's place in the busy count, and when it may write
+/// next; the session's one timer waits for that beside its other
+/// deadlines.
+pub(super) struct Paced {
+    busy: Busy,
+    until: Option<Instant>,
+}
 
 impl Session {
     /// Grants what the same rules let a WebSocket subscribe to; the
