@@ -15,7 +15,6 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 /// Highest latency the histogram tracks, in microseconds (values above are
 /// clamped; `max` is tracked separately and exactly).
@@ -26,10 +25,7 @@ pub async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>
         addr.ip().is_loopback(),
         "refusing to send traffic to {addr}: only loopback targets are allowed"
     );
-    let stream = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("cannot connect to {addr}"))?;
-    stream.set_nodelay(true)?;
+    let stream = crate::wire::connect(addr).await?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         let _ = conn.await;

@@ -85,10 +85,7 @@ impl Sse {
         path_and_query: &str,
         auth: Option<&str>,
     ) -> anyhow::Result<Sse> {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("cannot connect to {addr}"))?;
-        stream.set_nodelay(true)?;
+        let mut stream = crate::wire::connect(addr).await?;
         let auth = auth
             .map(|a| format!("Authorization: {a}\r\n"))
             .unwrap_or_default();

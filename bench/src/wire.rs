@@ -61,6 +61,16 @@ fn number_after(bytes: &[u8], mut at: usize) -> Option<u64> {
     (at > start).then_some(value)
 }
 
+/// A TCP connection to `addr` with Nagle's algorithm off: every client of
+/// the generator sends small requests it wants answered at once.
+pub async fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 /// One WebSocket client connection on a raw socket.
 pub struct Ws {
     stream: TcpStream,
@@ -79,10 +89,7 @@ impl Ws {
         token: Option<&str>,
         buffer: usize,
     ) -> anyhow::Result<Ws> {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("cannot connect to {addr}"))?;
-        stream.set_nodelay(true)?;
+        let mut stream = connect(addr).await?;
         let auth = token
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use bytes::{Buf as _, BytesMut};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -49,10 +49,7 @@ impl Conn {
         password: Option<&str>,
     ) -> anyhow::Result<Conn> {
         anyhow::ensure!(addr.ip().is_loopback(), "only loopback targets are allowed");
-        let stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("cannot connect to {addr}"))?;
-        stream.set_nodelay(true)?;
+        let stream = crate::wire::connect(addr).await?;
         let mut conn = Conn {
             stream,
             buf: BytesMut::with_capacity(4096),

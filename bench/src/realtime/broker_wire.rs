@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use bytes::{Buf as _, BytesMut};
 use memchr::memmem;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -37,10 +37,7 @@ impl BrokerConn {
         addr: SocketAddr,
         buffer: usize,
     ) -> anyhow::Result<BrokerConn> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("cannot connect to {addr}"))?;
-        stream.set_nodelay(true)?;
+        let stream = crate::wire::connect(addr).await?;
         let mut conn = BrokerConn {
             protocol,
             stream,
