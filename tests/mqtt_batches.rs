@@ -4,8 +4,8 @@
 //! own verdict. The packets are built with the `mqttbytes` codec
 //! (rumqttc's) and written in one go, so the server reads them together;
 //! a client library would decide for itself how to split them. And
-//! deliveries that waited together leave together, in one socket write,
-//! after which the subscriber's writes are paced as busy.
+//! deliveries that waited together leave together, in one socket write;
+//! a QoS 0 subscriber that gets them in batches is then paced as busy.
 
 // A failed unwrap in a test is a test failure with a backtrace.
 #![allow(clippy::unwrap_used)]
@@ -47,9 +47,18 @@ async fn read_packets(stream: &mut TcpStream, buf: &mut BytesMut, n: usize) -> V
 /// A 5.0 client connected with `secret`, its CONNACK read: the socket
 /// and what was read past it.
 async fn connected(server: &TestServer, client_id: &str, secret: String) -> (TcpStream, BytesMut) {
-    let mut stream = TcpStream::connect(("127.0.0.1", server.mqtt_port()))
+    let stream = TcpStream::connect(("127.0.0.1", server.mqtt_port()))
         .await
         .unwrap();
+    connect_on(stream, client_id, secret).await
+}
+
+/// Sends a 5.0 CONNECT on `stream` and reads the CONNACK.
+async fn connect_on(
+    mut stream: TcpStream,
+    client_id: &str,
+    secret: String,
+) -> (TcpStream, BytesMut) {
     let mut out = BytesMut::new();
     let connect = Connect {
         keep_alive: 0,
@@ -146,12 +155,17 @@ async fn metric(server: &TestServer, name: &str) -> f64 {
 
 const METRICS_TOKEN: &str = "scrape-token-0123456789";
 
-#[tokio::test]
-async fn deliveries_that_waited_for_the_window_go_out_in_one_batch_and_pace_the_subscriber() {
+/// A server with metrics, a custom topic `alerts`, and a device key's
+/// secret: (server, admin token, secret).
+async fn alerts_server() -> (TestServer, String, String) {
     let mut options = with_mqtt();
     options
         .env
         .push(("PULSEBASE_METRICS_TOKEN".into(), METRICS_TOKEN.into()));
+    // Publishing over REST counts against the sender's message rate.
+    options
+        .env
+        .push(("PULSEBASE_MESSAGE_RATE".into(), "10000".into()));
     let server = TestServer::start_with(options);
     let admin = server.admin_token().await;
     topic(
@@ -161,14 +175,26 @@ async fn deliveries_that_waited_for_the_window_go_out_in_one_batch_and_pace_the_
     )
     .await;
     let secret = key(&server, &admin, &["device"]).await;
-    let (mut stream, mut buf) = connected(&server, "reader", secret).await;
+    (server, admin, secret)
+}
+
+/// Subscribes to `alerts` at `qos` and reads the SUBACK.
+async fn subscribe(stream: &mut TcpStream, buf: &mut BytesMut, qos: QoS) {
     let mut out = BytesMut::new();
-    let mut subscribe = Subscribe::new(Filter::new("alerts", QoS::AtLeastOnce), None);
+    let mut subscribe = Subscribe::new(Filter::new("alerts", qos), None);
     subscribe.pkid = 1;
     Packet::Subscribe(subscribe).write(&mut out, None).unwrap();
     stream.write_all(&out).await.unwrap();
-    let answer = read_packets(&mut stream, &mut buf, 1).await;
+    let answer = read_packets(stream, buf, 1).await;
     assert!(matches!(answer[0], Packet::SubAck(_)), "{answer:?}");
+}
+
+#[tokio::test]
+async fn deliveries_that_waited_for_the_window_go_out_in_one_batch() {
+    let (server, admin, secret) = alerts_server().await;
+    let (mut stream, mut buf) = connected(&server, "reader", secret).await;
+    subscribe(&mut stream, &mut buf, QoS::AtLeastOnce).await;
+    let mut out = BytesMut::new();
 
     // The first 32 fill the client's window (it acknowledges none yet);
     // the next 32 wait in the connection's outbox meanwhile.
@@ -224,25 +250,59 @@ async fn deliveries_that_waited_for_the_window_go_out_in_one_batch_and_pace_the_
         "the waiting deliveries were taken in {batches} batches"
     );
 
-    // A batch that full makes the subscriber busy: its writes are paced
-    // like a WebSocket's, and it counts towards every busy connection's
-    // gap. Its next batch, of one, takes it off the count.
+    // A QoS 1 subscriber is paced by its PUBACKs, not by a gap: a gap on
+    // top would cap it at one window per gap.
+    assert_eq!(
+        metric(&server, "pulsebase_realtime_paced_connections").await,
+        0.0,
+        "a QoS 1 subscriber is not counted as paced"
+    );
+}
+
+/// Publishes the messages numbered `numbers` on `alerts`, about 8 KiB each.
+async fn publish_padded(server: &TestServer, admin: &str, numbers: std::ops::Range<u64>) {
+    for n in numbers {
+        let data = serde_json::json!({"n": n, "pad": "x".repeat(8000)});
+        message(server, admin, "alerts", data).await;
+    }
+}
+
+#[tokio::test]
+async fn a_busy_qos0_subscriber_is_paced_until_it_goes_quiet() {
+    let (server, admin, secret) = alerts_server().await;
+    // A receive buffer this small lets the server's writes block after a
+    // few KiB while the client does not read, so that what comes next
+    // waits in the connection's outbox and leaves in one batch.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket
+        .connect(([127, 0, 0, 1], server.mqtt_port()).into())
+        .await
+        .unwrap();
+    let (mut stream, mut buf) = connect_on(stream, "reader", secret).await;
+    subscribe(&mut stream, &mut buf, QoS::AtMostOnce).await;
+
+    // Until the socket's buffers are full (loopback's grow to a few MiB)
+    // and the rest waits in the outbox.
+    let mut published = 0;
+    while metric(&server, "pulsebase_realtime_outbox_depth").await < 8.0 {
+        assert!(published < 1000, "nothing queued behind the blocked write");
+        publish_padded(&server, &admin, published..published + 25).await;
+        published += 25;
+    }
+    let all = read_packets(&mut stream, &mut buf, published as usize).await;
+    assert!(
+        all.iter().all(|p| matches!(p, Packet::Publish(_))),
+        "{all:?}"
+    );
     assert_eq!(
         metric(&server, "pulsebase_realtime_paced_connections").await,
         1.0,
-        "a subscriber that wrote 32 deliveries at once is busy"
+        "a subscriber whose deliveries left in a batch of 8 or more is busy"
     );
-    out.clear();
-    for packet in &second {
-        let Packet::Publish(publish) = packet else {
-            unreachable!("checked above")
-        };
-        Packet::PubAck(PubAck::new(publish.pkid, None))
-            .write(&mut out, None)
-            .unwrap();
-    }
-    stream.write_all(&out).await.unwrap();
-    message(&server, &admin, "alerts", serde_json::json!({"n": 64})).await;
+
+    // A batch of one takes it off the count.
+    publish_padded(&server, &admin, published..published + 1).await;
     let last = read_packets(&mut stream, &mut buf, 1).await;
     assert!(matches!(last[0], Packet::Publish(_)), "{last:?}");
     assert_eq!(

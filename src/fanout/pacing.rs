@@ -102,11 +102,9 @@ impl Busy {
     /// A batch of `frames` was just written: decides whether the
     /// connection is busy and, if so, how long it waits before its next
     /// write (`None`: it writes on at once). `crowded`: the batch had
-    /// filled over half the connection's outbox bound, or the connection
-    /// could not take all that waited (an MQTT window full of QoS 1
-    /// deliveries), so it writes again as soon as it can (waiting as long
-    /// again could pass the bound, and the hub closes a connection that
-    /// does as a slow consumer).
+    /// filled over half the connection's outbox bound, so it writes again
+    /// at once (waiting as long again could pass the bound, and the hub
+    /// closes a connection that does as a slow consumer).
     pub fn wrote(&mut self, frames: usize, crowded: bool) -> Option<Duration> {
         let busy = frames >= BUSY_BATCH;
         self.set(busy);

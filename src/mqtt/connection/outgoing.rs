@@ -190,9 +190,8 @@ impl Session {
     /// write, where one write each made a busy subscriber's write rate its
     /// delivery rate. The window counts only when a subscription is QoS
     /// 1: a QoS 0 subscriber's batch is bounded by the write batch alone.
-    /// Returns how many were taken, and whether the subscriber must not
-    /// wait before its next batch: the outbox had passed half its bound
-    /// (see `Receiver::take_into`), or the window stopped the batch.
+    /// Returns how many were taken, and whether the outbox had passed half
+    /// its bound (see `Receiver::take_into`).
     pub(super) fn deliver_waiting(&mut self) -> (usize, bool) {
         let window = if self.subscriptions.any_qos1() {
             usize::from(self.out_window).saturating_sub(self.inflight.len())
@@ -201,23 +200,23 @@ impl Session {
         };
         let room = window.min(outbox::WRITE_BATCH - 1);
         if room == 0 {
-            return (0, true);
+            return (0, false);
         }
         let mut frames = Vec::new();
         let crowded = self.registration.outbox.take_into(&mut frames, room);
         for frame in &frames {
             self.deliver(frame);
         }
-        // Cut short by the window, not by what waited: the client's
-        // acknowledgements set this subscriber's pace, not a gap.
-        let window_bound = frames.len() == room && window < outbox::WRITE_BATCH - 1;
-        (frames.len(), crowded || window_bound)
+        (frames.len(), crowded)
     }
 
     /// A batch of `frames` was just queued for the socket: a busy
-    /// subscriber waits before its next one (see `fanout::pacing`).
+    /// subscriber waits before its next one (see `fanout::pacing`). One
+    /// with a QoS 1 subscription does not: its PUBACKs already pace it,
+    /// and a gap on top capped it at a window (32) per gap, below the
+    /// rate a busy topic can reach.
     pub(super) fn wrote(&mut self, frames: usize, crowded: bool) {
-        if frames < BUSY_BATCH {
+        if frames < BUSY_BATCH || self.subscriptions.any_qos1() {
             self.pace = None;
             return;
         }
