@@ -270,9 +270,11 @@ async fn publish_padded(server: &TestServer, admin: &str, numbers: std::ops::Ran
 #[tokio::test]
 async fn a_busy_qos0_subscriber_is_paced_until_it_goes_quiet() {
     let (server, admin, secret) = alerts_server().await;
-    // A receive buffer this small lets the server's writes block after a
-    // few KiB while the client does not read, so that what comes next
-    // waits in the connection's outbox and leaves in one batch.
+    // While the client does not read, the server's writes block once the
+    // socket's buffers are full (a small receive buffer on this side; the
+    // server's send buffer still grows to a few MiB on loopback), and
+    // what comes next waits in the connection's outbox, to leave in one
+    // batch when the client reads again.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket
@@ -282,13 +284,21 @@ async fn a_busy_qos0_subscriber_is_paced_until_it_goes_quiet() {
     let (mut stream, mut buf) = connect_on(stream, "reader", secret).await;
     subscribe(&mut stream, &mut buf, QoS::AtMostOnce).await;
 
-    // Until the socket's buffers are full (loopback's grow to a few MiB)
-    // and the rest waits in the outbox.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut published = 0;
     while metric(&server, "pulsebase_realtime_outbox_depth").await < 8.0 {
         assert!(published < 1000, "nothing queued behind the blocked write");
         publish_padded(&server, &admin, published..published + 25).await;
         published += 25;
+    }
+    // Every message handed to the outbox before reading, so that none
+    // comes after the batch and is written alone.
+    while metric(&server, "pulsebase_realtime_events_delivered_total").await < published as f64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not all handed over"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let all = read_packets(&mut stream, &mut buf, published as usize).await;
     assert!(
