@@ -97,7 +97,7 @@ mod tests {
     use crate::fanout::replay::Replay;
     use crate::fanout::target::Target;
     use crate::fanout::{ConnHandle, Ops, Wiring};
-    use crate::model::{CollectionDef, Record};
+    use crate::model::Record;
     use crate::store::writer::{Mutation, NewRecord, RecordOp, Writer};
     use crate::store::Store;
     use crate::visibility::Viewer;
@@ -115,14 +115,11 @@ mod tests {
         let first_seq = *writer.committed_seq().borrow() + 1;
         let live = crate::config::Live::fixed(Default::default());
         let realtime = wiring.start(store.clone(), first_seq, live).unwrap();
-        let def: CollectionDef =
-            serde_json::from_value(json!({"name": "feed", "strict": false})).unwrap();
-        let collection = writer
-            .submit(Mutation::CreateCollection(def))
-            .await
-            .unwrap()
-            .collection
-            .unwrap();
+        let collection = crate::store::tests::create_collection(
+            &writer,
+            json!({"name": "feed", "strict": false}),
+        )
+        .await;
         let (outbox, mut frames) = realtime.outbox();
         let closed = frames.close_signal();
         let conn = realtime.next_conn_id();

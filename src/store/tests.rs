@@ -20,13 +20,7 @@ pub(crate) async fn store_with(
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db")).unwrap();
     let writer = Writer::start(store.clone(), Durability::Relaxed, 10, None).unwrap();
-    let def: CollectionDef = serde_json::from_value(def).unwrap();
-    let collection = writer
-        .submit(Mutation::CreateCollection(def))
-        .await
-        .unwrap()
-        .collection
-        .unwrap();
+    let collection = create_collection(&writer, def).await;
     let ops = records
         .into_iter()
         .enumerate()
@@ -202,6 +196,20 @@ async fn wait_until_purged(store: &Store, id: u32) {
     );
 }
 
+/// Creates the collection `def` describes, through the writer.
+pub(crate) async fn create_collection(
+    writer: &Writer,
+    def: serde_json::Value,
+) -> std::sync::Arc<crate::model::Collection> {
+    let def: CollectionDef = serde_json::from_value(def).unwrap();
+    writer
+        .submit(Mutation::CreateCollection(def))
+        .await
+        .unwrap()
+        .collection
+        .unwrap()
+}
+
 /// The purge of a dropped collection runs a chunk at a time between
 /// write groups: a write made right after the drop does not wait for
 /// all of it.
@@ -212,11 +220,7 @@ async fn writes_go_on_while_a_dropped_collection_is_purged() {
         (0..10_000).map(|k| serde_json::json!({"k": k})),
     )
     .await;
-    let def: CollectionDef = serde_json::from_value(serde_json::json!({"name": "small"})).unwrap();
-    writer
-        .submit(Mutation::CreateCollection(def))
-        .await
-        .unwrap();
+    create_collection(&writer, serde_json::json!({"name": "small"})).await;
     let id = store.catalog().get("big").unwrap().id;
     writer
         .submit(Mutation::DropCollection {

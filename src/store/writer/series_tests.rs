@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::{Append, Mutation, Truncation, Writer};
-use crate::model::{Collection, CollectionDef};
+use crate::model::Collection;
 use crate::series::{Fields, Reading, Value};
 use crate::store::change::ChangeKind;
 use crate::store::Store;
@@ -17,17 +17,14 @@ async fn series_store() -> (tempfile::TempDir, Store, Writer, Arc<Collection>) {
     let store = Store::open(&dir.path().join("db")).unwrap();
     let writer =
         Writer::start(store.clone(), crate::config::Durability::Relaxed, 10, None).unwrap();
-    let def: CollectionDef = serde_json::from_value(json!({
-        "name": "r", "kind": "series", "series": "device",
-        "fields": {"device": {"type": "string"}, "temp": {"type": "number"}}
-    }))
-    .unwrap();
-    let collection = writer
-        .submit(Mutation::CreateCollection(def))
-        .await
-        .unwrap()
-        .collection
-        .unwrap();
+    let collection = crate::store::tests::create_collection(
+        &writer,
+        json!({
+            "name": "r", "kind": "series", "series": "device",
+            "fields": {"device": {"type": "string"}, "temp": {"type": "number"}}
+        }),
+    )
+    .await;
     (dir, store, writer, collection)
 }
 
