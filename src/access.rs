@@ -154,17 +154,8 @@ mod tests {
 
     fn user_with(roles: &[&str]) -> Principal {
         Principal::User(Arc::new(User {
-            id: "u1".into(),
-            email: "u@example.com".into(),
-            name: String::new(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
-            groups: vec![],
-            tenant: None,
-            disabled: false,
-            created: String::new(),
-            password_hash: String::new(),
-            generation: 0,
-            verified: false,
+            ..User::plain()
         }))
     }
 

@@ -125,17 +125,9 @@ mod tests {
 
     fn user() -> User {
         User {
-            id: "u1".into(),
-            email: "a@b.c".into(),
-            name: String::new(),
             roles: vec!["admin".into()],
-            groups: vec![],
-            tenant: None,
-            disabled: false,
-            created: String::new(),
-            password_hash: String::new(),
             generation: 2,
-            verified: false,
+            ..User::plain()
         }
     }
 

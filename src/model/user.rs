@@ -24,6 +24,25 @@ pub struct User {
 }
 
 impl User {
+    /// A user with an id and an email and nothing else, for tests to
+    /// build on with struct update syntax.
+    #[cfg(test)]
+    pub(crate) fn plain() -> User {
+        User {
+            id: "u1".into(),
+            email: "a@b.c".into(),
+            name: String::new(),
+            roles: vec![],
+            groups: vec![],
+            tenant: None,
+            disabled: false,
+            created: String::new(),
+            password_hash: String::new(),
+            generation: 0,
+            verified: false,
+        }
+    }
+
     pub fn is_admin(&self) -> bool {
         self.roles.iter().any(|r| r == "admin")
     }

@@ -11,7 +11,8 @@
 //! series collection's topic that were read together become one write.
 //!
 //! The CONNECT is handled in `open`; `waits` holds what the task waits
-//! on; `persisted` the replay and saves of a persistent session. Thousands of connections may sit idle, each costing its task, its
+//! on; `persisted` the replay and saves of a persistent session.
+//! Thousands of connections may sit idle, each costing its task, its
 //! session and what they allocate: both are kept small (see `Session`).
 
 use std::future::Future;

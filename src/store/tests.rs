@@ -240,19 +240,7 @@ async fn writes_go_on_while_a_dropped_collection_is_purged() {
 }
 
 pub(crate) fn plain_user() -> crate::model::User {
-    crate::model::User {
-        id: "u1".into(),
-        email: "a@b.c".into(),
-        name: String::new(),
-        roles: vec![],
-        groups: vec![],
-        tenant: None,
-        disabled: false,
-        created: String::new(),
-        password_hash: String::new(),
-        generation: 0,
-        verified: false,
-    }
+    crate::model::User::plain()
 }
 
 async fn durable_after_one_write(durability: Durability, flush_ms: u64, wait_ms: u64) -> bool {
