@@ -1,10 +1,14 @@
 //! The flusher thread: one fsync (`Store::flush`) for every write group
 //! waiting, then the answers that waited for it (sync mode), the durable
 //! seq and, in relaxed mode, the durable seq reservation move on.
+//!
+//! The writer hands groups over through a [`FlushQueue`], which knows
+//! whether an fsync is under way: in sync mode the writer holds its next
+//! group back until it is done (see `writer`'s module docs for why).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -29,8 +33,84 @@ pub(super) struct FlushJob {
     pub urgent: bool,
 }
 
+/// The writer's end of the flusher's queue.
+pub(super) struct FlushQueue {
+    jobs: std_mpsc::Sender<FlushJob>,
+    in_flight: Arc<InFlight>,
+}
+
+impl FlushQueue {
+    /// The queue, the flusher's end of it, and the count the flusher keeps
+    /// (give it to [`Flusher::in_flight`]).
+    pub fn new() -> (FlushQueue, std_mpsc::Receiver<FlushJob>, Arc<InFlight>) {
+        let (jobs, received) = std_mpsc::channel();
+        let in_flight = Arc::new(InFlight::default());
+        let queue = FlushQueue {
+            jobs,
+            in_flight: in_flight.clone(),
+        };
+        (queue, received, in_flight)
+    }
+
+    pub fn send(&self, job: FlushJob) -> Result<(), std_mpsc::SendError<FlushJob>> {
+        self.in_flight.change(|count| count.groups += 1);
+        self.jobs.send(job).inspect_err(|_| {
+            self.in_flight.change(|count| count.groups -= 1);
+        })
+    }
+
+    /// Returns once no group handed over waits for its fsync (at once if
+    /// the flusher has stopped).
+    pub fn wait_idle(&self) {
+        let count = self.in_flight.lock();
+        let _idle = self
+            .in_flight
+            .idle
+            .wait_while(count, |count| count.groups > 0 && !count.stopped)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+}
+
+/// Groups handed to the flusher whose fsync has not ended yet.
+#[derive(Default)]
+pub(super) struct InFlight {
+    count: Mutex<Count>,
+    idle: Condvar,
+}
+
+#[derive(Default)]
+struct Count {
+    groups: usize,
+    stopped: bool,
+}
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Count> {
+        self.count.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn change(&self, change: impl FnOnce(&mut Count)) {
+        let mut count = self.lock();
+        change(&mut count);
+        if count.groups == 0 || count.stopped {
+            self.idle.notify_all();
+        }
+    }
+}
+
+/// Tells a waiting writer the flusher is gone, however its thread ends.
+struct Stopped(Arc<InFlight>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        self.0.change(|count| count.stopped = true);
+    }
+}
+
 pub(super) struct Flusher {
     pub store: Store,
+    /// Counted down as each fsync ends (see [`FlushQueue`]).
+    pub in_flight: Arc<InFlight>,
     pub failed: Arc<AtomicBool>,
     /// Relaxed mode's `flush_ms`; zero in sync mode.
     pub interval: Duration,
@@ -60,6 +140,7 @@ impl Flusher {
     pub fn run(self, jobs: std_mpsc::Receiver<FlushJob>) {
         let mut last_flush = Instant::now();
         let mut sled_io_looks_left = SLED_IO_LOOKS;
+        let _stopped = Stopped(self.in_flight.clone());
         while let Ok(first) = jobs.recv() {
             // Relaxed mode: let writes pile up for up to `interval` so one
             // fsync covers them all, but stop waiting when the writer shuts
@@ -87,6 +168,9 @@ impl Flusher {
             let mark = group.iter().map(|job| job.mark).max().unwrap_or(0);
             last_flush = Instant::now();
             let result = self.store.flush();
+            let groups = group.len();
+            self.in_flight
+                .change(|count| count.groups = count.groups.saturating_sub(groups));
             metrics::histogram!(crate::metrics::FLUSH_DURATION)
                 .record(last_flush.elapsed().as_secs_f64());
             if sled_io_looks_left > 0 {
@@ -140,8 +224,87 @@ impl Flusher {
     }
 }
 
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use crate::config::Durability;
+    use crate::model::User;
+    use crate::store::writer::{Mutation, Writer};
+    use crate::store::Store;
+
+    fn user(n: usize) -> Mutation {
+        Mutation::CreateUser(User {
+            id: format!("u{n}"),
+            email: format!("u{n}@example.com"),
+            ..User::plain()
+        })
+    }
+
+    /// Starts a writer, has one write's fsync stall, sends `more` writes
+    /// meanwhile and gives them time to be applied. Returns the seq
+    /// committed before they were sent and the one after that time (the
+    /// stall still holding), then lets the fsync go and waits for all.
+    async fn writes_during_a_stalled_fsync(durability: Durability, more: usize) -> (u64, u64) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("db")).expect("store");
+        let writer = Writer::start(store.clone(), durability, 0, None).expect("writer");
+        writer.submit(user(0)).await.expect("first write");
+        let stall = store.files.stall_syncs();
+        let first = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.submit(user(1)).await }
+        });
+        let mut committed = writer.committed_seq();
+        let before = *committed.borrow();
+        // Until the first stalled write is applied (its fsync then waits).
+        let applied = committed.wait_for(|seq| *seq > before);
+        let seen = *tokio::time::timeout(Duration::from_secs(10), applied)
+            .await
+            .expect("the write after the first one was never applied")
+            .expect("writer");
+        let during: Vec<_> = (2..2 + more)
+            .map(|n| {
+                let writer = writer.clone();
+                tokio::spawn(async move { writer.submit(user(n)).await })
+            })
+            .collect();
+        // Long enough for all to be applied, had they not been held.
+        let all = committed.wait_for(|seq| *seq >= seen + more as u64);
+        let _ = tokio::time::timeout(Duration::from_secs(2), all).await;
+        let held = *writer.committed_seq().borrow();
+        drop(stall);
+        first.await.expect("task").expect("the first stalled write");
+        for write in during {
+            write
+                .await
+                .expect("task")
+                .expect("a write sent during the fsync");
+        }
+        writer.shutdown().await;
+        (seen, held)
+    }
+
+    /// In sync mode a write waits for the fsync after it anyway: the ones
+    /// that arrive while an fsync runs are held back and applied together
+    /// once it ends (one sled batch, whose log writes are what costs).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sync_writes_that_arrive_during_an_fsync_wait_for_it_to_end() {
+        let (applied, held) = writes_during_a_stalled_fsync(Durability::Sync, 20).await;
+        assert_eq!(held, applied, "writes applied while an fsync ran");
+    }
+
+    /// In relaxed mode a caller hears back once the write is applied: a
+    /// slow fsync must not hold it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn relaxed_writes_are_applied_while_an_fsync_runs() {
+        let (applied, held) = writes_during_a_stalled_fsync(Durability::Relaxed, 20).await;
+        assert_eq!(held, applied + 20, "writes held back by an fsync");
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod linux_tests {
     use crate::config::Durability;
     use crate::store::writer::{Mutation, Writer};
     use crate::store::Store;

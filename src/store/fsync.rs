@@ -120,6 +120,12 @@ impl StorageFiles {
         self.sync_blobs_and(None)
     }
 
+    /// Holds every fsync back (past sled's log write) while it is kept.
+    #[cfg(test)]
+    pub(super) fn stall_syncs(&self) -> impl Sized + '_ {
+        self.synced_blobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Syncs the blobs written since the last call, and `also` with them;
     /// returns how many blob files it synced.
     fn sync_blobs_and(&self, also: Option<&Arc<File>>) -> io::Result<usize> {

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -18,7 +17,7 @@ use super::{
 use crate::config::Durability;
 use crate::store::chores::Chores;
 use crate::store::client_ids::ClientIds;
-use crate::store::flusher::Flusher;
+use crate::store::flusher::{FlushQueue, Flusher};
 use crate::store::seqs::{Gate, Reservation, SeqCounter, Unstored};
 use crate::store::topics::Message;
 use crate::store::{Store, StoreError};
@@ -80,7 +79,7 @@ impl Writer {
         let (tx, rx) = mpsc::channel(MAX_GROUP);
         let (committed_tx, committed) = watch::channel(last_seq);
         let (durable_tx, durable) = watch::channel(last_seq);
-        let (flush_tx, flush_rx) = std_mpsc::channel();
+        let (flush_tx, flush_rx, in_flight) = FlushQueue::new();
         let flusher_store = store.clone();
         let storage_failed = Arc::new(AtomicBool::new(false));
         let flusher_failed = storage_failed.clone();
@@ -99,6 +98,7 @@ impl Writer {
         let seqs = Arc::new(SeqCounter::new(last_seq + 1, reservation.durable()));
         let flusher = Flusher {
             store: flusher_store,
+            in_flight,
             failed: flusher_failed,
             interval: flush_interval,
             durable: durable_tx,

@@ -18,8 +18,18 @@
 //!   applied, but never past a seq reservation already on disk, so a crash
 //!   never hands a seq out twice (see `seqs`).
 //!
-//! While the flusher fsyncs group N the writer already applies group N+1,
-//! so the disk and the CPU work in parallel.
+//! In `sync` durability the writer does not apply a group while the
+//! flusher fsyncs the one before it: it lets the requests that arrive
+//! meanwhile queue, and applies them all as the next group once the fsync
+//! ends. Their answers wait for the next fsync either way, and every sled
+//! batch costs log writes of its own (sled seals and writes out its log
+//! buffer twice per batch to keep the batch atomic across a crash), so one
+//! batch per fsync costs the disk far less than one per request: at 64
+//! clients each writing one record at a time, about twice the records per
+//! second and a third of the bytes written per record (bench/RESULTS.md).
+//! In `relaxed` durability a caller hears back once its write is applied,
+//! so the writer applies at once and the flusher's `flush_ms` does the
+//! grouping.
 
 mod answers;
 mod collections;
@@ -52,7 +62,7 @@ use super::change::{Change, ChangeKind};
 use super::changelog;
 use super::chores::{Chore, Chores};
 use super::client_ids::ClientIds;
-use super::flusher::FlushJob;
+use super::flusher::{FlushJob, FlushQueue};
 use super::seqs::{Gate, Reservation, SeqCounter};
 use super::topics::{Message, StoredTopic};
 use super::{Batch, Store};
@@ -205,7 +215,7 @@ impl WriterState {
     fn run(
         mut self,
         mut requests: mpsc::Receiver<Request>,
-        flusher: std_mpsc::Sender<FlushJob>,
+        flusher: FlushQueue,
         committed: watch::Sender<u64>,
         wait_for_flush: bool,
     ) {
@@ -233,6 +243,9 @@ impl WriterState {
             let Some(first) = first else {
                 break;
             };
+            if wait_for_flush {
+                flusher.wait_idle();
+            }
             let mut group = vec![first];
             while group.len() < MAX_GROUP {
                 match requests.try_recv() {
@@ -406,7 +419,7 @@ impl WriterState {
     /// Does a chunk of the oldest chore; a migration that ended sends its
     /// answer, after an fsync in sync mode like any write's (the new
     /// definition must be on disk before the caller hears of it).
-    fn step_chore(&mut self, flusher: &std_mpsc::Sender<FlushJob>, wait_for_flush: bool) {
+    fn step_chore(&mut self, flusher: &FlushQueue, wait_for_flush: bool) {
         let Some(chore) = self.chores.front() else {
             return;
         };
