@@ -27,6 +27,10 @@
 //! batch per fsync costs the disk far less than one per request: at 64
 //! clients each writing one record at a time, about twice the records per
 //! second and a third of the bytes written per record (bench/RESULTS.md).
+//! Requests that take the writer over a quarter of an fsync each to apply
+//! (blocks of a thousand readings) are the exception: holding them would
+//! line the writer's work up behind the disk's instead of beside it, which
+//! cost more than the batches saved (`FlushQueue::wait_idle`).
 //! In `relaxed` durability a caller hears back once its write is applied,
 //! so the writer applies at once and the flusher's `flush_ms` does the
 //! grouping.
@@ -220,6 +224,9 @@ impl WriterState {
         wait_for_flush: bool,
     ) {
         let mut open = true;
+        // The writer's time per request in its last group (see
+        // `FlushQueue::wait_idle`).
+        let mut apply_per_request = Duration::ZERO;
         while open {
             // Housekeeping runs a chunk when it is due (see `chores`): after
             // a group, or while waiting for writes.
@@ -244,7 +251,7 @@ impl WriterState {
                 break;
             };
             if wait_for_flush {
-                flusher.wait_idle();
+                flusher.wait_idle(apply_per_request);
             }
             let mut group = vec![first];
             while group.len() < MAX_GROUP {
@@ -253,6 +260,8 @@ impl WriterState {
                     Err(_) => break,
                 }
             }
+            let applying = Instant::now();
+            let requests_in_group = u32::try_from(group.len()).unwrap_or(u32::MAX);
             let mut answers = Answers {
                 wait_for_flush,
                 pending: Vec::new(),
@@ -337,6 +346,7 @@ impl WriterState {
                 // Events wait for the mark: no reason to wait for flush_ms.
                 job.urgent |= gate.held_back();
             }
+            apply_per_request = applying.elapsed() / requests_in_group;
             let needs_flush = wrote || job.urgent || !job.answers.is_empty();
             if needs_flush {
                 if let Err(std_mpsc::SendError(job)) = flusher.send(job) {
