@@ -55,7 +55,8 @@ impl FlushQueue {
     pub fn send(&self, job: FlushJob) -> Result<(), std_mpsc::SendError<FlushJob>> {
         self.in_flight.change(|count| count.groups += 1);
         self.jobs.send(job).inspect_err(|_| {
-            self.in_flight.change(|count| count.groups -= 1);
+            self.in_flight
+                .change(|count| count.groups = count.groups.saturating_sub(1));
         })
     }
 
