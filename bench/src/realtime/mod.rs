@@ -31,6 +31,7 @@ mod report;
 mod report_brokers;
 mod rush;
 mod stage;
+mod writers;
 
 use flow::*;
 pub use report::{errors, markdown, print_line};
