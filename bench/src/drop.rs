@@ -30,8 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper::client::conn::http1::SendRequest;
+use http_body_util::Full;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request};
 use serde_json::{json, Value};
@@ -326,7 +325,7 @@ pub(crate) async fn load_big(addr: SocketAddr, auth: &str, records: u64) -> anyh
                 }
                 body.push(']');
                 let request = post(addr, "/api/collections/big/records", &auth, body);
-                let (status, answer) = send(&mut sender, request).await?;
+                let (status, answer) = load::send(&mut sender, request).await?;
                 anyhow::ensure!(
                     status.is_success(),
                     "loading big: HTTP {status}: {}",
@@ -353,17 +352,6 @@ fn post(addr: SocketAddr, path: &str, auth: &HeaderValue, body: String) -> Reque
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
         .body(Full::new(Bytes::from(body)))
         .expect("valid request")
-}
-
-async fn send(
-    sender: &mut SendRequest<Full<Bytes>>,
-    request: Request<Full<Bytes>>,
-) -> anyhow::Result<(hyper::StatusCode, Bytes)> {
-    sender.ready().await?;
-    let response = sender.send_request(request).await?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok((status, body))
 }
 
 /// What one writer connection hands back.
@@ -399,7 +387,7 @@ pub(crate) async fn write_paced(
         let result = match sender.as_mut() {
             Some(s) => {
                 let request = post(addr, "/api/collections/small/records", &auth, reading(n));
-                match tokio::time::timeout(WRITE_TIMEOUT, send(s, request)).await {
+                match tokio::time::timeout(WRITE_TIMEOUT, load::send(s, request)).await {
                     Ok(Ok((status, _))) if status.is_success() => Ok(()),
                     Ok(Ok((status, body))) => Err((
                         format!("HTTP {status}: {}", String::from_utf8_lossy(&body)),

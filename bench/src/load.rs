@@ -83,6 +83,33 @@ pub async fn request_ok(
     Ok(serde_json::from_slice(&bytes)?)
 }
 
+/// One request on an open connection, waiting for it to be free first;
+/// returns the status and the whole body.
+pub async fn send(
+    sender: &mut SendRequest<Full<Bytes>>,
+    request: Request<Full<Bytes>>,
+) -> anyhow::Result<(hyper::StatusCode, Bytes)> {
+    sender.ready().await?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
+/// Like [`send`] but fails unless the status is 2xx; returns the body.
+pub async fn send_ok(
+    sender: &mut SendRequest<Full<Bytes>>,
+    request: Request<Full<Bytes>>,
+) -> anyhow::Result<Bytes> {
+    let (status, body) = send(sender, request).await?;
+    anyhow::ensure!(
+        status.is_success(),
+        "HTTP {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok(body)
+}
+
 /// What the load hits.
 pub struct Target {
     pub addr: SocketAddr,

@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use http_body_util::BodyExt as _;
 use tokio::task::LocalSet;
 
 use crate::procs::{self, CpuUse, Server};

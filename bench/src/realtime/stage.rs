@@ -235,15 +235,9 @@ pub(super) async fn subscribe(
                 .header(AUTHORIZATION, token)
                 .header(CONTENT_TYPE, "application/json")
                 .body(Full::new(Bytes::from(serde_json::to_vec(&body)?)))?;
-            sender.ready().await?;
-            let response = sender.send_request(request).await?;
-            let status = response.status();
-            let answer = response.into_body().collect().await?.to_bytes();
-            anyhow::ensure!(
-                status.is_success(),
-                "PocketBase subscribe -> {status}: {}",
-                String::from_utf8_lossy(&answer)
-            );
+            load::send_ok(sender, request)
+                .await
+                .context("PocketBase subscribe")?;
             Ok(Client::Sse(sse))
         }
         (Peer::Nats | Peer::Redis, Transport::Tcp) => {

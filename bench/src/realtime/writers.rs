@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request};
@@ -157,23 +157,11 @@ async fn write_paced(
             .header(CONTENT_TYPE, json.clone())
             .body(Full::new(Bytes::from(body)))
             .expect("valid request");
-        let outcome = async {
-            sender.ready().await?;
-            let response = sender.send_request(request).await?;
-            let status = response.status();
-            let body = response.into_body().collect().await?.to_bytes();
-            anyhow::ensure!(
-                status.is_success(),
-                "HTTP {status}: {}",
-                String::from_utf8_lossy(&body)
-            );
-            anyhow::Ok(())
-        }
-        .await;
+        let outcome = load::send_ok(&mut sender, request).await;
         let done_us = epoch.elapsed().as_micros() as u64;
         let mut writes = writes.borrow_mut();
         match outcome {
-            Ok(()) => {
+            Ok(_) => {
                 writes.acked.push((n, per_write));
                 if done_us >= measure_from_us && done_us < end_us {
                     writes.done += per_write;
